@@ -1,0 +1,226 @@
+"""The ``deploybench`` command line.
+
+Only :func:`main` turns the project's exceptions into ``error: ...`` messages: exit code
+1 for user errors, 2 for usage errors (argparse's own), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.errors import UserError
+from reports.schema import ResultFileError
+from scenarios.catalogue import ScenarioError
+from targets.codec import ENCODINGS
+from targets.cpuset import parse_cpus
+from targets.errors import TargetError
+
+if TYPE_CHECKING:
+    from harness.cpus import CpuPlan
+    from scenarios.catalogue import Scenario
+
+
+def _targets(text: str) -> tuple[str, ...]:
+    from harness.runner import TARGETS, TEST_TARGETS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in TARGETS + TEST_TARGETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown target {unknown[0] if unknown else text!r}; choose from {', '.join(TARGETS)}"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a target is named twice in {text!r}")
+    return names
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cpus import plan_cpus
+    from harness.results import choose_out_dir
+    from scenarios import catalogue
+    from targets.bundle import get_bundle
+
+    scenario = catalogue.load(args.scenario)
+    get_bundle(args.bundle)  # fail on a bad name before anything starts
+    cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
+    notes = []
+    if cpus.overlap:
+        notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
+        print(f"warning: the target and the load generator share CPUs {list(cpus.overlap)}: "
+              "every figure will mix both", file=sys.stderr)
+    out_dir, moved = choose_out_dir(args.out or default_out(args.bundle))
+    if moved:
+        print(f"note: {moved}", file=sys.stderr)
+    # The orchestrator stays off the target's CPUs too (restored after, so main() can be
+    # called again in one process, as tests do).
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus.loadgen)
+    try:
+        return _run(args, scenario, cpus, out_dir, notes)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
+         notes: list[str]) -> int:
+    from harness.console import ConsoleObserver
+    from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
+    from harness.runner import Runner, RunPlan
+    from reports.console import print_run
+    from reports.render import render_run_dir
+
+    simulated = args.targets == ("fake",)
+    plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
+                   out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
+                   flask_threads=args.flask_threads, notes=tuple(notes))
+    loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
+    print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
+          f"{scenario.name} (~{scenario.estimated_s * len(args.targets):.0f} s of load), "
+          f"{cpus.describe()}; results in {out_dir}", file=sys.stderr)
+    started = time.monotonic()
+    with ConsoleObserver() as observer:
+        run = Runner(plan, loadgen, observer).run()
+    rendered = render_run_dir(out_dir, run)
+    print_run(run)
+    print(f"\nwrote {out_dir / 'run.json'}, {rendered.markdown}, {rendered.html} "
+          f"in {time.monotonic() - started:.0f} s")
+    return 0 if all(t["status"] == "ok" for t in run["targets"]) else 1
+
+
+def default_out(bundle: str) -> Path:
+    return Path("results") / f"{bundle}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.console import print_run
+    from reports.render import render_run_dir
+    from reports.schema import load_run
+
+    run = load_run(args.run_dir)
+    rendered = render_run_dir(args.run_dir, run)
+    print_run(run)
+    print(f"\nwrote {rendered.markdown} and {rendered.html}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from targets.flask import server
+
+    server.serve(args)
+    return 0
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from scenarios import catalogue
+
+    for name in catalogue.available():
+        sc = catalogue.load(name)
+        print(f"{name:<10} ~{sc.estimated_s:.0f} s/target  users {list(sc.concurrency)}  "
+              f"{sc.description}")
+    return 0
+
+
+def cmd_bundles(args: argparse.Namespace) -> int:
+    from targets.bundle import BUILTIN_BUNDLES, get_bundle, serve_batch
+
+    if args.time:
+        # One core, one torch thread: the figure the bundle descriptions quote.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        import torch
+
+        torch.set_num_threads(1)
+    for name in BUILTIN_BUNDLES:
+        bundle = get_bundle(name)
+        line = f"{name:<8} {bundle.description}"
+        if args.time:
+            bundle.load()
+            example = bundle.example_requests()[0]
+            for _ in range(3):
+                serve_batch(bundle, example)
+            n, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 1.0:
+                serve_batch(bundle, example)
+                n += 1
+            per_call = (time.perf_counter() - started) / n
+            info = bundle.info()
+            line += (f"\n         batch-1 inference on one core: {per_call * 1000:.3f} ms "
+                     f"({n} calls)")
+            if info.get("accuracy") is not None:
+                line += f"; held-out accuracy {info['accuracy']:.1%}"
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from targets.flask.server import add_arguments as add_flask_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="deploybench",
+        description="Deploy one PyTorch model several ways, load each the same way, compare.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="deploy, check parity, load, measure, report")
+    run.add_argument("--targets", type=_targets, default=("inprocess", "flask"),
+                     help="comma-separated deployments to compare (default: inprocess,flask)")
+    run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
+    run.add_argument("--scenario", default="quick",
+                     help="scenario name (see `deploybench scenarios`) or YAML path")
+    run.add_argument("--out", type=Path, default=None,
+                     help="result folder (default results/BUNDLE-TIMESTAMP); never overwritten")
+    run.add_argument("--target-cpus", type=parse_cpus, default=None,
+                     help="CPUs for the deployment, e.g. '1' or '2-3' (default: upper half)")
+    run.add_argument("--loadgen-cpus", type=parse_cpus, default=None,
+                     help="CPUs for the load generator (default: lower half)")
+    run.add_argument("--encoding", choices=ENCODINGS, default=None,
+                     help="request encoding for served targets (default: the bundle's)")
+    run.add_argument("--flask-workers", type=int, default=None,
+                     help="gunicorn workers (default: one per target CPU)")
+    run.add_argument("--flask-threads", type=int, default=None,
+                     help="threads per gunicorn worker (default 4)")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser("report", help="re-render a run's reports from its run.json")
+    report.add_argument("run_dir", type=Path)
+    report.set_defaults(func=cmd_report)
+
+    serve = sub.add_parser("serve", help="run one target standalone (a container entry point)")
+    serve_sub = serve.add_subparsers(dest="target", required=True)
+    flask = serve_sub.add_parser("flask", help="the Flask app under gunicorn")
+    add_flask_arguments(flask)
+    flask.set_defaults(func=cmd_serve)
+
+    scen = sub.add_parser("scenarios", help="list the built-in scenarios")
+    scen.set_defaults(func=cmd_scenarios)
+
+    bundles = sub.add_parser("bundles", help="list the built-in bundles")
+    bundles.add_argument("--time", action="store_true",
+                         help="load each and time a batch-1 inference on one core")
+    bundles.set_defaults(func=cmd_bundles)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except (UserError, TargetError, ScenarioError, ResultFileError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: results measured so far are in run.json (status: partial)",
+              file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Writing result files: a fresh run folder, ``run.json`` atomically, samples as they come.
+
+The format itself is defined in :mod:`reports.schema` (reports read it; this writes it).
+A run folder is never overwritten.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from reports.schema import (
+    RUN_FILE,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    LatencySummary,
+    ParityResult,
+    RunDoc,
+    StageResult,
+    TargetResult,
+)
+
+__all__ = [
+    "SCHEMA_VERSION", "LatencySummary", "ParityResult", "RunDoc", "SampleWriter",
+    "StageResult", "TargetResult", "atomic_write_text", "choose_out_dir", "write_run",
+]
+
+
+def choose_out_dir(requested: Path) -> tuple[Path, str | None]:
+    """``requested`` if it is new or empty; otherwise the next free ``NAME-2``, ``NAME-3``...
+
+    Returns the folder (created) and a note to print when it is not the one asked for.
+    """
+    if not requested.exists() or (requested.is_dir() and not any(requested.iterdir())):
+        requested.mkdir(parents=True, exist_ok=True)
+        return requested, None
+    stem = re.sub(r"-\d+$", "", requested.name)
+    n = 2
+    while True:
+        candidate = requested.with_name(f"{stem}-{n}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            n += 1
+            continue
+        return candidate, f"{requested} already holds a run; writing to {candidate} instead"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: readers see the old file or the new, never half."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_run(out_dir: Path, doc: RunDoc) -> Path:
+    path = out_dir / RUN_FILE
+    atomic_write_text(path, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    return path
+
+
+class SampleWriter:
+    """Appends every request's raw sample to ``samples.csv.gz`` as stages finish.
+
+    Each append is its own gzip member (gzip readers concatenate them), so a run cut
+    short still leaves every finished stage's samples readable.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with gzip.open(path, "wt") as fh:
+            fh.write(",".join(SAMPLE_COLUMNS) + "\n")
+
+    def append(self, target: str, stage: int, concurrency: int, start_s: np.ndarray,
+               latency_ms: np.ndarray, ok: np.ndarray, phase: np.ndarray) -> None:
+        prefix = f"{target},{stage},{concurrency},"
+        lines = [
+            f"{prefix}{s:.6f},{lat:.4f},{int(k)},{p}\n"
+            for s, lat, k, p in zip(start_s.tolist(), latency_ms.tolist(), ok.tolist(),
+                                    phase.tolist(), strict=True)
+        ]
+        with gzip.open(self.path, "at") as fh:
+            fh.writelines(lines)

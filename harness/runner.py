@@ -1,0 +1,185 @@
+"""The orchestrator: prepare the bundle, then for each target start it, check parity,
+drive it through the scenario, stop it, and write what was measured.
+
+``run.json`` is rewritten (atomically) after every target, so a run cut short keeps
+everything measured before; its ``status`` says whether the run finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from harness import metadata
+from harness.cpus import CpuPlan
+from harness.errors import UserError
+from harness.loadgen import LoadGenerator
+from harness.parity import ParityError, check_parity
+from harness.results import RunDoc, SampleWriter, TargetResult, write_run
+from harness.stats import summarize_stage
+from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
+from scenarios.catalogue import Scenario
+from targets.bundle import get_bundle, serve_batch
+from targets.errors import TargetError
+
+if TYPE_CHECKING:
+    from targets.base import Target
+
+#: The deployments `run` knows, in report order. "fake" is for tests of the runner.
+TARGETS = ("inprocess", "flask")
+TEST_TARGETS = ("fake",)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    targets: tuple[str, ...]
+    bundle: str
+    scenario: Scenario
+    cpus: CpuPlan
+    out_dir: Path
+    #: Wire encoding for served targets; None = the bundle's default.
+    encoding: str | None = None
+    flask_workers: int | None = None
+    flask_threads: int | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+class RunObserver(Protocol):
+    """What the runner tells whoever shows progress (the CLI's console, or nothing)."""
+
+    def message(self, text: str) -> None: ...
+    def target_started(self, name: str, stages: int, seconds: float) -> None: ...
+    def load_event(self, name: str, event: dict[str, Any]) -> None: ...
+    def target_finished(self, result: TargetResult) -> None: ...
+
+
+class SilentObserver:
+    def message(self, text: str) -> None:
+        pass
+
+    def target_started(self, name: str, stages: int, seconds: float) -> None:
+        pass
+
+    def load_event(self, name: str, event: dict[str, Any]) -> None:
+        pass
+
+    def target_finished(self, result: TargetResult) -> None:
+        pass
+
+
+TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
+
+
+def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
+    target_cpus = list(plan.cpus.target)
+    if name == "inprocess":
+        from targets.inprocess import InProcessTarget
+
+        return InProcessTarget(plan.bundle, target_cpus)
+    if name == "flask":
+        from targets.flask.server import DEFAULT_THREADS
+        from targets.flask.target import FlaskTarget
+
+        return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
+                           threads=plan.flask_threads or DEFAULT_THREADS,
+                           log_path=log_dir / "flask.log")
+    if name == "fake":
+        from targets.fake import FakeTarget
+
+        return FakeTarget(plan.bundle)
+    known = ", ".join(TARGETS)
+    raise UserError(f"unknown target ({name!r}). Choose from: {known}")
+
+
+class Runner:
+    def __init__(self, plan: RunPlan, loadgen: LoadGenerator,
+                 observer: RunObserver | None = None,
+                 target_factory: TargetFactory = make_target) -> None:
+        self.plan = plan
+        self.loadgen = loadgen
+        self.observer = observer or SilentObserver()
+        self.target_factory = target_factory
+
+    def run(self) -> RunDoc:
+        plan = self.plan
+        out = plan.out_dir
+        log_dir = out / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+        self.observer.message(f"preparing bundle {plan.bundle} (trains at first use)")
+        bundle = get_bundle(plan.bundle)
+        bundle.prepare()  # once, here: targets then only load the cached artefacts
+        bundle.load()
+        examples = bundle.example_requests()
+        reference = [serve_batch(bundle, ex) for ex in examples]
+        encoding = plan.encoding or bundle.default_encoding
+
+        doc: RunDoc = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "running",
+            "metadata": {
+                **metadata.collect_all(),
+                "bundle": plan.bundle,
+                "scenario": plan.scenario.name,
+                "scenario_sha256": plan.scenario.sha256,
+                "target_cpus": list(plan.cpus.target),
+                "loadgen_cpus": list(plan.cpus.loadgen),
+                "cpu_overlap": list(plan.cpus.overlap),
+                "encoding": encoding,
+                "targets_requested": list(plan.targets),
+            },
+            "scenario": plan.scenario.to_json(),
+            "bundle": bundle.info(),
+            "targets": [],
+            "samples_file": SAMPLES_FILE,
+            "notes": list(plan.notes),
+        }
+        write_run(out, doc)
+        samples = SampleWriter(out / SAMPLES_FILE)
+        try:
+            for name in plan.targets:
+                target = self.target_factory(name, plan, encoding, log_dir)
+                result = self._measure(target, examples, reference, samples, log_dir)
+                doc["targets"].append(result)
+                write_run(out, doc)
+                self.observer.target_finished(result)
+        except BaseException:
+            doc["status"] = "partial"
+            write_run(out, doc)
+            raise
+        doc["status"] = "complete"
+        write_run(out, doc)
+        return doc
+
+    def _measure(self, target: Target, examples: list[Any], reference: list[Any],
+                 samples: SampleWriter, log_dir: Path) -> TargetResult:
+        plan = self.plan
+        name = target.name
+        result: TargetResult = {"name": name, "status": "failed", "error": None, "describe": {},
+                                "parity": None, "stages": [], "loadgen": {}}
+        self.observer.target_started(name, len(plan.scenario.concurrency),
+                                     plan.scenario.estimated_s)
+        try:
+            with target:
+                result["describe"] = target.describe()
+                result["parity"] = check_parity(target, examples, reference)
+                spec = target.load_spec(examples)
+                load = self.loadgen.run(
+                    name, spec, plan.scenario, list(plan.cpus.loadgen),
+                    plan.out_dir / ".work" / name, log_dir / f"loadgen-{name}.log",
+                    lambda event: self.observer.load_event(name, event),
+                )
+        except ParityError:
+            raise  # a deployment that answers differently must not be measured at all
+        except (TargetError, UserError) as exc:
+            result["error"] = str(exc)
+            return result
+        result["loadgen"] = load.info
+        for index, raw in enumerate(load.stages):
+            result["stages"].append(summarize_stage(raw))
+            samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
+                           raw.phases())
+        result["status"] = "ok"
+        return result

@@ -1,0 +1,89 @@
+"""Statistics from raw per-request samples.
+
+Percentiles use the **nearest-rank** definition: the p-th percentile of n sorted samples
+is the value at rank ceil(p * n). It is always an observed latency, so
+min <= p50 <= p99 <= max holds by construction, and it is the definition HdrHistogram,
+wrk and most load generators report (Locust's bucketed percentiles are not: they can
+exceed the maximum). With fewer than 1/(1-p) samples the p-th percentile is the maximum.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.results import LatencySummary, StageResult
+
+if TYPE_CHECKING:
+    from harness.loadgen import RawStage
+
+#: The percentiles every stage reports, as (key, fraction).
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999),
+)
+
+
+def nearest_rank(sorted_values: np.ndarray, fraction: float) -> float:
+    """The nearest-rank percentile of an ascending array (``fraction`` in (0, 1])."""
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(fraction * n))
+    return float(sorted_values[rank - 1])
+
+
+def summarize_latency(latency_ms: np.ndarray) -> LatencySummary | None:
+    if len(latency_ms) == 0:
+        return None
+    ordered = np.sort(latency_ms)
+    summary: LatencySummary = {key: nearest_rank(ordered, f) for key, f in PERCENTILES}  # type: ignore[assignment]
+    summary["min"] = float(ordered[0])
+    summary["max"] = float(ordered[-1])
+    summary["mean"] = float(ordered.mean())
+    return summary
+
+
+def window_mask(raw: RawStage) -> np.ndarray:
+    """Requests *sent* inside the measurement window.
+
+    Selecting by send time (not completion) keeps the slow requests that finish after
+    the window closes; the cool-down and drain let them finish under the same load.
+    """
+    return (raw.start_s >= raw.window_start) & (raw.start_s < raw.window_end)
+
+
+def summarize_stage(raw: RawStage) -> StageResult:
+    """One stage's figures, all computed from its raw samples and resource readings."""
+    in_window = window_mask(raw)
+    ok = raw.ok[in_window]
+    latency = raw.latency_ms[in_window]
+    window_s = raw.window_end - raw.window_start
+    n_ok = int(ok.sum())
+    requests = int(in_window.sum())
+    errors = requests - n_ok
+    warmup = int((raw.start_s < raw.window_start).sum())
+    return {
+        "concurrency": raw.concurrency,
+        "duration_s": window_s,
+        "requests": requests,
+        "errors": errors,
+        "truncated": raw.truncated,
+        "error_rate": (errors + raw.truncated) / (requests + raw.truncated)
+        if requests + raw.truncated else 0.0,
+        # Goodput: successful answers per second of window. With 0 errors this equals
+        # what wrk calls Requests/sec.
+        "rps": n_ok / window_s if window_s > 0 else 0.0,
+        "latency_ms": summarize_latency(latency[ok]),
+        "target_cpu_percent": raw.target_cpu_percent,
+        "target_cpu_ms_per_request": (raw.target_cpu_s * 1000.0 / requests) if requests else None,
+        "target_rss_mb": raw.target_rss_mb,
+        "target_pss_mb": raw.target_pss_mb,
+        "loadgen_cpu_percent": raw.loadgen_cpu_percent,
+        "warmup_requests": warmup,
+        "error_kinds": raw.error_kinds,
+        "window_start": raw.window_start,
+        "window_end": raw.window_end,
+        "locust": raw.locust,
+    }

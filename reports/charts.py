@@ -1,0 +1,87 @@
+"""Charts drawn with matplotlib from ``run.json`` alone; each returns PNG bytes.
+
+matplotlib is imported lazily (it is slow to import) and always with the Agg backend,
+so charts render on machines with no display.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+from reports.schema import RunDoc, TargetResult
+
+DPI = 110
+SIZE = (7.0, 4.2)
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
+    ax.grid(True, which="both", alpha=0.3)
+    return fig, ax
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _measured(run: RunDoc) -> list[TargetResult]:
+    return [t for t in run["targets"] if t["status"] == "ok" and t["stages"]]
+
+
+def throughput_vs_concurrency(run: RunDoc) -> bytes:
+    fig, ax = _figure()
+    for t in _measured(run):
+        users = [s["concurrency"] for s in t["stages"]]
+        ax.plot(users, [s["rps"] for s in t["stages"]], marker="o", label=t["name"])
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("concurrent users (closed loop)")
+    ax.set_ylabel("throughput (successful requests/s)")
+    ax.set_title(f"Throughput vs concurrency ({run['bundle'].get('name')})")
+    ax.set_ylim(bottom=0)
+    if _measured(run):
+        ax.legend()
+    return _png(fig)
+
+
+def p99_vs_throughput(run: RunDoc) -> bytes:
+    fig, ax = _figure()
+    for t in _measured(run):
+        points = [(s["rps"], s["latency_ms"]["p99"], s["concurrency"]) for s in t["stages"]
+                  if s["latency_ms"] is not None]
+        if not points:
+            continue
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=t["name"])
+        for x, y, users in points:
+            ax.annotate(f"{users}", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("achieved throughput (successful requests/s)")
+    ax.set_ylabel("p99 latency (ms, log scale)")
+    ax.set_title("p99 latency vs throughput (labels: concurrent users)")
+    if _measured(run):
+        ax.legend()
+    return _png(fig)
+
+
+#: Every chart a report embeds, by the name the document's Chart blocks use.
+CHARTS: dict[str, Callable[[RunDoc], bytes]] = {
+    "throughput": throughput_vs_concurrency,
+    "latency": p99_vs_throughput,
+}
+
+
+def render_all(run: RunDoc) -> dict[str, bytes]:
+    return {name: draw(run) for name, draw in CHARTS.items()}

@@ -1,0 +1,46 @@
+"""Warnings a reader must see next to the numbers, each ending with what to do about it.
+
+A closed set, checked from ``run.json`` alone. (Validity verdicts per stage, stability
+and calibration against the harness's own ceiling come with the open-loop work.)
+"""
+
+from __future__ import annotations
+
+from reports.schema import RunDoc
+
+#: Above this share of its CPUs the load generator may be what limits the numbers
+#: (Locust's own warning threshold is the same 90%).
+LOADGEN_BUSY_PERCENT = 90.0
+#: Locust's req/s for the same window should agree with ours; beyond this, say so.
+CROSSCHECK_TOLERANCE = 0.05
+
+
+def warnings(run: RunDoc) -> list[str]:
+    out: list[str] = []
+    if run["status"] != "complete":
+        out.append(f"The run is {run['status']}: it stopped before every target was measured. "
+                   "Re-run to measure the rest.")
+    overlap = run["metadata"].get("cpu_overlap")
+    if overlap:
+        out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
+                   "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
+    for t in run["targets"]:
+        for s in t["stages"]:
+            n = s["concurrency"]
+            where = f"{t['name']} at {n} user{'' if n == 1 else 's'}"
+            bad = s["errors"] + s["truncated"]
+            if bad:
+                kinds = "; ".join(f"{k} ({n})" for k, n in list(s["error_kinds"].items())[:3])
+                out.append(f"{where}: {bad} of {s['requests'] + s['truncated']} requests failed"
+                           f"{': ' + kinds if kinds else ''}. Check the target's log.")
+            busy = s["loadgen_cpu_percent"]
+            if busy is not None and busy > LOADGEN_BUSY_PERCENT:
+                out.append(f"{where}: the load generator used {busy:.0f}% of its CPUs, so it "
+                           "may have been the limit, not the target. Give it more CPUs "
+                           "(--loadgen-cpus) or use fewer users.")
+            locust_rps = (s.get("locust") or {}).get("rps")
+            if locust_rps and s["rps"] and abs(locust_rps / s["rps"] - 1) > CROSSCHECK_TOLERANCE:
+                out.append(f"{where}: Locust counted {locust_rps:,.0f} req/s against "
+                           f"deploybench's {s['rps']:,.0f} (it counts completions, not sends, "
+                           "in the window); a large gap means the window held a stall.")
+    return out

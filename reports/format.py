@@ -1,0 +1,42 @@
+"""Number formatting shared by every exporter: one unit per column, sensible digits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from targets.cpuset import format_cpus  # a pure function: no target code runs
+
+NONE = "-"
+
+
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds with 3 significant digits: 0.512, 12.3, 1,234."""
+    if value is None:
+        return NONE
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def fmt_rps(value: float | None) -> str:
+    if value is None:
+        return NONE
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def fmt_pct(value: float | None) -> str:
+    return NONE if value is None else f"{value:.0f}%"
+
+
+def fmt_num(value: float | None, digits: int) -> str:
+    return NONE if value is None else f"{value:,.{digits}f}"
+
+
+def fmt_cpus(cpus: Iterable[int] | None) -> str:
+    if cpus is None:
+        return NONE
+    return format_cpus(cpus) or NONE

@@ -1,0 +1,39 @@
+"""Render a run folder's reports from its ``run.json``: report.md, report.html, charts/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from reports import charts, document, html, markdown
+from reports.schema import RunDoc, load_run
+
+CHART_DIR = "charts"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    markdown: Path
+    html: Path
+    charts: tuple[Path, ...]
+
+
+def render_run_dir(run_dir: Path, run: RunDoc | None = None) -> Rendered:
+    run = run if run is not None else load_run(run_dir)
+    blocks = document.build(run)
+    images = charts.render_all(run)
+    chart_dir = run_dir / CHART_DIR
+    chart_dir.mkdir(exist_ok=True)
+    chart_paths = {}
+    written = []
+    for name, png in images.items():
+        path = chart_dir / f"{name}.png"
+        path.write_bytes(png)
+        written.append(path)
+        chart_paths[name] = f"{CHART_DIR}/{name}.png"
+    md_path = run_dir / "report.md"
+    md_path.write_text(markdown.render(blocks, chart_paths))
+    title = f"deploybench: {run['bundle'].get('name')} / {run['scenario'].get('name')}"
+    html_path = run_dir / "report.html"
+    html_path.write_text(html.render(blocks, images, title))
+    return Rendered(md_path, html_path, tuple(written))

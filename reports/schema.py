@@ -1,0 +1,133 @@
+"""The result file format: ``run.json`` (versioned) and ``samples.csv.gz`` beside it.
+
+Schema versions of ``run.json`` (bump on any incompatible change and say what changed):
+
+* 1 -- first version: metadata, scenario, bundle, and per target its description,
+  parity and closed-loop stages with latency percentiles from raw samples.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+RUN_FILE = "run.json"
+SAMPLES_FILE = "samples.csv.gz"
+SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase")
+
+
+class ResultFileError(ValueError):
+    """A result file is missing, unreadable or of another schema version."""
+
+
+class LatencySummary(TypedDict):
+    """Milliseconds, over successful requests sent in the window (nearest-rank percentiles)."""
+
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    p999: float
+    min: float
+    max: float
+    mean: float
+
+
+class StageResult(TypedDict):
+    concurrency: int
+    duration_s: float
+    #: Requests sent in the measurement window that completed (ok or not).
+    requests: int
+    errors: int
+    #: Requests sent in the window still unanswered when the drain timed out.
+    truncated: int
+    error_rate: float
+    #: Successful answers per second of measurement window.
+    rps: float
+    latency_ms: LatencySummary | None
+    #: CPU use as a percentage of the CPUs given to it (100 = all of them busy).
+    target_cpu_percent: float | None
+    target_cpu_ms_per_request: float | None
+    target_rss_mb: float | None
+    target_pss_mb: float | None
+    loadgen_cpu_percent: float | None
+    warmup_requests: int
+    #: Errors by kind over the whole stage (warm-up and cool-down included).
+    error_kinds: dict[str, int]
+    window_start: float
+    window_end: float
+    #: Locust's own (bucketed) figures for the window: a cross-check, not the source.
+    locust: dict[str, Any]
+
+
+class ParityResult(TypedDict):
+    ok: bool
+    examples: int
+    max_abs_diff: float
+    reference: str
+
+
+class TargetResult(TypedDict):
+    name: str
+    status: str  # "ok" | "failed"
+    error: str | None
+    describe: dict[str, Any]
+    parity: ParityResult | None
+    stages: list[StageResult]
+    loadgen: dict[str, Any]
+
+
+class RunDoc(TypedDict):
+    schema_version: int
+    #: "running" while targets are measured, then "complete"; "partial" if cut short.
+    status: str
+    metadata: dict[str, Any]
+    scenario: dict[str, Any]
+    bundle: dict[str, Any]
+    targets: list[TargetResult]
+    samples_file: str
+    notes: NotRequired[list[str]]
+
+
+def load_run(path: Path) -> RunDoc:
+    """Read ``run.json`` from a run folder (or the file itself) and check its version."""
+    file = path / RUN_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ResultFileError(
+            f"no {RUN_FILE} in {path}. Point at a folder written by `deploybench run`"
+        )
+    try:
+        doc = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ResultFileError(f"{file} is not valid JSON ({exc})") from exc
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ResultFileError(
+            f"{file} has schema_version {version!r}; this deploybench reads {SCHEMA_VERSION}. "
+            f"Render it with the deploybench version that wrote it"
+        )
+    run: RunDoc = doc
+    return run
+
+
+def read_samples(path: Path) -> dict[str, np.ndarray]:
+    """The samples file as columns."""
+    file = path / SAMPLES_FILE if path.is_dir() else path
+    with gzip.open(file, "rt") as fh:
+        header = fh.readline().strip().split(",")
+        rows = [line.rstrip("\n").split(",") for line in fh]
+    cols = {name: [r[i] for r in rows] for i, name in enumerate(header)}
+    return {
+        "target": np.array(cols["target"], dtype=str),
+        "stage": np.array(cols["stage"], dtype=int),
+        "concurrency": np.array(cols["concurrency"], dtype=int),
+        "start_s": np.array(cols["start_s"], dtype=float),
+        "latency_ms": np.array(cols["latency_ms"], dtype=float),
+        "ok": np.array(cols["ok"], dtype=int).astype(bool),
+        "phase": np.array(cols["phase"], dtype=str),
+    }

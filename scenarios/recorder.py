@@ -1,0 +1,52 @@
+"""The harness's own request listener: every request's start and latency, unrounded.
+
+Locust buckets response times to whole milliseconds below 100 ms, which is useless for
+an overhead-dominated model; this listener keeps each request's wall-clock start
+(``time.time()``, as Locust passes it) and its latency as Locust measured it with
+``perf_counter`` (a float in ms, sub-microsecond resolution), and whether it failed.
+Percentiles are computed from these raw samples by the harness, never from Locust's
+buckets, which are kept only as a cross-check.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+from typing import Any
+
+#: Distinct error messages kept per stage; the rest are counted under "other".
+MAX_ERROR_KINDS = 20
+
+
+class SampleRecorder:
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.start_s = array("d")
+        self.latency_ms = array("d")
+        self.ok = array("b")
+        self.error_kinds: Counter[str] = Counter()
+
+    def on_request(self, request_type: str, name: str, response_time: float | None,
+                   response_length: int, exception: BaseException | None = None,
+                   start_time: float | None = None, **_: Any) -> None:
+        """Listener for ``events.request``; cheap, because it runs once per request."""
+        if start_time is None or response_time is None:
+            # A request Locust could not time is a failure we can still count.
+            self.error_kinds["untimed request"] += 1
+            return
+        self.start_s.append(start_time)
+        self.latency_ms.append(response_time)
+        if exception is None:
+            self.ok.append(1)
+            return
+        self.ok.append(0)
+        kind = f"{type(exception).__name__}: {exception}"[:200]
+        if kind in self.error_kinds or len(self.error_kinds) < MAX_ERROR_KINDS:
+            self.error_kinds[kind] += 1
+        else:
+            self.error_kinds["other"] += 1
+
+    def __len__(self) -> int:
+        return len(self.latency_ms)

@@ -1,0 +1,1 @@
+"""Locust user classes, one module per protocol. Import only inside the load generator."""

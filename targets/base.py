@@ -1,0 +1,98 @@
+"""The one small interface every deployment target implements."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypedDict
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from targets.bundle import Prediction
+
+
+class HttpPayload(TypedDict):
+    """One pre-encoded request the HTTP load user sends (body base64 in plan files)."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+class LoadSpec(TypedDict, total=False):
+    """How the load generator reaches a running target; JSON-serialisable once bodies are."""
+
+    #: "http", "inprocess" or "simulated"; selects the Locust user class.
+    protocol: str
+    #: http: base URL and path of the prediction endpoint, and what to send.
+    url: str
+    path: str
+    payloads: list[HttpPayload]
+    #: inprocess: the bundle the load generator loads and calls directly.
+    bundle: str
+    #: inprocess: worker threads, matched to the target CPUs.
+    threads: int
+    #: CPUs the target's work runs on.
+    cpus: list[int]
+    #: Process IDs whose CPU time and memory are the target's (children included).
+    watch_pids: list[int]
+    #: simulated: a fixed service time and how many requests it serves at once.
+    service_time_s: float
+    capacity: int
+
+
+class Target(Protocol):
+    """A deployment of a bundle: started, health-checked, asked to predict, described, stopped.
+
+    A target is a context manager, so whatever it starts is always stopped.
+    """
+
+    name: str
+
+    def start(self) -> None:
+        """Bring the deployment up and return once it answers health checks."""
+
+    def health(self) -> bool:
+        """True when the deployment answers its health check now."""
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        """One prediction through the deployment's real path (used for parity)."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings and facts for the result file: runtime, workers, threads, CPUs, startup."""
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        """What the load generator needs to drive this target with ``examples``."""
+
+    def stop(self) -> None:
+        """Stop everything the target started, by PID. Idempotent."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class TargetBase:
+    """Context-manager plumbing shared by the concrete targets."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

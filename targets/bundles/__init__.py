@@ -1,0 +1,1 @@
+"""The built-in model bundles: ``digits`` (overhead-dominated) and ``vision`` (compute-heavy)."""

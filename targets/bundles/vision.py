@@ -1,0 +1,143 @@
+"""``vision``: a ResNet-like image classifier on 3x224x224 input, compute-heavy on purpose.
+
+Built in plain torch (ResNet-18's layout: a 7x7 stem, four stages of two basic blocks)
+with seeded random weights: the numbers it produces are deterministic but meaningless as
+labels. It is here to show where serving overhead stops mattering: one batch-1 inference
+costs tens of milliseconds on one core (``deploybench bundles`` prints the figure).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from targets.bundle import Prediction, softmax_predictions
+
+if TYPE_CHECKING:
+    import torch
+
+SEED = 1234
+CLASSES = 10
+WIDTHS = (64, 128, 256, 512)
+N_EXAMPLES = 8
+#: ImageNet channel statistics, the usual normalisation for 0..255 RGB input.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _build_net() -> torch.nn.Module:
+    import torch
+    from torch import nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int) -> None:
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut: nn.Module = nn.Identity()
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = torch.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return torch.relu(out + self.shortcut(x))
+
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, WIDTHS[0], 7, 2, 3, bias=False),
+        nn.BatchNorm2d(WIDTHS[0]),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+    ]
+    cin = WIDTHS[0]
+    for i, width in enumerate(WIDTHS):
+        stride = 1 if i == 0 else 2
+        layers += [BasicBlock(cin, width, stride), BasicBlock(width, width, 1)]
+        cin = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, CLASSES)]
+    net = nn.Sequential(*layers)
+    generator = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d | nn.Linear):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(
+                    torch.randn(module.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+                )
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.BatchNorm2d):
+                # Random affine and running statistics near identity: activations stay
+                # in range through 8 residual blocks, so logits are finite and distinct.
+                gamma = torch.rand(module.weight.shape, generator=generator)
+                module.weight.copy_(0.5 + 0.5 * gamma)
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+                if module.running_mean is not None and module.running_var is not None:
+                    module.running_mean.zero_()
+                    module.running_var.fill_(2.0)
+    return net.eval()
+
+
+class VisionBundle:
+    name = "vision"
+    description = "ResNet-18-like CNN, 3x224x224 input, seeded random weights (compute-heavy)"
+    input_shape: tuple[int, ...] = (3, 224, 224)
+    default_encoding = "binary"
+
+    def __init__(self) -> None:
+        self._net: torch.nn.Module | None = None
+        self._mean: torch.Tensor | None = None
+        self._std: torch.Tensor | None = None
+
+    def prepare(self) -> None:
+        """Nothing to train or cache: the weights come from a seed."""
+
+    def load(self) -> None:
+        import torch
+
+        self._net = _build_net()
+        self._mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(STD).view(1, 3, 1, 1) * 255.0
+
+    def preprocess(self, batch: np.ndarray) -> torch.Tensor:
+        import torch
+
+        assert self._mean is not None, "call load() first"
+        assert self._std is not None
+        return (torch.from_numpy(batch) - self._mean) / self._std
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        assert self._net is not None, "call load() first"
+        out: torch.Tensor = self._net(inputs)
+        return out
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
+        return softmax_predictions(outputs)
+
+    def example_requests(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(SEED)
+        # Smooth random images: low-resolution noise upsampled, as 0..255 RGB floats.
+        out = []
+        for _ in range(N_EXAMPLES):
+            low = rng.uniform(0, 255, size=(1, 3, 28, 28)).astype(np.float32)
+            out.append(np.ascontiguousarray(low.repeat(8, axis=2).repeat(8, axis=3)))
+        return out
+
+    def info(self) -> dict[str, Any]:
+        params = sum(p.numel() for p in self._net.parameters()) if self._net is not None else None
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_shape": list(self.input_shape),
+            "classes": CLASSES,
+            "parameters": params,
+            "accuracy": None,
+            "sha256": None,
+            "preprocessing": "server side: normalise 0..255 RGB with ImageNet mean and std",
+            "examples": N_EXAMPLES,
+        }

@@ -1,0 +1,63 @@
+"""The Flask application: ``POST /predict`` and ``GET /healthz``.
+
+Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
+400, a body over the limit 413, a wrong content type 415 (all from
+:mod:`targets.codec`), and nothing a client sends can produce a 500 or kill a worker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from targets import codec
+from targets.bundle import get_bundle, serve_batch
+from targets.errors import RequestError
+
+log = logging.getLogger(__name__)
+
+
+def _json(body: bytes, status: int) -> Response:
+    return Response(body, status=status, mimetype=codec.JSON_TYPE)
+
+
+def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Flask:
+    """Load the bundle (once per worker process) and build the app around it."""
+    bundle = get_bundle(bundle_name)
+    bundle.load()
+    input_shape = bundle.input_shape
+    app = Flask("deploybench.flask")
+    # Werkzeug refuses larger bodies with 413 before reading them.
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
+    health = json.dumps({"status": "ok", "bundle": bundle.name, "pid": os.getpid()}).encode()
+
+    @app.post("/predict")
+    def predict() -> Response:
+        body = request.get_data(cache=False)
+        batch = codec.decode_request(request.content_type, body, request.headers, input_shape,
+                                     limits)
+        return _json(codec.encode_predictions(serve_batch(bundle, batch)), 200)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return _json(health, 200)
+
+    @app.errorhandler(RequestError)
+    def bad_request(exc: RequestError) -> Response:
+        return _json(codec.encode_error(exc.status, exc.message), exc.status)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        return _json(codec.encode_error(status, exc.description or exc.name), status)
+
+    @app.errorhandler(Exception)
+    def server_error(exc: Exception) -> Response:  # a bug, never the client's input
+        log.exception("unexpected error serving a request")
+        return _json(codec.encode_error(500, f"internal error: {type(exc).__name__}"), 500)
+
+    return app

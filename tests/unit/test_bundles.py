@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from targets.bundle import get_bundle, serve_batch
+from targets.bundles.digits import MIN_ACCURACY, DigitsBundle
+from targets.errors import BundleError
+
+
+def test_digits_is_accurate_and_cached_with_checksum(digits) -> None:  # type: ignore[no-untyped-def]
+    info = digits.info()
+    assert info["accuracy"] >= MIN_ACCURACY
+    meta = json.loads(digits.meta_path.read_text())
+    from targets.bundles.cache import sha256_file
+
+    assert meta["sha256"] == sha256_file(digits.weights_path)
+
+
+def test_digits_training_is_deterministic(tmp_path: Path) -> None:
+    import torch
+
+    a, b = DigitsBundle(tmp_path / "a"), DigitsBundle(tmp_path / "b")
+    a.load()
+    b.load()
+    assert a._net is not None
+    assert b._net is not None
+    for (name, p), (_, q) in zip(a._net.state_dict().items(), b._net.state_dict().items(),
+                                 strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_corrupt_cache_is_retrained(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bundle = DigitsBundle(tmp_path / "d")
+    bundle.prepare()
+    bundle.weights_path.write_bytes(b"garbage")
+    again = DigitsBundle(tmp_path / "d")
+    again.load()  # retrains instead of loading garbage
+    assert "checksum" in caplog.text
+    assert again.info()["accuracy"] >= MIN_ACCURACY
+
+
+def test_digits_predicts_known_examples(digits) -> None:  # type: ignore[no-untyped-def]
+    examples = digits.example_requests()
+    assert len(examples) == 64
+    assert all(e.shape == (1, 64) and e.dtype == np.float32 for e in examples)
+    preds = [serve_batch(digits, e)[0] for e in examples]
+    assert all(abs(sum(p.probabilities) - 1) < 1e-5 for p in preds)
+    assert len({p.label for p in preds}) == 10  # real predictions, every class seen
+
+
+def test_batch_predictions_match_single() -> None:
+    bundle = get_bundle("digits")
+    bundle.load()
+    examples = bundle.example_requests()[:5]
+    batch = np.concatenate(examples)
+    together = serve_batch(bundle, batch)
+    alone = [serve_batch(bundle, e)[0] for e in examples]
+    for t, a in zip(together, alone, strict=True):
+        assert t.label == a.label
+        assert max(abs(x - y) for x, y in zip(t.probabilities, a.probabilities,
+                                              strict=True)) < 1e-5
+
+
+def test_vision_is_deterministic_and_shaped() -> None:
+    a, b = get_bundle("vision"), get_bundle("vision")
+    a.load()
+    b.load()
+    examples = a.example_requests()
+    assert examples[0].shape == (1, 3, 224, 224)
+    pa, pb = serve_batch(a, examples[0])[0], serve_batch(b, examples[0])[0]
+    assert pa == pb
+    assert len(pa.probabilities) == 10
+    assert np.isfinite(pa.probabilities).all()
+
+
+def test_unknown_bundle_names_the_choices() -> None:
+    with pytest.raises(BundleError, match="digits"):
+        get_bundle("resnet9000")

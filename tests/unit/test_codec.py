@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from targets import codec
+from targets.bundle import Prediction
+from targets.errors import RequestError
+
+SHAPE = (4,)
+LIMITS = codec.Limits(max_body_bytes=4096, max_batch=8)
+
+
+def decode(content_type: str | None, body: bytes, headers: dict[str, str] | None = None
+           ) -> np.ndarray:
+    return codec.decode_request(content_type, body, headers or {}, SHAPE, LIMITS)
+
+
+@pytest.mark.parametrize("encoding", codec.ENCODINGS)
+def test_round_trip(encoding: str) -> None:
+    batch = np.arange(8, dtype=np.float32).reshape(2, 4) / 3
+    body, headers = codec.encode_request(batch, encoding)
+    lower = {k: v for k, v in headers.items()}
+    decoded = decode(headers["Content-Type"], body, lower)
+    assert decoded.dtype == np.float32
+    np.testing.assert_array_equal(decoded, batch)
+
+
+def test_content_type_parameters_are_ignored() -> None:
+    out = decode("application/json; charset=utf-8", b'{"inputs": [[1, 2, 3, 4]]}')
+    assert out.shape == (1, 4)
+
+
+BAD = [
+    ("no content type", None, b"{}", {}, 415),
+    ("form content type", "application/x-www-form-urlencoded", b"a=1", {}, 415),
+    ("invalid json", "application/json", b"{not json", {}, 400),
+    ("not utf-8", "application/json", b"\xff\xfe\x00", {}, 400),
+    ("json array, not object", "application/json", b"[1, 2]", {}, 400),
+    ("missing inputs", "application/json", b'{"x": []}', {}, 400),
+    ("inputs not a list", "application/json", b'{"inputs": 3}', {}, 400),
+    ("strings", "application/json", b'{"inputs": [["1", "2", "3", "4"]]}', {}, 400),
+    ("booleans", "application/json", b'{"inputs": [[true, false, true, false]]}', {}, 400),
+    ("nulls", "application/json", b'{"inputs": [[null, 1, 2, 3]]}', {}, 400),
+    ("ragged", "application/json", b'{"inputs": [[1, 2, 3, 4], [1]]}', {}, 400),
+    ("wrong width", "application/json", b'{"inputs": [[1, 2, 3]]}', {}, 400),
+    ("no batch dim", "application/json", b'{"inputs": [1, 2, 3, 4]}', {}, 400),
+    ("empty batch", "application/json", b'{"inputs": []}', {}, 400),
+    ("NaN", "application/json", b'{"inputs": [[NaN, 1, 2, 3]]}', {}, 400),
+    ("overflow to inf", "application/json", b'{"inputs": [[1e39, 1, 2, 3]]}', {}, 400),
+    ("batch over limit", "application/json",
+     json.dumps({"inputs": [[1, 2, 3, 4]] * 9}).encode(), {}, 413),
+    ("body over limit", "application/json", b" " * 5000, {}, 413),
+    ("binary without shape", "application/octet-stream", b"\0" * 16, {}, 400),
+    ("binary bad shape", "application/octet-stream", b"\0" * 16, {"X-Shape": "a,b"}, 400),
+    ("binary negative dim", "application/octet-stream", b"", {"X-Shape": "-1,4"}, 400),
+    ("binary truncated", "application/octet-stream", b"\0" * 15, {"X-Shape": "1,4"}, 400),
+    ("binary wrong dtype", "application/octet-stream", b"\0" * 16,
+     {"X-Shape": "1,4", "X-Dtype": "float64"}, 400),
+    ("binary wrong shape", "application/octet-stream", b"\0" * 12, {"X-Shape": "1,3"}, 400),
+    ("binary NaN", "application/octet-stream",
+     np.array([[np.nan, 0, 0, 0]], dtype="<f4").tobytes(), {"X-Shape": "1,4"}, 400),
+]
+
+
+@pytest.mark.parametrize(("why", "ctype", "body", "headers", "status"), BAD,
+                         ids=[b[0] for b in BAD])
+def test_bad_requests_get_client_errors(why: str, ctype: str | None, body: bytes,
+                                        headers: dict[str, str], status: int) -> None:
+    with pytest.raises(RequestError) as info:
+        decode(ctype, body, headers)
+    assert info.value.status == status
+    assert info.value.message  # always says what is wrong
+
+
+def test_predictions_round_trip_and_prefix() -> None:
+    preds = [Prediction(3, (0.1, 0.9)), Prediction(0, (1.0, 0.0))]
+    body = codec.encode_predictions(preds)
+    assert body.startswith(codec.RESPONSE_PREFIX)
+    assert codec.decode_predictions(body) == preds
+
+
+def test_error_body_is_json_with_status() -> None:
+    doc = json.loads(codec.encode_error(415, "nope"))
+    assert doc == {"error": "nope", "status": 415}

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from harness.cpus import CpuPlan, default_split, plan_cpus
+from harness.errors import UserError
+from targets.cpuset import format_cpus, parse_cpus
+
+
+@pytest.mark.parametrize(("text", "cpus"), [("0", [0]), ("0-3", [0, 1, 2, 3]),
+                                            ("3,1-2", [1, 2, 3]), (" 1 , 4 ", [1, 4])])
+def test_parse_cpus(text: str, cpus: list[int]) -> None:
+    assert parse_cpus(text) == cpus
+
+
+@pytest.mark.parametrize("text", ["", "a", "3-1", "-1", "1,,2x"])
+def test_parse_cpus_rejects_garbage(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="CPU"):
+        parse_cpus(text)
+
+
+def test_format_cpus_compresses_ranges() -> None:
+    assert format_cpus([5, 0, 1, 2]) == "0-2,5"
+    assert format_cpus([7]) == "7"
+
+
+def test_default_split_keeps_sides_apart() -> None:
+    assert default_split([0, 1]) == CpuPlan(target=(1,), loadgen=(0,))
+    plan = default_split(list(range(8)))
+    assert plan.loadgen == (0, 1, 2, 3)
+    assert plan.target == (4, 5, 6, 7)
+    assert plan.overlap == ()
+
+
+def test_one_cpu_is_refused_with_the_fix() -> None:
+    with pytest.raises(UserError, match="--target-cpus"):
+        default_split([0])
+
+
+def test_unavailable_cpu_is_refused() -> None:
+    with pytest.raises(UserError, match="may not use"):
+        plan_cpus([999], [0])
+
+
+def test_given_side_leaves_the_rest_to_the_other() -> None:
+    import os
+
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        pytest.skip("needs 2 CPUs")
+    plan = plan_cpus([allowed[-1]], None)
+    assert plan.target == (allowed[-1],)
+    assert plan.loadgen == tuple(allowed[:-1])

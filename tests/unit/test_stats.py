@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.loadgen import RawStage
+from harness.stats import nearest_rank, summarize_latency, summarize_stage
+
+
+def test_nearest_rank_picks_observed_values() -> None:
+    values = np.arange(1, 101, dtype=float)  # 1..100
+    assert nearest_rank(values, 0.50) == 50
+    assert nearest_rank(values, 0.99) == 99
+    assert nearest_rank(values, 0.999) == 100  # fewer than 1000 samples: the maximum
+    assert nearest_rank(values, 0.001) == 1
+
+
+def test_nearest_rank_refuses_empty() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        nearest_rank(np.array([]), 0.5)
+
+
+def test_percentiles_are_ordered_and_bounded_by_max() -> None:
+    rng = np.random.default_rng(1)
+    latency = rng.lognormal(mean=0, sigma=1.5, size=5000)
+    s = summarize_latency(latency)
+    assert s is not None
+    assert s["min"] <= s["p50"] <= s["p90"] <= s["p95"] <= s["p99"] <= s["p999"] <= s["max"]
+    assert s["max"] == latency.max()
+    assert s["mean"] == pytest.approx(latency.mean())
+
+
+def test_sub_millisecond_latencies_keep_their_resolution() -> None:
+    # Locust would bucket all of these to 0 ms.
+    s = summarize_latency(np.array([0.151, 0.152, 0.153, 0.154]))
+    assert s is not None
+    assert s["p50"] == 0.152
+    assert s["max"] == 0.154
+
+
+def _raw(start_s: list[float], latency_ms: list[float], ok: list[bool], truncated: int = 0
+         ) -> RawStage:
+    return RawStage(concurrency=2, window_start=10.0, window_end=20.0,
+                    start_s=np.array(start_s), latency_ms=np.array(latency_ms),
+                    ok=np.array(ok), truncated=truncated, target_cpu_percent=50.0,
+                    target_cpu_s=1.0, loadgen_cpu_percent=20.0, target_rss_mb=100.0,
+                    target_pss_mb=90.0, loadgen_rss_mb=50.0)
+
+
+def test_stage_counts_only_requests_sent_in_the_window() -> None:
+    # warm-up (9.5), window (10, 15, 19.99), cool-down (20.0: the window is half-open)
+    raw = _raw([9.5, 10.0, 15.0, 19.99, 20.0], [100.0, 1.0, 2.0, 3.0, 100.0],
+               [True, True, True, True, True])
+    stage = summarize_stage(raw)
+    assert stage["requests"] == 3
+    assert stage["warmup_requests"] == 1
+    assert stage["rps"] == pytest.approx(3 / 10.0)
+    assert stage["latency_ms"] is not None
+    assert stage["latency_ms"]["max"] == 3.0
+
+
+def test_slow_request_sent_in_window_is_kept() -> None:
+    # Sent at 19.9, answered long after the window closed: still counted.
+    raw = _raw([12.0, 19.9], [1.0, 5000.0], [True, True])
+    stage = summarize_stage(raw)
+    assert stage["latency_ms"] is not None
+    assert stage["latency_ms"]["max"] == 5000.0
+
+
+def test_errors_are_counted_but_not_in_latency_or_rps() -> None:
+    raw = _raw([11.0, 12.0, 13.0, 14.0], [1.0, 1.0, 0.1, 0.1], [True, True, False, False],
+               truncated=1)
+    stage = summarize_stage(raw)
+    assert stage["requests"] == 4
+    assert stage["errors"] == 2
+    assert stage["truncated"] == 1
+    assert stage["error_rate"] == pytest.approx(3 / 5)
+    assert stage["rps"] == pytest.approx(2 / 10.0)
+    assert stage["latency_ms"] is not None
+    assert stage["latency_ms"]["min"] == 1.0
+
+
+def test_stage_with_no_success_has_no_latency() -> None:
+    stage = summarize_stage(_raw([11.0], [0.5], [False]))
+    assert stage["latency_ms"] is None
+    assert stage["rps"] == 0.0
+
+
+def test_cpu_per_request_from_cpu_seconds() -> None:
+    stage = summarize_stage(_raw([11.0, 12.0], [1.0, 1.0], [True, True]))
+    assert stage["target_cpu_ms_per_request"] == pytest.approx(1000.0 / 2)
