@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ from reports.schema import (
     StageResult,
     TargetResult,
 )
+from targets.bundles.cache import atomic_write_bytes
 
 __all__ = [
     "SCHEMA_VERSION", "LatencySummary", "ParityResult", "RunDoc", "SampleWriter",
@@ -54,17 +53,7 @@ def choose_out_dir(requested: Path) -> tuple[Path, str | None]:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write via a temporary file and rename: readers see the old file or the new, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, text.encode())
 
 
 def write_run(out_dir: Path, doc: RunDoc) -> Path:

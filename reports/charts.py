@@ -42,11 +42,19 @@ def _measured(run: RunDoc) -> list[TargetResult]:
 
 
 def throughput_vs_concurrency(run: RunDoc) -> bytes:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     fig, ax = _figure()
+    levels: set[int] = set()
     for t in _measured(run):
         users = [s["concurrency"] for s in t["stages"]]
+        levels.update(users)
         ax.plot(users, [s["rps"] for s in t["stages"]], marker="o", label=t["name"])
     ax.set_xscale("log", base=2)
+    if levels:  # tick exactly the measured levels, written as plain numbers
+        ax.set_xticks(sorted(levels))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("concurrent users (closed loop)")
     ax.set_ylabel("throughput (successful requests/s)")
     ax.set_title(f"Throughput vs concurrency ({run['bundle'].get('name')})")

@@ -132,8 +132,8 @@ def build(run: RunDoc) -> list[Block]:
         Heading(f"deploybench report: {bundle.get('name')} bundle, {scenario.get('name')} "
                 f"scenario", 1),
         Paragraph(f"Run {run['status']} at {meta.get('started_at')} on {meta.get('hostname')}: "
-                  f"{meta.get('cpu_model')}, {fmt_cpus(meta.get('target_cpus'))} for the "
-                  f"target, {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator."),
+                  f"{meta.get('cpu_model')}; CPUs {fmt_cpus(meta.get('target_cpus'))} for the "
+                  f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator."),
         Heading("Summary"),
         Bullets(tuple(summary_items(run))),
     ]

@@ -86,17 +86,49 @@ def serve_batch(bundle: Bundle, batch: np.ndarray) -> list[Prediction]:
         return bundle.postprocess(bundle.predict(bundle.preprocess(batch)))
 
 
-def softmax_predictions(logits: torch.Tensor) -> list[Prediction]:
-    """Postprocessing shared by the built-in classifiers: softmax, argmax per row.
+class TorchClassifier:
+    """What the built-in bundles share: a torch module, and softmax postprocessing.
 
-    Done in numpy on the float32 logits: for a handful of classes that costs a few
-    microseconds, where each torch call costs several.
+    Subclasses set the class attributes, build ``self._net`` in ``load()`` and write
+    ``prepare``, ``preprocess`` and ``example_requests``.
     """
-    import numpy as np
 
-    values = logits.detach().numpy().astype(np.float32, copy=False)
-    shifted = np.exp(values - values.max(axis=1, keepdims=True))
-    probs = shifted / shifted.sum(axis=1, keepdims=True)
-    labels = probs.argmax(axis=1).tolist()
-    return [Prediction(int(label), tuple(row))
-            for label, row in zip(labels, probs.tolist(), strict=True)]
+    name: str
+    description: str
+    input_shape: tuple[int, ...]
+    default_encoding: str
+    classes: int
+    preprocessing: str
+
+    def __init__(self) -> None:
+        self._net: torch.nn.Module | None = None
+
+    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
+        assert self._net is not None, "call load() first"
+        out: torch.Tensor = self._net(inputs)
+        return out
+
+    def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
+        """Softmax and argmax per row, in numpy on the float32 logits: for a handful of
+        classes that costs a few microseconds, where each torch call costs several."""
+        import numpy as np
+
+        values = outputs.detach().numpy().astype(np.float32, copy=False)
+        shifted = np.exp(values - values.max(axis=1, keepdims=True))
+        probs = shifted / shifted.sum(axis=1, keepdims=True)
+        labels = probs.argmax(axis=1).tolist()
+        return [Prediction(int(label), tuple(row))
+                for label, row in zip(labels, probs.tolist(), strict=True)]
+
+    def info(self) -> dict[str, Any]:
+        net = self._net
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_shape": list(self.input_shape),
+            "classes": self.classes,
+            "parameters": sum(p.numel() for p in net.parameters()) if net is not None else None,
+            "preprocessing": self.preprocessing,
+            "accuracy": None,
+            "sha256": None,
+        }

@@ -10,38 +10,27 @@ from __future__ import annotations
 import itertools
 from typing import Any, ClassVar
 
-import gevent
-from locust import constant, task
+from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
 from scenarios.control import LoadControl
+from scenarios.users.closedloop import ClosedLoopMixin
 from targets.codec import RESPONSE_PREFIX
 
-#: How long a draining user naps between checks; it sends nothing meanwhile.
-IDLE_S = 0.01
 
-
-class HttpPredictUser(FastHttpUser):
+class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
     abstract = True
-    wait_time = constant(0)  # closed loop: the next request as soon as the last answers
     max_retries = 0  # a retried request would hide a failure and double-count time
     path: ClassVar[str] = "/predict"
     payloads: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
-    control: ClassVar[LoadControl]
-    _ids: ClassVar[itertools.count[int]]
-
-    def on_start(self) -> None:
-        # Users start at different examples so the mix is the same at every concurrency.
-        self._next = next(self._ids)
 
     @task
     def predict(self) -> None:
-        control = self.control
-        if control.draining:
-            gevent.sleep(IDLE_S)
+        payload = self.next_item(self.payloads)
+        if payload is None:
             return
-        body, headers = self.payloads[self._next % len(self.payloads)]
-        self._next += 1
+        body, headers = payload
+        control = self.control
         control.inflight += 1
         try:
             # geventhttpclient sends bytes as is; Locust's annotation only says str.

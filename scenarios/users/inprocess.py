@@ -19,12 +19,11 @@ from typing import Any, ClassVar
 
 import gevent
 from gevent.threadpool import ThreadPool
-from locust import User, constant, task
+from locust import User, task
 
 from scenarios.control import LoadControl
+from scenarios.users.closedloop import ClosedLoopMixin
 from targets.bundle import Bundle, get_bundle, serve_batch
-
-IDLE_S = 0.01
 
 
 class InProcessApp:
@@ -68,25 +67,16 @@ class InProcessApp:
             time.sleep(0.001)
 
 
-class InProcessUser(User):
+class InProcessUser(ClosedLoopMixin, User):
     abstract = True
-    wait_time = constant(0)
     app: ClassVar[InProcessApp]
-    control: ClassVar[LoadControl]
-    _ids: ClassVar[itertools.count[int]]
-
-    def on_start(self) -> None:
-        self._next = next(self._ids)
 
     @task
     def predict(self) -> None:
-        control = self.control
-        if control.draining:
-            gevent.sleep(IDLE_S)
+        batch = self.next_item(self.app.examples)
+        if batch is None:
             return
-        examples = self.app.examples
-        batch = examples[self._next % len(examples)]
-        self._next += 1
+        control = self.control
         exception: BaseException | None = None
         control.inflight += 1
         start_time = time.time()

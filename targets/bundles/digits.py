@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import Prediction, softmax_predictions
+from targets.bundle import TorchClassifier
 from targets.bundles.cache import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 from targets.errors import BundleError
 
@@ -62,15 +62,17 @@ def _build_net() -> torch.nn.Module:
     return nn.Sequential(*layers)
 
 
-class DigitsBundle:
+class DigitsBundle(TorchClassifier):
     name = "digits"
     description = "MLP 64-128-64-10 on scikit-learn's 8x8 digits (overhead-dominated)"
     input_shape: tuple[int, ...] = (64,)
     default_encoding = "json"
+    classes = 10
+    preprocessing = "server side: scale 0..16 pixels to 0..1, standardise per pixel"
 
     def __init__(self, directory: Path | None = None) -> None:
+        super().__init__()
         self.directory = directory or cache_dir() / f"digits-v{VERSION}"
-        self._net: torch.nn.Module | None = None
         self._scale: np.ndarray | None = None
         self._shift: np.ndarray | None = None
         self._meta: dict[str, Any] = {}
@@ -181,28 +183,10 @@ class DigitsBundle:
         assert self._shift is not None
         return torch.from_numpy(batch * self._scale + self._shift)
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self._net is not None, "call load() first"
-        out: torch.Tensor = self._net(inputs)
-        return out
-
-    def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
-        return softmax_predictions(outputs)
-
     def example_requests(self) -> list[np.ndarray]:
         _, _, x_test, _ = _split()
         return [x_test[i : i + 1].copy() for i in range(N_EXAMPLES)]
 
     def info(self) -> dict[str, Any]:
-        params = sum(p.numel() for p in self._net.parameters()) if self._net is not None else None
-        return {
-            "name": self.name,
-            "description": self.description,
-            "input_shape": list(self.input_shape),
-            "classes": 10,
-            "parameters": params,
-            "accuracy": self._meta.get("accuracy"),
-            "sha256": self._meta.get("sha256"),
-            "preprocessing": "server side: scale 0..16 pixels to 0..1, standardise per pixel",
-            "examples": N_EXAMPLES,
-        }
+        return {**super().info(), "accuracy": self._meta.get("accuracy"),
+                "sha256": self._meta.get("sha256"), "examples": N_EXAMPLES}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import Prediction, softmax_predictions
+from targets.bundle import TorchClassifier
 
 if TYPE_CHECKING:
     import torch
@@ -83,14 +83,16 @@ def _build_net() -> torch.nn.Module:
     return net.eval()
 
 
-class VisionBundle:
+class VisionBundle(TorchClassifier):
     name = "vision"
     description = "ResNet-18-like CNN, 3x224x224 input, seeded random weights (compute-heavy)"
     input_shape: tuple[int, ...] = (3, 224, 224)
     default_encoding = "binary"
+    classes = CLASSES
+    preprocessing = "server side: normalise 0..255 RGB with ImageNet mean and std"
 
     def __init__(self) -> None:
-        self._net: torch.nn.Module | None = None
+        super().__init__()
         self._mean: torch.Tensor | None = None
         self._std: torch.Tensor | None = None
 
@@ -111,14 +113,6 @@ class VisionBundle:
         assert self._std is not None
         return (torch.from_numpy(batch) - self._mean) / self._std
 
-    def predict(self, inputs: torch.Tensor) -> torch.Tensor:
-        assert self._net is not None, "call load() first"
-        out: torch.Tensor = self._net(inputs)
-        return out
-
-    def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
-        return softmax_predictions(outputs)
-
     def example_requests(self) -> list[np.ndarray]:
         rng = np.random.default_rng(SEED)
         # Smooth random images: low-resolution noise upsampled, as 0..255 RGB floats.
@@ -129,15 +123,4 @@ class VisionBundle:
         return out
 
     def info(self) -> dict[str, Any]:
-        params = sum(p.numel() for p in self._net.parameters()) if self._net is not None else None
-        return {
-            "name": self.name,
-            "description": self.description,
-            "input_shape": list(self.input_shape),
-            "classes": CLASSES,
-            "parameters": params,
-            "accuracy": None,
-            "sha256": None,
-            "preprocessing": "server side: normalise 0..255 RGB with ImageNet mean and std",
-            "examples": N_EXAMPLES,
-        }
+        return {**super().info(), "examples": N_EXAMPLES}

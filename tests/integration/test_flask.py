@@ -119,3 +119,37 @@ def test_stop_leaves_no_process(cpus: CpuPlan, digits) -> None:  # type: ignore[
         assert all(sorted(p.cpu_affinity()) == sorted(cpus.target) for p in tree)
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
                    for pid in pids)
+
+
+def test_serve_command_runs_the_target_standalone(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
+                                                  tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from targets.cpuset import format_cpus
+    from targets.httpclient import HttpClient
+    from targets.process import ServerProcess, free_port
+
+    port = free_port()
+    server = ServerProcess(
+        [sys.executable, "-m", "harness", "serve", "flask", "--bundle", "digits",
+         "--port", str(port), "--cpus", format_cpus(cpus.target)],
+        log_path=tmp_path / "serve.log",
+    )
+    client = HttpClient("127.0.0.1", port)
+
+    def healthy() -> bool:
+        try:
+            return client.request("GET", "/healthz")[0] == 200
+        except Exception:
+            return False
+
+    server.launch()
+    try:
+        server.wait_ready(healthy, 120, "deploybench serve flask")
+        status, body = client.request("POST", "/predict", *GOOD)
+        assert status == 200
+        assert body.startswith(codec.RESPONSE_PREFIX)
+    finally:
+        client.close()
+        server.stop()
+    assert "bind=127.0.0.1" in (tmp_path / "serve.log").read_text()
