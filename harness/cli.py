@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from harness.errors import UserError
 from reports.schema import ResultFileError
 from scenarios.catalogue import ScenarioError
 from targets.codec import ENCODINGS
-from targets.cpuset import parse_cpus
+from targets.cpuset import format_cpus, parse_cpus
 from targets.errors import TargetError
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
         print(f"warning: the target and the load generator share CPUs {list(cpus.overlap)}: "
               "every figure will mix both", file=sys.stderr)
+    if cpus.shared_cores:
+        cores = ", ".join(format_cpus(core) for core in cpus.shared_cores)
+        notes.append(f"target and load generator run on hardware threads of the same "
+                     f"physical cores ({cores})")
+        print(f"warning: the target and the load generator run on hardware threads of the "
+              f"same physical cores ({cores}); they compete for those cores. Give each side "
+              f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
     out_dir, moved = choose_out_dir(args.out or default_out(args.bundle))
     if moved:
         print(f"note: {moved}", file=sys.stderr)
@@ -184,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flask-workers", type=int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
     run.add_argument("--flask-threads", type=int, default=None,
-                     help="threads per gunicorn worker (default 4)")
+                     help="threads per gunicorn worker (default 1)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="re-render a run's reports from its run.json")
@@ -207,18 +215,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so every ``with``/``finally`` stops what it
+    started (servers, the load generator) and the run is written as partial."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = {sig: signal.signal(sig, _raise_interrupted)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         code: int = args.func(args)
     except (UserError, TargetError, ScenarioError, ResultFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: results measured so far are in run.json (status: partial)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"interrupted ({signal.Signals(signum).name}): everything started was stopped; "
+              "results measured so far are in run.json (status: partial)", file=sys.stderr)
+        return 128 + signum
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return code
 
 

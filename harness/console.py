@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from rich.console import Console
@@ -24,13 +23,13 @@ class ConsoleObserver:
             TimeElapsedColumn(),
             console=self.console,
             transient=False,
+            # The orchestrator shares the load generator's CPUs: redraw rarely.
+            refresh_per_second=2,
         )
         self._tasks: dict[str, TaskID] = {}
-        self._started = False
 
     def __enter__(self) -> ConsoleObserver:
         self.progress.start()
-        self._started = True
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -67,6 +66,3 @@ class ConsoleObserver:
         if result["error"]:
             self.progress.console.print(f"[red]{result['name']} failed:[/red] {result['error']}")
 
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()

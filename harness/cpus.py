@@ -1,22 +1,48 @@
 """CPU placement: which cores the target gets and which the load generator gets.
 
 The load generator must never share cores with the target (design rule): on a shared
-core the client steals the server's CPU and every number is wrong in an unknown way.
+core the client steals the server's CPU and every number is wrong in an unknown way. With
+simultaneous multithreading (SMT, hyperthreads) two CPU numbers can be one physical core,
+and Linux usually numbers a core's threads k and k + N/2, so the split is made by physical
+core (sysfs topology), never by CPU number alone.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import UserError
-from targets.cpuset import format_cpus
+from targets.cpuset import format_cpus, parse_cpus
+
+SiblingReader = Callable[[int], tuple[int, ...]]
+
+
+def sysfs_siblings(cpu: int) -> tuple[int, ...]:
+    """The hardware threads of ``cpu``'s physical core (itself alone when unknown)."""
+    path = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+    try:
+        return tuple(parse_cpus(path.read_text().strip()))
+    except (OSError, ValueError):
+        return (cpu,)
+
+
+def core_groups(cpus: Iterable[int], siblings: SiblingReader = sysfs_siblings
+                ) -> list[tuple[int, ...]]:
+    """``cpus`` grouped by physical core, cores in order of their first CPU."""
+    wanted = set(cpus)
+    groups = {tuple(c for c in siblings(cpu) if c in wanted) or (cpu,) for cpu in wanted}
+    return sorted(groups)
 
 
 @dataclass(frozen=True)
 class CpuPlan:
     target: tuple[int, ...]
     loadgen: tuple[int, ...]
+    #: Physical cores with hardware threads on both sides (SMT siblings split).
+    shared_cores: tuple[tuple[int, ...], ...] = ()
 
     @property
     def overlap(self) -> tuple[int, ...]:
@@ -27,28 +53,45 @@ class CpuPlan:
                 f"load generator CPUs {format_cpus(self.loadgen)}")
 
 
-def default_split(available: list[int]) -> CpuPlan:
-    """Half the allowed CPUs for the load generator (the lower half), the rest for the target.
+def _shared(target: Iterable[int], loadgen: Iterable[int], siblings: SiblingReader
+            ) -> tuple[tuple[int, ...], ...]:
+    t, g = set(target), set(loadgen)
+    return tuple(core for core in core_groups(t | g, siblings)
+                 if set(core) & t and set(core) & g and not set(core) <= (t & g))
 
-    On 2 cores: load generator on one, target on the other. Locust's FastHttpUser drives
-    ~10-15k requests/s per core, more than a Python server core serves, so an even split
+
+def default_split(available: list[int], siblings: SiblingReader = sysfs_siblings) -> CpuPlan:
+    """The lower half of the physical cores for the load generator, the rest for the target.
+
+    On 2 cores: load generator on one, target on the other. One load-generator core
+    drives ~5k requests/s of this project's requests (Locust FastHttpUser; each stage
+    records the figure), more than one core of a Python server serves, so an even split
     keeps the load generator out of the way on machines of any size.
     """
-    cpus = sorted(available)
-    if len(cpus) < 2:
-        raise UserError(
-            f"need at least 2 CPUs to keep the load generator off the target's (have "
-            f"{format_cpus(cpus)}). Pass --target-cpus and --loadgen-cpus to share one, "
-            f"knowing the numbers will mix both"
-        )
-    half = len(cpus) // 2
-    return CpuPlan(target=tuple(cpus[half:]), loadgen=tuple(cpus[:half]))
+    cores = core_groups(available, siblings)
+    if len(cores) < 2:
+        cpus = sorted(available)
+        if len(cpus) < 2:
+            raise UserError(
+                f"need at least 2 CPUs to keep the load generator off the target's (have "
+                f"{format_cpus(cpus)}). Pass --target-cpus and --loadgen-cpus to share one, "
+                f"knowing the numbers will mix both"
+            )
+        # One physical core with several threads: the best left is a thread each.
+        half = len(cpus) // 2
+        return CpuPlan(target=tuple(cpus[half:]), loadgen=tuple(cpus[:half]),
+                       shared_cores=(tuple(cpus),))
+    half = len(cores) // 2
+    loadgen = tuple(c for core in cores[:half] for c in core)
+    target = tuple(c for core in cores[half:] for c in core)
+    return CpuPlan(target=tuple(sorted(target)), loadgen=tuple(sorted(loadgen)))
 
 
-def plan_cpus(target: list[int] | None, loadgen: list[int] | None) -> CpuPlan:
+def plan_cpus(target: list[int] | None, loadgen: list[int] | None,
+              siblings: SiblingReader = sysfs_siblings) -> CpuPlan:
     available = sorted(os.sched_getaffinity(0))
     if target is None and loadgen is None:
-        return default_split(available)
+        return default_split(available, siblings)
     if target is None or loadgen is None:
         given = target if target is not None else loadgen
         assert given is not None
@@ -67,4 +110,5 @@ def plan_cpus(target: list[int] | None, loadgen: list[int] | None) -> CpuPlan:
                 f"{name} names CPUs this process may not use ({format_cpus(missing)}). "
                 f"Allowed: {format_cpus(available)}"
             )
-    return CpuPlan(target=tuple(sorted(target)), loadgen=tuple(sorted(loadgen)))
+    return CpuPlan(target=tuple(sorted(target)), loadgen=tuple(sorted(loadgen)),
+                   shared_cores=_shared(target, loadgen, siblings))

@@ -1,8 +1,8 @@
 """Load generators: Locust in its own process (real) and a simulation (for unit tests).
 
-Both turn a target's :class:`~targets.base.LoadSpec` and a scenario into one
-:class:`RawStage` per stage: raw per-request samples plus resource readings taken at
-the edges of the measurement window. Statistics are computed from those by
+Both turn a :class:`LoadJob` (a target's :class:`~targets.base.LoadSpec` and a scenario)
+into one :class:`RawStage` per stage: raw per-request samples plus resource readings
+taken at the edges of the measurement window. Statistics are computed from those by
 :mod:`harness.stats`, the same way whatever produced them.
 """
 
@@ -26,20 +26,37 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.errors import UserError
+from harness.parity import ParityError, parity_message
+from harness.results import ParityResult
 from scenarios.catalogue import Scenario
 from targets.base import LoadSpec
-from targets.process import log_tail
+from targets.bundle import Prediction
+from targets.process import child_env, log_tail
 
 #: Callback for progress: the driver's JSON events ({"event": "stage", "phase": ...}).
 EventSink = Callable[[dict[str, Any]], None]
 
 #: Beyond the scenario's own length, what a driver may take to start (imports, model
-#: load for the in-process target) and to drain, before it is killed as hung.
+#: load for the in-process target) before it is killed as hung.
 DRIVER_SLACK_S = 120.0
+EXIT_PARITY = 3  # harness.driver.EXIT_PARITY (not imported: that module imports Locust)
 
 
 class LoadGeneratorError(UserError):
     """The load generator failed; the message carries its log's tail."""
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    target: str
+    spec: LoadSpec
+    scenario: Scenario
+    loadgen_cpus: list[int]
+    #: Scratch folder for the plan and raw files; removed when the job ends.
+    work_dir: Path
+    log_path: Path
+    #: In-process predictions, for targets whose parity the load generator checks.
+    reference: list[list[Prediction]] | None = None
 
 
 @dataclass
@@ -50,13 +67,18 @@ class RawStage:
     start_s: np.ndarray
     latency_ms: np.ndarray
     ok: np.ndarray
+    #: Requests sent in the window still unanswered when the drain timed out (they are
+    #: also failed samples, with the time waited as a lower bound of their latency).
     truncated: int
     target_cpu_percent: float | None
     target_cpu_s: float
     loadgen_cpu_percent: float | None
+    loadgen_cpu_s: float
     target_rss_mb: float | None
     target_pss_mb: float | None
-    loadgen_rss_mb: float | None
+    target_peak_rss_mb: float | None = None
+    #: A target process died or appeared during the stage: its CPU figures are incomplete.
+    target_processes_changed: bool = False
     error_kinds: dict[str, int] = field(default_factory=dict)
     locust: dict[str, Any] = field(default_factory=dict)
 
@@ -73,15 +95,19 @@ class LoadResult:
     stages: list[RawStage]
     #: Facts about the load generator's run (in-process model load time, ...).
     info: dict[str, Any]
+    #: Parity checked by the load generator itself (in-process target), if it was.
+    parity: ParityResult | None = None
+    #: Why the load generator stopped before the last stage, if it did.
+    error: str | None = None
 
 
 class LoadGenerator(Protocol):
-    def run(self, target: str, spec: LoadSpec, scenario: Scenario, loadgen_cpus: list[int],
-            work_dir: Path, log_path: Path, on_event: EventSink) -> LoadResult:
-        """Drive ``spec`` through every stage of ``scenario``; return the raw stages."""
+    def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        """Drive ``job.spec`` through every stage of ``job.scenario``."""
 
 
-def _plan(spec: LoadSpec, scenario: Scenario, loadgen_cpus: list[int]) -> dict[str, Any]:
+def _plan(job: LoadJob) -> dict[str, Any]:
+    spec, scenario = job.spec, job.scenario
     wire: dict[str, Any] = {k: v for k, v in spec.items() if k != "payloads"}
     if "payloads" in spec:
         wire["payloads"] = [
@@ -90,42 +116,59 @@ def _plan(spec: LoadSpec, scenario: Scenario, loadgen_cpus: list[int]) -> dict[s
         ]
     stage = {"warmup_s": scenario.warmup_s, "duration_s": scenario.duration_s,
              "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s}
-    return {
+    plan: dict[str, Any] = {
         "spec": wire,
         "stages": [{"concurrency": n, **stage} for n in scenario.concurrency],
-        "loadgen_cpus": loadgen_cpus,
+        "loadgen_cpus": job.loadgen_cpus,
     }
+    if job.reference is not None:
+        plan["reference"] = [
+            [{"label": p.label, "probabilities": list(p.probabilities)} for p in preds]
+            for preds in job.reference
+        ]
+    return plan
 
 
 class LocustLoadGenerator:
-    """Runs :mod:`scenarios.driver` (Locust) in a fresh process pinned to its own CPUs."""
+    """Runs :mod:`harness.driver` (Locust) in a fresh process pinned to its own CPUs."""
 
-    def run(self, target: str, spec: LoadSpec, scenario: Scenario, loadgen_cpus: list[int],
-            work_dir: Path, log_path: Path, on_event: EventSink) -> LoadResult:
+    def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        work_dir = job.work_dir
         work_dir.mkdir(parents=True, exist_ok=True)
-        plan_path = work_dir / "plan.json"
-        plan_path.write_text(json.dumps(_plan(spec, scenario, loadgen_cpus)))
+        try:
+            return self._run(job, on_event)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)  # samples live on in samples.csv.gz
+
+    def _run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        plan_path = job.work_dir / "plan.json"
+        plan_path.write_text(json.dumps(_plan(job)))
+        scenario = job.scenario
         budget = (scenario.estimated_s + DRIVER_SLACK_S
                   + scenario.drain_timeout_s * len(scenario.concurrency))
-        with log_path.open("ab") as log:
+        with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scenarios.driver", str(plan_path)],
+                [sys.executable, "-m", "harness.driver", str(plan_path)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                start_new_session=True,
+                env=child_env(), start_new_session=True,
             )
         try:
             self._follow(proc, budget, on_event)
         finally:
             _stop(proc)
-        if proc.returncode != 0:
+        result_path = job.work_dir / "result.json"
+        result = json.loads(result_path.read_text()) if result_path.exists() else None
+        if result is None or proc.returncode not in (0, 1, EXIT_PARITY):
             raise LoadGeneratorError(
-                f"the load generator for {target} exited with code {proc.returncode} "
-                f"(log: {log_path}).\n{log_tail(log_path)}"
+                f"the load generator for {job.target} exited with code {proc.returncode} "
+                f"and no result. Its log ({job.log_path}) says:\n{log_tail(job.log_path)}"
             )
-        result = json.loads((work_dir / "result.json").read_text())
-        stages = [_raw_stage(work_dir, s) for s in result.pop("stages")]
-        shutil.rmtree(work_dir, ignore_errors=True)  # samples now live in samples.csv.gz
-        return LoadResult(stages, result)
+        parity = result.pop("parity", None)
+        if proc.returncode == EXIT_PARITY and parity is not None:
+            raise ParityError(parity_message(job.target, parity["index"], parity["problem"]))
+        stages = [_raw_stage(job.work_dir, s) for s in result.pop("stages")]
+        error = result.pop("error", None)
+        return LoadResult(stages, result, parity, error)
 
     @staticmethod
     def _follow(proc: subprocess.Popen[bytes], budget_s: float, on_event: EventSink) -> None:
@@ -140,17 +183,19 @@ class LocustLoadGenerator:
         threading.Thread(target=pump, daemon=True).start()
         deadline = time.monotonic() + budget_s
         while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise LoadGeneratorError(
+                    f"the load generator ran past its time budget ({budget_s:.0f} s: the "
+                    f"scenario's length plus {DRIVER_SLACK_S:.0f} s) and was stopped. A "
+                    f"target that never answers holds it up; see the target's log"
+                )
             try:
-                line = lines.get(timeout=0.2)
+                line = lines.get(timeout=min(0.2, left))
             except queue.Empty:
-                if time.monotonic() > deadline:
-                    raise LoadGeneratorError(
-                        f"the load generator ran past its time budget ({budget_s:.0f} s) "
-                        f"and was stopped"
-                    ) from None
                 continue
             if line is None:
-                proc.wait()
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 return
             with contextlib.suppress(json.JSONDecodeError):
                 on_event(json.loads(line))
@@ -178,10 +223,11 @@ def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
         window_start=stage["window_start"], window_end=stage["window_end"],
         start_s=start_s, latency_ms=latency_ms, ok=ok, truncated=stage["truncated"],
         target_cpu_percent=stage["target_cpu_percent"], target_cpu_s=stage["target_cpu_s"],
-        loadgen_cpu_percent=stage["loadgen_cpu_percent"],
+        loadgen_cpu_percent=stage["loadgen_cpu_percent"], loadgen_cpu_s=stage["loadgen_cpu_s"],
         target_rss_mb=stage["target_rss_mb"], target_pss_mb=stage["target_pss_mb"],
-        loadgen_rss_mb=stage["loadgen_rss_mb"], error_kinds=stage["error_kinds"],
-        locust=stage["locust"],
+        target_peak_rss_mb=stage["target_peak_rss_mb"],
+        target_processes_changed=stage["target_processes_changed"],
+        error_kinds=stage["error_kinds"], locust=stage["locust"],
     )
 
 
@@ -194,10 +240,10 @@ class SimulatedLoadGenerator:
     passes, so statistics and reports can be tested exactly and fast.
     """
 
-    def run(self, target: str, spec: LoadSpec, scenario: Scenario, loadgen_cpus: list[int],
-            work_dir: Path, log_path: Path, on_event: EventSink) -> LoadResult:
+    def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        spec, scenario = job.spec, job.scenario
         if spec.get("protocol") != "simulated":
-            raise LoadGeneratorError(f"the simulated load generator cannot drive {target}")
+            raise LoadGeneratorError(f"the simulated load generator cannot drive {job.target}")
         service = float(spec["service_time_s"])
         capacity = int(spec["capacity"])
         clock = 1_000_000.0  # an arbitrary, fixed epoch: results are reproducible
@@ -213,14 +259,16 @@ class SimulatedLoadGenerator:
             stop = window_end + scenario.cooldown_s
             n = round(rate * (stop - clock))
             start_s = clock + np.arange(n) / rate
+            ok_in_window = round(rate * scenario.duration_s)
             stages.append(RawStage(
                 concurrency=users, window_start=window_start, window_end=window_end,
                 start_s=start_s, latency_ms=np.full(n, latency_ms), ok=np.ones(n, dtype=bool),
                 truncated=0, target_cpu_percent=100.0 * busy / capacity,
                 target_cpu_s=service * rate * scenario.duration_s,
-                loadgen_cpu_percent=10.0, target_rss_mb=100.0, target_pss_mb=90.0,
-                loadgen_rss_mb=60.0,
-                locust={"requests": round(rate * scenario.duration_s), "failures": 0},
+                loadgen_cpu_percent=10.0, loadgen_cpu_s=0.1 * scenario.duration_s,
+                target_rss_mb=100.0, target_pss_mb=90.0, target_peak_rss_mb=110.0,
+                locust={"requests": ok_in_window, "failures": 0,
+                        "rps": ok_in_window / scenario.duration_s},
             ))
             on_event({"event": "stage", "index": index, "phase": "done", "concurrency": users,
                       "requests": n})

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.results import ParityResult
+from targets.bundle import compare_predictions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -13,45 +14,25 @@ if TYPE_CHECKING:
     from targets.base import Target
     from targets.bundle import Prediction
 
-#: Probabilities may differ by float32 rounding between processes and thread counts;
-#: anything beyond this is a different computation.
-TOLERANCE = 1e-5
-
 
 class ParityError(UserError):
     """A target's predictions differ from in-process ones."""
 
 
+def parity_message(target: str, index: int, problem: str) -> str:
+    return (f"parity: {target} {problem} on example {index}. The deployment does not serve "
+            f"the model the orchestrator loaded: check its bundle, encoding and versions "
+            f"(see its log)")
+
+
 def check_parity(target: Target, examples: list[np.ndarray],
-                 reference: list[list[Prediction]], reference_name: str = "inprocess"
-                 ) -> ParityResult:
+                 reference: list[list[Prediction]]) -> ParityResult:
     """Ask ``target`` for every example; raise naming the first one that differs."""
     worst = 0.0
     for index, (example, expected) in enumerate(zip(examples, reference, strict=True)):
-        got = target.predict(example)
-        if len(got) != len(expected):
-            raise ParityError(
-                f"parity: {target.name} returned {len(got)} predictions for example {index}, "
-                f"in-process {len(expected)}"
-            )
-        for want, have in zip(expected, got, strict=True):
-            if want.label != have.label:
-                raise ParityError(
-                    f"parity: {target.name} predicts class {have.label} for example {index}, "
-                    f"in-process predicts {want.label}"
-                )
-            if len(want.probabilities) != len(have.probabilities):
-                raise ParityError(
-                    f"parity: {target.name} returns {len(have.probabilities)} probabilities "
-                    f"for example {index}, in-process {len(want.probabilities)}"
-                )
-            diff = max(abs(a - b) for a, b in zip(want.probabilities, have.probabilities,
-                                                  strict=True))
-            if diff > TOLERANCE:
-                raise ParityError(
-                    f"parity: {target.name} differs from in-process on example {index}: "
-                    f"probabilities differ by {diff:.2e} (tolerance {TOLERANCE:.0e})"
-                )
-            worst = max(worst, diff)
+        problem, diff = compare_predictions(expected, target.predict(example))
+        if problem is not None:
+            raise ParityError(parity_message(target.name, index, problem))
+        worst = max(worst, diff)
     return {"ok": True, "examples": len(examples), "max_abs_diff": worst,
-            "reference": reference_name}
+            "reference": "the bundle called in the orchestrator's process"}

@@ -23,7 +23,7 @@ from reports.schema import (
     StageResult,
     TargetResult,
 )
-from targets.bundles.cache import atomic_write_bytes
+from targets.files import atomic_write_bytes
 
 __all__ = [
     "SCHEMA_VERSION", "LatencySummary", "ParityResult", "RunDoc", "SampleWriter",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from harness import metadata
 from harness.cpus import CpuPlan
 from harness.errors import UserError
-from harness.loadgen import LoadGenerator
+from harness.loadgen import LoadGenerator, LoadJob
 from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from harness.stats import summarize_stage
@@ -127,6 +127,7 @@ class Runner:
                 "target_cpus": list(plan.cpus.target),
                 "loadgen_cpus": list(plan.cpus.loadgen),
                 "cpu_overlap": list(plan.cpus.overlap),
+                "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
                 "encoding": encoding,
                 "targets_requested": list(plan.targets),
             },
@@ -161,25 +162,36 @@ class Runner:
                                 "parity": None, "stages": [], "loadgen": {}}
         self.observer.target_started(name, len(plan.scenario.concurrency),
                                      plan.scenario.estimated_s)
+        # A target whose real path runs inside the load generator (in-process) has its
+        # parity checked there, through that path, before any load.
+        parity_in_loadgen = getattr(target, "parity_in_load_generator", False)
         try:
             with target:
                 result["describe"] = target.describe()
-                result["parity"] = check_parity(target, examples, reference)
-                spec = target.load_spec(examples)
-                load = self.loadgen.run(
-                    name, spec, plan.scenario, list(plan.cpus.loadgen),
-                    plan.out_dir / ".work" / name, log_dir / f"loadgen-{name}.log",
-                    lambda event: self.observer.load_event(name, event),
+                if not parity_in_loadgen:
+                    result["parity"] = check_parity(target, examples, reference)
+                job = LoadJob(
+                    target=name, spec=target.load_spec(examples), scenario=plan.scenario,
+                    loadgen_cpus=list(plan.cpus.loadgen),
+                    work_dir=plan.out_dir / ".work" / name,
+                    log_path=log_dir / f"loadgen-{name}.log",
+                    reference=reference if parity_in_loadgen else None,
                 )
+                load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
         except ParityError:
             raise  # a deployment that answers differently must not be measured at all
         except (TargetError, UserError) as exc:
             result["error"] = str(exc)
             return result
+        if load.parity is not None:
+            result["parity"] = load.parity
         result["loadgen"] = load.info
         for index, raw in enumerate(load.stages):
             result["stages"].append(summarize_stage(raw))
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
                            raw.phases())
+        if load.error is not None:  # stopped before its last stage: keep what it measured
+            result["error"] = load.error
+            return result
         result["status"] = "ok"
         return result

@@ -30,7 +30,9 @@ def nearest_rank(sorted_values: np.ndarray, fraction: float) -> float:
     n = len(sorted_values)
     if n == 0:
         raise ValueError("no samples")
-    rank = max(1, math.ceil(fraction * n))
+    # Round away float noise first: 0.999 * 1000 is 999.0000000000001, whose ceiling
+    # would pick the maximum instead of the 999th value.
+    rank = max(1, math.ceil(round(fraction * n, 9)))
     return float(sorted_values[rank - 1])
 
 
@@ -61,26 +63,33 @@ def summarize_stage(raw: RawStage) -> StageResult:
     latency = raw.latency_ms[in_window]
     window_s = raw.window_end - raw.window_start
     n_ok = int(ok.sum())
+    # Unanswered requests are failed samples too, so they count here and in errors.
     requests = int(in_window.sum())
     errors = requests - n_ok
     warmup = int((raw.start_s < raw.window_start).sum())
+
+    def per_request_ms(cpu_s: float) -> float | None:
+        return cpu_s * 1000.0 / requests if requests else None
+
     return {
         "concurrency": raw.concurrency,
         "duration_s": window_s,
         "requests": requests,
         "errors": errors,
         "truncated": raw.truncated,
-        "error_rate": (errors + raw.truncated) / (requests + raw.truncated)
-        if requests + raw.truncated else 0.0,
+        "error_rate": errors / requests if requests else 0.0,
         # Goodput: successful answers per second of window. With 0 errors this equals
         # what wrk calls Requests/sec.
         "rps": n_ok / window_s if window_s > 0 else 0.0,
         "latency_ms": summarize_latency(latency[ok]),
         "target_cpu_percent": raw.target_cpu_percent,
-        "target_cpu_ms_per_request": (raw.target_cpu_s * 1000.0 / requests) if requests else None,
+        "target_cpu_ms_per_request": per_request_ms(raw.target_cpu_s),
         "target_rss_mb": raw.target_rss_mb,
         "target_pss_mb": raw.target_pss_mb,
+        "target_peak_rss_mb": raw.target_peak_rss_mb,
+        "target_processes_changed": raw.target_processes_changed,
         "loadgen_cpu_percent": raw.loadgen_cpu_percent,
+        "loadgen_cpu_ms_per_request": per_request_ms(raw.loadgen_cpu_s),
         "warmup_requests": warmup,
         "error_kinds": raw.error_kinds,
         "window_start": raw.window_start,

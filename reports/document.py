@@ -60,7 +60,7 @@ def stage_table(target: TargetResult) -> Table:
             fmt_ms(lat["p50"] if lat else None), fmt_ms(lat["p90"] if lat else None),
             fmt_ms(lat["p99"] if lat else None), fmt_ms(lat["p999"] if lat else None),
             fmt_ms(lat["max"] if lat else None),
-            f"{s['errors'] + s['truncated']}/{s['requests'] + s['truncated']}",
+            f"{s['errors']}/{s['requests']}",
             fmt_pct(s["target_cpu_percent"]), fmt_num(s["target_cpu_ms_per_request"], 3),
             fmt_pct(s["loadgen_cpu_percent"]), fmt_num(s["target_rss_mb"], 0),
         ))
@@ -183,8 +183,13 @@ def describe_line(t: TargetResult) -> str:
     load_s = t["loadgen"].get("load_s")
     if load_s is not None:
         parts.append(f"model load and first prediction: {load_s:.2f} s")
-    if d.get("memory_note"):
-        parts.append(str(d["memory_note"]))
+    before = t["loadgen"].get("rss_before_model_mb")
+    if before is not None:
+        parts.append(f"its RSS includes the load generator's own, {before:.0f} MB before the "
+                     "model was loaded")
+    parity = t["parity"]
+    if parity is not None:
+        parts.append(f"parity checked against {parity['reference']}")
     return "; ".join(parts) + "."
 
 

@@ -20,6 +20,11 @@ def warnings(run: RunDoc) -> list[str]:
     if run["status"] != "complete":
         out.append(f"The run is {run['status']}: it stopped before every target was measured. "
                    "Re-run to measure the rest.")
+    shared = run["metadata"].get("smt_shared_cores")
+    if shared:
+        out.append(f"The target and the load generator ran on hardware threads of the same "
+                   f"physical cores {shared}, competing for them. Give each side whole cores "
+                   "with --target-cpus/--loadgen-cpus.")
     overlap = run["metadata"].get("cpu_overlap")
     if overlap:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
@@ -28,11 +33,14 @@ def warnings(run: RunDoc) -> list[str]:
         for s in t["stages"]:
             n = s["concurrency"]
             where = f"{t['name']} at {n} user{'' if n == 1 else 's'}"
-            bad = s["errors"] + s["truncated"]
+            bad = s["errors"]
             if bad:
                 kinds = "; ".join(f"{k} ({n})" for k, n in list(s["error_kinds"].items())[:3])
-                out.append(f"{where}: {bad} of {s['requests'] + s['truncated']} requests failed"
+                out.append(f"{where}: {bad} of {s['requests']} requests failed"
                            f"{': ' + kinds if kinds else ''}. Check the target's log.")
+            if s["target_processes_changed"]:
+                out.append(f"{where}: a target process died or was restarted during the stage, "
+                           "so its CPU figures miss part of the time. Check the target's log.")
             busy = s["loadgen_cpu_percent"]
             if busy is not None and busy > LOADGEN_BUSY_PERCENT:
                 out.append(f"{where}: the load generator used {busy:.0f}% of its CPUs, so it "
@@ -40,7 +48,8 @@ def warnings(run: RunDoc) -> list[str]:
                            "(--loadgen-cpus) or use fewer users.")
             locust_rps = (s.get("locust") or {}).get("rps")
             if locust_rps and s["rps"] and abs(locust_rps / s["rps"] - 1) > CROSSCHECK_TOLERANCE:
-                out.append(f"{where}: Locust counted {locust_rps:,.0f} req/s against "
-                           f"deploybench's {s['rps']:,.0f} (it counts completions, not sends, "
-                           "in the window); a large gap means the window held a stall.")
+                out.append(f"{where}: Locust counted {locust_rps:,.0f} successful req/s against "
+                           f"deploybench's {s['rps']:,.0f}. Locust counts answers received in "
+                           "the window, deploybench requests sent in it; a gap this large "
+                           "means answers bunched at one edge of the window (a stall).")
     return out

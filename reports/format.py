@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from targets.cpuset import format_cpus  # a pure function: no target code runs
-
 NONE = "-"
 
 
@@ -37,6 +35,7 @@ def fmt_num(value: float | None, digits: int) -> str:
 
 
 def fmt_cpus(cpus: Iterable[int] | None) -> str:
+    """CPU numbers as stored in run.json, comma-separated."""
     if cpus is None:
         return NONE
-    return format_cpus(cpus) or NONE
+    return ",".join(str(c) for c in sorted(cpus)) or NONE

@@ -41,10 +41,11 @@ class LatencySummary(TypedDict):
 class StageResult(TypedDict):
     concurrency: int
     duration_s: float
-    #: Requests sent in the measurement window that completed (ok or not).
+    #: Requests sent in the measurement window (answered or not).
     requests: int
+    #: Of those, the ones that failed: error status, bad body, connection error, no answer.
     errors: int
-    #: Requests sent in the window still unanswered when the drain timed out.
+    #: Of the errors, requests still unanswered when the drain timed out.
     truncated: int
     error_rate: float
     #: Successful answers per second of measurement window.
@@ -55,7 +56,12 @@ class StageResult(TypedDict):
     target_cpu_ms_per_request: float | None
     target_rss_mb: float | None
     target_pss_mb: float | None
+    #: Peak resident memory of each target process since it started, summed.
+    target_peak_rss_mb: float | None
+    #: A target process died or appeared during the stage: its CPU figures are incomplete.
+    target_processes_changed: bool
     loadgen_cpu_percent: float | None
+    loadgen_cpu_ms_per_request: float | None
     warmup_requests: int
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]

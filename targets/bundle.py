@@ -78,6 +78,33 @@ def get_bundle(name: str) -> Bundle:
     return bundle
 
 
+#: Probabilities may differ by float32 rounding between processes and thread counts;
+#: anything beyond this is a different computation.
+PARITY_TOLERANCE = 1e-5
+
+
+def compare_predictions(expected: list[Prediction], got: list[Prediction],
+                        tolerance: float = PARITY_TOLERANCE) -> tuple[str | None, float]:
+    """``(None, largest probability difference)`` when ``got`` matches ``expected``;
+    otherwise ``(what differs, ...)``, worded to follow "target X ...".
+    """
+    if len(got) != len(expected):
+        return f"returned {len(got)} predictions, in-process {len(expected)}", 0.0
+    worst = 0.0
+    for want, have in zip(expected, got, strict=True):
+        if want.label != have.label:
+            return f"predicts class {have.label}, in-process predicts {want.label}", worst
+        if len(want.probabilities) != len(have.probabilities):
+            return (f"returns {len(have.probabilities)} probabilities, in-process "
+                    f"{len(want.probabilities)}"), worst
+        diff = max(abs(a - b) for a, b in zip(want.probabilities, have.probabilities,
+                                              strict=True))
+        worst = max(worst, diff)
+        if diff > tolerance:
+            return f"differs by {diff:.2e} in a probability (tolerance {tolerance:.0e})", worst
+    return None, worst
+
+
 def serve_batch(bundle: Bundle, batch: np.ndarray) -> list[Prediction]:
     """The one code path every target uses: preprocess, predict, postprocess."""
     import torch

@@ -48,10 +48,19 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+#: Client-controlled text quoted in an error message is cut to this many characters.
+QUOTE_LIMIT = 80
+
+
+def _quote(text: str) -> str:
+    return repr(text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "...")
+
+
 def _check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], limits: Limits) -> None:
     expected = "(batch, " + ", ".join(str(d) for d in input_shape) + ")"
     if len(shape) != len(input_shape) + 1 or tuple(shape[1:]) != tuple(input_shape):
-        raise RequestError(400, f"inputs have shape {tuple(shape)}; expected {expected}")
+        raise RequestError(400, f"inputs have shape {_quote(str(tuple(shape)))}; "
+                                f"expected {expected}")
     if shape[0] < 1:
         raise RequestError(400, f"inputs have an empty batch; expected {expected}")
     if shape[0] > limits.max_batch:
@@ -68,7 +77,9 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
     try:
         doc = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RequestError(400, f"body is not valid JSON: {exc}") from exc
+        raise RequestError(400, f"body is not valid JSON: {_quote(str(exc))}") from exc
+    except RecursionError as exc:  # thousands of nested brackets
+        raise RequestError(400, "body is nested too deeply to be a batch of inputs") from exc
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise RequestError(400, 'body must be a JSON object with an "inputs" array')
     inputs = doc["inputs"]
@@ -78,10 +89,13 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
         raise RequestError(413, f"batch of {len(inputs)} exceeds the limit of {limits.max_batch}")
     try:
         raw = np.asarray(inputs)
-    except (ValueError, TypeError) as exc:  # ragged nesting
+    except (ValueError, TypeError, RecursionError) as exc:  # ragged or absurdly deep nesting
         raise RequestError(400, '"inputs" must be a rectangular array of numbers') from exc
-    # numpy would happily parse "1.5" or True as numbers: only ints and floats are accepted.
-    if raw.dtype.kind not in "iuf":
+    # numpy turns strings into str arrays and None into objects (refused here), but it
+    # quietly turns true/false beside numbers into 1/0: look for them, only when the body
+    # spells one, so well-formed requests pay nothing.
+    if raw.dtype.kind not in "iuf" or ((b"true" in body or b"false" in body)
+                                       and _has_bool(inputs)):
         raise RequestError(400, '"inputs" must contain only numbers')
     _check_shape(raw.shape, input_shape, limits)
     with np.errstate(over="ignore"):
@@ -89,29 +103,37 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
     return _check_finite(batch)
 
 
+def _has_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list) and any(_has_bool(v) for v in value)
+
+
 def decode_binary(
     body: bytes, shape_header: str | None, dtype_header: str | None,
     input_shape: tuple[int, ...], limits: Limits,
 ) -> np.ndarray:
     if dtype_header is not None and dtype_header.strip().lower() != "float32":
-        raise RequestError(400, f"{DTYPE_HEADER} {dtype_header!r} is not supported; send float32")
+        raise RequestError(400, f"{DTYPE_HEADER} {_quote(dtype_header)} is not supported; "
+                                "send float32")
     if not shape_header:
         raise RequestError(400, f"binary requests need an {SHAPE_HEADER} header, e.g. '1,64'")
     try:
         shape = tuple(int(part) for part in shape_header.split(","))
     except ValueError as exc:
         raise RequestError(
-            400, f"{SHAPE_HEADER} {shape_header!r} is not a list of integers"
+            400, f"{SHAPE_HEADER} {_quote(shape_header)} is not a list of integers"
         ) from exc
     if any(dim < 0 for dim in shape):
-        raise RequestError(400, f"{SHAPE_HEADER} {shape_header!r} has a negative dimension")
+        raise RequestError(400, f"{SHAPE_HEADER} {_quote(shape_header)} has a negative dimension")
     _check_shape(shape, input_shape, limits)
     expected = math.prod(shape) * 4
     if len(body) != expected:
         raise RequestError(
             400, f"body has {len(body)} bytes; shape {shape} of float32 needs {expected}"
         )
-    batch = np.frombuffer(body, dtype="<f4").reshape(shape)
+    # A writable copy: torch warns on (and must not write into) the request's own buffer.
+    batch = np.frombuffer(body, dtype="<f4").reshape(shape).copy()
     return _check_finite(batch)
 
 
@@ -133,7 +155,8 @@ def decode_request(
             body, headers.get(SHAPE_HEADER), headers.get(DTYPE_HEADER), input_shape, limits
         )
     raise RequestError(
-        415, f"content type {content_type!r} is not supported; send {JSON_TYPE} or {BINARY_TYPE}"
+        415, f"content type {_quote(content_type or '')} is not supported; "
+             f"send {JSON_TYPE} or {BINARY_TYPE}"
     )
 
 

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 
 class FakeTarget(InProcessTarget):
+    #: Its load is simulated, so parity is checked by the orchestrator as for served targets.
+    parity_in_load_generator = False
+
     def __init__(self, bundle: str, name: str = "fake", service_time_s: float = 0.002,
                  capacity: int = 1) -> None:
         super().__init__(bundle, cpus=[])

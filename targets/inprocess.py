@@ -1,13 +1,24 @@
 """The in-process target: the application calls the bundle directly, no serving layer.
 
-For parity the orchestrator calls the bundle here. Under load the model runs inside the
-load generator's process (that *is* the deployment: the model embedded in the
-application), in real OS threads pinned to the target CPUs; see
-:mod:`scenarios.users.inprocess`.
+Under load the model runs inside the load generator's process (that *is* the deployment:
+the model embedded in the application): :class:`EmbeddedModel` is that application. A
+torch forward pass never yields to gevent, so calling the model from a greenlet would
+serialise every user and hide the queueing (Locust would time only the call). Instead
+requests go to a pool of real OS threads (``gevent.threadpool``: threads the
+monkey-patching leaves real), one per target CPU, each pinned to the target CPUs with one
+torch thread: the same CPU budget and thread layout as a served target's workers. Latency
+runs from the hand-off to the answer, so it includes the wait for a free thread, as an
+application's request would.
+
+Parity for this target is checked inside the load generator, through that same thread
+pool, before any load: the path measured is the path checked.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec, TargetBase
@@ -19,8 +30,57 @@ if TYPE_CHECKING:
     from targets.bundle import Prediction
 
 
+class EmbeddedModel:
+    """The application embedding the model: a loaded bundle and the threads that call it."""
+
+    def __init__(self, bundle_name: str, cpus: list[int], threads: int) -> None:
+        import torch
+        from gevent.threadpool import ThreadPool
+
+        torch.set_num_threads(1)  # one torch thread per pool thread
+        self.cpus = cpus
+        self.bundle: Bundle = get_bundle(bundle_name)
+        started = time.perf_counter()
+        self.bundle.load()
+        self.examples = self.bundle.example_requests()
+        serve_batch(self.bundle, self.examples[0])  # first call: lazy initialisation
+        #: Model load and first prediction, in this already running process.
+        self.load_s = time.perf_counter() - started
+        self.pool = ThreadPool(threads)
+        #: Native IDs of the pool threads: their CPU time is the target's.
+        self.thread_ids: set[int] = set()
+        self._pin_all(threads)
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        """Called from a greenlet: runs the model in a pool thread and waits for it."""
+        result: list[Prediction] = self.pool.apply(self._call, (batch,))
+        return result
+
+    def _call(self, batch: np.ndarray) -> list[Prediction]:
+        tid = threading.get_native_id()
+        if tid not in self.thread_ids:  # first use of this thread: pin it
+            os.sched_setaffinity(0, self.cpus)  # pid 0 = this thread only
+            self.thread_ids.add(tid)
+        return serve_batch(self.bundle, batch)
+
+    def _pin_all(self, size: int) -> None:
+        """Start and pin every pool thread before load, so CPU accounting sees them all."""
+        import gevent
+
+        def hold() -> None:
+            self._call(self.examples[0])
+            # Keep this thread busy until every thread has taken a task.
+            deadline = time.monotonic() + 5.0
+            while len(self.thread_ids) < size and time.monotonic() < deadline:
+                time.sleep(0.001)
+
+        gevent.joinall([self.pool.spawn(hold) for _ in range(size)])
+
+
 class InProcessTarget(TargetBase):
     name = "inprocess"
+    #: Parity is checked by the load generator, on the path it measures.
+    parity_in_load_generator = True
 
     def __init__(self, bundle: str, cpus: list[int]) -> None:
         self.bundle_name = bundle
@@ -48,8 +108,6 @@ class InProcessTarget(TargetBase):
             "threads_per_worker": len(self.cpus),
             "torch_threads_per_worker": 1,
             "encoding": "none (numpy arrays)",
-            "memory_note": "the model shares its process with the load generator, so memory "
-                           "figures include Locust's own (see rss_before_model_mb)",
         }
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:

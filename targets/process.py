@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +21,31 @@ from targets.errors import TargetStartError
 #: graceful timeout is 30 s; ours serves nothing by then, so 10 s is plenty).
 STOP_GRACE_S = 10.0
 POLL_S = 0.02
+#: Set in the environment of every process deploybench starts: the starter's PID.
+PARENT_ENV = "DEPLOYBENCH_PARENT_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a process we start: ours, plus who started it."""
+    return {**os.environ, **(extra or {}), PARENT_ENV: str(os.getpid())}
+
+
+def die_with_parent() -> None:
+    """In a process deploybench started: have Linux send SIGTERM when the starter dies.
+
+    Called first thing by the servers and the load generator, so that an orchestrator
+    killed without a chance to clean up (SIGKILL, a crash) leaves nothing running.
+    Does nothing when the process was started some other way (a user's shell, a container).
+    """
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    os.environ.pop(PARENT_ENV)  # not inherited further: gunicorn workers follow their master
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # the starter died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -67,7 +93,7 @@ class ServerProcess:
             self.launched_at = time.perf_counter()
             self.proc = subprocess.Popen(
                 self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {})}, start_new_session=True,
+                env=child_env(self.env), start_new_session=True,
             )
         finally:
             if not isinstance(log, int):

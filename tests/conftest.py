@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from targets.bundles.cache import CACHE_ENV
+from targets.files import CACHE_ENV
 
 
 @pytest.fixture(scope="session", autouse=True)

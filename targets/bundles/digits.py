@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from targets.bundle import TorchClassifier
-from targets.bundles.cache import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 from targets.errors import BundleError
+from targets.files import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 
 if TYPE_CHECKING:
     import torch

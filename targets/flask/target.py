@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,13 +64,16 @@ class FlaskTarget(TargetBase):
         self.startup_s = self._server.wait_ready(self.health, START_TIMEOUT_S, "flask server")
 
     def health(self) -> bool:
-        if self._client is None:
+        """200 from ``/healthz``, answered by one of *our* server's processes (the port was
+        free when chosen, but another program could have taken it since)."""
+        if self._client is None or self._server is None:
             return False
         try:
-            status, _ = self._client.request("GET", "/healthz")
-        except TargetError:
+            status, body = self._client.request("GET", "/healthz")
+            pid = json.loads(body).get("pid") if status == 200 else None
+        except (TargetError, ValueError, AttributeError):
             return False
-        return status == 200
+        return pid is not None and pid in {p.pid for p in self._server.tree()}
 
     def request(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         assert self._client is not None, "start() first"
@@ -79,7 +83,10 @@ class FlaskTarget(TargetBase):
         body, headers = codec.encode_request(batch, self.encoding)
         status, answer = self.request(body, headers)
         if status != 200:
-            raise TargetError(f"flask answered {status} to a good request: {answer[:200]!r}")
+            raise TargetError(
+                f"flask answered {status} to a request in-process serving answers: "
+                f"{answer[:200]!r}. See its log ({self.log_path})"
+            )
         return codec.decode_predictions(answer)
 
     def describe(self) -> dict[str, Any]:

@@ -44,3 +44,68 @@ def test_run_inprocess_and_flask_end_to_end(tmp_path: Path) -> None:
     pid = run["targets"][1]["describe"]["pid"]
     assert pid
     assert not (psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie")
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
+    out = []
+    for p in procs:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle",
+             "digits", "--scenario", "quick", "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+    try:
+        # Wait until the server and the load generator both run under the orchestrator.
+        seen: dict[int, psutil.Process] = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for p in _descendants(proc.pid):
+                seen[p.pid] = p
+            cmdlines = " ".join(" ".join(p.cmdline()) for p in _alive(list(seen.values())))
+            if "harness.driver" in cmdlines and "targets.flask.server" in cmdlines:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the server and load generator never both started")
+        time.sleep(1.0)  # load running
+        for p in _descendants(proc.pid):
+            seen[p.pid] = p  # gunicorn workers too
+        proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=60)
+        stderr = err_path.read_text()
+        deadline = time.monotonic() + 30
+        while _alive(list(seen.values())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(list(seen.values())), [p.cmdline() for p in _alive(list(seen.values()))]
+        if how == "SIGTERM":
+            assert proc.returncode == 128 + signal.SIGTERM, stderr
+            assert "interrupted (SIGTERM)" in stderr
+            assert load_run(out)["status"] == "partial"
+            assert not (out / ".work" / "flask").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

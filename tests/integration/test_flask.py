@@ -78,6 +78,10 @@ BAD: list[tuple[str, bytes, dict[str, str], int]] = [
     ("batch over limit", json.dumps({"inputs": [[0.0] * 64] * 17}).encode(),
      {"Content-Type": "application/json"}, 413),
     ("body over limit", b"0" * (2 << 20), {"Content-Type": "application/json"}, 413),
+    ("deeply nested", b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
+     {"Content-Type": "application/json"}, 400),
+    ("bool among numbers", json.dumps({"inputs": [[1.0] * 63 + [True]]}).encode(),
+     {"Content-Type": "application/json"}, 400),
     ("unicode junk", "{\"inputs\": [[\"\u2603\u0000\"]]}".encode(),
      {"Content-Type": "application/json"}, 400),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,9 +11,11 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LocustLoadGenerator
+from harness.loadgen import LoadJob, LoadResult, LocustLoadGenerator
+from harness.parity import ParityError
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
+from targets.bundle import Prediction, serve_batch
 from targets.flask.target import FlaskTarget
 from targets.inprocess import InProcessTarget
 
@@ -21,12 +25,17 @@ STAGE = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5, dura
                  cooldown_s=0.2, drain_timeout_s=10.0, sha256="0" * 64, path="it.yaml")
 
 
-@pytest.fixture
-def events() -> Iterator[list[dict[str, Any]]]:
-    return []
+def run_load(target: str, spec: Any, cpus: CpuPlan, tmp_path: Path,
+             scenario: Scenario = STAGE, reference: Any = None,
+             events: list[dict[str, Any]] | None = None) -> LoadResult:
+    job = LoadJob(target=target, spec=spec, scenario=scenario, loadgen_cpus=list(cpus.loadgen),
+                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log", reference=reference)
+    sink = events.append if events is not None else (lambda e: None)
+    return LocustLoadGenerator().run(job, sink)
 
 
-def _check_stage(result: Any) -> None:
+def _check_stage(result: LoadResult) -> None:
+    assert result.error is None
     [raw] = result.stages
     stage = summarize_stage(raw)
     assert stage["requests"] >= 300, stage["requests"]
@@ -36,38 +45,54 @@ def _check_stage(result: Any) -> None:
     lat = stage["latency_ms"]
     assert lat is not None
     assert 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
-    assert stage["loadgen_cpu_percent"] is not None
-    assert stage["loadgen_cpu_percent"] > 0
-    assert stage["target_cpu_percent"] is not None
-    assert stage["target_cpu_percent"] > 0
-    assert stage["target_rss_mb"] is not None
-    assert stage["target_rss_mb"] > 10
-    # Locust's own count for the window agrees with ours (completions vs sends).
-    assert abs(stage["locust"]["requests"] - stage["requests"]) <= 0.05 * stage["requests"] + 8
+    # CPU shares are of the CPUs each side was given: positive, and at most all of them.
+    for key in ("loadgen_cpu_percent", "target_cpu_percent"):
+        assert 0 < (stage[key] or 0) <= 105, (key, stage[key])  # type: ignore[literal-required]
+    assert stage["loadgen_cpu_ms_per_request"] is not None
+    assert stage["loadgen_cpu_ms_per_request"] > 0
+    assert stage["target_peak_rss_mb"] is not None
+    assert stage["target_peak_rss_mb"] >= (stage["target_rss_mb"] or 0) * 0.99
+    assert not stage["target_processes_changed"]
+    # Locust's own count of successes in the window agrees with ours (answers vs sends).
+    loc = stage["locust"]
+    assert abs(loc["requests"] - loc["failures"] - stage["requests"]) <= 8
 
 
-def test_flask_under_locust(cpus: CpuPlan, digits, tmp_path: Path,  # type: ignore[no-untyped-def]
-                            events: list[dict[str, Any]]) -> None:
+def test_flask_under_locust(cpus: CpuPlan, digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    events: list[dict[str, Any]] = []
     with FlaskTarget("digits", list(cpus.target), "json") as target:
-        spec = target.load_spec(digits.example_requests())
-        result = LocustLoadGenerator().run("flask", spec, STAGE, list(cpus.loadgen),
-                                           tmp_path / "work", tmp_path / "lg.log", events.append)
+        result = run_load("flask", target.load_spec(digits.example_requests()), cpus, tmp_path,
+                          events=events)
     _check_stage(result)
     phases = [e.get("phase") for e in events if e.get("event") == "stage"]
     assert phases == ["spawn", "warmup", "measure", "cooldown", "done"]
     assert not (tmp_path / "work").exists()  # raw files folded into the result
 
 
-def test_inprocess_under_locust(cpus: CpuPlan, digits, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                events: list[dict[str, Any]]) -> None:
-    target = InProcessTarget("digits", list(cpus.target))
-    with target:
-        spec = target.load_spec(digits.example_requests())
-        result = LocustLoadGenerator().run("inprocess", spec, STAGE, list(cpus.loadgen),
-                                           tmp_path / "work", tmp_path / "lg.log", events.append)
+def test_inprocess_under_locust_checks_parity_first(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
+                                                    tmp_path: Path) -> None:
+    examples = digits.example_requests()
+    reference = [serve_batch(digits, e) for e in examples]
+    with InProcessTarget("digits", list(cpus.target)) as target:
+        result = run_load("inprocess", target.load_spec(examples), cpus, tmp_path,
+                          reference=reference)
     _check_stage(result)
-    assert result.info["pool_threads"] == len(cpus.target)
+    assert result.parity is not None
+    assert result.parity["ok"]
+    assert result.parity["examples"] == 64
+    assert result.info["pool_threads"] == max(1, len(cpus.target))
     assert result.info["load_s"] > 0
+
+
+def test_inprocess_parity_mismatch_stops_before_load(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
+                                                     tmp_path: Path) -> None:
+    examples = digits.example_requests()
+    reference = [serve_batch(digits, e) for e in examples]
+    reference[5] = [Prediction((reference[5][0].label + 1) % 10, reference[5][0].probabilities)]
+    mismatch = r"inprocess predicts class \d, in-process predicts \d on example 5"
+    with InProcessTarget("digits", list(cpus.target)) as target, \
+            pytest.raises(ParityError, match=mismatch):
+        run_load("inprocess", target.load_spec(examples), cpus, tmp_path, reference=reference)
 
 
 def test_dead_target_becomes_errors_not_a_crash(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
@@ -76,10 +101,54 @@ def test_dead_target_becomes_errors_not_a_crash(cpus: CpuPlan, digits,  # type: 
     with target:
         spec = target.load_spec(digits.example_requests())
     # The server is gone before the load starts: every request fails, the run goes on.
-    result = LocustLoadGenerator().run("flask", spec, STAGE, list(cpus.loadgen),
-                                       tmp_path / "work", tmp_path / "lg.log", lambda e: None)
-    stage = summarize_stage(result.stages[0])
+    stage = summarize_stage(run_load("flask", spec, cpus, tmp_path).stages[0])
     assert stage["requests"] > 0
     assert stage["errors"] == stage["requests"]
     assert stage["rps"] == 0
     assert stage["error_kinds"]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and reads requests, but never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            conns.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in conns:
+        conn.close()
+    listener.close()
+
+
+def test_unanswered_requests_are_failures_not_lost(cpus: CpuPlan, silent_server: str,
+                                                   tmp_path: Path) -> None:
+    spec: Any = {"protocol": "http", "url": silent_server, "path": "/predict", "cpus": [],
+                 "payloads": [{"body": b"{}", "headers": {"Content-Type": "application/json"}}]}
+    scenario = Scenario(name="it", description="", concurrency=(3,), warmup_s=0.0,
+                        duration_s=0.5, cooldown_s=0.0, drain_timeout_s=1.0, sha256="",
+                        path="")
+    [raw] = run_load("silent", spec, cpus, tmp_path, scenario).stages
+    # Each of the 3 users sent one request as it started, before the window, and never
+    # got an answer: 3 failed samples that waited at least the drain, none in the window.
+    assert len(raw.ok) == 3
+    assert not raw.ok.any()
+    assert (raw.latency_ms >= 1000 * scenario.drain_timeout_s).all()
+    assert raw.error_kinds == {"no answer within the 1 s drain timeout": 3}
+    stage = summarize_stage(raw)
+    assert stage["requests"] == 0
+    assert stage["truncated"] == 0
+    assert stage["rps"] == 0

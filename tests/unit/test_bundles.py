@@ -15,7 +15,7 @@ def test_digits_is_accurate_and_cached_with_checksum(digits) -> None:  # type: i
     info = digits.info()
     assert info["accuracy"] >= MIN_ACCURACY
     meta = json.loads(digits.meta_path.read_text())
-    from targets.bundles.cache import sha256_file
+    from targets.files import sha256_file
 
     assert meta["sha256"] == sha256_file(digits.weights_path)
 

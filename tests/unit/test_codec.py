@@ -43,6 +43,9 @@ BAD = [
     ("inputs not a list", "application/json", b'{"inputs": 3}', {}, 400),
     ("strings", "application/json", b'{"inputs": [["1", "2", "3", "4"]]}', {}, 400),
     ("booleans", "application/json", b'{"inputs": [[true, false, true, false]]}', {}, 400),
+    ("bool among numbers", "application/json", b'{"inputs": [[1, true, 2, 3]]}', {}, 400),
+    ("deeply nested", "application/json", b'{"inputs": ' + b"[" * 2000 + b"]" * 2000
+     + b"}", {}, 400),
     ("nulls", "application/json", b'{"inputs": [[null, 1, 2, 3]]}', {}, 400),
     ("ragged", "application/json", b'{"inputs": [[1, 2, 3, 4], [1]]}', {}, 400),
     ("wrong width", "application/json", b'{"inputs": [[1, 2, 3]]}', {}, 400),
@@ -73,6 +76,22 @@ def test_bad_requests_get_client_errors(why: str, ctype: str | None, body: bytes
         decode(ctype, body, headers)
     assert info.value.status == status
     assert info.value.message  # always says what is wrong
+
+
+def test_true_in_an_extra_field_does_not_reject_numbers() -> None:
+    out = decode("application/json", b'{"inputs": [[1, 2, 3, 4]], "note": "true"}')
+    assert out.tolist() == [[1, 2, 3, 4]]
+
+
+def test_long_client_text_is_cut_in_messages() -> None:
+    with pytest.raises(RequestError) as info:
+        decode("application/octet-stream", b"", {"X-Shape": "1," * 5000})
+    assert len(info.value.message) < 200
+
+
+def test_binary_batch_is_writable() -> None:
+    body, headers = codec.encode_request(np.ones((1, 4), dtype=np.float32), "binary")
+    assert decode(headers["Content-Type"], body, headers).flags.writeable
 
 
 def test_predictions_round_trip_and_prefix() -> None:

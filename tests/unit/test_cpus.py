@@ -53,3 +53,31 @@ def test_given_side_leaves_the_rest_to_the_other() -> None:
     plan = plan_cpus([allowed[-1]], None)
     assert plan.target == (allowed[-1],)
     assert plan.loadgen == tuple(allowed[:-1])
+
+
+def smt(n_cores: int):  # type: ignore[no-untyped-def]
+    """Linux's usual SMT numbering: core k has threads k and k + n_cores."""
+    def siblings(cpu: int) -> tuple[int, ...]:
+        core = cpu % n_cores
+        return (core, core + n_cores)
+    return siblings
+
+
+def test_split_with_hyperthreads_keeps_each_core_on_one_side() -> None:
+    plan = default_split(list(range(8)), smt(4))  # 4 cores, 2 threads each
+    assert plan.loadgen == (0, 1, 4, 5)
+    assert plan.target == (2, 3, 6, 7)
+    assert plan.shared_cores == ()
+
+
+def test_single_core_with_two_threads_is_split_but_flagged() -> None:
+    plan = default_split([0, 1], smt(1))
+    assert plan.overlap == ()
+    assert plan.shared_cores == ((0, 1),)
+
+
+def test_explicit_sets_sharing_a_core_are_flagged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    plan = plan_cpus([0, 1], [4, 5], smt(4))  # threads of cores 0 and 1 on both sides
+    assert plan.shared_cores == ((0, 4), (1, 5))
+    assert plan_cpus([0, 1], [2, 3], smt(4)).shared_cores == ()

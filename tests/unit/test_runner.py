@@ -76,10 +76,8 @@ def test_raw_samples_are_stored_beside_the_result(tmp_path: Path) -> None:
     measured = (samples["stage"] == 0) & (samples["phase"] == "measure")
     assert measured.sum() == stage["requests"]
     assert set(np.unique(samples["phase"])) == {"warmup", "measure", "cooldown"}
-    # Percentiles re-computed from the file agree with run.json.
-    lat = np.sort(samples["latency_ms"][measured])
-    assert stage["latency_ms"] is not None
-    assert lat[len(lat) // 2] == pytest.approx(stage["latency_ms"]["p50"])
+    assert stage["warmup_requests"] == ((samples["stage"] == 0)
+                                        & (samples["phase"] == "warmup")).sum()
 
 
 class WrongTarget(FakeTarget):
@@ -97,7 +95,8 @@ def test_parity_mismatch_aborts_and_keeps_what_was_measured(tmp_path: Path) -> N
 
     runner = Runner(plan(tmp_path, ("fake", "bad")), SimulatedLoadGenerator(),
                     target_factory=factory)
-    with pytest.raises(ParityError, match=r"bad predicts class \d for example 0"):
+    with pytest.raises(ParityError,
+                       match=r"bad predicts class \d, in-process predicts \d on example 0"):
         runner.run()
     run = load_run(tmp_path)
     assert run["status"] == "partial"

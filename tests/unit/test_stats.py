@@ -15,6 +15,14 @@ def test_nearest_rank_picks_observed_values() -> None:
     assert nearest_rank(values, 0.001) == 1
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 999, 1000, 1001, 12345])
+def test_nearest_rank_matches_numpys_inverted_cdf(n: int) -> None:
+    values = np.sort(np.random.default_rng(n).exponential(size=n))
+    for fraction in (0.001, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0):
+        assert nearest_rank(values, fraction) == np.quantile(values, fraction,
+                                                             method="inverted_cdf")
+
+
 def test_nearest_rank_refuses_empty() -> None:
     with pytest.raises(ValueError, match="no samples"):
         nearest_rank(np.array([]), 0.5)
@@ -43,8 +51,8 @@ def _raw(start_s: list[float], latency_ms: list[float], ok: list[bool], truncate
     return RawStage(concurrency=2, window_start=10.0, window_end=20.0,
                     start_s=np.array(start_s), latency_ms=np.array(latency_ms),
                     ok=np.array(ok), truncated=truncated, target_cpu_percent=50.0,
-                    target_cpu_s=1.0, loadgen_cpu_percent=20.0, target_rss_mb=100.0,
-                    target_pss_mb=90.0, loadgen_rss_mb=50.0)
+                    target_cpu_s=1.0, loadgen_cpu_percent=20.0, loadgen_cpu_s=0.5,
+                    target_rss_mb=100.0, target_pss_mb=90.0)
 
 
 def test_stage_counts_only_requests_sent_in_the_window() -> None:
@@ -68,13 +76,14 @@ def test_slow_request_sent_in_window_is_kept() -> None:
 
 
 def test_errors_are_counted_but_not_in_latency_or_rps() -> None:
-    raw = _raw([11.0, 12.0, 13.0, 14.0], [1.0, 1.0, 0.1, 0.1], [True, True, False, False],
+    # The last failure is an unanswered request (a failed sample that waited 900 ms).
+    raw = _raw([11.0, 12.0, 13.0, 14.0], [1.0, 1.0, 0.1, 900.0], [True, True, False, False],
                truncated=1)
     stage = summarize_stage(raw)
     assert stage["requests"] == 4
     assert stage["errors"] == 2
     assert stage["truncated"] == 1
-    assert stage["error_rate"] == pytest.approx(3 / 5)
+    assert stage["error_rate"] == pytest.approx(2 / 4)
     assert stage["rps"] == pytest.approx(2 / 10.0)
     assert stage["latency_ms"] is not None
     assert stage["latency_ms"]["min"] == 1.0
@@ -89,3 +98,4 @@ def test_stage_with_no_success_has_no_latency() -> None:
 def test_cpu_per_request_from_cpu_seconds() -> None:
     stage = summarize_stage(_raw([11.0, 12.0], [1.0, 1.0], [True, True]))
     assert stage["target_cpu_ms_per_request"] == pytest.approx(1000.0 / 2)
+    assert stage["loadgen_cpu_ms_per_request"] == pytest.approx(500.0 / 2)

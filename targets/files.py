@@ -1,7 +1,8 @@
-"""Where bundles keep trained artefacts, and how they are written safely.
+"""Files written safely, and where bundles cache their trained artefacts.
 
 Several processes (gunicorn workers, the load generator, the orchestrator) may load a
-bundle at once, so files are written to a temporary name and renamed into place.
+bundle at once, and a run may be cut short at any moment, so files are written to a
+temporary name and renamed into place: a reader sees the old file or the new, never half.
 """
 
 from __future__ import annotations

@@ -48,5 +48,12 @@ class SampleRecorder:
         else:
             self.error_kinds["other"] += 1
 
+    def record_unanswered(self, sent_at: float, waited_ms: float, reason: str) -> None:
+        """A request that never got an answer: a failure whose latency is at least ``waited_ms``."""
+        self.start_s.append(sent_at)
+        self.latency_ms.append(waited_ms)
+        self.ok.append(0)
+        self.error_kinds[reason] += 1
+
     def __len__(self) -> int:
         return len(self.latency_ms)

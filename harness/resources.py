@@ -1,0 +1,108 @@
+"""CPU time and memory of the target and of the load generator, read inside the driver.
+
+Served targets are process trees (gunicorn's master and workers): their CPU is the sum
+over the tree. The in-process target is a set of threads inside the driver's process: its
+CPU is those threads' time, and the load generator's is the rest of the process.
+
+Reads run in the load generator's event loop, so they stall every user while they run.
+The CPU read at the edges of a measurement window is kept to one ``/proc/PID/stat`` per
+process of a tree resolved before the stage (a few tens of microseconds each); memory,
+which needs ``smaps_rollup`` (milliseconds), is read only once the window's requests
+have all been answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    target_s: float
+    loadgen_s: float
+
+
+@dataclass(frozen=True)
+class MemoryReading:
+    #: Resident memory summed over the target's processes (shared pages counted in each).
+    rss_mb: float | None
+    #: Proportional set size: shared pages split between the processes sharing them.
+    pss_mb: float | None
+    #: Each process's peak resident memory since it started (VmHWM), summed.
+    peak_rss_mb: float | None
+    loadgen_rss_mb: float
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
+class ResourceMeter:
+    def __init__(self, watch_pids: list[int], thread_ids: set[int] | None = None) -> None:
+        self.watch_pids = watch_pids
+        self.thread_ids = thread_ids  # in-process target: these threads of this process
+        self.me = psutil.Process()
+        self._tree: list[psutil.Process] = []
+
+    def attach(self) -> None:
+        """Resolve the target's process tree; call before each stage, outside the window."""
+        tree: list[psutil.Process] = []
+        for pid in self.watch_pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                tree += [root, *root.children(recursive=True)]
+        self._tree = tree
+
+    def tree_changed(self) -> bool:
+        """True when a target process died or a new one appeared since :meth:`attach`:
+        the CPU figures of the stage then miss or double-count that process's time."""
+        if self.thread_ids is not None:
+            return False
+        before = {p.pid for p in self._tree}
+        now: set[int] = set()
+        for pid in self.watch_pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                now |= {root.pid, *(c.pid for c in root.children(recursive=True))}
+        return now != before
+
+    def cpu(self) -> CpuReading:
+        mine = self.me.cpu_times()
+        own = mine.user + mine.system
+        if self.thread_ids is not None:
+            target = sum(t.user_time + t.system_time for t in self.me.threads()
+                         if t.id in self.thread_ids)
+            return CpuReading(target, own - target)
+        target = 0.0
+        for proc in self._tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = proc.cpu_times()
+                target += times.user + times.system
+        return CpuReading(target, own)
+
+    def memory(self) -> MemoryReading:
+        own_rss = self.me.memory_info().rss / MB
+        if self.thread_ids is not None:
+            # The model lives in this process: its memory cannot be told apart from the
+            # load generator's, so the process's figures are reported for both.
+            info = self.me.memory_full_info()
+            return MemoryReading(own_rss, info.pss / MB, _peak_rss_mb(self.me.pid), own_rss)
+        rss = pss = peak = 0.0
+        for proc in self._tree:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, OSError):
+                info = proc.memory_full_info()
+                rss += info.rss / MB
+                pss += info.pss / MB
+                peak += _peak_rss_mb(proc.pid)
+        if not self._tree:
+            return MemoryReading(None, None, None, own_rss)
+        return MemoryReading(rss, pss, peak, own_rss)
