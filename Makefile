@@ -1,5 +1,5 @@
 # deploybench: two commands set everything up on a fresh machine.
-#   make demo   builds .venv, installs, runs the main job (in-process vs Flask on digits)
+#   make demo   builds .venv, installs, runs the main job (every deployment on digits)
 #   make test   builds .venv, installs, runs the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results/demo
 
-.PHONY: setup demo test lint check clean
+.PHONY: setup demo test lint check stubs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deploybench run --targets inprocess,flask --bundle digits --scenario quick --out $(OUT)
+	$(BIN)/deploybench run --targets inprocess,flask,grpc --bundle digits --scenario quick \
+		--out $(OUT)
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -27,6 +28,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 check: lint test
+
+# Regenerate the gRPC stubs after editing targets/grpc/predict.proto (a test checks them).
+stubs: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
+		targets/grpc/predict.proto
 
 clean:
 	rm -rf $(VENV)

@@ -87,7 +87,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     simulated = args.targets == ("fake",)
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
                    out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
-                   flask_threads=args.flask_threads, notes=tuple(notes))
+                   flask_threads=args.flask_threads, grpc_workers=args.grpc_workers,
+                   grpc_threads=args.grpc_threads, notes=tuple(notes))
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
           f"{scenario.name} (~{scenario.estimated_s * len(args.targets):.0f} s of load), "
@@ -119,6 +120,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.target == "grpc":
+        from targets.grpc import server as grpc_server
+
+        return grpc_server.serve(args)
     from targets.flask import server
 
     server.serve(args)
@@ -168,6 +173,8 @@ def cmd_bundles(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from targets.flask.server import add_arguments as add_flask_arguments
+    from targets.grpc.server import add_arguments as add_grpc_arguments
+    from targets.serving import positive_int
 
     parser = argparse.ArgumentParser(
         prog="deploybench",
@@ -176,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="deploy, check parity, load, measure, report")
-    run.add_argument("--targets", type=_targets, default=("inprocess", "flask"),
-                     help="comma-separated deployments to compare (default: inprocess,flask)")
+    run.add_argument("--targets", type=_targets, default=("inprocess", "flask", "grpc"),
+                     help="comma-separated deployments to compare "
+                          "(default: inprocess,flask,grpc)")
     run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
     run.add_argument("--scenario", default="quick",
                      help="scenario name (see `deploybench scenarios`) or YAML path")
@@ -189,10 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPUs for the load generator (default: lower half)")
     run.add_argument("--encoding", choices=ENCODINGS, default=None,
                      help="request encoding for served targets (default: the bundle's)")
-    run.add_argument("--flask-workers", type=int, default=None,
+    run.add_argument("--flask-workers", type=positive_int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
-    run.add_argument("--flask-threads", type=int, default=None,
+    run.add_argument("--flask-threads", type=positive_int, default=None,
                      help="threads per gunicorn worker (default 1)")
+    run.add_argument("--grpc-workers", type=positive_int, default=None,
+                     help="gRPC server processes (default: one per target CPU)")
+    run.add_argument("--grpc-threads", type=positive_int, default=None,
+                     help="threads in each gRPC server's pool (default 4)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="re-render a run's reports from its run.json")
@@ -204,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     flask = serve_sub.add_parser("flask", help="the Flask app under gunicorn")
     add_flask_arguments(flask)
     flask.set_defaults(func=cmd_serve)
+    grpc = serve_sub.add_parser("grpc", help="the gRPC server (health, reflection)")
+    add_grpc_arguments(grpc)
+    grpc.set_defaults(func=cmd_serve)
 
     scen = sub.add_parser("scenarios", help="list the built-in scenarios")
     scen.set_defaults(func=cmd_scenarios)
@@ -225,14 +240,28 @@ class Interrupted(KeyboardInterrupt):
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
+    # A second signal while everything is being stopped exits at once: whatever the run
+    # started dies with it (PR_SET_PDEATHSIG), and its run.json stays "running".
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _exit_now)
     raise Interrupted(signum)
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    os._exit(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    previous = {sig: signal.signal(sig, _raise_interrupted)
-                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    # SIGINT raises KeyboardInterrupt already; TERM and HUP do the same, except where
+    # they are ignored (nohup): then they stay ignored.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM,
+                                                        signal.SIGHUP)}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, _raise_interrupted)
     try:
         code: int = args.func(args)
     except (UserError, TargetError, ScenarioError, ResultFileError) as exc:
@@ -240,8 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
-        print(f"interrupted ({signal.Signals(signum).name}): everything started was stopped; "
-              "results measured so far are in run.json (status: partial)", file=sys.stderr)
+        done = "everything it started was stopped"
+        if args.command == "run":
+            done += "; results measured so far are in run.json (status: partial)"
+        print(f"interrupted ({signal.Signals(signum).name}): {done}", file=sys.stderr)
         return 128 + signum
     finally:
         for sig, handler in previous.items():

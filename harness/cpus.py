@@ -95,7 +95,12 @@ def plan_cpus(target: list[int] | None, loadgen: list[int] | None,
     if target is None or loadgen is None:
         given = target if target is not None else loadgen
         assert given is not None
-        rest = [c for c in available if c not in given]
+        # Whole cores the given side does not touch; only if there are none, the given
+        # CPUs' hyperthread siblings (flagged below as shared cores).
+        touched = {c for core in core_groups(available, siblings) if set(core) & set(given)
+                   for c in core}
+        rest = ([c for c in available if c not in touched]
+                or [c for c in available if c not in given])
         if not rest:
             raise UserError(
                 f"no CPUs left for the other side after {format_cpus(given)} "

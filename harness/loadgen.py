@@ -70,6 +70,9 @@ class RawStage:
     #: Requests sent in the window still unanswered when the drain timed out (they are
     #: also failed samples, with the time waited as a lower bound of their latency).
     truncated: int
+    #: Requests given up on at the drain timeout, whenever they were sent (a user stuck
+    #: since the warm-up lowers the stage's real concurrency without failing in-window).
+    unanswered: int
     target_cpu_percent: float | None
     target_cpu_s: float
     loadgen_cpu_percent: float | None
@@ -222,6 +225,7 @@ def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
         concurrency=stage["concurrency"],
         window_start=stage["window_start"], window_end=stage["window_end"],
         start_s=start_s, latency_ms=latency_ms, ok=ok, truncated=stage["truncated"],
+        unanswered=stage["unanswered"],
         target_cpu_percent=stage["target_cpu_percent"], target_cpu_s=stage["target_cpu_s"],
         loadgen_cpu_percent=stage["loadgen_cpu_percent"], loadgen_cpu_s=stage["loadgen_cpu_s"],
         target_rss_mb=stage["target_rss_mb"], target_pss_mb=stage["target_pss_mb"],
@@ -263,7 +267,7 @@ class SimulatedLoadGenerator:
             stages.append(RawStage(
                 concurrency=users, window_start=window_start, window_end=window_end,
                 start_s=start_s, latency_ms=np.full(n, latency_ms), ok=np.ones(n, dtype=bool),
-                truncated=0, target_cpu_percent=100.0 * busy / capacity,
+                truncated=0, unanswered=0, target_cpu_percent=100.0 * busy / capacity,
                 target_cpu_s=service * rate * scenario.duration_s,
                 loadgen_cpu_percent=10.0, loadgen_cpu_s=0.1 * scenario.duration_s,
                 target_rss_mb=100.0, target_pss_mb=90.0, target_peak_rss_mb=110.0,

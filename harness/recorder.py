@@ -23,6 +23,9 @@ class SampleRecorder:
         self.clear()
 
     def clear(self) -> None:
+        #: Set once a stage's unanswered requests are recorded: a late answer to one of
+        #: them must not be counted a second time.
+        self.closed = False
         self.start_s = array("d")
         self.latency_ms = array("d")
         self.ok = array("b")
@@ -32,6 +35,8 @@ class SampleRecorder:
                    response_length: int, exception: BaseException | None = None,
                    start_time: float | None = None, **_: Any) -> None:
         """Listener for ``events.request``; cheap, because it runs once per request."""
+        if self.closed:
+            return
         if start_time is None or response_time is None:
             # A request Locust could not time is a failure we can still count.
             self.error_kinds["untimed request"] += 1

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from targets.base import Target
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
-TARGETS = ("inprocess", "flask")
+TARGETS = ("inprocess", "flask", "grpc")
 TEST_TARGETS = ("fake",)
 
 
@@ -43,6 +43,8 @@ class RunPlan:
     encoding: str | None = None
     flask_workers: int | None = None
     flask_threads: int | None = None
+    grpc_workers: int | None = None
+    grpc_threads: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -79,12 +81,15 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
 
         return InProcessTarget(plan.bundle, target_cpus)
     if name == "flask":
-        from targets.flask.server import DEFAULT_THREADS
         from targets.flask.target import FlaskTarget
 
         return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
-                           threads=plan.flask_threads or DEFAULT_THREADS,
-                           log_path=log_dir / "flask.log")
+                           threads=plan.flask_threads, log_path=log_dir / "flask.log")
+    if name == "grpc":
+        from targets.grpc.target import GrpcTarget
+
+        return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
+                          threads=plan.grpc_threads, log_path=log_dir / "grpc.log")
     if name == "fake":
         from targets.fake import FakeTarget
 

@@ -77,6 +77,7 @@ def summarize_stage(raw: RawStage) -> StageResult:
         "requests": requests,
         "errors": errors,
         "truncated": raw.truncated,
+        "unanswered": raw.unanswered,
         "error_rate": errors / requests if requests else 0.0,
         # Goodput: successful answers per second of window. With 0 errors this equals
         # what wrk calls Requests/sec.

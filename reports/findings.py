@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from reports.schema import RunDoc
 
-#: Above this share of its CPUs the load generator may be what limits the numbers
+#: Above this share of its one core the load generator may be what limits the numbers
 #: (Locust's own warning threshold is the same 90%).
 LOADGEN_BUSY_PERCENT = 90.0
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
@@ -38,14 +38,22 @@ def warnings(run: RunDoc) -> list[str]:
                 kinds = "; ".join(f"{k} ({n})" for k, n in list(s["error_kinds"].items())[:3])
                 out.append(f"{where}: {bad} of {s['requests']} requests failed"
                            f"{': ' + kinds if kinds else ''}. Check the target's log.")
+            if s["unanswered"] > s["truncated"]:
+                out.append(f"{where}: {s['unanswered'] - s['truncated']} requests sent before "
+                           "the window never got an answer, so fewer users than stated were "
+                           "active in it. The target hangs on some requests: check its log.")
             if s["target_processes_changed"]:
                 out.append(f"{where}: a target process died or was restarted during the stage, "
                            "so its CPU figures miss part of the time. Check the target's log.")
             busy = s["loadgen_cpu_percent"]
             if busy is not None and busy > LOADGEN_BUSY_PERCENT:
-                out.append(f"{where}: the load generator used {busy:.0f}% of its CPUs, so it "
-                           "may have been the limit, not the target. Give it more CPUs "
-                           "(--loadgen-cpus) or use fewer users.")
+                target_busy = s["target_cpu_percent"]
+                limit = ("the load generator, not the target, was the limit"
+                         if target_busy is not None and target_busy < LOADGEN_BUSY_PERCENT
+                         else "the load generator may have been a limit too")
+                out.append(f"{where}: the load generator used {busy:.0f}% of its core (Locust "
+                           f"runs on one), so {limit}. Use fewer users, or a faster machine "
+                           "for the load generator.")
             locust_rps = (s.get("locust") or {}).get("rps")
             if locust_rps and s["rps"] and abs(locust_rps / s["rps"] - 1) > CROSSCHECK_TOLERANCE:
                 out.append(f"{where}: Locust counted {locust_rps:,.0f} successful req/s against "

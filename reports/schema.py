@@ -4,6 +4,10 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
 
 * 1 -- first version: metadata, scenario, bundle, and per target its description,
   parity and closed-loop stages with latency percentiles from raw samples.
+* 2 -- a stage's ``requests``/``errors`` include requests unanswered at the drain timeout
+  (``truncated`` is now a subset of ``errors``); new stage keys ``unanswered``,
+  ``target_peak_rss_mb``, ``target_processes_changed``, ``loadgen_cpu_ms_per_request``;
+  ``loadgen_cpu_percent`` is of one core; metadata ``smt_shared_cores``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.csv.gz"
 SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase")
@@ -47,6 +51,8 @@ class StageResult(TypedDict):
     errors: int
     #: Of the errors, requests still unanswered when the drain timed out.
     truncated: int
+    #: Requests of the whole stage (warm-up included) unanswered at the drain timeout.
+    unanswered: int
     error_rate: float
     #: Successful answers per second of measurement window.
     rps: float
@@ -60,6 +66,8 @@ class StageResult(TypedDict):
     target_peak_rss_mb: float | None
     #: A target process died or appeared during the stage: its CPU figures are incomplete.
     target_processes_changed: bool
+    #: The load generator's CPU as a percentage of ONE core: Locust's event loop is a
+    #: single thread, so 100% is its ceiling however many CPUs it was given.
     loadgen_cpu_percent: float | None
     loadgen_cpu_ms_per_request: float | None
     warmup_requests: int

@@ -21,12 +21,16 @@ class HttpPayload(TypedDict):
 class LoadSpec(TypedDict, total=False):
     """How the load generator reaches a running target; JSON-serialisable once bodies are."""
 
-    #: "http", "inprocess" or "simulated"; selects the Locust user class.
+    #: "http", "grpc", "inprocess" or "simulated"; selects the Locust user class.
     protocol: str
     #: http: base URL and path of the prediction endpoint, and what to send.
     url: str
     path: str
     payloads: list[HttpPayload]
+    #: grpc: host:port, the full method name, and serialised requests (base64).
+    address: str
+    method: str
+    messages_b64: list[str]
     #: inprocess: the bundle the load generator loads and calls directly.
     bundle: str
     #: inprocess: worker threads, matched to the target CPUs.

@@ -9,6 +9,7 @@ model code's.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -99,6 +100,8 @@ def compare_predictions(expected: list[Prediction], got: list[Prediction],
                     f"{len(want.probabilities)}"), worst
         diff = max(abs(a - b) for a, b in zip(want.probabilities, have.probabilities,
                                               strict=True))
+        if not math.isfinite(diff):  # NaN compares False with everything: catch it first
+            return "returns a probability that is not a finite number", worst
         worst = max(worst, diff)
         if diff > tolerance:
             return f"differs by {diff:.2e} in a probability (tolerance {tolerance:.0e})", worst

@@ -75,7 +75,10 @@ def _check_finite(batch: np.ndarray) -> np.ndarray:
 
 def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np.ndarray:
     try:
-        doc = json.loads(body)
+        # UTF-8 only (RFC 8259 for JSON on the wire): json.loads(bytes) would also accept
+        # UTF-16/32, which the true/false check below could not see through.
+        text = body.decode("utf-8")
+        doc = json.loads(text)
     except (UnicodeDecodeError, ValueError) as exc:
         raise RequestError(400, f"body is not valid JSON: {_quote(str(exc))}") from exc
     except RecursionError as exc:  # thousands of nested brackets
@@ -94,7 +97,7 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
     # numpy turns strings into str arrays and None into objects (refused here), but it
     # quietly turns true/false beside numbers into 1/0: look for them, only when the body
     # spells one, so well-formed requests pay nothing.
-    if raw.dtype.kind not in "iuf" or ((b"true" in body or b"false" in body)
+    if raw.dtype.kind not in "iuf" or (("true" in text or "false" in text)
                                        and _has_bool(inputs)):
         raise RequestError(400, '"inputs" must contain only numbers')
     _check_shape(raw.shape, input_shape, limits)
@@ -124,16 +127,25 @@ def decode_binary(
         raise RequestError(
             400, f"{SHAPE_HEADER} {_quote(shape_header)} is not a list of integers"
         ) from exc
+    return decode_tensor(body, shape, input_shape, limits)
+
+
+def decode_tensor(data: bytes, shape: tuple[int, ...], input_shape: tuple[int, ...],
+                  limits: Limits) -> np.ndarray:
+    """Raw little-endian float32 bytes of a ``shape`` batch, validated (binary HTTP, gRPC)."""
+    if not shape:
+        raise RequestError(400, f"the shape is missing; expected (batch, "
+                                f"{', '.join(str(d) for d in input_shape)})")
     if any(dim < 0 for dim in shape):
-        raise RequestError(400, f"{SHAPE_HEADER} {_quote(shape_header)} has a negative dimension")
+        raise RequestError(400, f"shape {_quote(str(shape))} has a negative dimension")
     _check_shape(shape, input_shape, limits)
     expected = math.prod(shape) * 4
-    if len(body) != expected:
+    if len(data) != expected:
         raise RequestError(
-            400, f"body has {len(body)} bytes; shape {shape} of float32 needs {expected}"
+            400, f"the data has {len(data)} bytes; shape {shape} of float32 needs {expected}"
         )
     # A writable copy: torch warns on (and must not write into) the request's own buffer.
-    batch = np.frombuffer(body, dtype="<f4").reshape(shape).copy()
+    batch = np.frombuffer(data, dtype="<f4").reshape(shape).copy()
     return _check_finite(batch)
 
 

@@ -14,17 +14,17 @@ from reports.schema import load_run, read_samples
 pytestmark = pytest.mark.integration
 
 
-def test_run_inprocess_and_flask_end_to_end(tmp_path: Path) -> None:
+def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask",
+        [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask,grpc",
          "--bundle", "digits", "--scenario", "smoke", "--out", str(out)],
         capture_output=True, text=True, timeout=240, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["status"] == "complete"
-    assert [t["name"] for t in run["targets"]] == ["inprocess", "flask"]
+    assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc"]
     for target in run["targets"]:
         assert target["status"] == "ok", target["error"]
         assert target["parity"] is not None
@@ -34,16 +34,17 @@ def test_run_inprocess_and_flask_end_to_end(tmp_path: Path) -> None:
             assert stage["errors"] == 0
             assert stage["rps"] > 0
     samples = read_samples(out)
-    assert set(samples["target"]) == {"inprocess", "flask"}
+    assert set(samples["target"]) == {"inprocess", "flask", "grpc"}
     md = (out / "report.md").read_text()
-    assert "**flask**: peak" in md
-    assert "**inprocess**: peak" in md
+    for name in ("inprocess", "flask", "grpc"):
+        assert f"**{name}**: peak" in md
     assert (out / "report.html").stat().st_size > 20_000  # charts embedded
     assert "flask" in done.stdout  # the console table
-    # Nothing left running: the server's PID is gone.
-    pid = run["targets"][1]["describe"]["pid"]
-    assert pid
-    assert not (psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie")
+    # Nothing left running: the servers' PIDs are gone.
+    for target in run["targets"][1:]:
+        pid = target["describe"]["pid"]
+        assert pid
+        assert not (psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie")
 
 
 def _descendants(pid: int) -> list[psutil.Process]:

@@ -151,4 +151,5 @@ def test_unanswered_requests_are_failures_not_lost(cpus: CpuPlan, silent_server:
     stage = summarize_stage(raw)
     assert stage["requests"] == 0
     assert stage["truncated"] == 0
+    assert stage["unanswered"] == 3  # reported, so the report can say users were stuck
     assert stage["rps"] == 0

@@ -78,6 +78,13 @@ def test_bad_requests_get_client_errors(why: str, ctype: str | None, body: bytes
     assert info.value.message  # always says what is wrong
 
 
+def test_utf16_json_is_refused_not_decoded_around_the_checks() -> None:
+    body = '{"inputs": [[true, 1.0, 2.0, 3.0]]}'.encode("utf-16")
+    with pytest.raises(RequestError) as info:
+        decode("application/json", body)
+    assert info.value.status == 400
+
+
 def test_true_in_an_extra_field_does_not_reject_numbers() -> None:
     out = decode("application/json", b'{"inputs": [[1, 2, 3, 4]], "note": "true"}')
     assert out.tolist() == [[1, 2, 3, 4]]

@@ -81,3 +81,11 @@ def test_explicit_sets_sharing_a_core_are_flagged(monkeypatch: pytest.MonkeyPatc
     plan = plan_cpus([0, 1], [4, 5], smt(4))  # threads of cores 0 and 1 on both sides
     assert plan.shared_cores == ((0, 4), (1, 5))
     assert plan_cpus([0, 1], [2, 3], smt(4)).shared_cores == ()
+
+
+def test_one_side_given_leaves_whole_cores_to_the_other(monkeypatch: pytest.MonkeyPatch
+                                                        ) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    plan = plan_cpus([2, 3], None, smt(4))  # cores 2 and 3 = CPUs 2, 3, 6, 7
+    assert plan.loadgen == (0, 1, 4, 5)
+    assert plan.shared_cores == ()

@@ -84,7 +84,8 @@ def test_failed_target_and_warnings_are_shown(run_dir: Path, tmp_path: Path) -> 
     write_run(tmp_path, run)
     md = render_run_dir(tmp_path).markdown.read_text()
     assert "slow** failed: flask server exited with code 3" in md
-    assert "load generator used 97% of its CPUs" in md
+    assert "load generator used 97% of its core" in md
+    assert "the load generator, not the target, was the limit" in md  # target at 50%
     assert "ConnectionRefusedError" in md
     assert "The run is partial" in md
 

@@ -137,3 +137,12 @@ def test_out_dir_is_never_overwritten(tmp_path: Path) -> None:
     third, _ = choose_out_dir(tmp_path / "demo")
     assert third == tmp_path / "demo-3"
     assert (first / "run.json").read_text() == "{}"
+
+
+def test_parity_catches_nan_probabilities() -> None:
+    from targets.bundle import compare_predictions
+
+    want = [Prediction(1, (0.1, 0.9))]
+    problem, _ = compare_predictions(want, [Prediction(1, (float("nan"), 0.9))])
+    assert problem is not None
+    assert "finite" in problem

@@ -50,7 +50,8 @@ def _raw(start_s: list[float], latency_ms: list[float], ok: list[bool], truncate
          ) -> RawStage:
     return RawStage(concurrency=2, window_start=10.0, window_end=20.0,
                     start_s=np.array(start_s), latency_ms=np.array(latency_ms),
-                    ok=np.array(ok), truncated=truncated, target_cpu_percent=50.0,
+                    ok=np.array(ok), truncated=truncated, unanswered=truncated,
+                    target_cpu_percent=50.0,
                     target_cpu_s=1.0, loadgen_cpu_percent=20.0, loadgen_cpu_s=0.5,
                     target_rss_mb=100.0, target_pss_mb=90.0)
 

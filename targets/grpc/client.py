@@ -1,0 +1,90 @@
+"""A blocking gRPC client for health checks, parity and the independent benchmark client
+(not for Locust, which needs gevent-mode gRPC: see :mod:`scenarios.users.grpc`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from targets.bundle import Prediction
+from targets.errors import TargetError
+
+if TYPE_CHECKING:
+    import grpc
+
+PREDICT_METHOD = "/deploybench.v1.Predictor/Predict"
+#: Every channel gets its own connection: gRPC would otherwise share one subchannel
+#: between channels to the same address, and N users would be one HTTP/2 connection.
+CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+TIMEOUT_S = 30.0
+
+
+def encode_request(batch: np.ndarray) -> bytes:
+    """A serialised PredictRequest for ``batch`` (float32, C order, little-endian)."""
+    from targets.grpc import predict_pb2
+
+    data = np.ascontiguousarray(batch, dtype="<f4")
+    message = predict_pb2.PredictRequest(data=data.tobytes(), shape=list(data.shape),
+                                         dtype=predict_pb2.FLOAT32)
+    out: bytes = message.SerializeToString()
+    return out
+
+
+def decode_response(answer: Any) -> list[Prediction]:
+    return [Prediction(int(p.label), tuple(float(x) for x in p.probabilities))
+            for p in answer.predictions]
+
+
+class GrpcClient:
+    def __init__(self, address: str) -> None:
+        import grpc
+
+        from targets.grpc import predict_pb2_grpc
+
+        self.address = address
+        self.channel: grpc.Channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
+
+    def health(self, service: str = "") -> str | None:
+        """The health service's status name (``SERVING``...), or None when unreachable."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        try:
+            answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+        except grpc.RpcError:
+            return None
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+        return name
+
+    def server_pid(self) -> int | None:
+        import grpc
+
+        from targets.grpc import predict_pb2
+
+        try:
+            info = self.stub.Info(predict_pb2.InfoRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return None
+        return int(info.pid)
+
+    def call(self, request: Any, timeout_s: float = TIMEOUT_S) -> Any:
+        """``Predict`` with a PredictRequest message; raises grpc.RpcError."""
+        return self.stub.Predict(request, timeout=timeout_s)
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        import grpc
+
+        from targets.grpc import predict_pb2
+
+        request = predict_pb2.PredictRequest.FromString(encode_request(batch))
+        try:
+            return decode_response(self.call(request))
+        except grpc.RpcError as exc:
+            raise TargetError(f"grpc Predict on {self.address} failed: {exc.code().name}: "
+                              f"{exc.details()}") from exc
+
+    def close(self) -> None:
+        self.channel.close()

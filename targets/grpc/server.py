@@ -1,0 +1,181 @@
+"""Run the gRPC target: ``python -m targets.grpc.server --bundle digits --port 50051``.
+
+The same entry point backs ``deploybench serve grpc`` and the container image. A
+``grpc.server`` answers ``deploybench.v1.Predictor`` from a thread pool, with the standard
+health service (SERVING once the model is loaded) and server reflection. It pins itself
+to ``--cpus``; with several workers it forks one server process per worker before gRPC or
+torch start, all bound to one port with SO_REUSEPORT (the kernel spreads connections),
+each with ``CPUs / workers`` torch threads. With one worker SO_REUSEPORT stays off, so a
+port already taken is an error rather than a silent share.
+
+A malformed request gets INVALID_ARGUMENT and one over ``--max-body-bytes`` or
+``--max-batch`` RESOURCE_EXHAUSTED, each with a message naming the problem; the server
+keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from concurrent import futures
+from typing import Any
+
+from targets import codec
+from targets.serving import ServerSetup, prepare_server, set_torch_threads
+from targets.serving import add_arguments as add_common_arguments
+
+#: Threads in each server's pool. As for Flask, the model is CPU-bound, so more threads
+#: interleave requests instead of adding throughput; the issue's reference server used 4.
+DEFAULT_THREADS = 4
+SERVICE = "deploybench.v1.Predictor"
+#: How long in-flight RPCs get to finish on SIGTERM.
+GRACE_S = 2.0
+
+# HTTP-like statuses from targets.codec, as gRPC codes (names, resolved lazily).
+STATUS_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 415: "INVALID_ARGUMENT"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, default_port=50051, default_threads=DEFAULT_THREADS,
+                         threads_help="threads in each server's pool")
+
+
+def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
+                 reuse_port: bool) -> Any:
+    """A started server with the model loaded; raises OSError when the port is taken."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    from targets.bundle import get_bundle, serve_batch
+    from targets.errors import RequestError
+    from targets.grpc import predict_pb2, predict_pb2_grpc
+
+    bundle = get_bundle(bundle_name)
+    bundle.load()
+    input_shape = bundle.input_shape
+    pid = os.getpid()
+
+    class Predictor(predict_pb2_grpc.PredictorServicer):
+        def Predict(self, request: Any, context: Any) -> Any:
+            if request.dtype != predict_pb2.FLOAT32:
+                name = predict_pb2.DType.Name(request.dtype) if request.dtype in \
+                    predict_pb2.DType.values() else str(request.dtype)
+                problem = ("dtype is missing" if request.dtype == predict_pb2.DTYPE_UNSPECIFIED
+                           else f"dtype {name} is not supported")
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{problem}; send FLOAT32")
+            try:
+                batch = codec.decode_tensor(request.data, tuple(request.shape), input_shape,
+                                            limits)
+            except RequestError as exc:
+                context.abort(getattr(grpc.StatusCode, STATUS_CODES.get(exc.status,
+                                                                        "INVALID_ARGUMENT")),
+                              exc.message)
+            try:
+                predictions = serve_batch(bundle, batch)
+            except Exception as exc:  # a bug, never the client's input
+                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+            return predict_pb2.PredictResponse(predictions=[
+                predict_pb2.Prediction(label=p.label, probabilities=p.probabilities)
+                for p in predictions
+            ])
+
+        def Info(self, request: Any, context: Any) -> Any:
+            return predict_pb2.InfoResponse(bundle=bundle.name, pid=pid)
+
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[
+            # Larger messages are refused by gRPC itself with RESOURCE_EXHAUSTED.
+            ("grpc.max_receive_message_length", limits.max_body_bytes),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
+        ],
+    )
+    predict_pb2_grpc.add_PredictorServicer_to_server(Predictor(), server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as exc:
+        raise OSError(f"cannot bind {host}:{port}: {exc}") from exc
+    if bound == 0:
+        raise OSError(f"cannot bind {host}:{port} (in use?)")
+    server.start()
+    # The model is loaded: only now does the health service say so.
+    for name in ("", SERVICE):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server
+
+
+def _serve_one(args: argparse.Namespace, setup: ServerSetup, reuse_port: bool) -> int:
+    set_torch_threads(setup.torch_threads)
+    try:
+        server = build_server(args.bundle, args.host, args.port, args.threads, setup.limits,
+                              reuse_port)
+    except OSError as exc:
+        print(f"error: {exc}. Choose another --port", file=sys.stderr, flush=True)
+        return 1
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        server.stop(GRACE_S)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(f"worker {os.getpid()} serving", file=sys.stderr, flush=True)
+    server.wait_for_termination()
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    setup = prepare_server(args)
+    print(setup.banner("grpc", args), file=sys.stderr, flush=True)
+    if setup.workers == 1:
+        return _serve_one(args, setup, reuse_port=False)
+    # Several workers: fork them now, before gRPC or torch start threads in this process.
+    children: list[int] = []
+    for _ in range(setup.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = _serve_one(args, setup, reuse_port=True)
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    alive = set(children)
+
+    def forward(signum: int, frame: object) -> None:
+        for child in alive:  # only unreaped children: their PIDs cannot have been reused
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    # Any worker exiting ends the server: a half-sized server would measure something else.
+    pid, status = os.wait()
+    alive.discard(pid)
+    code = os.waitstatus_to_exitcode(status)
+    forward(signal.SIGTERM, None)
+    while alive:
+        pid, _ = os.wait()
+        alive.discard(pid)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m targets.grpc.server", description=__doc__)
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""What the served targets (Flask, gRPC) share as the orchestrator sees them: a server
+process on loopback, started with the same arguments, health-checked by PID, stopped by PID.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from targets import codec
+from targets.base import TargetBase
+from targets.cpuset import format_cpus
+from targets.process import ServerProcess, free_port, python_module_command
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from targets.base import LoadSpec
+    from targets.bundle import Prediction
+
+#: Model load (and digits training at first use) happens before the first health answer.
+START_TIMEOUT_S = 120.0
+
+
+class ServedTarget(TargetBase):
+    """Subclasses name their server module and speak its protocol."""
+
+    name: str
+    #: The module run as ``python -m MODULE`` (it takes targets.serving's arguments).
+    server_module: str
+    #: What describe() says the server is.
+    server_kind: str
+    #: Threads per worker when not given (the server module's own default).
+    default_threads: int
+
+    def __init__(self, bundle: str, cpus: list[int], encoding: str, *, host: str = "127.0.0.1",
+                 port: int | None = None, workers: int | None = None,
+                 threads: int | None = None,
+                 log_path: Path | None = None,
+                 limits: codec.Limits = codec.DEFAULT_LIMITS) -> None:
+        self.bundle = bundle
+        self.cpus = list(cpus)
+        self.encoding = encoding
+        self.host = host
+        self.port = port
+        self.workers = workers or max(1, len(self.cpus))
+        self.threads = threads or self.default_threads
+        self.log_path = log_path
+        self.limits = limits
+        self.startup_s: float | None = None
+        self._server: ServerProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -- protocol, per subclass -------------------------------------------------------
+    def _connect(self) -> None:
+        """Create the client used for health checks and parity."""
+        raise NotImplementedError
+
+    def _disconnect(self) -> None:
+        raise NotImplementedError
+
+    def _serving_pid(self) -> int | None:
+        """The PID the server says it runs in, if it answers its health check now."""
+        raise NotImplementedError
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        raise NotImplementedError
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        raise NotImplementedError
+
+    # -- shared ---------------------------------------------------------------------
+    def start(self) -> None:
+        if self.port is None:
+            self.port = free_port(self.host)
+        command = python_module_command(
+            self.server_module, "--bundle", self.bundle, "--host", self.host,
+            "--port", str(self.port), "--cpus", format_cpus(self.cpus),
+            "--workers", str(self.workers), "--threads", str(self.threads),
+            "--max-body-bytes", str(self.limits.max_body_bytes),
+            "--max-batch", str(self.limits.max_batch),
+        )
+        self._server = ServerProcess(command, log_path=self.log_path)
+        self._connect()
+        self._server.launch()
+        # Launch to first good answer: the cold start of this deployment.
+        self.startup_s = self._server.wait_ready(self.health, START_TIMEOUT_S,
+                                                 f"{self.name} server")
+
+    def health(self) -> bool:
+        """Healthy, and answered by one of *our* server's processes (the port was free
+        when chosen, but another program could have taken it since)."""
+        if self._server is None:
+            return False
+        pid = self._serving_pid()
+        return pid is not None and pid in {p.pid for p in self._server.tree()}
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._server.pid if self._server and self._server.proc else None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": "process",
+            "server": self.server_kind,
+            "address": self.address,
+            "cpus": self.cpus,
+            "workers": self.workers,
+            "threads_per_worker": self.threads,
+            "torch_threads_per_worker": max(1, len(self.cpus) // self.workers),
+            "encoding": self.encoding,
+            "startup_s": self.startup_s,
+            "max_body_bytes": self.limits.max_body_bytes,
+            "max_batch": self.limits.max_batch,
+            "pid": self.server_pid,
+        }
+
+    def stop(self) -> None:
+        self._disconnect()
+        if self._server is not None:
+            self._server.stop()
+            self._server = None

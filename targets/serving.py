@@ -1,0 +1,100 @@
+"""What every server entry point shares (``python -m targets.<name>.server``).
+
+Arguments, then the same preparation before any worker starts: die with the harness
+that started it, set torch's thread count, train or verify the bundle once, pin to the
+target CPUs (workers inherit the set), and warn when binding beyond loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ipaddress
+import os
+import sys
+from dataclasses import dataclass
+
+from targets import codec
+from targets.bundle import get_bundle
+from targets.cpuset import format_cpus, parse_cpus
+from targets.process import die_with_parent
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 (got {text!r})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, *, default_port: int,
+                  default_threads: int, threads_help: str) -> None:
+    parser.add_argument("--bundle", default="digits", help="bundle to serve (default: digits)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1: not reachable from outside)")
+    parser.add_argument("--port", type=int, default=default_port,
+                        help=f"TCP port (default {default_port})")
+    parser.add_argument("--cpus", type=parse_cpus, default=None,
+                        help="CPU list to pin to, e.g. '1' or '2-3' (default: all allowed)")
+    parser.add_argument("--workers", type=positive_int, default=None,
+                        help="worker processes (default: one per CPU)")
+    parser.add_argument("--threads", type=positive_int, default=default_threads,
+                        help=f"{threads_help} (default {default_threads})")
+    parser.add_argument("--max-body-bytes", type=positive_int,
+                        default=codec.DEFAULT_LIMITS.max_body_bytes,
+                        help="larger requests are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED)")
+    parser.add_argument("--max-batch", type=positive_int, default=codec.DEFAULT_LIMITS.max_batch,
+                        help="larger batches are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED)")
+
+
+def warn_if_exposed(host: str) -> None:
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).is_loopback:
+            return
+    if host == "localhost":
+        return
+    print(f"warning: binding {host}: this server is reachable from other machines",
+          file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class ServerSetup:
+    cpus: list[int]
+    workers: int
+    #: torch threads per worker: workers x torch threads = CPUs.
+    torch_threads: int
+    limits: codec.Limits
+
+    def banner(self, kind: str, args: argparse.Namespace) -> str:
+        return (f"deploybench {kind}: bundle={args.bundle} bind={args.host}:{args.port} "
+                f"cpus={format_cpus(self.cpus)} workers={self.workers} "
+                f"threads={args.threads} torch_threads={self.torch_threads}")
+
+
+def prepare_server(args: argparse.Namespace) -> ServerSetup:
+    """Everything a server does before it forks workers or imports torch's kernels."""
+    die_with_parent()
+    cpus = sorted(args.cpus or os.sched_getaffinity(0))
+    workers = args.workers or len(cpus)
+    torch_threads = max(1, len(cpus) // workers)
+    # Before torch is imported anywhere in this process tree: OpenMP reads these once.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(torch_threads)
+    # Train or verify the cached model once, here, not in every worker at once.
+    get_bundle(args.bundle).prepare()
+    os.sched_setaffinity(0, cpus)  # before workers fork: they inherit it
+    warn_if_exposed(args.host)
+    limits = codec.Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
+    return ServerSetup(cpus, workers, torch_threads, limits)
+
+
+def set_torch_threads(n: int) -> None:
+    """In a worker: torch's intra-op threads to ``n``, inter-op to 1."""
+    import torch
+
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):  # only settable before first use
+        torch.set_num_interop_threads(1)
