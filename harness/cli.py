@@ -80,6 +80,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
          notes: list[str]) -> int:
     from harness.console import ConsoleObserver
     from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
+    from harness.pricing import load_prices
     from harness.runner import Runner, RunPlan
     from reports.console import print_run
     from reports.render import render_run_dir
@@ -88,7 +89,10 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
                    out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads, grpc_workers=args.grpc_workers,
-                   grpc_threads=args.grpc_threads, notes=tuple(notes))
+                   grpc_threads=args.grpc_threads, lambda_memory_mb=args.lambda_memory_mb,
+                   lambda_concurrency=args.lambda_concurrency,
+                   lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
+                   notes=tuple(notes))
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
           f"{scenario.name} (~{scenario.estimated_s * len(args.targets):.0f} s of load), "
@@ -120,6 +124,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    if args.target == "lambda":
+        from targets.awslambda import server as lambda_server
+
+        return lambda_server.serve(args)
     if args.target == "grpc":
         from targets.grpc import server as grpc_server
 
@@ -172,6 +180,8 @@ def cmd_bundles(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from harness.runner import TARGETS
+    from targets.awslambda.server import add_arguments as add_lambda_arguments
     from targets.flask.server import add_arguments as add_flask_arguments
     from targets.grpc.server import add_arguments as add_grpc_arguments
     from targets.serving import positive_int
@@ -183,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="deploy, check parity, load, measure, report")
-    run.add_argument("--targets", type=_targets, default=("inprocess", "flask", "grpc"),
-                     help="comma-separated deployments to compare "
-                          "(default: inprocess,flask,grpc)")
+    run.add_argument("--targets", type=_targets, default=TARGETS,
+                     help=f"comma-separated deployments to compare "
+                          f"(default: {','.join(TARGETS)})")
     run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
     run.add_argument("--scenario", default="quick",
                      help="scenario name (see `deploybench scenarios`) or YAML path")
@@ -205,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="gRPC server processes (default: one per target CPU)")
     run.add_argument("--grpc-threads", type=positive_int, default=None,
                      help="threads in each gRPC server's pool (default 4)")
+    run.add_argument("--lambda-memory-mb", type=positive_int, default=None,
+                     help="Lambda memory size, for REPORT and cost (default 1769: one vCPU)")
+    run.add_argument("--lambda-concurrency", type=positive_int, default=None,
+                     help="most Lambda environments at once; more requests are throttled "
+                          "(default: the scenario's highest concurrency)")
+    run.add_argument("--lambda-timeout", type=float, default=None,
+                     help="Lambda function timeout in seconds (default 30)")
+    run.add_argument("--prices", type=Path, default=None,
+                     help="YAML/JSON file overriding the dated default prices used for cost")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="re-render a run's reports from its run.json")
@@ -219,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     grpc = serve_sub.add_parser("grpc", help="the gRPC server (health, reflection)")
     add_grpc_arguments(grpc)
     grpc.set_defaults(func=cmd_serve)
+    aws = serve_sub.add_parser("lambda", help="the Lambda emulator (Invoke API, Function URL)")
+    add_lambda_arguments(aws)
+    aws.set_defaults(func=cmd_serve)
 
     scen = sub.add_parser("scenarios", help="list the built-in scenarios")
     scen.set_defaults(func=cmd_scenarios)

@@ -147,7 +147,6 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
     users = int(stage["concurrency"])
     control.reset()
     recorder.clear()
-    meter.attach()
     emit("stage", index=index, phase="spawn", concurrency=users)
     # Locust warns above 100 users/s; larger stages take an extra second to spawn.
     runner.start(users, spawn_rate=min(users, 100))
@@ -157,7 +156,17 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
                          f"{SPAWN_TIMEOUT_S:.0f} s; lower the concurrency or give the "
                          "load generator more CPUs")
     emit("stage", index=index, phase="warmup", concurrency=users)
+    warmup_started = time.monotonic()
     gevent.sleep(stage["warmup_s"])
+    # ... and until every user has had an answer: a user whose first request is still
+    # waiting (a cold start, a slow first connection) is not at steady state yet.
+    warmed = _wait_until(lambda: len(control.answered) >= users,
+                         max(0.0, stage["warmup_max_s"] - stage["warmup_s"]), step_s=0.02)
+    warmup_s = time.monotonic() - warmup_started
+    # The target's processes as they are now: after the warm-up, so environments a
+    # serverless target started for this stage's users are counted (a few ms, before the
+    # window opens).
+    meter.attach()
 
     # The window's edges: only the cheap CPU read, so users are not held up.
     env.stats.reset_all()
@@ -195,6 +204,8 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
         "window_start": window_start,
         "window_end": window_end,
         "drained": drained,
+        "warmup_s": warmup_s,
+        "warmup_complete": warmed,
         "truncated": truncated,
         "unanswered": len(unanswered),
         "target_cpu_s": cpu_after.target_s - cpu_before.target_s,
@@ -222,6 +233,7 @@ def _save_samples(path: Path, recorder: Any) -> None:
         start_s=np.frombuffer(recorder.start_s, dtype=np.float64),
         latency_ms=np.frombuffer(recorder.latency_ms, dtype=np.float64),
         ok=np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
+        cold=np.frombuffer(recorder.cold, dtype=np.int8).astype(bool),
     )
 
 

@@ -84,6 +84,15 @@ class RawStage:
     target_processes_changed: bool = False
     error_kinds: dict[str, int] = field(default_factory=dict)
     locust: dict[str, Any] = field(default_factory=dict)
+    #: The warm-up as it ran (it waits for every user's first answer), and whether every
+    #: user did have one before ``warmup_max_s``.
+    warmup_s: float | None = None
+    warmup_complete: bool = True
+    #: True where the target marked the answer as a cold start (empty: none marked).
+    cold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def cold_flags(self) -> np.ndarray:
+        return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
 
     def phases(self) -> np.ndarray:
         """Each sample's phase by send time: warmup, measure or cooldown."""
@@ -118,7 +127,8 @@ def _plan(job: LoadJob) -> dict[str, Any]:
             for p in spec["payloads"]
         ]
     stage = {"warmup_s": scenario.warmup_s, "duration_s": scenario.duration_s,
-             "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s}
+             "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s,
+             "warmup_max_s": max(scenario.warmup_max_s, scenario.warmup_s)}
     plan: dict[str, Any] = {
         "spec": wire,
         "stages": [{"concurrency": n, **stage} for n in scenario.concurrency],
@@ -147,8 +157,9 @@ class LocustLoadGenerator:
         plan_path = job.work_dir / "plan.json"
         plan_path.write_text(json.dumps(_plan(job)))
         scenario = job.scenario
-        budget = (scenario.estimated_s + DRIVER_SLACK_S
-                  + scenario.drain_timeout_s * len(scenario.concurrency))
+        per_stage = (max(scenario.warmup_max_s, scenario.warmup_s) + scenario.duration_s
+                     + scenario.cooldown_s + scenario.drain_timeout_s)
+        budget = DRIVER_SLACK_S + per_stage * len(scenario.concurrency)
         with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.driver", str(plan_path)],
@@ -221,6 +232,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
     with np.load(work_dir / stage["samples"]) as data:
         start_s, latency_ms, ok = data["start_s"], data["latency_ms"], data["ok"]
+        cold = data["cold"]
     return RawStage(
         concurrency=stage["concurrency"],
         window_start=stage["window_start"], window_end=stage["window_end"],
@@ -231,7 +243,8 @@ def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
         target_rss_mb=stage["target_rss_mb"], target_pss_mb=stage["target_pss_mb"],
         target_peak_rss_mb=stage["target_peak_rss_mb"],
         target_processes_changed=stage["target_processes_changed"],
-        error_kinds=stage["error_kinds"], locust=stage["locust"],
+        error_kinds=stage["error_kinds"], locust=stage["locust"], cold=cold,
+        warmup_s=stage["warmup_s"], warmup_complete=stage["warmup_complete"],
     )
 
 

@@ -29,11 +29,14 @@ class SampleRecorder:
         self.start_s = array("d")
         self.latency_ms = array("d")
         self.ok = array("b")
+        #: 1 where the target said the answer came from a cold start (Lambda).
+        self.cold = array("b")
         self.error_kinds: Counter[str] = Counter()
 
     def on_request(self, request_type: str, name: str, response_time: float | None,
                    response_length: int, exception: BaseException | None = None,
-                   start_time: float | None = None, **_: Any) -> None:
+                   start_time: float | None = None, context: dict[str, Any] | None = None,
+                   **_: Any) -> None:
         """Listener for ``events.request``; cheap, because it runs once per request."""
         if self.closed:
             return
@@ -43,6 +46,7 @@ class SampleRecorder:
             return
         self.start_s.append(start_time)
         self.latency_ms.append(response_time)
+        self.cold.append(1 if context and context.get("cold") else 0)
         if exception is None:
             self.ok.append(1)
             return
@@ -58,6 +62,7 @@ class SampleRecorder:
         self.start_s.append(sent_at)
         self.latency_ms.append(waited_ms)
         self.ok.append(0)
+        self.cold.append(0)
         self.error_kinds[reason] += 1
 
     def __len__(self) -> int:

@@ -75,12 +75,13 @@ class SampleWriter:
             fh.write(",".join(SAMPLE_COLUMNS) + "\n")
 
     def append(self, target: str, stage: int, concurrency: int, start_s: np.ndarray,
-               latency_ms: np.ndarray, ok: np.ndarray, phase: np.ndarray) -> None:
+               latency_ms: np.ndarray, ok: np.ndarray, phase: np.ndarray,
+               cold: np.ndarray) -> None:
         prefix = f"{target},{stage},{concurrency},"
         lines = [
-            f"{prefix}{s:.6f},{lat:.4f},{int(k)},{p}\n"
-            for s, lat, k, p in zip(start_s.tolist(), latency_ms.tolist(), ok.tolist(),
-                                    phase.tolist(), strict=True)
+            f"{prefix}{s:.6f},{lat:.4f},{int(k)},{p},{int(c)}\n"
+            for s, lat, k, p, c in zip(start_s.tolist(), latency_ms.tolist(), ok.tolist(),
+                                       phase.tolist(), cold.tolist(), strict=True)
         ]
         with gzip.open(self.path, "at") as fh:
             fh.writelines(lines)

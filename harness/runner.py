@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from harness import metadata
 from harness.cpus import CpuPlan
 from harness.errors import UserError
 from harness.loadgen import LoadGenerator, LoadJob
 from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
-from harness.stats import summarize_stage
+from harness.serverless import summarize_invocations
+from harness.stats import summarize_latency, summarize_stage
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets.bundle import get_bundle, serve_batch
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
     from targets.base import Target
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
-TARGETS = ("inprocess", "flask", "grpc")
+TARGETS = ("inprocess", "flask", "grpc", "lambda")
 TEST_TARGETS = ("fake",)
 
 
@@ -45,6 +48,12 @@ class RunPlan:
     flask_threads: int | None = None
     grpc_workers: int | None = None
     grpc_threads: int | None = None
+    lambda_memory_mb: int | None = None
+    #: Environments at once; None = the scenario's highest concurrency, so the load is
+    #: served (as Lambda's 1,000 default would) rather than throttled.
+    lambda_concurrency: int | None = None
+    lambda_timeout_s: float | None = None
+    prices: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
@@ -90,6 +99,18 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
 
         return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
                           threads=plan.grpc_threads, log_path=log_dir / "grpc.log")
+    if name == "lambda":
+        from targets.awslambda.target import LambdaTarget
+
+        options: dict[str, Any] = {}
+        if plan.lambda_memory_mb is not None:
+            options["memory_mb"] = plan.lambda_memory_mb
+        if plan.lambda_timeout_s is not None:
+            options["timeout_s"] = plan.lambda_timeout_s
+        concurrency = plan.lambda_concurrency or max(plan.scenario.concurrency, default=1)
+        return LambdaTarget(plan.bundle, target_cpus, encoding, concurrency=concurrency,
+                            log_path=log_dir / "lambda.log",
+                            records_path=log_dir / "lambda-invocations.jsonl", **options)
     if name == "fake":
         from targets.fake import FakeTarget
 
@@ -137,6 +158,7 @@ class Runner:
                 "targets_requested": list(plan.targets),
             },
             "scenario": plan.scenario.to_json(),
+            "prices": plan.prices,
             "bundle": bundle.info(),
             "targets": [],
             "samples_file": SAMPLES_FILE,
@@ -159,6 +181,21 @@ class Runner:
         write_run(out, doc)
         return doc
 
+    def _cold_starts(self, target: Target, example: Any) -> dict[str, Any]:
+        """N cold starts: from nothing to the target's first good answer, each."""
+        measure = getattr(target, "cold_start", None)
+        if measure is None:
+            return {"supported": False}
+        n = self.plan.scenario.cold_starts
+        samples = []
+        for i in range(n):
+            self.observer.load_event(target.name, {"event": "cold_start", "index": i,
+                                                   "of": n})
+            samples.append(measure(example))
+        totals = np.array([s["total_s"] * 1000.0 for s in samples])
+        return {"supported": True, "samples": samples, "total_ms": summarize_latency(totals),
+                "definition": samples[0].get("definition") if samples else None}
+
     def _measure(self, target: Target, examples: list[Any], reference: list[Any],
                  samples: SampleWriter, log_dir: Path) -> TargetResult:
         plan = self.plan
@@ -175,6 +212,8 @@ class Runner:
                 result["describe"] = target.describe()
                 if not parity_in_loadgen:
                     result["parity"] = check_parity(target, examples, reference)
+                if plan.scenario.cold_starts:
+                    result["cold_starts"] = self._cold_starts(target, examples[0])
                 job = LoadJob(
                     target=name, spec=target.load_spec(examples), scenario=plan.scenario,
                     loadgen_cpus=list(plan.cpus.loadgen),
@@ -183,6 +222,8 @@ class Runner:
                     reference=reference if parity_in_loadgen else None,
                 )
                 load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
+                records = target.platform_records() if hasattr(target, "platform_records") \
+                    else None
         except ParityError:
             raise  # a deployment that answers differently must not be measured at all
         except (TargetError, UserError) as exc:
@@ -192,9 +233,13 @@ class Runner:
             result["parity"] = load.parity
         result["loadgen"] = load.info
         for index, raw in enumerate(load.stages):
-            result["stages"].append(summarize_stage(raw))
+            stage = summarize_stage(raw)
+            if records is not None:
+                stage["platform"] = summarize_invocations(records, raw.window_start,
+                                                          raw.window_end, plan.prices)
+            result["stages"].append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
-                           raw.phases())
+                           raw.phases(), raw.cold_flags())
         if load.error is not None:  # stopped before its last stage: keep what it measured
             result["error"] = load.error
             return result

@@ -61,6 +61,7 @@ def summarize_stage(raw: RawStage) -> StageResult:
     in_window = window_mask(raw)
     ok = raw.ok[in_window]
     latency = raw.latency_ms[in_window]
+    cold = raw.cold_flags()[in_window]
     window_s = raw.window_end - raw.window_start
     n_ok = int(ok.sum())
     # Unanswered requests are failed samples too, so they count here and in errors.
@@ -83,6 +84,10 @@ def summarize_stage(raw: RawStage) -> StageResult:
         # what wrk calls Requests/sec.
         "rps": n_ok / window_s if window_s > 0 else 0.0,
         "latency_ms": summarize_latency(latency[ok]),
+        # Cold starts the target marked (Lambda): counted, and their latency apart.
+        "cold_requests": int((cold & ok).sum()),
+        "latency_warm_ms": summarize_latency(latency[ok & ~cold]) if cold.any() else None,
+        "latency_cold_ms": summarize_latency(latency[ok & cold]) if cold.any() else None,
         "target_cpu_percent": raw.target_cpu_percent,
         "target_cpu_ms_per_request": per_request_ms(raw.target_cpu_s),
         "target_rss_mb": raw.target_rss_mb,
@@ -92,6 +97,8 @@ def summarize_stage(raw: RawStage) -> StageResult:
         "loadgen_cpu_percent": raw.loadgen_cpu_percent,
         "loadgen_cpu_ms_per_request": per_request_ms(raw.loadgen_cpu_s),
         "warmup_requests": warmup,
+        "warmup_s": raw.warmup_s,
+        "warmup_complete": raw.warmup_complete,
         "error_kinds": raw.error_kinds,
         "window_start": raw.window_start,
         "window_end": raw.window_end,

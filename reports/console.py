@@ -22,6 +22,8 @@ def print_run(run: RunDoc, console: Console | None = None) -> None:
         if t["status"] != "ok":
             console.print(f"[bold red]{t['name']}[/bold red] failed: {t['error']}")
             continue
+        if not t["stages"]:
+            continue
         block = document.stage_table(t)
         table = RichTable(title=f"{t['name']} ({run['bundle'].get('name')})", title_justify="left")
         for i, header in enumerate(block.headers):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports import findings
+from reports import findings, serverless
 from reports.format import fmt_cpus, fmt_ms, fmt_num, fmt_pct, fmt_rps
 from reports.schema import RunDoc, StageResult, TargetResult
 
@@ -91,8 +91,11 @@ def summary_items(run: RunDoc) -> list[str]:
             continue
         peak = peak_stage(t)
         low = lowest_latency_stage(t)
+        cold = t.get("cold_starts") or {}
+        cold_ms = (cold.get("total_ms") or {}).get("p50")
+        cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
         if peak is None or low is None:
-            items.append(f"**{t['name']}**: no successful requests")
+            items.append(f"**{t['name']}**: {cold_text or 'no successful requests'}")
             continue
         assert peak["latency_ms"] is not None
         assert low["latency_ms"] is not None
@@ -100,6 +103,7 @@ def summary_items(run: RunDoc) -> list[str]:
             f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {users(peak['concurrency'])}"
             f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms); lowest median latency "
             f"{fmt_ms(low['latency_ms']['p50'])} ms at {users(low['concurrency'])}"
+            + (f"; {cold_text}" if cold_text else "")
         )
     if len(measured) >= 2:
         ranked = sorted(measured, key=lambda t: peak_stage(t)["rps"], reverse=True)  # type: ignore[index]
@@ -154,7 +158,13 @@ def build(run: RunDoc) -> list[Block]:
             blocks.append(Paragraph(f"Failed: {t['error']}"))
             continue
         blocks.append(stage_table(t))
+        platform = serverless.platform_table(t)
+        if platform is not None:
+            blocks.append(platform)
         blocks.append(Paragraph(describe_line(t)))
+    cold = serverless.cold_start_table(run)
+    if cold is not None:
+        blocks += [Heading("Cold starts"), cold]
     blocks += [
         Heading("Cross-check with Locust's own statistics"),
         Paragraph("deploybench computes every figure from raw per-request samples. Locust's "
@@ -211,12 +221,14 @@ def crosscheck_table(run: RunDoc) -> Table:
 def method_items(run: RunDoc) -> list[str]:
     sc = run["scenario"]
     meta = run["metadata"]
-    return [
+    prices = serverless.prices_line(run)
+    return [*([prices] if prices else []),
         f"Scenario `{sc.get('name')}` (sha256 {str(sc.get('sha256'))[:12]}): closed loop at "
         f"{', '.join(str(n) for n in sc.get('concurrency', []))} concurrent users, each sending "
-        f"its next request as soon as the last is answered. Per stage: {sc.get('warmup_s')} s "
-        f"warm-up (discarded), {sc.get('duration_s')} s measured, {sc.get('cooldown_s')} s "
-        f"cool-down under the same load, then a drain.",
+        f"its next request as soon as the last is answered. Per stage: at least "
+        f"{sc.get('warmup_s')} s warm-up (discarded; it lasts until every user has had an "
+        f"answer, so cold starts fall in it), {sc.get('duration_s')} s measured, "
+        f"{sc.get('cooldown_s')} s cool-down under the same load, then a drain.",
         "Latency: from just before the request is sent to the last byte of the answer, "
         "recorded per request by deploybench's own listener at sub-microsecond resolution. "
         "Percentiles are nearest-rank over successful requests sent in the window.",

@@ -38,6 +38,10 @@ def warnings(run: RunDoc) -> list[str]:
                 kinds = "; ".join(f"{k} ({n})" for k, n in list(s["error_kinds"].items())[:3])
                 out.append(f"{where}: {bad} of {s['requests']} requests failed"
                            f"{': ' + kinds if kinds else ''}. Check the target's log.")
+            if not s.get("warmup_complete", True):
+                out.append(f"{where}: not every user had an answer by the end of the warm-up "
+                           f"({s.get('warmup_s') or 0:.0f} s), so the window began before "
+                           "steady state. Raise warmup_max_s in the scenario.")
             if s["unanswered"] > s["truncated"]:
                 out.append(f"{where}: {s['unanswered'] - s['truncated']} requests sent before "
                            "the window never got an answer, so fewer users than stated were "

@@ -22,7 +22,8 @@ import numpy as np
 SCHEMA_VERSION = 2
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.csv.gz"
-SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase")
+SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase",
+                  "cold")
 
 
 class ResultFileError(ValueError):
@@ -57,6 +58,13 @@ class StageResult(TypedDict):
     #: Successful answers per second of measurement window.
     rps: float
     latency_ms: LatencySummary | None
+    #: Successful requests the target marked as cold starts (Lambda), and the latency of
+    #: warm and cold ones apart (None when none was cold).
+    cold_requests: NotRequired[int]
+    latency_warm_ms: NotRequired[LatencySummary | None]
+    latency_cold_ms: NotRequired[LatencySummary | None]
+    #: The serving platform's own account of the window (Lambda: REPORT records).
+    platform: NotRequired[dict[str, Any]]
     #: CPU use as a percentage of the CPUs given to it (100 = all of them busy).
     target_cpu_percent: float | None
     target_cpu_ms_per_request: float | None
@@ -71,6 +79,10 @@ class StageResult(TypedDict):
     loadgen_cpu_percent: float | None
     loadgen_cpu_ms_per_request: float | None
     warmup_requests: int
+    #: How long the warm-up ran (it waits for every user's first answer) and whether
+    #: every user had one before the scenario's warmup_max_s.
+    warmup_s: NotRequired[float | None]
+    warmup_complete: NotRequired[bool]
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
     window_start: float
@@ -94,6 +106,8 @@ class TargetResult(TypedDict):
     parity: ParityResult | None
     stages: list[StageResult]
     loadgen: dict[str, Any]
+    #: The scenario's cold starts of this target, if it asked for any.
+    cold_starts: NotRequired[dict[str, Any]]
 
 
 class RunDoc(TypedDict):
@@ -102,6 +116,8 @@ class RunDoc(TypedDict):
     status: str
     metadata: dict[str, Any]
     scenario: dict[str, Any]
+    #: The prices cost estimates used (dated defaults or the user's file).
+    prices: NotRequired[dict[str, Any]]
     bundle: dict[str, Any]
     targets: list[TargetResult]
     samples_file: str
@@ -144,4 +160,6 @@ def read_samples(path: Path) -> dict[str, np.ndarray]:
         "latency_ms": np.array(cols["latency_ms"], dtype=float),
         "ok": np.array(cols["ok"], dtype=int).astype(bool),
         "phase": np.array(cols["phase"], dtype=str),
+        "cold": (np.array(cols["cold"], dtype=int).astype(bool) if "cold" in cols
+                 else np.zeros(len(rows), dtype=bool)),
     }

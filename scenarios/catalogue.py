@@ -1,9 +1,14 @@
 """Scenario files: named YAML documents under ``scenarios/`` (or a path to your own).
 
 A scenario is a list of closed-loop stages (concurrency levels, no think time) with the
-same timing each: a warm-up that is discarded, a measurement window, a cool-down during
-which the load continues so requests sent in the window finish under the same load, and
-a drain that waits for the last in-flight requests before users stop.
+same timing each: a warm-up that is discarded (it lasts at least ``warmup_s`` and until
+every user has had an answer, at most ``warmup_max_s``: a Lambda environment's cold start
+or a connection's first request belongs there), a measurement window, a cool-down during
+which the load continues so requests sent in the window finish under the same load, and a
+drain that waits for the last in-flight requests before users stop.
+
+``cold_starts: N`` first measures N cold starts of each target (from nothing to its
+first good answer), before any stage.
 """
 
 from __future__ import annotations
@@ -36,10 +41,14 @@ class Scenario:
     #: SHA-256 of the file's bytes: results from an edited scenario are not comparable.
     sha256: str
     path: str
+    #: The warm-up goes on past warmup_s until every user has had an answer, up to this.
+    warmup_max_s: float = 120.0
+    #: Cold starts to measure per target before the stages.
+    cold_starts: int = 0
 
     @property
     def estimated_s(self) -> float:
-        """Load time per target, excluding start-up and drains."""
+        """Load time per target, excluding start-up, extended warm-ups and drains."""
         per_stage = self.warmup_s + self.duration_s + self.cooldown_s
         return per_stage * len(self.concurrency)
 
@@ -49,12 +58,14 @@ class Scenario:
             "concurrency": list(self.concurrency), "warmup_s": self.warmup_s,
             "duration_s": self.duration_s, "cooldown_s": self.cooldown_s,
             "drain_timeout_s": self.drain_timeout_s, "sha256": self.sha256, "path": self.path,
+            "warmup_max_s": self.warmup_max_s, "cold_starts": self.cold_starts,
         }
 
 
-DEFAULTS: dict[str, Any] = {"cooldown_s": 0.5, "drain_timeout_s": 30.0, "description": ""}
+DEFAULTS: dict[str, Any] = {"cooldown_s": 0.5, "drain_timeout_s": 30.0, "description": "",
+                            "warmup_max_s": 120.0, "cold_starts": 0}
 KNOWN_KEYS = {"description", "concurrency", "warmup_s", "duration_s", "cooldown_s",
-              "drain_timeout_s"}
+              "drain_timeout_s", "warmup_max_s", "cold_starts"}
 
 
 def available() -> dict[str, Path]:
@@ -94,10 +105,14 @@ def load(name_or_path: str) -> Scenario:
     unknown = sorted(set(doc) - KNOWN_KEYS)
     if unknown:
         raise ScenarioError(f"{where}: unknown key '{unknown[0]}'. Known: {sorted(KNOWN_KEYS)}")
-    levels = doc.get("concurrency")
-    if (not isinstance(levels, list) or not levels
+    cold_starts = doc.get("cold_starts", 0)
+    if isinstance(cold_starts, bool) or not isinstance(cold_starts, int) or cold_starts < 0:
+        raise ScenarioError(f"{where}: 'cold_starts' must be a whole number >= 0")
+    levels = doc.get("concurrency", [] if cold_starts else None)
+    if (not isinstance(levels, list) or not (levels or cold_starts)
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in levels)):
-        raise ScenarioError(f"{where}: 'concurrency' must be a list of integers >= 1")
+        raise ScenarioError(f"{where}: 'concurrency' must be a list of integers >= 1 "
+                            "(it may be empty only when 'cold_starts' is set)")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError(f"{where}: 'description' must be text")
@@ -111,4 +126,6 @@ def load(name_or_path: str) -> Scenario:
         drain_timeout_s=_number(doc, "drain_timeout_s", where, 0.1),
         sha256=hashlib.sha256(raw).hexdigest(),
         path=where,
+        warmup_max_s=_number(doc, "warmup_max_s", where, 0.0),
+        cold_starts=cold_starts,
     )

@@ -17,13 +17,17 @@ class LoadControl:
         self.draining = False
         #: Send time (wall clock, as Locust's ``start_time``) of each user's request in flight.
         self.inflight: dict[int, float] = {}
+        #: Users that have had at least one answer (or failure) this stage.
+        self.answered: set[int] = set()
 
     def reset(self) -> None:
         self.draining = False
         self.inflight.clear()
+        self.answered.clear()
 
     def begin(self, key: int, sent_at: float) -> None:
         self.inflight[key] = sent_at
 
     def end(self, key: int) -> None:
         self.inflight.pop(key, None)
+        self.answered.add(key)

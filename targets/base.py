@@ -31,6 +31,8 @@ class LoadSpec(TypedDict, total=False):
     address: str
     method: str
     messages_b64: list[str]
+    #: http: a response header whose presence marks a cold start (the Lambda front door).
+    cold_header: str
     #: inprocess: the bundle the load generator loads and calls directly.
     bundle: str
     #: inprocess: worker threads, matched to the target CPUs.

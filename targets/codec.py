@@ -52,14 +52,18 @@ DEFAULT_LIMITS = Limits()
 QUOTE_LIMIT = 80
 
 
+def _cut(text: str) -> str:
+    return text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "..."
+
+
 def _quote(text: str) -> str:
-    return repr(text if len(text) <= QUOTE_LIMIT else text[:QUOTE_LIMIT] + "...")
+    return repr(_cut(text))
 
 
 def _check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], limits: Limits) -> None:
     expected = "(batch, " + ", ".join(str(d) for d in input_shape) + ")"
     if len(shape) != len(input_shape) + 1 or tuple(shape[1:]) != tuple(input_shape):
-        raise RequestError(400, f"inputs have shape {_quote(str(tuple(shape)))}; "
+        raise RequestError(400, f"inputs have shape {_cut(str(tuple(shape)))}; "
                                 f"expected {expected}")
     if shape[0] < 1:
         raise RequestError(400, f"inputs have an empty batch; expected {expected}")
@@ -83,6 +87,14 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
         raise RequestError(400, f"body is not valid JSON: {_quote(str(exc))}") from exc
     except RecursionError as exc:  # thousands of nested brackets
         raise RequestError(400, "body is nested too deeply to be a batch of inputs") from exc
+    # Only a body that spells true or false can hold a boolean: others skip that walk.
+    return decode_document(doc, input_shape, limits, may_hold_bools="true" in text
+                           or "false" in text)
+
+
+def decode_document(doc: Any, input_shape: tuple[int, ...], limits: Limits,
+                    may_hold_bools: bool = True) -> np.ndarray:
+    """A parsed ``{"inputs": [[...]]}`` document, validated (JSON bodies, Lambda events)."""
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise RequestError(400, 'body must be a JSON object with an "inputs" array')
     inputs = doc["inputs"]
@@ -95,10 +107,8 @@ def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np
     except (ValueError, TypeError, RecursionError) as exc:  # ragged or absurdly deep nesting
         raise RequestError(400, '"inputs" must be a rectangular array of numbers') from exc
     # numpy turns strings into str arrays and None into objects (refused here), but it
-    # quietly turns true/false beside numbers into 1/0: look for them, only when the body
-    # spells one, so well-formed requests pay nothing.
-    if raw.dtype.kind not in "iuf" or (("true" in text or "false" in text)
-                                       and _has_bool(inputs)):
+    # quietly turns true/false beside numbers into 1/0: look for them.
+    if raw.dtype.kind not in "iuf" or (may_hold_bools and _has_bool(inputs)):
         raise RequestError(400, '"inputs" must contain only numbers')
     _check_shape(raw.shape, input_shape, limits)
     with np.errstate(over="ignore"):
@@ -137,7 +147,7 @@ def decode_tensor(data: bytes, shape: tuple[int, ...], input_shape: tuple[int, .
         raise RequestError(400, f"the shape is missing; expected (batch, "
                                 f"{', '.join(str(d) for d in input_shape)})")
     if any(dim < 0 for dim in shape):
-        raise RequestError(400, f"shape {_quote(str(shape))} has a negative dimension")
+        raise RequestError(400, f"shape {_cut(str(shape))} has a negative dimension")
     _check_shape(shape, input_shape, limits)
     expected = math.prod(shape) * 4
     if len(data) != expected:

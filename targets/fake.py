@@ -32,6 +32,12 @@ class FakeTarget(InProcessTarget):
                 "service_time_s": self.service_time_s, "capacity": self.capacity,
                 "cpus": [], "startup_s": 0.0}
 
+    #: A fixed, known cold start.
+    cold_start_s = 0.5
+
+    def cold_start(self, example: np.ndarray) -> dict[str, Any]:
+        return {"total_s": self.cold_start_s, "definition": "simulated"}
+
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
         return {"protocol": "simulated", "service_time_s": self.service_time_s,
                 "capacity": self.capacity, "cpus": []}

@@ -21,6 +21,13 @@ class HttpClient:
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """Send one request; returns (status, body). Reconnects once on a stale connection."""
+        status, answer, _ = self.request_full(method, path, body, headers)
+        return status, answer
+
+    def request_full(self, method: str, path: str, body: bytes | None = None,
+                     headers: dict[str, str] | None = None
+                     ) -> tuple[int, bytes, dict[str, str]]:
+        """Like :meth:`request`, with the response's headers (names lower-cased)."""
         for attempt in (1, 2):
             if self._conn is None:
                 self._conn = http.client.HTTPConnection(self.host, self.port,
@@ -28,7 +35,9 @@ class HttpClient:
             try:
                 self._conn.request(method, path, body=body, headers=headers or {})
                 response = self._conn.getresponse()
-                return response.status, response.read()
+                answer = response.read()
+                return (response.status, answer,
+                        {k.lower(): v for k, v in response.getheaders()})
             except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as exc:
                 self.close()
                 if attempt == 2:

@@ -72,6 +72,10 @@ class ServedTarget(TargetBase):
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
         raise NotImplementedError
 
+    def server_arguments(self) -> list[str]:
+        """Arguments of this kind of server beyond the common ones."""
+        return []
+
     # -- shared ---------------------------------------------------------------------
     def start(self) -> None:
         if self.port is None:
@@ -81,7 +85,7 @@ class ServedTarget(TargetBase):
             "--port", str(self.port), "--cpus", format_cpus(self.cpus),
             "--workers", str(self.workers), "--threads", str(self.threads),
             "--max-body-bytes", str(self.limits.max_body_bytes),
-            "--max-batch", str(self.limits.max_batch),
+            "--max-batch", str(self.limits.max_batch), *self.server_arguments(),
         )
         self._server = ServerProcess(command, log_path=self.log_path)
         self._connect()
@@ -97,6 +101,21 @@ class ServedTarget(TargetBase):
             return False
         pid = self._serving_pid()
         return pid is not None and pid in {p.pid for p in self._server.tree()}
+
+    def cold_start(self, example: np.ndarray) -> dict[str, Any]:
+        """Restart the server and time it from launch to its first good answer."""
+        import time
+
+        self.stop()
+        launched = time.perf_counter()
+        self.start()  # returns once the health check passes
+        ready = time.perf_counter()
+        self.predict(example)
+        done = time.perf_counter()
+        return {"total_s": done - launched, "ready_s": ready - launched,
+                "first_request_ms": (done - ready) * 1000.0,
+                "definition": "server launched to its first good answer (its health check "
+                              "passing, then one prediction)"}
 
     @property
     def server_pid(self) -> int | None:

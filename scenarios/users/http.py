@@ -25,6 +25,8 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
     abstract = True  # Locust's default max_retries = 0 stands: a retry would hide a failure
     path: ClassVar[str] = "/predict"
     payloads: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
+    #: A response header that marks an answer as a cold start (Lambda), or None.
+    cold_header: ClassVar[str | None] = None
 
     @task
     def predict(self) -> None:
@@ -43,6 +45,9 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
                 if response.status_code == 200 and not response.content.startswith(
                         RESPONSE_PREFIX):
                     response.failure("200 without a predictions body")
+                if self.cold_header and response.headers and \
+                        response.headers.get(self.cold_header) is not None:
+                    response.request_meta["context"]["cold"] = True
         finally:
             control.end(key)
 
@@ -52,5 +57,6 @@ def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]]
     attrs = {
         "abstract": False, "host": spec["url"], "path": spec.get("path", "/predict"),
         "payloads": payloads, "control": control, "_ids": itertools.count(),
+        "cold_header": spec.get("cold_header"),
     }
     return type("HttpPredict", (HttpPredictUser,), attrs)

@@ -17,6 +17,10 @@ PREDICT_METHOD = "/deploybench.v1.Predictor/Predict"
 #: Every channel gets its own connection: gRPC would otherwise share one subchannel
 #: between channels to the same address, and N users would be one HTTP/2 connection.
 CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
+#: The orchestrator's own channel polls a server that is still starting: gRPC's default
+#: reconnect back-off (1 s, growing) would notice it up late and inflate the start time.
+PROBE_OPTIONS = (*CHANNEL_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 20),
+                 ("grpc.min_reconnect_backoff_ms", 20), ("grpc.max_reconnect_backoff_ms", 50))
 TIMEOUT_S = 30.0
 
 
@@ -43,7 +47,7 @@ class GrpcClient:
         from targets.grpc import predict_pb2_grpc
 
         self.address = address
-        self.channel: grpc.Channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self.channel: grpc.Channel = grpc.insecure_channel(address, options=PROBE_OPTIONS)
         self.stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
 
     def health(self, service: str = "") -> str | None:

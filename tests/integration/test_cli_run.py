@@ -17,14 +17,14 @@ pytestmark = pytest.mark.integration
 def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask,grpc",
+        [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask,grpc,lambda",
          "--bundle", "digits", "--scenario", "smoke", "--out", str(out)],
         capture_output=True, text=True, timeout=240, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["status"] == "complete"
-    assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc"]
+    assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc", "lambda"]
     for target in run["targets"]:
         assert target["status"] == "ok", target["error"]
         assert target["parity"] is not None
@@ -34,9 +34,10 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
             assert stage["errors"] == 0
             assert stage["rps"] > 0
     samples = read_samples(out)
-    assert set(samples["target"]) == {"inprocess", "flask", "grpc"}
+    assert set(samples["target"]) == {"inprocess", "flask", "grpc", "lambda"}
     md = (out / "report.md").read_text()
-    for name in ("inprocess", "flask", "grpc"):
+    assert "invocations" in md  # the serverless table
+    for name in ("inprocess", "flask", "grpc", "lambda"):
         assert f"**{name}**: peak" in md
     assert (out / "report.html").stat().st_size > 20_000  # charts embedded
     assert "flask" in done.stdout  # the console table

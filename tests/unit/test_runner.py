@@ -13,6 +13,7 @@ from harness.loadgen import SimulatedLoadGenerator
 from harness.parity import ParityError
 from harness.results import choose_out_dir
 from harness.runner import Runner, RunPlan
+from reports.document import summary_items
 from reports.schema import SCHEMA_VERSION, load_run, read_samples
 from scenarios.catalogue import Scenario
 from targets.bundle import Prediction
@@ -146,3 +147,15 @@ def test_parity_catches_nan_probabilities() -> None:
     problem, _ = compare_predictions(want, [Prediction(1, (float("nan"), 0.9))])
     assert problem is not None
     assert "finite" in problem
+
+
+def test_cold_starts_are_measured_before_the_stages(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    run_plan = replace(plan(tmp_path), scenario=replace(SCENARIO, cold_starts=3))
+    run = Runner(run_plan, SimulatedLoadGenerator(), target_factory=fake_factory()).run()
+    cold = run["targets"][0].get("cold_starts")
+    assert cold is not None
+    assert len(cold["samples"]) == 3
+    assert cold["total_ms"]["p50"] == pytest.approx(500.0)
+    assert "cold start p50 500 ms" in " ".join(summary_items(run))

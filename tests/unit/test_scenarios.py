@@ -10,10 +10,10 @@ from scenarios.catalogue import ScenarioError
 
 def test_builtin_scenarios_parse() -> None:
     names = set(catalogue.available())
-    assert {"smoke", "quick"} <= names
+    assert {"smoke", "quick", "coldstart"} <= names
     for name in names:
         sc = catalogue.load(name)
-        assert sc.concurrency
+        assert sc.concurrency or sc.cold_starts
         assert all(n >= 1 for n in sc.concurrency)
         assert sc.duration_s > 0
         assert len(sc.sha256) == 64
@@ -53,3 +53,13 @@ def test_user_file_is_hashed_by_content(tmp_path: Path) -> None:
     first = catalogue.load(str(a)).sha256
     a.write_text("concurrency: [2]\nwarmup_s: 0\nduration_s: 1\n")
     assert catalogue.load(str(a)).sha256 != first
+
+
+def test_cold_start_only_scenario(tmp_path: Path) -> None:
+    sc = catalogue.load("coldstart")
+    assert sc.cold_starts >= 1
+    assert sc.concurrency == ()
+    path = tmp_path / "none.yaml"
+    path.write_text("concurrency: []\nwarmup_s: 0\nduration_s: 1\n")
+    with pytest.raises(ScenarioError, match="cold_starts"):
+        catalogue.load(str(path))

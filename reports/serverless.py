@@ -1,0 +1,80 @@
+"""Report sections for what only some targets have: the serverless platform's own figures
+(Lambda's REPORT records) and cold starts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from reports.format import fmt_ms, fmt_num
+from reports.schema import RunDoc, TargetResult
+
+if TYPE_CHECKING:
+    from reports.document import Table
+
+PLATFORM_HEADERS = ("users", "invocations", "cold", "throttled", "init p50 ms", "init max ms",
+                    "warm duration p50 ms", "warm duration p99 ms", "max memory used MB",
+                    "billed GB-s", "$/1M x86_64", "$/1M arm64")
+
+
+def _get(summary: dict[str, Any] | None, key: str) -> float | None:
+    return summary.get(key) if summary else None
+
+
+def platform_table(target: TargetResult) -> Table | None:
+    """Per stage, the invocations the platform recorded in the window."""
+    from reports.document import Table
+
+    rows = []
+    for s in target["stages"]:
+        p = s.get("platform")
+        if not p:
+            continue
+        per_million = p.get("cost_per_million_usd") or {}
+        rows.append((
+            str(s["concurrency"]), str(p["invocations"]), str(p["cold"]), str(p["throttled"]),
+            fmt_ms(_get(p.get("init_ms"), "p50")), fmt_ms(_get(p.get("init_ms"), "max")),
+            fmt_ms(_get(p.get("duration_warm_ms"), "p50")),
+            fmt_ms(_get(p.get("duration_warm_ms"), "p99")),
+            fmt_num(p.get("max_memory_used_mb"), 0), fmt_num(p.get("billed_gb_s"), 2),
+            fmt_num(per_million.get("x86_64"), 3), fmt_num(per_million.get("arm64"), 3),
+        ))
+    if not rows:
+        return None
+    return Table(PLATFORM_HEADERS, tuple(rows), frozenset(range(len(PLATFORM_HEADERS))),
+                 caption=f"{target['name']}: the platform's REPORT records for invocations "
+                         "received in each window (duration = the invocation inside the "
+                         "function's environment)")
+
+
+def cold_start_table(run: RunDoc) -> Table | None:
+    from reports.document import Table
+
+    rows = []
+    for t in run["targets"]:
+        cold = t.get("cold_starts")
+        if not cold or not cold.get("supported"):
+            continue
+        total = cold.get("total_ms") or {}
+        inits = [s["init_ms"] for s in cold.get("samples", []) if s.get("init_ms") is not None]
+        rows.append((t["name"], str(len(cold.get("samples", []))), fmt_ms(total.get("p50")),
+                     fmt_ms(total.get("max")),
+                     fmt_ms(sorted(inits)[len(inits) // 2]) if inits else "-",
+                     str(cold.get("definition") or "")))
+    if not rows:
+        return None
+    return Table(("target", "n", "p50 ms", "max ms", "Init p50 ms", "what is timed"),
+                 tuple(rows), frozenset({1, 2, 3, 4}),
+                 caption="Cold start: from nothing running to the first good answer")
+
+
+def prices_line(run: RunDoc) -> str | None:
+    prices = run.get("prices")
+    if not prices:
+        return None
+    per_gb = prices.get("lambda_gb_second", {})
+    return (f"Serverless cost uses {prices.get('currency', 'USD')} prices as of "
+            f"{prices.get('as_of')} ({prices.get('source', 'user file')}): "
+            f"${prices.get('lambda_request', 0) * 1e6:.2f} per million requests, "
+            + ", ".join(f"${v:.10f}/GB-s {k}" for k, v in per_gb.items())
+            + ("; Init billed" if prices.get("lambda_bill_init") else "")
+            + ". Override with --prices FILE.")

@@ -1,0 +1,117 @@
+"""The Lambda function: ``targets.awslambda.handler.handler``, run by ``awslambdaric``.
+
+Module import is Lambda's Init phase: the bundle named by ``DEPLOYBENCH_BUNDLE`` is loaded
+here, once per execution environment. Two kinds of events are served:
+
+* **Function URL / HTTP API (payload format 2.0)**: ``POST /predict`` with the same bodies
+  as the Flask target (JSON, or ``application/octet-stream`` with ``X-Shape``; binary bodies
+  arrive base64-encoded in the event). Answers ``{"statusCode", "headers", "body"}``; a bad
+  request gets 400/413/415 with a JSON error body, exactly as Flask answers it.
+* **Direct invocation** (the Invoke API): ``{"inputs": [[...]]}``, or
+  ``{"data": "<base64 float32>", "shape": [1, 64], "dtype": "float32"}``. Answers
+  ``{"predictions": [...]}``; a bad request raises :class:`InvalidRequest`, which Lambda
+  reports as a function error (``X-Amz-Function-Error: Unhandled``, errorType InvalidRequest).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import time
+from typing import Any
+
+from targets import codec
+from targets.bundle import get_bundle, serve_batch
+from targets.errors import RequestError
+from targets.process import die_with_parent
+
+die_with_parent()  # the emulator that started this environment is our parent
+
+BUNDLE = get_bundle(os.environ.get("DEPLOYBENCH_BUNDLE", "digits"))
+BUNDLE.load()
+LIMITS = codec.Limits(
+    max_body_bytes=int(os.environ.get("DEPLOYBENCH_MAX_BODY_BYTES",
+                                      codec.DEFAULT_LIMITS.max_body_bytes)),
+    max_batch=int(os.environ.get("DEPLOYBENCH_MAX_BATCH", codec.DEFAULT_LIMITS.max_batch)),
+)
+#: Response header carrying the handler's own time, so the platform's overhead can be
+#: told apart from the model's (not an AWS header; harmless to clients).
+HANDLER_TIME_HEADER = "x-deploybench-handler-ms"
+
+
+class InvalidRequest(Exception):
+    """A direct invocation whose payload cannot be served; names the problem."""
+
+
+class _Headers:
+    """Case-insensitive lookup over an event's (already lower-cased) headers."""
+
+    def __init__(self, headers: dict[str, str] | None) -> None:
+        self._headers = {k.lower(): v for k, v in (headers or {}).items()}
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._headers.get(name.lower(), default)
+
+
+def _http_response(status: int, body: bytes, started: float) -> dict[str, Any]:
+    elapsed_ms = (time.perf_counter() - started) * 1000.0
+    return {"statusCode": status,
+            "headers": {"content-type": codec.JSON_TYPE, HANDLER_TIME_HEADER: f"{elapsed_ms:.3f}"},
+            "body": body.decode()}
+
+
+def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
+    http = event["requestContext"]["http"]
+    method, path = http.get("method"), event.get("rawPath", http.get("path"))
+    if path == "/healthz" and method == "GET":
+        return _http_response(200, json.dumps({"status": "ok", "bundle": BUNDLE.name,
+                                               "pid": os.getpid()}).encode(), started)
+    if path != "/predict":
+        return _http_response(404, codec.encode_error(404, f"no route {path!r}"), started)
+    if method != "POST":
+        return _http_response(405, codec.encode_error(405, "use POST"), started)
+    headers = _Headers(event.get("headers"))
+    text = event.get("body") or ""
+    try:
+        body = base64.b64decode(text, validate=True) if event.get("isBase64Encoded") \
+            else text.encode()
+        batch = codec.decode_request(headers.get("content-type"), body, headers,
+                                     BUNDLE.input_shape, LIMITS)
+    except binascii.Error:
+        return _http_response(400, codec.encode_error(400, "body is not valid base64"), started)
+    except RequestError as exc:
+        return _http_response(exc.status, codec.encode_error(exc.status, exc.message), started)
+    return _http_response(200, codec.encode_predictions(serve_batch(BUNDLE, batch)), started)
+
+
+def _direct(event: Any) -> dict[str, Any]:
+    try:
+        if isinstance(event, dict) and "data" in event:
+            if str(event.get("dtype", "float32")).lower() != "float32":
+                raise RequestError(400, f"dtype {event.get('dtype')!r} is not supported; "
+                                        "send float32")
+            shape = event.get("shape")
+            if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
+                raise RequestError(400, '"shape" must be a list of integers')
+            try:
+                data = base64.b64decode(event["data"], validate=True)
+            except (binascii.Error, TypeError) as exc:
+                raise RequestError(400, '"data" must be base64 of float32 bytes') from exc
+            batch = codec.decode_tensor(data, tuple(shape), BUNDLE.input_shape, LIMITS)
+        else:
+            batch = codec.decode_document(event, BUNDLE.input_shape, LIMITS)
+    except RequestError as exc:
+        raise InvalidRequest(exc.message) from None
+    predictions = serve_batch(BUNDLE, batch)
+    return {"predictions": [{"label": p.label, "probabilities": list(p.probabilities)}
+                            for p in predictions]}
+
+
+def handler(event: Any, context: Any) -> Any:
+    started = time.perf_counter()
+    if isinstance(event, dict) and isinstance(event.get("requestContext"), dict) \
+            and "http" in event["requestContext"]:
+        return _http_event(event, started)
+    return _direct(event)

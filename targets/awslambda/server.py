@@ -1,0 +1,120 @@
+"""Run the Lambda emulator: ``python -m targets.awslambda.server --bundle digits --port 9000``.
+
+One process (asyncio) serves the Invoke API, the Function URL front door and admin on
+``--port``, and a Runtime API per execution environment on its own loopback port. Each
+environment is ``python -m awslambdaric targets.awslambda.handler.handler``, started on
+demand up to ``--concurrency``; the emulator and every environment run pinned to
+``--cpus``, one torch thread per environment (all environments share those CPUs: the
+deployment gets the same CPU budget as the other targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from targets import codec
+from targets.awslambda import httpserver
+from targets.awslambda.environment import FunctionConfig
+from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, FrontDoor
+from targets.awslambda.function import LambdaFunction
+from targets.serving import add_arguments as add_common_arguments
+from targets.serving import positive_int, prepare_server
+
+#: 1,769 MB is the memory size at which Lambda gives a function one full vCPU.
+DEFAULT_MEMORY_MB = 1769
+#: AWS's default function timeout is 3 s; a benchmark on a shared machine gets more room.
+DEFAULT_TIMEOUT_S = 30.0
+#: Lambda caps the Init phase at 10 s.
+DEFAULT_INIT_TIMEOUT_S = 10.0
+#: Lambda does not publish how long idle environments live; LocalStack uses 10 minutes.
+DEFAULT_KEEPALIVE_S = 600.0
+#: Environments at once. AWS's account default is 1,000; each environment here is a
+#: Python process with torch (~200 MB for digits), so a laptop-sized default.
+DEFAULT_CONCURRENCY = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser, default_port=9000, default_threads=1,
+                         threads_help="unused (one event per environment)")
+    parser.add_argument("--function-name", default="deploybench",
+                        help="function name in URLs and ARNs (default deploybench; the "
+                             "Invoke API also accepts 'function', as AWS's emulator does)")
+    parser.add_argument("--memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB,
+                        help=f"memory size, for REPORT lines and cost (default "
+                             f"{DEFAULT_MEMORY_MB}: one vCPU)")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"function timeout in seconds (default {DEFAULT_TIMEOUT_S:g}; "
+                             "AWS's default is 3)")
+    parser.add_argument("--init-timeout", type=float, default=DEFAULT_INIT_TIMEOUT_S,
+                        help=f"Init phase limit in seconds (default {DEFAULT_INIT_TIMEOUT_S:g})")
+    parser.add_argument("--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY,
+                        help="most environments at once; more requests get 429 "
+                             f"(default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--keepalive", type=float, default=DEFAULT_KEEPALIVE_S,
+                        help="seconds an idle environment lives before it is reaped "
+                             f"(default {DEFAULT_KEEPALIVE_S:g})")
+    parser.add_argument("--records", type=Path, default=None,
+                        help="append one JSON line per invocation (the REPORT fields) here")
+
+
+async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
+    config = FunctionConfig(
+        name=args.function_name, bundle=args.bundle, memory_mb=args.memory_mb,
+        timeout_s=args.timeout, init_timeout_s=args.init_timeout,
+        extra_env={"DEPLOYBENCH_BUNDLE": args.bundle,
+                   "DEPLOYBENCH_MAX_BODY_BYTES": str(limits.max_body_bytes),
+                   "DEPLOYBENCH_MAX_BATCH": str(limits.max_batch)},
+    )
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    function = LambdaFunction(config, args.concurrency, args.keepalive, args.records, log)
+    front = FrontDoor(function)
+    try:
+        server = await httpserver.start(front.route, args.host, args.port,
+                                        MAX_PAYLOAD_BYTES + 1024)
+    except OSError as exc:
+        print(f"error: cannot bind {args.host}:{args.port}: {exc.strerror}. Choose another "
+              "--port", file=sys.stderr, flush=True)
+        return 1
+    function.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log(f"lambda emulator: function {config.name} ({config.memory_mb} MB, timeout "
+        f"{config.timeout_s:g} s, concurrency {args.concurrency}, keep-alive "
+        f"{args.keepalive:g} s) at http://{args.host}:{args.port}")
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await function.close()
+        with contextlib.suppress(Exception):
+            await server.wait_closed()
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    args.workers = 1  # one emulator process; environments come and go on demand
+    setup = prepare_server(args)
+    print(setup.banner("lambda", args), file=sys.stderr, flush=True)
+    return asyncio.run(_serve(args, setup.limits))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m targets.awslambda.server",
+                                     description=__doc__)
+    add_arguments(parser)
+    return serve(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

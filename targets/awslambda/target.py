@@ -1,0 +1,148 @@
+"""The Lambda target as the orchestrator sees it: the emulator process on loopback,
+loaded through its Function URL front door with the same requests as Flask."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from targets import codec
+from targets.awslambda.frontdoor import COLD_HEADER
+from targets.awslambda.server import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_KEEPALIVE_S,
+    DEFAULT_MEMORY_MB,
+    DEFAULT_TIMEOUT_S,
+)
+from targets.base import HttpPayload, LoadSpec
+from targets.errors import TargetError
+from targets.httpclient import HttpClient
+from targets.served import ServedTarget
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from targets.bundle import Prediction
+
+
+class LambdaTarget(ServedTarget):
+    name = "lambda"
+    server_module = "targets.awslambda.server"
+    server_kind = "Lambda emulator (awslambdaric environments) via a Function URL"
+    default_threads = 1
+
+    def __init__(self, *args: Any, memory_mb: int = DEFAULT_MEMORY_MB,
+                 concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 keepalive_s: float = DEFAULT_KEEPALIVE_S, records_path: Path | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = 1
+        self.memory_mb = memory_mb
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.keepalive_s = keepalive_s
+        self.records_path = records_path
+        self._client: HttpClient | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def server_arguments(self) -> list[str]:
+        extra = ["--memory-mb", str(self.memory_mb), "--concurrency", str(self.concurrency),
+                 "--timeout", str(self.timeout_s), "--keepalive", str(self.keepalive_s)]
+        if self.records_path is not None:
+            extra += ["--records", str(self.records_path)]
+        return extra
+
+    def _connect(self) -> None:
+        assert self.port is not None
+        self._client = HttpClient(self.host, self.port, timeout_s=self.timeout_s + 30)
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _admin(self, method: str, what: str) -> dict[str, Any] | None:
+        if self._client is None:
+            return None
+        try:
+            status, body = self._client.request(method, f"/_deploybench/{what}")
+            doc = json.loads(body) if status == 200 else None
+        except (TargetError, ValueError):
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def _serving_pid(self) -> int | None:
+        doc = self._admin("GET", "health")
+        pid = doc.get("pid") if doc else None
+        return pid if isinstance(pid, int) else None
+
+    def reset(self) -> int:
+        """Kill every execution environment: the next requests are cold starts."""
+        doc = self._admin("POST", "reset")
+        return int(doc.get("killed", 0)) if doc else 0
+
+    def stats(self) -> dict[str, Any]:
+        return self._admin("GET", "stats") or {}
+
+    def cold_start(self, example: np.ndarray) -> dict[str, Any]:
+        """Kill every environment, then time one request through the Function URL."""
+        import time
+
+        self.reset()
+        body, headers = codec.encode_request(example, self.encoding)
+        started = time.perf_counter()
+        status, answer, reply = self.request_with_headers(body, headers)
+        total = time.perf_counter() - started
+        if status != 200:
+            raise TargetError(f"lambda answered {status} to a cold request: {answer[:200]!r}")
+        init = reply.get(COLD_HEADER.lower())
+        return {"total_s": total, "init_ms": float(init) if init else None,
+                "definition": "every environment killed, then one request through the "
+                              "Function URL: a new environment (process start, imports, "
+                              "model load: Init) and the invocation"}
+
+    def request(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST /predict through the Function URL (status, body)."""
+        status, answer, _ = self.request_with_headers(body, headers)
+        return status, answer
+
+    def request_with_headers(self, body: bytes, headers: dict[str, str]
+                             ) -> tuple[int, bytes, dict[str, str]]:
+        assert self._client is not None, "start() first"
+        return self._client.request_full("POST", "/predict", body, headers)
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        body, headers = codec.encode_request(batch, self.encoding)
+        status, answer = self.request(body, headers)
+        if status != 200:
+            raise TargetError(f"lambda answered {status} to a request in-process serving "
+                              f"answers: {answer[:200]!r}. See its log ({self.log_path})")
+        return codec.decode_predictions(answer)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "url": self.url, "memory_mb": self.memory_mb,
+                "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,
+                "keepalive_s": self.keepalive_s, "workers": None, "threads_per_worker": None,
+                "torch_threads_per_worker": 1}
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        assert self._server is not None, "start() first"
+        payloads: list[HttpPayload] = []
+        for example in examples:
+            body, headers = codec.encode_request(example, self.encoding)
+            payloads.append({"body": body, "headers": headers})
+        return {
+            "protocol": "http", "url": self.url, "path": "/predict", "payloads": payloads,
+            "cpus": self.cpus, "watch_pids": [self._server.pid], "cold_header": COLD_HEADER,
+        }
+
+    def platform_records(self) -> list[dict[str, Any]]:
+        """The emulator's per-invocation records (REPORT fields), for the run's statistics."""
+        if self.records_path is None or not self.records_path.exists():
+            return []
+        return [json.loads(line) for line in self.records_path.read_text().splitlines()
+                if line.strip()]

@@ -1,0 +1,289 @@
+"""The Lambda emulator with the real awslambdaric runtime client and AWS's boto3 client."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from harness.cpus import CpuPlan
+from harness.loadgen import LoadJob, LocustLoadGenerator
+from harness.parity import check_parity
+from harness.pricing import DEFAULT_PRICES
+from harness.serverless import summarize_invocations
+from harness.stats import summarize_stage
+from scenarios.catalogue import Scenario
+from targets import codec
+from targets.awslambda.environment import FunctionConfig
+from targets.awslambda.function import LambdaFunction, Throttled
+from targets.awslambda.target import LambdaTarget
+from targets.bundle import serve_batch
+from targets.httpclient import HttpClient
+
+pytestmark = pytest.mark.integration
+
+GOOD = json.dumps({"inputs": [[0.0] * 64]}).encode()
+
+
+@pytest.fixture(scope="module")
+def function(cpus: CpuPlan, digits, tmp_path_factory: pytest.TempPathFactory  # type: ignore[no-untyped-def]
+             ) -> Iterator[LambdaTarget]:
+    records = tmp_path_factory.mktemp("lambda") / "invocations.jsonl"
+    with LambdaTarget("digits", list(cpus.target), "json", concurrency=3, keepalive_s=600,
+                      records_path=records) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def client(function: LambdaTarget):  # type: ignore[no-untyped-def]
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+
+    return boto3.client(
+        "lambda", endpoint_url=function.url, region_name="us-east-1",
+        config=Config(signature_version=UNSIGNED, read_timeout=120,
+                      retries={"total_max_attempts": 1}))
+
+
+def test_sync_invoke_with_boto3(client: Any, digits) -> None:  # type: ignore[no-untyped-def]
+    example = digits.example_requests()[3]
+    answer = client.invoke(FunctionName="deploybench",
+                           Payload=json.dumps({"inputs": example.tolist()}))
+    assert answer["StatusCode"] == 200
+    assert "FunctionError" not in answer
+    assert answer["ExecutedVersion"] == "$LATEST"
+    [prediction] = json.loads(answer["Payload"].read())["predictions"]
+    assert prediction["label"] == serve_batch(digits, example)[0].label
+
+
+def test_binary_direct_invoke_and_aws_emulator_name(client: Any) -> None:
+    data = base64.b64encode(np.zeros((2, 64), dtype="<f4").tobytes()).decode()
+    answer = client.invoke(FunctionName="function",  # the name AWS's own emulator serves
+                           Payload=json.dumps({"data": data, "shape": [2, 64]}))
+    assert len(json.loads(answer["Payload"].read())["predictions"]) == 2
+
+
+def test_log_tail_has_the_report_line(client: Any) -> None:
+    answer = client.invoke(FunctionName="deploybench", Payload=GOOD, LogType="Tail")
+    log = base64.b64decode(answer["LogResult"]).decode()
+    assert "START RequestId:" in log
+    assert "END RequestId:" in log
+    assert "REPORT RequestId:" in log
+    assert "Billed Duration:" in log
+    assert "Max Memory Used:" in log
+
+
+def test_event_and_dry_run(client: Any, function: LambdaTarget) -> None:
+    before = len(function.platform_records())
+    assert client.invoke(FunctionName="deploybench", InvocationType="Event",
+                         Payload=GOOD)["StatusCode"] == 202
+    assert client.invoke(FunctionName="deploybench", InvocationType="DryRun",
+                         Payload=GOOD)["StatusCode"] == 204
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the queued event runs soon after
+        events = [r for r in function.platform_records()[before:] if r["source"] == "event"]
+        if events:
+            break
+        time.sleep(0.05)
+    assert [r["outcome"] for r in events] == ["ok"]
+
+
+def test_handler_exception_is_a_function_error(client: Any) -> None:
+    answer = client.invoke(FunctionName="deploybench",
+                           Payload=json.dumps({"inputs": [[1.0, 2.0]]}))
+    assert answer["StatusCode"] == 200
+    assert answer["FunctionError"] == "Unhandled"
+    error = json.loads(answer["Payload"].read())
+    assert error["errorType"] == "InvalidRequest"
+    assert "shape" in error["errorMessage"]
+    # The environment survives a handled error: the next call is warm and good.
+    assert "FunctionError" not in client.invoke(FunctionName="deploybench", Payload=GOOD)
+
+
+def test_unknown_function_and_bad_payload(client: Any) -> None:
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.invoke(FunctionName="other", Payload=GOOD)
+    with pytest.raises(client.exceptions.InvalidRequestContentException):
+        client.invoke(FunctionName="deploybench", Payload=b"{not json")
+
+
+def test_parity_through_the_function_url(function: LambdaTarget, digits) -> None:  # type: ignore[no-untyped-def]
+    examples = digits.example_requests()
+    result = check_parity(function, examples, [serve_batch(digits, e) for e in examples])
+    assert result["ok"]
+
+
+@pytest.mark.parametrize(("body", "headers", "status"), [
+    (b"{nope", {"Content-Type": "application/json"}, 400),
+    (b'{"inputs": [[1, 2]]}', {"Content-Type": "application/json"}, 400),
+    (b"x=1", {"Content-Type": "text/plain"}, 415),
+    (b"\0" * 10, {"Content-Type": "application/octet-stream", "X-Shape": "1,64"}, 400),
+])
+def test_front_door_bad_input_is_a_client_error(function: LambdaTarget, body: bytes,
+                                                headers: dict[str, str], status: int) -> None:
+    got, answer = function.request(body, headers)
+    assert got == status
+    assert json.loads(answer)["status"] == status
+
+
+def test_concurrent_requests_scale_out_then_throttle(function: LambdaTarget) -> None:
+    """Limit 3: from no environment, 4 requests at once give 3 cold starts and one 429."""
+    function.reset()
+    body, headers = codec.encode_request(np.zeros((1, 64), dtype=np.float32), "json")
+
+    def call(_: int) -> tuple[int, dict[str, str]]:
+        client = HttpClient(function.host, function.port or 0, timeout_s=120)
+        try:
+            status, _, reply = client.request_full("POST", "/predict", body, headers)
+        finally:
+            client.close()
+        return status, reply
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(call, range(4)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 200, 200, 429]
+    cold = [reply for status, reply in results if status == 200
+            and "x-deploybench-init-ms" in reply]
+    assert len(cold) == 3
+    stats = function.stats()
+    assert stats["environments"] == 3
+    assert stats["throttled"] >= 1
+    # Again, all warm now: no new environment.
+    assert call(0)[0] == 200
+    assert "x-deploybench-init-ms" not in call(0)[1]
+    assert function.stats()["environments"] == 3
+
+
+def test_locust_through_the_front_door_has_no_errors(function: LambdaTarget, cpus: CpuPlan,  # type: ignore[no-untyped-def]
+                                                     digits, tmp_path: Path) -> None:
+    function.reset()
+    scenario = Scenario(name="it", description="", concurrency=(2,), warmup_s=0.5,
+                        duration_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
+                        path="")
+    job = LoadJob(target="lambda", spec=function.load_spec(digits.example_requests()),
+                  scenario=scenario, loadgen_cpus=list(cpus.loadgen),
+                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
+    [raw] = LocustLoadGenerator().run(job, lambda e: None).stages
+    stage = summarize_stage(raw)
+    assert stage["requests"] >= 300
+    assert stage["errors"] == 0, stage["error_kinds"]
+    assert stage["warmup_complete"]
+    assert raw.cold_flags().sum() == 2  # the two cold starts, seen by the load generator...
+    assert stage["cold_requests"] == 0  # ...in the warm-up, not in the window
+    platform = summarize_invocations(function.platform_records(), raw.window_start,
+                                     raw.window_end, DEFAULT_PRICES)
+    # Sent (client clock) vs received (emulator): at each edge of the window a request in
+    # flight may fall on either side, at most one per user.
+    assert abs(platform["invocations"] - stage["requests"]) <= 2
+    assert platform["cold"] == 0
+    assert platform["billed_gb_s"] > 0
+    assert platform["cost_per_million_usd"]["arm64"] < platform["cost_per_million_usd"]["x86_64"]
+
+
+def test_cold_start_is_measured(function: LambdaTarget, digits) -> None:  # type: ignore[no-untyped-def]
+    result = function.cold_start(digits.example_requests()[0])
+    assert result["init_ms"] > 50  # a new process importing torch and loading the model
+    assert result["total_s"] * 1000 >= result["init_ms"]
+
+
+def test_stop_leaves_no_environment(cpus: CpuPlan, digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    target = LambdaTarget("digits", list(cpus.target), "json", concurrency=2)
+    with target:
+        target.predict(np.zeros((1, 64), dtype=np.float32))
+        assert target._server is not None
+        pids = [p.pid for p in target._server.tree()]
+        assert len(pids) == 2  # the emulator and one environment
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                   for p in pids)
+
+
+# -- the execution model, driven directly (real awslambdaric, no HTTP front door) -------
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def _function(tmp_path: Path, keepalive: float = 600.0, **config: Any) -> LambdaFunction:
+    options = {"name": "t", "bundle": "digits", "memory_mb": 512, "timeout_s": 30.0,
+               "init_timeout_s": 10.0, **config}
+    return LambdaFunction(FunctionConfig(**options), concurrency=2, keepalive_s=keepalive,
+                          records_path=tmp_path / "r.jsonl", log=lambda line: None)
+
+
+def test_init_failure_is_reported_as_lambda_does(tmp_path: Path) -> None:
+    async def scenario() -> Any:
+        fn = _function(tmp_path, extra_env={"DEPLOYBENCH_BUNDLE": "no-such-bundle"})
+        fn.start()
+        try:
+            return await fn.invoke(GOOD, "invoke")
+        finally:
+            await fn.close()
+
+    invocation = _run(scenario())
+    assert invocation.outcome.kind == "init_error"
+    error = json.loads(invocation.outcome.body)
+    assert error["errorType"] == "BundleError"
+    assert "no-such-bundle" in error["errorMessage"]
+
+
+def test_timeout_kills_the_environment(tmp_path: Path) -> None:
+    async def scenario() -> Any:
+        fn = _function(tmp_path, bundle="vision", timeout_s=0.005,
+                       extra_env={"DEPLOYBENCH_BUNDLE": "vision"})
+        fn.start()
+        try:
+            payload = json.dumps({"data": base64.b64encode(
+                np.zeros((1, 3, 224, 224), dtype="<f4").tobytes()).decode(),
+                "shape": [1, 3, 224, 224]}).encode()
+            first = await fn.invoke(payload, "invoke")
+            return first, len(fn.envs)
+        finally:
+            await fn.close()
+
+    invocation, envs_left = _run(scenario())
+    assert invocation.outcome.kind == "timeout"
+    error = json.loads(invocation.outcome.body)
+    assert error["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 0.01 seconds" in error["errorMessage"]
+    assert envs_left == 0  # the timed-out environment is gone
+
+
+def test_idle_environments_are_reaped(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, int]:
+        fn = _function(tmp_path, keepalive=0.5)
+        fn.start()
+        try:
+            await fn.invoke(GOOD, "invoke")
+            alive = len(fn.envs)
+            await asyncio.sleep(2.5)  # keep-alive 0.5 s, reaper every 1 s
+            return alive, len(fn.envs)
+        finally:
+            await fn.close()
+
+    assert _run(scenario()) == (1, 0)
+
+
+def test_over_the_limit_is_throttled_not_queued(tmp_path: Path) -> None:
+    async def scenario() -> list[Any]:
+        fn = _function(tmp_path)  # concurrency 2
+        fn.start()
+        try:
+            return await asyncio.gather(*(fn.invoke(GOOD, "invoke") for _ in range(3)),
+                                        return_exceptions=True)
+        finally:
+            await fn.close()
+
+    results = _run(scenario())
+    assert sum(isinstance(r, Throttled) for r in results) == 1
+    assert sum(getattr(r, "cold", False) for r in results) == 2
