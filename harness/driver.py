@@ -160,7 +160,7 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
     gevent.sleep(stage["warmup_s"])
     # ... and until every user has had an answer: a user whose first request is still
     # waiting (a cold start, a slow first connection) is not at steady state yet.
-    warmed = _wait_until(lambda: len(control.answered) >= users,
+    warmed = _wait_until(lambda: control.settled() >= users,
                          max(0.0, stage["warmup_max_s"] - stage["warmup_s"]), step_s=0.02)
     warmup_s = time.monotonic() - warmup_started
     # The target's processes as they are now: after the warm-up, so environments a
@@ -208,9 +208,8 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
         "warmup_complete": warmed,
         "truncated": truncated,
         "unanswered": len(unanswered),
-        "target_cpu_s": cpu_after.target_s - cpu_before.target_s,
-        "target_cpu_percent": 100.0 * (cpu_after.target_s - cpu_before.target_s)
-        / (wall * target_cpus),
+        "target_cpu_s": cpu_after.target_since(cpu_before),
+        "target_cpu_percent": 100.0 * cpu_after.target_since(cpu_before) / (wall * target_cpus),
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.

@@ -51,4 +51,9 @@ def load_prices(path: Path | None) -> dict[str, Any]:
         else:
             prices[key] = value
     prices["as_of"] = override.get("as_of", f"{DEFAULT_PRICES['as_of']} (with {path.name})")
+    numbers = [("lambda_request", prices["lambda_request"]),
+               *((f"lambda_gb_second.{k}", v) for k, v in prices["lambda_gb_second"].items())]
+    for key, value in numbers:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise UserError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")
     return prices

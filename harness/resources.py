@@ -24,8 +24,15 @@ MB = 1024 * 1024
 
 @dataclass(frozen=True)
 class CpuReading:
-    target_s: float
+    #: CPU seconds of each target process (or thread) read, by PID (TID).
+    target: dict[int, float]
     loadgen_s: float
+
+    def target_since(self, before: CpuReading) -> float:
+        """Target CPU seconds between two readings, over the processes alive at both
+        (one that died or appeared in between is missing: the stage is flagged)."""
+        return sum(max(0.0, s - before.target[pid]) for pid, s in self.target.items()
+                   if pid in before.target)
 
 
 @dataclass(frozen=True)
@@ -79,14 +86,14 @@ class ResourceMeter:
         mine = self.me.cpu_times()
         own = mine.user + mine.system
         if self.thread_ids is not None:
-            target = sum(t.user_time + t.system_time for t in self.me.threads()
-                         if t.id in self.thread_ids)
-            return CpuReading(target, own - target)
-        target = 0.0
+            threads = {t.id: t.user_time + t.system_time for t in self.me.threads()
+                       if t.id in self.thread_ids}
+            return CpuReading(threads, own - sum(threads.values()))
+        target: dict[int, float] = {}
         for proc in self._tree:
             with contextlib.suppress(psutil.NoSuchProcess):
                 times = proc.cpu_times()
-                target += times.user + times.system
+                target[proc.pid] = times.user + times.system
         return CpuReading(target, own)
 
     def memory(self) -> MemoryReading:

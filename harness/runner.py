@@ -232,11 +232,14 @@ class Runner:
         if load.parity is not None:
             result["parity"] = load.parity
         result["loadgen"] = load.info
+        previous_end = 0.0
         for index, raw in enumerate(load.stages):
             stage = summarize_stage(raw)
             if records is not None:
                 stage["platform"] = summarize_invocations(records, raw.window_start,
-                                                          raw.window_end, plan.prices)
+                                                          raw.window_end, plan.prices,
+                                                          warmup_from=previous_end)
+            previous_end = raw.window_end
             result["stages"].append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
                            raw.phases(), raw.cold_flags())

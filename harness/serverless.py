@@ -16,10 +16,17 @@ from harness.stats import summarize_latency
 
 
 def summarize_invocations(records: list[dict[str, Any]], window_start: float,
-                          window_end: float, prices: dict[str, Any]) -> dict[str, Any]:
+                          window_end: float, prices: dict[str, Any],
+                          warmup_from: float | None = None) -> dict[str, Any]:
     """Invocations *received* in the window (the same rule as requests sent in it; at
-    each edge a request in flight may land on the other side, at most one per user)."""
+    each edge a request in flight may land on the other side, at most one per user).
+
+    Cold starts from ``warmup_from`` to the window (the stage's warm-up, where a stage's
+    new environments start) are summarised apart as ``scale_out``.
+    """
     in_window = [r for r in records if window_start <= r["ts"] < window_end]
+    scaled = [r for r in records if r.get("cold") and warmup_from is not None
+              and warmup_from <= r["ts"] < window_start]
     throttled = sum(r["outcome"] == "throttled" for r in in_window)
     done = [r for r in in_window if r["outcome"] != "throttled"]
     cold = [r for r in done if r.get("cold")]
@@ -50,6 +57,9 @@ def summarize_invocations(records: list[dict[str, Any]], window_start: float,
         "throttled": throttled,
         "outcomes": outcomes,
         "init_ms": durations(cold, "init_ms"),
+        # Init's CPU time: what Init takes with a CPU of its own, as on Lambda (here
+        # environments starting together share the target CPUs).
+        "init_cpu_ms": durations(cold, "init_cpu_ms"),
         "duration_warm_ms": durations(warm, "duration_ms"),
         "duration_cold_ms": durations(cold, "duration_ms"),
         "max_memory_used_mb": max((r.get("max_memory_used_mb") or 0 for r in done),
@@ -60,4 +70,7 @@ def summarize_invocations(records: list[dict[str, Any]], window_start: float,
         "billed_gb_s": gb_s,
         "cost_usd": cost,
         "cost_per_million_usd": per_million,
+        "scale_out": {"cold_starts": len(scaled),
+                      "init_ms": durations(scaled, "init_ms"),
+                      "init_cpu_ms": durations(scaled, "init_cpu_ms")},
     }

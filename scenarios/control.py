@@ -17,17 +17,27 @@ class LoadControl:
         self.draining = False
         #: Send time (wall clock, as Locust's ``start_time``) of each user's request in flight.
         self.inflight: dict[int, float] = {}
-        #: Users that have had at least one answer (or failure) this stage.
+        #: Users that have had a good answer this stage, and failures per user.
         self.answered: set[int] = set()
+        self.failures: dict[int, int] = {}
 
     def reset(self) -> None:
         self.draining = False
         self.inflight.clear()
         self.answered.clear()
+        self.failures.clear()
 
     def begin(self, key: int, sent_at: float) -> None:
         self.inflight[key] = sent_at
 
-    def end(self, key: int) -> None:
+    def end(self, key: int, ok: bool = True) -> None:
         self.inflight.pop(key, None)
-        self.answered.add(key)
+        if ok:
+            self.answered.add(key)
+        else:
+            self.failures[key] = self.failures.get(key, 0) + 1
+
+    def settled(self) -> int:
+        """Users past their first request: one good answer, or failing steadily (3
+        failures: a broken target must not hold the warm-up to its limit)."""
+        return len(self.answered | {k for k, n in self.failures.items() if n >= 3})

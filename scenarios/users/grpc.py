@@ -64,7 +64,7 @@ class GrpcPredictUser(ClosedLoopMixin, User):
             exception = GrpcFailure(f"{exc.code().name}: {exc.details()}")
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key)
+            control.end(key, exception is None)
         self.environment.events.request.fire(
             request_type="grpc", name="Predict", response_time=elapsed_ms,
             response_length=length, exception=exception, context={}, start_time=start_time,

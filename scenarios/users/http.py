@@ -36,6 +36,7 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
         body, headers = payload
         control = self.control
         key = id(self)
+        ok = False
         control.begin(key, time.time())
         try:
             # geventhttpclient sends bytes as is; Locust's annotation only says str.
@@ -45,11 +46,13 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
                 if response.status_code == 200 and not response.content.startswith(
                         RESPONSE_PREFIX):
                     response.failure("200 without a predictions body")
+                else:
+                    ok = response.status_code == 200
                 if self.cold_header and response.headers and \
                         response.headers.get(self.cold_header) is not None:
                     response.request_meta["context"]["cold"] = True
         finally:
-            control.end(key)
+            control.end(key, ok)
 
 
 def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]],

@@ -39,7 +39,7 @@ class InProcessUser(ClosedLoopMixin, User):
             exception = exc
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key)
+            control.end(key, exception is None)
         self.environment.events.request.fire(
             request_type="inprocess", name="predict", response_time=elapsed_ms,
             response_length=0, exception=exception, context={}, start_time=start_time,

@@ -47,13 +47,21 @@ class State(enum.Enum):
     DEAD = "dead"
 
 
+#: How often a starting environment's Init time is checked against the limit.
+INIT_CHECK_S = 0.25
+
+
 @dataclass(frozen=True)
 class FunctionConfig:
     name: str
-    bundle: str
     memory_mb: int
     timeout_s: float
+    #: Lambda's 10 s Init cap, applied to the environment's *CPU* time: here environments
+    #: share the target CPUs, so ten of them starting at once each take ten times longer
+    #: by the wall clock than one would on Lambda, where each has its own. The wall clock
+    #: is capped too, at ``init_timeout_s * init_wall_factor``, for an Init that hangs.
     init_timeout_s: float
+    init_wall_factor: float = 10.0
     region: str = "us-east-1"
     account: str = "123456789012"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -84,31 +92,58 @@ def error_body(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
 
+@dataclass
+class _Assigned:
+    """The event an environment has been given: delivered to the runtime, or waiting
+    for its first ``/next`` (a cold start)."""
+
+    request_id: str
+    payload: bytes
+    content_type: str
+    future: asyncio.Future[Outcome]
+    cold: bool
+    delivered_at: float | None = None
+    log_from: int = 0
+
+
 class Environment:
-    def __init__(self, env_id: int, config: FunctionConfig, log: Callable[[str], None]) -> None:
+    """One runtime process and its Runtime API.
+
+    An environment may be given its next event as soon as it has answered the last one;
+    the event is delivered when the runtime polls ``/next`` again (a fraction of a
+    millisecond later; a runtime that does not poll within the function timeout is
+    killed). ``on_dead`` is called once, when it is killed or its process exits; an event
+    it was given is then answered (crash, timeout or init error), never left waiting.
+    """
+
+    def __init__(self, env_id: int, config: FunctionConfig, log: Callable[[str], None],
+                 on_dead: Callable[[Environment], None] = lambda env: None) -> None:
         self.env_id = env_id
         self.config = config
         self.emit = log
+        self.on_dead = on_dead
         self.state = State.STARTING
         self.process: asyncio.subprocess.Process | None = None
         self.server: asyncio.Server | None = None
         self.spawned_at = time.perf_counter()
         self.init_ms: float | None = None
+        #: CPU time the runtime process spent in Init: what Init would take with a CPU
+        #: of its own, as on Lambda.
+        self.init_cpu_ms: float | None = None
         self.idle_since = time.monotonic()
-        self.invocations = 0
         self._init_error: bytes | None = None
         #: Resolved with the next event for the runtime's pending ``/next`` (None: stop).
-        self._waiting: asyncio.Future[tuple[str, bytes, str, float] | None] | None = None
-        self._current: tuple[str, asyncio.Future[Outcome]] | None = None
-        self._delivered_at = 0.0
+        self._waiting: asyncio.Future[_Assigned | None] | None = None
+        self._current: _Assigned | None = None
         self._log: deque[str] = deque(maxlen=200)
-        self._log_from = 0
+        #: Lines ever appended to ``_log``: slicing by it survives the deque's rotation.
+        self._log_total = 0
+        self._peak_mb: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._exit_task: asyncio.Task[None] | None = None
         self._log_task: asyncio.Task[None] | None = None
-        #: Set while the runtime waits in ``GET /next`` (or once the environment is dead):
-        #: an event can be delivered only then. Between posting a response and polling
-        #: again the runtime is still busy.
+        #: Set while the runtime waits in ``/next`` (or once dead): an event can be
+        #: delivered only then.
         self._polling = asyncio.Event()
 
     @property
@@ -121,7 +156,9 @@ class Environment:
 
     # -- lifecycle ------------------------------------------------------------------
     async def spawn(self) -> None:
-        self.server = await httpserver.start(self._route, "127.0.0.1", 0, MAX_RESPONSE_BYTES)
+        # The Runtime API takes bodies past Lambda's limit, to answer them as Lambda does.
+        self.server = await httpserver.start(self._route, "127.0.0.1", 0,
+                                             4 * MAX_RESPONSE_BYTES)
         port = httpserver.bound_port(self.server)
         cfg = self.config
         stream = f"{dt.datetime.now(dt.UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
@@ -153,25 +190,39 @@ class Environment:
         )
         self._log_task = asyncio.create_task(self._read_log())
         self._exit_task = asyncio.create_task(self._watch_exit())
-        self._timer = asyncio.get_running_loop().call_later(
-            cfg.init_timeout_s, self._init_timed_out)
+        self._timer = asyncio.get_running_loop().call_later(INIT_CHECK_S, self._check_init)
 
-    def kill(self, reason: str) -> None:
-        """SIGKILL the environment's process group (its own PID) and mark it dead."""
+    def kill(self, reason: str, kind: str = "crash", error: bytes | None = None) -> None:
+        """SIGKILL the environment's process group (its own PID) and mark it dead.
+
+        An event it was given is answered with ``kind``/``error`` (by default a crash:
+        ``Runtime.ExitError``), so no caller is ever left waiting.
+        """
         if self.state is State.DEAD:
             return
+        self._peak_mb = self.max_memory_mb()  # Max Memory Used, before the process goes
+        current = self._current
+        if current is not None and not current.future.done():
+            if error is None:
+                what = "Runtime exited" if current.delivered_at else "Runtime exited during Init"
+                error = error_body("Runtime.ExitError", f"RequestId: {current.request_id} "
+                                                        f"Error: {what}: {reason}")
+                kind = "init_error" if current.cold and not current.delivered_at else kind
+            self._complete(current, kind, error, "application/json")
         self.state = State.DEAD
         self.emit(f"[env {self.env_id}] stopped: {reason}")
         if self._timer:
             self._timer.cancel()
-        if self.process and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+        if self.process is not None:
+            # The whole group, by the leader's PID: awslambdaric and anything it started.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         if self.server:
             self.server.close()
         if self._waiting and not self._waiting.done():
             self._waiting.set_result(None)  # answer the pending /next; the process is gone
-        self._polling.set()  # wake an invocation waiting for this environment
+        self._polling.set()
+        self.on_dead(self)
 
     async def wait_closed(self, timeout_s: float = 5.0) -> None:
         """After :meth:`kill`: wait for the process and its log pipe to be gone."""
@@ -185,106 +236,118 @@ class Environment:
                 await self.server.wait_closed()
 
     def max_memory_mb(self) -> float | None:
-        """Peak resident memory of the runtime process so far (VmHWM): Max Memory Used."""
-        if self.pid is None:
-            return None
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except OSError:
-            return None
-        return None
+        """Peak resident memory of the runtime process (VmHWM): Max Memory Used. Once the
+        process is gone, the last value read."""
+        if self.pid is not None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self._peak_mb = int(line.split()[1]) / 1024
+                        break
+        return self._peak_mb
 
     # -- invoking -------------------------------------------------------------------
     async def invoke(self, payload: bytes, content_type: str = "application/json",
                      request_id: str | None = None) -> tuple[str, Outcome]:
-        """Deliver one event (waiting for init on a cold environment); its outcome."""
+        """Run one event: when the runtime next polls (after Init on a new environment)."""
         assert self._current is None, "one event at a time"
-        request_id = request_id or str(uuid.uuid4())
+        assert not self.dead, "environment is dead"
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._current = (request_id, future)
-        cold = self.state is State.STARTING
-        await self._polling.wait()
-        if self.dead:  # it may have died while this waited
-            self._fail_starting(future, cold)
-        else:
-            self._deliver(request_id, payload, content_type)
+        current = _Assigned(request_id or str(uuid.uuid4()), payload, content_type, future,
+                            cold=self.state is State.STARTING)
+        self._current = current
         try:
+            if not self._polling.is_set():
+                if current.cold:  # Init has its own limit (_check_init)
+                    await self._polling.wait()
+                else:
+                    try:
+                        await asyncio.wait_for(self._polling.wait(), self.config.timeout_s)
+                    except TimeoutError:
+                        self.kill("the runtime did not ask for its next event")
+            if not future.done():  # not answered by a kill while it waited
+                self._deliver(current)
             outcome = await future
         finally:
-            self._current = None
-        if cold:
+            if self._current is current:  # cancelled: nobody else will clear it
+                self._current = None
+        if current.cold and outcome.init_ms is None:
             outcome.init_ms = self.init_ms
-        self.invocations += 1
-        return request_id, outcome
+        return current.request_id, outcome
 
-    def _deliver(self, request_id: str, payload: bytes, content_type: str) -> None:
+    def _deliver(self, current: _Assigned) -> None:
         assert self._waiting is not None
         assert not self._waiting.done()
         self._polling.clear()
-        deadline_ms = int(time.time() * 1000 + self.config.timeout_s * 1000)
         self.state = State.BUSY
-        self._log_from = len(self._log)
-        start = f"START RequestId: {request_id} Version: $LATEST"
-        self._log.append(start)
-        self.emit(start)
-        self._delivered_at = time.perf_counter()
-        self._waiting.set_result((request_id, payload, content_type, deadline_ms))
+        current.log_from = self._log_total
+        self._append_log(f"START RequestId: {current.request_id} Version: $LATEST")
+        current.delivered_at = time.perf_counter()
+        self._waiting.set_result(current)
         self._timer = asyncio.get_running_loop().call_later(
-            self.config.timeout_s, self._timed_out, request_id)
+            self.config.timeout_s, self._timed_out, current)
 
-    def _finish(self, request_id: str, kind: str, body: bytes, content_type: str) -> bool:
-        if self._current is None or self._current[0] != request_id or self._current[1].done():
-            return False
-        if self._timer:
+    def _complete(self, current: _Assigned, kind: str, body: bytes, content_type: str) -> None:
+        if self._timer and current.delivered_at is not None:
             self._timer.cancel()
-        duration_ms = (time.perf_counter() - self._delivered_at) * 1000.0
-        log = list(self._log)[self._log_from:]
-        self._current[1].set_result(Outcome(kind, body, content_type, duration_ms, log=log))
-        return True
+        now = time.perf_counter()
+        duration_ms = (now - current.delivered_at) * 1000.0 if current.delivered_at else 0.0
+        init_ms = None
+        if current.cold and self.init_ms is None:  # died or failed during Init
+            init_ms = (now - self.spawned_at) * 1000.0
+        lines = list(self._log)
+        log = lines[max(0, len(lines) - (self._log_total - current.log_from)):] \
+            if current.delivered_at else []
+        if self._current is current:
+            self._current = None  # free before anyone can see the runtime poll again
+        current.future.set_result(Outcome(kind, body, content_type, duration_ms, init_ms, log))
 
-    def _fail_starting(self, future: asyncio.Future[Outcome], cold: bool) -> None:
-        """The environment died before this event could be delivered."""
-        code = self.process.returncode if self.process else None
-        if cold:
-            body = self._init_error or error_body(
-                "Runtime.ExitError", f"Runtime exited with error: exit status {code}")
-            kind = "init_error"
-        else:
-            body = error_body("Runtime.ExitError",
-                              f"Runtime exited with error: exit status {code}")
-            kind = "crash"
-        elapsed = (time.perf_counter() - self.spawned_at) * 1000.0
-        future.set_result(Outcome(kind, body, "application/json", 0.0,
-                                  init_ms=elapsed if cold else None, log=list(self._log)))
-
-    def _timed_out(self, request_id: str) -> None:
-        message = (f"RequestId: {request_id} Error: Task timed out after "
+    def _timed_out(self, current: _Assigned) -> None:
+        if current.future.done():
+            return
+        message = (f"RequestId: {current.request_id} Error: Task timed out after "
                    f"{self.config.timeout_s:.2f} seconds")
-        self._finish(request_id, "timeout", error_body("Sandbox.Timedout", message),
-                     "application/json")
-        self.kill("function timeout")
+        self.kill("function timeout", "timeout", error_body("Sandbox.Timedout", message))
 
-    def _init_timed_out(self) -> None:
+    def _cpu_ms(self) -> float | None:
+        """CPU time (user + system) the runtime process has used so far."""
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        return ticks * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+    def _check_init(self) -> None:
         if self.state is not State.STARTING:
             return
-        self._init_error = error_body(
-            "Sandbox.Timedout", f"INIT phase timed out after {self.config.init_timeout_s:.2f} "
-                                "seconds")
-        self.kill("init timeout")
+        cfg = self.config
+        cpu_ms = self._cpu_ms() or 0.0
+        wall_s = time.perf_counter() - self.spawned_at
+        if cpu_ms / 1000.0 > cfg.init_timeout_s or \
+                wall_s > cfg.init_timeout_s * cfg.init_wall_factor:
+            self.kill("init timeout", "init_error", error_body(
+                "Sandbox.Timedout",
+                f"INIT phase timed out after {cfg.init_timeout_s:.2f} seconds "
+                f"({cpu_ms / 1000.0:.2f} s of CPU, {wall_s:.2f} s elapsed)"))
+            return
+        self._timer = asyncio.get_running_loop().call_later(INIT_CHECK_S, self._check_init)
 
     async def _watch_exit(self) -> None:
         assert self.process is not None
         code = await self.process.wait()
-        if (self._current is not None and not self._current[1].done()
-                and self.state is State.BUSY):
-            how = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
-            self._finish(self._current[0], "crash", error_body(
-                "Runtime.ExitError",
-                f"RequestId: {self._current[0]} Error: Runtime exited with error: {how}"),
-                "application/json")
-        self.kill(f"runtime exited ({code})")
+        how = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        if self._init_error is not None and self.init_ms is None:
+            self.kill(f"Init failed ({how})", "init_error", self._init_error)
+        else:
+            self.kill(f"Runtime exited with error: {how}")
+
+    def _append_log(self, line: str) -> None:
+        self._log.append(line)
+        self._log_total += 1
+        self.emit(line)
 
     async def _read_log(self) -> None:
         assert self.process is not None
@@ -292,6 +355,7 @@ class Environment:
         async for raw in self.process.stdout:
             line = raw.decode(errors="replace").rstrip("\n")
             self._log.append(line)
+            self._log_total += 1
             self.emit(f"[env {self.env_id}] {line}")
 
     # -- the Runtime API ------------------------------------------------------------
@@ -304,26 +368,39 @@ class Environment:
             return await self._next()
         if request.method == "POST" and path.startswith("/invocation/"):
             request_id, _, what = path[len("/invocation/"):].partition("/")
-            if what in ("response", "error"):
-                kind = "ok" if what == "response" else "function_error"
-                content_type = request.headers.get("content-type", "application/json")
-                if not self._finish(request_id, kind, request.body, content_type):
-                    return json_response(400, error_body("InvalidRequestID",
-                                                         f"unknown request {request_id}"))
-                return json_response(202, b'{"status":"OK"}')
+            current = self._current
+            if what not in ("response", "error"):
+                return json_response(404, error_body("NotFound", f"no route {request.path}"))
+            if current is None or current.request_id != request_id or current.future.done():
+                return json_response(400, error_body("InvalidRequestID",
+                                                     f"unknown request {request_id}"))
+            if len(request.body) > MAX_RESPONSE_BYTES:
+                self._complete(current, "function_error", error_body(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size exceeded maximum allowed payload size "
+                    f"({MAX_RESPONSE_BYTES} bytes)."), "application/json")
+                return json_response(413, error_body(
+                    "RequestEntityTooLarge",
+                    f"Exceeded maximum allowed payload size ({MAX_RESPONSE_BYTES} bytes)."))
+            kind = "ok" if what == "response" else "function_error"
+            self._complete(current, kind, request.body,
+                           request.headers.get("content-type", "application/json"))
+            return json_response(202, b'{"status":"OK"}')
         if request.method == "POST" and path == "/init/error":
             self._init_error = request.body or error_body("Runtime.Unknown", "init failed")
             return json_response(202, b'{"status":"OK"}')
         return json_response(404, error_body("NotFound", f"no route {request.path}"))
 
     async def _next(self) -> Response:
-        if self.state is State.STARTING:
-            self.init_ms = (time.perf_counter() - self.spawned_at) * 1000.0
-            if self._timer:
-                self._timer.cancel()
-            self.emit(f"[env {self.env_id}] ready: init {self.init_ms:.1f} ms")
         if self.state is State.DEAD:
             return json_response(500, error_body("Runtime.Stopped", "environment stopped"))
+        if self.state is State.STARTING:
+            self.init_ms = (time.perf_counter() - self.spawned_at) * 1000.0
+            self.init_cpu_ms = self._cpu_ms()
+            if self._timer:
+                self._timer.cancel()
+            self.emit(f"[env {self.env_id}] ready: init {self.init_ms:.1f} ms "
+                      f"({self.init_cpu_ms or 0:.0f} ms of CPU)")
         self.state = State.IDLE
         self.idle_since = time.monotonic()
         self._waiting = asyncio.get_running_loop().create_future()
@@ -331,12 +408,12 @@ class Environment:
         event = await self._waiting
         if event is None:  # killed while waiting: the runtime process is gone already
             return json_response(500, error_body("Runtime.Stopped", "environment stopped"))
-        request_id, payload, content_type, deadline_ms = event
-        return Response(200, payload, [
-            ("Lambda-Runtime-Aws-Request-Id", request_id),
-            ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+        return Response(200, event.payload, [
+            ("Lambda-Runtime-Aws-Request-Id", event.request_id),
+            ("Lambda-Runtime-Deadline-Ms",
+             str(int(time.time() * 1000 + self.config.timeout_s * 1000))),
             ("Lambda-Runtime-Invoked-Function-Arn", self.config.arn),
-            ("Content-Type", content_type),
+            ("Content-Type", event.content_type),
         ])
 
     def report(self, request_id: str, outcome: Outcome, max_memory_mb: float | None,

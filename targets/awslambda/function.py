@@ -67,6 +67,8 @@ class LambdaFunction:
         self._next_id = 0
         self._records: TextIO | None = records_path.open("a") if records_path else None
         self._events: asyncio.Queue[bytes] = asyncio.Queue()
+        #: Set whenever an invocation ends: queued events wait on it for capacity.
+        self._freed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._event_tasks: set[asyncio.Task[None]] = set()  # strong references until done
 
@@ -92,9 +94,8 @@ class LambdaFunction:
             request_id, outcome = await env.invoke(payload, content_type)
         finally:
             self.in_flight -= 1
-        if env.state is State.DEAD:
-            self.envs.pop(env.env_id, None)
-        else:
+            self._freed.set()
+        if not env.dead:  # free for the next event, delivered when its runtime polls
             self.idle.append(env)
         billed_ms = math.ceil(outcome.duration_ms + (outcome.init_ms or 0.0))
         invocation = Invocation(request_id, outcome, cold, env.env_id, "", billed_ms)
@@ -108,17 +109,28 @@ class LambdaFunction:
     def _take_idle(self) -> Environment | None:
         while self.idle:
             env = self.idle.pop()  # most recently used first
-            if env.state is not State.DEAD:
+            if not env.dead:
                 return env
-            self.envs.pop(env.env_id, None)
         return None
+
+    def _env_dead(self, env: Environment) -> None:
+        self.envs.pop(env.env_id, None)
+        if env in self.idle:
+            self.idle.remove(env)
 
     async def _spawn(self) -> Environment:
         self._next_id += 1
-        env = Environment(self._next_id, self.config, self.log)
+        env = Environment(self._next_id, self.config, self.log, on_dead=self._env_dead)
         self.envs[env.env_id] = env
+        # Forget processes already gone; keep the rest for close() to wait on.
+        self._started = {e for e in self._started
+                         if e._exit_task is None or not e._exit_task.done()}
         self._started.add(env)
-        await env.spawn()
+        try:
+            await env.spawn()
+        except BaseException:
+            env.kill("could not start")
+            raise
         self.log(f"[env {env.env_id}] started (pid {env.pid}), "
                  f"{len(self.envs)} environments")
         return env
@@ -133,14 +145,16 @@ class LambdaFunction:
         self._write({
             "ts": received_at, "finished": time.time(), "source": source,
             "request_id": inv.request_id, "env": inv.env_id, "cold": inv.cold,
-            "init_ms": inv.outcome.init_ms, "duration_ms": inv.outcome.duration_ms,
+            "init_ms": inv.outcome.init_ms,
+            "init_cpu_ms": env.init_cpu_ms if inv.cold else None,
+            "duration_ms": inv.outcome.duration_ms,
             "billed_ms": inv.billed_ms, "memory_mb": self.config.memory_mb,
             "max_memory_used_mb": memory, "outcome": inv.outcome.kind,
             "environments": len(self.envs),
         })
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._records is not None:
+        if self._records is not None and not self._records.closed:
             self._records.write(json.dumps(record) + "\n")
             self._records.flush()
 
@@ -158,12 +172,11 @@ class LambdaFunction:
     async def _run_event(self, payload: bytes) -> None:
         for delay in (0.0, *EVENT_RETRY_DELAYS_S):
             await asyncio.sleep(delay)
-            while True:  # queued events wait for capacity; they are never throttled
-                try:
-                    invocation = await self.invoke(payload, "event")
-                    break
-                except Throttled:
-                    await asyncio.sleep(0.05)
+            # Queued events wait for capacity: they are never throttled, nor counted so.
+            while self.in_flight >= self.concurrency:
+                self._freed.clear()
+                await self._freed.wait()
+            invocation = await self.invoke(payload, "event")
             if not invocation.outcome.failed:
                 return
 
@@ -174,9 +187,7 @@ class LambdaFunction:
             now = time.monotonic()
             for env in list(self.idle):
                 if env.state is State.IDLE and now - env.idle_since > self.keepalive_s:
-                    self.idle.remove(env)
-                    self.envs.pop(env.env_id, None)
-                    env.kill(f"idle for {self.keepalive_s:.0f} s")
+                    env.kill(f"idle for {self.keepalive_s:.0f} s")  # on_dead forgets it
 
     def reset(self) -> int:
         """Kill every environment (the next invocations are cold starts)."""
@@ -185,8 +196,6 @@ class LambdaFunction:
             env.kill("reset")
         self.envs.clear()
         self.idle.clear()
-        self._started = {env for env in self._started if env.process is not None
-                         and env.process.returncode is None}
         return len(envs)
 
     def stats(self) -> dict[str, Any]:
@@ -204,5 +213,6 @@ class LambdaFunction:
         self.reset()
         await asyncio.gather(*(env.wait_closed() for env in self._started))
         self._started.clear()
+        await asyncio.sleep(0)  # let records scheduled with call_soon be written
         if self._records is not None:
             self._records.close()

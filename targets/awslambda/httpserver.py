@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
+
+log = logging.getLogger(__name__)
 
 #: Request line and headers together; larger gets 431.
 MAX_HEAD = 64 * 1024
@@ -43,13 +46,15 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
 
-    def render(self, keep_alive: bool) -> bytes:
+    def render(self, keep_alive: bool, head_only: bool = False) -> bytes:
         lines = [f"HTTP/1.1 {self.status} {REASONS.get(self.status, 'Unknown')}"]
         lines += [f"{k}: {v}" for k, v in self.headers]
         lines.append(f"Content-Length: {len(self.body)}")
         if not keep_alive:
             lines.append("Connection: close")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
+        # Header values a function returned may hold any text: never fail on them.
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
+        return head if head_only else head + self.body
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -108,20 +113,26 @@ async def _connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
                 method, path, query, headers, keep_alive = _parse_head(head[:-4])
                 if "chunked" in headers.get("transfer-encoding", "").lower():
                     raise _BadRequest(411, "chunked request bodies are not supported")
-                try:
-                    length = int(headers.get("content-length", "0"))
-                except ValueError as exc:
-                    raise _BadRequest(400, "malformed Content-Length") from exc
-                if length < 0:
+                declared = headers.get("content-length", "0").strip()
+                if not declared.isdigit():  # int() would take "1_0" or "+5"
                     raise _BadRequest(400, "malformed Content-Length")
+                length = int(declared)
                 if length > max_body:
                     raise _BadRequest(413, f"body of {length} bytes exceeds {max_body}")
             except _BadRequest as exc:
                 writer.write(Response(exc.status, str(exc).encode()).render(False))
                 return
+            if length and headers.get("expect", "").lower() == "100-continue":
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             body = await reader.readexactly(length) if length else b""
-            response = await handler(Request(method, path, query, headers, body, peer_ip))
-            writer.write(response.render(keep_alive))
+            try:
+                response = await handler(Request(method, path, query, headers, body, peer_ip))
+            except Exception as exc:  # a bug in the emulator: answer, never drop the client
+                log.exception("error handling %s %s", method, path)
+                writer.write(Response(500, f"internal error: {type(exc).__name__}".encode())
+                             .render(False))
+                return
+            writer.write(response.render(keep_alive, head_only=method == "HEAD"))
             if writer.transport.get_write_buffer_size() > 1 << 16:
                 await writer.drain()
             if not keep_alive:

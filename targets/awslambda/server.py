@@ -65,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
     config = FunctionConfig(
-        name=args.function_name, bundle=args.bundle, memory_mb=args.memory_mb,
+        name=args.function_name, memory_mb=args.memory_mb,
         timeout_s=args.timeout, init_timeout_s=args.init_timeout,
         extra_env={"DEPLOYBENCH_BUNDLE": args.bundle,
                    "DEPLOYBENCH_MAX_BODY_BYTES": str(limits.max_body_bytes),
@@ -78,8 +78,10 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
     function = LambdaFunction(config, args.concurrency, args.keepalive, args.records, log)
     front = FrontDoor(function)
     try:
+        # Past Lambda's 6 MB the front door answers as AWS does (413 RequestTooLarge);
+        # the server itself only refuses what is absurd.
         server = await httpserver.start(front.route, args.host, args.port,
-                                        MAX_PAYLOAD_BYTES + 1024)
+                                        8 * MAX_PAYLOAD_BYTES)
     except OSError as exc:
         print(f"error: cannot bind {args.host}:{args.port}: {exc.strerror}. Choose another "
               "--port", file=sys.stderr, flush=True)

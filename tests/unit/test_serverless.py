@@ -54,6 +54,13 @@ def test_price_file_overrides_keys(tmp_path: Path) -> None:
     assert load_prices(None) == DEFAULT_PRICES
 
 
+def test_non_numeric_price_is_refused_before_any_load(tmp_path: Path) -> None:
+    path = tmp_path / "prices.yaml"
+    path.write_text("lambda_gb_second: {arm64: cheap}\n")
+    with pytest.raises(UserError, match=r"lambda_gb_second\.arm64"):
+        load_prices(path)
+
+
 def test_unknown_price_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text("gpu_hour: 3\n")
