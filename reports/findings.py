@@ -29,7 +29,20 @@ def warnings(run: RunDoc) -> list[str]:
     if overlap:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
                    "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
+    target_cpus = len(run["metadata"].get("target_cpus") or []) or 1
     for t in run["targets"]:
+        shared = [s for s in t["stages"]
+                  if (s.get("platform") or {}).get("environments_max", 0) > target_cpus]
+        if shared:
+            fair = min(t["stages"], key=lambda s: s["concurrency"]).get("platform") or {}
+            fair_cost = (fair.get("cost_per_million_usd") or {}).get("x86_64")
+            out.append(
+                f"{t['name']}: at {', '.join(str(s['concurrency']) for s in shared)} users "
+                f"more environments ran than the {target_cpus} target CPU(s), so each "
+                "invocation's Duration, billed GB-s and cost include waiting for a shared "
+                "CPU, which on Lambda every environment has to itself. Those costs are upper "
+                f"bounds; the least loaded stage's is the fair estimate"
+                + (f" (${fair_cost:.3f} per million on x86_64)." if fair_cost else "."))
         for s in t["stages"]:
             n = s["concurrency"]
             where = f"{t['name']} at {n} user{'' if n == 1 else 's'}"

@@ -103,3 +103,13 @@ def test_other_schema_version_is_refused(tmp_path: Path) -> None:
 def test_missing_run_is_refused_with_a_hint(tmp_path: Path) -> None:
     with pytest.raises(ResultFileError, match="deploybench run"):
         load_run(tmp_path)
+
+
+def test_lambda_cost_on_shared_cpus_is_flagged(run_dir: Path, tmp_path: Path) -> None:
+    run: RunDoc = copy.deepcopy(load_run(run_dir))
+    platform = {"environments_max": 4, "cost_per_million_usd": {"x86_64": 0.5}}
+    for stage in run["targets"][0]["stages"]:
+        stage["platform"] = {**platform, "environments_max": stage["concurrency"]}
+    text = " ".join(findings.warnings(run))
+    assert "at 2, 4 users more environments ran than the 1 target CPU(s)" in text
+    assert "$0.500 per million" in text
