@@ -15,18 +15,15 @@ from targets.awslambda.server import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
 )
-from targets.base import HttpPayload, LoadSpec
+from targets.base import LoadSpec
 from targets.errors import TargetError
-from targets.httpclient import HttpClient
-from targets.served import ServedTarget
+from targets.httptarget import HttpServedTarget
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
 
-
-class LambdaTarget(ServedTarget):
+class LambdaTarget(HttpServedTarget):
     name = "lambda"
     server_module = "targets.awslambda.server"
     server_kind = "Lambda emulator (awslambdaric environments) via a Function URL"
@@ -43,11 +40,7 @@ class LambdaTarget(ServedTarget):
         self.timeout_s = timeout_s
         self.keepalive_s = keepalive_s
         self.records_path = records_path
-        self._client: HttpClient | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
+        self.client_timeout_s = timeout_s + 30  # a cold start, then the invocation
 
     def server_arguments(self) -> list[str]:
         extra = ["--memory-mb", str(self.memory_mb), "--concurrency", str(self.concurrency),
@@ -55,15 +48,6 @@ class LambdaTarget(ServedTarget):
         if self.records_path is not None:
             extra += ["--records", str(self.records_path)]
         return extra
-
-    def _connect(self) -> None:
-        assert self.port is not None
-        self._client = HttpClient(self.host, self.port, timeout_s=self.timeout_s + 30)
-
-    def _disconnect(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
     def _admin(self, method: str, what: str) -> dict[str, Any] | None:
         if self._client is None:
@@ -105,40 +89,14 @@ class LambdaTarget(ServedTarget):
                               "Function URL: a new environment (process start, imports, "
                               "model load: Init) and the invocation"}
 
-    def request(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        """POST /predict through the Function URL (status, body)."""
-        status, answer, _ = self.request_with_headers(body, headers)
-        return status, answer
-
-    def request_with_headers(self, body: bytes, headers: dict[str, str]
-                             ) -> tuple[int, bytes, dict[str, str]]:
-        assert self._client is not None, "start() first"
-        return self._client.request_full("POST", "/predict", body, headers)
-
-    def predict(self, batch: np.ndarray) -> list[Prediction]:
-        body, headers = codec.encode_request(batch, self.encoding)
-        status, answer = self.request(body, headers)
-        if status != 200:
-            raise TargetError(f"lambda answered {status} to a request in-process serving "
-                              f"answers: {answer[:200]!r}. See its log ({self.log_path})")
-        return codec.decode_predictions(answer)
-
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "url": self.url, "memory_mb": self.memory_mb,
+        return {**super().describe(), "memory_mb": self.memory_mb,
                 "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,
                 "keepalive_s": self.keepalive_s, "workers": None, "threads_per_worker": None,
                 "torch_threads_per_worker": 1}
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
-        assert self._server is not None, "start() first"
-        payloads: list[HttpPayload] = []
-        for example in examples:
-            body, headers = codec.encode_request(example, self.encoding)
-            payloads.append({"body": body, "headers": headers})
-        return {
-            "protocol": "http", "url": self.url, "path": "/predict", "payloads": payloads,
-            "cpus": self.cpus, "watch_pids": [self._server.pid], "cold_header": COLD_HEADER,
-        }
+        return {**super().load_spec(examples), "cold_header": COLD_HEADER}
 
     def platform_records(self) -> list[dict[str, Any]]:
         """The emulator's per-invocation records (REPORT fields), for the run's statistics."""
