@@ -196,6 +196,7 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
     runner.stop()
 
     wall = window_end - window_start
+    target_cpu_s = cpu_after.target_since(cpu_before)
     samples_name = f"stage-{index}.npz"
     _save_samples(out_dir / samples_name, recorder)
     emit("stage", index=index, phase="done", concurrency=users, requests=len(recorder))
@@ -208,8 +209,8 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
         "warmup_complete": warmed,
         "truncated": truncated,
         "unanswered": len(unanswered),
-        "target_cpu_s": cpu_after.target_since(cpu_before),
-        "target_cpu_percent": 100.0 * cpu_after.target_since(cpu_before) / (wall * target_cpus),
+        "target_cpu_s": target_cpu_s,
+        "target_cpu_percent": 100.0 * target_cpu_s / (wall * target_cpus),
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.

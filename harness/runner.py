@@ -7,6 +7,7 @@ everything measured before; its ``status`` says whether the run finished.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,6 +222,9 @@ class Runner:
                     log_path=log_dir / f"loadgen-{name}.log",
                     reference=reference if parity_in_loadgen else None,
                 )
+                # Invocations before this (parity, cold-start measurements) are not the
+                # first stage's scale-out.
+                load_started = time.time()
                 load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
                 records = target.platform_records() if hasattr(target, "platform_records") \
                     else None
@@ -232,7 +236,7 @@ class Runner:
         if load.parity is not None:
             result["parity"] = load.parity
         result["loadgen"] = load.info
-        previous_end = 0.0
+        previous_end = load_started
         for index, raw in enumerate(load.stages):
             stage = summarize_stage(raw)
             if records is not None:
