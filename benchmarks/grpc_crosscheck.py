@@ -109,7 +109,8 @@ def main() -> int:
     print(f"{cpus.describe()}; bundle {args.bundle}; {args.users} users; {args.warmup:.0f} s "
           f"warm-up + {args.duration:.0f} s per run, {args.repeat} runs", flush=True)
     scenario = Scenario(name="crosscheck", description="", concurrency=(args.users,),
-                        warmup_s=args.warmup, duration_s=args.duration, cooldown_s=0.5,
+                        stability_windows=1, max_windows=1,
+                        warmup_s=args.warmup, window_s=args.duration, cooldown_s=0.5,
                         drain_timeout_s=30, sha256="", path="")
     results: dict[str, list[float]] = {"grpc deploybench": [], "grpc plain client": [],
                                         "flask deploybench": []}

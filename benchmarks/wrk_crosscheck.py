@@ -85,7 +85,8 @@ def main() -> int:
         taskset = ["taskset", "-c", format_cpus(cpus.loadgen)]
         for n in users:
             scenario = Scenario(name="crosscheck", description="", concurrency=(n,),
-                                warmup_s=args.warmup, duration_s=args.duration,
+                                stability_windows=1, max_windows=1,
+                                warmup_s=args.warmup, window_s=args.duration,
                                 cooldown_s=0.5, drain_timeout_s=30, sha256="", path="")
             base = [wrk, "-t1", f"-c{n}", "-s", str(script)]
             for attempt in range(args.repeat):

@@ -42,6 +42,39 @@ def _targets(text: str) -> tuple[str, ...]:
     return names
 
 
+SLO_KEYS = ("p50", "p90", "p95", "p99", "rps")
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """``p99=50ms,rps=500`` -> {"p99": 50.0, "rps": 500.0}: latency in ms (``ms``, ``s``
+    or a bare number of ms), throughput in requests/s."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in SLO_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"bad SLO part {part!r}: use KEY=VALUE with KEY one of {', '.join(SLO_KEYS)}, "
+                f"e.g. p99=50ms,rps=500")
+        value = value.strip().lower()
+        scale = 1.0
+        if key != "rps":
+            if value.endswith("ms"):
+                value = value[:-2]
+            elif value.endswith("s"):
+                value, scale = value[:-1], 1000.0
+        try:
+            number = float(value) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad SLO value in {part!r}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"SLO values must be > 0 ({part!r})")
+        out[key] = number
+    if not out:
+        raise argparse.ArgumentTypeError("empty SLO; e.g. p99=50ms")
+    return out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cpus import plan_cpus
     from harness.results import choose_out_dir
@@ -92,10 +125,12 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    grpc_threads=args.grpc_threads, lambda_memory_mb=args.lambda_memory_mb,
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
-                   notes=tuple(notes))
+                   notes=tuple(notes), trials=args.trials, slo=args.slo or {},
+                   slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms))
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
+    load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
-          f"{scenario.name} (~{scenario.estimated_s * len(args.targets):.0f} s of load), "
+          f"{scenario.name} (at least ~{load_s:.0f} s of load), "
           f"{cpus.describe()}; results in {out_dir}", file=sys.stderr)
     started = time.monotonic()
     with ConsoleObserver() as observer:
@@ -104,7 +139,17 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     print_run(run)
     print(f"\nwrote {out_dir / 'run.json'}, {rendered.markdown}, {rendered.html} "
           f"in {time.monotonic() - started:.0f} s")
-    return 0 if all(t["status"] == "ok" for t in run["targets"]) else 1
+    if not all(t["status"] == "ok" for t in run["targets"]):
+        return 1
+    invalid = sum(not s["valid"] for t in run["targets"] for s in t["stages"])
+    if invalid and args.strict:
+        print(f"{invalid} stage(s) INVALID (--strict)", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
+
+
+#: `run --strict`: every target ran, but some stage's figures are not to be trusted.
+EXIT_INVALID = 4
 
 
 def default_out(bundle: str) -> Path:
@@ -143,9 +188,24 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
     for name in catalogue.available():
         sc = catalogue.load(name)
-        print(f"{name:<10} ~{sc.estimated_s:.0f} s/target  users {list(sc.concurrency)}  "
+        print(f"{name:<10} >={sc.estimated_s:.0f} s/target  {describe_stages(sc):<32} "
               f"{sc.description}")
     return 0
+
+
+def describe_stages(sc: Scenario) -> str:
+    parts = []
+    if sc.concurrency:
+        parts.append(f"users {list(sc.concurrency)}")
+    if sc.sweep:
+        parts.append(f"sweep {sc.sweep.start}..{sc.sweep.max}")
+    if sc.rate:
+        parts.append(f"{sc.arrival} {list(sc.rate)}/s")
+    if sc.rate_fractions:
+        parts.append(f"{sc.arrival} at {list(sc.rate_fractions)} of capacity")
+    if sc.cold_starts:
+        parts.append(f"{sc.cold_starts} cold starts")
+    return ", ".join(parts)
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:
@@ -219,11 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Lambda memory size, for REPORT and cost (default 1769: one vCPU)")
     run.add_argument("--lambda-concurrency", type=positive_int, default=None,
                      help="most Lambda environments at once; more requests are throttled "
-                          "(default: the scenario's highest concurrency)")
+                          "(default: the scenario's highest concurrency, at most 64)")
     run.add_argument("--lambda-timeout", type=float, default=None,
                      help="Lambda function timeout in seconds (default 30)")
     run.add_argument("--prices", type=Path, default=None,
                      help="YAML/JSON file overriding the dated default prices used for cost")
+    run.add_argument("--trials", type=positive_int, default=1,
+                     help="measure every stage N times; the report gives the median, a 95%% "
+                          "confidence interval and whether targets differ significantly")
+    run.add_argument("--slo", type=parse_slo, default=None,
+                     help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
+                          "p99 passes it (default: the scenario's slo_p99_ms, if any)")
+    run.add_argument("--strict", action="store_true",
+                     help=f"exit {EXIT_INVALID} when any stage is INVALID (for CI)")
     run.set_defaults(func=cmd_run)
 
     report = sub.add_parser("report", help="re-render a run's reports from its run.json")

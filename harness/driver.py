@@ -48,9 +48,8 @@ def _wait_until(condition: Any, timeout_s: float, step_s: float = 0.005) -> bool
     return True
 
 
-def _locust_snapshot(env: Any, window_s: float) -> dict[str, Any]:
+def _locust_snapshot(total: Any, window_s: float) -> dict[str, Any]:
     """Locust's figures for the window, with successes counted as deploybench counts them."""
-    total = env.stats.total
     ok = total.num_requests - total.num_failures
     out: dict[str, Any] = {
         "requests": total.num_requests,
@@ -125,29 +124,104 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     env.events.request.add_listener(recorder.on_request)
     runner = env.create_local_runner()
     env.events.init.fire(environment=env, runner=runner, web_ui=None)
-    target_cpus = max(1, len(spec["cpus"]))
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
 
-    stages_out: list[dict[str, Any]] = []
+    stages = StageRunner(env, runner, control, recorder, meter, out_dir,
+                         max(1, len(spec["cpus"])), plan["timing"])
     try:
-        for index, stage in enumerate(plan["stages"]):
-            stages_out.append(_run_stage(env, runner, control, recorder, meter, index, stage,
-                                         out_dir, target_cpus))
+        for trial in range(int(plan["program"].get("trials", 1))):
+            _run_program(stages, plan["program"], trial)
     except StageError as exc:  # keep the stages that did run
         extra["error"] = str(exc)
     runner.quit()
-    return {"stages": stages_out, "target_in_loadgen": protocol == "inprocess", **extra}
+    return {"stages": stages.results, "target_in_loadgen": protocol == "inprocess", **extra}
 
 
-def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, index: int,
-               stage: dict[str, Any], out_dir: Path, target_cpus: int
+def _run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> None:
+    """One trial: fixed closed-loop levels, a sweep, then open-loop rates."""
+    from harness.sweep import capacity, sweep_should_stop
+
+    closed: list[dict[str, Any]] = []
+    for users in program["levels"]:
+        closed.append(stages.closed(users, trial))
+    sweep = program.get("sweep")
+    if sweep is not None:
+        done: list[dict[str, Any]] = []
+        for users in sweep["levels"]:
+            stage = stages.closed(users, trial, sweep=True)
+            done.append(stage)
+            stop = sweep_should_stop(done, sweep["min_gain"], sweep["patience"],
+                                     program.get("slo_p99_ms"), program["max_error_rate"])
+            if stop is not None:
+                stage["sweep_stop"] = stop
+                emit("sweep", reason=stop)
+                break
+        closed.extend(done)
+    for rate in program["rates"]:
+        stages.open(rate, trial)
+    if program["fractions"]:
+        found = capacity(closed, program.get("slo_p99_ms"), program["max_error_rate"])
+        if found is None:
+            raise StageError("no closed-loop stage met the SLO and error bound, so there is "
+                             "no capacity to take rate_fractions of")
+        for fraction in program["fractions"]:
+            stages.open(fraction * found["rps"], trial, fraction=fraction,
+                        capacity=found["rps"])
+
+
+class StageRunner:
+    """Runs stages one after another in one Locust environment, keeping their results."""
+
+    def __init__(self, env: Any, runner: Any, control: Any, recorder: Any, meter: Any,
+                 out_dir: Path, target_cpus: int, timing: dict[str, Any]) -> None:
+        self.env, self.runner, self.control = env, runner, control
+        self.recorder, self.meter, self.out_dir = recorder, meter, out_dir
+        self.target_cpus = target_cpus
+        self.timing = timing
+        self.results: list[dict[str, Any]] = []
+
+    def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
+        return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
+
+    def open(self, rate: float, trial: int, **extra: Any) -> dict[str, Any]:
+        from scenarios.openloop import OpenLoop
+
+        t = self.timing
+        loop = OpenLoop(rate, t["arrival"], t["max_inflight"],
+                        seed=t["seed"] + len(self.results))
+        return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
+                                            "arrival": t["arrival"], **extra})
+
+    def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any]
+               ) -> dict[str, Any]:
+        index = len(self.results)
+        label = info.get("rate") if loop is not None else users
+        result = _run_stage(self, index, users, loop, label)
+        result.update(info, trial=trial)
+        if loop is not None:
+            result["concurrency"] = None
+            result["max_inflight"] = loop.max_inflight
+            result["late_tolerance_ms"] = self.timing["late_tolerance_ms"]
+        self.results.append(result)
+        return result
+
+
+def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
                ) -> dict[str, Any]:
     import gevent
+    import numpy as np
 
-    users = int(stage["concurrency"])
+    from harness.validity import describe_instability, measure_window, settled
+
+    env, runner, control, recorder, meter = (ctx.env, ctx.runner, ctx.control, ctx.recorder,
+                                             ctx.meter)
+    t = ctx.timing
     control.reset()
     recorder.clear()
-    emit("stage", index=index, phase="spawn", concurrency=users)
+    control.open_loop = loop
+    where = {"index": index, "concurrency": users if loop is None else None,
+             "rate": None if loop is None else label}
+    emit("stage", phase="spawn", **where)
     # Locust warns above 100 users/s; larger stages take an extra second to spawn.
     runner.start(users, spawn_rate=min(users, 100))
     if not _wait_until(lambda n=users: runner.user_count >= n, SPAWN_TIMEOUT_S):
@@ -155,62 +229,96 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
         raise StageError(f"only {runner.user_count} of {users} users started within "
                          f"{SPAWN_TIMEOUT_S:.0f} s; lower the concurrency or give the "
                          "load generator more CPUs")
-    emit("stage", index=index, phase="warmup", concurrency=users)
+    emit("stage", phase="warmup", **where)
     warmup_started = time.monotonic()
-    gevent.sleep(stage["warmup_s"])
+    gevent.sleep(t["warmup_s"])
     # ... and until every user has had an answer: a user whose first request is still
     # waiting (a cold start, a slow first connection) is not at steady state yet.
     warmed = _wait_until(lambda: control.settled() >= users,
-                         max(0.0, stage["warmup_max_s"] - stage["warmup_s"]), step_s=0.02)
+                         max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02)
     warmup_s = time.monotonic() - warmup_started
     # The target's processes as they are now: after the warm-up, so environments a
     # serverless target started for this stage's users are counted (a few ms, before the
     # window opens).
     meter.attach()
 
-    # The window's edges: only the cheap CPU read, so users are not held up.
-    env.stats.reset_all()
-    cpu_before = meter.cpu()
-    window_start = time.time()
-    emit("stage", index=index, phase="measure", concurrency=users)
-    gevent.sleep(stage["duration_s"])
-    window_end = time.time()
-    locust_stats = _locust_snapshot(env, window_end - window_start)
-    cpu_after = meter.cpu()
+    # Windows until the last few agree. At each edge only cheap reads (CPU, a vectorised
+    # pass over the samples so far), so users are held up as little as possible.
+    from locust.stats import StatsEntry
 
-    emit("stage", index=index, phase="cooldown", concurrency=users)
-    gevent.sleep(stage["cooldown_s"])
+    env.stats.reset_all()
+    edges = [time.time()]
+    cpu = [meter.cpu()]
+    locust_windows: list[dict[str, Any]] = []
+    windows: list[Any] = []
+    count, tolerance = t["stability_windows"], t["stability_tolerance"]
+    stable = False
+    while True:
+        emit("stage", phase="measure", window=len(windows) + 1, of=t["max_windows"], **where)
+        gevent.sleep(max(0.0, edges[-1] + t["window_s"] - time.time()))
+        edges.append(time.time())
+        cpu.append(meter.cpu())
+        locust_windows.append(env.stats.total.serialize())
+        env.stats.reset_all()
+        windows.append(measure_window(
+            np.frombuffer(recorder.start_s, dtype=np.float64),
+            np.frombuffer(recorder.latency_ms, dtype=np.float64),
+            np.frombuffer(recorder.ok, dtype=np.int8).astype(bool), edges[-2], edges[-1]))
+        if settled(windows, count, tolerance):
+            stable = True
+            break
+        if len(windows) >= t["max_windows"]:
+            break
+    kept = min(count, len(windows))
+    window_start, window_end = edges[-1 - kept], edges[-1]
+    cpu_before, cpu_after = cpu[-1 - kept], cpu[-1]
+    locust_stats = _merge_locust(StatsEntry, env, locust_windows[-kept:],
+                                 window_end - window_start)
+
+    emit("stage", phase="cooldown", **where)
+    gevent.sleep(t["cooldown_s"])
     control.draining = True
-    drained = _wait_until(lambda: not control.inflight, stage["drain_timeout_s"])
+    drained = _wait_until(lambda: not control.inflight, t["drain_timeout_s"])
     now = time.time()
     unanswered = list(control.inflight.values())
     for sent_at in unanswered:
         recorder.record_unanswered(
             sent_at, (now - sent_at) * 1000.0,
-            f"no answer within the {stage['drain_timeout_s']:.0f} s drain timeout")
+            f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
     recorder.closed = True  # answers arriving from here on were just counted as failures
     truncated = sum(window_start <= sent_at < window_end for sent_at in unanswered)
     # Everything sent in the window is answered (or given up on): slow reads are safe.
     memory = meter.memory()
     tree_changed = meter.tree_changed()
     runner.stop()
+    control.open_loop = None
 
+    from harness.sweep import stage_figures
+
+    figures = stage_figures(np.frombuffer(recorder.start_s, dtype=np.float64),
+                            np.frombuffer(recorder.latency_ms, dtype=np.float64),
+                            np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
+                            window_start, window_end)
     wall = window_end - window_start
     target_cpu_s = cpu_after.target_since(cpu_before)
     samples_name = f"stage-{index}.npz"
-    _save_samples(out_dir / samples_name, recorder)
-    emit("stage", index=index, phase="done", concurrency=users, requests=len(recorder))
+    _save_samples(ctx.out_dir / samples_name, recorder)
+    emit("stage", phase="done", requests=len(recorder), stable=stable, **where)
     return {
         "concurrency": users,
         "window_start": window_start,
         "window_end": window_end,
+        "windows": [w.to_json() for w in windows],
+        "windows_kept": kept,
+        "stable": stable,
+        "instability": None if stable else describe_instability(windows, count, tolerance),
         "drained": drained,
         "warmup_s": warmup_s,
         "warmup_complete": warmed,
         "truncated": truncated,
         "unanswered": len(unanswered),
         "target_cpu_s": target_cpu_s,
-        "target_cpu_percent": 100.0 * target_cpu_s / (wall * target_cpus),
+        "target_cpu_percent": 100.0 * target_cpu_s / (wall * ctx.target_cpus),
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.
@@ -222,7 +330,19 @@ def _run_stage(env: Any, runner: Any, control: Any, recorder: Any, meter: Any, i
         "locust": locust_stats,
         "error_kinds": dict(recorder.error_kinds),
         "samples": samples_name,
+        **figures,  # the driver's own quick figures, for sweeps; the report recomputes
     }
+
+
+def _merge_locust(stats_entry: Any, env: Any, windows: list[dict[str, Any]], span_s: float
+                  ) -> dict[str, Any]:
+    """Locust's own figures over the kept windows (its histograms merge exactly)."""
+    if not windows:
+        return {}
+    total = stats_entry.unserialize(windows[0], env.stats)
+    for data in windows[1:]:
+        total.extend(stats_entry.unserialize(data, env.stats))
+    return _locust_snapshot(total, span_s)
 
 
 def _save_samples(path: Path, recorder: Any) -> None:
@@ -234,6 +354,8 @@ def _save_samples(path: Path, recorder: Any) -> None:
         latency_ms=np.frombuffer(recorder.latency_ms, dtype=np.float64),
         ok=np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
         cold=np.frombuffer(recorder.cold, dtype=np.int8).astype(bool),
+        send_delay_ms=np.frombuffer(recorder.send_delay_ms, dtype=np.float64),
+        queued=np.frombuffer(recorder.queued, dtype=np.int8).astype(bool),
     )
 
 

@@ -57,11 +57,16 @@ class LoadJob:
     log_path: Path
     #: In-process predictions, for targets whose parity the load generator checks.
     reference: list[list[Prediction]] | None = None
+    #: Each stage is run this many times (the whole stage list, in turn, per trial).
+    trials: int = 1
+    #: The p99 objective sweeps stop at and capacity is taken within (None: none).
+    slo_p99_ms: float | None = None
 
 
 @dataclass
 class RawStage:
-    concurrency: int
+    #: Closed loop: the users. Open loop: None (see ``rate``).
+    concurrency: int | None
     window_start: float
     window_end: float
     start_s: np.ndarray
@@ -90,9 +95,40 @@ class RawStage:
     warmup_complete: bool = True
     #: True where the target marked the answer as a cold start (empty: none marked).
     cold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: "closed" or "open"; open loop: the offered rate (req/s), its arrival process, the
+    #: fraction of the measured capacity it was (rate_fractions), that capacity.
+    mode: str = "closed"
+    rate: float | None = None
+    arrival: str | None = None
+    fraction: float | None = None
+    capacity_rps: float | None = None
+    max_inflight: int | None = None
+    late_tolerance_ms: float | None = None
+    #: Open loop: ms each request went out after its intended time; True where it waited
+    #: for a free in-flight slot (empty in closed loop).
+    send_delay_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    queued: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    trial: int = 0
+    #: A step of an adaptive sweep, and why the sweep stopped there (its last step).
+    sweep: bool = False
+    sweep_stop: str | None = None
+    #: The measurement windows (dicts of harness.validity.Window), how many are reported
+    #: (the last ones), whether those agreed, and if not, how they differed.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows_kept: int = 1
+    stable: bool = True
+    instability: str | None = None
 
     def cold_flags(self) -> np.ndarray:
         return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
+
+    def send_delays(self) -> np.ndarray:
+        n = len(self.ok)
+        return self.send_delay_ms if len(self.send_delay_ms) == n else np.zeros(n)
+
+    def queued_flags(self) -> np.ndarray:
+        n = len(self.ok)
+        return self.queued if len(self.queued) == n else np.zeros(n, dtype=bool)
 
     def phases(self) -> np.ndarray:
         """Each sample's phase by send time: warmup, measure or cooldown."""
@@ -118,20 +154,52 @@ class LoadGenerator(Protocol):
         """Drive ``job.spec`` through every stage of ``job.scenario``."""
 
 
+def _timing(scenario: Scenario) -> dict[str, Any]:
+    return {"warmup_s": scenario.warmup_s, "window_s": scenario.window_s,
+            "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s,
+            "warmup_max_s": max(scenario.warmup_max_s, scenario.warmup_s),
+            "stability_windows": scenario.stability_windows,
+            "stability_tolerance": scenario.stability_tolerance,
+            "max_windows": scenario.max_windows, "arrival": scenario.arrival,
+            "max_inflight": scenario.max_inflight,
+            "late_tolerance_ms": scenario.late_tolerance_ms, "seed": scenario.seed}
+
+
+def _program(job: LoadJob) -> dict[str, Any]:
+    scenario = job.scenario
+    sweep = scenario.sweep
+    return {
+        "levels": list(scenario.concurrency),
+        "sweep": None if sweep is None else {
+            "levels": sweep.levels(), "min_gain": sweep.min_gain, "patience": sweep.patience},
+        "rates": list(scenario.rate),
+        "fractions": list(scenario.rate_fractions),
+        "slo_p99_ms": job.slo_p99_ms,
+        "max_error_rate": scenario.max_error_rate,
+        "trials": job.trials,
+    }
+
+
+def stage_budget_s(scenario: Scenario) -> float:
+    """The longest one stage may take: warm-up, every window, cool-down and drain."""
+    return (max(scenario.warmup_max_s, scenario.warmup_s)
+            + scenario.window_s * scenario.max_windows + scenario.cooldown_s
+            + scenario.drain_timeout_s)
+
+
 def _plan(job: LoadJob) -> dict[str, Any]:
-    spec, scenario = job.spec, job.scenario
+    spec = job.spec
     wire: dict[str, Any] = {k: v for k, v in spec.items() if k != "payloads"}
     if "payloads" in spec:
         wire["payloads"] = [
             {"body_b64": base64.b64encode(p["body"]).decode(), "headers": p["headers"]}
             for p in spec["payloads"]
         ]
-    stage = {"warmup_s": scenario.warmup_s, "duration_s": scenario.duration_s,
-             "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s,
-             "warmup_max_s": max(scenario.warmup_max_s, scenario.warmup_s)}
+    wire["max_inflight"] = job.scenario.max_inflight
     plan: dict[str, Any] = {
         "spec": wire,
-        "stages": [{"concurrency": n, **stage} for n in scenario.concurrency],
+        "timing": _timing(job.scenario),
+        "program": _program(job),
         "loadgen_cpus": job.loadgen_cpus,
     }
     if job.reference is not None:
@@ -157,9 +225,8 @@ class LocustLoadGenerator:
         plan_path = job.work_dir / "plan.json"
         plan_path.write_text(json.dumps(_plan(job)))
         scenario = job.scenario
-        per_stage = (max(scenario.warmup_max_s, scenario.warmup_s) + scenario.duration_s
-                     + scenario.cooldown_s + scenario.drain_timeout_s)
-        budget = DRIVER_SLACK_S + per_stage * len(scenario.concurrency)
+        budget = (DRIVER_SLACK_S
+                  + stage_budget_s(scenario) * scenario.planned_stages() * job.trials)
         with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.driver", str(plan_path)],
@@ -229,65 +296,134 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdout.close()
 
 
+#: Keys of the driver's stage record copied as they are into a RawStage.
+_STAGE_KEYS = (
+    "concurrency", "window_start", "window_end", "truncated", "unanswered",
+    "target_cpu_percent", "target_cpu_s", "loadgen_cpu_percent", "loadgen_cpu_s",
+    "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
+    "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
+    "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
+    "windows", "windows_kept", "stable", "instability",
+)
+
+
 def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
     with np.load(work_dir / stage["samples"]) as data:
-        start_s, latency_ms, ok = data["start_s"], data["latency_ms"], data["ok"]
-        cold = data["cold"]
-    return RawStage(
-        concurrency=stage["concurrency"],
-        window_start=stage["window_start"], window_end=stage["window_end"],
-        start_s=start_s, latency_ms=latency_ms, ok=ok, truncated=stage["truncated"],
-        unanswered=stage["unanswered"],
-        target_cpu_percent=stage["target_cpu_percent"], target_cpu_s=stage["target_cpu_s"],
-        loadgen_cpu_percent=stage["loadgen_cpu_percent"], loadgen_cpu_s=stage["loadgen_cpu_s"],
-        target_rss_mb=stage["target_rss_mb"], target_pss_mb=stage["target_pss_mb"],
-        target_peak_rss_mb=stage["target_peak_rss_mb"],
-        target_processes_changed=stage["target_processes_changed"],
-        error_kinds=stage["error_kinds"], locust=stage["locust"], cold=cold,
-        warmup_s=stage["warmup_s"], warmup_complete=stage["warmup_complete"],
-    )
+        arrays = {k: data[k] for k in ("start_s", "latency_ms", "ok", "cold", "send_delay_ms",
+                                       "queued")}
+    fields = {k: stage[k] for k in _STAGE_KEYS if k in stage}
+    return RawStage(**fields, **arrays, capacity_rps=stage.get("capacity"))
 
 
 class SimulatedLoadGenerator:
-    """A deterministic closed-loop simulation of a fake target, for unit tests.
+    """A deterministic simulation of a fake target, for unit tests.
 
-    ``capacity`` servers with a fixed ``service_time_s`` and N users with no think time:
-    throughput is min(N, capacity) / service time and each request waits
-    max(1, N / capacity) service times (Little's law). Nothing is random and no time
-    passes, so statistics and reports can be tested exactly and fast.
+    ``capacity`` servers with a fixed ``service_time_s``. Closed loop, N users with no
+    think time: throughput is min(N, capacity) / service time and each request waits
+    max(1, N / capacity) service times (Little's law). Open loop at rate R: answered in
+    one service time while R is below capacity / service time; above it every arrival
+    waits for a slot (``queued``) and latency grows with the overload. ``window_noise`` in
+    the spec scripts each successive measurement window's throughput and p50 as
+    multipliers, so the stability rule decides the windows as it does in the real driver.
+    Nothing is random and no time passes, so statistics and reports can be tested exactly.
     """
 
     def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        from harness.sweep import capacity, sweep_should_stop
+        from harness.validity import Window, describe_instability, settled
+
         spec, scenario = job.spec, job.scenario
         if spec.get("protocol") != "simulated":
             raise LoadGeneratorError(f"the simulated load generator cannot drive {job.target}")
         service = float(spec["service_time_s"])
-        capacity = int(spec["capacity"])
-        clock = 1_000_000.0  # an arbitrary, fixed epoch: results are reproducible
-        stages = []
-        for index, users in enumerate(scenario.concurrency):
+        servers = int(spec["capacity"])
+        noise = iter([float(m) for m in spec.get("window_noise", [])])  # type: ignore[attr-defined]
+        stages: list[RawStage] = []
+        clock = [1_000_000.0]  # an arbitrary, fixed epoch: results are reproducible
+        program = _program(job)
+
+        def stage(users: int | None, rate_in: float | None, trial: int, **info: Any
+                  ) -> RawStage:
+            index = len(stages)
             on_event({"event": "stage", "index": index, "phase": "measure",
-                      "concurrency": users})
-            busy = min(users, capacity)
-            rate = busy / service
-            latency_ms = service * max(1.0, users / capacity) * 1000.0
-            window_start = clock + scenario.warmup_s
-            window_end = window_start + scenario.duration_s
+                      "concurrency": users, "rate": rate_in})
+            if users is not None:
+                rate = min(users, servers) / service
+                latency_ms = service * max(1.0, users / servers) * 1000.0
+                queued = False
+            else:
+                assert rate_in is not None
+                limit = servers / service
+                queued = rate_in > limit
+                rate = min(rate_in, limit)
+                latency_ms = service * 1000.0 * (rate_in / limit if queued else 1.0)
+            windows: list[Window] = []
+            start = clock[0] + scenario.warmup_s
+            while True:
+                m = next(noise, 1.0)
+                w = Window(start, start + scenario.window_s,
+                           round(rate * m * scenario.window_s), rate * m, latency_ms * m)
+                windows.append(w)
+                start = w.end
+                if settled(windows, scenario.stability_windows, scenario.stability_tolerance):
+                    stable = True
+                    break
+                if len(windows) >= scenario.max_windows:
+                    stable = False
+                    break
+            kept = min(scenario.stability_windows, len(windows))
+            window_start, window_end = windows[-kept].start, windows[-1].end
             stop = window_end + scenario.cooldown_s
-            n = round(rate * (stop - clock))
-            start_s = clock + np.arange(n) / rate
-            ok_in_window = round(rate * scenario.duration_s)
-            stages.append(RawStage(
+            n = round(rate * (stop - clock[0]))
+            span = window_end - window_start
+            ok_in_window = round(rate * span)
+            raw = RawStage(
                 concurrency=users, window_start=window_start, window_end=window_end,
-                start_s=start_s, latency_ms=np.full(n, latency_ms), ok=np.ones(n, dtype=bool),
-                truncated=0, unanswered=0, target_cpu_percent=100.0 * busy / capacity,
-                target_cpu_s=service * rate * scenario.duration_s,
-                loadgen_cpu_percent=10.0, loadgen_cpu_s=0.1 * scenario.duration_s,
+                start_s=clock[0] + np.arange(n) / rate, latency_ms=np.full(n, latency_ms),
+                ok=np.ones(n, dtype=bool), truncated=0, unanswered=0,
+                target_cpu_percent=100.0 * rate * service / servers,
+                target_cpu_s=service * rate * span,
+                loadgen_cpu_percent=10.0, loadgen_cpu_s=0.1 * span,
                 target_rss_mb=100.0, target_pss_mb=90.0, target_peak_rss_mb=110.0,
-                locust={"requests": ok_in_window, "failures": 0,
-                        "rps": ok_in_window / scenario.duration_s},
-            ))
-            on_event({"event": "stage", "index": index, "phase": "done", "concurrency": users,
-                      "requests": n})
-            clock = stop + 1.0
+                locust={"requests": ok_in_window, "failures": 0, "rps": ok_in_window / span},
+                mode="closed" if users is not None else "open", rate=rate_in,
+                arrival=None if users is not None else scenario.arrival,
+                max_inflight=None if users is not None else scenario.max_inflight,
+                late_tolerance_ms=None if users is not None else scenario.late_tolerance_ms,
+                send_delay_ms=np.zeros(n), queued=np.full(n, queued), trial=trial,
+                windows=[w.to_json() for w in windows], windows_kept=kept, stable=stable,
+                instability=None if stable else describe_instability(
+                    windows, scenario.stability_windows, scenario.stability_tolerance),
+                **info,
+            )
+            stages.append(raw)
+            on_event({"event": "stage", "index": index, "phase": "done",
+                      "concurrency": users, "requests": n})
+            clock[0] = stop + 1.0
+            return raw
+
+        def figures(raw: RawStage) -> dict[str, Any]:
+            return {"rps": float(raw.locust["rps"]), "p99_ms": float(raw.latency_ms[0]),
+                    "error_rate": 0.0}
+
+        for trial in range(job.trials):
+            closed = [figures(stage(n, None, trial)) for n in program["levels"]]
+            sweep = program["sweep"]
+            if sweep is not None:
+                done: list[dict[str, Any]] = []
+                for n in sweep["levels"]:
+                    raw = stage(n, None, trial, sweep=True)
+                    done.append(figures(raw))
+                    raw.sweep_stop = sweep_should_stop(
+                        done, sweep["min_gain"], sweep["patience"], job.slo_p99_ms,
+                        scenario.max_error_rate)
+                    if raw.sweep_stop is not None:
+                        break
+                closed.extend(done)
+            for rate in program["rates"]:
+                stage(None, rate, trial)
+            found = capacity(closed, job.slo_p99_ms, scenario.max_error_rate)
+            for fraction in program["fractions"] if found else ():
+                stage(None, fraction * found["rps"], trial, fraction=fraction,  # type: ignore[index]
+                      capacity_rps=found["rps"])  # type: ignore[index]
         return LoadResult(stages, {"simulated": True})

@@ -6,6 +6,10 @@ an overhead-dominated model; this listener keeps each request's wall-clock start
 ``perf_counter`` (a float in ms, sub-microsecond resolution), and whether it failed.
 Percentiles are computed from these raw samples by the harness, never from Locust's
 buckets, which are kept only as a cross-check.
+
+Open-loop requests carry their *intended* send time in the request's context: the
+recorder then files the request under that time and counts its latency from it (wrk2's
+correction for coordinated omission), and keeps how late it was actually sent.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class SampleRecorder:
         self.ok = array("b")
         #: 1 where the target said the answer came from a cold start (Lambda).
         self.cold = array("b")
+        #: Open loop: how long after its intended time each request was sent (ms), and 1
+        #: where it waited because every request slot was busy. 0 in closed loop.
+        self.send_delay_ms = array("d")
+        self.queued = array("b")
         self.error_kinds: Counter[str] = Counter()
 
     def on_request(self, request_type: str, name: str, response_time: float | None,
@@ -44,6 +52,16 @@ class SampleRecorder:
             # A request Locust could not time is a failure we can still count.
             self.error_kinds["untimed request"] += 1
             return
+        intended = context.get("intended") if context else None
+        if intended is not None:
+            delay_ms = (start_time - intended) * 1000.0
+            start_time = intended
+            response_time += delay_ms
+            self.send_delay_ms.append(delay_ms)
+            self.queued.append(1 if context and context.get("queued") else 0)
+        else:
+            self.send_delay_ms.append(0.0)
+            self.queued.append(0)
         self.start_s.append(start_time)
         self.latency_ms.append(response_time)
         self.cold.append(1 if context and context.get("cold") else 0)
@@ -63,6 +81,8 @@ class SampleRecorder:
         self.latency_ms.append(waited_ms)
         self.ok.append(0)
         self.cold.append(0)
+        self.send_delay_ms.append(0.0)
+        self.queued.append(0)
         self.error_kinds[reason] += 1
 
     def __len__(self) -> int:

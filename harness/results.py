@@ -74,14 +74,16 @@ class SampleWriter:
         with gzip.open(path, "wt") as fh:
             fh.write(",".join(SAMPLE_COLUMNS) + "\n")
 
-    def append(self, target: str, stage: int, concurrency: int, start_s: np.ndarray,
+    def append(self, target: str, stage: int, concurrency: int | None, start_s: np.ndarray,
                latency_ms: np.ndarray, ok: np.ndarray, phase: np.ndarray,
-               cold: np.ndarray) -> None:
-        prefix = f"{target},{stage},{concurrency},"
+               cold: np.ndarray, send_delay_ms: np.ndarray) -> None:
+        """One stage's samples; ``concurrency`` None (open loop) is written as 0."""
+        prefix = f"{target},{stage},{concurrency or 0},"
         lines = [
-            f"{prefix}{s:.6f},{lat:.4f},{int(k)},{p},{int(c)}\n"
-            for s, lat, k, p, c in zip(start_s.tolist(), latency_ms.tolist(), ok.tolist(),
-                                       phase.tolist(), cold.tolist(), strict=True)
+            f"{prefix}{s:.6f},{lat:.4f},{int(k)},{p},{int(c)},{d:.4f}\n"
+            for s, lat, k, p, c, d in zip(start_s.tolist(), latency_ms.tolist(), ok.tolist(),
+                                          phase.tolist(), cold.tolist(),
+                                          send_delay_ms.tolist(), strict=True)
         ]
         with gzip.open(self.path, "at") as fh:
             fh.writelines(lines)

@@ -23,6 +23,7 @@ from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from harness.serverless import summarize_invocations
 from harness.stats import summarize_latency, summarize_stage
+from harness.validity import Rules
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets.bundle import get_bundle, serve_batch
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
 TARGETS = ("inprocess", "flask", "grpc", "lambda")
 TEST_TARGETS = ("fake",)
+#: Environments the Lambda emulator may start unless told (each is a Python process with
+#: the model: ~100 MB or more); beyond it requests are throttled (429) and counted failed.
+LAMBDA_DEFAULT_CONCURRENCY_CAP = 64
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class RunPlan:
     lambda_timeout_s: float | None = None
     prices: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Each stage is measured this many times (--trials).
+    trials: int = 1
+    #: The user's service-level objective (--slo), as given: {"p99": ms, "rps": ...}.
+    slo: dict[str, float] = field(default_factory=dict)
+    #: The p99 objective (--slo, else the scenario's slo_p99_ms): sweeps stop past it.
+    slo_p99_ms: float | None = None
 
 
 class RunObserver(Protocol):
@@ -108,7 +118,8 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
             options["memory_mb"] = plan.lambda_memory_mb
         if plan.lambda_timeout_s is not None:
             options["timeout_s"] = plan.lambda_timeout_s
-        concurrency = plan.lambda_concurrency or max(plan.scenario.concurrency, default=1)
+        concurrency = plan.lambda_concurrency or min(plan.scenario.peak_concurrency(),
+                                                     LAMBDA_DEFAULT_CONCURRENCY_CAP)
         return LambdaTarget(plan.bundle, target_cpus, encoding, concurrency=concurrency,
                             log_path=log_dir / "lambda.log",
                             records_path=log_dir / "lambda-invocations.jsonl", **options)
@@ -157,6 +168,9 @@ class Runner:
                 "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
                 "encoding": encoding,
                 "targets_requested": list(plan.targets),
+                "trials": plan.trials,
+                "slo": plan.slo,
+                "slo_p99_ms": plan.slo_p99_ms,
             },
             "scenario": plan.scenario.to_json(),
             "prices": plan.prices,
@@ -203,8 +217,8 @@ class Runner:
         name = target.name
         result: TargetResult = {"name": name, "status": "failed", "error": None, "describe": {},
                                 "parity": None, "stages": [], "loadgen": {}}
-        self.observer.target_started(name, len(plan.scenario.concurrency),
-                                     plan.scenario.estimated_s)
+        self.observer.target_started(name, plan.scenario.planned_stages() * plan.trials,
+                                     plan.scenario.estimated_s * plan.trials)
         # A target whose real path runs inside the load generator (in-process) has its
         # parity checked there, through that path, before any load.
         parity_in_loadgen = getattr(target, "parity_in_load_generator", False)
@@ -221,6 +235,7 @@ class Runner:
                     work_dir=plan.out_dir / ".work" / name,
                     log_path=log_dir / f"loadgen-{name}.log",
                     reference=reference if parity_in_loadgen else None,
+                    trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
                 )
                 # Invocations before this (parity, cold-start measurements) are not the
                 # first stage's scale-out.
@@ -237,8 +252,9 @@ class Runner:
             result["parity"] = load.parity
         result["loadgen"] = load.info
         previous_end = load_started
+        rules = Rules(max_error_rate=plan.scenario.max_error_rate)
         for index, raw in enumerate(load.stages):
-            stage = summarize_stage(raw)
+            stage = summarize_stage(raw, rules)
             if records is not None:
                 stage["platform"] = summarize_invocations(records, raw.window_start,
                                                           raw.window_end, plan.prices,
@@ -246,7 +262,7 @@ class Runner:
             previous_end = raw.window_end
             result["stages"].append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
-                           raw.phases(), raw.cold_flags())
+                           raw.phases(), raw.cold_flags(), raw.send_delays())
         if load.error is not None:  # stopped before its last stage: keep what it measured
             result["error"] = load.error
             return result

@@ -5,6 +5,9 @@ is the value at rank ceil(p * n). It is always an observed latency, so
 min <= p50 <= p99 <= max holds by construction, and it is the definition HdrHistogram,
 wrk and most load generators report (Locust's bucketed percentiles are not: they can
 exceed the maximum). With fewer than 1/(1-p) samples the p-th percentile is the maximum.
+
+p99.9 is reported only from enough samples to trust it (:mod:`harness.validity`: 6,636);
+with fewer it is None and shown as such, never as a disguised maximum.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.results import LatencySummary, StageResult
+from harness.validity import Rules, min_requests, reasons
 
 if TYPE_CHECKING:
     from harness.loadgen import RawStage
@@ -41,6 +45,8 @@ def summarize_latency(latency_ms: np.ndarray) -> LatencySummary | None:
         return None
     ordered = np.sort(latency_ms)
     summary: LatencySummary = {key: nearest_rank(ordered, f) for key, f in PERCENTILES}  # type: ignore[assignment]
+    if len(ordered) < min_requests(0.999):
+        summary["p999"] = None
     summary["min"] = float(ordered[0])
     summary["max"] = float(ordered[-1])
     summary["mean"] = float(ordered.mean())
@@ -56,33 +62,52 @@ def window_mask(raw: RawStage) -> np.ndarray:
     return (raw.start_s >= raw.window_start) & (raw.start_s < raw.window_end)
 
 
-def summarize_stage(raw: RawStage) -> StageResult:
-    """One stage's figures, all computed from its raw samples and resource readings."""
+def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
+    """One stage's figures, all computed from its raw samples and resource readings, and
+    its VALID/INVALID verdict under ``rules``."""
+    rules = rules or Rules()
     in_window = window_mask(raw)
     ok = raw.ok[in_window]
     latency = raw.latency_ms[in_window]
     cold = raw.cold_flags()[in_window]
+    delay = raw.send_delays()[in_window]
+    queued = raw.queued_flags()[in_window]
     window_s = raw.window_end - raw.window_start
     n_ok = int(ok.sum())
     # Unanswered requests are failed samples too, so they count here and in errors.
     requests = int(in_window.sum())
     errors = requests - n_ok
     warmup = int((raw.start_s < raw.window_start).sum())
+    error_rate = errors / requests if requests else 0.0
+    open_loop = raw.mode == "open"
+    tolerance = raw.late_tolerance_ms if open_loop else None
+    late = int(((delay > tolerance) & ~queued).sum()) if tolerance is not None else 0
+    n_queued = int(queued.sum())
 
     def per_request_ms(cpu_s: float) -> float | None:
         return cpu_s * 1000.0 / requests if requests else None
 
-    return {
+    why = reasons(requests=requests, ok_requests=n_ok, error_rate=error_rate,
+                  loadgen_cpu_percent=raw.loadgen_cpu_percent, stable=raw.stable,
+                  instability=raw.instability, late=late, late_tolerance_ms=tolerance,
+                  queued=n_queued, max_inflight=raw.max_inflight if open_loop else None,
+                  warmup_complete=raw.warmup_complete, rules=rules)
+    stage: StageResult = {
+        "mode": raw.mode,
+        "trial": raw.trial,
         "concurrency": raw.concurrency,
+        "valid": not why,
+        "reasons": why,
         "duration_s": window_s,
         "requests": requests,
         "errors": errors,
         "truncated": raw.truncated,
         "unanswered": raw.unanswered,
-        "error_rate": errors / requests if requests else 0.0,
+        "error_rate": error_rate,
         # Goodput: successful answers per second of window. With 0 errors this equals
         # what wrk calls Requests/sec.
         "rps": n_ok / window_s if window_s > 0 else 0.0,
+        # Open loop: from the intended send time (what a user of the service waits).
         "latency_ms": summarize_latency(latency[ok]),
         # Cold starts the target marked (Lambda): counted, and their latency apart.
         "cold_requests": int((cold & ok).sum()),
@@ -99,8 +124,25 @@ def summarize_stage(raw: RawStage) -> StageResult:
         "warmup_requests": warmup,
         "warmup_s": raw.warmup_s,
         "warmup_complete": raw.warmup_complete,
+        "stable": raw.stable,
+        "windows": raw.windows,
+        "windows_kept": raw.windows_kept,
         "error_kinds": raw.error_kinds,
         "window_start": raw.window_start,
         "window_end": raw.window_end,
         "locust": raw.locust,
     }
+    if raw.sweep:
+        stage["sweep"] = True
+        stage["sweep_stop"] = raw.sweep_stop
+    if open_loop:
+        stage["open_loop"] = {
+            "rate": raw.rate, "arrival": raw.arrival, "fraction": raw.fraction,
+            "capacity_rps": raw.capacity_rps, "max_inflight": raw.max_inflight,
+            "late_tolerance_ms": tolerance, "late": late, "queued": n_queued,
+            "send_delay_ms": summarize_latency(delay),
+            # Latency from the actual send: what the target took, without the schedule's
+            # debt. The gap between the two is coordinated omission made visible.
+            "service_latency_ms": summarize_latency((latency - delay)[ok]),
+        }
+    return stage

@@ -10,6 +10,8 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from reports.schema import RunDoc, TargetResult
 
 DPI = 110
@@ -38,7 +40,23 @@ def _png(fig: Any) -> bytes:
 
 
 def _measured(run: RunDoc) -> list[TargetResult]:
-    return [t for t in run["targets"] if t["status"] == "ok" and t["stages"]]
+    return [t for t in run["targets"] if t["status"] == "ok" and _closed(t)]
+
+
+def _closed(t: TargetResult) -> list[tuple[int, float, float | None]]:
+    """(users, req/s, p99 ms) per closed-loop level: the median over trials."""
+    by_level: dict[int, list[tuple[float, float | None]]] = {}
+    for s in t["stages"]:
+        if s.get("mode", "closed") == "closed" and s["concurrency"] is not None:
+            lat = s["latency_ms"]
+            by_level.setdefault(s["concurrency"], []).append(
+                (s["rps"], lat["p99"] if lat else None))
+    out = []
+    for users, values in sorted(by_level.items()):
+        p99s = [p for _, p in values if p is not None]
+        out.append((users, float(np.median([r for r, _ in values])),
+                    float(np.median(p99s)) if p99s else None))
+    return out
 
 
 def throughput_vs_concurrency(run: RunDoc) -> bytes:
@@ -47,15 +65,15 @@ def throughput_vs_concurrency(run: RunDoc) -> bytes:
     fig, ax = _figure()
     levels: set[int] = set()
     for t in _measured(run):
-        users = [s["concurrency"] for s in t["stages"]]
-        levels.update(users)
-        ax.plot(users, [s["rps"] for s in t["stages"]], marker="o", label=t["name"])
+        points = _closed(t)
+        levels.update(p[0] for p in points)
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=t["name"])
     ax.set_xscale("log", base=2)
     if levels:  # tick exactly the measured levels, written as plain numbers
         ax.set_xticks(sorted(levels))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("concurrent users (closed loop)")
+    ax.set_xlabel("concurrent users (closed loop; median over trials)")
     ax.set_ylabel("throughput (successful requests/s)")
     ax.set_title(f"Throughput vs concurrency ({run['bundle'].get('name')})")
     ax.set_ylim(bottom=0)
@@ -67,8 +85,7 @@ def throughput_vs_concurrency(run: RunDoc) -> bytes:
 def p99_vs_throughput(run: RunDoc) -> bytes:
     fig, ax = _figure()
     for t in _measured(run):
-        points = [(s["rps"], s["latency_ms"]["p99"], s["concurrency"]) for s in t["stages"]
-                  if s["latency_ms"] is not None]
+        points = [(rps, p99, users) for users, rps, p99 in _closed(t) if p99 is not None]
         if not points:
             continue
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=t["name"])
@@ -78,7 +95,7 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (successful requests/s)")
     ax.set_ylabel("p99 latency (ms, log scale)")
-    ax.set_title("p99 latency vs throughput (labels: concurrent users)")
+    ax.set_title("p99 latency vs throughput, closed loop (labels: concurrent users)")
     if _measured(run):
         ax.legend()
     return _png(fig)

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports import findings, serverless
-from reports.format import fmt_cpus, fmt_ms, fmt_num, fmt_pct, fmt_rps
+from reports import findings, serverless, trials
+from reports.format import (
+    fmt_cpus,
+    fmt_ms,
+    fmt_num,
+    fmt_pct,
+    fmt_rps,
+    fmt_verdict,
+    stage_load,
+)
 from reports.schema import RunDoc, StageResult, TargetResult
 
 
@@ -47,39 +55,118 @@ class Chart:
 
 Block = Heading | Paragraph | Bullets | Table | Chart
 
-STAGE_HEADERS = ("users", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-                 "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB")
+STAGE_HEADERS = ("load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
+                 "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "verdict")
+
+
+def _trials(target: TargetResult) -> bool:
+    return any(s.get("trial", 0) for s in target["stages"])
 
 
 def stage_table(target: TargetResult) -> Table:
+    trials = _trials(target)
     rows = []
     for s in target["stages"]:
         lat = s["latency_ms"]
+        load = stage_load(s) + (f" #{s.get('trial', 0) + 1}" if trials else "")
         rows.append((
-            str(s["concurrency"]), fmt_rps(s["rps"]),
+            load, fmt_rps(s["rps"]),
             fmt_ms(lat["p50"] if lat else None), fmt_ms(lat["p90"] if lat else None),
             fmt_ms(lat["p99"] if lat else None), fmt_ms(lat["p999"] if lat else None),
             fmt_ms(lat["max"] if lat else None),
             f"{s['errors']}/{s['requests']}",
             fmt_pct(s["target_cpu_percent"]), fmt_num(s["target_cpu_ms_per_request"], 3),
             fmt_pct(s["loadgen_cpu_percent"]), fmt_num(s["target_rss_mb"], 0),
+            fmt_verdict(s),
         ))
-    return Table(STAGE_HEADERS, tuple(rows), frozenset(range(len(STAGE_HEADERS))),
-                 caption=f"{target['name']}: one row per closed-loop stage")
+    caption = (f"{target['name']}: one row per stage (#N: trial N). Open-loop latency "
+               "counts from each request's intended send time." if trials else
+               f"{target['name']}: one row per stage. Open-loop latency counts from each "
+               "request's intended send time.")
+    return Table(STAGE_HEADERS, tuple(rows), frozenset(range(1, len(STAGE_HEADERS) - 1)),
+                 caption=caption)
+
+
+OPEN_HEADERS = ("load", "offered/s", "req/s", "p50 ms", "p99 ms", "service p50",
+                "service p99", "send delay p99", "late", "queued", "verdict")
+
+
+def open_loop_table(target: TargetResult) -> Table | None:
+    rows = []
+    for s in target["stages"]:
+        ol = s.get("open_loop")
+        if ol is None:
+            continue
+        lat, service, delay = s["latency_ms"], ol.get("service_latency_ms"), \
+            ol.get("send_delay_ms")
+        rows.append((
+            stage_load(s), fmt_rps(ol.get("rate")), fmt_rps(s["rps"]),
+            fmt_ms(lat["p50"] if lat else None), fmt_ms(lat["p99"] if lat else None),
+            fmt_ms(service["p50"] if service else None),
+            fmt_ms(service["p99"] if service else None),
+            fmt_ms(delay["p99"] if delay else None),
+            f"{ol.get('late', 0)}/{s['requests']}", f"{ol.get('queued', 0)}/{s['requests']}",
+            fmt_verdict(s),
+        ))
+    if not rows:
+        return None
+    return Table(OPEN_HEADERS, tuple(rows), frozenset(range(1, len(OPEN_HEADERS) - 1)),
+                 caption=f"{target['name']}, open-loop stages: p50/p99 from the intended send "
+                         "time (what a caller waits), service p50/p99 from the actual send; "
+                         "late: sent after the tolerance because the load generator was busy; "
+                         "queued: waited for a free in-flight slot (target overloaded)")
+
+
+def closed_stages(target: TargetResult) -> list[StageResult]:
+    return [s for s in target["stages"] if s.get("mode", "closed") == "closed"]
+
+
+def _measured_closed(target: TargetResult) -> list[StageResult]:
+    """Closed-loop stages with answers (open-loop ones if there are none); the VALID ones
+    when there are any."""
+    stages = ([s for s in closed_stages(target) if s["latency_ms"] is not None]
+              or [s for s in target["stages"] if s["latency_ms"] is not None])
+    valid = [s for s in stages if s.get("valid", True)]
+    return valid or stages
 
 
 def peak_stage(target: TargetResult) -> StageResult | None:
-    stages = [s for s in target["stages"] if s["latency_ms"] is not None]
+    stages = _measured_closed(target)
     return max(stages, key=lambda s: s["rps"]) if stages else None
 
 
 def lowest_latency_stage(target: TargetResult) -> StageResult | None:
-    stages = [s for s in target["stages"] if s["latency_ms"] is not None]
+    stages = _measured_closed(target)
     return min(stages, key=lambda s: s["latency_ms"]["p50"]) if stages else None  # type: ignore[index]
 
 
-def users(n: int) -> str:
-    return f"{n} user" if n == 1 else f"{n} users"
+def within_slo_stage(target: TargetResult, slo_p99_ms: float) -> StageResult | None:
+    """The VALID closed-loop stage with the highest throughput whose p99 met the SLO."""
+    stages = [s for s in closed_stages(target) if s.get("valid", True)
+              and s["latency_ms"] is not None and s["latency_ms"]["p99"] <= slo_p99_ms]
+    return max(stages, key=lambda s: s["rps"]) if stages else None
+
+
+def _invalid_note(stage: StageResult) -> str:
+    return "" if stage.get("valid", True) else " [INVALID: " + "; ".join(stage["reasons"]) + "]"
+
+
+def validity_items(run: RunDoc) -> list[str]:
+    """One line per INVALID stage, with its reasons."""
+    items = []
+    for t in run["targets"]:
+        trials = _trials(t)
+        for s in t["stages"]:
+            if s.get("valid", True):
+                continue
+            where = stage_load(s) + (f", trial {s.get('trial', 0) + 1}" if trials else "")
+            items.append(f"**{t['name']}** at {where}: " + "; ".join(s["reasons"]))
+    return items
+
+
+def validity_counts(run: RunDoc) -> tuple[int, int]:
+    stages = [s for t in run["targets"] for s in t["stages"]]
+    return sum(1 for s in stages if s.get("valid", True)), len(stages)
 
 
 def summary_items(run: RunDoc) -> list[str]:
@@ -99,13 +186,22 @@ def summary_items(run: RunDoc) -> list[str]:
             continue
         assert peak["latency_ms"] is not None
         assert low["latency_ms"] is not None
+        slo = run["metadata"].get("slo_p99_ms")
+        slo_text = ""
+        if slo is not None:
+            fit = within_slo_stage(t, slo)
+            slo_text = (f"; highest throughput within p99 <= {slo:g} ms: "
+                        f"{fmt_rps(fit['rps'])} req/s at {stage_load(fit)}" if fit else
+                        f"; no VALID stage met p99 <= {slo:g} ms")
         items.append(
-            f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {users(peak['concurrency'])}"
-            f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms); lowest median latency "
-            f"{fmt_ms(low['latency_ms']['p50'])} ms at {users(low['concurrency'])}"
-            + (f"; {cold_text}" if cold_text else "")
+            f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {stage_load(peak)}"
+            f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms){_invalid_note(peak)}; lowest "
+            f"median latency {fmt_ms(low['latency_ms']['p50'])} ms at {stage_load(low)}"
+            + slo_text + (f"; {cold_text}" if cold_text else "")
         )
-    if len(measured) >= 2:
+    if len(measured) >= 2 and trials.has_trials(run):
+        items += trials.comparisons(run)
+    elif len(measured) >= 2:
         ranked = sorted(measured, key=lambda t: peak_stage(t)["rps"], reverse=True)  # type: ignore[index]
         best = ranked[0]
         best_rps = peak_stage(best)["rps"]  # type: ignore[index]
@@ -132,15 +228,23 @@ def build(run: RunDoc) -> list[Block]:
     meta = run["metadata"]
     bundle = run["bundle"]
     scenario = run["scenario"]
+    valid, total = validity_counts(run)
     blocks: list[Block] = [
         Heading(f"deploybench report: {bundle.get('name')} bundle, {scenario.get('name')} "
                 f"scenario", 1),
         Paragraph(f"Run {run['status']} at {meta.get('started_at')} on {meta.get('hostname')}: "
                   f"{meta.get('cpu_model')}; CPUs {fmt_cpus(meta.get('target_cpus'))} for the "
-                  f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator."),
+                  f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator. "
+                  f"{valid} of {total} stages VALID."),
         Heading("Summary"),
         Bullets(tuple(summary_items(run))),
     ]
+    invalid = validity_items(run)
+    if invalid:
+        blocks += [Heading("INVALID stages"),
+                   Paragraph("These stages' figures are shown but must not be relied on "
+                             "(the rules are under 'How these numbers were measured'):"),
+                   Bullets(tuple(invalid))]
     warnings = findings.warnings(run)
     if warnings:
         blocks += [Heading("Warnings"), Bullets(tuple(warnings))]
@@ -150,6 +254,12 @@ def build(run: RunDoc) -> list[Block]:
               "Requests per second at each number of concurrent users, one line per target"),
         Chart("latency", "p99 latency vs throughput",
               "p99 latency against achieved requests per second, one line per target"),
+    ]
+    if trials.has_trials(run):
+        blocks += [Heading("Trials"), Paragraph(trials.describe_method()),
+                   Table(trials.TRIAL_HEADERS, tuple(trials.summary_rows(run)),
+                         frozenset(range(2, 7)))]
+    blocks += [
         Heading("Results per target"),
     ]
     for t in run["targets"]:
@@ -158,6 +268,9 @@ def build(run: RunDoc) -> list[Block]:
             blocks.append(Paragraph(f"Failed: {t['error']}"))
             continue
         blocks.append(stage_table(t))
+        open_table = open_loop_table(t)
+        if open_table is not None:
+            blocks.append(open_table)
         platform = serverless.platform_table(t)
         if platform is not None:
             blocks.append(platform)
@@ -210,11 +323,11 @@ def crosscheck_table(run: RunDoc) -> Table:
             loc = s.get("locust") or {}
             lat = s["latency_ms"]
             rows.append((
-                t["name"], str(s["concurrency"]), fmt_rps(s["rps"]), fmt_rps(loc.get("rps")),
+                t["name"], stage_load(s), fmt_rps(s["rps"]), fmt_rps(loc.get("rps")),
                 fmt_ms(lat["p50"] if lat else None), fmt_ms(loc.get("p50_ms")),
                 fmt_ms(lat["p99"] if lat else None), fmt_ms(loc.get("p99_ms")),
             ))
-    return Table(("target", "users", "req/s", "Locust req/s", "p50 ms", "Locust p50",
+    return Table(("target", "load", "req/s", "Locust req/s", "p50 ms", "Locust p50",
                   "p99 ms", "Locust p99"), tuple(rows), frozenset(range(1, 8)))
 
 
@@ -223,26 +336,60 @@ def method_items(run: RunDoc) -> list[str]:
     meta = run["metadata"]
     prices = serverless.prices_line(run)
     return [*([prices] if prices else []),
-        f"Scenario `{sc.get('name')}` (sha256 {str(sc.get('sha256'))[:12]}): closed loop at "
-        f"{', '.join(str(n) for n in sc.get('concurrency', []))} concurrent users, each sending "
-        f"its next request as soon as the last is answered. Per stage: at least "
-        f"{sc.get('warmup_s')} s warm-up (discarded; it lasts until every user has had an "
-        f"answer, so cold starts fall in it), {sc.get('duration_s')} s measured, "
+        f"Scenario `{sc.get('name')}` (sha256 {str(sc.get('sha256'))[:12]}): "
+        f"{_stage_plan(sc)}. Per stage: at least {sc.get('warmup_s')} s warm-up (discarded; "
+        f"it lasts until every user has had an answer, so cold starts fall in it), then "
+        f"{sc.get('window_s')} s measurement windows until the last "
+        f"{sc.get('stability_windows')} agree within {sc.get('stability_tolerance', 0):.0%} "
+        f"on throughput and p50 (at most {sc.get('max_windows')}; only those are reported), "
         f"{sc.get('cooldown_s')} s cool-down under the same load, then a drain.",
+        "Verdicts (VALID/INVALID per stage): INVALID when the kept windows did not agree "
+        "(perf_analyzer's stability rule); when the stage holds fewer successful requests "
+        "than p99 needs (MLPerf LoadGen's early-stopping minimum at 99% confidence: 662; "
+        "p99.9 is shown only from 6,636); when the load generator used more than 90% of "
+        "its core; when more than 1% of open-loop requests went out more than the "
+        "tolerance late, or waited for a free in-flight slot; when the error rate passed "
+        f"the scenario's bound ({sc.get('max_error_rate', 0.01):.1%}); or when the warm-up "
+        "did not complete.",
         "Latency: from just before the request is sent to the last byte of the answer, "
         "recorded per request by deploybench's own listener at sub-microsecond resolution. "
         "Percentiles are nearest-rank over successful requests sent in the window.",
         "req/s: successful answers to requests sent in the measurement window, divided by "
         "its length.",
         "Closed-loop latency understates what users see when a server stalls (coordinated "
-        "omission): a stalled server also stops the load. Read p99 together with the "
-        "throughput it was measured at.",
+        "omission): a stalled server also stops the load. Open-loop stages do not: their "
+        "latency counts from when each request was due. Read closed-loop p99 together with "
+        "the throughput it was measured at.",
         f"CPU: the target runs on CPUs {fmt_cpus(meta.get('target_cpus'))}, the load "
         f"generator (Locust, its own process) on {fmt_cpus(meta.get('loadgen_cpus'))}. CPU "
         "percentages are of the CPUs each was given; RSS sums the target's processes.",
         f"Requests use the `{meta.get('encoding')}` encoding; every request cycles through "
         f"the bundle's {run['bundle'].get('examples')} example inputs.",
     ]
+
+
+def _stage_plan(sc: dict[str, object]) -> str:
+    parts = []
+    levels = sc.get("concurrency") or []
+    if levels:
+        parts.append("closed loop at " + ", ".join(str(n) for n in levels)  # type: ignore[attr-defined]
+                     + " concurrent users (each sends its next request as soon as the last "
+                       "is answered)")
+    sweep = sc.get("sweep")
+    if isinstance(sweep, dict):
+        parts.append(f"a closed-loop sweep from {sweep.get('start')} users, x{sweep.get('factor')}"
+                     f" per step up to {sweep.get('max')}, stopped when the best of the last "
+                     f"{sweep.get('patience')} steps gained under {sweep.get('min_gain', 0):.0%}"
+                     " or p99 passed the SLO (Model Analyzer's rule)")
+    rates = sc.get("rate") or []
+    fractions = sc.get("rate_fractions") or []
+    if rates or fractions:
+        offered = ", ".join([f"{r:g}/s" for r in rates]  # type: ignore[attr-defined]
+                            + [f"{f:.0%} of capacity" for f in fractions])  # type: ignore[attr-defined]
+        parts.append(f"open loop ({sc.get('arrival')} arrivals) at {offered}, each request's "
+                     f"latency from its intended send time, at most {sc.get('max_inflight')} "
+                     f"in flight, 'late' past {sc.get('late_tolerance_ms')} ms")
+    return "; then ".join(parts) or "no load stages"
 
 
 def machine_table(run: RunDoc) -> Table:

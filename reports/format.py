@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 NONE = "-"
 
@@ -39,3 +40,21 @@ def fmt_cpus(cpus: Iterable[int] | None) -> str:
     if cpus is None:
         return NONE
     return ",".join(str(c) for c in sorted(cpus)) or NONE
+
+
+def users(n: int) -> str:
+    return f"{n} user" if n == 1 else f"{n} users"
+
+
+def stage_load(stage: Mapping[str, Any]) -> str:
+    """What load a stage offered: "4 users" or "poisson 250/s (50% of capacity)"."""
+    if stage.get("mode") == "open":
+        ol = stage.get("open_loop") or {}
+        fraction = ol.get("fraction")
+        share = f" ({fraction:.0%} of capacity)" if fraction else ""
+        return f"{ol.get('arrival')} {fmt_rps(ol.get('rate'))}/s{share}"
+    return users(int(stage["concurrency"]))
+
+
+def fmt_verdict(stage: Mapping[str, Any]) -> str:
+    return "valid" if stage.get("valid", True) else "INVALID"

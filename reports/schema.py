@@ -8,6 +8,13 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   (``truncated`` is now a subset of ``errors``); new stage keys ``unanswered``,
   ``target_peak_rss_mb``, ``target_processes_changed``, ``loadgen_cpu_ms_per_request``;
   ``loadgen_cpu_percent`` is of one core; metadata ``smt_shared_cores``.
+* 3 -- validity: every stage has ``valid``/``reasons``, its measurement ``windows``
+  (``windows_kept`` of them reported) and ``stable``; ``mode`` is "closed" or "open"
+  (open-loop stages have ``concurrency: null`` and an ``open_loop`` block: rate, arrival,
+  late and queued sends, send delay, service latency); ``trial``; sweeps' ``sweep`` and
+  ``sweep_stop``; ``latency_ms.p999`` is null below 6,636 samples. Scenario
+  ``duration_s`` is now ``window_s``. ``samples.csv.gz`` gains ``send_delay_ms`` and
+  writes concurrency 0 for open-loop stages.
 """
 
 from __future__ import annotations
@@ -19,11 +26,11 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.csv.gz"
 SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase",
-                  "cold")
+                  "cold", "send_delay_ms")
 
 
 class ResultFileError(ValueError):
@@ -37,14 +44,23 @@ class LatencySummary(TypedDict):
     p90: float
     p95: float
     p99: float
-    p999: float
+    #: None with fewer samples than it needs (harness.validity.min_requests(0.999)).
+    p999: float | None
     min: float
     max: float
     mean: float
 
 
 class StageResult(TypedDict):
-    concurrency: int
+    #: "closed" (users in a loop) or "open" (arrivals at a rate; see ``open_loop``).
+    mode: str
+    #: Which repetition of the stage list this is (``--trials``), from 0.
+    trial: int
+    #: Closed loop: concurrent users. Open loop: None.
+    concurrency: int | None
+    #: The verdict: VALID when ``reasons`` is empty (see harness.validity for the rules).
+    valid: bool
+    reasons: list[str]
     duration_s: float
     #: Requests sent in the measurement window (answered or not).
     requests: int
@@ -83,6 +99,18 @@ class StageResult(TypedDict):
     #: every user had one before the scenario's warmup_max_s.
     warmup_s: NotRequired[float | None]
     warmup_complete: NotRequired[bool]
+    #: The measurement windows (start, end, completed, rps, p50_ms), of which the last
+    #: ``windows_kept`` are the ones reported, and whether those agreed.
+    stable: bool
+    windows: list[dict[str, Any]]
+    windows_kept: int
+    #: A step of a sweep, and on its last step why the sweep stopped.
+    sweep: NotRequired[bool]
+    sweep_stop: NotRequired[str | None]
+    #: Open-loop stages: rate, arrival, fraction/capacity_rps (rate_fractions),
+    #: max_inflight, late_tolerance_ms, late and queued counts, send_delay_ms and
+    #: service_latency_ms summaries (latency_ms counts from the intended send time).
+    open_loop: NotRequired[dict[str, Any]]
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
     window_start: float
@@ -160,6 +188,6 @@ def read_samples(path: Path) -> dict[str, np.ndarray]:
         "latency_ms": np.array(cols["latency_ms"], dtype=float),
         "ok": np.array(cols["ok"], dtype=int).astype(bool),
         "phase": np.array(cols["phase"], dtype=str),
-        "cold": (np.array(cols["cold"], dtype=int).astype(bool) if "cold" in cols
-                 else np.zeros(len(rows), dtype=bool)),
+        "cold": np.array(cols["cold"], dtype=int).astype(bool),
+        "send_delay_ms": np.array(cols["send_delay_ms"], dtype=float),
     }

@@ -1,11 +1,22 @@
 """Scenario files: named YAML documents under ``scenarios/`` (or a path to your own).
 
-A scenario is a list of closed-loop stages (concurrency levels, no think time) with the
-same timing each: a warm-up that is discarded (it lasts at least ``warmup_s`` and until
-every user has had an answer, at most ``warmup_max_s``: a Lambda environment's cold start
-or a connection's first request belongs there), a measurement window, a cool-down during
-which the load continues so requests sent in the window finish under the same load, and a
-drain that waits for the last in-flight requests before users stop.
+A scenario is a list of stages with the same timing each. A stage is either
+
+* **closed loop**: N concurrent users, each sending its next request as soon as the last
+  one answers (``concurrency: [1, 4, 16]``, or ``sweep:`` to raise N until throughput
+  stops growing or p99 passes the SLO), or
+* **open loop**: requests sent at a target rate whatever the answers do, Poisson or
+  evenly spaced, each request's latency counted from the moment it was *meant* to be sent
+  (``rate: [100, 200]`` in requests/s, or ``rate_fractions: [0.5, 0.9]`` of the capacity
+  the closed-loop stages just measured).
+
+Every stage runs: a warm-up that is discarded (at least ``warmup_s`` and until every user
+has had an answer, at most ``warmup_max_s``); measurement windows of ``window_s`` that
+repeat until the last ``stability_windows`` agree within ``stability_tolerance`` on
+throughput and median latency and hold enough requests for p99, at most ``max_windows``
+(perf_analyzer's rule); a cool-down during which the load continues so requests sent in
+the window finish under the same load; and a drain that waits for the last in-flight
+requests. Only the last ``stability_windows`` windows are reported.
 
 ``cold_starts: N`` first measures N cold starts of each target (from nothing to its
 first good answer), before any stage.
@@ -14,7 +25,7 @@ first good answer), before any stage.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +33,32 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 
+ARRIVALS = ("poisson", "constant")
+
 
 class ScenarioError(ValueError):
     """A scenario cannot be found or does not parse; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Closed-loop concurrency from ``start``, times ``factor`` each step, up to ``max``,
+    stopped early by Model Analyzer's rule: when the best of the last ``patience`` steps
+    is less than ``min_gain`` above the first of them, or p99 passes the SLO."""
+
+    start: int = 1
+    factor: float = 2.0
+    max: int = 256
+    min_gain: float = 0.05
+    patience: int = 4
+
+    def levels(self) -> list[int]:
+        out = [self.start]
+        while True:
+            nxt = max(out[-1] + 1, round(out[-1] * self.factor))
+            if nxt > self.max:
+                return out
+            out.append(nxt)
 
 
 @dataclass(frozen=True)
@@ -34,7 +68,8 @@ class Scenario:
     #: Closed-loop stages: the number of concurrent users in each, in order.
     concurrency: tuple[int, ...]
     warmup_s: float
-    duration_s: float
+    #: One measurement window; a stage measures stability_windows..max_windows of them.
+    window_s: float
     cooldown_s: float
     #: Longest wait for in-flight requests once a stage stops sending.
     drain_timeout_s: float
@@ -45,27 +80,76 @@ class Scenario:
     warmup_max_s: float = 120.0
     #: Cold starts to measure per target before the stages.
     cold_starts: int = 0
+    #: Stability: the last N windows within the tolerance (max/min - 1), at most M windows.
+    stability_windows: int = 3
+    stability_tolerance: float = 0.10
+    max_windows: int = 10
+    #: A stage with a larger share of failed requests is INVALID.
+    max_error_rate: float = 0.01
+    #: Adaptive closed-loop levels (instead of, or after, ``concurrency``).
+    sweep: Sweep | None = None
+    #: Open-loop stages at these rates (requests/s) ...
+    rate: tuple[float, ...] = ()
+    #: ... and at these fractions of the highest throughput the closed-loop stages
+    #: measured within the SLO (the target's capacity).
+    rate_fractions: tuple[float, ...] = ()
+    arrival: str = "poisson"
+    #: Open loop: requests in flight at most (connections for HTTP); an arrival that finds
+    #: them all busy waits, and its latency still counts from its intended send time.
+    max_inflight: int = 256
+    #: Open loop: a request sent later than this after its intended time is "late".
+    late_tolerance_ms: float = 2.0
+    #: Seed of the Poisson arrival times (the same schedule every run).
+    seed: int = 0
+    #: Latency objective for sweeps (stop once p99 passes it) and capacity; None = none.
+    slo_p99_ms: float | None = None
+
+    @property
+    def has_load(self) -> bool:
+        return bool(self.concurrency or self.sweep or self.rate or self.rate_fractions)
+
+    def planned_stages(self) -> int:
+        """Stages per trial, counting a sweep at its full length (an upper bound)."""
+        sweep = len(self.sweep.levels()) if self.sweep else 0
+        return len(self.concurrency) + sweep + len(self.rate) + len(self.rate_fractions)
+
+    def peak_concurrency(self) -> int:
+        """The most requests this scenario can have in flight at once."""
+        levels = list(self.concurrency) + (self.sweep.levels() if self.sweep else [])
+        if self.rate or self.rate_fractions:
+            levels.append(self.max_inflight)
+        return max(levels, default=1)
+
+    def stage_s(self) -> float:
+        """The shortest a stage can take (a stable first measurement)."""
+        return self.warmup_s + self.window_s * self.stability_windows + self.cooldown_s
 
     @property
     def estimated_s(self) -> float:
-        """Load time per target, excluding start-up, extended warm-ups and drains."""
-        per_stage = self.warmup_s + self.duration_s + self.cooldown_s
-        return per_stage * len(self.concurrency)
+        """Load time per target if every stage settles at once; sweeps counted in full."""
+        return self.stage_s() * self.planned_stages()
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "description": self.description,
-            "concurrency": list(self.concurrency), "warmup_s": self.warmup_s,
-            "duration_s": self.duration_s, "cooldown_s": self.cooldown_s,
-            "drain_timeout_s": self.drain_timeout_s, "sha256": self.sha256, "path": self.path,
-            "warmup_max_s": self.warmup_max_s, "cold_starts": self.cold_starts,
-        }
+        out = asdict(self)
+        out["concurrency"] = list(self.concurrency)
+        out["rate"] = list(self.rate)
+        out["rate_fractions"] = list(self.rate_fractions)
+        return out
 
 
-DEFAULTS: dict[str, Any] = {"cooldown_s": 0.5, "drain_timeout_s": 30.0, "description": "",
-                            "warmup_max_s": 120.0, "cold_starts": 0}
-KNOWN_KEYS = {"description", "concurrency", "warmup_s", "duration_s", "cooldown_s",
-              "drain_timeout_s", "warmup_max_s", "cold_starts"}
+DEFAULTS: dict[str, Any] = {
+    "cooldown_s": 0.5, "drain_timeout_s": 30.0, "description": "", "warmup_max_s": 120.0,
+    "cold_starts": 0, "window_s": 5.0, "stability_windows": 3, "stability_tolerance": 0.10,
+    "max_windows": 10, "max_error_rate": 0.01, "max_inflight": 256, "late_tolerance_ms": 2.0,
+}
+KNOWN_KEYS = {"description", "concurrency", "warmup_s", "window_s", "cooldown_s",
+              "drain_timeout_s", "warmup_max_s", "cold_starts", "stability_windows",
+              "stability_tolerance", "max_windows", "max_error_rate", "sweep", "rate",
+              "rate_fractions", "arrival", "max_inflight", "late_tolerance_ms", "seed",
+              "slo_p99_ms"}
+RENAMED = {"duration_s": "'duration_s' is now 'window_s' (one measurement window; a stage "
+                         "measures several until they agree)"}
+SWEEP_KEYS = {"start", "factor", "max", "min_gain", "patience"}
 
 
 def available() -> dict[str, Path]:
@@ -73,13 +157,65 @@ def available() -> dict[str, Path]:
     return {p.stem: p for p in sorted(HERE.glob("*.yaml"))}
 
 
-def _number(doc: dict[str, Any], key: str, where: str, minimum: float) -> float:
+def _number(doc: dict[str, Any], key: str, where: str, minimum: float,
+            maximum: float | None = None) -> float:
     value = doc.get(key, DEFAULTS.get(key))
     if value is None:
         raise ScenarioError(f"{where}: missing key '{key}'")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ScenarioError(f"{where}: '{key}' must be a number >= {minimum} (got {value!r})")
+    if (isinstance(value, bool) or not isinstance(value, int | float) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bound = f" and <= {maximum}" if maximum is not None else ""
+        raise ScenarioError(f"{where}: '{key}' must be a number >= {minimum}{bound} "
+                            f"(got {value!r})")
     return float(value)
+
+
+def _whole(doc: dict[str, Any], key: str, where: str, minimum: int, default: int) -> int:
+    value = doc.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ScenarioError(f"{where}: '{key}' must be a whole number >= {minimum} "
+                            f"(got {value!r})")
+    return value
+
+
+def _numbers(doc: dict[str, Any], key: str, where: str, *, whole: bool, low: float,
+             high: float | None = None) -> tuple[Any, ...]:
+    values = doc.get(key, [])
+    kind = int if whole else (int, float)
+    if not isinstance(values, list) or not all(
+            isinstance(v, kind) and not isinstance(v, bool) and v >= low
+            and (high is None or v <= high) for v in values):
+        what = "integers" if whole else "numbers"
+        bound = f" and <= {high}" if high is not None else ""
+        raise ScenarioError(f"{where}: '{key}' must be a list of {what} >= {low}{bound}")
+    return tuple(values if whole else (float(v) for v in values))
+
+
+def _sweep(doc: dict[str, Any], where: str) -> Sweep | None:
+    raw = doc.get("sweep")
+    if raw is None:
+        return None
+    if raw is True:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: 'sweep' must be a mapping of {sorted(SWEEP_KEYS)}")
+    unknown = sorted(set(raw) - SWEEP_KEYS)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key 'sweep.{unknown[0]}'. "
+                            f"Known: {sorted(SWEEP_KEYS)}")
+    defaults = Sweep()
+    sweep = Sweep(
+        start=_whole(raw, "start", f"{where}: sweep", 1, defaults.start),
+        factor=_number({"factor": raw.get("factor", defaults.factor)}, "factor",
+                       f"{where}: sweep", 1.1),
+        max=_whole(raw, "max", f"{where}: sweep", 1, defaults.max),
+        min_gain=_number({"min_gain": raw.get("min_gain", defaults.min_gain)}, "min_gain",
+                         f"{where}: sweep", 0.0, 1.0),
+        patience=_whole(raw, "patience", f"{where}: sweep", 2, defaults.patience),
+    )
+    if sweep.max < sweep.start:
+        raise ScenarioError(f"{where}: 'sweep.max' must be >= 'sweep.start'")
+    return sweep
 
 
 def load(name_or_path: str) -> Scenario:
@@ -102,30 +238,58 @@ def load(name_or_path: str) -> Scenario:
         raise ScenarioError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):
         raise ScenarioError(f"{where}: must be a mapping of settings")
+    for old, message in RENAMED.items():
+        if old in doc:
+            raise ScenarioError(f"{where}: {message}")
     unknown = sorted(set(doc) - KNOWN_KEYS)
     if unknown:
         raise ScenarioError(f"{where}: unknown key '{unknown[0]}'. Known: {sorted(KNOWN_KEYS)}")
-    cold_starts = doc.get("cold_starts", 0)
-    if isinstance(cold_starts, bool) or not isinstance(cold_starts, int) or cold_starts < 0:
-        raise ScenarioError(f"{where}: 'cold_starts' must be a whole number >= 0")
-    levels = doc.get("concurrency", [] if cold_starts else None)
-    if (not isinstance(levels, list) or not (levels or cold_starts)
-            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in levels)):
-        raise ScenarioError(f"{where}: 'concurrency' must be a list of integers >= 1 "
-                            "(it may be empty only when 'cold_starts' is set)")
+    cold_starts = _whole(doc, "cold_starts", where, 0, 0)
+    levels = _numbers(doc, "concurrency", where, whole=True, low=1)
+    sweep = _sweep(doc, where)
+    rate = _numbers(doc, "rate", where, whole=False, low=0.1)
+    fractions = _numbers(doc, "rate_fractions", where, whole=False, low=0.01, high=2.0)
+    if not (levels or sweep or rate or fractions or cold_starts):
+        raise ScenarioError(f"{where}: no stages: give 'concurrency' (a list of integers "
+                            ">= 1), 'sweep', 'rate' or 'rate_fractions' (the stage lists may "
+                            "all be empty only when 'cold_starts' is set)")
+    if fractions and not (levels or sweep):
+        raise ScenarioError(f"{where}: 'rate_fractions' are fractions of the capacity the "
+                            "closed-loop stages measure: give 'concurrency' or 'sweep' too")
+    arrival = doc.get("arrival", "poisson")
+    if arrival not in ARRIVALS:
+        raise ScenarioError(f"{where}: 'arrival' must be one of {list(ARRIVALS)}")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError(f"{where}: 'description' must be text")
+    slo = doc.get("slo_p99_ms")
+    stability_windows = _whole(doc, "stability_windows", where, 1, 3)
+    max_windows = _whole(doc, "max_windows", where, 1, 10)
+    if max_windows < stability_windows:
+        raise ScenarioError(f"{where}: 'max_windows' ({max_windows}) must be >= "
+                            f"'stability_windows' ({stability_windows})")
     return Scenario(
         name=path.stem,
         description=description.strip(),
-        concurrency=tuple(levels),
+        concurrency=levels,
         warmup_s=_number(doc, "warmup_s", where, 0.0),
-        duration_s=_number(doc, "duration_s", where, 0.1),
+        window_s=_number(doc, "window_s", where, 0.1),
         cooldown_s=_number(doc, "cooldown_s", where, 0.0),
         drain_timeout_s=_number(doc, "drain_timeout_s", where, 0.1),
         sha256=hashlib.sha256(raw).hexdigest(),
         path=where,
         warmup_max_s=_number(doc, "warmup_max_s", where, 0.0),
         cold_starts=cold_starts,
+        stability_windows=stability_windows,
+        stability_tolerance=_number(doc, "stability_tolerance", where, 0.0, 1.0),
+        max_windows=max_windows,
+        max_error_rate=_number(doc, "max_error_rate", where, 0.0, 1.0),
+        sweep=sweep,
+        rate=rate,
+        rate_fractions=fractions,
+        arrival=arrival,
+        max_inflight=_whole(doc, "max_inflight", where, 1, 256),
+        late_tolerance_ms=_number(doc, "late_tolerance_ms", where, 0.0),
+        seed=_whole(doc, "seed", where, 0, 0),
+        slo_p99_ms=None if slo is None else _number(doc, "slo_p99_ms", where, 0.001),
     )

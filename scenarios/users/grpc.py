@@ -18,7 +18,7 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import User, task
 
 from scenarios.control import LoadControl
-from scenarios.users.closedloop import ClosedLoopMixin
+from scenarios.users.closedloop import LoadUserMixin
 from targets.grpc.client import CHANNEL_OPTIONS, TIMEOUT_S
 
 # Before any channel exists: without it gRPC's C core blocks the whole gevent loop.
@@ -29,7 +29,7 @@ class GrpcFailure(Exception):
     """A failed call, named by its status code as gRPC tools print it."""
 
 
-class GrpcPredictUser(ClosedLoopMixin, User):
+class GrpcPredictUser(LoadUserMixin, User):
     abstract = True
     address: ClassVar[str]
     method: ClassVar[str]
@@ -45,18 +45,20 @@ class GrpcPredictUser(ClosedLoopMixin, User):
 
     @task
     def predict(self) -> None:
-        message = self.next_item(self.messages)
-        if message is None:
-            return
+        self.step()
+
+    def items(self) -> list[bytes]:
+        return self.messages
+
+    def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
         control = self.control
-        key = id(self)
         exception: BaseException | None = None
         length = 0
         start_time = time.time()
-        control.begin(key, start_time)
+        key = control.begin(intended if intended is not None else start_time)
         started = time.perf_counter()
         try:
-            answer = self.call(message, timeout=TIMEOUT_S)
+            answer = self.call(item, timeout=TIMEOUT_S)
             length = len(answer)
             if not length:
                 exception = GrpcFailure("OK with an empty PredictResponse")
@@ -64,10 +66,11 @@ class GrpcPredictUser(ClosedLoopMixin, User):
             exception = GrpcFailure(f"{exc.code().name}: {exc.details()}")
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key, exception is None)
+            control.end(key, id(self), exception is None)
         self.environment.events.request.fire(
             request_type="grpc", name="Predict", response_time=elapsed_ms,
-            response_length=length, exception=exception, context={}, start_time=start_time,
+            response_length=length, exception=exception,
+            context=self.request_context(intended, queued), start_time=start_time,
         )
 
 

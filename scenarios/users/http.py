@@ -17,11 +17,11 @@ from locust import task
 from locust.contrib.fasthttp import FastHttpUser
 
 from scenarios.control import LoadControl
-from scenarios.users.closedloop import ClosedLoopMixin
+from scenarios.users.closedloop import LoadUserMixin
 from targets.codec import RESPONSE_PREFIX
 
 
-class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
+class HttpPredictUser(LoadUserMixin, FastHttpUser):
     abstract = True  # Locust's default max_retries = 0 stands: a retry would hide a failure
     path: ClassVar[str] = "/predict"
     payloads: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
@@ -30,19 +30,22 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
 
     @task
     def predict(self) -> None:
-        payload = self.next_item(self.payloads)
-        if payload is None:
-            return
-        body, headers = payload
+        self.step()
+
+    def items(self) -> list[tuple[bytes, dict[str, str]]]:
+        return self.payloads
+
+    def send(self, item: tuple[bytes, dict[str, str]], intended: float | None = None,
+             queued: bool = False) -> None:
+        body, headers = item
         control = self.control
-        key = id(self)
         ok = False
-        control.begin(key, time.time())
+        key = control.begin(intended if intended is not None else time.time())
         try:
             # geventhttpclient sends bytes as is; Locust's annotation only says str.
             with self.client.request("POST", self.path, data=body,  # type: ignore[arg-type]
-                                     headers=headers, name="predict",
-                                     catch_response=True) as response:
+                                     headers=headers, name="predict", catch_response=True,
+                                     context=self.request_context(intended, queued)) as response:
                 if response.status_code == 200 and not response.content.startswith(
                         RESPONSE_PREFIX):
                     response.failure("200 without a predictions body")
@@ -52,7 +55,7 @@ class HttpPredictUser(ClosedLoopMixin, FastHttpUser):
                         response.headers.get(self.cold_header) is not None:
                     response.request_meta["context"]["cold"] = True
         finally:
-            control.end(key, ok)
+            control.end(key, id(self), ok)
 
 
 def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]],
@@ -61,5 +64,8 @@ def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]]
         "abstract": False, "host": spec["url"], "path": spec.get("path", "/predict"),
         "payloads": payloads, "control": control, "_ids": itertools.count(),
         "cold_header": spec.get("cold_header"),
+        # Connections this user may open: one at a time in closed loop; up to the open
+        # loop's requests in flight when it is a stage's single open-loop user.
+        "concurrency": int(spec.get("max_inflight", 1)),
     }
     return type("HttpPredict", (HttpPredictUser,), attrs)

@@ -13,36 +13,39 @@ from typing import Any, ClassVar
 from locust import User, task
 
 from scenarios.control import LoadControl
-from scenarios.users.closedloop import ClosedLoopMixin
+from scenarios.users.closedloop import LoadUserMixin
 from targets.inprocess import EmbeddedModel
 
 
-class InProcessUser(ClosedLoopMixin, User):
+class InProcessUser(LoadUserMixin, User):
     abstract = True
     app: ClassVar[EmbeddedModel]
 
     @task
     def predict(self) -> None:
-        batch = self.next_item(self.app.examples)
-        if batch is None:
-            return
+        self.step()
+
+    def items(self) -> list[Any]:
+        return self.app.examples
+
+    def send(self, item: Any, intended: float | None = None, queued: bool = False) -> None:
         control = self.control
-        key = id(self)
         exception: BaseException | None = None
         start_time = time.time()
-        control.begin(key, start_time)
+        key = control.begin(intended if intended is not None else start_time)
         started = time.perf_counter()
         try:
-            if len(self.app.predict(batch)) != len(batch):
+            if len(self.app.predict(item)) != len(item):
                 exception = RuntimeError("wrong number of predictions")
         except Exception as exc:  # a failure is a row in the stats, never a crash
             exception = exc
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key, exception is None)
+            control.end(key, id(self), exception is None)
         self.environment.events.request.fire(
             request_type="inprocess", name="predict", response_time=elapsed_ms,
-            response_length=0, exception=exception, context={}, start_time=start_time,
+            response_length=0, exception=exception, context=self.request_context(intended, queued),
+            start_time=start_time,
         )
 
 

@@ -101,7 +101,8 @@ def test_bad_input_gets_the_right_code_and_server_lives(
 def test_locust_stage_has_no_errors(server: GrpcTarget, cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
                                     tmp_path: Path) -> None:
     scenario = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
-                        duration_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
+                        stability_windows=1, max_windows=1,
+                        window_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
                         path="")
     job = LoadJob(target="grpc", spec=server.load_spec(digits.example_requests()),
                   scenario=scenario, loadgen_cpus=list(cpus.loadgen),

@@ -173,7 +173,8 @@ def test_locust_through_the_front_door_has_no_errors(function: LambdaTarget, cpu
                                                      digits, tmp_path: Path) -> None:
     function.reset()
     scenario = Scenario(name="it", description="", concurrency=(2,), warmup_s=0.5,
-                        duration_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
+                        stability_windows=1, max_windows=1,
+                        window_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
                         path="")
     job = LoadJob(target="lambda", spec=function.load_spec(digits.example_requests()),
                   scenario=scenario, loadgen_cpus=list(cpus.loadgen),

@@ -21,8 +21,9 @@ from targets.inprocess import InProcessTarget
 
 pytestmark = pytest.mark.integration
 
-STAGE = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5, duration_s=2.0,
-                 cooldown_s=0.2, drain_timeout_s=10.0, sha256="0" * 64, path="it.yaml")
+STAGE = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
+                 stability_windows=1, max_windows=1, window_s=2.0, cooldown_s=0.2,
+                 drain_timeout_s=10.0, sha256="0" * 64, path="it.yaml")
 
 
 def run_load(target: str, spec: Any, cpus: CpuPlan, tmp_path: Path,
@@ -139,7 +140,8 @@ def test_unanswered_requests_are_failures_not_lost(cpus: CpuPlan, silent_server:
     spec: Any = {"protocol": "http", "url": silent_server, "path": "/predict", "cpus": [],
                  "payloads": [{"body": b"{}", "headers": {"Content-Type": "application/json"}}]}
     scenario = Scenario(name="it", description="", concurrency=(3,), warmup_s=0.0,
-                        duration_s=0.5, cooldown_s=0.0, drain_timeout_s=1.0, sha256="",
+                        stability_windows=1, max_windows=1,
+                        window_s=0.5, cooldown_s=0.0, drain_timeout_s=1.0, sha256="",
                         path="", warmup_max_s=0.0)  # no waiting for answers that never come
     [raw] = run_load("silent", spec, cpus, tmp_path, scenario).stages
     # Each of the 3 users sent one request as it started, before the window, and never

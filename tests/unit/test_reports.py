@@ -26,7 +26,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
     scenario = Scenario(name="unit", description="", concurrency=(1, 2, 4), warmup_s=0.5,
-                        duration_s=2.0, cooldown_s=0.5, drain_timeout_s=1.0, sha256="0" * 64,
+                        stability_windows=1, max_windows=1,
+                        window_s=2.0, cooldown_s=0.5, drain_timeout_s=1.0, sha256="0" * 64,
                         path="unit.yaml")
     plan = RunPlan(targets=("fast", "slow"), bundle="digits", scenario=scenario,
                    cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=out)
@@ -46,7 +47,7 @@ def test_markdown_has_tables_summary_and_charts(run_dir: Path) -> None:
     # fast: 2 servers x 1 ms = 2,000 req/s; slow: 500 req/s; 4.00x.
     assert "**fast**: peak 2,000 req/s" in md
     assert "fast reached 4.00x the peak throughput of slow" in md
-    assert "| users | req/s | p50 ms |" in md
+    assert "| load | req/s | p50 ms |" in md
     for chart in rendered.charts:
         assert f"charts/{chart.name}" in md
         assert chart.read_bytes().startswith(PNG)
@@ -78,14 +79,19 @@ def test_failed_target_and_warnings_are_shown(run_dir: Path, tmp_path: Path) -> 
                          "error": "flask server exited with code 3"}
     stage = run["targets"][0]["stages"][0]
     stage["loadgen_cpu_percent"] = 97.0
+    stage["valid"] = False
+    stage["reasons"] = ["load generator CPU 97% of its core (> 90%): it, not the target, "
+                        "may have been the limit"]
     stage["errors"] = 5
     stage["error_kinds"] = {"ConnectionRefusedError: refused": 5}
     run["status"] = "partial"
     write_run(tmp_path, run)
     md = render_run_dir(tmp_path).markdown.read_text()
     assert "slow** failed: flask server exited with code 3" in md
-    assert "load generator used 97% of its core" in md
-    assert "the load generator, not the target, was the limit" in md  # target at 50%
+    assert "## INVALID stages" in md
+    assert "**fast** at 1 user: load generator CPU 97% of its core" in md
+    assert "| INVALID |" in md
+    assert "2 of 3 stages VALID" in md
     assert "ConnectionRefusedError" in md
     assert "The run is partial" in md
 
@@ -111,5 +117,5 @@ def test_lambda_cost_on_shared_cpus_is_flagged(run_dir: Path, tmp_path: Path) ->
     for stage in run["targets"][0]["stages"]:
         stage["platform"] = {**platform, "environments_max": stage["concurrency"]}
     text = " ".join(findings.warnings(run))
-    assert "at 2, 4 users more environments ran than the 1 target CPU(s)" in text
+    assert "at 2 users, 4 users more environments ran than the 1 target CPU(s)" in text
     assert "$0.500 per million" in text

@@ -20,7 +20,8 @@ from targets.bundle import Prediction
 from targets.fake import FakeTarget
 
 SCENARIO = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
-                    duration_s=2.0, cooldown_s=0.5, drain_timeout_s=1.0, sha256="0" * 64,
+                    stability_windows=1, max_windows=1,
+                    window_s=2.0, cooldown_s=0.5, drain_timeout_s=1.0, sha256="0" * 64,
                     path="unit.yaml")
 
 

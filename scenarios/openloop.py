@@ -1,0 +1,68 @@
+"""Open-loop arrivals inside Locust: a schedule of intended send times, kept whatever the
+answers do.
+
+Locust is a closed-loop generator: a user waits for its answer before sending again, so
+when the server stalls the requests that *should* have been sent are never sent nor
+counted (coordinated omission: a 1 s freeze can leave p99 at 1 ms). Here one Locust user
+runs the schedule: arrival i is due at ``t0 + offset_i`` (exponential gaps for Poisson
+arrivals at the rate, equal gaps for constant spacing, from a seeded generator so every
+run offers the same schedule), and each arrival is sent from its own greenlet, bounded by
+``max_inflight`` requests in flight. Its latency is counted from its intended time, as
+wrk2 does, so a stall shows up in every request scheduled during it.
+
+Two things can make a request go out late, and they are told apart: the load generator
+itself was busy (its CPU, the event loop: the stage is INVALID above 1% of requests,
+"load generator fell behind"), or every in-flight slot was taken by requests the target
+had not answered yet (``queued``: the target cannot carry the offered rate).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import gevent
+import gevent.pool
+
+#: Give other greenlets a turn at least this often when catching up a late schedule.
+YIELD_EVERY = 32
+
+
+class OpenLoop:
+    def __init__(self, rate: float, arrival: str, max_inflight: int, seed: int) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = rate
+        self.arrival = arrival
+        self.max_inflight = max_inflight
+        self.seed = seed
+        self.sent = 0
+
+    def gaps(self) -> Any:
+        rng = random.Random(self.seed)
+        while True:
+            yield rng.expovariate(self.rate) if self.arrival == "poisson" else 1.0 / self.rate
+
+    def drive(self, user: Any) -> None:
+        """Send ``user``'s requests on the schedule until the stage drains."""
+        control = user.control
+        pool = gevent.pool.Pool(self.max_inflight)
+        wall0, mono0 = time.time(), time.perf_counter()
+        offset = 0.0
+        for gap in self.gaps():
+            offset += gap
+            wait = mono0 + offset - time.perf_counter()
+            if wait > 0:
+                gevent.sleep(wait)
+            elif self.sent % YIELD_EVERY == 0:
+                gevent.sleep(0)
+            if control.draining:
+                return  # requests in flight finish; the driver's drain waits for them
+            queued = pool.full()
+            if queued:
+                pool.wait_available()
+                if control.draining:
+                    return
+            pool.spawn(user.send, user.next_item(), wall0 + offset, queued)
+            self.sent += 1
