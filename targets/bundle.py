@@ -37,6 +37,8 @@ class Bundle(Protocol):
     input_shape: tuple[int, ...]
     #: Wire encoding the served targets use unless told otherwise: "json" or "binary".
     default_encoding: str
+    # Optional, not a protocol member: ``uses_torch = False`` tells serve_batch that the
+    # bundle never touches torch (the null bundle), so it skips torch.inference_mode().
 
     def prepare(self) -> None:
         """Make the trained artefacts exist (train and cache at first use). Idempotent."""
@@ -63,6 +65,7 @@ class Bundle(Protocol):
 BUILTIN_BUNDLES: dict[str, str] = {
     "digits": "targets.bundles.digits:DigitsBundle",
     "vision": "targets.bundles.vision:VisionBundle",
+    "null": "targets.bundles.null:NullBundle",
 }
 
 
@@ -109,7 +112,13 @@ def compare_predictions(expected: list[Prediction], got: list[Prediction],
 
 
 def serve_batch(bundle: Bundle, batch: np.ndarray) -> list[Prediction]:
-    """The one code path every target uses: preprocess, predict, postprocess."""
+    """The one code path every target uses: preprocess, predict, postprocess.
+
+    Under ``torch.inference_mode()``, except for a bundle that sets ``uses_torch = False``
+    (the ``null`` calibration bundle): its path neither imports nor runs torch.
+    """
+    if not getattr(bundle, "uses_torch", True):
+        return bundle.postprocess(bundle.predict(bundle.preprocess(batch)))
     import torch
 
     with torch.inference_mode():

@@ -4,6 +4,7 @@ parity, and the same load for Locust's HTTP user."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from targets import codec
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 class HttpServedTarget(ServedTarget):
     #: How long the orchestrator's own requests may take (a Lambda cold start included).
     client_timeout_s = 30.0
+    #: ``GET`` here answers ``{"pid": ...}`` with 200 once the server is ready.
+    health_path = "/healthz"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -38,6 +41,16 @@ class HttpServedTarget(ServedTarget):
         if self._client is not None:
             self._client.close()
             self._client = None
+
+    def _serving_pid(self) -> int | None:
+        if self._client is None:
+            return None
+        try:
+            status, body = self._client.request("GET", self.health_path)
+            pid = json.loads(body).get("pid") if status == 200 else None
+        except (TargetError, ValueError, AttributeError):
+            return None
+        return pid if isinstance(pid, int) else None
 
     def request_with_headers(self, body: bytes, headers: dict[str, str]
                              ) -> tuple[int, bytes, dict[str, str]]:

@@ -11,7 +11,9 @@ import argparse
 import contextlib
 import ipaddress
 import os
+import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from targets import codec
@@ -89,6 +91,44 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
     warn_if_exposed(args.host)
     limits = codec.Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
     return ServerSetup(cpus, workers, torch_threads, limits)
+
+
+def fork_workers(count: int, serve_one: Callable[[], int]) -> int:
+    """Fork ``count`` workers, each running ``serve_one`` (its return is the exit code),
+    and supervise them; returns the exit code of the first worker to exit.
+
+    SIGTERM and SIGINT are forwarded to the workers. Any worker exiting ends the server:
+    a half-sized server would measure something else. Call it before anything starts
+    threads in this process.
+    """
+    children: list[int] = []
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = serve_one()
+            finally:
+                os._exit(code)
+        children.append(pid)
+
+    alive = set(children)
+
+    def forward(signum: int, frame: object) -> None:
+        for child in alive:  # only unreaped children: their PIDs cannot have been reused
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    pid, status = os.wait()
+    alive.discard(pid)
+    code = os.waitstatus_to_exitcode(status)
+    forward(signal.SIGTERM, None)
+    while alive:
+        pid, _ = os.wait()
+        alive.discard(pid)
+    return code
 
 
 def set_torch_threads(n: int) -> None:

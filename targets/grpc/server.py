@@ -16,7 +16,6 @@ keeps serving.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
@@ -25,7 +24,7 @@ from concurrent import futures
 from typing import Any
 
 from targets import codec
-from targets.serving import ServerSetup, prepare_server, set_torch_threads
+from targets.serving import ServerSetup, fork_workers, prepare_server, set_torch_threads
 from targets.serving import add_arguments as add_common_arguments
 
 #: Threads in each server's pool. As for Flask, the model is CPU-bound, so more threads
@@ -140,35 +139,7 @@ def serve(args: argparse.Namespace) -> int:
     if setup.workers == 1:
         return _serve_one(args, setup, reuse_port=False)
     # Several workers: fork them now, before gRPC or torch start threads in this process.
-    children: list[int] = []
-    for _ in range(setup.workers):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = _serve_one(args, setup, reuse_port=True)
-            finally:
-                os._exit(code)
-        children.append(pid)
-
-    alive = set(children)
-
-    def forward(signum: int, frame: object) -> None:
-        for child in alive:  # only unreaped children: their PIDs cannot have been reused
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    # Any worker exiting ends the server: a half-sized server would measure something else.
-    pid, status = os.wait()
-    alive.discard(pid)
-    code = os.waitstatus_to_exitcode(status)
-    forward(signal.SIGTERM, None)
-    while alive:
-        pid, _ = os.wait()
-        alive.discard(pid)
-    return code
+    return fork_workers(setup.workers, lambda: _serve_one(args, setup, reuse_port=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

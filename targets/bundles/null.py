@@ -1,0 +1,86 @@
+"""``null``: the calibration bundle. It answers a fixed prediction for every row, no model.
+
+Served by any target, it leaves only the cost of the deployment's serving path and of the
+load generator: a result near what a target reaches with ``null`` says the harness, not
+the model, was measured. Its requests have digits' shape (64 small whole numbers as
+float32, encoded the same way) so the bytes on the wire are alike, and its answer has ten
+classes like digits'. ``serve_batch`` never imports torch for it (``uses_torch = False``):
+predicting is building a list.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from targets.bundle import Prediction
+
+if TYPE_CHECKING:
+    from targets.bundle import Bundle
+
+SEED = 0
+N_EXAMPLES = 8
+CLASSES = 10
+#: Powers of two summing to exactly 1: every one is exact in float32 (gRPC's wire type)
+#: and in JSON, so parity between any two targets is exact, not within a tolerance.
+PROBABILITIES: tuple[float, ...] = (*(2.0 ** -k for k in range(1, CLASSES)), 2.0 ** -(CLASSES - 1))
+#: The answer for every row, whatever it holds: class 0, the most probable.
+ANSWER = Prediction(label=0, probabilities=PROBABILITIES)
+
+
+class NullBundle:
+    """The Bundle protocol with no model: each step passes the batch on untouched.
+
+    The protocol names torch tensors between the steps; here the "model input" and
+    "output" are the validated numpy batch itself, hence ``Any`` in those signatures.
+    """
+
+    name = "null"
+    description = "calibration: a fixed answer (class 0) for every row, no model, no torch"
+    input_shape: tuple[int, ...] = (64,)
+    default_encoding = "json"
+    #: Read by serve_batch: no torch.inference_mode() around this bundle's calls.
+    uses_torch = False
+
+    def prepare(self) -> None:
+        """Nothing to train or cache."""
+
+    def load(self) -> None:
+        """Nothing to load."""
+
+    def preprocess(self, batch: np.ndarray) -> Any:
+        return batch
+
+    def predict(self, inputs: Any) -> Any:
+        return inputs
+
+    def postprocess(self, outputs: Any) -> list[Prediction]:
+        return [ANSWER] * len(outputs)
+
+    def example_requests(self) -> list[np.ndarray]:
+        """Single rows (every served null target answers one prediction per request) of
+        whole numbers 0..16, as digits' pixels are: short to encode and to parse."""
+        rng = np.random.default_rng(SEED)
+        rows = rng.integers(0, 17, size=(N_EXAMPLES, 1, *self.input_shape)).astype(np.float32)
+        return [row.copy() for row in rows]
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_shape": list(self.input_shape),
+            "classes": CLASSES,
+            "parameters": 0,
+            "preprocessing": "none: the calibration bundle answers without a model",
+            "accuracy": None,
+            "sha256": None,
+            "examples": N_EXAMPLES,
+            "calibration": True,
+            "answer": {"label": ANSWER.label, "probabilities": list(ANSWER.probabilities)},
+        }
+
+
+if TYPE_CHECKING:
+    # mypy checks the class against the Bundle protocol here.
+    _conforms: Bundle = NullBundle()
