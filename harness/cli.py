@@ -111,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
          notes: list[str]) -> int:
+    from harness import calibrate
     from harness.console import ConsoleObserver
     from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
     from harness.pricing import load_prices
@@ -119,6 +120,10 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from reports.render import render_run_dir
 
     simulated = args.targets == ("fake",)
+    calibration, calibration_note = (None, None) if simulated else calibrate.load_for(
+        list(cpus.target), list(cpus.loadgen))
+    if calibration_note:
+        print(f"note: {calibration_note}", file=sys.stderr)
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
                    out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads, grpc_workers=args.grpc_workers,
@@ -126,7 +131,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},
-                   slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms))
+                   slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
+                   calibration=calibration, calibration_note=calibration_note)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
@@ -150,6 +156,72 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
 EXIT_INVALID = 4
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Measure the harness's ceiling per protocol against null targets, and keep it."""
+    from harness import calibrate
+    from harness.console import ConsoleObserver
+    from harness.cpus import plan_cpus
+    from harness.loadgen import LocustLoadGenerator
+    from harness.pricing import load_prices
+    from harness.results import choose_out_dir
+    from harness.runner import Runner, RunPlan
+    from reports.render import render_run_dir
+    from scenarios import catalogue
+
+    scenario = catalogue.load(args.scenario)
+    cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
+    if cpus.overlap:
+        raise UserError("calibration needs the load generator and the null target on "
+                        "separate CPUs (they overlap); pass --target-cpus/--loadgen-cpus")
+    out_dir, moved = choose_out_dir(
+        args.out or Path("results") / f"calibration-{dt.datetime.now():%Y%m%d-%H%M%S}")
+    if moved:
+        print(f"note: {moved}", file=sys.stderr)
+    names = tuple(f"null-{p}" for p in args.protocols)
+    plan = RunPlan(targets=names, bundle=calibrate.NULL_BUNDLE, scenario=scenario, cpus=cpus,
+                   out_dir=out_dir, notes=("calibration: null targets, no model",),
+                   prices=load_prices(None))
+    print(f"deploybench calibrate: {', '.join(names)} (at least "
+          f"~{scenario.estimated_s * len(names):.0f} s of load), {cpus.describe()}; "
+          f"results in {out_dir}", file=sys.stderr)
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus.loadgen)
+    try:
+        with ConsoleObserver() as observer:
+            run = Runner(plan, LocustLoadGenerator(), observer,
+                         target_factory=calibrate.make_null_target).run()
+    finally:
+        os.sched_setaffinity(0, allowed)
+    render_run_dir(out_dir, run)
+    saved = calibrate.save(run, out_dir, list(cpus.target), list(cpus.loadgen), args.save)
+    print(f"{'protocol':<10} {'ceiling req/s':>13} {'at users':>8} {'p50 @1 user':>11} "
+          f"{'loadgen CPU':>11} {'server CPU':>10}  limited by")
+    for protocol, c in calibrate.ceilings(run).items():
+        if "error" in c:
+            print(f"{protocol:<10} failed: {c['error']}")
+            continue
+        p50 = c["p50_ms_at_1_user"]
+        flag = "" if c["valid"] else "  [INVALID: " + "; ".join(c["reasons"]) + "]"
+        print(f"{protocol:<10} {c['rps']:>13,.0f} {c['users']:>8} "
+              f"{'-' if p50 is None else f'{p50:.3f} ms':>11} "
+              f"{c['loadgen_cpu_percent']:>10.0f}% {c['target_cpu_percent']:>9.0f}%  "
+              f"{c['limited_by']}{flag}")
+    print(f"\nsaved {saved}; `deploybench run` on these CPUs flags targets within 80% of "
+          f"these ceilings. Report: {out_dir / 'report.md'}")
+    return 0 if all(t["status"] == "ok" for t in run["targets"]) else 1
+
+
+def _protocols(text: str) -> tuple[str, ...]:
+    from harness.calibrate import PROTOCOLS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in PROTOCOLS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown protocol {bad[0] if bad else text!r}; "
+                                         f"choose from {', '.join(PROTOCOLS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def default_out(bundle: str) -> Path:
@@ -293,6 +365,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strict", action="store_true",
                      help=f"exit {EXIT_INVALID} when any stage is INVALID (for CI)")
     run.set_defaults(func=cmd_run)
+
+    cal = sub.add_parser("calibrate", help="measure the harness's own ceiling per protocol "
+                                           "against null targets (no model)")
+    cal.add_argument("--protocols", type=_protocols, default=("http", "grpc", "lambda",
+                                                              "inprocess"),
+                     help="comma-separated: http, grpc, lambda, inprocess (default: all)")
+    cal.add_argument("--scenario", default="calibrate",
+                     help="scenario name or YAML path (default: calibrate)")
+    cal.add_argument("--out", type=Path, default=None,
+                     help="result folder (default results/calibration-TIMESTAMP)")
+    cal.add_argument("--save", type=Path, default=None,
+                     help="where to keep the ceilings (default: the cache folder's "
+                          "calibration.json, which `run` reads)")
+    cal.add_argument("--target-cpus", type=parse_cpus, default=None,
+                     help="CPUs for the null targets (default: as `run`)")
+    cal.add_argument("--loadgen-cpus", type=parse_cpus, default=None,
+                     help="CPUs for the load generator (default: as `run`)")
+    cal.set_defaults(func=cmd_calibrate)
 
     report = sub.add_parser("report", help="re-render a run's reports from its run.json")
     report.add_argument("run_dir", type=Path)

@@ -287,6 +287,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
             f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
     recorder.closed = True  # answers arriving from here on were just counted as failures
     truncated = sum(window_start <= sent_at < window_end for sent_at in unanswered)
+    unsent = loop.unsent(window_start, window_end) if loop is not None else 0
     # Everything sent in the window is answered (or given up on): slow reads are safe.
     memory = meter.memory()
     tree_changed = meter.tree_changed()
@@ -317,6 +318,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         "warmup_complete": warmed,
         "truncated": truncated,
         "unanswered": len(unanswered),
+        "unsent": unsent,
         "target_cpu_s": target_cpu_s,
         "target_cpu_percent": 100.0 * target_cpu_s / (wall * ctx.target_cpus),
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,

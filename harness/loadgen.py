@@ -104,6 +104,8 @@ class RawStage:
     capacity_rps: float | None = None
     max_inflight: int | None = None
     late_tolerance_ms: float | None = None
+    #: Open loop: arrivals due in the window never sent before the stage ended.
+    unsent: int = 0
     #: Open loop: ms each request went out after its intended time; True where it waited
     #: for a free in-flight slot (empty in closed loop).
     send_delay_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -303,7 +305,7 @@ _STAGE_KEYS = (
     "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
     "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
     "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
-    "windows", "windows_kept", "stable", "instability",
+    "windows", "windows_kept", "stable", "instability", "unsent",
 )
 
 

@@ -66,6 +66,9 @@ class RunPlan:
     slo: dict[str, float] = field(default_factory=dict)
     #: The p99 objective (--slo, else the scenario's slo_p99_ms): sweeps stop past it.
     slo_p99_ms: float | None = None
+    #: The harness's ceilings on this machine (harness.calibrate), or why there are none.
+    calibration: dict[str, Any] | None = None
+    calibration_note: str | None = None
 
 
 class RunObserver(Protocol):
@@ -171,6 +174,8 @@ class Runner:
                 "trials": plan.trials,
                 "slo": plan.slo,
                 "slo_p99_ms": plan.slo_p99_ms,
+                "calibration": plan.calibration,
+                "calibration_note": plan.calibration_note,
             },
             "scenario": plan.scenario.to_json(),
             "prices": plan.prices,

@@ -81,13 +81,15 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
     error_rate = errors / requests if requests else 0.0
     open_loop = raw.mode == "open"
     tolerance = raw.late_tolerance_ms if open_loop else None
-    late = int(((delay > tolerance) & ~queued).sum()) if tolerance is not None else 0
+    # Arrivals never sent before the stage ended are the latest sends of all.
+    late = (int(((delay > tolerance) & ~queued).sum()) + raw.unsent
+            if tolerance is not None else 0)
     n_queued = int(queued.sum())
 
     def per_request_ms(cpu_s: float) -> float | None:
         return cpu_s * 1000.0 / requests if requests else None
 
-    why = reasons(requests=requests, ok_requests=n_ok, error_rate=error_rate,
+    why = reasons(requests=requests + raw.unsent, ok_requests=n_ok, error_rate=error_rate,
                   loadgen_cpu_percent=raw.loadgen_cpu_percent, stable=raw.stable,
                   instability=raw.instability, late=late, late_tolerance_ms=tolerance,
                   queued=n_queued, max_inflight=raw.max_inflight if open_loop else None,
@@ -140,6 +142,7 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
             "rate": raw.rate, "arrival": raw.arrival, "fraction": raw.fraction,
             "capacity_rps": raw.capacity_rps, "max_inflight": raw.max_inflight,
             "late_tolerance_ms": tolerance, "late": late, "queued": n_queued,
+            "unsent": raw.unsent,
             "send_delay_ms": summarize_latency(delay),
             # Latency from the actual send: what the target took, without the schedule's
             # debt. The gap between the two is coordinated omission made visible.

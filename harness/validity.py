@@ -141,7 +141,7 @@ def reasons(*, requests: int, ok_requests: int, error_rate: float,
                    f"have been the limit")
     if requests and late_tolerance_ms is not None and late / requests > rules.late_limit:
         out.append(f"load generator fell behind: {late / requests:.1%} of requests were sent "
-                   f"more than {late_tolerance_ms:g} ms after their intended time "
+                   f"more than {late_tolerance_ms:g} ms after their intended time, or never "
                    f"(> {rules.late_limit:.0%})")
     if requests and max_inflight is not None and queued / requests > rules.late_limit:
         out.append(f"offered rate not sustained: {queued / requests:.1%} of arrivals found "

@@ -12,6 +12,36 @@ from reports.schema import RunDoc
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
 CROSSCHECK_TOLERANCE = 0.05
+#: Which harness protocol each deployment is driven through (``deploybench calibrate``
+#: measures each one's ceiling).
+PROTOCOL_OF = {"inprocess": "inprocess", "flask": "http", "grpc": "grpc", "lambda": "lambda"}
+#: A target at or above this share of its protocol's ceiling is flagged.
+NEAR_CEILING = 0.80
+
+
+def near_ceiling(run: RunDoc) -> list[str]:
+    """Targets whose throughput came within 80% of their protocol's measured ceiling."""
+    calibration = run["metadata"].get("calibration")
+    if not calibration:
+        return []
+    out = []
+    for t in run["targets"]:
+        protocol = PROTOCOL_OF.get(t["name"], "")
+        ceiling = calibration.get("ceilings", {}).get(protocol, {})
+        limit = ceiling.get("rps")
+        near = [s for s in t["stages"] if limit and s["rps"] >= NEAR_CEILING * limit]
+        if not near:
+            continue
+        top = max(near, key=lambda s: s["rps"])
+        out.append(
+            f"{t['name']} reached {top['rps']:,.0f} req/s at {stage_load(top)}, "
+            f"{top['rps'] / limit:.0%} of the harness's own {protocol} ceiling on this "
+            f"machine ({limit:,.0f} req/s against a null target, limited by the "
+            f"{ceiling.get('limited_by')}; `deploybench calibrate` of "
+            f"{calibration.get('created_at')}): the harness, not the deployment, may be the "
+            "limit there. Compare deployments at lower load, or give the load generator "
+            "more CPUs.")
+    return out
 
 
 def warnings(run: RunDoc) -> list[str]:
@@ -28,6 +58,7 @@ def warnings(run: RunDoc) -> list[str]:
     if overlap:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
                    "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
+    out += near_ceiling(run)
     target_cpus = len(run["metadata"].get("target_cpus") or []) or 1
     for t in run["targets"]:
         shared = [s for s in t["stages"]

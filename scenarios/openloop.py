@@ -38,6 +38,7 @@ class OpenLoop:
         self.max_inflight = max_inflight
         self.seed = seed
         self.sent = 0
+        self.wall0: float | None = None
 
     def gaps(self) -> Any:
         rng = random.Random(self.seed)
@@ -49,6 +50,7 @@ class OpenLoop:
         control = user.control
         pool = gevent.pool.Pool(self.max_inflight)
         wall0, mono0 = time.time(), time.perf_counter()
+        self.wall0 = wall0
         offset = 0.0
         for gap in self.gaps():
             offset += gap
@@ -66,3 +68,20 @@ class OpenLoop:
                     return
             pool.spawn(user.send, user.next_item(), wall0 + offset, queued)
             self.sent += 1
+
+    def unsent(self, start: float, end: float) -> int:
+        """Arrivals due in [start, end) (wall clock) that were never sent: the load
+        generator fell so far behind that the stage ended first. They are late sends too."""
+        if self.wall0 is None:
+            return 0
+        due = sent = 0
+        offset = 0.0
+        for index, gap in enumerate(self.gaps()):
+            offset += gap
+            at = self.wall0 + offset
+            if at >= end:
+                break
+            if at >= start:
+                due += 1
+                sent += index < self.sent
+        return due - sent

@@ -1,0 +1,142 @@
+"""Numbers you can trust, checked against controlled targets: the null HTTP server with a
+known service time, one that freezes for a second, and a load generator asked for more
+than it can do. Real servers on loopback, real Locust in its own process."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cpus import CpuPlan
+from harness.loadgen import LoadJob, LocustLoadGenerator
+from harness.stats import summarize_stage
+from harness.validity import Rules
+from scenarios.catalogue import Scenario
+from targets.nullhttp.target import NullHttpTarget
+
+pytestmark = pytest.mark.integration
+
+
+def scenario(**over: Any) -> Scenario:
+    base: dict[str, Any] = dict(name="it", description="", concurrency=(), warmup_s=0.5,
+                                stability_windows=1, max_windows=1, window_s=2.0,
+                                cooldown_s=0.2, drain_timeout_s=10.0, sha256="", path="")
+    base.update(over)
+    return Scenario(**base)
+
+
+def measure(target: NullHttpTarget, sc: Scenario, tmp_path: Path) -> list[Any]:
+    loadgen = sorted(set(os.sched_getaffinity(0)) - set(target.cpus)) or [0]
+    job = LoadJob(target=target.name, spec=target.load_spec(target.examples()), scenario=sc,
+                  loadgen_cpus=loadgen, work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
+    result = LocustLoadGenerator().run(job, lambda e: None)
+    assert result.error is None
+    return [summarize_stage(raw, Rules()) for raw in result.stages]
+
+
+@pytest.fixture
+def examples() -> Any:
+    from targets.bundle import get_bundle
+
+    return get_bundle("null").example_requests()
+
+
+def start(cpus: CpuPlan, examples: Any, **kwargs: Any) -> NullHttpTarget:
+    target = NullHttpTarget("null", list(cpus.target), "json", **kwargs)
+    target.examples = lambda: examples  # type: ignore[attr-defined]
+    return target
+
+
+def test_fixed_service_time_is_reported_within_5_percent(
+        cpus: CpuPlan, examples: Any, tmp_path: Path) -> None:
+    sc = scenario(concurrency=(8,))
+    with start(cpus, examples) as null:
+        [base] = measure(null, sc, tmp_path / "null")
+    with start(cpus, examples, delay_ms=20.0) as slow:
+        [stage] = measure(slow, sc, tmp_path / "slow")
+        # The service time as the server itself held it: asyncio's timers fire up to a
+        # millisecond after 20 ms, so that is the known figure (the load generator cannot
+        # see it).
+        status, body = slow._client.request("GET", "/stats")  # type: ignore[union-attr]
+    assert status == 200
+    held_ms = json.loads(body)["held_ms_p50"]
+    assert 20.0 <= held_ms < 22.0
+    assert base["latency_ms"] is not None
+    assert stage["latency_ms"] is not None
+    expected = held_ms + base["latency_ms"]["p50"]
+    assert stage["latency_ms"]["p50"] == pytest.approx(expected, rel=0.05)
+    assert stage["errors"] == 0
+
+
+def test_a_one_second_stall_shows_in_open_loop_p99(
+        cpus: CpuPlan, examples: Any, tmp_path: Path) -> None:
+    # 200 requests/s, Poisson; the server freezes for 1 s about 1.5 s into the load, well
+    # inside the 4 s window. A closed loop would send ~nothing during the freeze and
+    # report p99 in milliseconds (Locust's own figure); counted from each request's
+    # intended send time, a fifth of the window's requests waited up to a second.
+    sc = scenario(rate=(200.0,), window_s=4.0)
+    with start(cpus, examples, stall_after_s=1.5, stall_s=1.0) as stalled:
+        [stage] = measure(stalled, sc, tmp_path)
+    assert stage["mode"] == "open"
+    lat = stage["latency_ms"]
+    assert lat is not None
+    assert lat["p99"] >= 800.0, lat
+    assert lat["p50"] < 50.0, lat  # the rest of the window is fast
+    service = stage["open_loop"]["service_latency_ms"]
+    assert service is not None
+    assert service["p99"] >= 800.0  # requests sent during the freeze waited too
+    assert stage["errors"] == 0
+    assert stage["open_loop"]["queued"] == 0  # 256 slots: the schedule was kept
+
+
+def test_a_starved_load_generator_is_invalid(cpus: CpuPlan, examples: Any,
+                                             tmp_path: Path) -> None:
+    # Far more than one Locust core can send (~9k/s against this server): the schedule
+    # slips and the load generator's core is saturated, and the stage says so.
+    sc = scenario(rate=(40_000.0,), window_s=2.0)
+    with start(cpus, examples) as null:
+        [stage] = measure(null, sc, tmp_path)
+    assert not stage["valid"]
+    reasons = " | ".join(stage["reasons"])
+    assert "load generator fell behind" in reasons
+    assert "load generator CPU" in reasons
+
+
+def test_closed_loop_stability_windows_on_a_real_target(
+        cpus: CpuPlan, examples: Any, tmp_path: Path) -> None:
+    sc = scenario(concurrency=(2,), window_s=1.0, stability_windows=3, max_windows=6,
+                  stability_tolerance=0.5)
+    with start(cpus, examples, delay_ms=2.0) as target:
+        [stage] = measure(target, sc, tmp_path)
+    assert 3 <= len(stage["windows"]) <= 6
+    assert stage["windows_kept"] == 3
+    assert stage["duration_s"] == pytest.approx(3.0, abs=0.1)
+    if stage["stable"]:
+        assert stage["valid"], stage["reasons"]
+
+
+def test_calibrate_measures_and_saves_each_protocols_ceiling(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.cli import main
+
+    tiny = tmp_path / "tiny.yaml"
+    tiny.write_text("concurrency: [1, 8]\nwarmup_s: 0.3\nwindow_s: 1.0\nstability_windows: 1\n"
+                    "max_windows: 1\ncooldown_s: 0.1\ndrain_timeout_s: 5\n")
+    saved = tmp_path / "calibration.json"
+    code = main(["calibrate", "--protocols", "http,grpc", "--scenario", str(tiny),
+                 "--out", str(tmp_path / "cal"), "--save", str(saved)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "http " in out
+    assert "grpc " in out
+    doc = json.loads(saved.read_text())
+    for protocol in ("http", "grpc"):
+        ceiling = doc["ceilings"][protocol]
+        assert ceiling["rps"] > 500, ceiling
+        assert ceiling["users"] in (1, 8)
+        assert 0 < ceiling["p50_ms_at_1_user"] < 20
+    assert (tmp_path / "cal" / "report.md").exists()
