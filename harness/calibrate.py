@@ -92,7 +92,8 @@ def ceilings(run: RunDoc) -> dict[str, dict[str, Any]]:
         # point here, not a fault. Stages with failures do not count.
         clean = [s for s in stages if s["errors"] == 0] or stages
         best = max(clean, key=lambda s: s["rps"])
-        first = min(stages, key=lambda s: s["concurrency"] or 0)
+        closed = [s for s in stages if s["concurrency"] is not None] or stages
+        first = min(closed, key=lambda s: s["concurrency"] or 0)
         loadgen = best["loadgen_cpu_percent"] or 0.0
         server = best["target_cpu_percent"] or 0.0
         busy = [name for name, cpu in (("load generator", loadgen), ("null server", server))

@@ -52,10 +52,15 @@ class ConsoleObserver:
         elif event.get("event") == "stage":
             phase = event.get("phase", "")
             users = event.get("concurrency")
-            label = f"{phase} at {users} users"
+            load = f"{users} users" if users is not None else f"{event.get('rate', 0):,.0f}/s"
+            label = f"{phase} at {load}"
+            if phase == "measure" and event.get("window"):
+                label += f" (window {event['window']}, at most {event.get('of')})"
             if phase == "done":
                 self.progress.advance(task)
-                label = f"{users} users: {event.get('requests', 0)} requests"
+                label = f"{load}: {event.get('requests', 0)} requests"
+                if event.get("stable") is False:
+                    label += " [unstable]"
             self.progress.update(task, phase=label)
 
     def target_finished(self, result: TargetResult) -> None:

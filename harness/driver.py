@@ -24,6 +24,9 @@ from typing import Any
 
 #: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
 CROSS_CHECK_PERCENTILES = (0.5, 0.99)
+#: Samples before a window's first new one that are scanned too (an answer recorded a
+#: moment before the edge but stamped after it).
+SCAN_OVERLAP = 256
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
 EXIT_PARITY = 3
@@ -162,8 +165,8 @@ def _run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> No
     if program["fractions"]:
         found = capacity(closed, program.get("slo_p99_ms"), program["max_error_rate"])
         if found is None:
-            raise StageError("no closed-loop stage met the SLO and error bound, so there is "
-                             "no capacity to take rate_fractions of")
+            raise StageError("no VALID closed-loop stage met the SLO and error bound, so "
+                             "there is no capacity to take rate_fractions of")
         for fraction in program["fractions"]:
             stages.open(fraction * found["rps"], trial, fraction=fraction,
                         capacity=found["rps"])
@@ -179,6 +182,7 @@ class StageRunner:
         self.target_cpus = target_cpus
         self.timing = timing
         self.results: list[dict[str, Any]] = []
+        self.open_stages: dict[int, int] = {}
 
     def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
@@ -187,8 +191,11 @@ class StageRunner:
         from scenarios.openloop import OpenLoop
 
         t = self.timing
+        # The same schedule for the same open stage of every target and run: the seed
+        # follows the stage's place among the trial's open-loop stages.
         loop = OpenLoop(rate, t["arrival"], t["max_inflight"],
-                        seed=t["seed"] + len(self.results))
+                        seed=t["seed"] + 1000 * trial + self.open_stages.get(trial, 0))
+        self.open_stages[trial] = self.open_stages.get(trial, 0) + 1
         return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
                                             "arrival": t["arrival"], **extra})
 
@@ -211,7 +218,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     import gevent
     import numpy as np
 
-    from harness.validity import describe_instability, measure_window, settled
+    from harness.validity import Rules, describe_instability, measure_window, reasons, settled
 
     env, runner, control, recorder, meter = (ctx.env, ctx.runner, ctx.control, ctx.recorder,
                                              ctx.meter)
@@ -252,7 +259,12 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     locust_windows: list[dict[str, Any]] = []
     windows: list[Any] = []
     count, tolerance = t["stability_windows"], t["stability_tolerance"]
+    # Open loop: the schedule sets the throughput, so only latency must settle.
+    check_rps = loop is None
     stable = False
+    # Samples are appended as answers arrive, so a window's completions are among those
+    # appended since the previous edge (and a few just before it): scan only those.
+    cursor = len(recorder)
     while True:
         emit("stage", phase="measure", window=len(windows) + 1, of=t["max_windows"], **where)
         gevent.sleep(max(0.0, edges[-1] + t["window_s"] - time.time()))
@@ -260,11 +272,14 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         cpu.append(meter.cpu())
         locust_windows.append(env.stats.total.serialize())
         env.stats.reset_all()
+        begin = max(0, cursor - SCAN_OVERLAP)
+        cursor = len(recorder)
         windows.append(measure_window(
-            np.frombuffer(recorder.start_s, dtype=np.float64),
-            np.frombuffer(recorder.latency_ms, dtype=np.float64),
-            np.frombuffer(recorder.ok, dtype=np.int8).astype(bool), edges[-2], edges[-1]))
-        if settled(windows, count, tolerance):
+            np.frombuffer(recorder.start_s, dtype=np.float64)[begin:cursor],
+            np.frombuffer(recorder.latency_ms, dtype=np.float64)[begin:cursor],
+            np.frombuffer(recorder.ok, dtype=np.int8)[begin:cursor].astype(bool),
+            edges[-2], edges[-1]))
+        if settled(windows, count, tolerance, check_rps):
             stable = True
             break
         if len(windows) >= t["max_windows"]:
@@ -291,6 +306,8 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     # Everything sent in the window is answered (or given up on): slow reads are safe.
     memory = meter.memory()
     tree_changed = meter.tree_changed()
+    if loop is not None:
+        loop.stop()
     runner.stop()
     control.open_loop = None
 
@@ -301,6 +318,16 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
                             np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
                             window_start, window_end)
     wall = window_end - window_start
+    loadgen_percent = 100.0 * (cpu_after.loadgen_s - cpu_before.loadgen_s) / wall
+    # The verdict's closed-loop rules, so a sweep's capacity comes from a VALID stage
+    # (the report recomputes the full verdict from the samples).
+    rules = Rules(max_error_rate=t["max_error_rate"])
+    figures["valid"] = not reasons(
+        requests=figures["requests"], ok_requests=figures["ok_requests"],
+        error_rate=figures["error_rate"], loadgen_cpu_percent=loadgen_percent, stable=stable,
+        instability=None, late=0, late_tolerance_ms=None, queued=0, max_inflight=None,
+        warmup_complete=warmed, rules=rules)
+    figures["loadgen_busy"] = loadgen_percent > rules.loadgen_cpu_limit_percent
     target_cpu_s = cpu_after.target_since(cpu_before)
     samples_name = f"stage-{index}.npz"
     _save_samples(ctx.out_dir / samples_name, recorder)
@@ -324,7 +351,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.
-        "loadgen_cpu_percent": 100.0 * (cpu_after.loadgen_s - cpu_before.loadgen_s) / wall,
+        "loadgen_cpu_percent": loadgen_percent,
         "target_rss_mb": memory.rss_mb,
         "target_pss_mb": memory.pss_mb,
         "target_peak_rss_mb": memory.peak_rss_mb,

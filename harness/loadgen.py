@@ -132,10 +132,17 @@ class RawStage:
         n = len(self.ok)
         return self.queued if len(self.queued) == n else np.zeros(n, dtype=bool)
 
+    @property
+    def measure_start(self) -> float:
+        """When the first measurement window opened (the warm-up's end)."""
+        return float(self.windows[0]["start"]) if self.windows else self.window_start
+
     def phases(self) -> np.ndarray:
-        """Each sample's phase by send time: warmup, measure or cooldown."""
+        """Each sample's phase by send time: warmup, discarded (a measurement window
+        before the ones that agreed), measure or cooldown."""
         out = np.full(len(self.start_s), "measure", dtype=object)
-        out[self.start_s < self.window_start] = "warmup"
+        out[self.start_s < self.window_start] = "discarded"
+        out[self.start_s < self.measure_start] = "warmup"
         out[self.start_s >= self.window_end] = "cooldown"
         return out
 
@@ -164,7 +171,8 @@ def _timing(scenario: Scenario) -> dict[str, Any]:
             "stability_tolerance": scenario.stability_tolerance,
             "max_windows": scenario.max_windows, "arrival": scenario.arrival,
             "max_inflight": scenario.max_inflight,
-            "late_tolerance_ms": scenario.late_tolerance_ms, "seed": scenario.seed}
+            "late_tolerance_ms": scenario.late_tolerance_ms, "seed": scenario.seed,
+            "max_error_rate": scenario.max_error_rate}
 
 
 def _program(job: LoadJob) -> dict[str, Any]:
@@ -367,7 +375,8 @@ class SimulatedLoadGenerator:
                            round(rate * m * scenario.window_s), rate * m, latency_ms * m)
                 windows.append(w)
                 start = w.end
-                if settled(windows, scenario.stability_windows, scenario.stability_tolerance):
+                if settled(windows, scenario.stability_windows, scenario.stability_tolerance,
+                           check_rps=users is not None):
                     stable = True
                     break
                 if len(windows) >= scenario.max_windows:
@@ -406,7 +415,7 @@ class SimulatedLoadGenerator:
 
         def figures(raw: RawStage) -> dict[str, Any]:
             return {"rps": float(raw.locust["rps"]), "p99_ms": float(raw.latency_ms[0]),
-                    "error_rate": 0.0}
+                    "error_rate": 0.0, "valid": raw.stable}
 
         for trial in range(job.trials):
             closed = [figures(stage(n, None, trial)) for n in program["levels"]]

@@ -54,7 +54,9 @@ class SampleRecorder:
             return
         intended = context.get("intended") if context else None
         if intended is not None:
-            delay_ms = (start_time - intended) * 1000.0
+            # Never negative: the schedule and Locust's stamp are two readings of the
+            # clock, and a request is never sent before it is due.
+            delay_ms = max(0.0, (start_time - intended) * 1000.0)
             start_time = intended
             response_time += delay_ms
             self.send_delay_ms.append(delay_ms)

@@ -53,6 +53,12 @@ def summarize_latency(latency_ms: np.ndarray) -> LatencySummary | None:
     return summary
 
 
+def _completed_rps(raw: RawStage) -> float | None:
+    kept = raw.windows[-raw.windows_kept:] if raw.windows else []
+    span = sum(w["end"] - w["start"] for w in kept)
+    return sum(w["completed"] for w in kept) / span if span > 0 else None
+
+
 def window_mask(raw: RawStage) -> np.ndarray:
     """Requests *sent* inside the measurement window.
 
@@ -77,19 +83,18 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
     # Unanswered requests are failed samples too, so they count here and in errors.
     requests = int(in_window.sum())
     errors = requests - n_ok
-    warmup = int((raw.start_s < raw.window_start).sum())
+    warmup = int((raw.start_s < raw.measure_start).sum())
     error_rate = errors / requests if requests else 0.0
     open_loop = raw.mode == "open"
     tolerance = raw.late_tolerance_ms if open_loop else None
-    # Arrivals never sent before the stage ended are the latest sends of all.
-    late = (int(((delay > tolerance) & ~queued).sum()) + raw.unsent
-            if tolerance is not None else 0)
+    late = int(((delay > tolerance) & ~queued).sum()) if tolerance is not None else 0
     n_queued = int(queued.sum())
 
     def per_request_ms(cpu_s: float) -> float | None:
         return cpu_s * 1000.0 / requests if requests else None
 
-    why = reasons(requests=requests + raw.unsent, ok_requests=n_ok, error_rate=error_rate,
+    why = reasons(requests=requests, ok_requests=n_ok, unsent=raw.unsent,
+                  error_rate=error_rate,
                   loadgen_cpu_percent=raw.loadgen_cpu_percent, stable=raw.stable,
                   instability=raw.instability, late=late, late_tolerance_ms=tolerance,
                   queued=n_queued, max_inflight=raw.max_inflight if open_loop else None,
@@ -143,6 +148,9 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
             "capacity_rps": raw.capacity_rps, "max_inflight": raw.max_inflight,
             "late_tolerance_ms": tolerance, "late": late, "queued": n_queued,
             "unsent": raw.unsent,
+            # Answers per second as they arrived in the kept windows: in overload the
+            # requests *due* in the window are answered later, so req/s lags this.
+            "completed_rps": _completed_rps(raw),
             "send_delay_ms": summarize_latency(delay),
             # Latency from the actual send: what the target took, without the schedule's
             # debt. The gap between the two is coordinated omission made visible.

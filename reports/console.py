@@ -33,5 +33,7 @@ def print_run(run: RunDoc, console: Console | None = None) -> None:
         console.print(table)
     for item in document.summary_items(run):
         console.print(f"- {_plain(item)}")
+    for item in document.validity_items(run):
+        console.print(f"[bold red]INVALID[/bold red] {_plain(item)}")
     for warning in findings.warnings(run):
         console.print(f"[yellow]warning:[/yellow] {_plain(warning)}")

@@ -28,8 +28,12 @@ def near_ceiling(run: RunDoc) -> list[str]:
     for t in run["targets"]:
         protocol = PROTOCOL_OF.get(t["name"], "")
         ceiling = calibration.get("ceilings", {}).get(protocol, {})
-        limit = ceiling.get("rps")
-        near = [s for s in t["stages"] if limit and s["rps"] >= NEAR_CEILING * limit]
+        # Only a real ceiling: a side was saturated, and the stage was otherwise VALID.
+        saturated = "saturated" not in str(ceiling.get("limited_by", "saturated"))
+        limit = ceiling.get("rps") if saturated and ceiling.get("valid", True) else None
+        if not limit:
+            continue
+        near = [s for s in t["stages"] if s["rps"] >= NEAR_CEILING * limit]
         if not near:
             continue
         top = max(near, key=lambda s: s["rps"])
@@ -64,7 +68,8 @@ def warnings(run: RunDoc) -> list[str]:
         shared = [s for s in t["stages"]
                   if (s.get("platform") or {}).get("environments_max", 0) > target_cpus]
         if shared:
-            fair = min(t["stages"], key=lambda s: s["concurrency"] or 0).get("platform") or {}
+            closed = [s for s in t["stages"] if s["concurrency"] is not None] or t["stages"]
+            fair = min(closed, key=lambda s: s["concurrency"] or 0).get("platform") or {}
             fair_cost = (fair.get("cost_per_million_usd") or {}).get("x86_64")
             out.append(
                 f"{t['name']}: at {', '.join(stage_load(s) for s in shared)} "

@@ -6,13 +6,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from reports.format import fmt_ms, fmt_num
+from reports.format import fmt_ms, fmt_num, stage_load
 from reports.schema import RunDoc, TargetResult
 
 if TYPE_CHECKING:
     from reports.document import Table
 
-PLATFORM_HEADERS = ("users", "invocations", "cold", "throttled", "new envs in warm-up",
+PLATFORM_HEADERS = ("load", "invocations", "cold", "throttled", "new envs in warm-up",
                     "init p50 ms", "init CPU p50 ms", "warm duration p50 ms",
                     "warm duration p99 ms", "max memory used MB", "billed GB-s",
                     "window $/1M x86_64", "window $/1M arm64")
@@ -37,7 +37,7 @@ def platform_table(target: TargetResult) -> Table | None:
         init = p.get("init_ms") or scale.get("init_ms")
         init_cpu = p.get("init_cpu_ms") or scale.get("init_cpu_ms")
         rows.append((
-            str(s["concurrency"]), str(p["invocations"]), str(p["cold"]), str(p["throttled"]),
+            stage_load(s), str(p["invocations"]), str(p["cold"]), str(p["throttled"]),
             str(scale.get("cold_starts", "-")),
             fmt_ms(_get(init, "p50")), fmt_ms(_get(init_cpu, "p50")),
             fmt_ms(_get(p.get("duration_warm_ms"), "p50")),

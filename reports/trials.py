@@ -10,10 +10,13 @@ are not independent of each other). With few trials:
   interval needs at least 6 trials to reach 95% at all, so the t interval is the honest
   choice for the 3-5 trials a benchmark can afford; it assumes the trial means are roughly
   normal.
+  The report prints it next to the mean it is centred on, with the median beside.
 * **Significance**: Welch's two-sample t-test (``scipy.stats.ttest_ind(equal_var=False)``)
-  on two targets' per-trial throughput at the same load, two-sided, at the 5% level. Below
-  that the report calls the difference a tie. (A Mann-Whitney U test cannot reach p < 0.05
-  with 3 trials a side, so it would call everything a tie.)
+  on two targets' per-trial figures at the same load, two-sided, at the 5% level: throughput
+  for closed-loop stages, p99 latency for open-loop ones (their throughput is the offered
+  rate). Only VALID trials count. Above 5% the report calls the difference a tie. (A
+  Mann-Whitney U test cannot reach p < 0.05 with 3 trials a side, so it would call
+  everything a tie.)
 """
 
 from __future__ import annotations
@@ -63,26 +66,26 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided p-value of Welch's t-test; None when it cannot be computed."""
     from scipy import stats
 
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if np.std(a) == 0 and np.std(b) == 0:
-        return 0.0 if np.mean(a) != np.mean(b) else 1.0
+    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
+        return None  # nothing to test: too few trials, or no variation at all
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
 
 
-def level_key(stage: StageResult) -> tuple[str, float]:
-    """Which stages are repetitions of each other: same users, or same share of capacity
-    (or same rate)."""
+def level_key(stage: StageResult) -> tuple[str, float, bool]:
+    """Which stages are repetitions of each other: same users (a sweep's steps apart from
+    the fixed levels), or same share of capacity (or same rate)."""
     if stage.get("mode") == "open":
         ol = stage.get("open_loop") or {}
         fraction = ol.get("fraction")
-        return ("fraction", float(fraction)) if fraction else ("rate", float(ol.get("rate", 0)))
-    return ("users", float(stage["concurrency"] or 0))
+        if fraction:
+            return ("fraction", float(fraction), False)
+        return ("rate", float(ol.get("rate", 0)), False)
+    return ("users", float(stage["concurrency"] or 0), bool(stage.get("sweep")))
 
 
-def groups(target: TargetResult) -> dict[tuple[str, float], list[StageResult]]:
-    out: dict[tuple[str, float], list[StageResult]] = {}
+def groups(target: TargetResult) -> dict[tuple[str, float, bool], list[StageResult]]:
+    out: dict[tuple[str, float, bool], list[StageResult]] = {}
     for s in target["stages"]:
         out.setdefault(level_key(s), []).append(s)
     return out
@@ -107,9 +110,9 @@ def summary_rows(run: RunDoc) -> list[tuple[str, ...]]:
             p99s = [v for s in stages if (v := _p(s, "p99")) is not None]
             p99 = estimate(p99s) if p99s else None
             valid = sum(1 for s in stages if s.get("valid", True))
-            ci = (f"{fmt_rps(rps.low)}-{fmt_rps(rps.high)}" if rps.half_width is not None
-                  else "-")
-            p99_ci = (f"{fmt_ms(p99.low)}-{fmt_ms(p99.high)}"
+            ci = (f"{fmt_rps(rps.mean)} ± {fmt_rps(rps.half_width)}"
+                  if rps.half_width is not None else "-")
+            p99_ci = (f"{fmt_ms(p99.mean)} ± {fmt_ms(p99.half_width)}"
                       if p99 is not None and p99.half_width is not None else "-")
             rows.append((t["name"], stage_load(stages[0]), str(rps.n), fmt_rps(rps.median),
                          ci, fmt_ms(p99.median if p99 else None), p99_ci,
@@ -119,42 +122,57 @@ def summary_rows(run: RunDoc) -> list[tuple[str, ...]]:
 
 def comparisons(run: RunDoc) -> list[str]:
     """At each load every measured target shares: the fastest against each other one."""
-    from reports.format import fmt_rps
+    from reports.format import fmt_ms, fmt_rps
 
     by_target = {t["name"]: groups(t) for t in run["targets"] if t["status"] == "ok"}
-    keys: list[tuple[str, float]] = []
+    keys: list[tuple[str, float, bool]] = []
     for g in by_target.values():
         keys.extend(k for k in g if k not in keys)
     out = []
     for key in keys:
-        present = {name: [s["rps"] for s in g[key]] for name, g in by_target.items()
-                   if key in g}
+        # Closed loop: throughput, higher is better. Open loop: the offered rate sets the
+        # throughput, so p99 latency, lower is better. VALID trials only.
+        closed = key[0] == "users"
+        present: dict[str, list[float]] = {}
+        for name, g in by_target.items():
+            values = [s["rps"] if closed else _p(s, "p99") for s in g.get(key, [])
+                      if s.get("valid", True)]
+            if any(v is not None for v in values) or key in g:
+                present[name] = [float(v) for v in values if v is not None]
         if len(present) < 2:
             continue
-        ranked = sorted(present, key=lambda n: float(np.median(present[n])), reverse=True)
+        ranked = sorted(present, key=lambda n: float(np.median(present[n]))
+                        if present[n] else (-np.inf if closed else np.inf), reverse=closed)
         best = ranked[0]
         label = stage_load(by_target[best][key][0])
+        unit, fmt = ("req/s", fmt_rps) if closed else ("ms p99", fmt_ms)
+        better = "faster" if closed else "lower p99"
         for other in ranked[1:]:
             a, b = present[best], present[other]
+            if not a or not b:
+                out.append(f"At {label}: {best} vs {other}: no VALID trials to compare on "
+                           f"one side")
+                continue
             p = welch_p(a, b)
-            ma, mb = float(np.median(a)), float(np.median(b))
             if p is None:
-                verdict = "too few trials to test"
+                verdict = "cannot be tested (fewer than 2 VALID trials, or no variation)"
             elif p < ALPHA:
-                verdict = f"{best} is faster (Welch's t-test p = {p:.2g})"
+                verdict = f"{best} is {better} (Welch's t-test p = {p:.2g})"
             else:
                 verdict = f"a tie: not significant at 5% (Welch's t-test p = {p:.2g})"
-            out.append(f"At {label}: {best} {fmt_rps(ma)} vs {other} {fmt_rps(mb)} req/s "
-                       f"(medians of {len(a)} and {len(b)} trials): {verdict}")
+            out.append(f"At {label}: {best} {fmt(float(np.median(a)))} vs {other} "
+                       f"{fmt(float(np.median(b)))} {unit} (medians of {len(a)} and {len(b)} "
+                       f"VALID trials): {verdict}")
     return out
 
 
-TRIAL_HEADERS = ("target", "load", "trials", "median req/s", "95% CI req/s", "median p99 ms",
-                 "95% CI p99 ms", "valid")
+TRIAL_HEADERS = ("target", "load", "trials", "median req/s", "mean ± 95% CI req/s",
+                 "median p99 ms", "mean ± 95% CI p99 ms", "valid")
 
 
 def describe_method() -> str:
     return ("Trials: every stage was run N times in turn (all levels once, then again); "
-            "tables give the median over trials and a 95% Student-t confidence interval of "
-            "the mean; two targets differ only when Welch's t-test on their per-trial "
-            "throughput gives p < 0.05, otherwise they are called a tie.")
+            "tables give the median over trials and the mean with its 95% Student-t "
+            "confidence interval; two targets differ only when Welch's t-test on their "
+            "VALID trials (throughput in closed loop, p99 in open loop) gives p < 0.05, "
+            "otherwise they are called a tie.")

@@ -13,7 +13,12 @@ wrk2 does, so a stall shows up in every request scheduled during it.
 Two things can make a request go out late, and they are told apart: the load generator
 itself was busy (its CPU, the event loop: the stage is INVALID above 1% of requests,
 "load generator fell behind"), or every in-flight slot was taken by requests the target
-had not answered yet (``queued``: the target cannot carry the offered rate).
+had not answered yet (``queued``: the target cannot carry the offered rate). An arrival
+that found the slots full waits, and so does every arrival due before that wait ended:
+the whole backlog is ``queued``, not blamed on the load generator.
+
+The schedule is kept on one clock (``perf_counter``) and converted to wall-clock time
+once, as Locust stamps sends with ``time.time()``; no request is sent before it is due.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class OpenLoop:
         self.seed = seed
         self.sent = 0
         self.wall0: float | None = None
+        self.pool: gevent.pool.Pool | None = None
 
     def gaps(self) -> Any:
         rng = random.Random(self.seed)
@@ -48,26 +54,37 @@ class OpenLoop:
     def drive(self, user: Any) -> None:
         """Send ``user``'s requests on the schedule until the stage drains."""
         control = user.control
-        pool = gevent.pool.Pool(self.max_inflight)
+        pool = self.pool = gevent.pool.Pool(self.max_inflight)
         wall0, mono0 = time.time(), time.perf_counter()
         self.wall0 = wall0
         offset = 0.0
+        backlog_until = -1.0  # offsets due before this waited for a slot
         for gap in self.gaps():
             offset += gap
-            wait = mono0 + offset - time.perf_counter()
-            if wait > 0:
-                gevent.sleep(wait)
-            elif self.sent % YIELD_EVERY == 0:
+            due = mono0 + offset
+            wait = due - time.perf_counter()
+            if wait <= 0 and self.sent % YIELD_EVERY == 0:
                 gevent.sleep(0)
+            while wait > 0:  # a timer may fire a little early: never send before due
+                gevent.sleep(wait)
+                wait = due - time.perf_counter()
             if control.draining:
                 return  # requests in flight finish; the driver's drain waits for them
-            queued = pool.full()
-            if queued:
+            queued = offset < backlog_until
+            if pool.full():
                 pool.wait_available()
+                queued = True
+                backlog_until = time.perf_counter() - mono0
                 if control.draining:
                     return
             pool.spawn(user.send, user.next_item(), wall0 + offset, queued)
             self.sent += 1
+
+    def stop(self) -> None:
+        """Kill requests still in flight (after the drain gave up on them), so none
+        finishes during the next stage."""
+        if self.pool is not None:
+            self.pool.kill(block=True, timeout=5)
 
     def unsent(self, start: float, end: float) -> int:
         """Arrivals due in [start, end) (wall clock) that were never sent: the load

@@ -64,8 +64,9 @@ def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]]
         "abstract": False, "host": spec["url"], "path": spec.get("path", "/predict"),
         "payloads": payloads, "control": control, "_ids": itertools.count(),
         "cold_header": spec.get("cold_header"),
-        # Connections this user may open: one at a time in closed loop; up to the open
-        # loop's requests in flight when it is a stage's single open-loop user.
+        # Connections this user may open, as it needs them (the pool is filled lazily): a
+        # closed-loop user uses one; a stage's single open-loop user one per request in
+        # flight, up to max_inflight.
         "concurrency": int(spec.get("max_inflight", 1)),
     }
     return type("HttpPredict", (HttpPredictUser,), attrs)

@@ -64,3 +64,10 @@ def test_targets_near_the_ceiling_are_flagged() -> None:
                               "own http ceiling")
     run["targets"][0]["stages"] = [stage(4, 7100, 95, 60)]  # 79%
     assert near_ceiling(run) == []
+
+
+def test_a_latency_bound_calibration_is_no_ceiling() -> None:
+    run: Any = {"metadata": {"calibration": {"created_at": "then", "ceilings": {
+        "grpc": {"rps": 1000.0, "limited_by": "neither side saturated (latency-bound)"}}}},
+        "targets": [{"name": "grpc", "stages": [stage(4, 950, 50, 50)]}]}
+    assert near_ceiling(run) == []

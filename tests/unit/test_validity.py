@@ -87,6 +87,7 @@ def test_each_rule_gives_its_reason() -> None:
     assert base_reasons(error_rate=0.02, rules=Rules(max_error_rate=0.05)) == []
     assert "warm-up incomplete" in base_reasons(warmup_complete=False)[0]
     assert base_reasons(ok_requests=0) == ["no successful requests in the measurement window"]
+    assert "3 arrivals due in the window were never sent" in base_reasons(unsent=3)[0]
 
 
 def test_sweep_stops_by_model_analyzers_rule() -> None:
@@ -96,7 +97,7 @@ def test_sweep_stops_by_model_analyzers_rule() -> None:
     growing = [st(100), st(200), st(400), st(800)]
     assert sweep_should_stop(growing, 0.05, 4, None, 0.01) is None
     flat = [st(1000), st(1020), st(1040), st(1045)]
-    assert "less than 5%" in str(sweep_should_stop(flat, 0.05, 4, None, 0.01))
+    assert "at most 5%" in str(sweep_should_stop(flat, 0.05, 4, None, 0.01))
     assert sweep_should_stop(flat[:3], 0.05, 4, None, 0.01) is None  # not 4 steps yet
     over = [st(100, p99=60.0)]
     assert "passed the SLO of 50 ms" in str(sweep_should_stop(over, 0.05, 4, 50.0, 0.01))
@@ -185,7 +186,7 @@ def test_sweep_then_rate_fractions_of_the_capacity(tmp_path: Path) -> None:
     closed = [s for s in stages if s["mode"] == "closed"]
     # 4 servers x 500/s: flat from 4 users on; patience 3 stops at 16.
     assert [s["concurrency"] for s in closed] == [1, 2, 4, 8, 16]
-    assert "less than 5%" in closed[-1]["sweep_stop"]
+    assert "at most 5%" in closed[-1]["sweep_stop"]
     half, double = [s for s in stages if s["mode"] == "open"]
     assert half["open_loop"]["capacity_rps"] == pytest.approx(2000)
     assert half["open_loop"]["rate"] == pytest.approx(1000)
@@ -237,3 +238,13 @@ def test_report_gives_trials_and_ties(tmp_path: Path) -> None:
     md = render_run_dir(tmp_path).markdown.read_text()
     assert "## Trials" in md
     assert "| fake | 4 users | 3 | 500 |" in md
+
+
+def test_trials_keep_sweep_steps_apart_from_fixed_levels(tmp_path: Path) -> None:
+    from reports.trials import groups
+
+    sc = scenario(concurrency=(1,), sweep=Sweep(start=1, factor=2, max=2))
+    run = run_fake(tmp_path, sc, trials=2)
+    sizes = {key: len(stages) for key, stages in groups(run["targets"][0]).items()}
+    assert sizes == {("users", 1.0, False): 2, ("users", 1.0, True): 2,
+                     ("users", 2.0, True): 2}
