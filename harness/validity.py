@@ -144,7 +144,7 @@ def reasons(*, requests: int, ok_requests: int, error_rate: float,
     if not stable:
         out.append(instability or "unstable")
     if loadgen_cpu_percent is not None and loadgen_cpu_percent > rules.loadgen_cpu_limit_percent:
-        out.append(f"load generator CPU {loadgen_cpu_percent:.0f}% of its core "
+        out.append(f"load generator CPU {loadgen_cpu_percent:.1f}% of its core "
                    f"(> {rules.loadgen_cpu_limit_percent:.0f}%): it, not the target, may "
                    f"have been the limit")
     if requests and late_tolerance_ms is not None and late / requests > rules.late_limit:

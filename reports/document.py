@@ -199,6 +199,12 @@ def summary_items(run: RunDoc) -> list[str]:
             f"median latency {fmt_ms(low['latency_ms']['p50'])} ms at {stage_load(low)}"
             + slo_text + (f"; {cold_text}" if cold_text else "")
         )
+    for t in run["targets"]:
+        for s in t["stages"]:
+            if s.get("sweep_stop"):
+                trial = f" (trial {s.get('trial', 0) + 1})" if _trials(t) else ""
+                items.append(f"**{t['name']}** sweep stopped after {stage_load(s)}{trial}: "
+                             f"{s['sweep_stop']}")
     if len(measured) >= 2 and trials.has_trials(run):
         items += trials.comparisons(run)
     elif len(measured) >= 2:

@@ -78,7 +78,7 @@ def test_each_rule_gives_its_reason() -> None:
     assert base_reasons() == []
     assert "too few requests for p99: 500 < 662" in base_reasons(ok_requests=500)[0]
     assert base_reasons(stable=False, instability="unstable: x") == ["unstable: x"]
-    assert "load generator CPU 95%" in base_reasons(loadgen_cpu_percent=95.0)[0]
+    assert "load generator CPU 95.0%" in base_reasons(loadgen_cpu_percent=95.0)[0]
     late = base_reasons(late=11, late_tolerance_ms=2.0)
     assert "load generator fell behind: 1.1% of requests" in late[0]
     assert base_reasons(late=10, late_tolerance_ms=2.0) == []  # exactly 1% is allowed
@@ -203,6 +203,11 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
     closed = run["targets"][0]["stages"]
     assert [s["concurrency"] for s in closed] == [1, 2, 4]
     assert "passed the SLO" in closed[-1]["sweep_stop"]
+    from reports.document import summary_items
+
+    items = " ".join(summary_items(run))
+    assert "**fake** sweep stopped after 4 users: p99 8 ms passed the SLO of 5 ms" in items
+    assert "highest throughput within p99 <= 5 ms: 500 req/s at 1 user" in items
 
 
 def test_trials_repeat_every_stage(tmp_path: Path) -> None:
