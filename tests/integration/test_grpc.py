@@ -12,15 +12,14 @@ import psutil
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.parity import check_parity
 from harness.stats import summarize_stage
-from scenarios.catalogue import Scenario
 from targets import codec
 from targets.bundle import serve_batch
 from targets.grpc import predict_pb2
 from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcTarget
+from tests.integration.stages import drive
 
 pytestmark = pytest.mark.integration
 
@@ -100,14 +99,9 @@ def test_bad_input_gets_the_right_code_and_server_lives(
 
 def test_locust_stage_has_no_errors(server: GrpcTarget, cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
                                     tmp_path: Path) -> None:
-    scenario = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
-                        stability_windows=1, max_windows=1,
-                        window_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
-                        path="")
-    job = LoadJob(target="grpc", spec=server.load_spec(digits.example_requests()),
-                  scenario=scenario, loadgen_cpus=list(cpus.loadgen),
-                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
-    stage = summarize_stage(LocustLoadGenerator().run(job, lambda e: None).stages[0])
+    result = drive("grpc", server.load_spec(digits.example_requests()), list(cpus.loadgen),
+                   tmp_path)
+    stage = summarize_stage(result.stages[0])
     assert stage["requests"] >= 300
     assert stage["errors"] == 0, stage["error_kinds"]
     lat = stage["latency_ms"]

@@ -16,18 +16,17 @@ import psutil
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.parity import check_parity
 from harness.pricing import DEFAULT_PRICES
 from harness.serverless import summarize_invocations
 from harness.stats import summarize_stage
-from scenarios.catalogue import Scenario
 from targets import codec
 from targets.awslambda.environment import FunctionConfig
 from targets.awslambda.function import LambdaFunction, Throttled
 from targets.awslambda.target import LambdaTarget
 from targets.bundle import serve_batch
 from targets.httpclient import HttpClient
+from tests.integration.stages import drive, one_window
 
 pytestmark = pytest.mark.integration
 
@@ -172,14 +171,8 @@ def test_concurrent_requests_scale_out_then_throttle(function: LambdaTarget) -> 
 def test_locust_through_the_front_door_has_no_errors(function: LambdaTarget, cpus: CpuPlan,  # type: ignore[no-untyped-def]
                                                      digits, tmp_path: Path) -> None:
     function.reset()
-    scenario = Scenario(name="it", description="", concurrency=(2,), warmup_s=0.5,
-                        stability_windows=1, max_windows=1,
-                        window_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
-                        path="")
-    job = LoadJob(target="lambda", spec=function.load_spec(digits.example_requests()),
-                  scenario=scenario, loadgen_cpus=list(cpus.loadgen),
-                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
-    [raw] = LocustLoadGenerator().run(job, lambda e: None).stages
+    [raw] = drive("lambda", function.load_spec(digits.example_requests()), list(cpus.loadgen),
+                  tmp_path, one_window(concurrency=(2,))).stages
     stage = summarize_stage(raw)
     assert stage["requests"] >= 300
     assert stage["errors"] == 0, stage["error_kinds"]

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, LoadResult, LocustLoadGenerator
+from harness.loadgen import LoadResult
 from harness.parity import ParityError
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
 from targets.bundle import Prediction, serve_batch
 from targets.flask.target import FlaskTarget
 from targets.inprocess import InProcessTarget
+from tests.integration.stages import drive
 
 pytestmark = pytest.mark.integration
 
@@ -29,10 +30,7 @@ STAGE = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
 def run_load(target: str, spec: Any, cpus: CpuPlan, tmp_path: Path,
              scenario: Scenario = STAGE, reference: Any = None,
              events: list[dict[str, Any]] | None = None) -> LoadResult:
-    job = LoadJob(target=target, spec=spec, scenario=scenario, loadgen_cpus=list(cpus.loadgen),
-                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log", reference=reference)
-    sink = events.append if events is not None else (lambda e: None)
-    return LocustLoadGenerator().run(job, sink)
+    return drive(target, spec, list(cpus.loadgen), tmp_path, scenario, reference, events)
 
 
 def _check_stage(result: LoadResult) -> None:

@@ -151,18 +151,12 @@ def test_other_bundles_are_refused(cpus: CpuPlan) -> None:
 
 def test_locust_stage_has_no_errors(server: NullHttpTarget, cpus: CpuPlan, null: NullBundle,
                                     tmp_path: Path) -> None:
-    from harness.loadgen import LoadJob, LocustLoadGenerator
     from harness.stats import summarize_stage
-    from scenarios.catalogue import Scenario
+    from tests.integration.stages import drive
 
-    scenario = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
-                        stability_windows=1, max_windows=1,
-                        window_s=2.0, cooldown_s=0.2, drain_timeout_s=10.0, sha256="",
-                        path="")
-    job = LoadJob(target="null-http", spec=server.load_spec(null.example_requests()),
-                  scenario=scenario, loadgen_cpus=list(cpus.loadgen),
-                  work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
-    stage = summarize_stage(LocustLoadGenerator().run(job, lambda e: None).stages[0])
+    result = drive("null-http", server.load_spec(null.example_requests()), list(cpus.loadgen),
+                   tmp_path)
+    stage = summarize_stage(result.stages[0])
     assert stage["requests"] >= 300
     assert stage["errors"] == 0, stage["error_kinds"]
 

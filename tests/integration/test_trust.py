@@ -12,28 +12,22 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.stats import summarize_stage
 from harness.validity import Rules
 from scenarios.catalogue import Scenario
 from targets.nullhttp.target import NullHttpTarget
+from tests.integration.stages import drive, one_window
 
 pytestmark = pytest.mark.integration
 
 
 def scenario(**over: Any) -> Scenario:
-    base: dict[str, Any] = dict(name="it", description="", concurrency=(), warmup_s=0.5,
-                                stability_windows=1, max_windows=1, window_s=2.0,
-                                cooldown_s=0.2, drain_timeout_s=10.0, sha256="", path="")
-    base.update(over)
-    return Scenario(**base)
+    return one_window(**{"concurrency": (), **over})
 
 
 def measure(target: NullHttpTarget, sc: Scenario, tmp_path: Path) -> list[Any]:
     loadgen = sorted(set(os.sched_getaffinity(0)) - set(target.cpus)) or [0]
-    job = LoadJob(target=target.name, spec=target.load_spec(target.examples()), scenario=sc,
-                  loadgen_cpus=loadgen, work_dir=tmp_path / "work", log_path=tmp_path / "lg.log")
-    result = LocustLoadGenerator().run(job, lambda e: None)
+    result = drive(target.name, target.load_spec(target.examples()), loadgen, tmp_path, sc)
     assert result.error is None
     return [summarize_stage(raw, Rules()) for raw in result.stages]
 
