@@ -56,7 +56,8 @@ class Chart:
 Block = Heading | Paragraph | Bullets | Table | Chart
 
 STAGE_HEADERS = ("load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-                 "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "verdict")
+                 "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "windows",
+                 "verdict")
 
 
 def _trials(target: TargetResult) -> bool:
@@ -77,12 +78,13 @@ def stage_table(target: TargetResult) -> Table:
             f"{s['errors']}/{s['requests']}",
             fmt_pct(s["target_cpu_percent"]), fmt_num(s["target_cpu_ms_per_request"], 3),
             fmt_pct(s["loadgen_cpu_percent"]), fmt_num(s["target_rss_mb"], 0),
+            f"{s.get('windows_kept', 1)}/{len(s.get('windows') or []) or 1}",
             fmt_verdict(s),
         ))
-    caption = (f"{target['name']}: one row per stage (#N: trial N). Open-loop latency "
-               "counts from each request's intended send time." if trials else
-               f"{target['name']}: one row per stage. Open-loop latency counts from each "
-               "request's intended send time.")
+    caption = (f"{target['name']}: one row per stage" + (" (#N: trial N)" if trials else "")
+               + ". Open-loop latency counts from each request's intended send time. "
+               "windows: reported/measured; earlier windows were discarded while the stage "
+               "settled (their samples are in samples.csv.gz, phase 'discarded').")
     return Table(STAGE_HEADERS, tuple(rows), frozenset(range(1, len(STAGE_HEADERS) - 1)),
                  caption=caption)
 
