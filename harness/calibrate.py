@@ -5,7 +5,7 @@ bundle), so what limits its throughput is the harness: the load generator, the p
 client and server machinery, and for Lambda the emulator and the runtime client. Measured:
 
 * ``http``: the null HTTP server (asyncio, prebuilt answers, far cheaper per request than
-  Locust's FastHttpUser), so the figure is the load generator's HTTP ceiling;
+  the load generator's HTTP user), so the figure is the load generator's HTTP ceiling;
 * ``grpc``: the project's gRPC server serving the null bundle (the gRPC Python server is
   the cheapest gRPC server there is here, so the figure is the lower of Locust's gRPC
   user's ceiling and that server's);

@@ -64,8 +64,9 @@ def default_split(available: list[int], siblings: SiblingReader = sysfs_siblings
     """The lower half of the physical cores for the load generator, the rest for the target.
 
     On 2 cores: load generator on one, target on the other. One load-generator core
-    drives ~5k requests/s of this project's requests (Locust FastHttpUser; each stage
-    records the figure), more than one core of a Python server serves, so an even split
+    drives ~10k requests/s of this project's HTTP requests (``deploybench calibrate``
+    measures it; each stage records its CPU per request), more than one core of a Python
+    server serves, so an even split
     keeps the load generator out of the way on machines of any size.
     """
     cores = core_groups(available, siblings)

@@ -1,6 +1,6 @@
 """A minimal keep-alive HTTP client for health checks and parity (not for load).
 
-The load generator uses Locust's FastHttpUser; the orchestrator only needs a few
+The load generator's HTTP user uses geventhttpclient; the orchestrator only needs a few
 requests, so the standard library is enough and adds no dependency.
 """
 
