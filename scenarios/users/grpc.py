@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import time
 from typing import Any, ClassVar
 
 import grpc
@@ -51,27 +50,15 @@ class GrpcPredictUser(LoadUserMixin, User):
         return self.messages
 
     def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
-        control = self.control
-        exception: BaseException | None = None
-        length = 0
-        start_time = time.time()
-        key = control.begin(intended if intended is not None else start_time)
-        started = time.perf_counter()
-        try:
-            answer = self.call(item, timeout=TIMEOUT_S)
-            length = len(answer)
-            if not length:
-                exception = GrpcFailure("OK with an empty PredictResponse")
-        except grpc.RpcError as exc:
-            exception = GrpcFailure(f"{exc.code().name}: {exc.details()}")
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key, id(self), exception is None)
-        self.environment.events.request.fire(
-            request_type="grpc", name="Predict", response_time=elapsed_ms,
-            response_length=length, exception=exception,
-            context=self.request_context(intended, queued), start_time=start_time,
-        )
+        with self.timed("grpc", "Predict", intended, queued) as call:
+            try:
+                answer = self.call(item, timeout=TIMEOUT_S)
+            except grpc.RpcError as exc:
+                call.failure = GrpcFailure(f"{exc.code().name}: {exc.details()}")
+                return
+            call.length = len(answer)
+            if not call.length:
+                call.failure = GrpcFailure("OK with an empty PredictResponse")
 
 
 def make_user(spec: dict[str, Any], control: LoadControl) -> type[GrpcPredictUser]:

@@ -18,7 +18,6 @@ recorded by every stage as ``loadgen_cpu_ms_per_request``.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -69,36 +68,20 @@ class HttpPredictUser(LoadUserMixin, User):
     def send(self, item: tuple[bytes, dict[str, str]], intended: float | None = None,
              queued: bool = False) -> None:
         body, headers = item
-        control = self.control
-        context = self.request_context(intended, queued)
-        exception: BaseException | None = None
-        length = 0
-        start_time = time.time()
-        key = control.begin(intended if intended is not None else start_time)
-        started = time.perf_counter()
-        try:
+        # Connection refused, reset, a timeout: raised, and reported as the failure.
+        with self.timed("POST", "predict", intended, queued) as call:
             response = self.client.request("POST", self.path, body=body, headers=headers)
             try:
                 content = response.read()
             finally:
                 response.release()
-            length = len(content)
+            call.length = len(content)
             if response.status_code != 200:
-                exception = HttpFailure(f"HTTP {response.status_code}: {content[:120]!r}")
+                call.failure = HttpFailure(f"HTTP {response.status_code}: {content[:120]!r}")
             elif not content.startswith(RESPONSE_PREFIX):
-                exception = HttpFailure("200 without a predictions body")
+                call.failure = HttpFailure("200 without a predictions body")
             if self.cold_header and response.get(self.cold_header) is not None:
-                context["cold"] = True
-        except Exception as exc:  # connection refused, reset, timeout: a failed request
-            exception = exc
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key, id(self), exception is None)
-        self.environment.events.request.fire(
-            request_type="POST", name="predict", response_time=elapsed_ms,
-            response_length=length, exception=exception, context=context,
-            start_time=start_time,
-        )
+                call.context["cold"] = True
 
 
 def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]],

@@ -7,7 +7,6 @@ and what the latency includes.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any, ClassVar
 
 from locust import User, task
@@ -29,24 +28,9 @@ class InProcessUser(LoadUserMixin, User):
         return self.app.examples
 
     def send(self, item: Any, intended: float | None = None, queued: bool = False) -> None:
-        control = self.control
-        exception: BaseException | None = None
-        start_time = time.time()
-        key = control.begin(intended if intended is not None else start_time)
-        started = time.perf_counter()
-        try:
+        with self.timed("inprocess", "predict", intended, queued) as call:
             if len(self.app.predict(item)) != len(item):
-                exception = RuntimeError("wrong number of predictions")
-        except Exception as exc:  # a failure is a row in the stats, never a crash
-            exception = exc
-        finally:
-            elapsed_ms = (time.perf_counter() - started) * 1000.0
-            control.end(key, id(self), exception is None)
-        self.environment.events.request.fire(
-            request_type="inprocess", name="predict", response_time=elapsed_ms,
-            response_length=0, exception=exception, context=self.request_context(intended, queued),
-            start_time=start_time,
-        )
+                call.failure = RuntimeError("wrong number of predictions")
 
 
 def make_user(spec: dict[str, Any], control: LoadControl) -> tuple[type[InProcessUser],

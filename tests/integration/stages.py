@@ -1,9 +1,13 @@
-"""One short load stage against a real target, as the integration tests run it."""
+"""What several integration tests do with real targets: one short load stage, and the
+check that a multi-worker server spreads connections and stops whole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from harness.loadgen import LoadJob, LoadResult, LocustLoadGenerator
 from scenarios.catalogue import Scenario
@@ -27,3 +31,20 @@ def drive(target: str, spec: Any, loadgen_cpus: list[int], tmp_path: Path,
                   log_path=tmp_path / "lg.log", reference=reference)
     sink = events.append if events is not None else (lambda e: None)
     return LocustLoadGenerator().run(job, sink)
+
+
+def assert_two_workers_serve_and_stop(target: Any, answering_pid: Callable[[], int],
+                                      connections: int = 30) -> None:
+    """A target started with two workers on one port: a supervisor and two servers, new
+    connections spread over both by the kernel (``answering_pid`` opens one and says which
+    process answered), and every process gone once the target stops."""
+    with target:
+        assert target._server is not None
+        tree = target._server.tree()
+        assert len(tree) == 3  # the supervisor and two servers
+        pids = {p.pid for p in tree}
+        seen = {answering_pid() for _ in range(connections)}
+        assert seen <= pids
+        assert len(seen) == 2
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+                   for p in pids)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import psutil
 import pytest
 
 from harness.cpus import CpuPlan
@@ -19,7 +18,7 @@ from targets.bundle import serve_batch
 from targets.grpc import predict_pb2
 from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcTarget
-from tests.integration.stages import drive
+from tests.integration.stages import assert_two_workers_serve_and_stop, drive
 
 pytestmark = pytest.mark.integration
 
@@ -112,20 +111,15 @@ def test_locust_stage_has_no_errors(server: GrpcTarget, cpus: CpuPlan, digits,  
 
 def test_several_workers_share_the_port_and_all_stop(cpus: CpuPlan, digits) -> None:  # type: ignore[no-untyped-def]
     target = GrpcTarget("digits", list(cpus.target), "grpc", workers=2)
-    with target:
-        assert target._server is not None
-        tree = target._server.tree()
-        assert len(tree) == 3  # the supervisor and two servers
-        pids = {p.pid for p in tree}
-        seen = set()
-        for _ in range(20):  # new connections are spread over both servers by the kernel
-            client = GrpcClient(target.address)
-            seen.add(client.server_pid())
+
+    def answering_pid() -> int:
+        client = GrpcClient(target.address)  # a new channel: a new connection
+        try:
+            return client.server_pid()
+        finally:
             client.close()
-        assert seen <= pids
-        assert len(seen) == 2
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                   for p in pids)
+
+    assert_two_workers_serve_and_stop(target, answering_pid, connections=20)
 
 
 def test_taken_port_is_a_clear_error(cpus: CpuPlan, server: GrpcTarget, tmp_path: Path,

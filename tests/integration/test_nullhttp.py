@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from harness.cpus import CpuPlan
@@ -282,22 +281,20 @@ def test_expect_100_continue_is_answered(wire: Wire) -> None:
 
 
 def test_several_workers_share_the_port_and_all_stop(cpus: CpuPlan) -> None:
+    from tests.integration.stages import assert_two_workers_serve_and_stop
+
     target = NullHttpTarget("null", list(cpus.target), "json", workers=2)
-    with target:
-        assert target._server is not None
-        tree = target._server.tree()
-        assert len(tree) == 3  # the supervisor and two servers
-        pids = {p.pid for p in tree}
-        seen = set()
-        for _ in range(30):  # new connections are spread over both by the kernel
-            connection = Wire(target)
+
+    def answering_pid() -> int:
+        connection = Wire(target)
+        try:
             connection.send(HEALTH_REQUEST)
-            seen.add(json.loads(connection.response()[2])["pid"])
+            pid: int = json.loads(connection.response()[2])["pid"]
+            return pid
+        finally:
             connection.close()
-        assert seen <= pids
-        assert len(seen) == 2
-    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
-                   for p in pids)
+
+    assert_two_workers_serve_and_stop(target, answering_pid)
 
 
 def test_taken_port_is_a_clear_error(server: NullHttpTarget) -> None:
