@@ -132,7 +132,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},
                    slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
-                   calibration=calibration, calibration_note=calibration_note)
+                   calibration=calibration, calibration_note=calibration_note,
+                   monthly_requests=args.monthly_requests)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
@@ -156,6 +157,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
 EXIT_INVALID = 4
+#: `compare --fail-on`: a significant change beyond a threshold, or a target failed in B.
+EXIT_REGRESSION = 3
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -228,15 +231,111 @@ def default_out(bundle: str) -> Path:
     return Path("results") / f"{bundle}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 
 
+def parse_volume(text: str) -> float:
+    """Requests a month: ``10M``, ``250k``, ``1.5B``, ``2e7`` or a plain number."""
+    value = text.strip().lower().replace(",", "").replace("_", "")
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}.get(value[-1:], 1.0)
+    if scale != 1.0:
+        value = value[:-1]
+    try:
+        number = float(value) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad volume {text!r}: give requests a month, e.g. 10M, 250k or 2e7") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"the volume must be > 0 (got {text!r})")
+    return number
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.pricing import load_prices
     from reports.console import print_run
     from reports.render import render_run_dir
     from reports.schema import load_run
 
     run = load_run(args.run_dir)
+    # What-if: decide again for another objective, volume or prices. run.json keeps what
+    # was measured; only the reports change.
+    changed = []
+    if args.slo is not None:
+        run["metadata"]["slo"] = args.slo
+        run["metadata"]["slo_p99_ms"] = args.slo.get("p99")
+        changed.append("--slo")
+    if args.monthly_requests is not None:
+        run["metadata"]["monthly_requests"] = args.monthly_requests
+        changed.append("--monthly-requests")
+    if args.prices is not None:
+        run["prices"] = load_prices(args.prices)
+        changed.append("--prices")
     rendered = render_run_dir(args.run_dir, run)
     print_run(run)
-    print(f"\nwrote {rendered.markdown} and {rendered.html}")
+    print(f"\nwrote {rendered.markdown} and {rendered.html}"
+          + (f" (decided with {', '.join(changed)}; run.json unchanged)" if changed else ""))
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    """Rewrite an older run.json at this version; the original is kept beside it."""
+    import json
+    import shutil
+
+    from harness.results import write_run
+    from reports.schema import RUN_FILE, SCHEMA_VERSION, load_run
+
+    run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
+    run = load_run(run_dir)
+    try:
+        old = json.loads((run_dir / RUN_FILE).read_text()).get("schema_version")
+    except (OSError, ValueError) as exc:  # load_run read it a moment ago
+        raise UserError(f"cannot read {run_dir / RUN_FILE} ({exc})") from exc
+    if old == SCHEMA_VERSION:
+        print(f"{run_dir / RUN_FILE} is already schema {SCHEMA_VERSION}: nothing to do")
+        return 0
+    backup = run_dir / f"run.v{old}.json"
+    if backup.exists():
+        raise UserError(f"{backup} exists already; move it away to upgrade again")
+    shutil.copy2(run_dir / RUN_FILE, backup)
+    write_run(run_dir, run)
+    print(f"upgraded {run_dir / RUN_FILE} from schema {old} to {SCHEMA_VERSION} "
+          f"(original kept as {backup.name}); `deploybench report {run_dir}` re-renders it")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare run B against run A per target and load; exit 3 when a --fail-on check fails."""
+    import json
+
+    from harness.results import atomic_write_text
+    from reports import compare
+    from reports.schema import load_run
+
+    run_a, run_b = load_run(args.run_a), load_run(args.run_b)
+    targets = None
+    if args.targets:
+        targets = tuple(dict.fromkeys(n.strip() for n in args.targets.split(",") if n.strip()))
+        known = compare.target_names(run_a) + compare.target_names(run_b)
+        unknown = [n for n in targets if n not in known]
+        if unknown or not targets:
+            raise UserError(f"no target {unknown[0] if unknown else args.targets!r} in either "
+                            f"run. Choose from {', '.join(dict.fromkeys(known))}")
+    checks = [check for group in args.fail_on or [] for check in group]
+    result = compare.compare(run_a, run_b, targets)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"A: {args.run_a}\nB: {args.run_b}\n")
+    for line in compare.render(result, checks):
+        print(line)
+    failures = compare.gate(result, checks)
+    if args.json:
+        doc = compare.to_json(result, checks, failures, str(args.run_a), str(args.run_b))
+        atomic_write_text(args.json, json.dumps(doc, indent=2, allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    if failures:
+        print(f"FAIL ({', '.join(c.text for c in checks)}): {'; '.join(failures)}")
+        return EXIT_REGRESSION
+    if checks:
+        print(f"PASS ({', '.join(c.text for c in checks)}): no significant change beyond "
+              f"the thresholds")
     return 0
 
 
@@ -355,13 +454,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lambda-timeout", type=float, default=None,
                      help="Lambda function timeout in seconds (default 30)")
     run.add_argument("--prices", type=Path, default=None,
-                     help="YAML/JSON file overriding the dated default prices used for cost")
+                     help="YAML/JSON file overriding the dated default prices used for cost "
+                          "(Lambda per request and GB-s; always-on per vCPU-hour and GB-hour)")
     run.add_argument("--trials", type=positive_int, default=1,
                      help="measure every stage N times; the report gives the median, a 95%% "
                           "confidence interval and whether targets differ significantly")
     run.add_argument("--slo", type=parse_slo, default=None,
                      help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
                           "p99 passes it (default: the scenario's slo_p99_ms, if any)")
+    run.add_argument("--monthly-requests", type=parse_volume, default=None,
+                     help="expected requests a month, for the report's costs and "
+                          "recommendation, e.g. 10M (default 10M)")
     run.add_argument("--strict", action="store_true",
                      help=f"exit {EXIT_INVALID} when any stage is INVALID (for CI)")
     run.set_defaults(func=cmd_run)
@@ -384,9 +487,48 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPUs for the load generator (default: as `run`)")
     cal.set_defaults(func=cmd_calibrate)
 
-    report = sub.add_parser("report", help="re-render a run's reports from its run.json")
+    report = sub.add_parser("report", help="re-render a run's reports from its run.json, "
+                                           "optionally for another objective or volume")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--slo", type=parse_slo, default=None,
+                        help="decide for this objective instead of the run's, e.g. p99=20ms")
+    report.add_argument("--monthly-requests", type=parse_volume, default=None,
+                        help="decide costs for this many requests a month, e.g. 50M")
+    report.add_argument("--prices", type=Path, default=None,
+                        help="YAML/JSON prices file replacing the run's (see --prices of run)")
     report.set_defaults(func=cmd_report)
+
+    upgrade = sub.add_parser("upgrade", help="rewrite an older run.json at this schema "
+                                             "version (the original is kept beside it)")
+    upgrade.add_argument("run_dir", type=Path)
+    upgrade.set_defaults(func=cmd_upgrade)
+
+    from reports.compare import parse_fail_on
+
+    cmp = sub.add_parser(
+        "compare", help="compare run B against run A: per target and load, rps, p50, p99 "
+                        "and error rate, with a 95%% interval; a CI gate with --fail-on",
+        description="Match the stages of two runs per target by load (users, offered rate, "
+                    "or share of capacity) and print B's change against A with its 95% "
+                    "confidence half-width. Each side's uncertainty is the standard error "
+                    "over its trials (--trials; the value is then their mean) or else over "
+                    "the stage's kept measurement windows; A and B are combined by error "
+                    "propagation and Student's t (Welch-Satterthwaite degrees of freedom). "
+                    "'± ?' = unknown (one window, no per-window p99, or the error rate of one "
+                    "trial). A change is significant when its interval excludes 0.")
+    cmp.add_argument("run_a", type=Path, help="the baseline: a run folder or its run.json")
+    cmp.add_argument("run_b", type=Path, help="the run to judge against it")
+    cmp.add_argument("--fail-on", action="append", type=parse_fail_on, metavar="SPEC",
+                     help=f"exit {EXIT_REGRESSION} when a change is beyond SPEC and "
+                          "significant (with unknown uncertainty, the point change decides), "
+                          "or a target failed in B but ran in A: p50:+N%%, p99:+N%% (a rise), "
+                          "rps:-N%% (a fall), errors:+N%% (percentage points; errors:+0 = any "
+                          "rise); repeatable or comma-separated")
+    cmp.add_argument("--targets", default=None,
+                     help="comma-separated targets to compare (default: all)")
+    cmp.add_argument("--json", type=Path, default=None, metavar="FILE",
+                     help="also write the comparison as JSON (for CI tooling)")
+    cmp.set_defaults(func=cmd_compare)
 
     serve = sub.add_parser("serve", help="run one target standalone (a container entry point)")
     serve_sub = serve.add_subparsers(dest="target", required=True)

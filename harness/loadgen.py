@@ -372,7 +372,8 @@ class SimulatedLoadGenerator:
             while True:
                 m = next(noise, 1.0)
                 w = Window(start, start + scenario.window_s,
-                           round(rate * m * scenario.window_s), rate * m, latency_ms * m)
+                           round(rate * m * scenario.window_s), rate * m, latency_ms * m,
+                           latency_ms * m)
                 windows.append(w)
                 start = w.end
                 if settled(windows, scenario.stability_windows, scenario.stability_tolerance,

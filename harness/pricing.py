@@ -1,10 +1,18 @@
 """Prices used for cost estimates: dated defaults, overridable from a file.
 
-Defaults are AWS Lambda's public on-demand prices for us-east-1 at the first tier, as
-published on https://aws.amazon.com/lambda/pricing/ and read in November 2026 (the
-research notes in shared/research/lambda-runtime-and-invoke.md, section 4). Since
-1 August 2025 the Init phase is billed too; duration is billed per 1 ms, rounded up.
-Override any of them with ``--prices FILE`` (YAML or JSON with the same keys).
+* **Pay per request** (the Lambda target): AWS Lambda's public on-demand prices for
+  us-east-1 at the first tier, as published on https://aws.amazon.com/lambda/pricing/
+  and read in November 2026 (the research notes in
+  shared/research/lambda-runtime-and-invoke.md, section 4). Since 1 August 2025 the Init
+  phase is billed too; duration is billed per 1 ms, rounded up.
+* **Always on** (in-process, Flask, gRPC: a server that runs whether or not requests
+  come): AWS Fargate's on-demand Linux prices for us-east-1, per vCPU-hour and GB-hour,
+  as published on https://aws.amazon.com/fargate/pricing/ (rates of 2026: $0.04048 and
+  $0.004445 on x86_64, $0.03238 and $0.00356 on arm64). A task of 1 vCPU needs at least
+  2 GB of memory there (``container_min_gb_per_vcpu``).
+
+Override any of them with ``--prices FILE`` (YAML or JSON with the same keys; a mapping
+such as ``lambda_gb_second`` is merged key by key).
 """
 
 from __future__ import annotations
@@ -24,12 +32,27 @@ DEFAULT_PRICES: dict[str, Any] = {
     "lambda_gb_second": {"x86_64": 0.0000166667, "arm64": 0.0000133334},
     #: Whether Init time is billed (it is for on-demand functions since 2025-08-01).
     "lambda_bill_init": True,
+    "container_source": "https://aws.amazon.com/fargate/pricing/ (us-east-1, Linux, "
+                        "on-demand)",
+    "container_vcpu_hour": {"x86_64": 0.04048, "arm64": 0.03238},
+    "container_gb_hour": {"x86_64": 0.004445, "arm64": 0.00356},
+    #: A container's memory is its peak RSS rounded up to a whole GB, at least this per vCPU.
+    "container_min_gb_per_vcpu": 2.0,
+    #: Always-on instances kept running however little traffic comes (1: no scale to zero).
+    "container_min_instances": 1,
+    "hours_per_month": 730.0,
 }
+
+#: Keys whose value maps an architecture to a price.
+PER_ARCH = ("lambda_gb_second", "container_vcpu_hour", "container_gb_hour")
+#: Keys that must be numbers >= 0.
+NUMBERS = ("lambda_request", "container_min_gb_per_vcpu", "container_min_instances",
+           "hours_per_month")
 
 
 def load_prices(path: Path | None) -> dict[str, Any]:
     """The default prices, with what ``path`` sets replacing them key by key."""
-    prices = {**DEFAULT_PRICES, "lambda_gb_second": dict(DEFAULT_PRICES["lambda_gb_second"])}
+    prices = {**DEFAULT_PRICES, **{key: dict(DEFAULT_PRICES[key]) for key in PER_ARCH}}
     if path is None:
         return prices
     try:
@@ -44,15 +67,16 @@ def load_prices(path: Path | None) -> dict[str, Any]:
         raise UserError(f"{path}: unknown price key '{unknown[0]}'. "
                         f"Known: {sorted(DEFAULT_PRICES)}")
     for key, value in override.items():
-        if key == "lambda_gb_second":
+        if key in PER_ARCH:
             if not isinstance(value, dict):
-                raise UserError(f"{path}: 'lambda_gb_second' must map architectures to prices")
+                raise UserError(f"{path}: '{key}' must map architectures to prices, "
+                                f"e.g. {{x86_64: 0.04, arm64: 0.03}}")
             prices[key].update(value)
         else:
             prices[key] = value
     prices["as_of"] = override.get("as_of", f"{DEFAULT_PRICES['as_of']} (with {path.name})")
-    numbers = [("lambda_request", prices["lambda_request"]),
-               *((f"lambda_gb_second.{k}", v) for k, v in prices["lambda_gb_second"].items())]
+    numbers = [*((key, prices[key]) for key in NUMBERS),
+               *((f"{key}.{k}", v) for key in PER_ARCH for k, v in prices[key].items())]
     for key, value in numbers:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise UserError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from harness import metadata
+from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
 from harness.errors import UserError
 from harness.loadgen import LoadGenerator, LoadJob
@@ -69,6 +70,9 @@ class RunPlan:
     #: The harness's ceilings on this machine (harness.calibrate), or why there are none.
     calibration: dict[str, Any] | None = None
     calibration_note: str | None = None
+    #: Expected requests a month (--monthly-requests), for the report's costs; None: the
+    #: report's default.
+    monthly_requests: float | None = None
 
 
 class RunObserver(Protocol):
@@ -142,6 +146,7 @@ class Runner:
         self.loadgen = loadgen
         self.observer = observer or SilentObserver()
         self.target_factory = target_factory
+        self.encoding = plan.encoding or "json"
 
     def run(self) -> RunDoc:
         plan = self.plan
@@ -156,6 +161,7 @@ class Runner:
         examples = bundle.example_requests()
         reference = [serve_batch(bundle, ex) for ex in examples]
         encoding = plan.encoding or bundle.default_encoding
+        self.encoding = encoding
 
         doc: RunDoc = {
             "schema_version": SCHEMA_VERSION,
@@ -174,6 +180,7 @@ class Runner:
                 "trials": plan.trials,
                 "slo": plan.slo,
                 "slo_p99_ms": plan.slo_p99_ms,
+                "monthly_requests": plan.monthly_requests,
                 "calibration": plan.calibration,
                 "calibration_note": plan.calibration_note,
             },
@@ -242,6 +249,8 @@ class Runner:
                     reference=reference if parity_in_loadgen else None,
                     trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
                 )
+                result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
+                                             examples[0], reference[0])
                 # Invocations before this (parity, cold-start measurements) are not the
                 # first stage's scale-out.
                 load_started = time.time()

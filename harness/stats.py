@@ -40,6 +40,20 @@ def nearest_rank(sorted_values: np.ndarray, fraction: float) -> float:
     return float(sorted_values[rank - 1])
 
 
+#: Where a stage's latency distribution is sampled for the report's CDF chart: every
+#: percent, then the tail (nearest rank, as every other percentile here).
+CDF_FRACTIONS: tuple[float, ...] = (*(i / 100 for i in range(1, 100)), 0.995, 0.999, 1.0)
+
+
+def latency_cdf(latency_ms: np.ndarray) -> dict[str, list[float]] | None:
+    """The distribution as ``{"p": fractions, "ms": latency at each}``, min first."""
+    if len(latency_ms) == 0:
+        return None
+    ordered = np.sort(latency_ms)
+    return {"p": [0.0, *CDF_FRACTIONS],
+            "ms": [float(ordered[0]), *(nearest_rank(ordered, f) for f in CDF_FRACTIONS)]}
+
+
 def summarize_latency(latency_ms: np.ndarray) -> LatencySummary | None:
     if len(latency_ms) == 0:
         return None
@@ -116,6 +130,7 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
         "rps": n_ok / window_s if window_s > 0 else 0.0,
         # Open loop: from the intended send time (what a user of the service waits).
         "latency_ms": summarize_latency(latency[ok]),
+        "latency_cdf": latency_cdf(latency[ok]),
         # Cold starts the target marked (Lambda): counted, and their latency apart.
         "cold_requests": int((cold & ok).sum()),
         "latency_warm_ms": summarize_latency(latency[ok & ~cold]) if cold.any() else None,

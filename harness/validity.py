@@ -68,10 +68,13 @@ class Window:
     completed: int
     rps: float
     p50_ms: float | None
+    #: Not judged for stability (too few samples in one window); kept so a comparison
+    #: of two runs can give p99 an uncertainty (``deploybench compare``).
+    p99_ms: float | None = None
 
     def to_json(self) -> dict[str, float | int | None]:
         return {"start": self.start, "end": self.end, "completed": self.completed,
-                "rps": self.rps, "p50_ms": self.p50_ms}
+                "rps": self.rps, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms}
 
 
 def measure_window(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,
@@ -81,7 +84,14 @@ def measure_window(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,
     latency = latency_ms[mask]
     span = end - start
     return Window(start, end, int(mask.sum()), float(mask.sum()) / span if span > 0 else 0.0,
-                  float(np.median(latency)) if len(latency) else None)
+                  float(np.median(latency)) if len(latency) else None,
+                  _p99(latency) if len(latency) else None)
+
+
+def _p99(latency_ms: np.ndarray) -> float:
+    """Nearest-rank p99 (harness.stats.nearest_rank, which imports this module)."""
+    rank = max(1, math.ceil(round(0.99 * len(latency_ms), 9)))
+    return float(np.partition(latency_ms, rank - 1)[rank - 1])
 
 
 def spread(values: Sequence[float]) -> float:

@@ -6,9 +6,8 @@ drift apart: one place decides what a report says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from reports import findings, serverless, trials
+from reports import breakdown, decision, findings, questions, serverless, summary, trials
+from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import (
     fmt_cpus,
     fmt_ms,
@@ -19,41 +18,6 @@ from reports.format import (
     stage_load,
 )
 from reports.schema import RunDoc, StageResult, TargetResult
-
-
-@dataclass(frozen=True)
-class Heading:
-    text: str
-    level: int = 2
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    text: str
-
-
-@dataclass(frozen=True)
-class Bullets:
-    items: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Table:
-    headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-    #: Columns to right-align (numbers).
-    numeric: frozenset[int] = field(default_factory=frozenset)
-    caption: str = ""
-
-
-@dataclass(frozen=True)
-class Chart:
-    name: str  # the key in reports.charts.CHARTS
-    title: str
-    alt: str
-
-
-Block = Heading | Paragraph | Bullets | Table | Chart
 
 STAGE_HEADERS = ("load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
                  "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "windows",
@@ -138,7 +102,10 @@ def peak_stage(target: TargetResult) -> StageResult | None:
 
 
 def lowest_latency_stage(target: TargetResult) -> StageResult | None:
-    stages = _measured_closed(target)
+    """The lowest median of any closed-loop stage, VALID or not (the caller marks it): a
+    stage unstable on throughput still shows where latency bottoms out."""
+    stages = [s for s in closed_stages(target) if s["latency_ms"] is not None] \
+        or _measured_closed(target)
     return min(stages, key=lambda s: s["latency_ms"]["p50"]) if stages else None  # type: ignore[index]
 
 
@@ -199,6 +166,7 @@ def summary_items(run: RunDoc) -> list[str]:
             f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {stage_load(peak)}"
             f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms){_invalid_note(peak)}; lowest "
             f"median latency {fmt_ms(low['latency_ms']['p50'])} ms at {stage_load(low)}"
+            + ("" if low.get("valid", True) else " (an INVALID stage)")
             + slo_text + (f"; {cold_text}" if cold_text else "")
         )
     for t in run["targets"]:
@@ -237,6 +205,7 @@ def build(run: RunDoc) -> list[Block]:
     bundle = run["bundle"]
     scenario = run["scenario"]
     valid, total = validity_counts(run)
+    choice = decision.decide(run)
     blocks: list[Block] = [
         Heading(f"deploybench report: {bundle.get('name')} bundle, {scenario.get('name')} "
                 f"scenario", 1),
@@ -244,8 +213,8 @@ def build(run: RunDoc) -> list[Block]:
                   f"{meta.get('cpu_model')}; CPUs {fmt_cpus(meta.get('target_cpus'))} for the "
                   f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator. "
                   f"{valid} of {total} stages VALID."),
-        Heading("Summary"),
-        Bullets(tuple(summary_items(run))),
+        Heading("Decision"),
+        *summary.summary_blocks(run, choice),
     ]
     invalid = validity_items(run)
     if invalid:
@@ -256,12 +225,35 @@ def build(run: RunDoc) -> list[Block]:
     warnings = findings.warnings(run)
     if warnings:
         blocks += [Heading("Warnings"), Bullets(tuple(warnings))]
+    blocks += [Heading("Caveats"), Bullets(tuple(questions.caveats(run, choice))),
+               Heading("Questions to ask before choosing"),
+               questions.questions_table(run, choice)]
     blocks += [
         Heading("Charts"),
         Chart("throughput", "Throughput vs concurrency",
               "Requests per second at each number of concurrent users, one line per target"),
-        Chart("latency", "p99 latency vs throughput",
-              "p99 latency against achieved requests per second, one line per target"),
+        Chart("latency", "p99 latency vs throughput, with the objective",
+              "p99 latency against achieved requests per second, one line per target, and "
+              "the p99 objective as a dashed line"),
+        Chart("cdf", "Latency distribution at the common load",
+              "Cumulative distribution of latency at the load every target ran, one line "
+              "per target, on a percentile scale that stretches the tail"),
+        Chart("breakdown", "Where the time goes per request, vs in-process",
+              "Stacked bars per target: model, encoding, transport and server, queueing"),
+    ]
+    split = breakdown.table(run)
+    if split is not None:
+        blocks.append(split)
+    blocks += [
+        Chart("cold_start", "Cold start per target",
+              "Bars: median seconds from launch to first good answer per target"),
+        Chart("memory", "Memory per target",
+              "Bars: peak resident memory of one instance per target, in MB"),
+        Chart("cost", "Cost per month vs monthly requests",
+              "Monthly cost against monthly requests per target, log scales, with the "
+              "break-even points of pay-per-request against always-on marked"),
+        Heading("Summary of measurements"),
+        Bullets(tuple(summary_items(run))),
     ]
     if trials.has_trials(run):
         blocks += [Heading("Trials"), Paragraph(trials.describe_method()),

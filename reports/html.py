@@ -7,7 +7,7 @@ import base64
 import html
 import re
 
-from reports.document import Block, Bullets, Chart, Heading, Paragraph, Table
+from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;

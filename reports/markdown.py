@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reports.document import Block, Bullets, Chart, Heading, Paragraph, Table
+from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 
 
 def _cell(text: str) -> str:

@@ -15,6 +15,15 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   ``sweep_stop``; ``latency_ms.p999`` is null below 6,636 samples. Scenario
   ``duration_s`` is now ``window_s``. ``samples.csv.gz`` gains ``send_delay_ms`` and
   writes concurrency 0 for open-loop stages.
+* 4 -- the decision report: a stage's ``latency_cdf`` (its latency distribution sampled
+  every percent and at the tail) and each window's ``p99_ms``; a target's ``codec``
+  (the encoding's encode/decode cost, timed in the harness); metadata ``monthly_requests``
+  and prices for an always-on container. All are additions: a version-3 file loads
+  with them absent.
+
+Older files load: :func:`upgrade` brings them to this version in memory, filling what
+was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
+records ``upgraded_from``. ``deploybench upgrade RUN_DIR`` writes the upgraded file.
 """
 
 from __future__ import annotations
@@ -26,7 +35,9 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: The oldest version :func:`upgrade` reads.
+OLDEST_SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
 SAMPLES_FILE = "samples.csv.gz"
 SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok", "phase",
@@ -74,6 +85,8 @@ class StageResult(TypedDict):
     #: Successful answers per second of measurement window.
     rps: float
     latency_ms: LatencySummary | None
+    #: The same latencies as a distribution: ``{"p": fractions, "ms": values}`` (schema 4).
+    latency_cdf: NotRequired[dict[str, list[float]] | None]
     #: Successful requests the target marked as cold starts (Lambda), and the latency of
     #: warm and cold ones apart (None when none was cold).
     cold_requests: NotRequired[int]
@@ -136,6 +149,9 @@ class TargetResult(TypedDict):
     loadgen: dict[str, Any]
     #: The scenario's cold starts of this target, if it asked for any.
     cold_starts: NotRequired[dict[str, Any]]
+    #: The wire encoding's cost for one example request, timed in the harness (ms):
+    #: encode and decode of request and response (schema 4; absent for in-process).
+    codec: NotRequired[dict[str, Any] | None]
 
 
 class RunDoc(TypedDict):
@@ -150,10 +166,12 @@ class RunDoc(TypedDict):
     targets: list[TargetResult]
     samples_file: str
     notes: NotRequired[list[str]]
+    #: Set when the file was written by an older deploybench and upgraded on loading.
+    upgraded_from: NotRequired[int]
 
 
 def load_run(path: Path) -> RunDoc:
-    """Read ``run.json`` from a run folder (or the file itself) and check its version."""
+    """Read ``run.json`` from a run folder (or the file itself), upgraded to this version."""
     file = path / RUN_FILE if path.is_dir() else path
     if not file.exists():
         raise ResultFileError(
@@ -163,14 +181,75 @@ def load_run(path: Path) -> RunDoc:
         doc = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise ResultFileError(f"{file} is not valid JSON ({exc})") from exc
-    version = doc.get("schema_version") if isinstance(doc, dict) else None
-    if version != SCHEMA_VERSION:
+    if not isinstance(doc, dict):
+        raise ResultFileError(f"{file} is not a deploybench result (not a JSON object)")
+    try:
+        return upgrade(doc)
+    except ResultFileError as exc:
+        raise ResultFileError(f"{file}: {exc}") from None
+
+
+def upgrade(doc: dict[str, Any]) -> RunDoc:
+    """Bring a run document of any version this deploybench knows to ``SCHEMA_VERSION``.
+
+    Each step fills what the older version did not record; nothing is invented: a figure
+    that was not measured stays ``None``, and a stage measured before verdicts existed is
+    INVALID with that reason rather than silently VALID.
+    """
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ResultFileError(f"no schema_version ({version!r}): not a deploybench result")
+    if version > SCHEMA_VERSION:
         raise ResultFileError(
-            f"{file} has schema_version {version!r}; this deploybench reads {SCHEMA_VERSION}. "
-            f"Render it with the deploybench version that wrote it"
-        )
-    run: RunDoc = doc
+            f"schema_version {version} is newer than this deploybench reads "
+            f"({SCHEMA_VERSION}). Upgrade deploybench (pip install -U deploybench) to read it")
+    if version < OLDEST_SCHEMA_VERSION:
+        raise ResultFileError(f"schema_version {version} is not one deploybench ever wrote")
+    original = version
+    for step in range(version, SCHEMA_VERSION):
+        for target in doc.get("targets", []):
+            for stage in target.get("stages", []):
+                _UPGRADE_STAGE[step](stage, step)
+        if step == 1:
+            doc.setdefault("metadata", {}).setdefault("smt_shared_cores", [])
+        if step == 2:
+            scenario = doc.setdefault("scenario", {})
+            if "window_s" not in scenario and "duration_s" in scenario:
+                scenario["window_s"] = scenario.pop("duration_s")
+    doc["schema_version"] = SCHEMA_VERSION
+    if original != SCHEMA_VERSION:
+        doc["upgraded_from"] = original
+    run: RunDoc = doc  # type: ignore[assignment]
     return run
+
+
+def _stage_1_to_2(stage: dict[str, Any], step: int) -> None:
+    # Version 1 counted unanswered requests apart from requests and errors.
+    stage.setdefault("unanswered", stage.get("truncated", 0))
+    for key in ("target_peak_rss_mb", "loadgen_cpu_ms_per_request"):
+        stage.setdefault(key, None)
+    stage.setdefault("target_processes_changed", False)
+
+
+def _stage_2_to_3(stage: dict[str, Any], step: int) -> None:
+    stage.setdefault("mode", "closed")
+    stage.setdefault("trial", 0)
+    stage.setdefault("stable", False)
+    stage.setdefault("windows", [])
+    stage.setdefault("windows_kept", 0)
+    if "valid" not in stage:
+        stage["valid"] = False
+        stage["reasons"] = [f"not checked: measured by a deploybench that wrote schema "
+                            f"{step}, before validity verdicts existed"]
+    if stage.get("latency_ms"):
+        stage["latency_ms"].setdefault("p999", None)
+
+
+def _stage_3_to_4(stage: dict[str, Any], step: int) -> None:
+    stage.setdefault("latency_cdf", None)
+
+
+_UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4}
 
 
 def read_samples(path: Path) -> dict[str, np.ndarray]:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from reports.blocks import Table
 from reports.format import fmt_ms, fmt_num, stage_load
 from reports.schema import RunDoc, TargetResult
-
-if TYPE_CHECKING:
-    from reports.document import Table
 
 PLATFORM_HEADERS = ("load", "invocations", "cold", "throttled", "new envs in warm-up",
                     "init p50 ms", "init CPU p50 ms", "warm duration p50 ms",
@@ -24,8 +22,6 @@ def _get(summary: dict[str, Any] | None, key: str) -> float | None:
 
 def platform_table(target: TargetResult) -> Table | None:
     """Per stage, the invocations the platform recorded in the window."""
-    from reports.document import Table
-
     rows = []
     for s in target["stages"]:
         p = s.get("platform")
@@ -65,8 +61,6 @@ def _median(values: list[float]) -> float | None:
 
 
 def cold_start_table(run: RunDoc) -> Table | None:
-    from reports.document import Table
-
     rows = []
     for t in run["targets"]:
         cold = t.get("cold_starts")

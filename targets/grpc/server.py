@@ -24,6 +24,7 @@ from concurrent import futures
 from typing import Any
 
 from targets import codec
+from targets.bundle import Prediction
 from targets.serving import ServerSetup, fork_workers, prepare_server, set_torch_threads
 from targets.serving import add_arguments as add_common_arguments
 
@@ -41,6 +42,16 @@ STATUS_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 415: "INVALI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=50051, default_threads=DEFAULT_THREADS,
                          threads_help="threads in each server's pool")
+
+
+def response_message(predictions: list[Prediction]) -> Any:
+    """The PredictResponse for ``predictions`` (the breakdown times this too)."""
+    from targets.grpc import predict_pb2
+
+    return predict_pb2.PredictResponse(predictions=[
+        predict_pb2.Prediction(label=p.label, probabilities=p.probabilities)
+        for p in predictions
+    ])
 
 
 def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
@@ -78,10 +89,7 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
                 predictions = serve_batch(bundle, batch)
             except Exception as exc:  # a bug, never the client's input
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-            return predict_pb2.PredictResponse(predictions=[
-                predict_pb2.Prediction(label=p.label, probabilities=p.probabilities)
-                for p in predictions
-            ])
+            return response_message(predictions)
 
         def Info(self, request: Any, context: Any) -> Any:
             return predict_pb2.InfoResponse(bundle=bundle.name, pid=pid)

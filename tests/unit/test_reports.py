@@ -9,15 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.cpus import CpuPlan
-from harness.loadgen import SimulatedLoadGenerator
 from harness.results import write_run
-from harness.runner import Runner, RunPlan
 from reports import findings
+from reports.charts import CHARTS
 from reports.render import render_run_dir
 from reports.schema import ResultFileError, RunDoc, load_run
 from scenarios.catalogue import Scenario
-from targets.fake import FakeTarget
+from tests.unit import runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -29,14 +27,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         stability_windows=1, max_windows=1,
                         window_s=2.0, cooldown_s=0.5, drain_timeout_s=1.0, sha256="0" * 64,
                         path="unit.yaml")
-    plan = RunPlan(targets=("fast", "slow"), bundle="digits", scenario=scenario,
-                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=out)
-
-    def factory(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> FakeTarget:
-        return FakeTarget(plan.bundle, name=name,
-                          service_time_s=0.001 if name == "fast" else 0.004, capacity=2)
-
-    Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()
+    runs.simulate_fast_slow(out, scenario)
     return out
 
 
@@ -57,7 +48,7 @@ def test_markdown_has_tables_summary_and_charts(run_dir: Path) -> None:
 def test_html_is_self_contained(run_dir: Path) -> None:
     html = render_run_dir(run_dir).html.read_text()
     sources = re.findall(r'src="([^"]+)"', html)
-    assert len(sources) == 2
+    assert len(sources) == len(CHARTS)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG)

@@ -1,0 +1,225 @@
+"""The report's first page in words: the objective, the recommendation and why, a table
+of every deployment, and the questions people ask before choosing one."""
+
+from __future__ import annotations
+
+from reports.blocks import Block, Bullets, Paragraph, Table
+from reports.decision import (
+    ARCH,
+    UNTESTED_TIE,
+    Decision,
+    Figures,
+    break_even,
+    describe_common,
+    latency_differs,
+)
+from reports.format import fmt_ms, fmt_num, fmt_rps, stage_load
+from reports.schema import RunDoc, StageResult
+from reports.trials import ALPHA, Estimate
+
+
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if value >= 0.995 else f"${value:.3f}"
+
+
+def fmt_volume(value: float) -> str:
+    for size, unit in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f}"
+
+
+def fmt_est(est: Estimate | None, unit: str = "") -> str:
+    """"3,197 ± 41" (95% interval half-width), or the value alone when unknown."""
+    if est is None:
+        return "-"
+    fn = fmt_ms if unit == "ms" else fmt_rps
+    value = fn(est.median)
+    if est.half_width is None:
+        return value
+    return f"{value} ± {fn(est.half_width)}"
+
+
+def _capacity_text(f: Figures) -> str:
+    if f.capacity is None or f.capacity_stage is None:
+        return ""
+    at = f"up to {fmt_est(f.capacity)} req/s (at {stage_load(f.capacity_stage)})"
+    return at + (" on the CPUs measured here, and Lambda adds environments beyond that"
+                 if f.pay_per_request else " per instance")
+
+
+def _cost_text(f: Figures, d: Decision) -> str:
+    cost = f.monthly_usd.get(ARCH)
+    if cost is None:
+        return "cost not estimated (no capacity within the objective or no prices)"
+    volume = fmt_volume(d.objective.monthly_requests)
+    per_million = fmt_usd(f.per_million_usd.get(ARCH))
+    if f.pay_per_request:
+        return (f"{fmt_usd(cost)} a month at {volume} requests, billed per request "
+                f"({per_million} per million; a {f.instance})")
+    n = f.instances or 1
+    return (f"{fmt_usd(cost)} a month at {volume} requests ({n} always-on "
+            f"instance{'s' if n > 1 else ''} of {f.instance}; {per_million} per million)")
+
+
+def _p99_text(f: Figures, d: Decision) -> str:
+    if f.common_p99 is None:
+        return ""
+    return f"p99 {fmt_est(f.common_p99, unit='ms')} ms at {describe_common(d.load)}"
+
+
+def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
+    p = latency_differs(best, other)
+    test = (f"no windows or trials to test; within {UNTESTED_TIE:.0%}" if p is None
+            else f"Welch p = {p:.2f}, not significant at {ALPHA:.0%}")
+    return (f"**{other.name}** ties with it: {fmt_usd(other.monthly_usd.get(ARCH))} vs "
+            f"{fmt_usd(best.monthly_usd.get(ARCH))} a month (within the cost's uncertainty), "
+            f"p99 {fmt_est(other.common_p99, unit='ms')} vs "
+            f"{fmt_est(best.common_p99, unit='ms')} ms ({test}). Choose between them on "
+            "other grounds (operations, client languages, the questions below)")
+
+
+def _why_not(f: Figures, best: Figures, d: Decision) -> str:
+    if not f.ok:
+        return f"**{f.name}** failed: {f.error or 'unknown error'}"
+    if not f.meets:
+        return f"**{f.name}** does not meet {d.objective.describe()}: {f.miss}"
+    cost, best_cost = f.monthly_usd.get(ARCH), best.monthly_usd.get(ARCH)
+    if cost is not None and best_cost is not None and f.monthly_range and best.monthly_range \
+            and f.monthly_range[0] > best.monthly_range[1]:
+        return (f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; "
+                f"{_p99_text(f, d)}")
+    p = latency_differs(best, f)
+    sig = " (not tested: no windows or trials)" if p is None else f" (Welch p = {p:.3f})"
+    return (f"**{f.name}** meets it at the same cost but is slower: {_p99_text(f, d)} against "
+            f"{fmt_est(best.common_p99, unit='ms')} ms{sig}")
+
+
+def _recommend(best: Figures, ties: tuple[Figures, ...], d: Decision,
+               label: str) -> list[str]:
+    parts = [p for p in (_capacity_text(best), _cost_text(best, d), _p99_text(best, d)) if p]
+    lines = [f"{label} **{best.name}**. It meets {d.objective.describe()} " + "; ".join(parts)
+             + "."]
+    lines += [_tie_text(best, other, d) + "." for other in ties]
+    return lines
+
+
+def objective_text(run: RunDoc, d: Decision) -> str:
+    obj = d.objective
+    latency = ("the default" if "latency" in obj.defaulted else "as given") + \
+        " (set it with --slo, e.g. --slo p99=50ms,rps=500)"
+    volume = ("the default" if "volume" in obj.defaulted else "as given") + \
+        " (--monthly-requests)"
+    return (f"Objective: {obj.describe()}, {latency}. Expected traffic: "
+            f"{fmt_volume(obj.monthly_requests)} requests a month, {volume}: "
+            f"{fmt_rps(obj.average_rps)} req/s on average. Latencies are compared at "
+            f"{describe_common(d.load)}, a load every deployment ran; costs use the prices "
+            f"of {(run.get('prices') or {}).get('as_of', '-')} on {ARCH} (arm64 in the "
+            "table below). `deploybench report RUN_DIR --slo ... --monthly-requests ...` "
+            "re-decides for other figures without measuring again.")
+
+
+def decision_items(d: Decision) -> list[str]:
+    items: list[str] = []
+    if d.best is None:
+        closest = [f for f in d.figures if f.ok]
+        items.append(f"**No deployment met {d.objective.describe()}.** "
+                     + ("; ".join(f"{f.name}: {f.miss}" for f in closest if f.miss)
+                        or "None was measured."))
+    else:
+        items += _recommend(d.best, d.ties, d, "Recommended:")
+        if d.best_service is not None:
+            items += _recommend(d.best_service, d.service_ties, d,
+                                "If the model must run as its own service (another language "
+                                "calls it, or it scales apart from the application):")
+        elif d.best.name == "inprocess":
+            items.append("No served deployment meets the objective: only in-process does.")
+        chosen = {d.best.name, *(f.name for f in d.ties)}
+        if d.best_service is not None:
+            chosen |= {d.best_service.name, *(f.name for f in d.service_ties)}
+        reference = d.best_service or d.best
+        items += [_why_not(f, reference if f.name != "inprocess" else d.best, d) + "."
+                  for f in d.figures if f.name not in chosen]
+    return items + break_even_items(d)
+
+
+def break_even_items(d: Decision) -> list[str]:
+    serverless = [f for f in d.figures if f.pay_per_request and f.cost_model]
+    always_on = [f for f in d.figures if not f.pay_per_request and f.cost_model]
+    items = []
+    for p in serverless:
+        # Always-on deployments of the same size break even at the same volume: one line.
+        by_volume: dict[float | None, list[str]] = {}
+        for a in always_on:
+            volume = break_even(a, p)
+            key = None if volume is None else float(f"{volume:.3g}")
+            by_volume.setdefault(key, []).append(a.name)
+        for volume, names in by_volume.items():
+            who = " and ".join(names) if len(names) <= 2 else \
+                ", ".join(names[:-1]) + f" and {names[-1]}"
+            if volume is None:
+                items.append(f"Cost: {p.name} (pay per request) stays cheaper than {who} "
+                             f"(always on) at every volume up to 100 billion requests a month.")
+                continue
+            items.append(
+                f"Cost: {p.name} (pay per request) is cheaper than {who} (always on) below "
+                f"{fmt_volume(volume)} requests a month ({fmt_rps(volume / (730 * 3600))} "
+                f"req/s on average); above that, {who} {'is' if len(names) == 1 else 'are'} "
+                "cheaper.")
+    return items
+
+
+AT_A_GLANCE = ("target", "meets", "max req/s within SLO", "p50 ms @ common", "p99 ms @ common",
+               "min p50 ms", "cold start s", "memory MB", "CPU ms/req", "$/M req x86",
+               "$/M req arm64", "$/month x86", "errors", "valid stages")
+
+
+def at_a_glance(d: Decision) -> Table:
+    rows = []
+    for f in d.figures:
+        if not f.ok:
+            rows.append((f.name, "failed", *["-"] * (len(AT_A_GLANCE) - 4),
+                         _errors(f), f"{f.valid}/{f.stages}"))
+            continue
+        common = f.common_stage
+        p50 = common["latency_ms"]["p50"] if common and common["latency_ms"] else None
+        memory = fmt_num(f.memory_mb, 0)
+        if f.memory_total_mb and f.memory_mb and f.memory_total_mb > 1.5 * f.memory_mb \
+                and f.pay_per_request:
+            memory += f" (x envs: {fmt_num(f.memory_total_mb, 0)})"
+        rows.append((
+            f.name, "yes" if f.meets else "no", fmt_est(f.capacity), fmt_ms(p50) + _mark(common),
+            fmt_est(f.common_p99, unit="ms") + _mark(common),
+            fmt_ms(f.min_p50_ms) + _mark(f.min_p50_stage),
+            fmt_num(f.cold_start_ms / 1000.0, 2) if f.cold_start_ms is not None else "-",
+            memory, fmt_num(f.cpu_ms_per_request, 3),
+            fmt_usd(f.per_million_usd.get("x86_64")), fmt_usd(f.per_million_usd.get("arm64")),
+            fmt_usd(f.monthly_usd.get("x86_64")), _errors(f), f"{f.valid}/{f.stages}",
+        ))
+    return Table(AT_A_GLANCE, tuple(rows), frozenset(range(2, len(AT_A_GLANCE) - 2)),
+                 caption=(
+        f"Every deployment against {d.objective.describe()}. †: from an INVALID stage. "
+        "± is a 95% interval over the "
+        "kept measurement windows (over trials with --trials). Common load: "
+        f"{describe_common(d.load)}. Cold start: launch to first good answer (see Cold "
+        "starts). Memory: one instance's peak RSS (Lambda: one environment's Max Memory "
+        "Used; x envs: all environments at the highest load; in-process: the model's share "
+        "of the application's RSS). CPU per request at the common load. Cost per million "
+        "at the expected volume: an always-on server's cost is spread over the requests "
+        "it serves, so it falls as volume rises; Lambda's arm64 figure applies arm64 "
+        "prices to durations measured on this x86_64 machine."))
+
+
+def _mark(stage: StageResult | None) -> str:
+    return "†" if stage is not None and not stage.get("valid", True) else ""
+
+
+def _errors(f: Figures) -> str:
+    return "-" if f.error_rate is None else f"{f.error_rate:.2%}"
+
+
+def summary_blocks(run: RunDoc, d: Decision) -> list[Block]:
+    return [Paragraph(objective_text(run, d)), Bullets(tuple(decision_items(d))),
+            at_a_glance(d)]

@@ -1,0 +1,186 @@
+"""The decision: who meets the objective, what each costs, the recommendation and ties."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.cli import parse_volume
+from harness.errors import UserError
+from harness.pricing import DEFAULT_PRICES, load_prices
+from reports import decision
+from reports.render import render_run_dir
+from reports.schema import RunDoc, TargetResult
+from reports.summary import decision_items
+from tests.unit import runs
+
+#: One always-on instance of 1 vCPU and 2 GB for a month at the default x86 prices.
+INSTANCE_MONTH = (DEFAULT_PRICES["container_vcpu_hour"]["x86_64"]
+                  + 2 * DEFAULT_PRICES["container_gb_hour"]["x86_64"]) * 730
+
+
+def grpc_and_lambda(**kwargs: object) -> RunDoc:
+    grpc = runs.target("grpc", [runs.stage(1, 1500, 0.6, 1.0), runs.stage(4, 2500, 1.5, 3.0)])
+    lam = runs.target("lambda", [
+        runs.stage(1, 1000, 0.9, 1.5, platform=runs.lambda_platform(0.23)),
+        runs.stage(4, 700, 5.0, 8.0, platform=runs.lambda_platform(0.40, environments=4)),
+    ])
+    return runs.run([grpc, lam], **kwargs)  # type: ignore[arg-type]
+
+
+def recommended(run: RunDoc) -> str | None:
+    best = decision.decide(run).best
+    return best.name if best else None
+
+
+def test_pay_per_request_wins_at_low_volume_with_its_fair_cost() -> None:
+    d = decision.decide(grpc_and_lambda())
+    assert d.best is not None
+    assert d.best.name == "lambda"
+    lam = next(f for f in d.figures if f.name == "lambda")
+    # Priced at its least loaded stage (one environment per CPU), not the shared-CPU one.
+    assert lam.per_million_usd["x86_64"] == pytest.approx(0.23)
+    assert lam.monthly_usd["x86_64"] == pytest.approx(0.23 * 10)
+    grpc = next(f for f in d.figures if f.name == "grpc")
+    assert grpc.instances == 1
+    assert grpc.monthly_usd["x86_64"] == pytest.approx(INSTANCE_MONTH)
+    text = "\n".join(decision_items(d))
+    assert "Recommended: **lambda**" in text
+    assert "**grpc** meets it but costs more" in text
+
+
+def test_recommendation_changes_with_the_objective() -> None:
+    run = grpc_and_lambda(slo={"p99": 1.2})
+    assert recommended(run) == "grpc"
+    text = "\n".join(decision_items(decision.decide(run)))
+    assert "**lambda** does not meet p99 <= 1.2 ms: its lowest p99 was 1.50 ms, at 1 user" \
+        in text
+
+
+def test_recommendation_changes_with_the_volume() -> None:
+    assert recommended(grpc_and_lambda(monthly_requests=1e9)) == "grpc"
+
+
+def test_break_even_is_where_the_costs_cross() -> None:
+    d = decision.decide(grpc_and_lambda())
+    grpc, lam = d.figures
+    volume = decision.break_even(grpc, lam)
+    assert volume == pytest.approx(INSTANCE_MONTH / 0.23e-6, rel=1e-3)
+    text = "\n".join(decision_items(d))
+    assert "Cost: lambda (pay per request) is cheaper than grpc (always on) below 157 million" \
+        in text
+
+
+def test_a_throughput_objective_needs_more_instances() -> None:
+    d = decision.decide(grpc_and_lambda(slo={"p99": 100.0, "rps": 6000.0}))
+    grpc = next(f for f in d.figures if f.name == "grpc")
+    assert grpc.instances == math.ceil(6000 / 2500)
+    assert grpc.monthly_usd["x86_64"] == pytest.approx(3 * INSTANCE_MONTH)
+
+
+def noisy(name: str, p99s: list[float]) -> TargetResult:
+    mean = sum(p99s) / len(p99s)
+    return runs.target(name, [runs.stage(1, 1500, 0.6, 1.0),
+                              runs.stage(4, 2500, 1.5, mean,
+                                         windows=[(2500, 1.5, p) for p in p99s]),
+                              runs.stage(16, 2600, 6.0, 4 * mean)])
+
+
+def test_a_difference_within_the_noise_is_a_tie() -> None:
+    run = runs.run([noisy("grpc", [2.9, 3.1, 3.3]), noisy("flask", [3.1, 3.5, 2.9])])
+    d = decision.decide(run)
+    assert d.best is not None
+    assert d.best.name == "grpc"
+    assert [f.name for f in d.ties] == ["flask"]
+    text = "\n".join(decision_items(d))
+    assert "**flask** ties with it" in text
+    assert "not significant at 5%" in text
+
+
+def test_a_significant_difference_is_not_a_tie() -> None:
+    run = runs.run([noisy("flask", [3.0, 3.1, 2.9]), noisy("grpc", [1.0, 1.05, 0.95])])
+    d = decision.decide(run)
+    assert d.best is not None
+    assert d.best.name == "grpc"
+    assert d.ties == ()
+    text = "\n".join(decision_items(d))
+    assert "**flask** meets it at the same cost but is slower" in text
+    assert "Welch p = 0.000" in text
+
+
+def test_inprocess_first_then_the_best_service() -> None:
+    run = runs.run([runs.target("inprocess", [runs.stage(1, 4000, 0.2, 0.4),
+                                              runs.stage(4, 5000, 0.3, 0.5),
+                                              runs.stage(16, 5100, 3.0, 5.0)]),
+                    noisy("flask", [3.0, 3.1, 2.9]), noisy("grpc", [1.0, 1.05, 0.95])])
+    d = decision.decide(run)
+    assert d.best is not None
+    assert d.best.name == "inprocess"
+    assert d.best_service is not None
+    assert d.best_service.name == "grpc"
+    assert "If the model must run as its own service" in "\n".join(decision_items(d))
+
+
+def test_invalid_and_failed_targets_do_not_qualify() -> None:
+    run = runs.run([
+        runs.target("grpc", [runs.stage(1, 1500, 0.6, 1.0, valid=False)]),
+        runs.target("flask", [], status="failed", error="flask server exited with code 3"),
+    ])
+    d = decision.decide(run)
+    assert d.best is None
+    text = "\n".join(decision_items(d))
+    assert "No deployment met p99 <= 100 ms" in text
+    assert "grpc: no VALID stage" in text
+
+
+def test_common_load_is_the_middle_shared_level() -> None:
+    a = runs.target("grpc", [runs.stage(u, 100, 1, 2) for u in (1, 4, 16, 32)])
+    b = runs.target("flask", [runs.stage(u, 100, 1, 2) for u in (1, 4, 16)])
+    assert decision.common_load(runs.run([a, b])) == ("closed", 4.0)
+    assert decision.common_load(runs.run([a])) == ("closed", 4.0)
+
+
+def test_defaults_are_stated() -> None:
+    obj = decision.objective(grpc_and_lambda())
+    assert obj.latency_ms == {"p99": decision.DEFAULT_SLO_P99_MS}
+    assert obj.monthly_requests == decision.DEFAULT_MONTHLY_REQUESTS
+    assert set(obj.defaulted) == {"latency", "volume"}
+
+
+def test_single_target_report_renders(tmp_path: Path) -> None:
+    from harness.results import write_run
+
+    write_run(tmp_path, runs.run([noisy("grpc", [1.0, 1.1, 0.9])]))
+    md = render_run_dir(tmp_path).markdown.read_text()
+    assert "Recommended: **grpc**" in md
+    assert "ties with it" not in md
+
+
+def test_volumes_parse() -> None:
+    assert parse_volume("10M") == 10e6
+    assert parse_volume("250k") == 250e3
+    assert parse_volume("1.5B") == 1.5e9
+    assert parse_volume("2e7") == 2e7
+    assert parse_volume("1,000,000") == 1e6
+    for bad in ("lots", "0", "-5M", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_volume(bad)
+
+
+def test_container_prices_override_and_check(tmp_path: Path) -> None:
+    good = tmp_path / "p.yaml"
+    good.write_text("container_vcpu_hour: {x86_64: 0.05}\ncontainer_min_instances: 2\n")
+    prices = load_prices(good)
+    assert prices["container_vcpu_hour"] == {"x86_64": 0.05, "arm64": 0.03238}
+    assert prices["container_min_instances"] == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("container_gb_hour: {x86_64: cheap}\n")
+    with pytest.raises(UserError, match=r"container_gb_hour\.x86_64"):
+        load_prices(bad)
+    flat = tmp_path / "flat.yaml"
+    flat.write_text("container_vcpu_hour: 0.05\n")
+    with pytest.raises(UserError, match="must map architectures"):
+        load_prices(flat)

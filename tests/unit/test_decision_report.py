@@ -1,0 +1,111 @@
+"""The decision report rendered from a fixed, real result file (four deployments of
+`digits` measured by `make demo` on the 2-core CI machine class): content, not existence."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+from reports.charts import CHARTS
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "runs" / "digits-4targets.json"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def fixture() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(FIXTURE.read_text())
+    return doc
+
+
+def render(tmp_path: Path, doc: dict[str, Any], *options: str) -> str:
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    assert main(["report", str(tmp_path), *options]) == 0
+    return (tmp_path / "report.md").read_text()
+
+
+def test_the_decision_comes_first_with_its_numbers(tmp_path: Path) -> None:
+    md = render(tmp_path, fixture())
+    sections = re.findall(r"^## (.+)$", md, flags=re.MULTILINE)
+    assert sections[0] == "Decision"
+    assert "Objective: p99 <= 100 ms, the default" in md
+    assert "10 million requests a month, the default" in md
+    # At 10 million requests a month, pay-per-request is cheapest and meets p99 <= 100 ms.
+    assert "Recommended: **lambda**" in md
+    assert "**grpc** meets it but costs more: $36.04 a month" in md
+    assert "is cheaper than inprocess, flask and grpc (always on) below 158 million" in md
+    # Every target has a row in the table, with cold start, memory and cost.
+    for name in ("inprocess", "flask", "grpc", "lambda"):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {name} | yes |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert all(c not in ("", "-") for c in cells[2:]), row
+    assert "| grpc | yes | 3,058 ± 112 |" in md
+
+
+def test_the_recommendation_follows_the_objective(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    md = render(tmp_path, fixture(), "--slo", "p99=1ms")
+    assert "Objective: p99 <= 1 ms, as given" in md
+    assert "Recommended: **grpc**" in md
+    assert "**lambda** does not meet p99 <= 1 ms: its lowest p99 was 1.26 ms, at 1 user" in md
+    assert "run.json unchanged" in capsys.readouterr().out
+    # And with the traffic: at a billion a month an always-on server is cheaper.
+    md = render(tmp_path, fixture(), "--monthly-requests", "1B")
+    assert "Recommended: **grpc**" in md
+    assert "**lambda** meets it but costs more: $228.81 a month" in md
+
+
+def test_every_chart_is_drawn_and_referenced(tmp_path: Path) -> None:
+    render(tmp_path, fixture())
+    md = (tmp_path / "report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert len(inlined) == len(CHARTS)
+    for name in CHARTS:
+        png = (tmp_path / "charts" / f"{name}.png").read_bytes()
+        assert png.startswith(PNG)
+        assert len(png) > 15_000, name  # drawn lines and labels, not an empty canvas
+        assert f"](charts/{name}.png)" in md
+
+
+def test_questions_and_caveats_are_answered(tmp_path: Path) -> None:
+    md = render(tmp_path, fixture())
+    assert "## Questions to ask before choosing" in md
+    assert "| lambda | 1,154 | 0.812 at 1 user | no: AWS Lambda is a cloud service" in md
+    assert "same on 64 examples" in md
+    assert "Preprocessing runs server side: scale 0..16 pixels" in md
+    assert "lambda meets the objective warm. A cold start takes 1,003 ms" in md
+    assert "CPU pinning: the deployment ran on CPUs 1, the load generator on CPUs 0" in md
+    # Where the time goes: encoding and transport beside the in-process model time.
+    assert "| grpc | 1 user | 0.194 | 0.013 | 0.403 | 0.678 | 0.610 | 1.29 |" in md
+
+
+def test_invalid_stages_are_marked_in_the_decision(tmp_path: Path) -> None:
+    md = render(tmp_path, fixture())
+    # inprocess at 4 users (the common load) was unstable: marked, and listed with reasons.
+    assert "| inprocess | yes | 5,615 ± 606 | 0.669† | 5.09 ± 11.3† |" in md
+    assert "**inprocess** at 4 users: unstable" in md
+
+
+def test_a_failed_target_is_reported_and_the_rest_decided(tmp_path: Path) -> None:
+    doc = fixture()
+    grpc = next(t for t in doc["targets"] if t["name"] == "grpc")
+    grpc.update(status="failed", error="grpc server exited with code 3", stages=[])
+    md = render(tmp_path, doc)
+    assert "**grpc** failed: grpc server exited with code 3" in md
+    assert "| grpc | failed |" in md
+    assert "Recommended: **lambda**" in md
+
+
+def test_a_single_target_is_decided_alone(tmp_path: Path) -> None:
+    doc = fixture()
+    doc["targets"] = [copy.deepcopy(t) for t in doc["targets"] if t["name"] == "flask"]
+    md = render(tmp_path, doc, "--monthly-requests", "1B")
+    assert "Recommended: **flask**" in md
+    assert "Latencies are compared at 4 concurrent users" in md
+    assert "Cost: " not in md  # nothing to break even against

@@ -1,0 +1,101 @@
+"""Older run.json files load (upgraded in memory) or are refused with what to do."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.cli import main
+from reports.render import render_run_dir
+from reports.schema import SCHEMA_VERSION, ResultFileError, load_run
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
+V3 = FIXTURES / "digits-v3.json"
+
+
+def v3_doc() -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(V3.read_text())
+    return doc
+
+
+def as_v2(doc: dict[str, Any]) -> dict[str, Any]:
+    """What version 2 wrote: the same run without what version 3 added."""
+    doc = copy.deepcopy(doc)
+    doc["schema_version"] = 2
+    doc["scenario"]["duration_s"] = doc["scenario"].pop("window_s")
+    for t in doc["targets"]:
+        for s in t["stages"]:
+            for key in ("valid", "reasons", "windows", "windows_kept", "stable", "mode",
+                        "trial", "sweep", "sweep_stop", "open_loop"):
+                s.pop(key, None)
+            if s["latency_ms"]:
+                s["latency_ms"].pop("p999")
+    return doc
+
+
+def as_v1(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = as_v2(doc)
+    doc["schema_version"] = 1
+    doc["metadata"].pop("smt_shared_cores")
+    for t in doc["targets"]:
+        for s in t["stages"]:
+            for key in ("unanswered", "target_peak_rss_mb", "target_processes_changed",
+                        "loadgen_cpu_ms_per_request"):
+                s.pop(key)
+    return doc
+
+
+def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    return tmp_path
+
+
+def test_version_3_loads_and_renders_with_a_caveat(tmp_path: Path) -> None:
+    run = load_run(write(tmp_path, v3_doc()))
+    assert run["schema_version"] == SCHEMA_VERSION
+    assert run["upgraded_from"] == 3
+    md = render_run_dir(tmp_path, run).markdown.read_text()
+    assert "written by an older deploybench (schema 3)" in md
+    assert "## Decision" in md
+    # It recorded no always-on prices: the defaults are used and the report says so.
+    assert "recorded no always-on prices" in md
+
+
+@pytest.mark.parametrize(("version", "make"), [(2, as_v2), (1, as_v1)])
+def test_versions_before_verdicts_load_as_not_checked(tmp_path: Path, version: int,
+                                                      make: Any) -> None:
+    run = load_run(write(tmp_path, make(v3_doc())))
+    assert run["upgraded_from"] == version
+    assert run["scenario"]["window_s"] == 3.0
+    stages = [s for t in run["targets"] for s in t["stages"]]
+    # Never silently VALID: a verdict that was not made is shown as not made.
+    assert not any(s["valid"] for s in stages)
+    assert all("before validity verdicts existed" in s["reasons"][0] for s in stages)
+    md = render_run_dir(tmp_path, run).markdown.read_text()
+    assert f"schema {version}" in md
+    assert "No deployment met" in md  # nothing VALID to recommend on
+
+
+def test_newer_and_unknown_versions_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ResultFileError, match=r"newer than this deploybench reads.*pip install"):
+        load_run(write(tmp_path, {"schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ResultFileError, match="not one deploybench ever wrote"):
+        load_run(write(tmp_path, {"schema_version": 0}))
+    with pytest.raises(ResultFileError, match="not a deploybench result"):
+        load_run(write(tmp_path, {"hello": 1}))
+
+
+def test_upgrade_command_keeps_the_original(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, v3_doc())
+    assert main(["upgrade", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "run.v3.json").read_text())["schema_version"] == 3
+    upgraded = json.loads((tmp_path / "run.json").read_text())
+    assert upgraded["schema_version"] == SCHEMA_VERSION
+    assert upgraded["upgraded_from"] == 3
+    assert main(["upgrade", str(tmp_path)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
