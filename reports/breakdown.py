@@ -25,7 +25,7 @@ from reports.format import fmt_ms, stage_load
 from reports.schema import RunDoc, StageResult
 
 COMPONENTS = (
-    ("model", "model (in-process, 1 user)", "#4c78a8"),
+    ("model", "model (in-process, least load)", "#4c78a8"),
     ("encoding", "encoding (request and response)", "#f58518"),
     ("transport", "transport and server", "#54a24b"),
     ("queueing", "queueing at the common load", "#e45756"),
@@ -80,8 +80,12 @@ def table(run: RunDoc) -> Table | None:
                                                        else " (INVALID)"),
                      *(fmt_ms(r.parts.get(key)) for key, _, _ in COMPONENTS),
                      fmt_ms(r.total_low_ms), fmt_ms(r.total_common_ms)))
+    reference = next((r for r in rows if r.name == "inprocess"), None)
+    where = "" if reference is None else (
+        f" at {stage_load(reference.low_stage)}"
+        + ("" if reference.low_stage.get("valid", True) else ", an INVALID stage"))
     caption = ("Median latency split per request, in ms (an estimate from medians: see "
-               "reports/breakdown.py). Model: in-process median at 1 user; encoding: timed "
+               f"reports/breakdown.py). Model: the in-process median{where}; encoding: timed "
                "by the harness; transport and server: the rest at the least loaded stage; "
                f"queueing: the median's growth to {describe_common(common_load(run))}.")
     if not has_model:

@@ -92,10 +92,12 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
         for x, y, users in points:
             ax.annotate(f"{users}", (x, y), textcoords="offset points", xytext=(4, 4),
                         fontsize=7)
-    ax.set_yscale("log")
+    _slo_line(ax, run)
+    bottom, top = ax.get_ylim()
+    if bottom > 0 and top > bottom:  # a log axis needs a range (not just the SLO line)
+        ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (successful requests/s)")
     ax.set_ylabel("p99 latency (ms, log scale)")
-    _slo_line(ax, run)
     ax.set_title("p99 latency vs throughput, closed loop (labels: concurrent users)")
     if _measured(run):
         ax.legend()
@@ -204,26 +206,30 @@ def memory(run: RunDoc) -> bytes:
 
 def cost_vs_volume(run: RunDoc) -> bytes:
     """Monthly cost against monthly requests, with the break-even points marked."""
-    from reports.decision import VOLUMES, break_even, figures, monthly_cost_at, objective
+    from reports.decision import VOLUMES, crossings, figures, monthly_cost_at, objective
 
     fig, ax = _figure()
-    figs = [f for f in figures(run) if f.cost_model]
-    volumes = np.geomspace(VOLUMES[0], VOLUMES[1] / 100, 400)
+    obj = objective(run)
+    figs = [f for f in figures(run, obj) if f.cost_model]
+    volumes = np.geomspace(VOLUMES[0], VOLUMES[1] / 10, 500)
+    # Always-on deployments of one size draw the same line: widest first, so each shows.
+    widths = iter(np.linspace(5.0, 1.5, max(1, len(figs))))
     for f in figs:
-        costs = [monthly_cost_at(f, v) for v in volumes]
-        style = "--" if f.pay_per_request else "-"
+        costs = [monthly_cost_at(f, v, peak_rps=obj.rps) for v in volumes]
         kind = "pay per request" if f.pay_per_request else "always on"
-        ax.plot(volumes, costs, style, label=f"{f.name} ({kind})",
-                drawstyle="default" if f.pay_per_request else "steps-post")
-    for p in (f for f in figs if f.pay_per_request):
-        for a in (f for f in figs if not f.pay_per_request):
-            v = break_even(a, p)
-            cost = monthly_cost_at(p, v) if v is not None else None
-            if v is not None and cost is not None and v <= volumes[-1]:
-                ax.plot([v], [cost], "ko", markersize=4)
-                ax.annotate(f"{v / 1e6:,.3g}M", (v, cost), textcoords="offset points",
-                            xytext=(4, -10), fontsize=7)
-    ax.axvline(objective(run).monthly_requests, color="grey", linestyle=":", linewidth=1,
+        label = f"{f.name} ({kind})" + ("" if f.meets else ", misses objective")
+        ax.plot(volumes, costs, "--" if f.pay_per_request else "-", label=label,
+                linewidth=next(widths), alpha=0.85)
+    meeting = [f for f in figs if f.meets]
+    for p in (f for f in meeting if f.pay_per_request):
+        for a in (f for f in meeting if not f.pay_per_request):
+            for v in crossings(a, p, peak_rps=obj.rps)[1]:
+                cost = monthly_cost_at(p, v, peak_rps=obj.rps)
+                if cost is not None and v <= volumes[-1]:
+                    ax.plot([v], [cost], "ko", markersize=4)
+                    ax.annotate(f"{v / 1e6:,.3g}M", (v, cost), textcoords="offset points",
+                                xytext=(4, -10), fontsize=7)
+    ax.axvline(obj.monthly_requests, color="grey", linestyle=":", linewidth=1,
                label="expected volume")
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -59,7 +59,8 @@ METRICS = ("rps", "p50", "p99", "errors")
 #: The field of a measurement window that gives each metric's spread.
 WINDOW_FIELD = {"rps": "rps", "p50": "p50_ms", "p99": "p99_ms"}
 #: Metadata that, when it differs, means the runs measured more than the change under test.
-MACHINE_KEYS = ("cpu_model", "cpu_count", "hostname", "target_cpus", "loadgen_cpus")
+#: Not the hostname: CI runners are new machines of one kind every time.
+MACHINE_KEYS = ("cpu_model", "cpu_count", "target_cpus", "loadgen_cpus")
 SETUP_KEYS = ("bundle", "scenario_sha256", "python", "torch", "locust", "deploybench",
               "git_commit")
 FAIL_ON_FORM = ("use METRIC:+N% for p50, p99 or errors (a rise; errors in percentage "
@@ -184,7 +185,11 @@ def _mean_se(values: Sequence[float]) -> tuple[float, float]:
 
 
 def estimate(stages: Sequence[StageResult], metric: str) -> Estimate:
-    """The value of ``metric`` over one load's stages (one per trial) and its uncertainty."""
+    """The value of ``metric`` over one load's stages (one per trial) and its uncertainty;
+    INVALID trials are left out when two or more VALID ones remain (as the report does)."""
+    valid = [s for s in stages if s.get("valid", True)]
+    if len(valid) >= 2:
+        stages = valid
     if len(stages) >= 2:
         values = [v for s in stages if (v := _metric(s, metric)) is not None]
         if len(values) >= 2:

@@ -1,11 +1,11 @@
-"""Console exporter: the per-target stage tables and the summary, with rich."""
+"""Console exporter: the per-target stage tables, the summary and the decision, with rich."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from reports import document, findings
+from reports import decision, document, findings, summary
 from reports.schema import RunDoc
 
 
@@ -37,3 +37,8 @@ def print_run(run: RunDoc, console: Console | None = None) -> None:
         console.print(f"[bold red]INVALID[/bold red] {_plain(item)}")
     for warning in findings.warnings(run):
         console.print(f"[yellow]warning:[/yellow] {_plain(warning)}")
+    # The decision last, where the eye lands when the run ends.
+    choice = decision.decide(run)
+    console.print(f"\n[bold]Decision[/bold]: {_plain(summary.objective_text(run, choice))}")
+    for item in summary.decision_items(choice):
+        console.print(f"- {_plain(item)}")

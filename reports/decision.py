@@ -27,6 +27,7 @@ The rules, each stated in the report:
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,8 @@ class Objective:
     monthly_requests: float
     #: Which parts were not given and took their defaults.
     defaulted: tuple[str, ...]
+    #: Hours in a month, as the prices count them.
+    hours_per_month: float = 730.0
 
     def describe(self) -> str:
         bounds = ", ".join(f"{k} <= {v:g} ms" for k, v in self.latency_ms.items())
@@ -62,7 +65,7 @@ class Objective:
 
     @property
     def average_rps(self) -> float:
-        return self.monthly_requests / (730.0 * 3600.0)
+        return self.monthly_requests / (self.hours_per_month * 3600.0)
 
 
 def objective(run: RunDoc) -> Objective:
@@ -79,7 +82,8 @@ def objective(run: RunDoc) -> Objective:
     if volume is None:
         volume = DEFAULT_MONTHLY_REQUESTS
         defaulted.append("volume")
-    return Objective(latency, slo.get("rps"), float(volume), tuple(defaulted))
+    hours = float(effective_prices(run).get("hours_per_month", 730.0))
+    return Objective(latency, slo.get("rps"), float(volume), tuple(defaulted), hours)
 
 
 # -- per-target figures ------------------------------------------------------------------
@@ -105,6 +109,11 @@ class Figures:
     peak_rps: float | None = None
     cold_start_ms: float | None = None
     cold_start_what: str | None = None
+    #: False when the figure is a stand-in (no cold-start measurement in the scenario).
+    cold_start_measured: bool = False
+    #: Lambda: one cold start's billed Init in warm requests' cost (130: a cold start
+    #: costs as much as 130 warm requests).
+    cold_start_cost_ratio: float | None = None
     #: One instance (or one Lambda environment), MB; and the most the deployment held.
     memory_mb: float | None = None
     memory_total_mb: float | None = None
@@ -208,7 +217,7 @@ def describe_common(load: tuple[str, float] | None) -> str:
         return "no load common to every target"
     mode, level = load
     return f"{fmt_rps(level)} req/s offered (open loop)" if mode == "open" else \
-        f"{int(level)} concurrent users"
+        f"{int(level)} concurrent user{'' if int(level) == 1 else 's'}"
 
 
 def least_loaded(target: TargetResult) -> StageResult | None:
@@ -242,26 +251,29 @@ def at_load(target: TargetResult, load: tuple[str, float] | None) -> list[StageR
     return valid or out
 
 
-def _cold_start(target: TargetResult) -> tuple[float | None, str | None]:
+def _cold_start(target: TargetResult) -> tuple[float | None, str | None, bool]:
+    """(ms, what was timed, whether it was a cold-start measurement)."""
     cold = target.get("cold_starts") or {}
     total = (cold.get("total_ms") or {}).get("p50") if cold.get("supported") else None
     if total is not None:
         n = len(cold.get("samples", []))
-        return total, f"median of {n}: {cold.get('definition') or 'launch to first answer'}"
+        return (total, f"median of {n}: {cold.get('definition') or 'launch to first answer'}",
+                True)
+    # Stand-ins when the scenario measured no cold starts, each said for what it is.
     if target["name"] in PAY_PER_REQUEST:
         # The platform starts empty: its first requests were the cold starts.
         colds = [cold_ms["p50"] for s in target["stages"]
                  if (cold_ms := s.get("latency_cold_ms")) is not None]
         if colds:
-            return colds[0], "median latency of requests that met a cold environment"
-        return None, None
+            return colds[0], "median latency of requests that met a new environment", False
+        return None, None, False
     startup = target["describe"].get("startup_s")
     if startup is not None:
-        return startup * 1000.0, "one launch to a passing health check (no cold-start stage)"
+        return startup * 1000.0, "one launch to a passing health check", False
     load_s = target["loadgen"].get("load_s")
     if load_s is not None:
-        return load_s * 1000.0, "model load and first prediction in the running process"
-    return None, None
+        return load_s * 1000.0, "model load and first prediction in the running process", False
+    return None, None, False
 
 
 def _memory(target: TargetResult) -> tuple[float | None, float | None]:
@@ -296,7 +308,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
         f.stages = len(t["stages"])
         f.valid = sum(1 for s in t["stages"] if s.get("valid", True))
         f.error_rate = _error_rate(t)
-        f.cold_start_ms, f.cold_start_what = _cold_start(t)
+        f.cold_start_ms, f.cold_start_what, f.cold_start_measured = _cold_start(t)
         f.memory_mb, f.memory_total_mb = _memory(t)
         measured = [s for s in t["stages"] if s["latency_ms"] is not None]
         if measured:
@@ -344,16 +356,31 @@ def prices_filled(run: RunDoc) -> list[str]:
     return sorted(set(DEFAULT_PRICES) - set(run.get("prices") or {}))
 
 
+#: How an upgraded file's pre-verdict stages are marked (reports.schema.upgrade).
+NOT_CHECKED = "not checked"
+
+
 def _why_missed(target: TargetResult, measured: list[StageResult], obj: Objective) -> str:
     if not measured:
         return "no request succeeded"
     valid = [s for s in measured if s.get("valid", True)]
     if not valid:
+        if all(s["reasons"] and s["reasons"][0].startswith(NOT_CHECKED) for s in measured):
+            return "its stages predate validity verdicts, so none can be relied on"
         return "no VALID stage (see INVALID stages)"
-    key = next(iter(obj.latency_ms))
+    # The first bound the stages missed (a stage must meet all of them).
+    key = next((k for k in obj.latency_ms
+                if not any(_latency_ok(s, {k: obj.latency_ms[k]}) for s in valid)),
+               next(iter(obj.latency_ms)))
     best = min(valid, key=lambda s: _stage_value(s, key) or math.inf)
     value = _stage_value(best, key)
-    return f"its lowest {key} was {fmt_ms(value)} ms, at {stage_load(best)}"
+    text = f"its lowest {key} over VALID stages was {fmt_ms(value)} ms, at {stage_load(best)}"
+    invalid = [s for s in measured if not s.get("valid", True)
+               and _latency_ok(s, obj.latency_ms)]
+    if invalid:
+        text += (f" (an INVALID stage, {stage_load(invalid[0])}, met it, but cannot be "
+                 "relied on)")
+    return text
 
 
 # -- cost --------------------------------------------------------------------------------
@@ -374,8 +401,23 @@ def _cost(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, An
         stage = _lambda_stage(target, cpus)
         if stage is None:
             return
-        per_million = dict((stage.get("platform") or {}).get("cost_per_million_usd") or {})
+        platform = stage.get("platform") or {}
+        invocations = platform.get("invocations") or 0
+        if not invocations:
+            return
+        # From what was billed, at the prices in force now (report --prices changes them).
+        gb_s = float(platform.get("billed_gb_s") or 0.0) / invocations
+        per_million = {a: 1e6 * (float(prices.get("lambda_request", 0.0)) + gb_s * price)
+                       for a, price in (prices.get("lambda_gb_second") or {}).items()}
         f.per_million_usd = per_million
+        inits = [x["init_ms"] for x in (target.get("cold_starts") or {}).get("samples", [])
+                 if x.get("init_ms")]
+        memory_gb = float(platform.get("memory_mb") or 0) / 1024.0
+        warm = per_million.get(ARCH, 0.0) / 1e6
+        if inits and warm > 0 and prices.get("lambda_bill_init", True):
+            init_cost = (float(np.median(inits)) / 1000.0 * memory_gb
+                         * (prices.get("lambda_gb_second") or {}).get(ARCH, 0.0))
+            f.cold_start_cost_ratio = init_cost / warm
         f.monthly_usd = {a: v * obj.monthly_requests / 1e6 for a, v in per_million.items()}
         # Billed duration follows latency: the windows' p50 spread bounds the cost's.
         p50 = _spread([stage], "p50")
@@ -389,8 +431,9 @@ def _cost(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, An
         return
     if f.capacity is None or f.capacity.mean <= 0:
         return
+    # One instance's memory (in-process: the model's share, not the load generator's).
     gb = max(float(prices.get("container_min_gb_per_vcpu", 2.0)) * cpus,
-             math.ceil((f.memory_total_mb or 0) / 1024.0))
+             math.ceil((f.memory_mb or 0) / 1024.0))
     hourly = {a: cpus * vcpu + gb * prices.get("container_gb_hour", {}).get(a, 0.0)
               for a, vcpu in prices.get("container_vcpu_hour", {}).items()}
     minimum = int(prices.get("container_min_instances", 1))
@@ -404,9 +447,11 @@ def _cost(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, An
     f.monthly_usd = {a: f.instances * h * hours for a, h in hourly.items()}
     f.per_million_usd = {a: v / (obj.monthly_requests / 1e6) for a, v in f.monthly_usd.items()}
     hw = f.capacity.half_width or 0.0
-    low_cap, high_cap = f.capacity.mean + hw, max(f.capacity.mean - hw, 1e-9)
+    # More capacity, fewer instances: the cost range runs from the interval's top to its
+    # bottom.
+    most, least = f.capacity.mean + hw, max(f.capacity.mean - hw, 1e-9)
     per = hourly.get(ARCH, 0.0) * hours
-    f.monthly_range = (instances(low_cap) * per, instances(high_cap) * per)
+    f.monthly_range = (instances(most) * per, instances(least) * per)
     f.cost_model = {"kind": "always_on", "monthly_per_instance": {
         a: h * hours for a, h in hourly.items()}, "capacity_rps": f.capacity.mean,
         "min_instances": minimum, "hours": hours}
@@ -429,29 +474,40 @@ def monthly_cost_at(f: Figures, volume: float, arch: str = ARCH,
 VOLUMES = (1e4, 1e11)
 
 
-def break_even(always_on: Figures, per_request: Figures, arch: str = ARCH) -> float | None:
-    """The lowest monthly volume above which the always-on deployment costs less than the
-    pay-per-request one, or None if that never happens in VOLUMES."""
-    grid = np.geomspace(*VOLUMES, 2000)
-    previous: tuple[float, bool] | None = None
-    for v in grid:
-        a, p = monthly_cost_at(always_on, v, arch), monthly_cost_at(per_request, v, arch)
-        if a is None or p is None:
-            return None
-        cheaper = a < p
-        if previous is not None and cheaper and not previous[1]:
-            low, high = previous[0], float(v)
-            for _ in range(60):  # bisect to the crossing (the always-on cost is a step)
-                mid = math.sqrt(low * high)
-                a_mid = monthly_cost_at(always_on, mid, arch)
-                p_mid = monthly_cost_at(per_request, mid, arch)
-                if a_mid is not None and p_mid is not None and a_mid < p_mid:
-                    high = mid
-                else:
-                    low = mid
-            return high
-        previous = (float(v), cheaper)
-    return None
+def crossings(always_on: Figures, per_request: Figures, arch: str = ARCH,
+              peak_rps: float | None = None) -> tuple[bool, list[float]]:
+    """Where in VOLUMES the cheaper of the two changes: (whether the always-on one is
+    cheaper at the lowest volume, the volumes where that flips). The always-on cost rises
+    in steps as instances are added, so it can flip more than once."""
+    def cheaper(v: float) -> bool:
+        a = monthly_cost_at(always_on, v, arch, peak_rps)
+        p = monthly_cost_at(per_request, v, arch, peak_rps)
+        return a is not None and p is not None and a < p
+
+    grid = [float(v) for v in np.geomspace(*VOLUMES, 4000)]
+    start = cheaper(grid[0])
+    flips, state = [], start
+    for left, right in itertools.pairwise(grid):
+        if cheaper(right) == state:
+            continue
+        low, high = left, right
+        for _ in range(60):  # bisect to the flip
+            mid = math.sqrt(low * high)
+            if cheaper(mid) == state:
+                low = mid
+            else:
+                high = mid
+        flips.append(high)
+        state = not state
+    return start, flips
+
+
+def break_even(always_on: Figures, per_request: Figures, arch: str = ARCH,
+               peak_rps: float | None = None) -> float | None:
+    """The lowest monthly volume where the always-on deployment becomes the cheaper one,
+    or None if it never does within VOLUMES (or is cheaper from the start)."""
+    start, flips = crossings(always_on, per_request, arch, peak_rps)
+    return None if start or not flips else flips[0]
 
 
 # -- the recommendation ------------------------------------------------------------------
@@ -467,6 +523,10 @@ class Decision:
     #: When the best is in-process: the best deployment that runs as its own service.
     best_service: Figures | None
     service_ties: tuple[Figures, ...]
+    #: The deployments whose cost could not be told apart from the cheapest's (the best
+    #: was chosen among them by latency), overall and as a service.
+    tier: tuple[Figures, ...] = ()
+    service_tier: tuple[Figures, ...] = ()
 
 
 def _cost_tie(a: Figures, b: Figures) -> bool:
@@ -495,23 +555,27 @@ def latency_tie(a: Figures, b: Figures) -> bool:
     return low <= 0 or high / low - 1.0 <= UNTESTED_TIE
 
 
-def _choose(candidates: list[Figures]) -> tuple[Figures | None, tuple[Figures, ...]]:
+Choice = tuple[Figures | None, tuple[Figures, ...], tuple[Figures, ...]]
+
+
+def _choose(candidates: list[Figures]) -> Choice:
+    """(the best, those tied with it, the cheapest tier it was chosen from)."""
     if not candidates:
-        return None, ()
+        return None, (), ()
     by_cost = sorted(candidates, key=lambda f: f.monthly_usd.get(ARCH, math.inf))
     cheapest = by_cost[0]
-    tier = [f for f in by_cost if _cost_tie(cheapest, f)]
+    tier = tuple(f for f in by_cost if _cost_tie(cheapest, f))
     best = min(tier, key=lambda f: f.common_p99.mean if f.common_p99 else math.inf)
-    return best, tuple(f for f in tier if f is not best and latency_tie(best, f))
+    return best, tuple(f for f in tier if f is not best and latency_tie(best, f)), tier
 
 
 def decide(run: RunDoc, obj: Objective | None = None) -> Decision:
     obj = obj or objective(run)
     figs = figures(run, obj)
     candidates = [f for f in figs if f.meets]
-    best, ties = _choose(candidates)
-    best_service: Figures | None = None
-    service_ties: tuple[Figures, ...] = ()
+    best, ties, tier = _choose(candidates)
+    service: Choice = (None, (), ())
     if best is not None and best.name == "inprocess":
-        best_service, service_ties = _choose([f for f in candidates if f.name != "inprocess"])
-    return Decision(obj, common_load(run), figs, best, ties, best_service, service_ties)
+        service = _choose([f for f in candidates if f.name != "inprocess"])
+    return Decision(obj, common_load(run), figs, best, ties, service[0], service[1], tier,
+                    service[2])

@@ -100,6 +100,13 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
                     "1% of requests meet a new environment (bursts, scaling out, traffic "
                     "after an idle spell longer than the keep-alive), its p99 breaks the "
                     "objective.")
+        if f.cold_start_cost_ratio is not None:
+            share = f.cold_start_cost_ratio / 100.0
+            items.append(
+                f"{f.name}'s cost counts the measured windows, after the warm-up's cold "
+                f"starts. Each cold start's billed Init costs as much as "
+                f"~{f.cold_start_cost_ratio:,.0f} warm requests, so if 1% of requests meet "
+                f"a new environment the cost per request is ~{share:.0%} higher than shown.")
         if f.pay_per_request and f.ok:
             items.append(
                 f"{f.name} is emulated here on {len(meta.get('target_cpus') or []) or 1} "

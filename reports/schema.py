@@ -202,7 +202,8 @@ def upgrade(doc: dict[str, Any]) -> RunDoc:
     if version > SCHEMA_VERSION:
         raise ResultFileError(
             f"schema_version {version} is newer than this deploybench reads "
-            f"({SCHEMA_VERSION}). Upgrade deploybench (pip install -U deploybench) to read it")
+            f"({SCHEMA_VERSION}). Read it with the deploybench that wrote it (its version is "
+            f"in metadata.deploybench and metadata.git_commit), or upgrade this one")
     if version < OLDEST_SCHEMA_VERSION:
         raise ResultFileError(f"schema_version {version} is not one deploybench ever wrote")
     original = version

@@ -3,13 +3,16 @@ of every deployment, and the questions people ask before choosing one."""
 
 from __future__ import annotations
 
+import itertools
+
 from reports.blocks import Block, Bullets, Paragraph, Table
 from reports.decision import (
     ARCH,
     UNTESTED_TIE,
+    VOLUMES,
     Decision,
     Figures,
-    break_even,
+    crossings,
     describe_common,
     latency_differs,
 )
@@ -32,22 +35,34 @@ def fmt_volume(value: float) -> str:
 
 
 def fmt_est(est: Estimate | None, unit: str = "") -> str:
-    """"3,197 ± 41" (95% interval half-width), or the value alone when unknown."""
+    """"3,197 ± 41": the estimate and its 95% interval half-width (the interval is centred
+    on it), or the value alone when the uncertainty is unknown."""
     if est is None:
         return "-"
     fn = fmt_ms if unit == "ms" else fmt_rps
-    value = fn(est.median)
+    value = fn(est.mean)
     if est.half_width is None:
         return value
     return f"{value} ± {fn(est.half_width)}"
 
 
-def _capacity_text(f: Figures) -> str:
-    if f.capacity is None or f.capacity_stage is None:
+def _invalid(stage: StageResult | None) -> str:
+    return ", an INVALID stage" if stage is not None and not stage.get("valid", True) else ""
+
+
+def _capacity_text(f: Figures, d: Decision) -> str:
+    stage = f.capacity_stage
+    if f.capacity is None or stage is None or stage["latency_ms"] is None:
         return ""
-    at = f"up to {fmt_est(f.capacity)} req/s (at {stage_load(f.capacity_stage)})"
-    return at + (" on the CPUs measured here, and Lambda adds environments beyond that"
-                 if f.pay_per_request else " per instance")
+    at = (f"up to {fmt_est(f.capacity)} req/s (at {stage_load(stage)}, p99 "
+          f"{fmt_ms(stage['latency_ms']['p99'])} ms)")
+    if not f.pay_per_request:
+        return at + " per instance"
+    scale = " on the CPUs measured here, and Lambda adds environments beyond that"
+    if d.objective.rps:
+        scale += (f" (the {fmt_rps(d.objective.rps)} req/s objective is taken as met by "
+                  "scaling out; the emulator cannot show it)")
+    return at + scale
 
 
 def _cost_text(f: Figures, d: Decision) -> str:
@@ -66,42 +81,56 @@ def _cost_text(f: Figures, d: Decision) -> str:
 
 def _p99_text(f: Figures, d: Decision) -> str:
     if f.common_p99 is None:
-        return ""
-    return f"p99 {fmt_est(f.common_p99, unit='ms')} ms at {describe_common(d.load)}"
+        return "no p99 at the common load"
+    text = (f"p99 {fmt_est(f.common_p99, unit='ms')} ms at {describe_common(d.load)}"
+            f"{_invalid(f.common_stage)}")
+    bound = d.objective.latency_ms.get("p99")
+    if bound is not None and f.common_p99.mean > bound:
+        text += (", above the objective: at that load it needs more instances than the "
+                 "throughput alone says")
+    return text
 
 
 def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
+    costs = (f"{fmt_usd(other.monthly_usd.get(ARCH))} vs {fmt_usd(best.monthly_usd.get(ARCH))}"
+             " a month (within the cost's uncertainty)")
+    if best.common_p99 is None or other.common_p99 is None:
+        return (f"**{other.name}** cannot be told apart from it: {costs}, and their latency "
+                "could not be compared (no load that both ran). Choose between them on "
+                "other grounds (operations, client languages, the questions below)")
     p = latency_differs(best, other)
     test = (f"no windows or trials to test; within {UNTESTED_TIE:.0%}" if p is None
             else f"Welch p = {p:.2f}, not significant at {ALPHA:.0%}")
-    return (f"**{other.name}** ties with it: {fmt_usd(other.monthly_usd.get(ARCH))} vs "
-            f"{fmt_usd(best.monthly_usd.get(ARCH))} a month (within the cost's uncertainty), "
-            f"p99 {fmt_est(other.common_p99, unit='ms')} vs "
-            f"{fmt_est(best.common_p99, unit='ms')} ms ({test}). Choose between them on "
-            "other grounds (operations, client languages, the questions below)")
+    return (f"**{other.name}** ties with it: {costs}, p99 "
+            f"{fmt_est(other.common_p99, unit='ms')}{_invalid(other.common_stage)} vs "
+            f"{fmt_est(best.common_p99, unit='ms')} ms{_invalid(best.common_stage)} ({test}). "
+            "Choose between them on other grounds (operations, client languages, the "
+            "questions below)")
 
 
-def _why_not(f: Figures, best: Figures, d: Decision) -> str:
+def _why_not(f: Figures, best: Figures, tier: tuple[Figures, ...], d: Decision) -> str:
     if not f.ok:
         return f"**{f.name}** failed: {f.error or 'unknown error'}"
     if not f.meets:
         return f"**{f.name}** does not meet {d.objective.describe()}: {f.miss}"
-    cost, best_cost = f.monthly_usd.get(ARCH), best.monthly_usd.get(ARCH)
-    if cost is not None and best_cost is not None and f.monthly_range and best.monthly_range \
-            and f.monthly_range[0] > best.monthly_range[1]:
-        return (f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; "
-                f"{_p99_text(f, d)}")
+    if f.monthly_usd.get(ARCH) is None:
+        return (f"**{f.name}** meets it, but its cost could not be estimated (no prices or "
+                f"platform records); {_p99_text(f, d)}")
+    if f not in tier:
+        return f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; {_p99_text(f, d)}"
     p = latency_differs(best, f)
-    sig = " (not tested: no windows or trials)" if p is None else f" (Welch p = {p:.3f})"
-    return (f"**{f.name}** meets it at the same cost but is slower: {_p99_text(f, d)} against "
-            f"{fmt_est(best.common_p99, unit='ms')} ms{sig}")
+    sig = (f" (not tested: no windows or trials; more than {UNTESTED_TIE:.0%} apart)"
+           if p is None else f" (Welch p = {p:.3f})")
+    return (f"**{f.name}** meets it at a cost that cannot be told apart, but is slower: "
+            f"{_p99_text(f, d)} against {fmt_est(best.common_p99, unit='ms')} ms{sig}")
 
 
 def _recommend(best: Figures, ties: tuple[Figures, ...], d: Decision,
                label: str) -> list[str]:
-    parts = [p for p in (_capacity_text(best), _cost_text(best, d), _p99_text(best, d)) if p]
-    lines = [f"{label} **{best.name}**. It meets {d.objective.describe()} " + "; ".join(parts)
-             + "."]
+    parts = [p for p in (_capacity_text(best, d), _cost_text(best, d), _p99_text(best, d))
+             if p]
+    lines = [f"{label} **{best.name}**. It meets {d.objective.describe()}: "
+             + "; ".join(parts) + "."]
     lines += [_tie_text(best, other, d) + "." for other in ties]
     return lines
 
@@ -124,51 +153,100 @@ def objective_text(run: RunDoc, d: Decision) -> str:
 def decision_items(d: Decision) -> list[str]:
     items: list[str] = []
     if d.best is None:
-        closest = [f for f in d.figures if f.ok]
-        items.append(f"**No deployment met {d.objective.describe()}.** "
-                     + ("; ".join(f"{f.name}: {f.miss}" for f in closest if f.miss)
-                        or "None was measured."))
-    else:
-        items += _recommend(d.best, d.ties, d, "Recommended:")
-        if d.best_service is not None:
-            items += _recommend(d.best_service, d.service_ties, d,
-                                "If the model must run as its own service (another language "
-                                "calls it, or it scales apart from the application):")
-        elif d.best.name == "inprocess":
-            items.append("No served deployment meets the objective: only in-process does.")
-        chosen = {d.best.name, *(f.name for f in d.ties)}
-        if d.best_service is not None:
-            chosen |= {d.best_service.name, *(f.name for f in d.service_ties)}
-        reference = d.best_service or d.best
-        items += [_why_not(f, reference if f.name != "inprocess" else d.best, d) + "."
-                  for f in d.figures if f.name not in chosen]
+        measured = [f for f in d.figures if f.ok]
+        unchecked = measured and all(f.miss and "predate validity verdicts" in f.miss
+                                     for f in measured)
+        if unchecked:
+            items.append("**Cannot decide**: every stage of this run predates validity "
+                         "verdicts (an old result file), so no figure can be relied on. "
+                         "Measure again with this deploybench.")
+        else:
+            items.append(f"**No deployment met {d.objective.describe()}.**")
+            items += [_why_not(f, f, (), d) + "." for f in d.figures]
+        return items + break_even_items(d)
+    items += _recommend(d.best, d.ties, d, "Recommended:")
+    if d.best_service is not None:
+        items += _recommend(d.best_service, d.service_ties, d,
+                            "If the model must run as its own service (another language "
+                            "calls it, or it scales apart from the application):")
+    elif d.best.name == "inprocess":
+        items.append("No served deployment meets the objective: only in-process does.")
+    chosen = {d.best.name, *(f.name for f in d.ties)}
+    if d.best_service is not None:
+        chosen |= {d.best_service.name, *(f.name for f in d.service_ties)}
+    for f in d.figures:
+        if f.name in chosen:
+            continue
+        if d.best_service is not None and f.name != "inprocess":
+            items.append(_why_not(f, d.best_service, d.service_tier, d) + ".")
+        else:
+            items.append(_why_not(f, d.best, d.tier, d) + ".")
     return items + break_even_items(d)
 
 
+def _names(names: list[str]) -> str:
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + \
+        f" and {names[-1]}"
+
+
+def _ranges(start: bool, flips: list[float]) -> list[tuple[float | None, float | None]]:
+    """The volume ranges where the always-on deployment is the cheaper one."""
+    edges: list[float | None] = [None, *flips, None]
+    state, out = start, []
+    for low, high in itertools.pairwise(edges):
+        if state:
+            out.append((low, high))
+        state = not state
+    return out
+
+
 def break_even_items(d: Decision) -> list[str]:
-    serverless = [f for f in d.figures if f.pay_per_request and f.cost_model]
-    always_on = [f for f in d.figures if not f.pay_per_request and f.cost_model]
+    """Pay-per-request against always-on, for the deployments that meet the objective."""
+    meeting = [f for f in d.figures if f.meets and f.cost_model]
+    serverless = [f for f in meeting if f.pay_per_request]
+    always_on = [f for f in meeting if not f.pay_per_request]
+    hours = d.objective.hours_per_month
     items = []
     for p in serverless:
-        # Always-on deployments of the same size break even at the same volume: one line.
-        by_volume: dict[float | None, list[str]] = {}
+        # Deployments of one size flip at the same volumes: one line for them.
+        by_ranges: dict[tuple[tuple[float | None, float | None], ...], list[str]] = {}
         for a in always_on:
-            volume = break_even(a, p)
-            key = None if volume is None else float(f"{volume:.3g}")
-            by_volume.setdefault(key, []).append(a.name)
-        for volume, names in by_volume.items():
-            who = " and ".join(names) if len(names) <= 2 else \
-                ", ".join(names[:-1]) + f" and {names[-1]}"
-            if volume is None:
+            start, flips = crossings(a, p, peak_rps=d.objective.rps)
+            key = tuple((None if lo is None else float(f"{lo:.3g}"),
+                         None if hi is None else float(f"{hi:.3g}"))
+                        for lo, hi in _ranges(start, flips))
+            by_ranges.setdefault(key, []).append(a.name)
+        for ranges, names in by_ranges.items():
+            who = _names(names)
+            verb = "is" if len(names) == 1 else "are"
+            if not ranges:
                 items.append(f"Cost: {p.name} (pay per request) stays cheaper than {who} "
-                             f"(always on) at every volume up to 100 billion requests a month.")
-                continue
-            items.append(
-                f"Cost: {p.name} (pay per request) is cheaper than {who} (always on) below "
-                f"{fmt_volume(volume)} requests a month ({fmt_rps(volume / (730 * 3600))} "
-                f"req/s on average); above that, {who} {'is' if len(names) == 1 else 'are'} "
-                "cheaper.")
+                             f"(always on) up to {fmt_volume(VOLUMES[1])} requests a month.")
+            elif ranges == ((None, None),):
+                items.append(f"Cost: {who} (always on) {verb} cheaper than {p.name} (pay per "
+                             "request) at every volume.")
+            elif len(ranges) == 1 and ranges[0][1] is None and ranges[0][0] is not None:
+                volume = ranges[0][0]
+                items.append(
+                    f"Cost: {p.name} (pay per request) is cheaper than {who} (always on) "
+                    f"below {fmt_volume(volume)} requests a month "
+                    f"({fmt_rps(volume / (hours * 3600))} req/s on average); above that, "
+                    f"{who} {verb} cheaper.")
+            else:
+                spans = ", ".join(_span(lo, hi) for lo, hi in ranges)
+                items.append(
+                    f"Cost: {who} (always on) {verb} cheaper than {p.name} (pay per "
+                    f"request) {spans} requests a month, and {p.name} elsewhere: each added "
+                    "instance costs a step, so the cheaper one alternates.")
     return items
+
+
+def _span(low: float | None, high: float | None) -> str:
+    if low is None:
+        return f"below {fmt_volume(high or 0)}"
+    if high is None:
+        return f"above {fmt_volume(low)}"
+    return f"from {fmt_volume(low)} to {fmt_volume(high)}"
 
 
 AT_A_GLANCE = ("target", "meets", "max req/s within SLO", "p50 ms @ common", "p99 ms @ common",
@@ -193,7 +271,8 @@ def at_a_glance(d: Decision) -> Table:
             f.name, "yes" if f.meets else "no", fmt_est(f.capacity), fmt_ms(p50) + _mark(common),
             fmt_est(f.common_p99, unit="ms") + _mark(common),
             fmt_ms(f.min_p50_ms) + _mark(f.min_p50_stage),
-            fmt_num(f.cold_start_ms / 1000.0, 2) if f.cold_start_ms is not None else "-",
+            (fmt_num(f.cold_start_ms / 1000.0, 2) + ("" if f.cold_start_measured else "‡"))
+            if f.cold_start_ms is not None else "-",
             memory, fmt_num(f.cpu_ms_per_request, 3),
             fmt_usd(f.per_million_usd.get("x86_64")), fmt_usd(f.per_million_usd.get("arm64")),
             fmt_usd(f.monthly_usd.get("x86_64")), _errors(f), f"{f.valid}/{f.stages}",
@@ -204,7 +283,9 @@ def at_a_glance(d: Decision) -> Table:
         "± is a 95% interval over the "
         "kept measurement windows (over trials with --trials). Common load: "
         f"{describe_common(d.load)}. Cold start: launch to first good answer (see Cold "
-        "starts). Memory: one instance's peak RSS (Lambda: one environment's Max Memory "
+        "starts); ‡: the scenario measured none, so a stand-in: launch to healthy (served), "
+        "model load (in-process) or the median request that met a new environment "
+        "(Lambda). Memory: one instance's peak RSS (Lambda: one environment's Max Memory "
         "Used; x envs: all environments at the highest load; in-process: the model's share "
         "of the application's RSS). CPU per request at the common load. Cost per million "
         "at the expected volume: an always-on server's cost is spread over the requests "

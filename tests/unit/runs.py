@@ -56,10 +56,13 @@ def stage(users: int, rps: float, p50: float, p99: float,
 
 
 def lambda_platform(per_million_x86: float, environments: int = 1) -> dict[str, Any]:
+    """REPORT figures whose billed GB-s give ``per_million_x86`` at the default prices."""
+    per_request = per_million_x86 / 1e6 - DEFAULT_PRICES["lambda_request"]
+    billed_gb_s = 1000 * per_request / DEFAULT_PRICES["lambda_gb_second"]["x86_64"]
     return {"invocations": 1000, "cold": 0, "warm": 1000, "throttled": 0, "outcomes": {},
             "init_ms": None, "init_cpu_ms": None, "duration_warm_ms": None,
             "duration_cold_ms": None, "max_memory_used_mb": 230.0, "memory_mb": 1769,
-            "environments_max": environments, "billed_ms": 1000, "billed_gb_s": 1.7,
+            "environments_max": environments, "billed_ms": 1000, "billed_gb_s": billed_gb_s,
             "cost_usd": {}, "cost_per_million_usd": {"x86_64": per_million_x86,
                                                      "arm64": per_million_x86 * 0.8},
             "scale_out": {"cold_starts": 0, "init_ms": None, "init_cpu_ms": None}}

@@ -56,8 +56,8 @@ def test_recommendation_changes_with_the_objective() -> None:
     run = grpc_and_lambda(slo={"p99": 1.2})
     assert recommended(run) == "grpc"
     text = "\n".join(decision_items(decision.decide(run)))
-    assert "**lambda** does not meet p99 <= 1.2 ms: its lowest p99 was 1.50 ms, at 1 user" \
-        in text
+    assert "**lambda** does not meet p99 <= 1.2 ms: its lowest p99 over VALID stages was " \
+        "1.50 ms, at 1 user" in text
 
 
 def test_recommendation_changes_with_the_volume() -> None:
@@ -107,7 +107,7 @@ def test_a_significant_difference_is_not_a_tie() -> None:
     assert d.best.name == "grpc"
     assert d.ties == ()
     text = "\n".join(decision_items(d))
-    assert "**flask** meets it at the same cost but is slower" in text
+    assert "**flask** meets it at a cost that cannot be told apart, but is slower" in text
     assert "Welch p = 0.000" in text
 
 
@@ -133,7 +133,8 @@ def test_invalid_and_failed_targets_do_not_qualify() -> None:
     assert d.best is None
     text = "\n".join(decision_items(d))
     assert "No deployment met p99 <= 100 ms" in text
-    assert "grpc: no VALID stage" in text
+    assert "**grpc** does not meet p99 <= 100 ms: no VALID stage" in text
+    assert "**flask** failed: flask server exited with code 3" in text
 
 
 def test_common_load_is_the_middle_shared_level() -> None:
@@ -184,3 +185,60 @@ def test_container_prices_override_and_check(tmp_path: Path) -> None:
     flat.write_text("container_vcpu_hour: 0.05\n")
     with pytest.raises(UserError, match="must map architectures"):
         load_prices(flat)
+
+
+def test_break_even_sizes_for_the_peak() -> None:
+    d = decision.decide(grpc_and_lambda(slo={"p99": 100.0, "rps": 6000.0}))
+    grpc, lam = d.figures
+    # Three instances for 6,000 req/s at 2,500 each: the break-even moves with them.
+    assert decision.break_even(grpc, lam, peak_rps=6000.0) == \
+        pytest.approx(3 * INSTANCE_MONTH / 0.23e-6, rel=1e-3)
+    assert "below 470 million requests a month" in "\n".join(decision_items(d))
+
+
+def test_the_cheaper_one_can_alternate_as_instances_are_added() -> None:
+    # 10 req/s per instance (26.3 million a month) against $1.50 per million: one
+    # instance is cheaper from 24.0 to 26.3 million, then Lambda again until 48.1 million.
+    slow = runs.target("flask", [runs.stage(1, 10, 50, 80), runs.stage(4, 10, 60, 90)])
+    lam = runs.target("lambda", [runs.stage(1, 10, 50, 80,
+                                            platform=runs.lambda_platform(1.5)),
+                                 runs.stage(4, 10, 60, 90,
+                                            platform=runs.lambda_platform(1.5))])
+    d = decision.decide(runs.run([slow, lam]))
+    start, flips = decision.crossings(d.figures[0], d.figures[1])
+    assert not start
+    assert flips[0] == pytest.approx(INSTANCE_MONTH / 1.5e-6, rel=1e-3)
+    assert flips[1] == pytest.approx(10 * 730 * 3600, rel=1e-3)
+    text = "\n".join(decision_items(d))
+    assert "flask (always on) is cheaper than lambda (pay per request) from 24 million to " \
+        "26.3 million, from 48.1 million to 52.6 million" in text
+    assert "the cheaper one alternates" in text
+    assert "above that" not in text
+
+
+def test_no_common_load_is_not_passed_off_as_a_tie() -> None:
+    grpc = runs.target("grpc", [runs.stage(1, 1500, 0.6, 1.0), runs.stage(2, 2000, 1, 2)])
+    flask = runs.target("flask", [runs.stage(4, 1500, 2, 4), runs.stage(8, 1600, 4, 8)])
+    d = decision.decide(runs.run([grpc, flask]))
+    assert d.load is None
+    text = "\n".join(decision_items(d))
+    assert "their latency could not be compared (no load that both ran)" in text
+    assert "ties with it" not in text
+
+
+def test_a_cost_that_could_not_be_estimated_is_said() -> None:
+    lam = runs.target("lambda", [runs.stage(1, 1000, 0.9, 1.5), runs.stage(4, 900, 3, 5)])
+    d = decision.decide(runs.run([noisy("grpc", [1.0, 1.1, 0.9]), lam]))
+    assert d.best is not None
+    assert d.best.name == "grpc"
+    text = "\n".join(decision_items(d))
+    assert "**lambda** meets it, but its cost could not be estimated" in text
+
+
+def test_an_invalid_stage_that_met_the_objective_is_named() -> None:
+    grpc = runs.target("grpc", [runs.stage(1, 1500, 0.6, 0.9, valid=False),
+                                runs.stage(4, 2500, 1.5, 3.0)])
+    d = decision.decide(runs.run([grpc], slo={"p99": 1.0}))
+    assert d.best is None
+    assert "its lowest p99 over VALID stages was 3.00 ms, at 4 users (an INVALID stage, " \
+        "1 user, met it, but cannot be relied on)" in "\n".join(decision_items(d))

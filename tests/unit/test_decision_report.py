@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
 import re
 from pathlib import Path
@@ -24,6 +25,7 @@ def fixture() -> dict[str, Any]:
 
 
 def render(tmp_path: Path, doc: dict[str, Any], *options: str) -> str:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "run.json").write_text(json.dumps(doc))
     assert main(["report", str(tmp_path), *options]) == 0
     return (tmp_path / "report.md").read_text()
@@ -52,12 +54,27 @@ def test_the_recommendation_follows_the_objective(tmp_path: Path,
     md = render(tmp_path, fixture(), "--slo", "p99=1ms")
     assert "Objective: p99 <= 1 ms, as given" in md
     assert "Recommended: **grpc**" in md
-    assert "**lambda** does not meet p99 <= 1 ms: its lowest p99 was 1.26 ms, at 1 user" in md
+    assert "**lambda** does not meet p99 <= 1 ms: its lowest p99 over VALID stages was " \
+        "1.26 ms, at 1 user" in md
+    # grpc meets it at 1 user, not at the common load, and the report says which.
+    assert "(at 1 user, p99 0.857 ms) per instance" in md
+    assert "p99 2.50 ± 0.277 ms at 4 concurrent users, above the objective" in md
+    # A pay-per-request deployment that misses the objective has no break-even line.
+    assert "Cost: lambda" not in md
     assert "run.json unchanged" in capsys.readouterr().out
     # And with the traffic: at a billion a month an always-on server is cheaper.
     md = render(tmp_path, fixture(), "--monthly-requests", "1B")
     assert "Recommended: **grpc**" in md
     assert "**lambda** meets it but costs more: $228.81 a month" in md
+
+
+def coloured_pixels(png: bytes) -> int:
+    """Pixels in colour (lines, bars, markers), not the white, grey or black of an empty
+    frame with its axes, grid and labels."""
+    import matplotlib.image
+
+    rgb = matplotlib.image.imread(io.BytesIO(png))[..., :3]
+    return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).sum())
 
 
 def test_every_chart_is_drawn_and_referenced(tmp_path: Path) -> None:
@@ -66,11 +83,19 @@ def test_every_chart_is_drawn_and_referenced(tmp_path: Path) -> None:
     html = (tmp_path / "report.html").read_text()
     inlined = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(inlined) == len(CHARTS)
+    empty = fixture()
+    for t in empty["targets"]:
+        t.update(status="failed", error="made up", stages=[])
+        t.pop("cold_starts")
+    render(tmp_path / "empty", empty)
+    nothing = tmp_path / "empty" / "charts"
     for name in CHARTS:
         png = (tmp_path / "charts" / f"{name}.png").read_bytes()
         assert png.startswith(PNG)
-        assert len(png) > 15_000, name  # drawn lines and labels, not an empty canvas
         assert f"](charts/{name}.png)" in md
+        # Data drawn: far more colour than the same chart of a run where every target failed.
+        drawn, blank = coloured_pixels(png), coloured_pixels((nothing / f"{name}.png").read_bytes())
+        assert drawn > max(3000, 3 * blank), (name, drawn, blank)
 
 
 def test_questions_and_caveats_are_answered(tmp_path: Path) -> None:
@@ -109,3 +134,25 @@ def test_a_single_target_is_decided_alone(tmp_path: Path) -> None:
     assert "Recommended: **flask**" in md
     assert "Latencies are compared at 4 concurrent users" in md
     assert "Cost: " not in md  # nothing to break even against
+
+
+def test_prices_given_to_report_change_every_cost(tmp_path: Path) -> None:
+    prices = tmp_path / "prices.yaml"
+    prices.write_text('as_of: "test"\nlambda_request: 0.000002\n'
+                      "container_vcpu_hour: {x86_64: 0.08096}\n")
+    md = render(tmp_path / "run", fixture(), "--prices", str(prices))
+    # $2 per million requests on top of the same billed GB-s ($0.029 per million).
+    assert "| lambda | yes |" in md
+    assert "$2.03 per million" in md
+    # The vCPU-hour doubled: (0.08096 + 2 x 0.004445) x 730 h.
+    assert "$65.59 a month at 10 million requests (1 always-on instance" in md
+    assert "prices of test" in md
+
+
+def test_a_run_where_every_target_failed_says_why(tmp_path: Path) -> None:
+    doc = fixture()
+    for t in doc["targets"]:
+        t.update(status="failed", error=f"{t['name']} exited with code 3", stages=[])
+    md = render(tmp_path, doc)
+    assert "**No deployment met p99 <= 100 ms.**" in md
+    assert "**grpc** failed: grpc exited with code 3" in md

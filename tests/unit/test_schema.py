@@ -77,11 +77,12 @@ def test_versions_before_verdicts_load_as_not_checked(tmp_path: Path, version: i
     assert all("before validity verdicts existed" in s["reasons"][0] for s in stages)
     md = render_run_dir(tmp_path, run).markdown.read_text()
     assert f"schema {version}" in md
-    assert "No deployment met" in md  # nothing VALID to recommend on
+    # Nothing to rely on: it says so rather than "no deployment met the objective".
+    assert "**Cannot decide**: every stage of this run predates validity verdicts" in md
 
 
 def test_newer_and_unknown_versions_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ResultFileError, match=r"newer than this deploybench reads.*pip install"):
+    with pytest.raises(ResultFileError, match=r"newer than this deploybench.*that wrote it"):
         load_run(write(tmp_path, {"schema_version": SCHEMA_VERSION + 1}))
     with pytest.raises(ResultFileError, match="not one deploybench ever wrote"):
         load_run(write(tmp_path, {"schema_version": 0}))
