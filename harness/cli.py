@@ -42,6 +42,21 @@ def _targets(text: str) -> tuple[str, ...]:
     return names
 
 
+def _endpoint(text: str) -> tuple[str, str]:
+    from harness.runner import TARGETS, TEST_TARGETS
+    from targets.external import parse_endpoint
+
+    try:
+        name, url = parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name in TARGETS + TEST_TARGETS:
+        raise argparse.ArgumentTypeError(
+            f"endpoint name {name!r} is a built-in target's; name it after where it runs, "
+            f"e.g. k8s-{name}")
+    return name, url
+
+
 SLO_KEYS = ("p50", "p90", "p95", "p99", "rps")
 
 
@@ -78,8 +93,17 @@ def parse_slo(text: str) -> dict[str, float]:
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cpus import plan_cpus
     from harness.results import choose_out_dir
+    from harness.runner import TARGETS
     from scenarios import catalogue
     from targets.bundle import get_bundle
+
+    endpoints = dict(args.endpoint)
+    if len(endpoints) != len(args.endpoint):
+        raise UserError("two --endpoint options have the same name")
+    if args.targets is None:
+        args.targets = () if endpoints else TARGETS
+    args.targets = (*args.targets, *endpoints)
+    args.endpoints = endpoints
 
     scenario = catalogue.load(args.scenario)
     get_bundle(args.bundle)  # fail on a bad name before anything starts
@@ -133,7 +157,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},
                    slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
                    calibration=calibration, calibration_note=calibration_note,
-                   monthly_requests=args.monthly_requests)
+                   monthly_requests=args.monthly_requests, endpoints=args.endpoints)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
@@ -424,9 +448,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="deploy, check parity, load, measure, report")
-    run.add_argument("--targets", type=_targets, default=TARGETS,
-                     help=f"comma-separated deployments to compare "
-                          f"(default: {','.join(TARGETS)})")
+    run.add_argument("--targets", type=_targets, default=None,
+                     help=f"comma-separated deployments to compare (default: "
+                          f"{','.join(TARGETS)}; none when --endpoint is given)")
+    run.add_argument("--endpoint", type=_endpoint, action="append", default=[],
+                     metavar="NAME=URL",
+                     help="also measure a deployment already running elsewhere (repeatable): "
+                          "http://HOST:PORT[/PREFIX] speaking the Flask API, or "
+                          "grpc://HOST:PORT; nothing is started, its CPU and memory are not "
+                          "measured")
     run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
     run.add_argument("--scenario", default="quick",
                      help="scenario name (see `deploybench scenarios`) or YAML path")

@@ -328,7 +328,8 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         instability=None, late=0, late_tolerance_ms=None, queued=0, max_inflight=None,
         warmup_complete=warmed, rules=rules)
     figures["loadgen_busy"] = loadgen_percent > rules.loadgen_cpu_limit_percent
-    target_cpu_s = cpu_after.target_since(cpu_before)
+    # A target elsewhere (--endpoint) has no CPU figure here: absent, not zero.
+    target_cpu_s = cpu_after.target_since(cpu_before) if meter.measures_target else None
     samples_name = f"stage-{index}.npz"
     _save_samples(ctx.out_dir / samples_name, recorder)
     emit("stage", phase="done", requests=len(recorder), stable=stable, **where)
@@ -347,7 +348,8 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         "unanswered": len(unanswered),
         "unsent": unsent,
         "target_cpu_s": target_cpu_s,
-        "target_cpu_percent": 100.0 * target_cpu_s / (wall * ctx.target_cpus),
+        "target_cpu_percent": None if target_cpu_s is None
+        else 100.0 * target_cpu_s / (wall * ctx.target_cpus),
         "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.

@@ -79,7 +79,8 @@ class RawStage:
     #: since the warm-up lowers the stage's real concurrency without failing in-window).
     unanswered: int
     target_cpu_percent: float | None
-    target_cpu_s: float
+    #: None for a target on another machine (--endpoint): not measured.
+    target_cpu_s: float | None
     loadgen_cpu_percent: float | None
     loadgen_cpu_s: float
     target_rss_mb: float | None

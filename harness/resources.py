@@ -69,6 +69,11 @@ class ResourceMeter:
                 tree += [root, *root.children(recursive=True)]
         self._tree = tree
 
+    @property
+    def measures_target(self) -> bool:
+        """False for a target on another machine: nothing here to read its CPU from."""
+        return self.thread_ids is not None or bool(self.watch_pids)
+
     def tree_changed(self) -> bool:
         """True when a target process died or a new one appeared since :meth:`attach`:
         the CPU figures of the stage then miss or double-count that process's time."""

@@ -73,6 +73,8 @@ class RunPlan:
     #: Expected requests a month (--monthly-requests), for the report's costs; None: the
     #: report's default.
     monthly_requests: float | None = None
+    #: Deployments already running elsewhere (--endpoint NAME=URL), by target name.
+    endpoints: dict[str, str] = field(default_factory=dict)
 
 
 class RunObserver(Protocol):
@@ -103,6 +105,10 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
     target_cpus = list(plan.cpus.target)
+    if name in plan.endpoints:
+        from targets.external import make_external
+
+        return make_external(name, plan.endpoints[name], encoding)
     if name == "inprocess":
         from targets.inprocess import InProcessTarget
 
@@ -177,6 +183,7 @@ class Runner:
                 "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
                 "encoding": encoding,
                 "targets_requested": list(plan.targets),
+                "endpoints": dict(plan.endpoints),
                 "trials": plan.trials,
                 "slo": plan.slo,
                 "slo_p99_ms": plan.slo_p99_ms,

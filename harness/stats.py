@@ -104,8 +104,8 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
     late = int(((delay > tolerance) & ~queued).sum()) if tolerance is not None else 0
     n_queued = int(queued.sum())
 
-    def per_request_ms(cpu_s: float) -> float | None:
-        return cpu_s * 1000.0 / requests if requests else None
+    def per_request_ms(cpu_s: float | None) -> float | None:
+        return cpu_s * 1000.0 / requests if requests and cpu_s is not None else None
 
     why = reasons(requests=requests, ok_requests=n_ok, unsent=raw.unsent,
                   error_rate=error_rate,

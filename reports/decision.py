@@ -335,7 +335,8 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
             cpu = [s["target_cpu_ms_per_request"] for s in common
                    if s["target_cpu_ms_per_request"] is not None]
             f.cpu_ms_per_request = float(np.median(cpu)) if cpu else None
-        if f.ok and prices:
+        # A deployment elsewhere (--endpoint): its size is unknown here, so is its cost.
+        if f.ok and prices and not t["describe"].get("external"):
             _cost(f, t, obj, prices, cpus)
         out.append(f)
     return out

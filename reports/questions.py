@@ -90,6 +90,13 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
         items.append(
             "Always-on servers are sized for the average rate of the expected volume. "
             "Traffic has peaks: give the peak with --slo rps=PEAK to size for it.")
+    for t in run["targets"]:
+        if t["describe"].get("external"):
+            items.append(
+                f"{t['name']} is an endpoint that was already running "
+                f"({t['describe'].get('address')}): deploybench started nothing there, so its "
+                "CPU, memory, cold start and cost are not measured, and its latency includes "
+                "the network between this machine and it.")
     for f in d.figures:
         if f.pay_per_request and f.meets and f.cold_start_ms is not None:
             p99 = d.objective.latency_ms.get("p99")
