@@ -107,6 +107,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     scenario = catalogue.load(args.scenario)
     get_bundle(args.bundle)  # fail on a bad name before anything starts
+    if args.loadgen_workers > 1:
+        if scenario.rate or scenario.rate_fractions:
+            raise UserError(f"--loadgen-workers runs closed-loop stages only; scenario "
+                            f"{scenario.name} has open-loop ones (rate/rate_fractions). Use "
+                            "one load-generator process for it")
+        if "inprocess" in args.targets:
+            print("note: inprocess runs the model inside the load generator, so it is "
+                  "driven by one process whatever --loadgen-workers says", file=sys.stderr)
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     notes = []
     if cpus.overlap:
@@ -157,7 +165,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},
                    slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
                    calibration=calibration, calibration_note=calibration_note,
-                   monthly_requests=args.monthly_requests, endpoints=args.endpoints)
+                   monthly_requests=args.monthly_requests, endpoints=args.endpoints,
+                   loadgen_workers=args.loadgen_workers)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
@@ -492,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slo", type=parse_slo, default=None,
                      help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
                           "p99 passes it (default: the scenario's slo_p99_ms, if any)")
+    run.add_argument("--loadgen-workers", type=positive_int, default=1,
+                     help="Locust worker processes for served targets (Locust's distributed "
+                          "mode; samples from all of them are merged, percentiles computed "
+                          "from the merged samples). Closed-loop stages only (default 1)")
     run.add_argument("--monthly-requests", type=parse_volume, default=None,
                      help="expected requests a month, for the report's costs and "
                           "recommendation, e.g. 10M (default 10M)")

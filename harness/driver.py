@@ -95,6 +95,11 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     protocol = spec["protocol"]
     control = LoadControl()
     extra: dict[str, Any] = {}
+    workers = int(plan.get("loadgen_workers") or 1)
+    if workers > 1 and protocol in ("http", "grpc"):
+        from harness import distributed
+
+        return distributed.run_master(plan, out_dir, workers)
     if protocol == "http":
         from scenarios.users import http
 
@@ -183,6 +188,9 @@ class StageRunner:
         self.timing = timing
         self.results: list[dict[str, Any]] = []
         self.open_stages: dict[int, int] = {}
+        #: Keep Locust's own figures per window as a cross-check (not with workers: the
+        #: master's copy lags their periodic reports).
+        self.crosscheck = True
 
     def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
@@ -205,6 +213,9 @@ class StageRunner:
         label = info.get("rate") if loop is not None else users
         result = _run_stage(self, index, users, loop, label)
         result.update(info, trial=trial)
+        counts = getattr(self.control, "counts", None)
+        if counts is not None:  # --loadgen-workers: each worker's share of the samples
+            result["worker_samples"] = list(counts.values())
         if loop is not None:
             result["concurrency"] = None
             result["max_inflight"] = loop.max_inflight
@@ -288,14 +299,14 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     window_start, window_end = edges[-1 - kept], edges[-1]
     cpu_before, cpu_after = cpu[-1 - kept], cpu[-1]
     locust_stats = _merge_locust(StatsEntry, env, locust_windows[-kept:],
-                                 window_end - window_start)
+                                 window_end - window_start) if ctx.crosscheck else {}
 
     emit("stage", phase="cooldown", **where)
     gevent.sleep(t["cooldown_s"])
     control.draining = True
-    drained = _wait_until(lambda: not control.inflight, t["drain_timeout_s"])
+    drained = _wait_until(control.drained, t["drain_timeout_s"])
     now = time.time()
-    unanswered = list(control.inflight.values())
+    unanswered = control.unanswered()
     for sent_at in unanswered:
         recorder.record_unanswered(
             sent_at, (now - sent_at) * 1000.0,
@@ -318,7 +329,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
                             np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
                             window_start, window_end)
     wall = window_end - window_start
-    loadgen_percent = 100.0 * (cpu_after.loadgen_s - cpu_before.loadgen_s) / wall
+    loadgen_percent = cpu_after.loadgen_percent(cpu_before, wall)
     # The verdict's closed-loop rules, so a sweep's capacity comes from a VALID stage
     # (the report recomputes the full verdict from the samples).
     rules = Rules(max_error_rate=t["max_error_rate"])

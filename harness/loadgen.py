@@ -61,6 +61,8 @@ class LoadJob:
     trials: int = 1
     #: The p99 objective sweeps stop at and capacity is taken within (None: none).
     slo_p99_ms: float | None = None
+    #: Locust worker processes (harness.distributed); 1 = one process, no master.
+    loadgen_workers: int = 1
 
 
 @dataclass
@@ -121,6 +123,8 @@ class RawStage:
     windows_kept: int = 1
     stable: bool = True
     instability: str | None = None
+    #: With --loadgen-workers: how many of the samples each worker recorded.
+    worker_samples: list[int] | None = None
 
     def cold_flags(self) -> np.ndarray:
         return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
@@ -212,6 +216,7 @@ def _plan(job: LoadJob) -> dict[str, Any]:
         "timing": _timing(job.scenario),
         "program": _program(job),
         "loadgen_cpus": job.loadgen_cpus,
+        "loadgen_workers": job.loadgen_workers,
     }
     if job.reference is not None:
         plan["reference"] = [
@@ -314,7 +319,7 @@ _STAGE_KEYS = (
     "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
     "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
     "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
-    "windows", "windows_kept", "stable", "instability", "unsent",
+    "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
 )
 
 

@@ -14,7 +14,7 @@ have all been answered.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -27,6 +27,18 @@ class CpuReading:
     #: CPU seconds of each target process (or thread) read, by PID (TID).
     target: dict[int, float]
     loadgen_s: float
+    #: With --loadgen-workers: each worker process's CPU seconds (loadgen_s sums all).
+    workers: dict[str, float] = field(default_factory=dict)
+
+    def loadgen_percent(self, before: CpuReading, wall_s: float) -> float:
+        """The load generator's CPU over ``wall_s`` as a percentage of ONE core (a Locust
+        process is one event loop); with workers, the busiest worker's."""
+        if wall_s <= 0:
+            return 0.0
+        if self.workers:
+            busiest = max(s - before.workers.get(k, s) for k, s in self.workers.items())
+            return 100.0 * busiest / wall_s
+        return 100.0 * (self.loadgen_s - before.loadgen_s) / wall_s
 
     def target_since(self, before: CpuReading) -> float:
         """Target CPU seconds between two readings, over the processes alive at both

@@ -75,6 +75,8 @@ class RunPlan:
     monthly_requests: float | None = None
     #: Deployments already running elsewhere (--endpoint NAME=URL), by target name.
     endpoints: dict[str, str] = field(default_factory=dict)
+    #: Locust worker processes driving served targets (--loadgen-workers).
+    loadgen_workers: int = 1
 
 
 class RunObserver(Protocol):
@@ -184,6 +186,7 @@ class Runner:
                 "encoding": encoding,
                 "targets_requested": list(plan.targets),
                 "endpoints": dict(plan.endpoints),
+                "loadgen_workers": plan.loadgen_workers,
                 "trials": plan.trials,
                 "slo": plan.slo,
                 "slo_p99_ms": plan.slo_p99_ms,
@@ -255,6 +258,7 @@ class Runner:
                     log_path=log_dir / f"loadgen-{name}.log",
                     reference=reference if parity_in_loadgen else None,
                     trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
+                    loadgen_workers=plan.loadgen_workers,
                 )
                 result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
                                              examples[0], reference[0])

@@ -154,6 +154,8 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
         "window_end": raw.window_end,
         "locust": raw.locust,
     }
+    if raw.worker_samples is not None:
+        stage["worker_samples"] = raw.worker_samples
     if raw.sweep:
         stage["sweep"] = True
         stage["sweep_stop"] = raw.sweep_stop

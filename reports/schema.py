@@ -17,9 +17,9 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   writes concurrency 0 for open-loop stages.
 * 4 -- the decision report: a stage's ``latency_cdf`` (its latency distribution sampled
   every percent and at the tail) and each window's ``p99_ms``; a target's ``codec``
-  (the encoding's encode/decode cost, timed in the harness); metadata ``monthly_requests``
-  and prices for an always-on container. All are additions: a version-3 file loads
-  with them absent.
+  (the encoding's encode/decode cost, timed in the harness); metadata ``monthly_requests``,
+  ``endpoints`` and ``loadgen_workers``, a stage's ``worker_samples``, and prices for an
+  always-on container. All are additions: a version-3 file loads with them absent.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -117,6 +117,9 @@ class StageResult(TypedDict):
     stable: bool
     windows: list[dict[str, Any]]
     windows_kept: int
+    #: With --loadgen-workers: each worker's share of the stage's samples (they sum to
+    #: the stage's sample count in samples.csv.gz).
+    worker_samples: NotRequired[list[int]]
     #: A step of a sweep, and on its last step why the sweep stopped.
     sweep: NotRequired[bool]
     sweep_stop: NotRequired[str | None]

@@ -49,6 +49,14 @@ class LoadControl:
         else:
             self.failures[user] = self.failures.get(user, 0) + 1
 
+    def drained(self) -> bool:
+        """Nothing in flight: every request sent has been answered."""
+        return not self.inflight
+
+    def unanswered(self) -> list[float]:
+        """Send times of the requests still in flight (at the drain timeout)."""
+        return list(self.inflight.values())
+
     def settled(self) -> int:
         """Users past their first request: one good answer, or failing steadily (3
         failures: a broken target must not hold the warm-up to its limit)."""

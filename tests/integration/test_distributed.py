@@ -1,0 +1,70 @@
+"""`run --loadgen-workers 2`: a Locust master and two worker processes drive a real Flask
+server; the workers' raw samples are merged, never their percentiles."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from reports.schema import load_run, read_samples
+
+pytestmark = pytest.mark.integration
+
+
+def nearest_rank(values: np.ndarray, fraction: float) -> float:
+    ordered = np.sort(values)
+    return float(ordered[max(1, math.ceil(round(fraction * len(ordered), 9))) - 1])
+
+
+def test_two_workers_samples_are_merged(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle", "digits",
+         "--scenario", "smoke", "--loadgen-workers", "2", "--out", str(out)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = load_run(out)
+    assert run["metadata"]["loadgen_workers"] == 2
+    flask = run["targets"][0]
+    assert flask["status"] == "ok", flask["error"]
+    samples = read_samples(out)
+    for index, stage in enumerate(flask["stages"]):
+        assert stage["errors"] == 0
+        mine = samples["stage"] == index
+        # Every sample came from one of the two workers, and none was lost or doubled.
+        assert len(stage["worker_samples"]) == 2
+        assert sum(stage["worker_samples"]) == int(mine.sum())
+        if stage["concurrency"] >= 2:  # users are spread over both workers
+            assert min(stage["worker_samples"]) > 0
+        # The stage's percentiles are those of the merged raw samples in its window.
+        window = mine & (samples["phase"] == "measure") & samples["ok"]
+        latency = samples["latency_ms"][window]
+        assert stage["latency_ms"] is not None
+        assert len(latency) == stage["requests"] - stage["errors"]
+        for key, fraction in (("p50", 0.5), ("p99", 0.99)):
+            # (samples.csv.gz keeps latency to 0.1 us)
+            assert stage["latency_ms"][key] == pytest.approx(nearest_rank(latency, fraction),
+                                                             abs=1e-3)
+    # The workers are gone: nothing the run started is left.
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if "harness.distributed" in " ".join(p.info["cmdline"] or [])
+                 and str(out) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+def test_open_loop_scenarios_are_refused_with_workers(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--targets", "flask", "--scenario", "rate",
+         "--loadgen-workers", "2", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert done.returncode == 1
+    assert "closed-loop stages only" in done.stderr
+    assert not (tmp_path / "run").exists()
