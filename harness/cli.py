@@ -152,6 +152,13 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from reports.render import render_run_dir
 
     simulated = args.targets == ("fake",)
+    docker = None
+    if args.runtime == "docker":
+        from targets.container import DockerRuntime, client
+
+        client()  # no engine: say so now, before anything starts
+        docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
+                               network=args.network)
     calibration, calibration_note = (None, None) if simulated else calibrate.load_for(
         list(cpus.target), list(cpus.loadgen))
     if calibration_note:
@@ -166,7 +173,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
                    calibration=calibration, calibration_note=calibration_note,
                    monthly_requests=args.monthly_requests, endpoints=args.endpoints,
-                   loadgen_workers=args.loadgen_workers)
+                   loadgen_workers=args.loadgen_workers, docker=docker)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials
     print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
@@ -501,6 +508,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--slo", type=parse_slo, default=None,
                      help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
                           "p99 passes it (default: the scenario's slo_p99_ms, if any)")
+    run.add_argument("--runtime", choices=("process", "docker"), default="process",
+                     help="run flask, grpc and lambda as local processes (default) or as "
+                          "containers (images deploybench-TARGET:TAG, built by "
+                          "docker/build.sh when missing) with the same CPUs and a memory limit")
+    run.add_argument("--network", choices=("host", "bridge"), default="host",
+                     help="--runtime docker: host networking (default) or a bridge network "
+                          "with the port published on 127.0.0.1")
+    run.add_argument("--container-memory-mb", type=positive_int, default=None,
+                     help="--runtime docker: memory limit per container (default 2048 per "
+                          "target CPU)")
+    run.add_argument("--image-tag", default="latest",
+                     help="--runtime docker: tag of the deploybench-TARGET images")
     run.add_argument("--loadgen-workers", type=positive_int, default=1,
                      help="Locust worker processes for served targets (Locust's distributed "
                           "mode; samples from all of them are merged, percentiles computed "

@@ -32,6 +32,7 @@ from targets.errors import TargetError
 
 if TYPE_CHECKING:
     from targets.base import Target
+    from targets.container import DockerRuntime
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
 TARGETS = ("inprocess", "flask", "grpc", "lambda")
@@ -77,6 +78,8 @@ class RunPlan:
     endpoints: dict[str, str] = field(default_factory=dict)
     #: Locust worker processes driving served targets (--loadgen-workers).
     loadgen_workers: int = 1
+    #: --runtime docker: how the served targets' containers run (None: as processes).
+    docker: DockerRuntime | None = None
 
 
 class RunObserver(Protocol):
@@ -106,6 +109,13 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
+    target = _make_target(name, plan, encoding, log_dir)
+    if plan.docker is not None and hasattr(target, "docker"):
+        target.docker = plan.docker  # served targets: the same server, in a container
+    return target
+
+
+def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
     target_cpus = list(plan.cpus.target)
     if name in plan.endpoints:
         from targets.external import make_external
@@ -187,6 +197,7 @@ class Runner:
                 "targets_requested": list(plan.targets),
                 "endpoints": dict(plan.endpoints),
                 "loadgen_workers": plan.loadgen_workers,
+                "runtime": "docker" if plan.docker is not None else "process",
                 "trials": plan.trials,
                 "slo": plan.slo,
                 "slo_p99_ms": plan.slo_p99_ms,
@@ -268,6 +279,9 @@ class Runner:
                 load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
                 records = target.platform_records() if hasattr(target, "platform_records") \
                     else None
+                final = getattr(target, "final_facts", None)
+                if final is not None:
+                    result["describe"].update(final())
         except ParityError:
             raise  # a deployment that answers differently must not be measured at all
         except (TargetError, UserError) as exc:

@@ -133,6 +133,10 @@ class ServerProcess:
         except psutil.NoSuchProcess:
             return []
 
+    def owns(self, pid: int) -> bool:
+        """``pid`` (as a health check reports it) is one of this server's processes."""
+        return pid in {p.pid for p in self.tree()}
+
     def stop(self) -> None:
         if self.proc is None:
             return

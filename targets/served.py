@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from targets import codec
 from targets.base import TargetBase
+from targets.container import ContainerProcess, DockerRuntime
 from targets.cpuset import format_cpus
 from targets.process import ServerProcess, free_port, python_module_command
 
@@ -48,7 +49,9 @@ class ServedTarget(TargetBase):
         self.log_path = log_path
         self.limits = limits
         self.startup_s: float | None = None
-        self._server: ServerProcess | None = None
+        self._server: ServerProcess | ContainerProcess | None = None
+        #: --runtime docker: run the server in a container (targets.container).
+        self.docker: DockerRuntime | None = None
 
     @property
     def address(self) -> str:
@@ -87,7 +90,12 @@ class ServedTarget(TargetBase):
             "--max-body-bytes", str(self.limits.max_body_bytes),
             "--max-batch", str(self.limits.max_batch), *self.server_arguments(),
         )
-        self._server = ServerProcess(command, log_path=self.log_path)
+        if self.docker is not None:
+            mounts = [self.log_path.parent] if self.log_path is not None else []
+            self._server = ContainerProcess(self.docker, self.name, command, self.cpus,
+                                            self.log_path, mounts)
+        else:
+            self._server = ServerProcess(command, log_path=self.log_path)
         self._connect()
         self._server.launch()
         # Launch to first good answer: the cold start of this deployment.
@@ -100,7 +108,7 @@ class ServedTarget(TargetBase):
         if self._server is None:
             return False
         pid = self._serving_pid()
-        return pid is not None and pid in {p.pid for p in self._server.tree()}
+        return pid is not None and self._server.owns(pid)
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """Restart the server and time it from launch to its first good answer."""
@@ -122,6 +130,8 @@ class ServedTarget(TargetBase):
         return self._server.pid if self._server and self._server.proc else None
 
     def describe(self) -> dict[str, Any]:
+        container = self._server.describe() if isinstance(self._server, ContainerProcess) \
+            else {}
         return {
             "runtime": "process",
             "server": self.server_kind,
@@ -135,7 +145,14 @@ class ServedTarget(TargetBase):
             "max_body_bytes": self.limits.max_body_bytes,
             "max_batch": self.limits.max_batch,
             "pid": self.server_pid,
+            **container,
         }
+
+    def final_facts(self) -> dict[str, Any]:
+        """Figures read once the load is over (a container's memory, as Docker counts it)."""
+        if isinstance(self._server, ContainerProcess):
+            return self._server.read_stats()
+        return {}
 
     def stop(self) -> None:
         self._disconnect()

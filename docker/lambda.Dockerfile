@@ -1,0 +1,58 @@
+# The lambda target (the Lambda emulator driving the real awslambdaric:
+# `deploybench serve lambda`) as a container.
+#
+# Build context: the wheelhouse (docker/wheelhouse.sh builds build/wheelhouse/). Nothing is
+# fetched from a package index, so it builds with no index in reach once BASE_IMAGE is at
+# hand (docker/build.sh builds all three images on the local base image):
+#   docker build -f docker/lambda.Dockerfile -t deploybench-lambda build/wheelhouse
+#   docker run --rm --network host --cpuset-cpus 1 --memory 2g deploybench-lambda
+# Arguments after the image name are appended to the entry point's (the last of a
+# repeated option wins: --port 8001). All execution environments share the container's
+# cpuset and memory limit: size --memory for --concurrency environments.
+
+# AWS's Lambda base image by default. Its own entry point (/lambda-entrypoint.sh, the
+# Runtime Interface Emulator) is replaced: the emulator here starts awslambdaric itself,
+# so the same entry point serves on this base and on a plain Python one. Not yet checked
+# on it (no registry in reach here), and a known catch: public.ecr.aws/lambda/python:3.11
+# is Amazon Linux 2 (glibc 2.26), while the wheels pip picks on a current Linux for torch
+# 2.13.0, numpy and scipy need glibc 2.27-2.28 (manylinux_2_28): pip refuses them there.
+# python:3.12 and later Lambda images are Amazon Linux 2023 (glibc 2.34), with a
+# wheelhouse built by Python 3.12 (PYTHON=python3.12 docker/wheelhouse.sh).
+ARG BASE_IMAGE=public.ecr.aws/lambda/python:3.11
+
+# -- build stage: a venv with the dependencies, deploybench, and the digits model trained
+# at build time. The wheels stay in this stage; only the venv reaches the image.
+FROM ${BASE_IMAGE} AS build
+LABEL org.deploybench.image=build
+ENV PATH=/opt/deploybench/bin:$PATH \
+    DEPLOYBENCH_CACHE_DIR=/opt/deploybench/cache
+COPY deps/ /tmp/wheels/
+# Out of torch go what serving never uses: its C++ headers (~60 MB, for compiling
+# extensions), its C++ test programs (~120 MB) and protoc; torch_shm_manager stays.
+RUN python3 -m venv /opt/deploybench \
+ && pip install --no-cache-dir --no-index --disable-pip-version-check \
+        --find-links /tmp/wheels /tmp/wheels/*.whl \
+ && cd /opt/deploybench/lib/python3*/site-packages/torch \
+ && rm -rf /tmp/wheels include test bin/*Test bin/test_* bin/protoc*
+COPY project/ /tmp/project/
+# Training digits here (seeded, single-threaded, ~5 s) keeps it out of every cold start.
+RUN pip install --no-cache-dir --no-index --no-deps --disable-pip-version-check \
+        /tmp/project/*.whl \
+ && rm -rf /tmp/project \
+ && python -c "from targets.bundle import get_bundle; get_bundle('digits').prepare()"
+
+# -- the image: the base, the venv, and the entry point. The three Dockerfiles agree up to
+# the entry point, so on one base the images share every layer but that last one. Steps
+# after the COPY are few on purpose: with the vfs storage driver each one copies the
+# whole file system.
+FROM ${BASE_IMAGE}
+LABEL org.deploybench.image=served
+ENV PATH=/opt/deploybench/bin:$PATH \
+    DEPLOYBENCH_CACHE_DIR=/opt/deploybench/cache \
+    PYTHONUNBUFFERED=1
+# Any user can run it: the venv and the model cache are only read.
+USER 65534:65534
+COPY --from=build /opt/deploybench /opt/deploybench
+# Serves on port 9000 (the server's default): --network host, or -p 127.0.0.1:9000:9000.
+ENTRYPOINT ["/opt/deploybench/bin/deploybench", "serve", "lambda", "--bundle", "digits", \
+            "--host", "0.0.0.0", "--port", "9000"]

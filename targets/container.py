@@ -1,0 +1,289 @@
+"""The docker runtime (``run --runtime docker``): a served target's server in a container.
+
+The same server, started with the same arguments as the process runtime, in the image
+``deploybench-<target>:<tag>`` (docker/<target>.Dockerfile, built by docker/build.sh from
+a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
+
+* limits equal to the process runtime's budget: ``--cpuset-cpus`` = the target CPUs, and
+  a memory limit (``--container-memory-mb``, default 2 GB per CPU: Fargate's minimum per
+  vCPU, which the cost model prices);
+* host networking (the server binds 127.0.0.1, as in the process runtime) or a bridge
+  network with the port published on 127.0.0.1 only;
+* the host's bundle cache mounted read-only (the orchestrator prepared the bundle there,
+  so every deployment serves the very same artefacts), and the run's log folder for the
+  Lambda emulator's REPORT records;
+* its processes are ordinary host processes: the harness reads their CPU and memory by
+  host PID (the container's main process and its descendants), as for the process runtime,
+  and Docker's own memory figure (cgroup usage) beside;
+* stopped and removed by container ID. Each container is labelled with the orchestrator's
+  PID; containers whose orchestrator is gone (it was killed) are removed at the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from targets.errors import TargetError, TargetStartError
+from targets.files import CACHE_ENV, cache_dir
+
+OWNER_LABEL = "org.deploybench.owner_pid"
+NETWORKS = ("host", "bridge")
+#: Memory per target CPU when not given: Fargate's minimum per vCPU (the cost model's).
+DEFAULT_MEMORY_MB_PER_CPU = 2048
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+POLL_S = 0.05
+#: Images brought up to date by this process already.
+_BUILT: set[str] = set()
+
+
+class DockerUnavailable(TargetError):
+    """No Docker engine answers, or the SDK is missing."""
+
+
+def _sdk() -> Any:
+    """The docker SDK (imported by name: the repository's docker/ folder of Dockerfiles
+    would otherwise pass for it in type checks)."""
+    import importlib
+
+    sdk = importlib.import_module("docker")
+    if not hasattr(sdk, "from_env"):
+        raise ImportError("the docker SDK is not installed")
+    return sdk
+
+
+def client() -> Any:
+    try:
+        docker = _sdk()
+    except ImportError as exc:
+        raise DockerUnavailable("--runtime docker needs the docker SDK: pip install "
+                                "'docker>=7.1'") from exc
+    socket = Path("/var/run/docker.sock")
+    if not os.environ.get("DOCKER_HOST") and not socket.exists():
+        # (Asking the SDK would leak its socket object when nothing listens.)
+        raise DockerUnavailable(
+            f"no Docker engine: no {socket} and no DOCKER_HOST. Start one (docker/setup.sh "
+            "does, on a machine like CI's) or use --runtime process")
+    engine = None
+    try:
+        engine = docker.from_env()
+        engine.ping()
+    except Exception as exc:  # the SDK raises several kinds for "no engine"
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.close()
+        raise DockerUnavailable(
+            f"no Docker engine answers ({exc}). Start one (docker/setup.sh does, on a machine "
+            "like CI's) or use --runtime process") from exc
+    return engine
+
+
+def remove_orphans(engine: Any) -> list[str]:
+    """Remove containers whose deploybench orchestrator is gone (it was SIGKILLed)."""
+    removed = []
+    for container in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
+        try:
+            owner = int(container.labels.get(OWNER_LABEL, "0"))
+        except ValueError:
+            continue
+        if owner and not psutil.pid_exists(owner):
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+                removed.append(container.short_id)
+    return removed
+
+
+@dataclass(frozen=True)
+class DockerRuntime:
+    """How containers are run: image tag, memory limit, network."""
+
+    tag: str = "latest"
+    memory_mb: int | None = None
+    network: str = "host"
+
+    def image_name(self, target: str) -> str:
+        return f"deploybench-{target}:{self.tag}"
+
+    def image(self, engine: Any, target: str) -> Any:
+        """The target's image, brought up to date with this checkout by docker/build.sh
+        (seconds when nothing changed: it reuses the wheelhouse and Docker's cache), so a
+        container never runs older code than the run; without the script (an installed
+        deploybench), the image as it is."""
+        docker = _sdk()
+        name = self.image_name(target)
+        script = SOURCE_ROOT / "docker" / "build.sh"
+        if name in _BUILT or not script.exists():
+            try:
+                return engine.images.get(name)
+            except docker.errors.ImageNotFound:
+                raise TargetError(f"no image {name}, and no docker/build.sh to build it (a "
+                                  "deploybench source checkout has one)") from None
+        done = subprocess.run([str(script), target], capture_output=True, text=True,
+                              env={**os.environ, "DEPLOYBENCH_IMAGE_TAG": self.tag},
+                              check=False, timeout=1800)
+        if done.returncode != 0:
+            raise TargetError(f"building {name} failed:\n{(done.stderr or done.stdout)[-1500:]}")
+        _BUILT.add(name)  # once per run: a cold start's new container reuses it
+        return engine.images.get(name)
+
+
+def _nspid(proc: psutil.Process) -> int | None:
+    """A host process's PID inside its own PID namespace (the container's)."""
+    try:
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                return int(line.split()[-1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ContainerProcess:
+    """A server run in a container, with ServerProcess's interface."""
+
+    def __init__(self, runtime: DockerRuntime, target: str, command: Sequence[str],
+                 cpus: list[int], log_path: Path | None, mounts: Sequence[Path] = ()) -> None:
+        self.runtime = runtime
+        self.target = target
+        # The image's entry point is `deploybench serve TARGET`; later options win.
+        self.arguments = list(command[3:]) if command[1:2] == ["-m"] else list(command)
+        self.cpus = cpus
+        self.log_path = log_path
+        self.mounts = list(mounts)
+        self.engine: Any = None
+        self.container: Any = None
+        self.proc: Any = None  # truthy while a container runs (ServedTarget checks it)
+        self.launched_at: float | None = None
+        self.image_facts: dict[str, Any] = {}
+        self.stats: dict[str, Any] = {}
+
+    @property
+    def memory_mb(self) -> int:
+        return self.runtime.memory_mb or DEFAULT_MEMORY_MB_PER_CPU * max(1, len(self.cpus))
+
+    def launch(self) -> None:
+        self.engine = client()
+        remove_orphans(self.engine)
+        image = self.runtime.image(self.engine, self.target)
+        self.image_facts = {"image": self.runtime.image_name(self.target),
+                            "image_id": image.short_id,
+                            "image_size_mb": round(image.attrs.get("Size", 0) / 2**20, 1),
+                            "image_created": image.attrs.get("Created")}
+        arguments = list(self.arguments)
+        ports = None
+        if self.runtime.network == "bridge":
+            port = arguments[arguments.index("--port") + 1]
+            arguments[arguments.index("--host") + 1] = "0.0.0.0"  # inside the container
+            ports = {f"{port}/tcp": ("127.0.0.1", int(port))}
+        cache = cache_dir()
+        volumes = {str(cache): {"bind": str(cache), "mode": "ro"}}
+        for mount in self.mounts:
+            volumes[str(mount)] = {"bind": str(mount), "mode": "rw"}
+        self.launched_at = time.perf_counter()
+        self.container = self.engine.containers.run(
+            self.image_facts["image"], arguments, detach=True,
+            network_mode="host" if self.runtime.network == "host" else "bridge",
+            ports=ports, cpuset_cpus=",".join(str(c) for c in self.cpus) or None,
+            mem_limit=f"{self.memory_mb}m", memswap_limit=f"{self.memory_mb}m",
+            environment={CACHE_ENV: str(cache)}, volumes=volumes,
+            user=f"{os.getuid()}:{os.getgid()}",
+            labels={OWNER_LABEL: str(os.getpid()), "org.deploybench.target": self.target},
+        )
+        self.proc = self.container
+
+    @property
+    def pid(self) -> int:
+        """The container's main process, as the host sees it."""
+        assert self.container is not None, "not started"
+        self.container.reload()
+        return int(self.container.attrs["State"]["Pid"])
+
+    def running(self) -> bool:
+        if self.container is None:
+            return False
+        with contextlib.suppress(Exception):
+            self.container.reload()
+            return bool(self.container.status == "running")
+        return False
+
+    def wait_ready(self, ready: Callable[[], bool], timeout_s: float, what: str) -> float:
+        assert self.launched_at is not None
+        deadline = self.launched_at + timeout_s
+        while True:
+            if not self.running():
+                raise TargetStartError(f"{what} container exited before it was healthy:\n"
+                                       f"{self.logs()[-2000:]}")
+            if ready():
+                return time.perf_counter() - self.launched_at
+            if time.perf_counter() > deadline:
+                raise TargetStartError(f"{what} container was not healthy after "
+                                       f"{timeout_s:.0f} s:\n{self.logs()[-2000:]}")
+            time.sleep(POLL_S)
+
+    def tree(self) -> list[psutil.Process]:
+        if not self.running():
+            return []
+        try:
+            root = psutil.Process(self.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def owns(self, pid: int) -> bool:
+        """The server answered from one of this container's processes (``pid`` is as the
+        container sees it)."""
+        return pid in {_nspid(p) for p in self.tree()}
+
+    def logs(self) -> str:
+        with contextlib.suppress(Exception):
+            return str(self.container.logs().decode(errors="replace"))
+        return ""
+
+    def read_stats(self) -> dict[str, Any]:
+        """Docker's own memory figures for the container (the cgroup's), in MB."""
+        with contextlib.suppress(Exception):
+            memory = self.container.stats(stream=False).get("memory_stats", {})
+            usage, peak = memory.get("usage"), memory.get("max_usage")
+            self.stats = {"container_memory_mb": round(usage / 2**20, 1) if usage else None,
+                          "container_memory_peak_mb": round(peak / 2**20, 1) if peak
+                          else None}
+        return self.stats
+
+    def stop(self) -> None:
+        if self.container is None:
+            return
+        self.read_stats()
+        if self.log_path is not None:
+            with contextlib.suppress(OSError), self.log_path.open("a") as log:
+                log.write(self.logs())
+        with contextlib.suppress(Exception):
+            self.container.stop(timeout=5)
+        with contextlib.suppress(Exception):
+            self.container.remove(force=True)
+        self.container = None
+        self.proc = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"runtime": f"docker ({self.runtime.network} network)",
+                "network": self.runtime.network, "memory_limit_mb": self.memory_mb,
+                "cpuset": self.cpus, **self.image_facts, **self.stats}
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (for tests and the CLI's early check)."""
+    if shutil.which("docker") is None and not Path("/var/run/docker.sock").exists():
+        return False
+    try:
+        client()
+    except DockerUnavailable:
+        return False
+    return True

@@ -1,0 +1,87 @@
+"""`run --runtime docker`: the harness runs a served target in its container, with the
+process runtime's CPUs and a memory limit, measures it, and leaves no container behind.
+
+Needs a Docker engine and the deploybench-flask image (docker/setup.sh and
+docker/build.sh; `.ci/run` runs both). Without an engine it skips, unless
+DEPLOYBENCH_REQUIRE_DOCKER=1 (CI), which makes that a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reports.schema import load_run
+from targets.container import OWNER_LABEL, DockerUnavailable, client, remove_orphans
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+
+@pytest.fixture(scope="module")
+def engine() -> object:
+    try:
+        return client()
+    except DockerUnavailable as exc:
+        if os.environ.get("DEPLOYBENCH_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"{exc} (DEPLOYBENCH_REQUIRE_DOCKER=1: the docker tests must run)")
+        pytest.skip(str(exc))
+
+
+def ours(engine: object) -> list[object]:
+    return list(engine.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"label": "org.deploybench.target"}))
+
+
+def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None:
+    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
+         "--scenario", "smoke", "--container-memory-mb", "1536", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = load_run(out)
+    assert run["metadata"]["runtime"] == "docker"
+    flask = run["targets"][0]
+    assert flask["status"] == "ok", flask["error"]
+    assert flask["parity"] is not None
+    assert flask["parity"]["ok"]
+    d = flask["describe"]
+    assert d["runtime"] == "docker (host network)"
+    assert d["memory_limit_mb"] == 1536
+    assert d["cpuset"] == run["metadata"]["target_cpus"]
+    assert d["image"] == "deploybench-flask:latest"
+    assert d["image_size_mb"] > 100
+    assert d["startup_s"] > 0
+    assert d["container_memory_mb"] > 50
+    for stage in flask["stages"]:
+        assert stage["errors"] == 0
+        assert stage["rps"] > 0
+        # Its processes are host processes: CPU and memory are read as for a process.
+        assert stage["target_cpu_percent"] is not None
+        assert stage["target_cpu_percent"] > 0
+        assert stage["target_rss_mb"] > 50
+    assert "docker (host network)" in (out / "report.md").read_text()
+    # Stopped and removed by ID: nothing of this run is left.
+    assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]
+
+
+def test_containers_of_a_killed_run_are_removed(engine: object) -> None:
+    """An orchestrator that was SIGKILLed cannot stop its containers; the next run does."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    container = engine.containers.run(  # type: ignore[attr-defined]
+        "deploybench-base:bookworm", ["sleep", "300"], detach=True, network_mode="host",
+        labels={OWNER_LABEL: str(gone.pid), "org.deploybench.target": "test"})
+    try:
+        assert container.short_id in remove_orphans(engine)
+        assert container.id not in {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    finally:
+        with contextlib.suppress(Exception):  # removed already when the test passed
+            container.remove(force=True)
