@@ -191,6 +191,8 @@ class StageRunner:
         #: Keep Locust's own figures per window as a cross-check (not with workers: the
         #: master's copy lags their periodic reports).
         self.crosscheck = True
+        #: With workers: the load generator's CPUs, which all of them share.
+        self.loadgen_cores = 1
 
     def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
@@ -213,9 +215,9 @@ class StageRunner:
         label = info.get("rate") if loop is not None else users
         result = _run_stage(self, index, users, loop, label)
         result.update(info, trial=trial)
-        counts = getattr(self.control, "counts", None)
-        if counts is not None:  # --loadgen-workers: each worker's share of the samples
-            result["worker_samples"] = list(counts.values())
+        worker_samples = getattr(self.control, "worker_samples", None)
+        if worker_samples is not None:  # --loadgen-workers: each worker's own count
+            result["worker_samples"] = worker_samples()
         if loop is not None:
             result["concurrency"] = None
             result["max_inflight"] = loop.max_inflight
@@ -276,6 +278,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     # Samples are appended as answers arrive, so a window's completions are among those
     # appended since the previous edge (and a few just before it): scan only those.
     cursor = len(recorder)
+    flush_delay = float(getattr(control, "flush_delay_s", 0.0))
     while True:
         emit("stage", phase="measure", window=len(windows) + 1, of=t["max_windows"], **where)
         gevent.sleep(max(0.0, edges[-1] + t["window_s"] - time.time()))
@@ -284,6 +287,9 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         locust_windows.append(env.stats.total.serialize())
         env.stats.reset_all()
         begin = max(0, cursor - SCAN_OVERLAP)
+        if flush_delay:  # workers: let their pushes of the window's answers arrive
+            gevent.sleep(flush_delay)
+            begin = 0
         cursor = len(recorder)
         windows.append(measure_window(
             np.frombuffer(recorder.start_s, dtype=np.float64)[begin:cursor],
@@ -304,7 +310,8 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     emit("stage", phase="cooldown", **where)
     gevent.sleep(t["cooldown_s"])
     control.draining = True
-    drained = _wait_until(control.drained, t["drain_timeout_s"])
+    drained = _wait_until(control.drained, t["drain_timeout_s"]
+                          + float(getattr(control, "drain_margin_s", 0.0)))
     now = time.time()
     unanswered = control.unanswered()
     for sent_at in unanswered:
@@ -329,7 +336,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
                             np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
                             window_start, window_end)
     wall = window_end - window_start
-    loadgen_percent = cpu_after.loadgen_percent(cpu_before, wall)
+    loadgen_percent = cpu_after.loadgen_percent(cpu_before, wall, ctx.loadgen_cores)
     # The verdict's closed-loop rules, so a sweep's capacity comes from a VALID stage
     # (the report recomputes the full verdict from the samples).
     rules = Rules(max_error_rate=t["max_error_rate"])

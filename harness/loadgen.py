@@ -217,6 +217,8 @@ def _plan(job: LoadJob) -> dict[str, Any]:
         "program": _program(job),
         "loadgen_cpus": job.loadgen_cpus,
         "loadgen_workers": job.loadgen_workers,
+        "target": job.target,
+        "log_dir": str(job.log_path.parent),
     }
     if job.reference is not None:
         plan["reference"] = [

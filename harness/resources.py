@@ -27,18 +27,26 @@ class CpuReading:
     #: CPU seconds of each target process (or thread) read, by PID (TID).
     target: dict[int, float]
     loadgen_s: float
-    #: With --loadgen-workers: each worker process's CPU seconds (loadgen_s sums all).
-    workers: dict[str, float] = field(default_factory=dict)
+    #: With --loadgen-workers: each worker's (CPU seconds, when it read them), as last
+    #: pushed; ``loadgen_s`` sums them with the master's own.
+    workers: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def loadgen_percent(self, before: CpuReading, wall_s: float) -> float:
+    def loadgen_percent(self, before: CpuReading, wall_s: float, cores: int = 1) -> float:
         """The load generator's CPU over ``wall_s`` as a percentage of ONE core (a Locust
-        process is one event loop); with workers, the busiest worker's."""
+        process is one event loop). With workers, the worse of the busiest worker (over
+        its own readings' interval) and all of them with the master over the ``cores``
+        they share: either at 100% means the load generator was the limit."""
         if wall_s <= 0:
             return 0.0
-        if self.workers:
-            busiest = max(s - before.workers.get(k, s) for k, s in self.workers.items())
-            return 100.0 * busiest / wall_s
-        return 100.0 * (self.loadgen_s - before.loadgen_s) / wall_s
+        total = 100.0 * (self.loadgen_s - before.loadgen_s) / wall_s
+        if not self.workers:
+            return total
+        busiest = 0.0
+        for key, (cpu, at) in self.workers.items():
+            cpu0, at0 = before.workers.get(key, (cpu, at))
+            if at > at0:
+                busiest = max(busiest, 100.0 * (cpu - cpu0) / (at - at0))
+        return max(busiest, total / max(1, cores))
 
     def target_since(self, before: CpuReading) -> float:
         """Target CPU seconds between two readings, over the processes alive at both

@@ -94,6 +94,8 @@ class Figures:
     ok: bool
     error: str | None
     pay_per_request: bool
+    #: Measured at an --endpoint: running elsewhere, its size (so its cost) unknown here.
+    external: bool = False
     valid: int = 0
     stages: int = 0
     #: The stage that set the capacity, and the capacity's estimate (req/s).
@@ -304,7 +306,8 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
     cpus = len(run["metadata"].get("target_cpus") or []) or 1
     out = []
     for t in run["targets"]:
-        f = Figures(t["name"], t["status"] == "ok", t["error"], t["name"] in PAY_PER_REQUEST)
+        f = Figures(t["name"], t["status"] == "ok", t["error"], t["name"] in PAY_PER_REQUEST,
+                    bool(t["describe"].get("external")))
         f.stages = len(t["stages"])
         f.valid = sum(1 for s in t["stages"] if s.get("valid", True))
         f.error_rate = _error_rate(t)

@@ -114,8 +114,10 @@ def _why_not(f: Figures, best: Figures, tier: tuple[Figures, ...], d: Decision) 
     if not f.meets:
         return f"**{f.name}** does not meet {d.objective.describe()}: {f.miss}"
     if f.monthly_usd.get(ARCH) is None:
-        return (f"**{f.name}** meets it, but its cost could not be estimated (no prices or "
-                f"platform records); {_p99_text(f, d)}")
+        why = ("it runs elsewhere, on hardware deploybench cannot see" if f.external
+               else "no prices or platform records")
+        return (f"**{f.name}** meets it, but its cost could not be estimated ({why}); "
+                f"{_p99_text(f, d)}")
     if f not in tier:
         return f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; {_p99_text(f, d)}"
     p = latency_differs(best, f)

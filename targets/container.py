@@ -87,15 +87,39 @@ def client() -> Any:
     return engine
 
 
+def owner_label(pid: int | None = None) -> str:
+    """Who started a container: this machine's boot, a PID and that process's start time
+    (a PID alone may be reused by an unrelated process)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_boot_id()}:{pid}:{psutil.Process(pid).create_time():.2f}"
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
+def _owner_alive(label: str) -> bool | None:
+    """True/False for a label of this machine's current boot; None for another machine's
+    or boot's (left alone: it may belong to a live run elsewhere)."""
+    boot, _, rest = label.partition(":")
+    pid_text, _, started = rest.partition(":")
+    if boot != _boot_id() or not pid_text.isdigit():
+        return None
+    try:
+        return f"{psutil.Process(int(pid_text)).create_time():.2f}" == started
+    except psutil.NoSuchProcess:
+        return False
+
+
 def remove_orphans(engine: Any) -> list[str]:
-    """Remove containers whose deploybench orchestrator is gone (it was SIGKILLed)."""
+    """Remove containers whose deploybench orchestrator (on this machine, this boot) is
+    gone: it was SIGKILLed before it could stop them."""
     removed = []
     for container in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
-        try:
-            owner = int(container.labels.get(OWNER_LABEL, "0"))
-        except ValueError:
-            continue
-        if owner and not psutil.pid_exists(owner):
+        if _owner_alive(container.labels.get(OWNER_LABEL, "")) is False:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
                 removed.append(container.short_id)
@@ -173,7 +197,13 @@ class ContainerProcess:
     def launch(self) -> None:
         self.engine = client()
         remove_orphans(self.engine)
-        image = self.runtime.image(self.engine, self.target)
+        try:
+            image = self.runtime.image(self.engine, self.target)
+        except TargetError:
+            raise
+        except Exception as exc:  # the SDK's own errors
+            raise TargetStartError(f"docker could not provide the image for {self.target}: "
+                                   f"{exc}") from exc
         self.image_facts = {"image": self.runtime.image_name(self.target),
                             "image_id": image.short_id,
                             "image_size_mb": round(image.attrs.get("Size", 0) / 2**20, 1),
@@ -189,16 +219,44 @@ class ContainerProcess:
         for mount in self.mounts:
             volumes[str(mount)] = {"bind": str(mount), "mode": "rw"}
         self.launched_at = time.perf_counter()
-        self.container = self.engine.containers.run(
-            self.image_facts["image"], arguments, detach=True,
+        try:
+            self.container = self._run(image, arguments, ports, cache, volumes)
+        except Exception as exc:  # the SDK's APIError and friends: say what failed
+            raise TargetStartError(f"docker could not start {self.image_facts['image']}: "
+                                   f"{exc}") from exc
+        self.proc = self.container
+        self._check_same_machine()
+
+    def _run(self, image: Any, arguments: list[str], ports: Any, cache: Path,
+             volumes: dict[str, Any]) -> Any:
+        # By image ID: a tag retagged by another build meanwhile cannot swap the code.
+        return self.engine.containers.run(
+            image.id, arguments, detach=True,
             network_mode="host" if self.runtime.network == "host" else "bridge",
             ports=ports, cpuset_cpus=",".join(str(c) for c in self.cpus) or None,
             mem_limit=f"{self.memory_mb}m", memswap_limit=f"{self.memory_mb}m",
             environment={CACHE_ENV: str(cache)}, volumes=volumes,
             user=f"{os.getuid()}:{os.getgid()}",
-            labels={OWNER_LABEL: str(os.getpid()), "org.deploybench.target": self.target},
+            labels={OWNER_LABEL: owner_label(), "org.deploybench.target": self.target,
+                    "org.deploybench.image": self.image_facts["image"]},
         )
-        self.proc = self.container
+
+    def _check_same_machine(self) -> None:
+        """The container's processes must be this machine's (their CPU and memory are
+        read by host PID): a remote engine (DOCKER_HOST) or another PID namespace would
+        have us read some unrelated process."""
+        pid = self.pid
+        try:
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            cgroup = ""
+        if self.container.id not in cgroup:
+            self.stop()
+            raise TargetStartError(
+                "the Docker engine's containers are not processes of this machine (a remote "
+                "DOCKER_HOST, or another PID namespace): deploybench reads a container's CPU "
+                "and memory by host PID. Use a local engine, or --endpoint to measure the "
+                "deployment from outside")
 
     @property
     def pid(self) -> int:
@@ -249,13 +307,17 @@ class ContainerProcess:
         return ""
 
     def read_stats(self) -> dict[str, Any]:
-        """Docker's own memory figures for the container (the cgroup's), in MB."""
+        """Memory as `docker stats` shows it (the cgroup's usage less inactive page cache:
+        the bundle files read, logs written), in MB; the cgroup's peak where the kernel
+        keeps one (cgroup v1; v2 has none: None)."""
         with contextlib.suppress(Exception):
             memory = self.container.stats(stream=False).get("memory_stats", {})
             usage, peak = memory.get("usage"), memory.get("max_usage")
-            self.stats = {"container_memory_mb": round(usage / 2**20, 1) if usage else None,
-                          "container_memory_peak_mb": round(peak / 2**20, 1) if peak
-                          else None}
+            stats = memory.get("stats", {})
+            cache = stats.get("total_inactive_file", stats.get("inactive_file", 0))
+            self.stats = {
+                "container_memory_mb": round((usage - cache) / 2**20, 1) if usage else None,
+                "container_memory_peak_mb": round(peak / 2**20, 1) if peak else None}
         return self.stats
 
     def stop(self) -> None:
@@ -265,12 +327,15 @@ class ContainerProcess:
         if self.log_path is not None:
             with contextlib.suppress(OSError), self.log_path.open("a") as log:
                 log.write(self.logs())
+        container, self.container, self.proc = self.container, None, None
         with contextlib.suppress(Exception):
-            self.container.stop(timeout=5)
-        with contextlib.suppress(Exception):
-            self.container.remove(force=True)
-        self.container = None
-        self.proc = None
+            container.stop(timeout=5)
+        try:
+            container.remove(force=True)
+        except Exception as exc:
+            # Left running, it could answer the next container's health checks: stop here.
+            raise TargetError(f"could not remove container {container.short_id} ({exc}); "
+                              f"remove it by hand: docker rm -f {container.id}") from exc
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": f"docker ({self.runtime.network} network)",

@@ -17,7 +17,14 @@ from pathlib import Path
 import pytest
 
 from reports.schema import load_run
-from targets.container import OWNER_LABEL, DockerUnavailable, client, remove_orphans
+from targets.container import (
+    OWNER_LABEL,
+    DockerUnavailable,
+    _boot_id,
+    client,
+    owner_label,
+    remove_orphans,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -40,9 +47,13 @@ def ours(engine: object) -> list[object]:
 def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None:
     before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
     out = tmp_path / "run"
+    # smoke's stages, after one cold start: a new container, launch to first answer.
+    scenario = tmp_path / "smoke-cold.yaml"
+    smoke = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
+    scenario.write_text(smoke.read_text() + "\ncold_starts: 1\n")
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
-         "--scenario", "smoke", "--container-memory-mb", "1536", "--out", str(out)],
+         "--scenario", str(scenario), "--container-memory-mb", "1536", "--out", str(out)],
         capture_output=True, text=True, timeout=600, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -60,6 +71,10 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     assert d["image_size_mb"] > 100
     assert d["startup_s"] > 0
     assert d["container_memory_mb"] > 50
+    cold = flask["cold_starts"]
+    assert cold["supported"]
+    assert len(cold["samples"]) == 1
+    assert cold["samples"][0]["total_s"] > 0
     for stage in flask["stages"]:
         assert stage["errors"] == 0
         assert stage["rps"] > 0
@@ -73,15 +88,27 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
 
 
 def test_containers_of_a_killed_run_are_removed(engine: object) -> None:
-    """An orchestrator that was SIGKILLed cannot stop its containers; the next run does."""
+    """An orchestrator that was SIGKILLed cannot stop its containers; the next run does,
+    and leaves those of a live one alone."""
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    container = engine.containers.run(  # type: ignore[attr-defined]
-        "deploybench-base:bookworm", ["sleep", "300"], detach=True, network_mode="host",
-        labels={OWNER_LABEL: str(gone.pid), "org.deploybench.target": "test"})
+    run = engine.containers.run  # type: ignore[attr-defined]
+    orphan = run("deploybench-base:bookworm", ["sleep", "300"], detach=True,
+                 network_mode="host",
+                 labels={OWNER_LABEL: f"{_boot_id()}:{gone.pid}:0.00",
+                         "org.deploybench.target": "test"})
+    alive = run("deploybench-base:bookworm", ["sleep", "300"], detach=True,
+                network_mode="host",
+                labels={OWNER_LABEL: owner_label(), "org.deploybench.target": "test"})
     try:
-        assert container.short_id in remove_orphans(engine)
-        assert container.id not in {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+        removed = remove_orphans(engine)
+        assert orphan.short_id in removed
+        assert alive.short_id not in removed
+        left = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+        assert orphan.id not in left
+        assert alive.id in left
     finally:
+        with contextlib.suppress(Exception):
+            alive.remove(force=True)
         with contextlib.suppress(Exception):  # removed already when the test passed
-            container.remove(force=True)
+            orphan.remove(force=True)

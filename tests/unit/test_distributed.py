@@ -5,7 +5,10 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from harness.distributed import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES, RemoteControl
+from harness.driver import StageError
 from harness.recorder import SampleRecorder
 from harness.resources import CpuReading
 
@@ -28,7 +31,7 @@ class FakeRunner:
 def samples(epoch: int, latencies: list[float], settled: int = 1) -> dict[str, Any]:
     n = len(latencies)
     data: dict[str, Any] = {name: [0] * n for name, _ in ARRAYS}
-    data.update(epoch=epoch, settled=settled, cpu_s=1.0, latency_ms=latencies,
+    data.update(epoch=epoch, settled=settled, cpu_s=1.0, at=1.0, latency_ms=latencies,
                 start_s=[100.0 + i for i in range(n)], ok=[1] * n)
     return data
 
@@ -47,19 +50,31 @@ def test_samples_of_every_worker_are_merged_and_stale_ones_dropped() -> None:
 
     control.draining = True
     assert runner.sent[-1] == (DRAIN, {"epoch": 1, "timeout_s": 5.0})
-    runner.deliver(DRAINED, "a", {"epoch": 1, "unanswered": [], "error_kinds": {}})
+    runner.deliver(DRAINED, "a", {"epoch": 1, "unanswered": [], "error_kinds": {},
+                                  "index": 0, "samples": 2})
     assert not control.drained()
+    with pytest.raises(StageError, match="1 of 2 load-generator workers did not report"):
+        control.unanswered()
     runner.deliver(DRAINED, "b", {"epoch": 1, "unanswered": [105.0],
-                                  "error_kinds": {"HTTP 500": 2}})
+                                  "error_kinds": {"HTTP 500": 2}, "index": 1, "samples": 2})
     assert control.drained()
     assert control.unanswered() == [105.0]
-    # The unanswered request is one of b's samples (the stage records it as a failure).
-    assert control.counts == {"a": 2, "b": 2}
+    # Each worker's own count, in worker order (b's includes its unanswered request).
+    assert control.worker_samples() == [2, 2]
     assert recorder.error_kinds["HTTP 500"] == 2
+    # A late report once the stage is closed changes nothing.
+    recorder.closed = True
+    runner.deliver(DRAINED, "b", {"epoch": 1, "unanswered": [1.0], "error_kinds": {"x": 1},
+                                  "index": 1, "samples": 9})
+    assert control.worker_samples() == [2, 2]
 
 
-def test_the_busiest_worker_sets_the_load_generator_cpu() -> None:
-    before = CpuReading({}, 3.0, {"a": 1.0, "b": 2.0})
-    after = CpuReading({}, 5.4, {"a": 1.5, "b": 3.9})
-    assert after.loadgen_percent(before, 2.0) == 95.0  # b: 1.9 s of 2 s
+def test_the_busiest_worker_or_the_shared_cores_set_the_load_generator_cpu() -> None:
+    before = CpuReading({}, 3.0, {"a": (1.0, 10.0), "b": (2.0, 10.0)})
+    # b used 1.9 s of CPU over its own 2 s between readings: 95% of a core.
+    after = CpuReading({}, 5.4, {"a": (1.5, 12.0), "b": (3.9, 12.0)})
+    assert after.loadgen_percent(before, 2.0, cores=2) == pytest.approx(95.0)
+    # Two workers at ~48% each on ONE shared core: the core was full.
+    shared = CpuReading({}, 5.9, {"a": (2.45, 13.0), "b": (3.45, 13.0)})
+    assert shared.loadgen_percent(before, 3.0, cores=1) == pytest.approx(96.7, abs=0.1)
     assert CpuReading({}, 1.5).loadgen_percent(CpuReading({}, 0.5), 2.0) == 50.0
