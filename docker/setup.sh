@@ -74,8 +74,10 @@ else
         # No iptables or bridge: this machine may not allow either, and every container
         # here runs with --network host.
         # Not root: the socket is given to this user's group, so docker works without sudo.
+        # 9>&-: the daemon must not inherit the lock's descriptor, or it would hold the lock
+        # for its whole life and the next setup.sh would wait on it forever.
         $sudo sh -c "nohup dockerd --iptables=false --bridge=none --storage-driver=$driver \
-            ${sudo:+--group $(id -gn)} >>'$LOG' 2>&1 </dev/null & echo \$! >'$PIDFILE'"
+            ${sudo:+--group $(id -gn)} >>'$LOG' 2>&1 </dev/null 9>&- & echo \$! >'$PIDFILE'"
         waited=0
         until engine_answers; do
             if ! $sudo kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
