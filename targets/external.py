@@ -74,7 +74,10 @@ class ExternalTarget(TargetBase):
         raise NotImplementedError
 
     def _disconnect(self) -> None:
-        raise NotImplementedError
+        client = getattr(self, "_client", None)  # both protocols' clients close()
+        if client is not None:
+            client.close()
+            self._client = None
 
     def health(self) -> bool:
         raise NotImplementedError
@@ -109,12 +112,6 @@ class ExternalHttpTarget(ExternalTarget):
         from targets.httpclient import HttpClient
 
         self._client: Any = HttpClient(self.host, self.port, timeout_s=30.0)
-
-    def _disconnect(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
-            self._client = None
 
     def health(self) -> bool:
         try:
@@ -156,12 +153,6 @@ class ExternalGrpcTarget(ExternalTarget):
         from targets.grpc.client import GrpcClient
 
         self._client: Any = GrpcClient(self.address)
-
-    def _disconnect(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            client.close()
-            self._client = None
 
     def health(self) -> bool:
         return bool(self._client.health() == "SERVING")
