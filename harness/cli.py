@@ -129,6 +129,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"same physical cores ({cores}); they compete for those cores. Give each side "
               f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
     out_dir, moved = choose_out_dir(args.out or default_out(args.bundle))
+    # Absolute: servers and containers are handed paths in it (logs, REPORT records), and
+    # a container's working directory is not ours.
+    out_dir = out_dir.resolve()
     if moved:
         print(f"note: {moved}", file=sys.stderr)
     # The orchestrator stays off the target's CPUs too (restored after, so main() can be

@@ -214,9 +214,9 @@ class ContainerProcess:
             port = arguments[arguments.index("--port") + 1]
             arguments[arguments.index("--host") + 1] = "0.0.0.0"  # inside the container
             ports = {f"{port}/tcp": ("127.0.0.1", int(port))}
-        cache = cache_dir()
+        cache = cache_dir().resolve()
         volumes = {str(cache): {"bind": str(cache), "mode": "ro"}}
-        for mount in self.mounts:
+        for mount in (m.resolve() for m in self.mounts):  # Docker wants absolute paths
             volumes[str(mount)] = {"bind": str(mount), "mode": "rw"}
         self.launched_at = time.perf_counter()
         try:

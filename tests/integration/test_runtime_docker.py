@@ -51,10 +51,10 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     scenario = tmp_path / "smoke-cold.yaml"
     smoke = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
     scenario.write_text(smoke.read_text() + "\ncold_starts: 1\n")
-    done = subprocess.run(
+    done = subprocess.run(  # a relative --out, as users write it
         [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
-         "--scenario", str(scenario), "--container-memory-mb", "1536", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
+         "--scenario", str(scenario), "--container-memory-mb", "1536", "--out", "run"],
+        capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
