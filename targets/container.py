@@ -175,7 +175,8 @@ class ContainerProcess:
     """A server run in a container, with ServerProcess's interface."""
 
     def __init__(self, runtime: DockerRuntime, target: str, command: Sequence[str],
-                 cpus: list[int], log_path: Path | None, mounts: Sequence[Path] = ()) -> None:
+                 cpus: list[int], log_path: Path | None, mounts: Sequence[Path] = (),
+                 default_memory_mb: int | None = None) -> None:
         self.runtime = runtime
         self.target = target
         # The image's entry point is `deploybench serve TARGET`; later options win.
@@ -183,6 +184,7 @@ class ContainerProcess:
         self.cpus = cpus
         self.log_path = log_path
         self.mounts = list(mounts)
+        self.default_memory_mb = default_memory_mb
         self.engine: Any = None
         self.container: Any = None
         self.proc: Any = None  # truthy while a container runs (ServedTarget checks it)
@@ -192,7 +194,8 @@ class ContainerProcess:
 
     @property
     def memory_mb(self) -> int:
-        return self.runtime.memory_mb or DEFAULT_MEMORY_MB_PER_CPU * max(1, len(self.cpus))
+        return (self.runtime.memory_mb or self.default_memory_mb
+                or DEFAULT_MEMORY_MB_PER_CPU * max(1, len(self.cpus)))
 
     def launch(self) -> None:
         self.engine = client()

@@ -93,7 +93,8 @@ class ServedTarget(TargetBase):
         if self.docker is not None:
             mounts = [self.log_path.parent] if self.log_path is not None else []
             self._server = ContainerProcess(self.docker, self.name, command, self.cpus,
-                                            self.log_path, mounts)
+                                            self.log_path, mounts,
+                                            self.container_memory_mb())
         else:
             self._server = ServerProcess(command, log_path=self.log_path)
         self._connect()
@@ -147,6 +148,10 @@ class ServedTarget(TargetBase):
             "pid": self.server_pid,
             **container,
         }
+
+    def container_memory_mb(self) -> int | None:
+        """This target's default container memory limit (None: 2 GB per target CPU)."""
+        return None
 
     def final_facts(self) -> dict[str, Any]:
         """Figures read once the load is over (a container's memory, as Docker counts it)."""

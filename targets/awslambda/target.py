@@ -42,6 +42,15 @@ class LambdaTarget(HttpServedTarget):
         self.records_path = records_path
         self.client_timeout_s = timeout_s + 30  # a cold start, then the invocation
 
+    def container_memory_mb(self) -> int | None:
+        """Every environment the function may run, each with its memory size, as Lambda
+        gives them (2 GB per CPU would OOM-kill environments from the ninth on), capped
+        at this machine's memory."""
+        import psutil
+
+        host = int(psutil.virtual_memory().total / 2**20)
+        return min(host, self.concurrency * self.memory_mb)
+
     def server_arguments(self) -> list[str]:
         extra = ["--memory-mb", str(self.memory_mb), "--concurrency", str(self.concurrency),
                  "--timeout", str(self.timeout_s), "--keepalive", str(self.keepalive_s)]
