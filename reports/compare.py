@@ -52,7 +52,7 @@ import numpy as np
 
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult
-from reports.trials import level_key
+from reports.trials import level_key, stage_metric
 
 CONFIDENCE = 0.95
 METRICS = ("rps", "p50", "p99", "errors")
@@ -170,15 +170,6 @@ class Comparison:
     warnings: list[str] = field(default_factory=list)
 
 
-def _metric(stage: StageResult, metric: str) -> float | None:
-    if metric == "rps":
-        return float(stage["rps"])
-    if metric == "errors":
-        return float(stage["error_rate"])
-    latency = stage["latency_ms"]
-    return None if latency is None else float(latency[metric])  # type: ignore[literal-required]
-
-
 def _mean_se(values: Sequence[float]) -> tuple[float, float]:
     arr = np.asarray(values, dtype=float)
     return float(arr.mean()), float(arr.std(ddof=1)) / math.sqrt(len(arr))
@@ -191,13 +182,13 @@ def estimate(stages: Sequence[StageResult], metric: str) -> Estimate:
     if len(valid) >= 2:
         stages = valid
     if len(stages) >= 2:
-        values = [v for s in stages if (v := _metric(s, metric)) is not None]
+        values = [v for s in stages if (v := stage_metric(s, metric)) is not None]
         if len(values) >= 2:
             mean, se = _mean_se(values)
             return Estimate(mean, se, len(values) - 1, "trials", len(values))
         return Estimate(values[0] if values else None)
     stage = stages[0]
-    value = _metric(stage, metric)
+    value = stage_metric(stage, metric)
     key = WINDOW_FIELD.get(metric)
     kept = stage["windows_kept"]
     windows = stage["windows"][-kept:] if kept > 0 else []

@@ -151,7 +151,7 @@ def _values(stages: list[StageResult], key: str) -> list[float]:
     else per kept measurement window (``rps``, ``p50_ms``, ``p99_ms``); [] when fewer
     than two exist."""
     if len(stages) >= 2:
-        values = [_stage_value(s, key) for s in stages]
+        values = [trials.stage_metric(s, key) for s in stages]
         return [v for v in values if v is not None] if None not in values else []
     window_key = {"rps": "rps", "p50": "p50_ms", "p99": "p99_ms"}[key]
     values = [w.get(window_key) for w in _kept_windows(stages[0])] if stages else []
@@ -167,18 +167,11 @@ def _spread(stages: list[StageResult], key: str) -> trials.Estimate | None:
     values = _values(stages, key)
     if len(stages) >= 2:
         return trials.estimate(values) if values else None
-    point = _stage_value(stages[0], key)
+    point = trials.stage_metric(stages[0], key)
     if point is None:
         return None
     est = trials.estimate(values) if values else None
     return trials.Estimate(est.n if est else 1, point, point, est.half_width if est else None)
-
-
-def _stage_value(stage: StageResult, key: str) -> float | None:
-    if key == "rps":
-        return stage["rps"]
-    lat = stage["latency_ms"]
-    return None if lat is None else lat.get(key)  # type: ignore[return-value]
 
 
 def _same_level(stages: list[StageResult], stage: StageResult) -> list[StageResult]:
@@ -376,8 +369,8 @@ def _why_missed(target: TargetResult, measured: list[StageResult], obj: Objectiv
     key = next((k for k in obj.latency_ms
                 if not any(_latency_ok(s, {k: obj.latency_ms[k]}) for s in valid)),
                next(iter(obj.latency_ms)))
-    best = min(valid, key=lambda s: _stage_value(s, key) or math.inf)
-    value = _stage_value(best, key)
+    best = min(valid, key=lambda s: trials.stage_metric(s, key) or math.inf)
+    value = trials.stage_metric(best, key)
     text = f"its lowest {key} over VALID stages was {fmt_ms(value)} ms, at {stage_load(best)}"
     invalid = [s for s in measured if not s.get("valid", True)
                and _latency_ok(s, obj.latency_ms)]

@@ -63,6 +63,19 @@ def estimate(values: list[float]) -> Estimate:
     return Estimate(n, float(np.median(arr)), float(arr.mean()), half)
 
 
+def stage_metric(stage: StageResult, metric: str) -> float | None:
+    """A stage's headline figure by name: ``rps``, ``errors`` (the error rate) or a
+    latency percentile key (``p50``, ``p99``...; None when nothing succeeded or too few
+    samples for it)."""
+    if metric == "rps":
+        return float(stage["rps"])
+    if metric == "errors":
+        return float(stage["error_rate"])
+    latency = stage["latency_ms"]
+    value = None if latency is None else latency.get(metric)
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
 def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided p-value of Welch's t-test; None when it cannot be computed."""
     from scipy import stats
