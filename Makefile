@@ -11,7 +11,7 @@ OUT ?= results/demo
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,aws]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -473,9 +473,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", type=_endpoint, action="append", default=[],
                      metavar="NAME=URL",
                      help="also measure a deployment already running elsewhere (repeatable): "
-                          "http://HOST:PORT[/PREFIX] speaking the Flask API, or "
-                          "grpc://HOST:PORT; nothing is started, its CPU and memory are not "
-                          "measured")
+                          "http://HOST:PORT[/PREFIX] speaking the Flask API, "
+                          "grpc://HOST:PORT, or a Lambda function, lambda://REGION/FUNCTION"
+                          "[:QUALIFIER] or its ARN (boto3's Invoke API); nothing is started, "
+                          "its CPU and memory are not measured")
     run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
     run.add_argument("--scenario", default="quick",
                      help="scenario name (see `deploybench scenarios`) or YAML path")

@@ -63,6 +63,10 @@ def build_user(spec: dict[str, Any], control: Any) -> Any:
 
         payloads = [(base64.b64decode(p["body_b64"]), p["headers"]) for p in spec["payloads"]]
         return http.make_user(spec, payloads, control)
+    if spec["protocol"] == "lambda-invoke":
+        from scenarios.users import lambdainvoke
+
+        return lambdainvoke.make_user(spec, control)
     from scenarios.users import grpc as grpc_user
 
     return grpc_user.make_user(spec, control)

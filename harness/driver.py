@@ -13,7 +13,6 @@ the target CPUs) runs here.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -24,6 +23,8 @@ from typing import Any
 
 #: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
 CROSS_CHECK_PERCENTILES = (0.5, 0.99)
+#: Protocols of targets served by another process, reached over the network.
+SERVED = ("http", "grpc", "lambda-invoke")
 #: Samples before a window's first new one that are scanned too (an answer recorded a
 #: moment before the edge but stamped after it).
 SCAN_OVERLAP = 256
@@ -96,20 +97,14 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     control = LoadControl()
     extra: dict[str, Any] = {}
     workers = int(plan.get("loadgen_workers") or 1)
-    if workers > 1 and protocol in ("http", "grpc"):
+    if workers > 1 and protocol in SERVED:
         from harness import distributed
 
         return distributed.run_master(plan, out_dir, workers)
-    if protocol == "http":
-        from scenarios.users import http
+    if protocol in SERVED:
+        from harness.distributed import build_user
 
-        payloads = [(base64.b64decode(p["body_b64"]), p["headers"]) for p in spec["payloads"]]
-        user_class: Any = http.make_user(spec, payloads, control)
-        meter = ResourceMeter(list(spec.get("watch_pids", [])))
-    elif protocol == "grpc":
-        from scenarios.users import grpc as grpc_user
-
-        user_class = grpc_user.make_user(spec, control)
+        user_class: Any = build_user(spec, control)
         meter = ResourceMeter(list(spec.get("watch_pids", [])))
     elif protocol == "inprocess":
         from scenarios.users import inprocess

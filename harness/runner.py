@@ -120,7 +120,7 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
     if name in plan.endpoints:
         from targets.external import make_external
 
-        return make_external(name, plan.endpoints[name], encoding)
+        return make_external(name, plan.endpoints[name], encoding, log_dir)
     if name == "inprocess":
         from targets.inprocess import InProcessTarget
 

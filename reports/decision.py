@@ -246,6 +246,12 @@ def at_load(target: TargetResult, load: tuple[str, float] | None) -> list[StageR
     return valid or out
 
 
+def pay_per_request(target: TargetResult) -> bool:
+    """Billed per request: the Lambda emulator, or an endpoint that is a Lambda function."""
+    return target["name"] in PAY_PER_REQUEST \
+        or target["describe"].get("billing") == "per_request"
+
+
 def _cold_start(target: TargetResult) -> tuple[float | None, str | None, bool]:
     """(ms, what was timed, whether it was a cold-start measurement)."""
     cold = target.get("cold_starts") or {}
@@ -255,7 +261,7 @@ def _cold_start(target: TargetResult) -> tuple[float | None, str | None, bool]:
         return (total, f"median of {n}: {cold.get('definition') or 'launch to first answer'}",
                 True)
     # Stand-ins when the scenario measured no cold starts, each said for what it is.
-    if target["name"] in PAY_PER_REQUEST:
+    if pay_per_request(target):
         # The platform starts empty: its first requests were the cold starts.
         colds = [cold_ms["p50"] for s in target["stages"]
                  if (cold_ms := s.get("latency_cold_ms")) is not None]
@@ -299,7 +305,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
     cpus = len(run["metadata"].get("target_cpus") or []) or 1
     out = []
     for t in run["targets"]:
-        f = Figures(t["name"], t["status"] == "ok", t["error"], t["name"] in PAY_PER_REQUEST,
+        f = Figures(t["name"], t["status"] == "ok", t["error"], pay_per_request(t),
                     bool(t["describe"].get("external")))
         f.stages = len(t["stages"])
         f.valid = sum(1 for s in t["stages"] if s.get("valid", True))
@@ -331,8 +337,9 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
             cpu = [s["target_cpu_ms_per_request"] for s in common
                    if s["target_cpu_ms_per_request"] is not None]
             f.cpu_ms_per_request = float(np.median(cpu)) if cpu else None
-        # A deployment elsewhere (--endpoint): its size is unknown here, so is its cost.
-        if f.ok and prices and not t["describe"].get("external"):
+        # A deployment elsewhere (--endpoint): its size is unknown here, so is its cost,
+        # unless it is a Lambda function whose REPORT lines said what it billed.
+        if f.ok and prices and (not f.external or f.pay_per_request):
             _cost(f, t, obj, prices, cpus)
         out.append(f)
     return out

@@ -91,7 +91,15 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
             "Always-on servers are sized for the average rate of the expected volume. "
             "Traffic has peaks: give the peak with --slo rps=PEAK to size for it.")
     for t in run["targets"]:
-        if t["describe"].get("external"):
+        if t["describe"].get("external") and t["describe"].get("billing") == "per_request":
+            items.append(
+                f"{t['name']} is a Lambda function that was already deployed "
+                f"({t['describe'].get('address')}), called through the Invoke API with "
+                "boto3: deploybench started nothing there. Its durations, memory, cold "
+                "starts and cost come from Lambda's own REPORT lines; its latency includes "
+                "the network to the region and the client's request signing, and its cold "
+                "starts are those the load happened to meet, not a forced one.")
+        elif t["describe"].get("external"):
             items.append(
                 f"{t['name']} is an endpoint that was already running "
                 f"({t['describe'].get('address')}): deploybench started nothing there, so its "
@@ -114,7 +122,7 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
                 f"starts. Each cold start's billed Init costs as much as "
                 f"~{f.cold_start_cost_ratio:,.0f} warm requests, so if 1% of requests meet "
                 f"a new environment the cost per request is ~{share:.0%} higher than shown.")
-        if f.pay_per_request and f.ok:
+        if f.pay_per_request and f.ok and not f.external:
             items.append(
                 f"{f.name} is emulated here on {len(meta.get('target_cpus') or []) or 1} "
                 "CPU(s) shared by all its environments; on AWS each environment has its own "

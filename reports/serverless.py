@@ -43,13 +43,16 @@ def platform_table(target: TargetResult) -> Table | None:
         ))
     if not rows:
         return None
+    where = ("Lambda's own REPORT lines, from the log tail of each call sent in the window; "
+             "new environments are those whose REPORT had an Init Duration"
+             if target["describe"].get("external") else
+             "the platform's REPORT records for invocations received in each window "
+             "(duration: the invocation inside its environment). Init is wall time here, "
+             "where environments starting together share the target CPUs; Init CPU is what "
+             "it would take with a CPU of its own, as on Lambda")
     return Table(PLATFORM_HEADERS, tuple(rows), frozenset(range(len(PLATFORM_HEADERS))),
-                 caption=f"{target['name']}: the platform's REPORT records for invocations "
-                         "received in each window (duration: the invocation inside its "
-                         "environment). Init is wall time here, where environments starting "
-                         "together share the target CPUs; Init CPU is what it would take "
-                         "with a CPU of its own, as on Lambda. Cost per million covers the "
-                         "window's requests, after the warm-up's cold starts")
+                 caption=f"{target['name']}: {where}. Cost per million covers the window's "
+                         "requests, after the warm-up's cold starts")
 
 
 def _median(values: list[float]) -> float | None:

@@ -58,6 +58,8 @@ def _capacity_text(f: Figures, d: Decision) -> str:
           f"{fmt_ms(stage['latency_ms']['p99'])} ms)")
     if not f.pay_per_request:
         return at + " per instance"
+    if f.external:  # a real function: what the load reached, not a ceiling
+        return at + ", as far as this load went; Lambda adds environments beyond that"
     scale = " on the CPUs measured here, and Lambda adds environments beyond that"
     if d.objective.rps:
         scale += (f" (the {fmt_rps(d.objective.rps)} req/s objective is taken as met by "

@@ -21,7 +21,8 @@ class HttpPayload(TypedDict):
 class LoadSpec(TypedDict, total=False):
     """How the load generator reaches a running target; JSON-serialisable once bodies are."""
 
-    #: "http", "grpc", "inprocess" or "simulated"; selects the Locust user class.
+    #: "http", "grpc", "lambda-invoke", "inprocess" or "simulated"; selects the Locust
+    #: user class.
     protocol: str
     #: http: base URL and path of the prediction endpoint, and what to send.
     url: str
@@ -31,6 +32,13 @@ class LoadSpec(TypedDict, total=False):
     address: str
     method: str
     messages_b64: list[str]
+    #: lambda-invoke: the function (FunctionAddress fields), the direct-invocation events
+    #: (JSON text) and where the users append each call's REPORT fields.
+    function: dict[str, Any]
+    events: list[str]
+    records_dir: str | None
+    #: lambda-invoke: whether calls are signed (False: an emulator, without credentials).
+    signed: bool
     #: http: a response header whose presence marks a cold start (the Lambda front door).
     cold_header: str
     #: inprocess: the bundle the load generator loads and calls directly.

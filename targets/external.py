@@ -7,15 +7,22 @@ it checks health and parity and drives it with the same Locust users.
   or anything serving that API.
 * ``grpc://HOST:PORT`` speaks the gRPC API (targets/grpc/predict.proto), health service
   included.
+* ``lambda://REGION/FUNCTION[:QUALIFIER]`` or a function ARN is a Lambda function running
+  this project's handler (targets/awslambda/handler.py), called through the Invoke API
+  with boto3 (targets/awslambda/invoke.py): real AWS, or with ``?endpoint=URL`` LocalStack
+  or the emulator. Lambda's REPORT lines give its durations, memory and cost.
 
 What runs on another machine cannot be measured from here: its CPU and memory figures
-are absent (not zero), and the report says so. Its cold start cannot be timed either.
+are absent (not zero), and the report says so. Its cold start cannot be timed either
+(a Lambda function's cold starts during the load are counted from its REPORT lines).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
 
 #: How long an endpoint may take to answer its first health check.
 HEALTH_TIMEOUT_S = 30.0
-SCHEMES = ("http", "grpc")
+SCHEMES = ("http", "grpc", "lambda")
 
 
 def parse_endpoint(text: str) -> tuple[str, str]:
@@ -42,6 +49,14 @@ def parse_endpoint(text: str) -> tuple[str, str]:
                          "k8s-flask=http://10.0.0.5:8000 or k8s-grpc=grpc://10.0.0.6:50051")
     if not name.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"bad endpoint name {name!r}: letters, digits, '-' and '_' only")
+    if url.startswith(("lambda://", "arn:")):
+        from targets.awslambda.invoke import parse_address
+
+        try:
+            parse_address(url)
+        except ValueError as exc:
+            raise ValueError(f"endpoint {name}: {exc}") from None
+        return name, url
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(f"endpoint {name}: scheme {parts.scheme or '(none)'!r} is not "
@@ -170,7 +185,103 @@ class ExternalGrpcTarget(ExternalTarget):
                 "cpus": [], "watch_pids": []}
 
 
-def make_external(name: str, url: str, encoding: str) -> ExternalTarget:
+class ExternalLambdaTarget(ExternalTarget):
+    """A Lambda function called through the Invoke API (targets/awslambda/invoke.py).
+
+    Health is a DryRun invocation (the function exists and may be invoked); parity
+    invokes it for real. The load generator's users append each call's REPORT fields to
+    ``records_dir``, summarised per stage like the emulator's records: invocations, cold
+    starts, billed duration, memory and cost as Lambda billed them."""
+
+    def __init__(self, name: str, url: str, encoding: str, records_dir: Path | None = None
+                 ) -> None:
+        from targets.awslambda.invoke import parse_address
+
+        super().__init__(name, url, encoding)
+        self.url = url
+        self.function = parse_address(url)
+        self.records_dir = records_dir
+        self._client: Any = None
+        self._memory_mb: int | None = None
+        self.signed = True
+
+    def _connect(self) -> None:
+        from targets.awslambda.invoke import InvokeError, has_credentials, make_client
+
+        try:
+            self.signed = has_credentials(self.function)
+            self._client = make_client(self.function, HEALTH_TIMEOUT_S, signed=self.signed)
+        except InvokeError as exc:
+            raise TargetError(f"endpoint {self.name}: {exc}") from None
+        if self.records_dir is not None:
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+
+    def _call(self, payload: bytes, dry_run: bool = False) -> Any:
+        from targets.awslambda.invoke import InvokeError, invoke
+
+        try:
+            return invoke(self._client, self.function, payload, dry_run=dry_run)
+        except InvokeError as exc:
+            raise TargetError(f"endpoint {self.name} ({self.function.function}): {exc}"
+                              ) from None
+
+    def health(self) -> bool:
+        # Not a retryable wait: a function that is missing or may not be invoked says so.
+        self._call(b"{}", dry_run=True)
+        return True
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        from targets.awslambda.invoke import encode_event
+
+        result = self._call(encode_event(batch, self.encoding))
+        if result.function_error is not None:
+            raise TargetError(f"endpoint {self.name}: function error {result.error_text()}")
+        if result.report and result.report.get("memory_mb"):
+            self._memory_mb = int(result.report["memory_mb"])
+        try:
+            return codec.decode_predictions(result.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TargetError(f"endpoint {self.name} returned no predictions ({exc}): "
+                              f"{result.payload[:200]!r}") from exc
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        from targets.awslambda.invoke import encode_event
+
+        return {"protocol": "lambda-invoke", "function": self.function.describe(),
+                "events": [encode_event(e, self.encoding).decode() for e in examples],
+                "records_dir": str(self.records_dir) if self.records_dir else None,
+                "signed": self.signed, "cpus": [], "watch_pids": []}
+
+    def platform_records(self) -> list[dict[str, Any]] | None:
+        """What the load generator recorded, or None when the function's log tails held
+        no REPORT line (e.g. an emulator that returns none): no billed duration, so no
+        cost, rather than a cost of zero."""
+        if self.records_dir is None:
+            return None
+        records = [json.loads(line) for path in sorted(self.records_dir.glob("*.jsonl"))
+                   for line in path.read_text().splitlines() if line.strip()]
+        if any(r["outcome"] != "throttled" and not r.get("reported") for r in records):
+            return None
+        return sorted(records, key=lambda r: r["ts"])
+
+    def final_facts(self) -> dict[str, Any]:
+        return {"memory_mb": self._memory_mb}
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(),
+                "runtime": "AWS Lambda Invoke API via boto3 (not started or measured by "
+                           "deploybench; REPORT lines give its durations and memory)",
+                "server": "a Lambda function", "billing": "per_request",
+                "function": self.function.describe(), "signed": self.signed,
+                "encoding": f"{self.encoding} (direct-invocation event)"}
+
+
+def make_external(name: str, url: str, encoding: str, work_dir: Path | None = None
+                  ) -> ExternalTarget:
+    if url.startswith(("lambda://", "arn:")):
+        return ExternalLambdaTarget(
+            name, url, encoding,
+            records_dir=work_dir / f"{name}-invocations" if work_dir is not None else None)
     if url.startswith("grpc://"):
         return ExternalGrpcTarget(name, url, encoding)
     return ExternalHttpTarget(name, url, encoding)

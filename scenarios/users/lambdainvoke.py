@@ -1,0 +1,105 @@
+"""Lambda Invoke API user: boto3's ``lambda`` client, one per user (one connection each,
+as the HTTP and gRPC users have), calling the function synchronously as an application
+does. boto3 runs on gevent's patched sockets here, so calls yield to other users.
+
+The latency is the application's: signing, the HTTPS round trip, Lambda's routing and
+the function, and reading the result. A call fails when there is no function result
+(throttled, refused, unreachable, timed out), on a function error (``FunctionError``:
+the handler raised, timed out or ran out of memory), or when the result holds no
+predictions.
+
+Every answered call's REPORT fields (Lambda's own Duration, Billed Duration, Max Memory
+Used, Init Duration) and every throttle are appended to a per-process JSON-lines file in
+``records_dir``, which the harness summarises per stage as it does the emulator's
+records; a REPORT line with Init Duration marks the call as a cold start.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+from locust import User, task
+
+from scenarios.control import LoadControl
+from scenarios.users.closedloop import LoadUserMixin
+from targets.awslambda.invoke import FunctionAddress, InvokeError, invoke, make_client
+from targets.codec import RESPONSE_PREFIX
+
+#: How long a call may take: a cold start, then the invocation.
+TIMEOUT_S = 60.0
+#: Lambda's throttle: counted apart, as the emulator counts its own.
+THROTTLED = "TooManyRequestsException"
+
+
+class InvokeFailure(Exception):
+    """A call that got no good function result, named as the Invoke API names it."""
+
+
+class LambdaInvokeUser(LoadUserMixin, User):
+    abstract = True
+    address: ClassVar[FunctionAddress]
+    events: ClassVar[list[bytes]]
+    records_dir: ClassVar[str | None] = None
+    connections: ClassVar[int] = 1
+    signed: ClassVar[bool] = True
+    _records: ClassVar[TextIO | None] = None
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.client = make_client(self.address, TIMEOUT_S, self.connections, self.signed)
+
+    def on_stop(self) -> None:
+        self.client.close()
+
+    @task
+    def predict(self) -> None:
+        self.step()
+
+    def items(self) -> list[bytes]:
+        return self.events
+
+    def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
+        with self.timed("lambda", "Invoke", intended, queued) as call:
+            try:
+                result = invoke(self.client, self.address, item)
+            except InvokeError as exc:
+                if exc.code == THROTTLED:
+                    self._record({"ts": call.start_time, "source": "invoke",
+                                  "outcome": "throttled"})
+                call.failure = InvokeFailure(str(exc))
+                return
+            self._record(result.record(call.start_time))
+            call.length = len(result.payload)
+            if result.function_error is not None:
+                call.failure = InvokeFailure(result.error_text())
+            elif not result.payload.startswith(RESPONSE_PREFIX):
+                call.failure = InvokeFailure("a result without predictions: "
+                                             f"{result.payload[:120]!r}")
+            if result.report is not None and "init_ms" in result.report:
+                call.context["cold"] = True
+
+    @classmethod
+    def _record(cls, record: dict[str, Any]) -> None:
+        if cls.records_dir is None:
+            return
+        if cls._records is None:  # one file per process: workers never share one
+            path = Path(cls.records_dir) / f"invocations-{os.getpid()}.jsonl"
+            cls._records = path.open("a", encoding="utf-8")
+        cls._records.write(json.dumps(record) + "\n")
+        cls._records.flush()
+
+
+def make_user(spec: dict[str, Any], control: LoadControl) -> type[LambdaInvokeUser]:
+    address = FunctionAddress(**spec["function"])
+    attrs = {
+        "abstract": False, "address": address,
+        "events": [e.encode() for e in spec["events"]],
+        "records_dir": spec.get("records_dir"), "control": control,
+        "_ids": itertools.count(), "connections": int(spec.get("max_inflight", 1)),
+        "signed": bool(spec.get("signed", True)),
+    }
+    return type("LambdaInvoke", (LambdaInvokeUser,), attrs)
