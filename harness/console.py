@@ -49,6 +49,10 @@ class ConsoleObserver:
             return
         if event.get("event") == "ready":
             self.progress.update(task, phase="load generator ready")
+        elif event.get("event") == "waiting":
+            self.progress.update(
+                task, phase=f"waiting for load-generator workers at {event.get('master')}: "
+                            f"{event.get('connected')} of {event.get('expected')} connected")
         elif event.get("event") == "stage":
             phase = event.get("phase", "")
             users = event.get("concurrency")

@@ -3,8 +3,14 @@ distributed mode: the driver becomes a Locust master, N worker processes run the
 
 One Locust process is one event loop on one core; past ~90% of it the load generator,
 not the target, sets the figures (the validity rules mark such stages INVALID). Workers
-multiply that ceiling on this machine's load-generator CPUs. (Workers on other machines
-run today only as plain Locust, through docker-compose.yml, without these samples.)
+multiply that ceiling on this machine's load-generator CPUs, and workers on other
+machines (``deploybench loadgen-worker --master HOST:PORT``, ``run
+--loadgen-remote-workers N``) beyond them.
+
+Every worker connects to the master, which sends each its index and the target's plan
+(the users are built from it before any is spawned); a worker started by the master
+serves that one job and dies with it, one started by hand serves each target's master
+in turn until the run's last.
 
 Every figure still comes from raw per-request samples, never from averaged percentiles:
 
@@ -33,7 +39,6 @@ across workers, and the in-process target runs inside the load generator.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import subprocess
 import sys
@@ -50,7 +55,16 @@ FLUSH_DELAY_S = 2 * PUSH_INTERVAL_S + 0.1
 #: reports (they start draining when its message arrives).
 DRAIN_MARGIN_S = 5.0
 WORKER_CONNECT_TIMEOUT_S = 60.0
+#: How long the master waits for workers started elsewhere to connect.
+REMOTE_CONNECT_TIMEOUT_S = 300.0
+#: How long connected workers may take to build their users from the plan.
+PLAN_TIMEOUT_S = 30.0
+#: A worker started by hand waits this long after a job before looking for the next
+#: target's master (so it does not greet the one that is shutting down).
+QUIT_GRACE_S = 2.0
+DEFAULT_MASTER_PORT = 5557
 RESET, DRAIN, SAMPLES, DRAINED = "db_reset", "db_drain", "db_samples", "db_drained"
+PLAN, READY = "db_plan", "db_ready"
 ARRAYS = (("start_s", "d"), ("latency_ms", "d"), ("ok", "b"), ("cold", "b"),
           ("send_delay_ms", "d"), ("queued", "b"))
 
@@ -92,11 +106,15 @@ class RemoteControl:
         #: (CPU seconds, wall time of the reading) per worker, as last pushed.
         self.cpu_s: dict[str, tuple[float, float]] = {}
         self._drained: dict[str, list[float]] = {}
+        #: Each worker that took the plan, by Locust client id: its index, host, whether
+        #: the master started it, and its clock's offset from the master's.
+        self.ready: dict[str, dict[str, Any]] = {}
         self._draining = False
         self.flush_delay_s = FLUSH_DELAY_S
         self.drain_margin_s = DRAIN_MARGIN_S
         runner.register_message(SAMPLES, self._on_samples)
         runner.register_message(DRAINED, self._on_drained)
+        runner.register_message(READY, self._on_ready)
 
     def reset(self) -> None:
         self.epoch += 1
@@ -147,6 +165,18 @@ class RemoteControl:
         self.counts[msg.node_id] = self.counts.get(msg.node_id, 0) + len(data["latency_ms"])
         self.latest[msg.node_id] = data
 
+    def local_nodes(self) -> set[str]:
+        return {node for node, w in self.ready.items() if w["local"]}
+
+    def _on_ready(self, environment: Any, msg: Any, **_: Any) -> None:
+        data = msg.data
+        # The worker's clock at sending minus ours at receipt: its offset, less the
+        # transit time (a few ms on a LAN). Samples carry the worker's clock.
+        self.ready[msg.node_id] = {
+            "index": int(data["index"]), "host": data["host"], "pid": data["pid"],
+            "local": bool(data["local"]),
+            "clock_offset_ms": round((float(data["at"]) - time.time()) * 1000.0, 1)}
+
     def _on_drained(self, environment: Any, msg: Any, **_: Any) -> None:
         data = msg.data
         if data["epoch"] != self.epoch or self.recorder.closed:
@@ -183,11 +213,25 @@ class DistributedMeter:
 
         mine = self.meter.cpu()
         workers = dict(self.control.cpu_s)
-        return CpuReading(mine.target, mine.loadgen_s + sum(c for c, _ in workers.values()),
-                          workers)
+        # This machine's load-generator CPUs carry the master and the workers it started;
+        # a worker elsewhere counts only as itself (the busiest-worker rule).
+        local = self.control.local_nodes()
+        shared = sum(c for node, (c, _) in workers.items() if node in local)
+        return CpuReading(mine.target, mine.loadgen_s + shared, workers)
+
+
+def parse_master(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> (host, port); ValueError says what to write."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:{DEFAULT_MASTER_PORT}, or "
+                         f"0.0.0.0:{DEFAULT_MASTER_PORT} to let other machines' workers in)")
+    return host.strip("[]"), int(port)
 
 
 def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, Any]:
+    """Drive the plan's stages through ``workers`` local worker processes, plus
+    ``plan["remote_workers"]`` started elsewhere (``deploybench loadgen-worker``)."""
     import gevent
     from locust.env import Environment
     from locust.event import Events
@@ -198,36 +242,68 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     from targets.process import child_env, free_port
 
     spec = plan["spec"]
+    remote = int(plan.get("remote_workers") or 0)
+    expected = workers + remote
+    if plan.get("master"):
+        host, port = parse_master(plan["master"])
+    else:
+        host, port = "127.0.0.1", free_port("127.0.0.1")
+    info: dict[str, Any] = {"loadgen_workers": workers, "loadgen_remote_workers": remote,
+                            "loadgen_master": f"{host}:{port}"}
     recorder = SampleRecorder()
     user_class = build_user(spec, None)
     env = Environment(user_classes=[user_class], events=Events(), stop_timeout=None)
-    port = free_port("127.0.0.1")
-    runner = env.create_master_runner(master_bind_host="127.0.0.1", master_bind_port=port)
-    control = RemoteControl(runner, workers, recorder, plan["timing"]["drain_timeout_s"])
+    try:
+        runner = env.create_master_runner(master_bind_host=host, master_bind_port=port)
+    except Exception as exc:  # zmq's bind error: taken, or not this machine's address
+        return {"stages": [], "error": f"cannot listen for load-generator workers on "
+                                       f"{host}:{port}: {exc}", **info}
+    control = RemoteControl(runner, expected, recorder, plan["timing"]["drain_timeout_s"])
     meter = DistributedMeter(ResourceMeter(list(spec.get("watch_pids", []))), control)
-    plan_path = out_dir / "worker-plan.json"
-    plan_path.write_text(json.dumps(plan))
     procs = []
-    info: dict[str, Any] = {"loadgen_workers": workers}
     try:
         log_dir = Path(plan.get("log_dir") or out_dir)
         logs = [log_dir / f"loadgen-{plan.get('target', 'target')}-worker-{i}.log"
                 for i in range(workers)]
-        for index, path in enumerate(logs):
+        local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
+        cpus = ",".join(str(c) for c in plan["loadgen_cpus"])
+        for path in logs:
             with path.open("ab") as log:
                 # child_env: each worker dies with this driver (PR_SET_PDEATHSIG).
                 procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "harness.distributed", str(plan_path), str(port),
-                     str(index)], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    [sys.executable, "-m", "harness.distributed", "--master",
+                     f"{local_host}:{port}", "--cpus", cpus, "--local"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                     env=child_env({"PYTHONUNBUFFERED": "1"}), start_new_session=True))
-        deadline = time.monotonic() + WORKER_CONNECT_TIMEOUT_S
-        while runner.worker_count < workers:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-                raise StageError(f"only {runner.worker_count} of {workers} load-generator "
-                                 f"workers connected; see {logs[0].parent}/"
-                                 f"{logs[0].name[:-6]}*.log")
+        started = time.monotonic()
+        timeout = REMOTE_CONNECT_TIMEOUT_S if remote else WORKER_CONNECT_TIMEOUT_S
+        noted = 0.0
+        while runner.worker_count < expected:
+            waited = time.monotonic() - started
+            if waited > timeout or any(p.poll() is not None for p in procs):
+                where = (f" ({remote} expected from `deploybench loadgen-worker --master "
+                         f"HOST:{port}` elsewhere)" if remote else "")
+                raise StageError(f"only {runner.worker_count} of {expected} load-generator "
+                                 f"workers connected to {host}:{port} in {waited:.0f} s"
+                                 f"{where}; see {log_dir}/loadgen-*-worker-*.log")
+            if remote and waited - noted >= 5.0:
+                noted = waited
+                emit("waiting", connected=runner.worker_count, expected=expected,
+                     master=f"{host}:{port}")
             gevent.sleep(0.05)
-        emit("ready", loadgen_workers=workers)
+        clients = sorted(runner.clients)
+        if len(clients) > expected:
+            raise StageError(f"{len(clients)} load-generator workers connected to "
+                             f"{host}:{port}, {expected} expected: stop the extra ones")
+        # Every worker builds its users from the plan before any is asked to spawn one.
+        worker_plan = {k: v for k, v in plan.items() if k != "reference"}
+        for index, client_id in enumerate(clients):
+            runner.send_message(PLAN, {"plan": worker_plan, "index": index}, client_id)
+        if not _wait_for(lambda: len(control.ready) >= expected, PLAN_TIMEOUT_S):
+            raise StageError(f"{expected - len(control.ready)} of {expected} load-generator "
+                             f"workers did not take the plan within {PLAN_TIMEOUT_S:.0f} s")
+        info["workers"] = [control.ready[c] for c in clients]
+        emit("ready", loadgen_workers=workers, loadgen_remote_workers=remote)
         stages = StageRunner(env, runner, control, recorder, meter, out_dir,
                              max(1, len(spec["cpus"])), plan["timing"])
         stages.crosscheck = False  # the master's Locust stats lag the workers' reports
@@ -242,6 +318,7 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         return {"stages": [], "error": str(exc), **info}
     finally:
         runner.quit()
+        runner.server.close(linger=1000)  # free the port for the next target's master
         for proc in procs:  # by PID: SIGTERM, then SIGKILL
             if proc.poll() is None:
                 proc.terminate()
@@ -253,14 +330,48 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
                 proc.wait()
 
 
+def _wait_for(condition: Any, timeout_s: float) -> bool:
+    import gevent
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        gevent.sleep(0.05)
+    return True
+
+
 # -- a worker ----------------------------------------------------------------------------
 
-def worker_main(plan_path: Path, port: int, index: int) -> int:
-    from targets.process import die_with_parent
+def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
+    """Serve the masters at ``master``: one job when started by a master (``local``);
+    started by hand elsewhere, one job per target until the run's last, or until no
+    master answers for Locust's connect timeout (5 minutes)."""
+    host, port = parse_master(master)
+    if local:
+        from targets.process import die_with_parent
 
-    die_with_parent()
-    plan = json.loads(plan_path.read_text())
-    os.sched_setaffinity(0, plan["loadgen_cpus"])
+        die_with_parent()
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # before Locust's import patches the process
+    served = 0
+    while True:
+        outcome = _serve_one(host, port, local)
+        if outcome == "no master":
+            print(f"loadgen-worker: no master at {host}:{port}"
+                  + (f" after {served} job(s); done" if served else ""), file=sys.stderr)
+            return 0 if served else 1
+        served += 1
+        if local or outcome == "final":
+            return 0
+        time.sleep(QUIT_GRACE_S)  # let this master go before looking for the next
+
+
+def _serve_one(host: str, port: int, local: bool) -> str:
+    """One job: connect, take the plan, run the users the master asks for, report their
+    samples; returns "final", "more" or "no master"."""
+    import socket
+
     import gevent
     import psutil
     from locust.env import Environment
@@ -272,12 +383,14 @@ def worker_main(plan_path: Path, port: int, index: int) -> int:
 
     control = LoadControl()
     recorder = SampleRecorder()
-    env = Environment(user_classes=[build_user(plan["spec"], control)], events=Events(),
-                      stop_timeout=None)
+    env = Environment(user_classes=[], events=Events(), stop_timeout=None)
     env.events.request.add_listener(recorder.on_request)
-    runner = env.create_worker_runner("127.0.0.1", port)
+    try:
+        runner = env.create_worker_runner(host, port)
+    except ConnectionError:
+        return "no master"
     me = psutil.Process()
-    state = {"epoch": 0, "sent": 0}
+    state: dict[str, Any] = {"epoch": 0, "sent": 0, "index": -1, "final": True}
 
     def push() -> None:
         """Send what was recorded since the last push (and this process's CPU time)."""
@@ -285,7 +398,7 @@ def worker_main(plan_path: Path, port: int, index: int) -> int:
         cpu = me.cpu_times()
         data: dict[str, Any] = {"epoch": state["epoch"], "settled": control.settled(),
                                 "cpu_s": cpu.user + cpu.system, "at": time.time(),
-                                "index": index}
+                                "index": state["index"]}
         for name, _code in ARRAYS:
             data[name] = getattr(recorder, name)[start:end].tolist()
         state["sent"] = end
@@ -295,6 +408,14 @@ def worker_main(plan_path: Path, port: int, index: int) -> int:
         while True:
             gevent.sleep(PUSH_INTERVAL_S)
             push()
+
+    def on_plan(environment: Any, msg: Any, **_: Any) -> None:
+        plan = msg.data["plan"]
+        state.update(index=int(msg.data["index"]), final=bool(plan.get("final", True)))
+        env.user_classes = [build_user(plan["spec"], control)]
+        runner.send_message(READY, {"index": state["index"], "host": socket.gethostname(),
+                                    "pid": os.getpid(), "local": local, "at": time.time()})
+        gevent.spawn(pump)
 
     def on_reset(environment: Any, msg: Any, **_: Any) -> None:
         control.reset()
@@ -312,26 +433,32 @@ def worker_main(plan_path: Path, port: int, index: int) -> int:
         push()
         runner.send_message(DRAINED, {"epoch": epoch, "unanswered": unanswered,
                                       "error_kinds": dict(recorder.error_kinds),
-                                      "index": index,
+                                      "index": state["index"],
                                       # Its own count: answered, failed and unanswered.
                                       "samples": len(recorder) + len(unanswered)})
 
+    runner.register_message(PLAN, on_plan)
     runner.register_message(RESET, on_reset)
     runner.register_message(DRAIN, on_drain, concurrent=True)
-    gevent.spawn(pump)
     runner.greenlet.join()
-    return 0
+    runner.client.close()
+    return "final" if state["final"] else "more"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 3:
-        print("usage: python -m harness.distributed PLAN.json MASTER_PORT INDEX",
-              file=sys.stderr)
-        return 2
-    return worker_main(Path(args[0]), int(args[1]), int(args[2]))
+    """``python -m harness.distributed --master HOST:PORT [--cpus 0,1] [--local]``; by
+    hand, ``deploybench loadgen-worker`` runs the same."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m harness.distributed")
+    parser.add_argument("--master", required=True, help="HOST:PORT of the master")
+    parser.add_argument("--cpus", default="", help="CPUs to pin to, e.g. 0,1")
+    parser.add_argument("--local", action="store_true",
+                        help="started by the master: one job, and die with it")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    cpus = [int(c) for c in args.cpus.split(",") if c]
+    return worker_main(args.master, cpus or None, args.local)
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

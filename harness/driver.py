@@ -97,7 +97,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     control = LoadControl()
     extra: dict[str, Any] = {}
     workers = int(plan.get("loadgen_workers") or 1)
-    if workers > 1 and protocol in SERVED:
+    if (workers > 1 or plan.get("remote_workers")) and protocol in SERVED:
         from harness import distributed
 
         return distributed.run_master(plan, out_dir, workers)

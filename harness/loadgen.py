@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from harness.distributed import REMOTE_CONNECT_TIMEOUT_S
 from harness.errors import UserError
 from harness.parity import ParityError, parity_message
 from harness.results import ParityResult
@@ -63,6 +64,12 @@ class LoadJob:
     slo_p99_ms: float | None = None
     #: Locust worker processes (harness.distributed); 1 = one process, no master.
     loadgen_workers: int = 1
+    #: Workers started elsewhere (``deploybench loadgen-worker``) the master waits for,
+    #: where it listens for them (HOST:PORT), and whether this is the run's last job
+    #: (they exit after it rather than wait for the next target's master).
+    remote_workers: int = 0
+    master: str | None = None
+    final: bool = True
 
 
 @dataclass
@@ -217,6 +224,9 @@ def _plan(job: LoadJob) -> dict[str, Any]:
         "program": _program(job),
         "loadgen_cpus": job.loadgen_cpus,
         "loadgen_workers": job.loadgen_workers,
+        "remote_workers": job.remote_workers,
+        "master": job.master,
+        "final": job.final,
         "target": job.target,
         "log_dir": str(job.log_path.parent),
     }
@@ -244,7 +254,8 @@ class LocustLoadGenerator:
         plan_path.write_text(json.dumps(_plan(job)))
         scenario = job.scenario
         budget = (DRIVER_SLACK_S
-                  + stage_budget_s(scenario) * scenario.planned_stages() * job.trials)
+                  + stage_budget_s(scenario) * scenario.planned_stages() * job.trials
+                  + (REMOTE_CONNECT_TIMEOUT_S if job.remote_workers else 0.0))
         with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "harness.driver", str(plan_path)],

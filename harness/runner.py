@@ -78,6 +78,10 @@ class RunPlan:
     endpoints: dict[str, str] = field(default_factory=dict)
     #: Locust worker processes driving served targets (--loadgen-workers).
     loadgen_workers: int = 1
+    #: Workers started on other machines (--loadgen-remote-workers) and where the master
+    #: listens for them (--loadgen-master HOST:PORT).
+    remote_workers: int = 0
+    loadgen_master: str | None = None
     #: --runtime docker: how the served targets' containers run (None: as processes).
     docker: DockerRuntime | None = None
 
@@ -197,6 +201,7 @@ class Runner:
                 "targets_requested": list(plan.targets),
                 "endpoints": dict(plan.endpoints),
                 "loadgen_workers": plan.loadgen_workers,
+                "loadgen_remote_workers": plan.remote_workers,
                 "runtime": "docker" if plan.docker is not None else "process",
                 "trials": plan.trials,
                 "slo": plan.slo,
@@ -270,6 +275,8 @@ class Runner:
                     reference=reference if parity_in_loadgen else None,
                     trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
                     loadgen_workers=plan.loadgen_workers,
+                    remote_workers=plan.remote_workers, master=plan.loadgen_master,
+                    final=name == plan.targets[-1],
                 )
                 result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
                                              examples[0], reference[0])

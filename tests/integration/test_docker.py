@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -327,8 +328,48 @@ def test_compose_file_validates(wheelhouse: Path) -> None:
     services = subprocess.run(
         [compose, "-f", str(REPO / "docker-compose.yml"), "config", "--services"],
         capture_output=True, text=True, timeout=60, check=True, cwd=REPO).stdout.split()
-    assert set(services) == {"flask", "grpc", "lambda", "locust-master", "locust-worker"}
+    assert set(services) == {"flask", "grpc", "lambda", "locust-master", "locust-worker",
+                             "loadgen-worker"}
     # The same CPU set and memory limit for every served target.
     config = done.stdout
     assert config.count("cpuset:") >= 3
     assert config.count("mem_limit:") >= 3
+
+
+def test_a_worker_in_a_container_joins_a_run(engine: Any, images: dict[str, Any],
+                                             cpus: CpuPlan, tmp_path: Path) -> None:
+    """docker-compose.yml's loadgen-worker: deploybench's own load-generator worker in the
+    flask image, in a container of its own (its own PID namespace and file system, as on
+    another machine), joins a run that waits for one remote worker; its samples are merged
+    into that run's, and it exits by itself after the run's last target."""
+    from reports.schema import load_run
+    from targets.flask.target import FlaskTarget
+
+    master = f"127.0.0.1:{free_port()}"
+    out = tmp_path / "run"
+    with FlaskTarget("digits", list(cpus.target), "json",
+                     log_path=tmp_path / "flask.log") as flask:
+        container = engine.containers.run(
+            f"deploybench-flask:{TAG}", ["--master", master],
+            entrypoint=["/opt/deploybench/bin/deploybench", "loadgen-worker"], detach=True,
+            network_mode="host", cpuset_cpus=format_cpus(list(cpus.loadgen)),
+            labels={LABEL: str(os.getpid())})
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "harness", "run", "--bundle", "digits", "--scenario",
+                 "smoke", "--out", str(out), "--loadgen-remote-workers", "1",
+                 "--loadgen-master", master, "--endpoint", f"k8s=http://{flask.address}"],
+                capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert container.wait(timeout=30)["StatusCode"] == 0, container.logs()[-2000:]
+        finally:
+            container.remove(force=True)
+    target = load_run(out)["targets"][0]
+    assert target["status"] == "ok", target["error"]
+    remote = [w for w in target["loadgen"]["workers"] if not w["local"]]
+    assert len(remote) == 1
+    for stage in target["stages"]:
+        assert stage["errors"] == 0
+        assert len(stage["worker_samples"]) == 2
+        if stage["concurrency"] >= 2:
+            assert stage["worker_samples"][remote[0]["index"]] > 0

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from scipy import stats
 
-from harness.cli import EXIT_REGRESSION, main
+from harness.cli import main
+from harness.commands import EXIT_REGRESSION
 from harness.results import write_run
 from reports.compare import Estimate, combine
 from reports.schema import RunDoc, StageResult, load_run

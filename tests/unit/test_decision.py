@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import parse_volume
 from harness.errors import UserError
+from harness.options import parse_volume
 from harness.pricing import DEFAULT_PRICES, load_prices
 from reports import decision
 from reports.render import render_run_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -78,3 +79,44 @@ def test_the_busiest_worker_or_the_shared_cores_set_the_load_generator_cpu() -> 
     shared = CpuReading({}, 5.9, {"a": (2.45, 13.0), "b": (3.45, 13.0)})
     assert shared.loadgen_percent(before, 3.0, cores=1) == pytest.approx(96.7, abs=0.1)
     assert CpuReading({}, 1.5).loadgen_percent(CpuReading({}, 0.5), 2.0) == 50.0
+
+
+def test_a_remote_workers_cpu_is_not_this_machines() -> None:
+    """The shared-cores rule adds only the workers this machine runs; a worker elsewhere
+    counts as itself (the busiest-worker rule)."""
+    from harness.distributed import DistributedMeter
+
+    control = SimpleNamespace(cpu_s={"here": (2.0, 1.0), "there": (7.0, 1.0)},
+                              local_nodes=lambda: {"here"})
+    meter = SimpleNamespace(cpu=lambda: CpuReading({}, 1.0))
+    reading = DistributedMeter(meter, control).cpu()  # type: ignore[arg-type]
+    assert reading.loadgen_s == 3.0
+    assert set(reading.workers) == {"here", "there"}
+
+
+@pytest.mark.parametrize(("argv", "problem"), [
+    (["--targets", "flask", "--loadgen-remote-workers", "1"],
+     "remote load-generator workers cannot reach flask"),
+    (["--endpoint", "k=http://10.0.0.5:8000", "--loadgen-remote-workers", "1",
+      "--loadgen-master", "10.0.0.1"], "is not HOST:PORT"),
+    (["--endpoint", "k=http://10.0.0.5:8000", "--loadgen-master", "0.0.0.0:5557"],
+     "--loadgen-master is for --loadgen-remote-workers"),
+])
+def test_remote_workers_are_refused_where_they_cannot_work(
+        argv: list[str], problem: str, capsys: pytest.CaptureFixture[str],
+        tmp_path: Path) -> None:
+    from harness.cli import main
+
+    assert main(["run", "--out", str(tmp_path / "run"), *argv]) == 1
+    assert problem in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # refused before anything started
+
+
+def test_master_addresses_parse() -> None:
+    from harness.distributed import parse_master
+
+    assert parse_master("0.0.0.0:5557") == ("0.0.0.0", 5557)
+    assert parse_master("[::1]:5557") == ("::1", 5557)
+    for bad in ("5557", "host:", "host:99999", ":5557"):
+        with pytest.raises(ValueError, match="is not HOST:PORT"):
+            parse_master(bad)

@@ -98,7 +98,7 @@ def test_sweep_and_rate_scenarios() -> None:
 def test_slo_parsing() -> None:
     from argparse import ArgumentTypeError
 
-    from harness.cli import parse_slo
+    from harness.options import parse_slo
 
     assert parse_slo("p99=50ms,rps=500") == {"p99": 50.0, "rps": 500.0}
     assert parse_slo("p99=0.2s") == {"p99": 200.0}

@@ -1,0 +1,104 @@
+"""Parsing what users type on the command line: targets, endpoints, SLOs, volumes."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    pass
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    from harness.runner import TARGETS, TEST_TARGETS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in TARGETS + TEST_TARGETS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown target {unknown[0] if unknown else text!r}; choose from {', '.join(TARGETS)}"
+        )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a target is named twice in {text!r}")
+    return names
+
+
+def parse_endpoint_option(text: str) -> tuple[str, str]:
+    from harness.runner import TARGETS, TEST_TARGETS
+    from targets.external import parse_endpoint
+
+    try:
+        name, url = parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if name in TARGETS + TEST_TARGETS:
+        raise argparse.ArgumentTypeError(
+            f"endpoint name {name!r} is a built-in target's; name it after where it runs, "
+            f"e.g. k8s-{name}")
+    return name, url
+
+
+SLO_KEYS = ("p50", "p90", "p95", "p99", "rps")
+
+
+def parse_slo(text: str) -> dict[str, float]:
+    """``p99=50ms,rps=500`` -> {"p99": 50.0, "rps": 500.0}: latency in ms (``ms``, ``s``
+    or a bare number of ms), throughput in requests/s."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in SLO_KEYS:
+            raise argparse.ArgumentTypeError(
+                f"bad SLO part {part!r}: use KEY=VALUE with KEY one of {', '.join(SLO_KEYS)}, "
+                f"e.g. p99=50ms,rps=500")
+        value = value.strip().lower()
+        scale = 1.0
+        if key != "rps":
+            if value.endswith("ms"):
+                value = value[:-2]
+            elif value.endswith("s"):
+                value, scale = value[:-1], 1000.0
+        try:
+            number = float(value) * scale
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad SLO value in {part!r}") from None
+        if not number > 0:
+            raise argparse.ArgumentTypeError(f"SLO values must be > 0 ({part!r})")
+        out[key] = number
+    if not out:
+        raise argparse.ArgumentTypeError("empty SLO; e.g. p99=50ms")
+    return out
+
+
+def parse_protocols(text: str) -> tuple[str, ...]:
+    from harness.calibrate import PROTOCOLS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in PROTOCOLS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown protocol {bad[0] if bad else text!r}; "
+                                         f"choose from {', '.join(PROTOCOLS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def default_out(bundle: str) -> Path:
+    return Path("results") / f"{bundle}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
+def parse_volume(text: str) -> float:
+    """Requests a month: ``10M``, ``250k``, ``1.5B``, ``2e7`` or a plain number."""
+    value = text.strip().lower().replace(",", "").replace("_", "")
+    scale = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}.get(value[-1:], 1.0)
+    if scale != 1.0:
+        value = value[:-1]
+    try:
+        number = float(value) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"bad volume {text!r}: give requests a month, e.g. 10M, 250k or 2e7") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"the volume must be > 0 (got {text!r})")
+    return number

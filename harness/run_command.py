@@ -1,0 +1,165 @@
+"""``deploybench run``: check the options, plan, run every target, write and print the
+results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.distributed import DEFAULT_MASTER_PORT
+from harness.errors import UserError
+from harness.options import default_out
+from targets.cpuset import format_cpus
+
+if TYPE_CHECKING:
+    from harness.cpus import CpuPlan
+    from scenarios.catalogue import Scenario
+
+
+#: `run --strict`: every target ran, but some stage's figures are not to be trusted.
+EXIT_INVALID = 4
+
+
+def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str | None:
+    """Where the master listens for remote workers (None: no remote workers)."""
+    from harness.distributed import parse_master
+
+    if args.loadgen_remote_workers < 0:
+        raise UserError("--loadgen-remote-workers must be 0 or more")
+    if not args.loadgen_remote_workers:
+        if args.loadgen_master:
+            raise UserError("--loadgen-master is for --loadgen-remote-workers N")
+        return None
+    served = [t for t in args.targets if t not in endpoints]
+    if served:
+        raise UserError(f"remote load-generator workers cannot reach {', '.join(served)}: "
+                        "served targets listen on this machine's loopback. Measure "
+                        "deployments reachable from the workers with --endpoint NAME=URL")
+    master = args.loadgen_master or f"127.0.0.1:{DEFAULT_MASTER_PORT}"
+    try:
+        host, _ = parse_master(master)
+    except ValueError as exc:
+        raise UserError(f"--loadgen-master: {exc}") from None
+    if host in ("0.0.0.0", "*", "::"):
+        print(f"warning: the load-generator master listens on every interface ({master}): "
+              "anyone who can reach it can join the run as a worker", file=sys.stderr)
+    elif host.startswith("127."):
+        print(f"note: the master listens on {master}, loopback: only workers on this "
+              "machine can join (give --loadgen-master ADDRESS:PORT for others)",
+              file=sys.stderr)
+    return master
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cpus import plan_cpus
+    from harness.results import choose_out_dir
+    from harness.runner import TARGETS
+    from scenarios import catalogue
+    from targets.bundle import get_bundle
+
+    endpoints = dict(args.endpoint)
+    if len(endpoints) != len(args.endpoint):
+        raise UserError("two --endpoint options have the same name")
+    if args.targets is None:
+        args.targets = () if endpoints else TARGETS
+    args.targets = (*args.targets, *endpoints)
+    args.endpoints = endpoints
+
+    scenario = catalogue.load(args.scenario)
+    get_bundle(args.bundle)  # fail on a bad name before anything starts
+    args.loadgen_master = _loadgen_master(args, endpoints)
+    if args.loadgen_workers > 1 or args.loadgen_remote_workers:
+        if scenario.rate or scenario.rate_fractions:
+            raise UserError(f"--loadgen-workers runs closed-loop stages only; scenario "
+                            f"{scenario.name} has open-loop ones (rate/rate_fractions). Use "
+                            "one load-generator process for it")
+        if "inprocess" in args.targets:
+            print("note: inprocess runs the model inside the load generator, so it is "
+                  "driven by one process whatever --loadgen-workers says", file=sys.stderr)
+    cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
+    notes = []
+    if cpus.overlap:
+        notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
+        print(f"warning: the target and the load generator share CPUs {list(cpus.overlap)}: "
+              "every figure will mix both", file=sys.stderr)
+    if cpus.shared_cores:
+        cores = ", ".join(format_cpus(core) for core in cpus.shared_cores)
+        notes.append(f"target and load generator run on hardware threads of the same "
+                     f"physical cores ({cores})")
+        print(f"warning: the target and the load generator run on hardware threads of the "
+              f"same physical cores ({cores}); they compete for those cores. Give each side "
+              f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
+    out_dir, moved = choose_out_dir(args.out or default_out(args.bundle))
+    # Absolute: servers and containers are handed paths in it (logs, REPORT records), and
+    # a container's working directory is not ours.
+    out_dir = out_dir.resolve()
+    if moved:
+        print(f"note: {moved}", file=sys.stderr)
+    # The orchestrator stays off the target's CPUs too (restored after, so main() can be
+    # called again in one process, as tests do).
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus.loadgen)
+    try:
+        return _run(args, scenario, cpus, out_dir, notes)
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
+         notes: list[str]) -> int:
+    from harness import calibrate
+    from harness.console import ConsoleObserver
+    from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
+    from harness.pricing import load_prices
+    from harness.runner import Runner, RunPlan
+    from reports.console import print_run
+    from reports.render import render_run_dir
+
+    simulated = args.targets == ("fake",)
+    docker = None
+    if args.runtime == "docker":
+        from targets.container import DockerRuntime, client
+
+        client()  # no engine: say so now, before anything starts
+        docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
+                               network=args.network)
+    calibration, calibration_note = (None, None) if simulated else calibrate.load_for(
+        list(cpus.target), list(cpus.loadgen))
+    if calibration_note:
+        print(f"note: {calibration_note}", file=sys.stderr)
+    plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
+                   out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
+                   flask_threads=args.flask_threads, grpc_workers=args.grpc_workers,
+                   grpc_threads=args.grpc_threads, lambda_memory_mb=args.lambda_memory_mb,
+                   lambda_concurrency=args.lambda_concurrency,
+                   lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
+                   notes=tuple(notes), trials=args.trials, slo=args.slo or {},
+                   slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
+                   calibration=calibration, calibration_note=calibration_note,
+                   monthly_requests=args.monthly_requests, endpoints=args.endpoints,
+                   loadgen_workers=args.loadgen_workers, docker=docker,
+                   remote_workers=args.loadgen_remote_workers,
+                   loadgen_master=args.loadgen_master)
+    loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
+    load_s = scenario.estimated_s * len(args.targets) * args.trials
+    print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
+          f"{scenario.name} (at least ~{load_s:.0f} s of load), "
+          f"{cpus.describe()}; results in {out_dir}", file=sys.stderr)
+    started = time.monotonic()
+    with ConsoleObserver() as observer:
+        run = Runner(plan, loadgen, observer).run()
+    rendered = render_run_dir(out_dir, run)
+    print_run(run)
+    print(f"\nwrote {out_dir / 'run.json'}, {rendered.markdown}, {rendered.html} "
+          f"in {time.monotonic() - started:.0f} s")
+    if not all(t["status"] == "ok" for t in run["targets"]):
+        return 1
+    invalid = sum(not s["valid"] for t in run["targets"] for s in t["stages"])
+    if invalid and args.strict:
+        print(f"{invalid} stage(s) INVALID (--strict)", file=sys.stderr)
+        return EXIT_INVALID
+    return 0
