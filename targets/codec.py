@@ -97,10 +97,15 @@ def decode_document(doc: Any, input_shape: tuple[int, ...], limits: Limits,
     """A parsed ``{"inputs": [[...]]}`` document, validated (JSON bodies, Lambda events)."""
     if not isinstance(doc, dict) or "inputs" not in doc:
         raise RequestError(400, 'body must be a JSON object with an "inputs" array')
+    extra = sorted(str(k) for k in doc if k != "inputs")
+    if extra:  # a misspelt option must not be ignored silently
+        raise RequestError(400, f"unknown field {_quote(extra[0])}: the body holds only "
+                                '"inputs"')
     inputs = doc["inputs"]
     if not isinstance(inputs, list):
         raise RequestError(400, '"inputs" must be an array of arrays of numbers')
-    if len(inputs) > limits.max_batch:  # before the conversion, which costs memory
+    # Before the conversion, which costs memory; a flat list is no batch (400 below).
+    if len(inputs) > limits.max_batch and inputs and isinstance(inputs[0], list):
         raise RequestError(413, f"batch of {len(inputs)} exceeds the limit of {limits.max_batch}")
     try:
         raw = np.asarray(inputs)

@@ -89,6 +89,10 @@ def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
 def _direct(event: Any) -> dict[str, Any]:
     try:
         if isinstance(event, dict) and "data" in event:
+            extra = sorted(str(k) for k in event if k not in ("data", "shape", "dtype"))
+            if extra:
+                raise RequestError(400, f"unknown field {extra[0][:80]!r}: a binary event "
+                                        'holds "data", "shape" and "dtype"')
             if str(event.get("dtype", "float32")).lower() != "float32":
                 raise RequestError(400, f"dtype {event.get('dtype')!r} is not supported; "
                                         "send float32")

@@ -58,6 +58,7 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
                  reuse_port: bool) -> Any:
     """A started server with the model loaded; raises OSError when the port is taken."""
     import grpc
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
@@ -102,7 +103,29 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
-    predict_pb2_grpc.add_PredictorServicer_to_server(Predictor(), server)  # type: ignore[no-untyped-call]
+    servicer = Predictor()
+
+    def predict_bytes(data: bytes, context: Any) -> Any:
+        # Parsed here rather than by gRPC, whose own failure to parse a request is an
+        # INTERNAL error: bytes that are no PredictRequest are the client's mistake.
+        try:
+            request = predict_pb2.PredictRequest.FromString(data)
+        except DecodeError:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          "the request is not a PredictRequest message (protobuf cannot "
+                          "parse it)")
+        return servicer.Predict(request, context)
+
+    handlers = {
+        "Predict": grpc.unary_unary_rpc_method_handler(
+            predict_bytes, request_deserializer=None,
+            response_serializer=predict_pb2.PredictResponse.SerializeToString),
+        "Info": grpc.unary_unary_rpc_method_handler(
+            servicer.Info, request_deserializer=predict_pb2.InfoRequest.FromString,
+            response_serializer=predict_pb2.InfoResponse.SerializeToString),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -54,52 +54,8 @@ def test_batch_request(flask: FlaskTarget, digits) -> None:  # type: ignore[no-u
     assert [p.label for p in preds] == [p.label for p in serve_batch(digits, batch)]
 
 
-def _pid(flask: FlaskTarget) -> int:
-    assert flask._client is not None
-    status, body = flask._client.request("GET", "/healthz")
-    assert status == 200
-    pid: int = json.loads(body)["pid"]
-    return pid
-
-
 GOOD = codec.encode_request(np.zeros((1, 64), dtype=np.float32), "json")
-BAD: list[tuple[str, bytes, dict[str, str], int]] = [
-    ("invalid json", b"{nope", {"Content-Type": "application/json"}, 400),
-    ("wrong shape", b'{"inputs": [[1, 2, 3]]}', {"Content-Type": "application/json"}, 400),
-    ("strings", b'{"inputs": [["a"]]}', {"Content-Type": "application/json"}, 400),
-    ("NaN", json.dumps({"inputs": [[float("nan")] * 64]}).encode(),
-     {"Content-Type": "application/json"}, 400),
-    ("empty body", b"", {"Content-Type": "application/json"}, 400),
-    ("wrong content type", b"inputs=1", {"Content-Type": "text/plain"}, 415),
-    ("no content type", b"{}", {}, 415),
-    ("truncated binary", b"\0" * 100, {"Content-Type": "application/octet-stream",
-                                       "X-Shape": "1,64"}, 400),
-    ("binary without shape", b"\0" * 256, {"Content-Type": "application/octet-stream"}, 400),
-    ("batch over limit", json.dumps({"inputs": [[0.0] * 64] * 17}).encode(),
-     {"Content-Type": "application/json"}, 413),
-    ("body over limit", b"0" * (2 << 20), {"Content-Type": "application/json"}, 413),
-    ("deeply nested", b'{"inputs": ' + b"[" * 50_000 + b"]" * 50_000 + b"}",
-     {"Content-Type": "application/json"}, 400),
-    ("bool among numbers", json.dumps({"inputs": [[1.0] * 63 + [True]]}).encode(),
-     {"Content-Type": "application/json"}, 400),
-    ("unicode junk", "{\"inputs\": [[\"\u2603\u0000\"]]}".encode(),
-     {"Content-Type": "application/json"}, 400),
-]
-
-
-@pytest.mark.parametrize(("why", "body", "headers", "status"), BAD, ids=[b[0] for b in BAD])
-def test_bad_input_gets_json_client_error_and_server_lives(
-        flask: FlaskTarget, why: str, body: bytes, headers: dict[str, str], status: int) -> None:
-    pid = _pid(flask)
-    got, answer = flask.request(body, headers)
-    assert got == status, answer
-    doc = json.loads(answer)
-    assert doc["status"] == status
-    assert doc["error"]
-    # Still serving, by the same worker: nothing crashed or restarted.
-    ok, _ = flask.request(*GOOD)
-    assert ok == 200
-    assert _pid(flask) == pid
+# Malformed requests: the shared corpus, tests/integration/test_bad_input.py.
 
 
 def test_unknown_path_and_method_are_json(flask: FlaskTarget) -> None:

@@ -126,19 +126,6 @@ def test_parity_through_the_function_url(function: LambdaTarget, digits) -> None
     assert result["ok"]
 
 
-@pytest.mark.parametrize(("body", "headers", "status"), [
-    (b"{nope", {"Content-Type": "application/json"}, 400),
-    (b'{"inputs": [[1, 2]]}', {"Content-Type": "application/json"}, 400),
-    (b"x=1", {"Content-Type": "text/plain"}, 415),
-    (b"\0" * 10, {"Content-Type": "application/octet-stream", "X-Shape": "1,64"}, 400),
-])
-def test_front_door_bad_input_is_a_client_error(function: LambdaTarget, body: bytes,
-                                                headers: dict[str, str], status: int) -> None:
-    got, answer = function.request(body, headers)
-    assert got == status
-    assert json.loads(answer)["status"] == status
-
-
 def test_concurrent_requests_scale_out_then_throttle(function: LambdaTarget) -> None:
     """Limit 3: from no environment, 4 requests at once give 3 cold starts and one 429."""
     function.reset()
