@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from targets.errors import BundleError
+from targets.errors import BundleError, RequestError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -112,17 +112,29 @@ def compare_predictions(expected: list[Prediction], got: list[Prediction],
 
 
 def serve_batch(bundle: Bundle, batch: np.ndarray) -> list[Prediction]:
-    """The one code path every target uses: preprocess, predict, postprocess.
+    """The one code path every target uses: preprocess, predict, postprocess. Raises
+    RequestError (400) where the model's output is not finite.
 
     Under ``torch.inference_mode()``, except for a bundle that sets ``uses_torch = False``
     (the ``null`` calibration bundle): its path neither imports nor runs torch.
     """
     if not getattr(bundle, "uses_torch", True):
-        return bundle.postprocess(bundle.predict(bundle.preprocess(batch)))
+        return _finite(bundle.postprocess(bundle.predict(bundle.preprocess(batch))))
     import torch
 
     with torch.inference_mode():
-        return bundle.postprocess(bundle.predict(bundle.preprocess(batch)))
+        return _finite(bundle.postprocess(bundle.predict(bundle.preprocess(batch))))
+
+
+def _finite(predictions: list[Prediction]) -> list[Prediction]:
+    """Predictions whose probabilities are all numbers. Finite inputs near float32's
+    largest overflow a model to infinity and NaN, which no JSON can carry: the input is
+    outside what the model computes, a client error (400) rather than a NaN answer."""
+    for p in predictions:
+        if not all(math.isfinite(x) for x in p.probabilities):
+            raise RequestError(400, "the model's output is not finite for this input (NaN "
+                                    "or infinity): its values are too large for the model")
+    return predictions
 
 
 class TorchClassifier:

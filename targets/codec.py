@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+_SHAPE = re.compile(r"-?[0-9]+(,-?[0-9]+)*")
 #: Client-controlled text quoted in an error message is cut to this many characters.
 QUOTE_LIMIT = 80
 
@@ -131,18 +133,25 @@ def decode_binary(
     body: bytes, shape_header: str | None, dtype_header: str | None,
     input_shape: tuple[int, ...], limits: Limits,
 ) -> np.ndarray:
+    _check_dtype(dtype_header)
+    if not shape_header:
+        raise RequestError(400, f"binary requests need an {SHAPE_HEADER} header, e.g. '1,64'")
+    return decode_tensor(body, _parse_shape(shape_header), input_shape, limits)
+
+
+def _check_dtype(dtype_header: str | None) -> None:
     if dtype_header is not None and dtype_header.strip().lower() != "float32":
         raise RequestError(400, f"{DTYPE_HEADER} {_quote(dtype_header)} is not supported; "
                                 "send float32")
-    if not shape_header:
-        raise RequestError(400, f"binary requests need an {SHAPE_HEADER} header, e.g. '1,64'")
-    try:
-        shape = tuple(int(part) for part in shape_header.split(","))
-    except ValueError as exc:
+
+
+def _parse_shape(shape_header: str) -> tuple[int, ...]:
+    # Digits only: int() alone would take "1_0" or "+1".
+    compact = shape_header.replace(" ", "")
+    if not _SHAPE.fullmatch(compact):
         raise RequestError(
-            400, f"{SHAPE_HEADER} {_quote(shape_header)} is not a list of integers"
-        ) from exc
-    return decode_tensor(body, shape, input_shape, limits)
+            400, f"{SHAPE_HEADER} {_quote(shape_header)} is not a list of integers, e.g. 1,64")
+    return tuple(int(part) for part in compact.split(","))
 
 
 def decode_tensor(data: bytes, shape: tuple[int, ...], input_shape: tuple[int, ...],
@@ -176,6 +185,10 @@ def decode_request(
         raise RequestError(413, f"body of {len(body)} bytes exceeds {limits.max_body_bytes}")
     mime = (content_type or "").split(";", 1)[0].strip().lower()
     if mime == JSON_TYPE:
+        # Binary-only headers on a JSON body are unused, but not malformed: checked.
+        _check_dtype(headers.get(DTYPE_HEADER))
+        if headers.get(SHAPE_HEADER) is not None:
+            _parse_shape(headers.get(SHAPE_HEADER))
         return decode_json(body, input_shape, limits)
     if mime == BINARY_TYPE:
         return decode_binary(

@@ -152,6 +152,11 @@ CORPUS: tuple[Case, ...] = (
          http=Http(_json({"inputs": _rows(1, value=1e39)}), JSON, 400),  # inf as float32
          invoke=Invoke(_event(INF, [1, WIDTH])),
          grpc=Grpc(_proto(INF, [1, WIDTH]), "INVALID_ARGUMENT")),
+    Case("finite, but too large for the model",  # it would answer NaN probabilities
+         http=Http(_json({"inputs": _rows(1, value=3e38)}), JSON, 400),
+         invoke=Invoke(_json({"inputs": _rows(1, value=3e38)})),
+         grpc=Grpc(_proto(_tensor(np.full((1, WIDTH), 3e38)), [1, WIDTH]),
+                   "INVALID_ARGUMENT")),
     Case("deeply nested",
          http=Http(NESTED, JSON, 400),
          invoke=Invoke(NESTED, 400, "InvalidRequestContentException")),

@@ -79,11 +79,12 @@ def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
             else text.encode()
         batch = codec.decode_request(headers.get("content-type"), body, headers,
                                      BUNDLE.input_shape, LIMITS)
+        predictions = serve_batch(BUNDLE, batch)
     except binascii.Error:
         return _http_response(400, codec.encode_error(400, "body is not valid base64"), started)
     except RequestError as exc:
         return _http_response(exc.status, codec.encode_error(exc.status, exc.message), started)
-    return _http_response(200, codec.encode_predictions(serve_batch(BUNDLE, batch)), started)
+    return _http_response(200, codec.encode_predictions(predictions), started)
 
 
 def _direct(event: Any) -> dict[str, Any]:
@@ -106,9 +107,9 @@ def _direct(event: Any) -> dict[str, Any]:
             batch = codec.decode_tensor(data, tuple(shape), BUNDLE.input_shape, LIMITS)
         else:
             batch = codec.decode_document(event, BUNDLE.input_shape, LIMITS)
+        predictions = serve_batch(BUNDLE, batch)
     except RequestError as exc:
         raise InvalidRequest(exc.message) from None
-    predictions = serve_batch(BUNDLE, batch)
     return {"predictions": [{"label": p.label, "probabilities": list(p.probabilities)}
                             for p in predictions]}
 

@@ -1,4 +1,5 @@
-"""The Flask application: ``POST /predict`` and ``GET /healthz``.
+"""The Flask application: ``POST /predict``, ``GET /healthz`` and its OpenAPI
+description, ``GET /openapi.json`` (:mod:`targets.flask.openapi`).
 
 Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
 400, a body over the limit 413, a wrong content type 415 (all from
@@ -17,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 from targets import codec
 from targets.bundle import get_bundle, serve_batch
 from targets.errors import RequestError
+from targets.flask import openapi
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) ->
     # Werkzeug refuses larger bodies with 413 before reading them.
     app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes
     health = json.dumps({"status": "ok", "bundle": bundle.name, "pid": os.getpid()}).encode()
+    description = json.dumps(openapi.document(bundle.name, input_shape, limits)).encode()
 
     @app.post("/predict")
     def predict() -> Response:
@@ -46,6 +49,10 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) ->
     def healthz() -> Response:
         return _json(health, 200)
 
+    @app.get("/openapi.json")
+    def openapi_json() -> Response:
+        return _json(description, 200)
+
     @app.errorhandler(RequestError)
     def bad_request(exc: RequestError) -> Response:
         return _json(codec.encode_error(exc.status, exc.message), exc.status)
@@ -53,7 +60,11 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) ->
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        return _json(codec.encode_error(status, exc.description or exc.name), status)
+        response = _json(codec.encode_error(status, exc.description or exc.name), status)
+        for name, value in exc.get_headers():  # Allow on a 405, as RFC 9110 asks
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
 
     @app.errorhandler(Exception)
     def server_error(exc: Exception) -> Response:  # a bug, never the client's input

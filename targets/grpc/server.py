@@ -82,12 +82,11 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
             try:
                 batch = codec.decode_tensor(request.data, tuple(request.shape), input_shape,
                                             limits)
+                predictions = serve_batch(bundle, batch)
             except RequestError as exc:
                 context.abort(getattr(grpc.StatusCode, STATUS_CODES.get(exc.status,
                                                                         "INVALID_ARGUMENT")),
                               exc.message)
-            try:
-                predictions = serve_batch(bundle, batch)
             except Exception as exc:  # a bug, never the client's input
                 context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
             return response_message(predictions)
