@@ -49,6 +49,8 @@ class ConsoleObserver:
             return
         if event.get("event") == "ready":
             self.progress.update(task, phase="load generator ready")
+        elif event.get("event") == "target_died":
+            self.progress.update(task, phase="[red]the target died[/red]; ending the stage")
         elif event.get("event") == "waiting":
             self.progress.update(
                 task, phase=f"waiting for load-generator workers at {event.get('master')}: "

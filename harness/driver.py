@@ -30,6 +30,10 @@ SERVED = ("http", "grpc", "lambda-invoke")
 SCAN_OVERLAP = 256
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
+#: How often the target's main processes are checked for life during a stage.
+WATCH_INTERVAL_S = 0.1
+#: The stages measured so far, rewritten after each: what is left if this process dies.
+PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3
 
 
@@ -218,11 +222,84 @@ class StageRunner:
             result["max_inflight"] = loop.max_inflight
             result["late_tolerance_ms"] = self.timing["late_tolerance_ms"]
         self.results.append(result)
+        _write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
+        died = result.get("target_died_at")
+        if died is not None:  # kept above, with its failures; no later stage can run
+            at = died - result["stage_started_at"]
+            raise StageError(
+                f"the target's process (PID {', '.join(map(str, result['dead_pids']))}) died "
+                f"{at:.1f} s into the stage at {_load_label(result)}; "
+                f"{result['requests'] - result['ok_requests']} of the {result['requests']} "
+                "requests sent in its measured window failed, and no later stage was run")
         return result
+
+
+def _load_label(result: dict[str, Any]) -> str:
+    if result.get("mode") == "open":
+        return f"{result.get('rate', 0):,.0f} req/s"
+    users = result.get("concurrency")
+    return f"{users} user{'' if users == 1 else 's'}"
+
+
+class Watch:
+    """Checks the target's main processes every WATCH_INTERVAL_S during a stage and
+    notes when it first found one dead."""
+
+    def __init__(self, meter: Any) -> None:
+        import gevent
+
+        self.meter = meter
+        self.died_at: float | None = None
+        self.dead: list[int] = []
+        self._greenlet = gevent.spawn(self._run) if getattr(meter, "watch_pids", None) \
+            else None
+
+    def _run(self) -> None:
+        import gevent
+
+        while self.died_at is None:
+            dead = self.meter.dead()
+            if dead:
+                self.died_at, self.dead = time.time(), dead
+                emit("target_died", pids=dead)
+                return
+            gevent.sleep(WATCH_INTERVAL_S)
+
+    def stop(self) -> None:
+        if self._greenlet is not None:
+            self._greenlet.kill()
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc))
+    tmp.replace(path)
 
 
 def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
                ) -> dict[str, Any]:
+    """One stage, with the target's main processes watched: a stage in which the target
+    died ends after its current window and says when it died."""
+    ctx.control.reset()
+    ctx.recorder.clear()
+    ctx.control.open_loop = loop
+    where = {"index": index, "concurrency": users if loop is None else None,
+             "rate": None if loop is None else label}
+    emit("stage", phase="spawn", **where)
+    stage_started_at = time.time()
+    watch = Watch(ctx.meter)
+    try:
+        result = _run_watched_stage(ctx, index, users, loop, where, watch)
+    finally:
+        watch.stop()
+    result["stage_started_at"] = stage_started_at
+    result["target_died_at"] = watch.died_at
+    result["dead_pids"] = watch.dead
+    return result
+
+
+def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
+                       where: dict[str, Any], watch: Watch) -> dict[str, Any]:
     import gevent
     import numpy as np
 
@@ -231,12 +308,6 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     env, runner, control, recorder, meter = (ctx.env, ctx.runner, ctx.control, ctx.recorder,
                                              ctx.meter)
     t = ctx.timing
-    control.reset()
-    recorder.clear()
-    control.open_loop = loop
-    where = {"index": index, "concurrency": users if loop is None else None,
-             "rate": None if loop is None else label}
-    emit("stage", phase="spawn", **where)
     # Locust warns above 100 users/s; larger stages take an extra second to spawn.
     runner.start(users, spawn_rate=min(users, 100))
     if not _wait_until(lambda n=users: runner.user_count >= n, SPAWN_TIMEOUT_S):
@@ -249,8 +320,9 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     gevent.sleep(t["warmup_s"])
     # ... and until every user has had an answer: a user whose first request is still
     # waiting (a cold start, a slow first connection) is not at steady state yet.
-    warmed = _wait_until(lambda: control.settled() >= users,
-                         max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02)
+    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None,
+                         max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02) \
+        and control.settled() >= users
     warmup_s = time.monotonic() - warmup_started
     # The target's processes as they are now: after the warm-up, so environments a
     # serverless target started for this stage's users are counted (a few ms, before the
@@ -294,7 +366,7 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
         if settled(windows, count, tolerance, check_rps):
             stable = True
             break
-        if len(windows) >= t["max_windows"]:
+        if len(windows) >= t["max_windows"] or watch.died_at is not None:
             break
     kept = min(count, len(windows))
     window_start, window_end = edges[-1 - kept], edges[-1]

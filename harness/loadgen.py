@@ -132,6 +132,8 @@ class RawStage:
     instability: str | None = None
     #: With --loadgen-workers: how many of the samples each worker recorded.
     worker_samples: list[int] | None = None
+    #: When (wall clock) the target's main process was found dead during the stage.
+    target_died_at: float | None = None
 
     def cold_flags(self) -> np.ndarray:
         return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
@@ -262,17 +264,29 @@ class LocustLoadGenerator:
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 env=child_env(), start_new_session=True,
             )
+        overrun: LoadGeneratorError | None = None
         try:
             self._follow(proc, budget, on_event)
+        except LoadGeneratorError as exc:
+            overrun = exc
         finally:
             _stop(proc)
         result_path = job.work_dir / "result.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else None
-        if result is None or proc.returncode not in (0, 1, EXIT_PARITY):
-            raise LoadGeneratorError(
-                f"the load generator for {job.target} exited with code {proc.returncode} "
-                f"and no result. Its log ({job.log_path}) says:\n{log_tail(job.log_path)}"
-            )
+        if overrun is not None or result is None \
+                or proc.returncode not in (0, 1, EXIT_PARITY):
+            why = str(overrun) if overrun is not None else (
+                f"the load generator for {job.target} {_ended(proc.returncode)} with no "
+                "result")
+            partial = job.work_dir / "partial.json"  # harness.driver.PARTIAL_FILE
+            done = json.loads(partial.read_text())["stages"] if partial.exists() else []
+            if not done:
+                raise LoadGeneratorError(
+                    f"{why}. Its log ({job.log_path}) says:\n{log_tail(job.log_path)}")
+            # What it measured before it died is kept, and the death said.
+            return LoadResult([_raw_stage(job.work_dir, s) for s in done], {}, None,
+                              f"{why}, during its stage {len(done) + 1}; the {len(done)} "
+                              f"stage(s) it had finished are kept. See {job.log_path}")
         parity = result.pop("parity", None)
         if proc.returncode == EXIT_PARITY and parity is not None:
             raise ParityError(parity_message(job.target, parity["index"], parity["problem"]))
@@ -311,6 +325,13 @@ class LocustLoadGenerator:
                 on_event(json.loads(line))
 
 
+def _ended(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop the driver by its PID: SIGTERM, then SIGKILL."""
     if proc.poll() is None:
@@ -333,6 +354,7 @@ _STAGE_KEYS = (
     "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
     "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
     "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
+    "target_died_at",
 )
 
 

@@ -94,6 +94,19 @@ class ResourceMeter:
         """False for a target on another machine: nothing here to read its CPU from."""
         return self.thread_ids is not None or bool(self.watch_pids)
 
+    def dead(self) -> list[int]:
+        """The watched processes (each a served target's main process) that are gone or
+        zombies: the target died. Its workers may come and go (a supervisor restarts
+        them); those are :meth:`tree_changed`'s."""
+        gone = []
+        for pid in self.watch_pids:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    gone.append(pid)
+            except psutil.NoSuchProcess:
+                gone.append(pid)
+        return gone
+
     def tree_changed(self) -> bool:
         """True when a target process died or a new one appeared since :meth:`attach`:
         the CPU figures of the stage then miss or double-count that process's time."""

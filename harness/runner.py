@@ -284,6 +284,9 @@ class Runner:
                 # first stage's scale-out.
                 load_started = time.time()
                 load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
+                exit_note = getattr(target, "exit_note", None)
+                if load.error is not None and exit_note is not None and exit_note():
+                    load.error = f"{load.error}. {name}'s server: {exit_note()}"
                 records = target.platform_records() if hasattr(target, "platform_records") \
                     else None
                 final = getattr(target, "final_facts", None)

@@ -156,6 +156,11 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
     }
     if raw.worker_samples is not None:
         stage["worker_samples"] = raw.worker_samples
+    if raw.target_died_at is not None:
+        stage["target_died_at"] = raw.target_died_at
+        why.append(f"the target died {raw.target_died_at - raw.window_start:+.1f} s from the "
+                   "start of the measured window: its figures are those of a dying target")
+        stage["valid"] = False
     if raw.sweep:
         stage["sweep"] = True
         stage["sweep_stop"] = raw.sweep_stop

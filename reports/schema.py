@@ -20,6 +20,8 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   (the encoding's encode/decode cost, timed in the harness); metadata ``monthly_requests``,
   ``endpoints`` and ``loadgen_workers``, a stage's ``worker_samples``, and prices for an
   always-on container. All are additions: a version-3 file loads with them absent.
+  Added since, also optional: a stage's ``target_died_at``, metadata
+  ``loadgen_remote_workers``, a target's ``loadgen.workers``.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -120,6 +122,9 @@ class StageResult(TypedDict):
     #: With --loadgen-workers: each worker's share of the stage's samples (they sum to
     #: the stage's sample count in samples.csv.gz).
     worker_samples: NotRequired[list[int]]
+    #: When (epoch seconds) the target's main process was found dead during this stage;
+    #: the stage is INVALID and was the target's last.
+    target_died_at: NotRequired[float]
     #: A step of a sweep, and on its last step why the sweep stopped.
     sweep: NotRequired[bool]
     sweep_stop: NotRequired[str | None]

@@ -276,6 +276,16 @@ class ContainerProcess:
             return bool(self.container.status == "running")
         return False
 
+    def exit_note(self) -> str | None:
+        """How the container ended (its exit code, whether the kernel OOM-killed it), or
+        None if it runs."""
+        if self.container is None or self.running():
+            return None
+        state = self.container.attrs.get("State", {})
+        note = f"container {self.container.short_id} exited with code {state.get('ExitCode')}"
+        return note + (" (OOM-killed: over its memory limit)" if state.get("OOMKilled")
+                       else "")
+
     def wait_ready(self, ready: Callable[[], bool], timeout_s: float, what: str) -> float:
         assert self.launched_at is not None
         deadline = self.launched_at + timeout_s

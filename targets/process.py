@@ -137,6 +137,16 @@ class ServerProcess:
         """``pid`` (as a health check reports it) is one of this server's processes."""
         return pid in {p.pid for p in self.tree()}
 
+    def exit_note(self) -> str | None:
+        """How the process ended ("PID 12 was killed by SIGKILL"), or None if it runs."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        code = self.proc.returncode
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"PID {self.proc.pid} was killed by {signal.Signals(-code).name}"
+        return f"PID {self.proc.pid} exited with code {code}"
+
     def stop(self) -> None:
         if self.proc is None:
             return

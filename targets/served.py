@@ -126,6 +126,13 @@ class ServedTarget(TargetBase):
                 "definition": "server launched to its first good answer (its health check "
                               "passing, then one prediction)"}
 
+    def exit_note(self) -> str | None:
+        """How the server ended, if it did (the runner adds it to a failure)."""
+        if self._server is None:
+            return None
+        note = self._server.exit_note()
+        return f"{note} (log: {self.log_path})" if note and self.log_path else note
+
     @property
     def server_pid(self) -> int | None:
         return self._server.pid if self._server and self._server.proc else None

@@ -100,3 +100,14 @@ def test_cpu_per_request_from_cpu_seconds() -> None:
     stage = summarize_stage(_raw([11.0, 12.0], [1.0, 1.0], [True, True]))
     assert stage["target_cpu_ms_per_request"] == pytest.approx(1000.0 / 2)
     assert stage["loadgen_cpu_ms_per_request"] == pytest.approx(500.0 / 2)
+
+
+def test_a_stage_the_target_died_in_is_invalid_and_says_when() -> None:
+    raw = _raw([11.0, 12.0, 13.0], [1.0, 1.0, 1.0], [True, False, False])
+    assert "target_died_at" not in summarize_stage(raw)
+    raw.target_died_at = 11.5
+    stage = summarize_stage(raw)
+    assert stage["target_died_at"] == 11.5
+    assert not stage["valid"]
+    assert any(r.startswith("the target died +1.5 s from the start of the measured window")
+               for r in stage["reasons"])
