@@ -15,8 +15,10 @@ a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
 * its processes are ordinary host processes: the harness reads their CPU and memory by
   host PID (the container's main process and its descendants), as for the process runtime,
   and Docker's own memory figure (cgroup usage) beside;
-* stopped and removed by container ID. Each container is labelled with the orchestrator's
-  PID; containers whose orchestrator is gone (it was killed) are removed at the next run.
+* stopped and removed by container ID. A reaper process (:mod:`targets.reaper`) removes
+  it if the orchestrator is killed outright; and each container is labelled with the
+  orchestrator's PID, so any container whose orchestrator is gone is removed at the next
+  run too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -187,6 +190,7 @@ class ContainerProcess:
         self.default_memory_mb = default_memory_mb
         self.engine: Any = None
         self.container: Any = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self.proc: Any = None  # truthy while a container runs (ServedTarget checks it)
         self.launched_at: float | None = None
         self.image_facts: dict[str, Any] = {}
@@ -228,6 +232,11 @@ class ContainerProcess:
             raise TargetStartError(f"docker could not start {self.image_facts['image']}: "
                                    f"{exc}") from exc
         self.proc = self.container
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "targets.reaper", str(os.getpid()),
+             f"{psutil.Process().create_time():.6f}", self.container.id],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # not PDEATHSIG: it must outlive a killed run
         self._check_same_machine()
 
     def _run(self, image: Any, arguments: list[str], ports: Any, cache: Path,
@@ -349,6 +358,18 @@ class ContainerProcess:
             # Left running, it could answer the next container's health checks: stop here.
             raise TargetError(f"could not remove container {container.short_id} ({exc}); "
                               f"remove it by hand: docker rm -f {container.id}") from exc
+        finally:
+            self._stop_reaper()
+
+    def _stop_reaper(self) -> None:
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None and reaper.poll() is None:  # by PID
+            reaper.terminate()
+            try:
+                reaper.wait(5)
+            except subprocess.TimeoutExpired:
+                reaper.kill()
+                reaper.wait()
 
     def describe(self) -> dict[str, Any]:
         return {"runtime": f"docker ({self.runtime.network} network)",

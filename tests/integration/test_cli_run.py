@@ -66,8 +66,17 @@ def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
     return out
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize(("how", "target", "extra", "running"), [
+    ("SIGTERM", "flask", [], ["harness.driver", "targets.flask.server"]),
+    ("SIGKILL", "flask", [], ["harness.driver", "targets.flask.server"]),
+    # Lambda's execution environments and two Locust worker processes too.
+    ("SIGINT", "lambda", ["--loadgen-workers", "2"],
+     ["harness.distributed", "targets.awslambda.server", "awslambdaric"]),
+    # A second Ctrl-C exits at once, and still leaves nothing behind.
+    ("SIGINT twice", "grpc", [], ["harness.driver", "targets.grpc.server"]),
+])
+def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: str,
+                                            extra: list[str], running: list[str]) -> None:
     import signal
     import time
 
@@ -75,38 +84,49 @@ def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str) -> None:
     err_path = tmp_path / "stderr.txt"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle",
-             "digits", "--scenario", "quick", "--out", str(out)],
+            [sys.executable, "-m", "harness", "run", "--targets", target, "--bundle",
+             "digits", "--scenario", "quick", "--out", str(out), *extra],
             stdout=subprocess.DEVNULL, stderr=err,
         )
     try:
-        # Wait until the server and the load generator both run under the orchestrator.
+        # Wait until the server and the load generator all run under the orchestrator.
         seen: dict[int, psutil.Process] = {}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for p in _descendants(proc.pid):
                 seen[p.pid] = p
             cmdlines = " ".join(" ".join(p.cmdline()) for p in _alive(list(seen.values())))
-            if "harness.driver" in cmdlines and "targets.flask.server" in cmdlines:
+            if all(marker in cmdlines for marker in running):
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("the server and load generator never both started")
+            pytest.fail(f"never saw all of {running} running")
         time.sleep(1.0)  # load running
         for p in _descendants(proc.pid):
-            seen[p.pid] = p  # gunicorn workers too
-        proc.send_signal(getattr(signal, how))
-        proc.wait(timeout=60)
+            seen[p.pid] = p  # gunicorn workers, Lambda environments, Locust workers too
+        if how == "SIGINT twice":
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)  # while the first is stopping things
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)  # at once, not after an orderly stop
+        else:
+            proc.send_signal(getattr(signal, how))
+            proc.wait(timeout=60)
         stderr = err_path.read_text()
         deadline = time.monotonic() + 30
         while _alive(list(seen.values())) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not _alive(list(seen.values())), [p.cmdline() for p in _alive(list(seen.values()))]
-        if how == "SIGTERM":
-            assert proc.returncode == 128 + signal.SIGTERM, stderr
-            assert "interrupted (SIGTERM)" in stderr
+        if how in ("SIGTERM", "SIGINT"):
+            signum = getattr(signal, how)
+            assert proc.returncode == 128 + signum, stderr
+            assert f"interrupted ({how})" in stderr
             assert load_run(out)["status"] == "partial"
-            assert not (out / ".work" / "flask").exists()
+            assert not (out / ".work" / target).exists()
+        elif how == "SIGINT twice":
+            assert proc.returncode == 128 + signal.SIGINT, stderr
+            # No time to write: the run stays recognisably unfinished.
+            assert load_run(out)["status"] in ("running", "partial")
     finally:
         if proc.poll() is None:
             proc.kill()

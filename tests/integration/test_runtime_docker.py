@@ -112,3 +112,33 @@ def test_containers_of_a_killed_run_are_removed(engine: object) -> None:
             alive.remove(force=True)
         with contextlib.suppress(Exception):  # removed already when the test passed
             orphan.remove(force=True)
+
+
+def test_a_run_killed_outright_leaves_no_container(engine: object, tmp_path: Path) -> None:
+    """SIGKILL (or a second Ctrl-C) gives the orchestrator no time to stop anything: its
+    servers die with it (PR_SET_PDEATHSIG), and each container's reaper removes it."""
+    import signal
+    import time
+
+    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
+         "--scenario", "smoke", "--out", str(tmp_path / "run")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        started: set[str] = set()
+        while not started and time.monotonic() < deadline and proc.poll() is None:
+            started = {c.id for c in ours(engine)} - before  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert started, "the run never started its container"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while started & {c.id for c in ours(engine)} and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert not started & {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
