@@ -200,6 +200,26 @@ def summary_items(run: RunDoc) -> list[str]:
     return items
 
 
+UNFINISHED = {
+    "partial": "it was interrupted, and stopped what it had started: the targets below are "
+               "those measured before",
+    "running": "its orchestrator ended without finishing (killed, or a second Ctrl-C): "
+               "run.json holds what was written after the last target it finished",
+}
+
+
+def _unfinished(run: RunDoc) -> list[Block]:
+    if run["status"] == "complete":
+        return []
+    why = UNFINISHED.get(run["status"], f"status {run['status']!r}")
+    requested = run["metadata"].get("targets_requested") or []
+    missing = [t for t in requested if t not in {r["name"] for r in run["targets"]}]
+    text = f"**This run did not finish** ({run['status']}): {why}."
+    if missing:
+        text += f" Not measured: {', '.join(missing)}."
+    return [Paragraph(text)]
+
+
 def build(run: RunDoc) -> list[Block]:
     meta = run["metadata"]
     bundle = run["bundle"]
@@ -213,6 +233,7 @@ def build(run: RunDoc) -> list[Block]:
                   f"{meta.get('cpu_model')}; CPUs {fmt_cpus(meta.get('target_cpus'))} for the "
                   f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator. "
                   f"{valid} of {total} stages VALID."),
+        *_unfinished(run),
         Heading("Decision"),
         *summary.summary_blocks(run, choice),
     ]

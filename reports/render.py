@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reports import charts, document, html, markdown
 from reports.schema import RunDoc, load_run
+from targets.files import atomic_write_bytes
 
 CHART_DIR = "charts"
 
@@ -28,12 +29,12 @@ def render_run_dir(run_dir: Path, run: RunDoc | None = None) -> Rendered:
     written = []
     for name, png in images.items():
         path = chart_dir / f"{name}.png"
-        path.write_bytes(png)
+        atomic_write_bytes(path, png)
         written.append(path)
         chart_paths[name] = f"{CHART_DIR}/{name}.png"
     md_path = run_dir / "report.md"
-    md_path.write_text(markdown.render(blocks, chart_paths))
+    atomic_write_bytes(md_path, markdown.render(blocks, chart_paths).encode())
     title = f"deploybench: {run['bundle'].get('name')} / {run['scenario'].get('name')}"
     html_path = run_dir / "report.html"
-    html_path.write_text(html.render(blocks, images, title))
+    atomic_write_bytes(html_path, html.render(blocks, images, title).encode())
     return Rendered(md_path, html_path, tuple(written))

@@ -30,6 +30,7 @@ records ``upgraded_from``. ``deploybench upgrade RUN_DIR`` writes the upgraded f
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from pathlib import Path
@@ -262,11 +263,16 @@ _UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4}
 
 
 def read_samples(path: Path) -> dict[str, np.ndarray]:
-    """The samples file as columns."""
+    """The samples file as columns. A run killed while appending a stage leaves that
+    stage's gzip member cut short: the complete rows before the cut are read."""
     file = path / SAMPLES_FILE if path.is_dir() else path
+    rows: list[list[str]] = []
     with gzip.open(file, "rt") as fh:
         header = fh.readline().strip().split(",")
-        rows = [line.rstrip("\n").split(",") for line in fh]
+        with contextlib.suppress(EOFError):  # the cut: keep the rows before it
+            for line in fh:
+                if line.endswith("\n"):
+                    rows.append(line.rstrip("\n").split(","))
     cols = {name: [r[i] for r in rows] for i, name in enumerate(header)}
     return {
         "target": np.array(cols["target"], dtype=str),

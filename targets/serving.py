@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,6 +75,23 @@ class ServerSetup:
         return (f"deploybench {kind}: bundle={args.bundle} bind={args.host}:{args.port} "
                 f"cpus={format_cpus(self.cpus)} workers={self.workers} "
                 f"threads={args.threads} torch_threads={self.torch_threads}")
+
+
+def exit_if_port_taken(host: str, port: int) -> None:
+    """Exit 1 with a clear message when ``host:port`` cannot be bound, before a server
+    that would retry (gunicorn: five times, a second apart) or say it obscurely."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port in TIME_WAIT is free, one with a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            print(f"error: cannot bind {host}:{port}: {exc.strerror or exc}. Choose another "
+                  "--port", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
 
 
 def prepare_server(args: argparse.Namespace) -> ServerSetup:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from targets.serving import add_arguments as add_common_arguments
-from targets.serving import prepare_server, set_torch_threads
+from targets.serving import exit_if_port_taken, prepare_server, set_torch_threads
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured here with wrk on
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
 
     from gunicorn.app.base import BaseApplication
