@@ -38,6 +38,7 @@ from harness.options import (
 from harness.run_command import EXIT_INVALID, cmd_run
 from reports.schema import ResultFileError
 from scenarios.catalogue import ScenarioError
+from targets import codec
 from targets.codec import ENCODINGS
 from targets.cpuset import parse_cpus
 from targets.errors import TargetError
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="Locust worker processes for served targets (Locust's distributed "
                           "mode; samples from all of them are merged, percentiles computed "
                           "from the merged samples). Closed-loop stages only (default 1)")
+    run.add_argument("--max-body-bytes", type=positive_int,
+                     default=codec.DEFAULT_LIMITS.max_body_bytes,
+                     help="flask, grpc, lambda: larger requests are refused (413, "
+                          "RESOURCE_EXHAUSTED) (default 16 MiB)")
+    run.add_argument("--max-batch", type=positive_int, default=codec.DEFAULT_LIMITS.max_batch,
+                     help="flask, grpc, lambda: larger batches are refused (default 64)")
     run.add_argument("--loadgen-remote-workers", type=int, default=0, metavar="N",
                      help="also wait for N workers started on other machines with "
                           "`deploybench loadgen-worker --master HOST:PORT` (--endpoint "

@@ -217,7 +217,16 @@ class DistributedMeter:
         # a worker elsewhere counts only as itself (the busiest-worker rule).
         local = self.control.local_nodes()
         shared = sum(c for node, (c, _) in workers.items() if node in local)
-        return CpuReading(mine.target, mine.loadgen_s + shared, workers)
+        remote = sum(c for node, (c, _) in workers.items() if node not in local)
+        return CpuReading(mine.target, mine.loadgen_s + shared, workers, remote)
+
+    # The target's main processes, watched during each stage (harness.driver.Watch).
+    @property
+    def watch_pids(self) -> list[int]:
+        return list(self.meter.watch_pids)
+
+    def dead(self) -> list[int]:
+        return list(self.meter.dead())
 
 
 def parse_master(text: str) -> tuple[str, int]:
@@ -390,7 +399,10 @@ def _serve_one(host: str, port: int, local: bool) -> str:
     except ConnectionError:
         return "no master"
     me = psutil.Process()
-    state: dict[str, Any] = {"epoch": 0, "sent": 0, "index": -1, "final": True}
+    # Without a plan (the master gave up before sending one) the job was not this run's
+    # last: "final" comes from the plan.
+    state: dict[str, Any] = {"epoch": 0, "sent": 0, "index": -1, "final": False}
+    pumps: list[Any] = []
 
     def push() -> None:
         """Send what was recorded since the last push (and this process's CPU time)."""
@@ -415,7 +427,7 @@ def _serve_one(host: str, port: int, local: bool) -> str:
         env.user_classes = [build_user(plan["spec"], control)]
         runner.send_message(READY, {"index": state["index"], "host": socket.gethostname(),
                                     "pid": os.getpid(), "local": local, "at": time.time()})
-        gevent.spawn(pump)
+        pumps.append(gevent.spawn(pump))
 
     def on_reset(environment: Any, msg: Any, **_: Any) -> None:
         control.reset()
@@ -441,6 +453,8 @@ def _serve_one(host: str, port: int, local: bool) -> str:
     runner.register_message(RESET, on_reset)
     runner.register_message(DRAIN, on_drain, concurrent=True)
     runner.greenlet.join()
+    for greenlet in pumps:  # not Locust's: it would push to the closed client
+        greenlet.kill()
     runner.client.close()
     return "final" if state["final"] else "more"
 

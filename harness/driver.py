@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from targets.files import atomic_write_json
+
 #: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
 CROSS_CHECK_PERCENTILES = (0.5, 0.99)
 #: Protocols of targets served by another process, reached over the network.
@@ -32,7 +34,8 @@ SCAN_OVERLAP = 256
 SPAWN_TIMEOUT_S = 60.0
 #: How often the target's main processes are checked for life during a stage.
 WATCH_INTERVAL_S = 0.1
-#: The stages measured so far, rewritten after each: what is left if this process dies.
+#: The stages measured so far, rewritten after each: what is left if this process dies
+#: (harness.loadgen reads it).
 PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3
 
@@ -222,7 +225,7 @@ class StageRunner:
             result["max_inflight"] = loop.max_inflight
             result["late_tolerance_ms"] = self.timing["late_tolerance_ms"]
         self.results.append(result)
-        _write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
+        atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
         died = result.get("target_died_at")
         if died is not None:  # kept above, with its failures; no later stage can run
             at = died - result["stage_started_at"]
@@ -268,12 +271,6 @@ class Watch:
     def stop(self) -> None:
         if self._greenlet is not None:
             self._greenlet.kill()
-
-
-def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
 
 
 def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
@@ -435,7 +432,9 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         "target_cpu_s": target_cpu_s,
         "target_cpu_percent": None if target_cpu_s is None
         else 100.0 * target_cpu_s / (wall * ctx.target_cpus),
-        "loadgen_cpu_s": cpu_after.loadgen_s - cpu_before.loadgen_s,
+        # Every load-generator process's CPU, workers elsewhere included: per request.
+        "loadgen_cpu_s": (cpu_after.loadgen_s + cpu_after.remote_s
+                          - cpu_before.loadgen_s - cpu_before.remote_s),
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.
         "loadgen_cpu_percent": loadgen_percent,

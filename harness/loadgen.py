@@ -40,6 +40,8 @@ EventSink = Callable[[dict[str, Any]], None]
 #: Beyond the scenario's own length, what a driver may take to start (imports, model
 #: load for the in-process target) before it is killed as hung.
 DRIVER_SLACK_S = 120.0
+#: harness.driver.PARTIAL_FILE (not imported: that module imports Locust).
+PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3  # harness.driver.EXIT_PARITY (not imported: that module imports Locust)
 
 
@@ -278,7 +280,7 @@ class LocustLoadGenerator:
             why = str(overrun) if overrun is not None else (
                 f"the load generator for {job.target} {_ended(proc.returncode)} with no "
                 "result")
-            partial = job.work_dir / "partial.json"  # harness.driver.PARTIAL_FILE
+            partial = job.work_dir / PARTIAL_FILE
             done = json.loads(partial.read_text())["stages"] if partial.exists() else []
             if not done:
                 raise LoadGeneratorError(

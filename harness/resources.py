@@ -30,6 +30,10 @@ class CpuReading:
     #: With --loadgen-workers: each worker's (CPU seconds, when it read them), as last
     #: pushed; ``loadgen_s`` sums them with the master's own.
     workers: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: CPU seconds of workers on other machines (in ``workers``, not in ``loadgen_s``,
+    #: which is this machine's): they count toward the CPU per request, not this
+    #: machine's load-generator CPUs.
+    remote_s: float = 0.0
 
     def loadgen_percent(self, before: CpuReading, wall_s: float, cores: int = 1) -> float:
         """The load generator's CPU over ``wall_s`` as a percentage of ONE core (a Locust

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import default_out
+from targets import codec
 from targets.cpuset import format_cpus
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
         if args.loadgen_master:
             raise UserError("--loadgen-master is for --loadgen-remote-workers N")
         return None
+    functions = [n for n, url in endpoints.items() if url.startswith(("lambda://", "arn:"))]
+    if functions:  # their REPORT records are written where the users run
+        raise UserError(f"{', '.join(functions)}: a Lambda function's REPORT records are "
+                        "kept by the load generator's own machine, so remote workers cannot "
+                        "measure it; use --loadgen-workers on this machine")
     served = [t for t in args.targets if t not in endpoints]
     if served:
         raise UserError(f"remote load-generator workers cannot reach {', '.join(served)}: "
@@ -74,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.loadgen_master = _loadgen_master(args, endpoints)
     if args.loadgen_workers > 1 or args.loadgen_remote_workers:
         if scenario.rate or scenario.rate_fractions:
-            raise UserError(f"--loadgen-workers runs closed-loop stages only; scenario "
+            raise UserError(f"load-generator workers run closed-loop stages only; scenario "
                             f"{scenario.name} has open-loop ones (rate/rate_fractions). Use "
                             "one load-generator process for it")
         if "inprocess" in args.targets:
@@ -143,6 +149,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    monthly_requests=args.monthly_requests, endpoints=args.endpoints,
                    loadgen_workers=args.loadgen_workers, docker=docker,
                    remote_workers=args.loadgen_remote_workers,
+                   limits=codec.Limits(max_body_bytes=args.max_body_bytes,
+                                       max_batch=args.max_batch),
                    loadgen_master=args.loadgen_master)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
     load_s = scenario.estimated_s * len(args.targets) * args.trials

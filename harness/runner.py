@@ -7,6 +7,7 @@ everything measured before; its ``status`` says whether the run finished.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from harness.stats import summarize_latency, summarize_stage
 from harness.validity import Rules
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
+from targets import codec
 from targets.bundle import get_bundle, serve_batch
 from targets.errors import TargetError
 
@@ -82,6 +84,8 @@ class RunPlan:
     #: listens for them (--loadgen-master HOST:PORT).
     remote_workers: int = 0
     loadgen_master: str | None = None
+    #: What every served target accepts (--max-body-bytes, --max-batch).
+    limits: codec.Limits = codec.DEFAULT_LIMITS
     #: --runtime docker: how the served targets' containers run (None: as processes).
     docker: DockerRuntime | None = None
 
@@ -133,12 +137,14 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
         from targets.flask.target import FlaskTarget
 
         return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
-                           threads=plan.flask_threads, log_path=log_dir / "flask.log")
+                           threads=plan.flask_threads, log_path=log_dir / "flask.log",
+                           limits=plan.limits)
     if name == "grpc":
         from targets.grpc.target import GrpcTarget
 
         return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
-                          threads=plan.grpc_threads, log_path=log_dir / "grpc.log")
+                          threads=plan.grpc_threads, log_path=log_dir / "grpc.log",
+                          limits=plan.limits)
     if name == "lambda":
         from targets.awslambda.target import LambdaTarget
 
@@ -150,7 +156,7 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
         concurrency = plan.lambda_concurrency or min(plan.scenario.peak_concurrency(),
                                                      LAMBDA_DEFAULT_CONCURRENCY_CAP)
         return LambdaTarget(plan.bundle, target_cpus, encoding, concurrency=concurrency,
-                            log_path=log_dir / "lambda.log",
+                            log_path=log_dir / "lambda.log", limits=plan.limits,
                             records_path=log_dir / "lambda-invocations.jsonl", **options)
     if name == "fake":
         from targets.fake import FakeTarget
@@ -158,6 +164,17 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
         return FakeTarget(plan.bundle)
     known = ", ".join(TARGETS)
     raise UserError(f"unknown target ({name!r}). Choose from: {known}")
+
+
+def _stopped_by(exc: BaseException) -> str:
+    """Why a run ended before its last target, in words for the report."""
+    if isinstance(exc, KeyboardInterrupt):
+        signum = getattr(exc, "signum", None)
+        name = signal.Signals(signum).name if signum else "SIGINT"
+        return f"it was interrupted ({name}) and stopped what it had started"
+    if isinstance(exc, ParityError):
+        return f"a deployment answered differently from in-process ({exc})"
+    return f"it stopped on an error ({type(exc).__name__}: {exc})"
 
 
 class Runner:
@@ -226,8 +243,9 @@ class Runner:
                 doc["targets"].append(result)
                 write_run(out, doc)
                 self.observer.target_finished(result)
-        except BaseException:
+        except BaseException as exc:
             doc["status"] = "partial"
+            doc["stopped_by"] = _stopped_by(exc)
             write_run(out, doc)
             raise
         doc["status"] = "complete"

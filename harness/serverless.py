@@ -31,7 +31,8 @@ def summarize_invocations(records: list[dict[str, Any]], window_start: float,
     done = [r for r in in_window if r["outcome"] != "throttled"]
     cold = [r for r in done if r.get("cold")]
     warm = [r for r in done if not r.get("cold")]
-    memory_mb = max((r["memory_mb"] for r in done), default=None)
+    memory_mb = max((r["memory_mb"] for r in done if r.get("memory_mb") is not None),
+                    default=None)
     bill_init = bool(prices.get("lambda_bill_init", True))
     billed_ms = sum(
         r["billed_ms"] if bill_init or not r.get("cold")

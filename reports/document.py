@@ -201,8 +201,7 @@ def summary_items(run: RunDoc) -> list[str]:
 
 
 UNFINISHED = {
-    "partial": "it was interrupted, and stopped what it had started: the targets below are "
-               "those measured before",
+    "partial": "it stopped early",
     "running": "its orchestrator ended without finishing (killed, or a second Ctrl-C): "
                "run.json holds what was written after the last target it finished",
 }
@@ -211,7 +210,7 @@ UNFINISHED = {
 def _unfinished(run: RunDoc) -> list[Block]:
     if run["status"] == "complete":
         return []
-    why = UNFINISHED.get(run["status"], f"status {run['status']!r}")
+    why = run.get("stopped_by") or UNFINISHED.get(run["status"], f"status {run['status']!r}")
     requested = run["metadata"].get("targets_requested") or []
     missing = [t for t in requested if t not in {r["name"] for r in run["targets"]}]
     text = f"**This run did not finish** ({run['status']}): {why}."

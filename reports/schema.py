@@ -20,7 +20,7 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   (the encoding's encode/decode cost, timed in the harness); metadata ``monthly_requests``,
   ``endpoints`` and ``loadgen_workers``, a stage's ``worker_samples``, and prices for an
   always-on container. All are additions: a version-3 file loads with them absent.
-  Added since, also optional: a stage's ``target_died_at``, metadata
+  Added since, also optional: a run's ``stopped_by``, a stage's ``target_died_at``, metadata
   ``loadgen_remote_workers``, a target's ``loadgen.workers``.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
@@ -167,6 +167,8 @@ class RunDoc(TypedDict):
     schema_version: int
     #: "running" while targets are measured, then "complete"; "partial" if cut short.
     status: str
+    #: A partial run: why it stopped early, in words.
+    stopped_by: NotRequired[str]
     metadata: dict[str, Any]
     scenario: dict[str, Any]
     #: The prices cost estimates used (dated defaults or the user's file).

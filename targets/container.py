@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ from targets.errors import TargetError, TargetStartError
 from targets.files import CACHE_ENV, cache_dir
 
 OWNER_LABEL = "org.deploybench.owner_pid"
+#: One container's own label: what its reaper looks it up by.
+INSTANCE_LABEL = "org.deploybench.instance"
 NETWORKS = ("host", "bridge")
 #: Memory per target CPU when not given: Fargate's minimum per vCPU (the cost model's).
 DEFAULT_MEMORY_MB_PER_CPU = 2048
@@ -191,6 +194,7 @@ class ContainerProcess:
         self.engine: Any = None
         self.container: Any = None
         self._reaper: subprocess.Popen[bytes] | None = None
+        self.instance = ""
         self.proc: Any = None  # truthy while a container runs (ServedTarget checks it)
         self.launched_at: float | None = None
         self.image_facts: dict[str, Any] = {}
@@ -225,18 +229,22 @@ class ContainerProcess:
         volumes = {str(cache): {"bind": str(cache), "mode": "ro"}}
         for mount in (m.resolve() for m in self.mounts):  # Docker wants absolute paths
             volumes[str(mount)] = {"bind": str(mount), "mode": "rw"}
+        # The reaper first, watching for a container with this run's own label: one
+        # killed between create and its start is removed as well.
+        self.instance = uuid.uuid4().hex
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "targets.reaper", str(os.getpid()),
+             f"{psutil.Process().create_time():.6f}", self.instance],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)  # not PDEATHSIG: it must outlive a killed run
         self.launched_at = time.perf_counter()
         try:
             self.container = self._run(image, arguments, ports, cache, volumes)
         except Exception as exc:  # the SDK's APIError and friends: say what failed
+            self._stop_reaper()
             raise TargetStartError(f"docker could not start {self.image_facts['image']}: "
                                    f"{exc}") from exc
         self.proc = self.container
-        self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "targets.reaper", str(os.getpid()),
-             f"{psutil.Process().create_time():.6f}", self.container.id],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)  # not PDEATHSIG: it must outlive a killed run
         self._check_same_machine()
 
     def _run(self, image: Any, arguments: list[str], ports: Any, cache: Path,
@@ -250,7 +258,8 @@ class ContainerProcess:
             environment={CACHE_ENV: str(cache)}, volumes=volumes,
             user=f"{os.getuid()}:{os.getgid()}",
             labels={OWNER_LABEL: owner_label(), "org.deploybench.target": self.target,
-                    "org.deploybench.image": self.image_facts["image"]},
+                    "org.deploybench.image": self.image_facts["image"],
+                    INSTANCE_LABEL: self.instance},
         )
 
     def _check_same_machine(self) -> None:

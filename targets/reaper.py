@@ -5,10 +5,11 @@ container is the Docker daemon's child, not ours: an orchestrator killed outrigh
 second Ctrl-C, SIGKILL, the OOM killer) would leave it running. Each container therefore
 gets this small process, in a session of its own (a Ctrl-C at the terminal does not
 reach it), which waits for the orchestrator (its PID *and* start time, so a reused PID
-does not fool it) to end, then removes the container by ID. When the orchestrator stops
-the container itself, it stops the reaper by PID.
+does not fool it) to end, then removes the container, found by its own label (the
+reaper starts before the container is created, so one killed in between is covered).
+When the orchestrator stops the container itself, it stops the reaper by PID.
 
-    python -m targets.reaper OWNER_PID OWNER_START_TIME CONTAINER_ID
+    python -m targets.reaper OWNER_PID OWNER_START_TIME INSTANCE
 """
 
 from __future__ import annotations
@@ -37,14 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    pid, start_time, container_id = int(args[0]), float(args[1]), args[2]
-    from targets.container import client
+    pid, start_time, instance = int(args[0]), float(args[1]), args[2]
+    from targets.container import INSTANCE_LABEL, client
 
     engine = client()
     while owner_alive(pid, start_time):
         time.sleep(POLL_S)
-    with contextlib.suppress(Exception):  # already gone: nothing to do
-        engine.containers.get(container_id).remove(force=True)
+    with contextlib.suppress(Exception):  # none, or already gone: nothing to do
+        for container in engine.containers.list(
+                all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+            container.remove(force=True)
     return 0
 
 

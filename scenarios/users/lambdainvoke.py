@@ -53,7 +53,9 @@ class LambdaInvokeUser(LoadUserMixin, User):
         self.client = make_client(self.address, TIMEOUT_S, self.connections, self.signed)
 
     def on_stop(self) -> None:
-        self.client.close()
+        client = getattr(self, "client", None)  # None when on_start failed
+        if client is not None:
+            client.close()
 
     @task
     def predict(self) -> None:
@@ -87,8 +89,10 @@ class LambdaInvokeUser(LoadUserMixin, User):
         if cls.records_dir is None:
             return
         if cls._records is None:  # one file per process: workers never share one
-            path = Path(cls.records_dir) / f"invocations-{os.getpid()}.jsonl"
-            cls._records = path.open("a", encoding="utf-8")
+            folder = Path(cls.records_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            cls._records = (folder / f"invocations-{os.getpid()}.jsonl").open(
+                "a", encoding="utf-8")
         cls._records.write(json.dumps(record) + "\n")
         cls._records.flush()
 

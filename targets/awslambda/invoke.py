@@ -121,7 +121,13 @@ def _session(region: str) -> Any:
 def has_credentials(address: FunctionAddress) -> bool:
     """Whether calls will be signed; without credentials only an ``endpoint`` (an emulator,
     which checks no signature) can be called, unsigned."""
-    if _session(address.region).get_credentials() is not None:
+    from botocore.exceptions import BotoCoreError
+
+    try:  # a profile that does not exist, a broken ~/.aws/config...
+        found = _session(address.region).get_credentials() is not None
+    except BotoCoreError as exc:
+        raise InvokeError(type(exc).__name__, str(exc)) from exc
+    if found:
         return True
     if address.endpoint_url is None:
         raise InvokeError("NoCredentials", "no AWS credentials found (environment, "
@@ -142,7 +148,12 @@ def make_client(address: FunctionAddress, timeout_s: float, connections: int = 1
                     max_pool_connections=max(1, connections), tcp_keepalive=True)
     if not signed:
         config = config.merge(Config(signature_version=UNSIGNED))
-    return session.client("lambda", endpoint_url=address.endpoint_url, config=config)
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        return session.client("lambda", endpoint_url=address.endpoint_url, config=config)
+    except BotoCoreError as exc:
+        raise InvokeError(type(exc).__name__, str(exc)) from exc
 
 
 def encode_event(batch: np.ndarray, encoding: str) -> bytes:

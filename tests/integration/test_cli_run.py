@@ -18,12 +18,13 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask,grpc,lambda",
-         "--bundle", "digits", "--scenario", "smoke", "--out", str(out)],
+         "--bundle", "digits", "--scenario", "smoke", "--out", str(out), "--max-batch", "32"],
         capture_output=True, text=True, timeout=240, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["status"] == "complete"
+    assert [t["describe"].get("max_batch") for t in run["targets"][1:]] == [32, 32, 32]
     assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc", "lambda"]
     for target in run["targets"]:
         assert target["status"] == "ok", target["error"]
@@ -121,7 +122,9 @@ def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: st
             signum = getattr(signal, how)
             assert proc.returncode == 128 + signum, stderr
             assert f"interrupted ({how})" in stderr
-            assert load_run(out)["status"] == "partial"
+            run = load_run(out)
+            assert run["status"] == "partial"
+            assert run.get("stopped_by", "").startswith(f"it was interrupted ({how})")
             assert not (out / ".work" / target).exists()
         elif how == "SIGINT twice":
             assert proc.returncode == 128 + signal.SIGINT, stderr

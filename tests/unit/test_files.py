@@ -69,13 +69,18 @@ def test_samples_cut_short_by_a_kill_still_read(tmp_path: Path) -> None:
     assert set(targets[100:]) <= {"grpc"}  # and only complete rows of the cut one
 
 
-@pytest.mark.parametrize(("status", "says"), [
-    ("partial", "it was interrupted"),
-    ("running", "its orchestrator ended without finishing"),
+@pytest.mark.parametrize(("status", "stopped_by", "says"), [
+    ("partial", "it was interrupted (SIGINT) and stopped what it had started",
+     "it was interrupted (SIGINT)"),
+    ("partial", None, "it stopped early"),
+    ("running", None, "its orchestrator ended without finishing"),
 ])
-def test_an_unfinished_run_says_so_first(status: str, says: str) -> None:
+def test_an_unfinished_run_says_so_first(status: str, stopped_by: str | None,
+                                         says: str) -> None:
     run = runs.run([runs.target("flask", [runs.stage(1, 1000.0, 1.0, 2.0)])])
     run["status"] = status
+    if stopped_by:
+        run["stopped_by"] = stopped_by
     run["metadata"]["targets_requested"] = ["flask", "grpc"]
     text = _markdown(run)
     notice = next(line for line in text.splitlines() if "did not finish" in line)
