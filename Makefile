@@ -10,6 +10,8 @@ OUT ?= results/demo
 .PHONY: setup demo test lint check stubs clean
 
 $(STAMP): pyproject.toml
+	@# A file, not a folder, at .venv is a tool's redirect (tox's): the venv goes there.
+	@if [ -f $(VENV) ]; then rm -f $(VENV); fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -e '.[dev,aws]'
 	touch $(STAMP)
