@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from reports.schema import load_run, read_samples
+from tests.integration.processes import alive, descendants
 
 pytestmark = pytest.mark.integration
 
@@ -49,24 +50,6 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
         assert not (psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie")
 
 
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
 @pytest.mark.parametrize(("how", "target", "extra", "running"), [
     ("SIGTERM", "flask", [], ["harness.driver", "targets.flask.server"]),
     ("SIGKILL", "flask", [], ["harness.driver", "targets.flask.server"]),
@@ -94,16 +77,16 @@ def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: st
         seen: dict[int, psutil.Process] = {}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            for p in _descendants(proc.pid):
+            for p in descendants(proc.pid):
                 seen[p.pid] = p
-            cmdlines = " ".join(" ".join(p.cmdline()) for p in _alive(list(seen.values())))
+            cmdlines = " ".join(" ".join(p.cmdline()) for p in alive(list(seen.values())))
             if all(marker in cmdlines for marker in running):
                 break
             time.sleep(0.2)
         else:
             pytest.fail(f"never saw all of {running} running")
         time.sleep(1.0)  # load running
-        for p in _descendants(proc.pid):
+        for p in descendants(proc.pid):
             seen[p.pid] = p  # gunicorn workers, Lambda environments, Locust workers too
         if how == "SIGINT twice":
             proc.send_signal(signal.SIGINT)
@@ -115,9 +98,9 @@ def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: st
             proc.wait(timeout=60)
         stderr = err_path.read_text()
         deadline = time.monotonic() + 30
-        while _alive(list(seen.values())) and time.monotonic() < deadline:
+        while alive(list(seen.values())) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _alive(list(seen.values())), [p.cmdline() for p in _alive(list(seen.values()))]
+        assert not alive(list(seen.values())), [p.cmdline() for p in alive(list(seen.values()))]
         if how in ("SIGTERM", "SIGINT"):
             signum = getattr(signal, how)
             assert proc.returncode == 128 + signum, stderr

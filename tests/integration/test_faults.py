@@ -18,26 +18,9 @@ import psutil
 import pytest
 
 from reports.schema import load_run
+from tests.integration.processes import alive, descendants
 
 pytestmark = pytest.mark.integration
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _alive(procs: list[psutil.Process]) -> list[psutil.Process]:
-    out = []
-    for p in procs:
-        try:
-            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
-                out.append(p)
-        except psutil.NoSuchProcess:
-            pass
-    return out
 
 
 def _cmdline(p: psutil.Process) -> str:
@@ -62,7 +45,7 @@ def _run_and_kill(tmp_path: Path, when: Callable[[list[psutil.Process], Path], b
     try:
         deadline = time.monotonic() + 180
         while not killed and time.monotonic() < deadline and proc.poll() is None:
-            tree = _descendants(proc.pid)
+            tree = descendants(proc.pid)
             seen.update((p.pid, p) for p in tree)
             if when(tree, out):
                 matching = [p for p in tree if victim in _cmdline(p) and "flask" in _cmdline(p)]
@@ -72,7 +55,7 @@ def _run_and_kill(tmp_path: Path, when: Callable[[list[psutil.Process], Path], b
                 if target is not None:
                     # The process and its workers, as a crash or the OOM killer takes a
                     # server (its supervisor alone dying leaves a worker serving a while).
-                    family = [target, *_descendants(target.pid)]
+                    family = [target, *descendants(target.pid)]
                     seen.update((p.pid, p) for p in family)
                     for member in family:
                         member.send_signal(signal.SIGKILL)
@@ -86,25 +69,30 @@ def _run_and_kill(tmp_path: Path, when: Callable[[list[psutil.Process], Path], b
             proc.wait()
     done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     deadline = time.monotonic() + 30
-    while _alive(list(seen.values())) and time.monotonic() < deadline:
+    while alive(list(seen.values())) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(list(seen.values())), [_cmdline(p) for p in _alive(list(seen.values()))]
+    assert not alive(list(seen.values())), [_cmdline(p) for p in alive(list(seen.values()))]
     return done, set(seen), killed
 
 
-def _measuring(tree: list[psutil.Process], out: Path) -> bool:
-    """Flask's load generator runs and its first stage has been going a moment."""
-    if not any("harness.driver" in _cmdline(p) for p in tree):
-        return False
-    _measuring.started = getattr(_measuring, "started", None) or time.monotonic()
-    return time.monotonic() - _measuring.started > 1.5
+def _measuring() -> Callable[[list[psutil.Process], Path], bool]:
+    """True once flask's load generator runs and its first stage has gone on a moment."""
+    seen: list[float] = []
+
+    def when(tree: list[psutil.Process], out: Path) -> bool:
+        if not any("harness.driver" in _cmdline(p) for p in tree):
+            return False
+        if not seen:
+            seen.append(time.monotonic())
+        return time.monotonic() - seen[0] > 1.5
+
+    return when
 
 
 @pytest.mark.parametrize("extra", [(), ("--loadgen-workers", "2")], ids=["one", "workers"])
 def test_a_target_killed_mid_stage_is_reported_and_the_run_goes_on(
         tmp_path: Path, extra: tuple[str, ...]) -> None:
-    _measuring.started = None
-    done, _, pid = _run_and_kill(tmp_path, _measuring, "targets.flask.server", extra)
+    done, _, pid = _run_and_kill(tmp_path, _measuring(), "targets.flask.server", extra)
     assert done.returncode == 1, done.stderr[-3000:]  # a target failed
     run = load_run(tmp_path / "run")
     assert run["status"] == "complete"
