@@ -65,24 +65,28 @@ class LambdaInvokeUser(LoadUserMixin, User):
         return self.events
 
     def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
+        record: dict[str, Any] | None = None
         with self.timed("lambda", "Invoke", intended, queued) as call:
             try:
                 result = invoke(self.client, self.address, item)
             except InvokeError as exc:
                 if exc.code == THROTTLED:
-                    self._record({"ts": call.start_time, "source": "invoke",
-                                  "outcome": "throttled"})
+                    record = {"ts": call.start_time, "source": "invoke",
+                              "outcome": "throttled"}
                 call.failure = InvokeFailure(str(exc))
-                return
-            self._record(result.record(call.start_time))
-            call.length = len(result.payload)
-            if result.function_error is not None:
-                call.failure = InvokeFailure(result.error_text())
-            elif not result.payload.startswith(RESPONSE_PREFIX):
-                call.failure = InvokeFailure("a result without predictions: "
-                                             f"{result.payload[:120]!r}")
-            if result.report is not None and "init_ms" in result.report:
-                call.context["cold"] = True
+            else:
+                call.length = len(result.payload)
+                if result.function_error is not None:
+                    call.failure = InvokeFailure(result.error_text())
+                elif not result.payload.startswith(RESPONSE_PREFIX):
+                    call.failure = InvokeFailure("a result without predictions: "
+                                                 f"{result.payload[:120]!r}")
+                if result.report is not None and "init_ms" in result.report:
+                    call.context["cold"] = True
+                record = result.record(call.start_time)
+        # Written once the call is timed: the file write is the harness's, not the call's.
+        if record is not None:
+            self._record(record)
 
     @classmethod
     def _record(cls, record: dict[str, Any]) -> None:
