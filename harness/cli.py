@@ -20,6 +20,7 @@ from harness.commands import (
     cmd_bundles,
     cmd_calibrate,
     cmd_compare,
+    cmd_init_bundle,
     cmd_loadgen_worker,
     cmd_report,
     cmd_scenarios,
@@ -29,6 +30,7 @@ from harness.commands import (
 from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import (
+    parse_encodings,
     parse_endpoint_option,
     parse_protocols,
     parse_slo,
@@ -68,7 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
                           "grpc://HOST:PORT, or a Lambda function, lambda://REGION/FUNCTION"
                           "[:QUALIFIER] or its ARN (boto3's Invoke API); nothing is started, "
                           "its CPU and memory are not measured")
-    run.add_argument("--bundle", default="digits", help="model bundle: digits or vision")
+    run.add_argument("--bundle", default=None,
+                     help="model bundle: digits (default) or vision, or the path of your own "
+                          "bundle module (.py; `deploybench init-bundle NAME` writes one)")
+    run.add_argument("--model", type=Path, default=None,
+                     help="serve a saved model instead: a TorchScript or torch.export archive")
+    run.add_argument("--handler", type=Path, default=None,
+                     help="with --model: a module with preprocess/postprocess/"
+                          "example_requests/INPUT_SHAPE (each optional)")
+    run.add_argument("--input-shape", default=None, metavar="SHAPE",
+                     help="with --model: one example's shape without the batch dimension, "
+                          "e.g. 64 or 3x224x224 (or INPUT_SHAPE in the handler)")
     run.add_argument("--scenario", default="quick",
                      help="scenario name (see `deploybench scenarios`) or YAML path")
     run.add_argument("--out", type=Path, default=None,
@@ -77,8 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="CPUs for the deployment, e.g. '1' or '2-3' (default: upper half)")
     run.add_argument("--loadgen-cpus", type=parse_cpus, default=None,
                      help="CPUs for the load generator (default: lower half)")
-    run.add_argument("--encoding", choices=ENCODINGS, default=None,
-                     help="request encoding for served targets (default: the bundle's)")
+    wire = run.add_mutually_exclusive_group()
+    wire.add_argument("--encoding", choices=ENCODINGS, default=None,
+                      help="request encoding for served targets (default: the bundle's)")
+    wire.add_argument("--encodings", type=parse_encodings, default=None, metavar="LIST",
+                      help="compare encodings, e.g. json,binary: flask, lambda and http:// "
+                           "endpoints are measured once per encoding, as results "
+                           "NAME-ENCODING; grpc (protobuf) and inprocess once. The report "
+                           "gets a 'Payload encodings' section")
     run.add_argument("--flask-workers", type=positive_int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
     run.add_argument("--flask-threads", type=positive_int, default=None,
@@ -224,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     scen = sub.add_parser("scenarios", help="list the built-in scenarios")
     scen.set_defaults(func=cmd_scenarios)
+
+    init = sub.add_parser("init-bundle",
+                          help="write NAME.py, a commented bundle module to start from")
+    init.add_argument("name", help="the bundle's name (a Python identifier)")
+    init.add_argument("--dir", type=Path, default=Path("."),
+                      help="folder to write it in (default: here)")
+    init.set_defaults(func=cmd_init_bundle)
 
     bundles = sub.add_parser("bundles", help="list the built-in bundles")
     bundles.add_argument("--time", action="store_true",

@@ -216,9 +216,31 @@ def describe_stages(sc: Scenario) -> str:
         parts.append(f"{sc.arrival} {list(sc.rate)}/s")
     if sc.rate_fractions:
         parts.append(f"{sc.arrival} at {list(sc.rate_fractions)} of capacity")
+    if sc.timeline:
+        parts.append("timeline " + "→".join(str(s.users) for s in sc.timeline) + " users, "
+                     f"{sum(s.seconds for s in sc.timeline):g} s")
     if sc.cold_starts:
         parts.append(f"{sc.cold_starts} cold starts")
     return ", ".join(parts)
+
+
+def cmd_init_bundle(args: argparse.Namespace) -> int:
+    """Write NAME.py from the commented template (a working example to replace)."""
+    from targets.bundles import template
+
+    name = args.name
+    if not name.isidentifier():
+        raise UserError(f"bundle name {name!r}: use a Python identifier (letters, digits, _)")
+    path = args.dir / f"{name}.py"
+    if path.exists():
+        raise UserError(f"{path} exists; choose another NAME or --dir (nothing overwritten)")
+    text = Path(template.__file__).read_text()
+    text = text.replace('name = "template"', f'name = "{name}"').replace("NAME.py", path.name)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}: a working example bundle (iris flowers) to make yours. Try it:\n"
+          f"  deploybench run --bundle {path} --targets inprocess,flask --scenario smoke")
+    return 0
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:

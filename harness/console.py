@@ -62,6 +62,9 @@ class ConsoleObserver:
             label = f"{phase} at {load}"
             if phase == "measure" and event.get("window"):
                 label += f" (window {event['window']}, at most {event.get('of')})"
+            elif phase == "measure" and event.get("segment"):  # a timeline's segment
+                label += (f" ({event.get('label')}: segment {event['segment']} of "
+                          f"{event.get('of')})")
             if phase == "done":
                 self.progress.advance(task)
                 label = f"{load}: {event.get('requests', 0)} requests"

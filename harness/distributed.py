@@ -208,6 +208,10 @@ class DistributedMeter:
     def memory(self) -> Any:
         return self.meter.memory()
 
+    def rss_mb(self) -> float | None:
+        value = self.meter.rss_mb()
+        return None if value is None else float(value)
+
     def cpu(self) -> Any:
         from harness.resources import CpuReading
 

@@ -148,7 +148,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
 
 def _run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> None:
-    """One trial: fixed closed-loop levels, a sweep, then open-loop rates."""
+    """One trial: fixed closed-loop levels, a sweep, open-loop rates, then a timeline."""
     from harness.sweep import capacity, sweep_should_stop
 
     closed: list[dict[str, Any]] = []
@@ -177,6 +177,8 @@ def _run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> No
         for fraction in program["fractions"]:
             stages.open(fraction * found["rps"], trial, fraction=fraction,
                         capacity=found["rps"])
+    if program.get("timeline"):
+        stages.timeline(program["timeline"], trial)
 
 
 class StageRunner:
@@ -211,11 +213,16 @@ class StageRunner:
         return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
                                             "arrival": t["arrival"], **extra})
 
-    def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any]
-               ) -> dict[str, Any]:
+    def timeline(self, program: dict[str, Any], trial: int) -> dict[str, Any]:
+        """Segments of users back to back in one run (harness.timeline)."""
+        return self._stage(program["segments"][0]["users"], None, trial,
+                           {"mode": "timeline"}, timeline=program)
+
+    def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any],
+               timeline: dict[str, Any] | None = None) -> dict[str, Any]:
         index = len(self.results)
         label = info.get("rate") if loop is not None else users
-        result = _run_stage(self, index, users, loop, label)
+        result = _run_stage(self, index, users, loop, label, timeline)
         result.update(info, trial=trial)
         worker_samples = getattr(self.control, "worker_samples", None)
         if worker_samples is not None:  # --loadgen-workers: each worker's own count
@@ -238,6 +245,8 @@ class StageRunner:
 
 
 def _load_label(result: dict[str, Any]) -> str:
+    if result.get("mode") == "timeline":
+        return "the timeline"
     if result.get("mode") == "open":
         return f"{result.get('rate', 0):,.0f} req/s"
     users = result.get("concurrency")
@@ -273,8 +282,8 @@ class Watch:
             self._greenlet.kill()
 
 
-def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
-               ) -> dict[str, Any]:
+def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
+               timeline: dict[str, Any] | None = None) -> dict[str, Any]:
     """One stage, with the target's main processes watched: a stage in which the target
     died ends after its current window and says when it died."""
     ctx.control.reset()
@@ -286,7 +295,12 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any
     stage_started_at = time.time()
     watch = Watch(ctx.meter)
     try:
-        result = _run_watched_stage(ctx, index, users, loop, where, watch)
+        if timeline is not None:
+            from harness import timeline as timeline_stage
+
+            result = timeline_stage.run_stage(ctx, index, timeline, where, watch)
+        else:
+            result = _run_watched_stage(ctx, index, users, loop, where, watch)
     finally:
         watch.stop()
     result["stage_started_at"] = stage_started_at

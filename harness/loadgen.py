@@ -136,6 +136,10 @@ class RawStage:
     worker_samples: list[int] | None = None
     #: When (wall clock) the target's main process was found dead during the stage.
     target_died_at: float | None = None
+    #: A timeline stage (mode "timeline"; see harness.timeline): its sample_s, its
+    #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
+    #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
+    timeline: dict[str, Any] | None = None
 
     def cold_flags(self) -> np.ndarray:
         return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
@@ -203,6 +207,10 @@ def _program(job: LoadJob) -> dict[str, Any]:
         "slo_p99_ms": job.slo_p99_ms,
         "max_error_rate": scenario.max_error_rate,
         "trials": job.trials,
+        "timeline": None if not scenario.timeline else {
+            "segments": [{"users": s.users, "seconds": s.seconds, "label": s.name(i)}
+                         for i, s in enumerate(scenario.timeline)],
+            "sample_s": scenario.sample_s},
     }
 
 
@@ -211,6 +219,14 @@ def stage_budget_s(scenario: Scenario) -> float:
     return (max(scenario.warmup_max_s, scenario.warmup_s)
             + scenario.window_s * scenario.max_windows + scenario.cooldown_s
             + scenario.drain_timeout_s)
+
+
+def load_budget_s(scenario: Scenario) -> float:
+    """The longest one trial of the scenario's stages may take (a timeline in full)."""
+    from harness.timeline import timeline_budget_s
+
+    others = scenario.planned_stages() - (1 if scenario.timeline else 0)
+    return stage_budget_s(scenario) * others + timeline_budget_s(scenario)
 
 
 def _plan(job: LoadJob) -> dict[str, Any]:
@@ -257,8 +273,7 @@ class LocustLoadGenerator:
         plan_path = job.work_dir / "plan.json"
         plan_path.write_text(json.dumps(_plan(job)))
         scenario = job.scenario
-        budget = (DRIVER_SLACK_S
-                  + stage_budget_s(scenario) * scenario.planned_stages() * job.trials
+        budget = (DRIVER_SLACK_S + load_budget_s(scenario) * job.trials
                   + (REMOTE_CONNECT_TIMEOUT_S if job.remote_workers else 0.0))
         with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
@@ -356,7 +371,7 @@ _STAGE_KEYS = (
     "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
     "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
     "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
-    "target_died_at",
+    "target_died_at", "timeline",
 )
 
 
@@ -378,6 +393,7 @@ class SimulatedLoadGenerator:
     waits for a slot (``queued``) and latency grows with the overload. ``window_noise`` in
     the spec scripts each successive measurement window's throughput and p50 as
     multipliers, so the stability rule decides the windows as it does in the real driver.
+    A timeline stage is simulated segment by segment (:func:`harness.timeline.simulate`).
     Nothing is random and no time passes, so statistics and reports can be tested exactly.
     """
 
@@ -481,4 +497,15 @@ class SimulatedLoadGenerator:
             for fraction in program["fractions"] if found else ():
                 stage(None, fraction * found["rps"], trial, fraction=fraction,  # type: ignore[index]
                       capacity_rps=found["rps"])  # type: ignore[index]
+            if program["timeline"] is not None:
+                from harness.timeline import simulate
+
+                index = len(stages)
+                on_event({"event": "stage", "index": index, "phase": "measure",
+                          "concurrency": None, "rate": None})
+                raw = simulate(program["timeline"], scenario, dict(spec), clock[0], trial)
+                stages.append(raw)
+                on_event({"event": "stage", "index": index, "phase": "done",
+                          "concurrency": None, "requests": len(raw.ok)})
+                clock[0] = raw.window_end + scenario.cooldown_s + 1.0
         return LoadResult(stages, {"simulated": True})

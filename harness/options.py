@@ -25,6 +25,21 @@ def parse_targets(text: str) -> tuple[str, ...]:
     return names
 
 
+def parse_encodings(text: str) -> tuple[str, ...]:
+    """``json,binary`` -> ("json", "binary"): each a codec encoding, none twice."""
+    from targets.codec import ENCODINGS
+
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in ENCODINGS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown encoding {unknown[0] if unknown else text!r}; choose from "
+            f"{', '.join(ENCODINGS)}, e.g. --encodings json,binary")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"an encoding is named twice in {text!r}")
+    return names
+
+
 def parse_endpoint_option(text: str) -> tuple[str, str]:
     from harness.runner import TARGETS, TEST_TARGETS
     from targets.external import parse_endpoint

@@ -138,6 +138,25 @@ class ResourceMeter:
                 target[proc.pid] = times.user + times.system
         return CpuReading(target, own)
 
+    def rss_mb(self) -> float | None:
+        """Resident memory summed over the target's processes *now*: the cheap read
+        (``/proc/PID/statm``, microseconds each) a timeline's series takes every few
+        seconds while users run. The tree is resolved afresh (about a millisecond), so
+        environments or workers started since :meth:`attach` count, without changing the
+        tree the CPU figures use. None for a target on another machine."""
+        if self.thread_ids is not None:
+            return float(self.me.memory_info().rss / MB)
+        rss = 0.0
+        found = False
+        for pid in self.watch_pids:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                root = psutil.Process(pid)
+                for proc in (root, *root.children(recursive=True)):
+                    with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                        rss += proc.memory_info().rss / MB
+                        found = True
+        return rss if found else None
+
     def memory(self) -> MemoryReading:
         own_rss = self.me.memory_info().rss / MB
         if self.thread_ids is not None:

@@ -15,10 +15,12 @@ from harness.errors import UserError
 from harness.options import default_out
 from targets import codec
 from targets.cpuset import format_cpus
+from targets.userbundle import label
 
 if TYPE_CHECKING:
     from harness.cpus import CpuPlan
     from scenarios.catalogue import Scenario
+    from targets.bundlecheck import CheckedBundle
 
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
@@ -60,13 +62,55 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
     return master
 
 
+def bundle_spec(args: argparse.Namespace) -> str:
+    """The bundle spec --bundle, or --model with --handler and --input-shape, name."""
+    from targets.userbundle import file_spec, is_file_spec, model_spec, parse_shape
+
+    if args.model is None:
+        if args.handler is not None or args.input_shape is not None:
+            raise UserError("--handler and --input-shape go with --model PATH")
+        bundle = args.bundle or "digits"
+        return file_spec(Path(bundle)) if is_file_spec(bundle) else bundle
+    if args.bundle is not None:
+        raise UserError("give --bundle or --model, not both")
+    shape = parse_shape(args.input_shape) if args.input_shape else None
+    return model_spec(args.model, args.handler, shape)
+
+
+def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str, ...]:
+    """--encodings, checked: the encodings to compare, or () for one encoding (a list of
+    one is --encoding)."""
+    from harness import encodings
+
+    wires = tuple(getattr(args, "encodings", None) or ())
+    if len(wires) < 2:
+        if wires:
+            args.encoding = wires[0]
+        return ()
+    if not any(encodings.per_encoding(t, endpoints) for t in args.targets):
+        raise UserError(f"--encodings compares HTTP request encodings, and none of "
+                        f"{', '.join(args.targets) or 'the targets'} sends them (grpc always "
+                        "sends protobuf, inprocess has no wire, a lambda:// endpoint takes "
+                        "events). Add flask, lambda or an http:// --endpoint to --targets")
+    twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires))
+    if twice:
+        raise UserError(f"two results would be named {twice[0]!r}: with --encodings, results "
+                        "are named TARGET-ENCODING. Give the --endpoint another name")
+    return wires
+
+
+def _result_names(args: argparse.Namespace) -> list[str]:
+    from harness import encodings
+
+    wires = args.encodings or (args.encoding or "json",)
+    return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires)]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cpus import plan_cpus
     from harness.results import choose_out_dir
     from harness.runner import TARGETS
     from scenarios import catalogue
-    from targets.bundle import get_bundle
-
     endpoints = dict(args.endpoint)
     if len(endpoints) != len(args.endpoint):
         raise UserError("two --endpoint options have the same name")
@@ -74,9 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.targets = () if endpoints else TARGETS
     args.targets = (*args.targets, *endpoints)
     args.endpoints = endpoints
+    args.encodings = _encodings(args, endpoints)
 
     scenario = catalogue.load(args.scenario)
-    get_bundle(args.bundle)  # fail on a bad name before anything starts
+    args.bundle = bundle_spec(args)
     args.loadgen_master = _loadgen_master(args, endpoints)
     if args.loadgen_workers > 1 or args.loadgen_remote_workers:
         if scenario.rate or scenario.rate_fractions:
@@ -99,7 +144,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: the target and the load generator run on hardware threads of the "
               f"same physical cores ({cores}); they compete for those cores. Give each side "
               f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
-    out_dir, moved = choose_out_dir(args.out or default_out(args.bundle))
+    # Before any folder is made or server started: a broken bundle costs nothing.
+    from targets.bundlecheck import check_bundle
+
+    checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
+                           max_batch=args.max_batch)
+    out_dir, moved = choose_out_dir(args.out or default_out(label(args.bundle)))
     # Absolute: servers and containers are handed paths in it (logs, REPORT records), and
     # a container's working directory is not ours.
     out_dir = out_dir.resolve()
@@ -110,13 +160,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus.loadgen)
     try:
-        return _run(args, scenario, cpus, out_dir, notes)
+        return _run(args, scenario, cpus, out_dir, notes, checked)
     finally:
         os.sched_setaffinity(0, allowed)
 
 
 def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
-         notes: list[str]) -> int:
+         notes: list[str], checked: CheckedBundle) -> int:
     from harness import calibrate
     from harness.console import ConsoleObserver
     from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
@@ -138,7 +188,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     if calibration_note:
         print(f"note: {calibration_note}", file=sys.stderr)
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
-                   out_dir=out_dir, encoding=args.encoding, flask_workers=args.flask_workers,
+                   out_dir=out_dir, encoding=args.encoding, encodings=args.encodings,
+                   flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads, grpc_workers=args.grpc_workers,
                    grpc_threads=args.grpc_threads, lambda_memory_mb=args.lambda_memory_mb,
                    lambda_concurrency=args.lambda_concurrency,
@@ -153,13 +204,14 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                                        max_batch=args.max_batch),
                    loadgen_master=args.loadgen_master)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
-    load_s = scenario.estimated_s * len(args.targets) * args.trials
-    print(f"deploybench: {', '.join(args.targets)} serving {args.bundle}, scenario "
+    names = _result_names(args)
+    load_s = scenario.estimated_s * len(names) * args.trials
+    print(f"deploybench: {', '.join(names)} serving {label(args.bundle)}, scenario "
           f"{scenario.name} (at least ~{load_s:.0f} s of load), "
           f"{cpus.describe()}; results in {out_dir}", file=sys.stderr)
     started = time.monotonic()
     with ConsoleObserver() as observer:
-        run = Runner(plan, loadgen, observer).run()
+        run = Runner(plan, loadgen, observer, checked=checked).run()
     rendered = render_run_dir(out_dir, run)
     print_run(run)
     print(f"\nwrote {out_dir / 'run.json'}, {rendered.markdown}, {rendered.html} "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from harness import metadata
+from harness import encodings, metadata
 from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
 from harness.errors import UserError
@@ -29,8 +29,9 @@ from harness.validity import Rules
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import codec
-from targets.bundle import get_bundle, serve_batch
+from targets.bundlecheck import CheckedBundle, check_bundle
 from targets.errors import TargetError
+from targets.userbundle import label
 
 if TYPE_CHECKING:
     from targets.base import Target
@@ -53,6 +54,9 @@ class RunPlan:
     out_dir: Path
     #: Wire encoding for served targets; None = the bundle's default.
     encoding: str | None = None
+    #: --encodings: several, each HTTP-speaking target measured once per encoding as its
+    #: own result NAME-ENCODING (harness.encodings); empty: one encoding, as ``encoding``.
+    encodings: tuple[str, ...] = ()
     flask_workers: int | None = None
     flask_threads: int | None = None
     grpc_workers: int | None = None
@@ -117,18 +121,25 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
-    target = _make_target(name, plan, encoding, log_dir)
+    """``name`` is a result's name: a target's, or with --encodings ``TARGET-ENCODING``
+    (its log and records files are named after it, so no two results share one)."""
+    planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,))
+    deployment = planned.deployment if planned is not None else name
+    target = _make_target(deployment, plan, encoding, log_dir, label=name)
+    target.name = name
     if plan.docker is not None and hasattr(target, "docker"):
         target.docker = plan.docker  # served targets: the same server, in a container
     return target
 
 
-def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
+def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path,
+                 label: str | None = None) -> Target:
+    label = label or name
     target_cpus = list(plan.cpus.target)
     if name in plan.endpoints:
         from targets.external import make_external
 
-        return make_external(name, plan.endpoints[name], encoding, log_dir)
+        return make_external(label, plan.endpoints[name], encoding, log_dir)
     if name == "inprocess":
         from targets.inprocess import InProcessTarget
 
@@ -137,13 +148,13 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
         from targets.flask.target import FlaskTarget
 
         return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
-                           threads=plan.flask_threads, log_path=log_dir / "flask.log",
+                           threads=plan.flask_threads, log_path=log_dir / f"{label}.log",
                            limits=plan.limits)
     if name == "grpc":
         from targets.grpc.target import GrpcTarget
 
         return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
-                          threads=plan.grpc_threads, log_path=log_dir / "grpc.log",
+                          threads=plan.grpc_threads, log_path=log_dir / f"{label}.log",
                           limits=plan.limits)
     if name == "lambda":
         from targets.awslambda.target import LambdaTarget
@@ -156,8 +167,8 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targ
         concurrency = plan.lambda_concurrency or min(plan.scenario.peak_concurrency(),
                                                      LAMBDA_DEFAULT_CONCURRENCY_CAP)
         return LambdaTarget(plan.bundle, target_cpus, encoding, concurrency=concurrency,
-                            log_path=log_dir / "lambda.log", limits=plan.limits,
-                            records_path=log_dir / "lambda-invocations.jsonl", **options)
+                            log_path=log_dir / f"{label}.log", limits=plan.limits,
+                            records_path=log_dir / f"{label}-invocations.jsonl", **options)
     if name == "fake":
         from targets.fake import FakeTarget
 
@@ -180,12 +191,17 @@ def _stopped_by(exc: BaseException) -> str:
 class Runner:
     def __init__(self, plan: RunPlan, loadgen: LoadGenerator,
                  observer: RunObserver | None = None,
-                 target_factory: TargetFactory = make_target) -> None:
+                 target_factory: TargetFactory = make_target,
+                 checked: CheckedBundle | None = None) -> None:
         self.plan = plan
+        #: The bundle as check_bundle left it (cmd_run checks it before choosing --out).
+        self.checked = checked
         self.loadgen = loadgen
         self.observer = observer or SilentObserver()
         self.target_factory = target_factory
         self.encoding = plan.encoding or "json"
+        #: The result measured last (its load job tells remote workers to exit after it).
+        self.last_name = plan.targets[-1] if plan.targets else None
 
     def run(self) -> RunDoc:
         plan = self.plan
@@ -193,29 +209,37 @@ class Runner:
         log_dir = out / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
 
-        self.observer.message(f"preparing bundle {plan.bundle} (trains at first use)")
-        bundle = get_bundle(plan.bundle)
-        bundle.prepare()  # once, here: targets then only load the cached artefacts
-        bundle.load()
-        examples = bundle.example_requests()
-        reference = [serve_batch(bundle, ex) for ex in examples]
+        # Prepared once, here (targets then only load the cached artefacts), and checked
+        # before any target starts: a broken bundle is refused with what and where.
+        checked = self.checked
+        if checked is None:
+            self.observer.message(f"preparing bundle {label(plan.bundle)} (trains at first "
+                                  "use)")
+            checked = check_bundle(plan.bundle, max_batch=plan.limits.max_batch)
+        bundle, examples, reference = checked.bundle, checked.examples, checked.reference
         encoding = plan.encoding or bundle.default_encoding
         self.encoding = encoding
+        wires = plan.encodings or (encoding,)
+        planned = encodings.measurements(plan.targets, plan.endpoints, wires)
+        self.last_name = planned[-1].name if planned else None
 
         doc: RunDoc = {
             "schema_version": SCHEMA_VERSION,
             "status": "running",
             "metadata": {
                 **metadata.collect_all(),
-                "bundle": plan.bundle,
+                "bundle": label(plan.bundle),
+                "bundle_spec": plan.bundle,
                 "scenario": plan.scenario.name,
                 "scenario_sha256": plan.scenario.sha256,
                 "target_cpus": list(plan.cpus.target),
                 "loadgen_cpus": list(plan.cpus.loadgen),
                 "cpu_overlap": list(plan.cpus.overlap),
                 "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
-                "encoding": encoding,
+                "encoding": ",".join(wires),
+                "encodings": list(wires),
                 "targets_requested": list(plan.targets),
+                "results_planned": [m.name for m in planned],
                 "endpoints": dict(plan.endpoints),
                 "loadgen_workers": plan.loadgen_workers,
                 "loadgen_remote_workers": plan.remote_workers,
@@ -237,9 +261,13 @@ class Runner:
         write_run(out, doc)
         samples = SampleWriter(out / SAMPLES_FILE)
         try:
-            for name in plan.targets:
-                target = self.target_factory(name, plan, encoding, log_dir)
+            for measurement in planned:
+                self.encoding = measurement.encoding  # for its codec cost
+                target = self.target_factory(measurement.name, plan, measurement.encoding,
+                                             log_dir)
                 result = self._measure(target, examples, reference, samples, log_dir)
+                result["deployment"] = measurement.deployment
+                result["encoding"] = measurement.wire
                 doc["targets"].append(result)
                 write_run(out, doc)
                 self.observer.target_finished(result)
@@ -267,6 +295,27 @@ class Runner:
         return {"supported": True, "samples": samples, "total_ms": summarize_latency(totals),
                 "definition": samples[0].get("definition") if samples else None}
 
+    def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> dict[str, Any]:
+        """N redeploys: a new model version handed to the running deployment, to its
+        first good prediction from that version. The answer must be the bundle's."""
+        from targets.bundle import compare_predictions
+
+        measure = getattr(target, "redeploy", None)
+        if measure is None:
+            return {"supported": False}
+        n = self.plan.scenario.redeploys
+        samples = []
+        for i in range(n):
+            self.observer.load_event(target.name, {"event": "redeploy", "index": i, "of": n})
+            sample = measure(example)
+            problem, _ = compare_predictions(expected, sample.pop("predictions"))
+            if problem is not None:
+                raise ParityError(f"{target.name} after a redeploy {problem}")
+            samples.append(sample)
+        totals = np.array([s["total_s"] * 1000.0 for s in samples])
+        return {"supported": True, "samples": samples, "total_ms": summarize_latency(totals),
+                "definition": samples[0].get("definition") if samples else None}
+
     def _measure(self, target: Target, examples: list[Any], reference: list[Any],
                  samples: SampleWriter, log_dir: Path) -> TargetResult:
         plan = self.plan
@@ -285,6 +334,8 @@ class Runner:
                     result["parity"] = check_parity(target, examples, reference)
                 if plan.scenario.cold_starts:
                     result["cold_starts"] = self._cold_starts(target, examples[0])
+                if plan.scenario.redeploys:
+                    result["redeploys"] = self._redeploys(target, examples[0], reference[0])
                 job = LoadJob(
                     target=name, spec=target.load_spec(examples), scenario=plan.scenario,
                     loadgen_cpus=list(plan.cpus.loadgen),
@@ -294,7 +345,7 @@ class Runner:
                     trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
                     loadgen_workers=plan.loadgen_workers,
                     remote_workers=plan.remote_workers, master=plan.loadgen_master,
-                    final=name == plan.targets[-1],
+                    final=name == self.last_name,
                 )
                 result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
                                              examples[0], reference[0])

@@ -113,6 +113,11 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
                   instability=raw.instability, late=late, late_tolerance_ms=tolerance,
                   queued=n_queued, max_inflight=raw.max_inflight if open_loop else None,
                   warmup_complete=raw.warmup_complete, rules=rules)
+    timeline = None
+    if raw.timeline is not None:  # judged per segment, with no stability rule
+        from harness.timeline import summarize as summarize_timeline
+
+        timeline, why = summarize_timeline(raw, rules)
     stage: StageResult = {
         "mode": raw.mode,
         "trial": raw.trial,
@@ -161,6 +166,8 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
         why.append(f"the target died {raw.target_died_at - raw.window_start:+.1f} s from the "
                    "start of the measured window: its figures are those of a dying target")
         stage["valid"] = False
+    if timeline is not None:
+        stage["timeline"] = timeline
     if raw.sweep:
         stage["sweep"] = True
         stage["sweep_stop"] = raw.sweep_stop

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from reports.schema import RunDoc, TargetResult
+from reports.schema import RunDoc, StageResult, TargetResult
 
 DPI = 110
 SIZE = (7.0, 4.2)
@@ -260,6 +260,130 @@ def time_breakdown(run: RunDoc) -> bytes:
     return _png(fig)
 
 
+def payload_encodings(run: RunDoc) -> bytes:
+    """Per result of the "Payload encodings" section: request bytes and p50 at the
+    common load, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reports.decision import at_load, describe_common
+    from reports.encodings import rows
+
+    involved, load, _ = rows(run)
+    names = [t["name"] for t in involved]
+    sizes = [(t.get("codec") or {}).get("request_bytes") for t in involved]
+    p50s = []
+    for t in involved:
+        values = [s["latency_ms"]["p50"] for s in at_load(t, load) if s["latency_ms"]]
+        p50s.append(float(np.median(values)) if values else None)
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, dpi=DPI)
+    for ax in (left, right):
+        ax.grid(True, axis="y", alpha=0.3)
+    _bars(names, sizes, left)
+    left.set_ylabel("request size (bytes, one example)")
+    left.set_title("Request size")
+    _bars(names, p50s, right)
+    right.set_ylabel("p50 latency (ms)")
+    right.set_title(f"p50 at {describe_common(load)}")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    return _png(fig)
+
+
+def _timeline_lines(run: RunDoc) -> list[tuple[str, StageResult]]:
+    from reports.timeline import stages
+
+    out = []
+    for t in run["targets"]:
+        if t["status"] != "ok":
+            continue
+        found = stages(t)
+        for s in found:
+            label = t["name"] + (f" #{s.get('trial', 0) + 1}" if len(found) > 1 else "")
+            out.append((label, s))
+    return out
+
+
+def _segment_edges(axes: Sequence[Any], stage: StageResult | None) -> None:
+    """The segment edges as dashed lines, each segment's label at the top."""
+    if stage is None:
+        return
+    segments = stage["timeline"]["segments"]
+    for i, seg in enumerate(segments):
+        for ax in axes:
+            if i:
+                ax.axvline(seg["start_s"], color="grey", linestyle="--", linewidth=1)
+        axes[0].annotate(f"{seg['label']} ({seg['users']} users)", (seg["start_s"], 1.0),
+                         xycoords=("data", "axes fraction"), xytext=(3, -10),
+                         textcoords="offset points", fontsize=7, color="dimgrey")
+
+
+def _steps(series: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+    """A series as steps over each interval (its point holds from the previous one)."""
+    xs = [0.0] + [float(p["t"]) for p in series]
+    ys = [p[key] if p[key] is not None else np.nan for p in series]
+    return xs, ys[:1] + ys
+
+
+def timeline(run: RunDoc) -> bytes:
+    """p99 latency (top) and throughput (bottom) every sample_s, per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(SIZE[0], SIZE[1] * 1.5), dpi=DPI,
+                                      sharex=True)
+    lines = _timeline_lines(run)
+    for label, s in lines:
+        series = s["timeline"]["series"]
+        top.plot(*_steps(series, "p99_ms"), drawstyle="steps-pre", label=label)
+        bottom.plot(*_steps(series, "rps"), drawstyle="steps-pre", label=label)
+    _segment_edges([top, bottom], lines[0][1] if lines else None)
+    for ax in (top, bottom):
+        ax.grid(True, which="both", alpha=0.3)
+    sample_s = lines[0][1]["timeline"]["sample_s"] if lines else 1.0
+    top.set_ylabel(f"p99 latency (ms, per {sample_s:g} s)")
+    bottom.set_ylabel("throughput (successful requests/s)")
+    bottom.set_xlabel("seconds since the timeline's start (after the warm-up)")
+    top.set_ylim(bottom=0)
+    bottom.set_ylim(bottom=0)
+    top.set_title("p99 latency and throughput over the timeline (dashed: segment edges)")
+    if lines:
+        top.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def timeline_memory(run: RunDoc) -> bytes:
+    """Each target's resident memory over the timeline, as its change since the start
+    (targets hold very different amounts; the growth is what compares), with its slope."""
+    fig, ax = _figure()
+    lines = _timeline_lines(run)
+    for label, s in lines:
+        memory = s["timeline"].get("memory") or {}
+        points = [(float(p["t"]), float(p["rss_mb"])) for p in s["timeline"]["series"]
+                  if p.get("rss_mb") is not None]
+        if memory.get("start_mb") is None or not points:
+            continue
+        start = float(memory["start_mb"])
+        slope = memory.get("slope_mb_per_min")
+        text = f" ({start:,.0f} MB at start" + (
+            "" if slope is None else f", {slope:+.2f} MB/min") + ")"
+        points.insert(0, (0.0, start))
+        ax.plot([p[0] for p in points], [p[1] - start for p in points], marker=".",
+                label=label + text)
+    _segment_edges([ax], lines[0][1] if lines else None)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("seconds since the timeline's start (after the warm-up)")
+    ax.set_ylabel("RSS change since the start (MB)")
+    ax.set_title("Memory growth over the timeline (legend: RSS at start, least-squares slope)")
+    if lines:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
 #: Every chart a report embeds, by the name the document's Chart blocks use.
 CHARTS: dict[str, Callable[[RunDoc], bytes]] = {
     "throughput": throughput_vs_concurrency,
@@ -272,5 +396,34 @@ CHARTS: dict[str, Callable[[RunDoc], bytes]] = {
 }
 
 
+def _encodings_apply(run: RunDoc) -> bool:
+    from reports.encodings import applies
+
+    return applies(run)
+
+
+def _timeline_applies(run: RunDoc) -> bool:
+    from reports.timeline import has_timeline
+
+    return has_timeline(run)
+
+
+def _timeline_memory_applies(run: RunDoc) -> bool:
+    from reports.timeline import has_memory
+
+    return has_memory(run)
+
+
+#: Charts of a section only some runs have, each drawn only when its section is there.
+SECTION_CHARTS: dict[str, tuple[Callable[[RunDoc], bool], Callable[[RunDoc], bytes]]] = {
+    "encodings": (_encodings_apply, payload_encodings),
+    "timeline": (_timeline_applies, timeline),
+    "timeline_memory": (_timeline_memory_applies, timeline_memory),
+}
+
+
 def render_all(run: RunDoc) -> dict[str, bytes]:
-    return {name: draw(run) for name, draw in CHARTS.items()}
+    drawn = {name: draw(run) for name, draw in CHARTS.items()}
+    drawn.update({name: draw(run) for name, (applies, draw) in SECTION_CHARTS.items()
+                  if applies(run)})
+    return drawn

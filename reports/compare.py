@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from reports.format import fmt_ms, fmt_rps, stage_load
-from reports.schema import RunDoc, StageResult, TargetResult
+from reports.schema import RunDoc, StageResult, TargetResult, deployment
 from reports.trials import level_key, stage_metric
 
 CONFIDENCE = 0.95
@@ -237,6 +237,20 @@ def _label(key: tuple[str, float, bool], a: StageResult, b: StageResult) -> str:
     return label + (" (sweep)" if key[2] else "")
 
 
+def _renamed(target: TargetResult, side: str, other: RunDoc) -> str:
+    """A hint when the other run measured the same deployment in the same encoding under
+    another name (``flask`` in a run of one encoding, ``flask-json`` with --encodings)."""
+    if "encoding" not in target:
+        return ""
+    same = [t["name"] for t in other["targets"] if t["name"] != target["name"]
+            and "encoding" in t and deployment(t) == deployment(target)
+            and t.get("encoding") == target.get("encoding")]
+    if not same:
+        return ""
+    return (f" ({side}'s {same[0]} is the same deployment and encoding: `run --encodings` "
+            "names results NAME-ENCODING, so compare runs made with the same --encodings)")
+
+
 def target_names(run: RunDoc) -> list[str]:
     return [t["name"] for t in run["targets"]]
 
@@ -249,7 +263,10 @@ def compare(a: RunDoc, b: RunDoc, targets: Sequence[str] | None = None) -> Compa
     for name in names if targets is None else [n for n in names if n in targets]:
         ta, tb = by_a.get(name), by_b.get(name)
         if ta is None or tb is None:
-            result.notes.append(f"{name}: only in {'B' if ta is None else 'A'}")
+            only, there, other = ("B", "A", a) if ta is None else ("A", "B", b)
+            present = ta or tb
+            hint = _renamed(present, there, other) if present is not None else ""
+            result.notes.append(f"{name}: only in {only}{hint}")
             continue
         if ta["status"] == "ok" and tb["status"] != "ok":
             result.failed_in_b.append(f"{name} failed in B ({tb['error']}) but ran in A")

@@ -36,7 +36,7 @@ import numpy as np
 
 from reports import trials
 from reports.format import fmt_ms, fmt_rps, stage_load
-from reports.schema import RunDoc, StageResult, TargetResult
+from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 DEFAULT_SLO_P99_MS = 100.0
 DEFAULT_MONTHLY_REQUESTS = 10_000_000
@@ -248,7 +248,7 @@ def at_load(target: TargetResult, load: tuple[str, float] | None) -> list[StageR
 
 def pay_per_request(target: TargetResult) -> bool:
     """Billed per request: the Lambda emulator, or an endpoint that is a Lambda function."""
-    return target["name"] in PAY_PER_REQUEST \
+    return deployment(target) in PAY_PER_REQUEST \
         or target["describe"].get("billing") == "per_request"
 
 
@@ -312,7 +312,9 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
         f.error_rate = _error_rate(t)
         f.cold_start_ms, f.cold_start_what, f.cold_start_measured = _cold_start(t)
         f.memory_mb, f.memory_total_mb = _memory(t)
-        measured = [s for s in t["stages"] if s["latency_ms"] is not None]
+        # A timeline (spike, soak) is a transient by design, not a capacity measurement.
+        measured = [s for s in t["stages"] if s["latency_ms"] is not None
+                    and s.get("mode") != "timeline"]
         if measured:
             valid = [s for s in measured if s.get("valid", True)] or measured
             # The least loaded stage, VALID or not (marked), is the minimum latency: an
@@ -366,6 +368,12 @@ NOT_CHECKED = "not checked"
 
 def _why_missed(target: TargetResult, measured: list[StageResult], obj: Objective) -> str:
     if not measured:
+        if any(s.get("mode") == "timeline" for s in target["stages"]):
+            return ("only a timeline ran (a transient, not a capacity measurement): run a "
+                    "scenario with closed-loop stages, such as quick, to decide")
+        if not target["stages"] and (target.get("cold_starts") or target.get("redeploys")):
+            return ("the scenario ran no load (only cold starts or redeploys, tabled "
+                    "below): run a scenario with load stages, such as quick, to decide")
         return "no request succeeded"
     valid = [s for s in measured if s.get("valid", True)]
     if not valid:
@@ -391,8 +399,8 @@ def _why_missed(target: TargetResult, measured: list[StageResult], obj: Objectiv
 
 def _lambda_stage(target: TargetResult, cpus: int) -> StageResult | None:
     """The least loaded stage whose environments each had a CPU (as on Lambda)."""
-    with_cost = [s for s in target["stages"]
-                 if (s.get("platform") or {}).get("cost_per_million_usd")]
+    with_cost = [s for s in target["stages"] if s.get("mode") != "timeline"
+                 and (s.get("platform") or {}).get("cost_per_million_usd")]
     fair = [s for s in with_cost if (s.get("platform") or {}).get("environments_max", 0) <= cpus]
     pool = fair or with_cost
     return min(pool, key=lambda s: s.get("concurrency") or 0) if pool else None

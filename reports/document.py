@@ -6,7 +6,17 @@ drift apart: one place decides what a report says.
 
 from __future__ import annotations
 
-from reports import breakdown, decision, findings, questions, serverless, summary, trials
+from reports import (
+    breakdown,
+    decision,
+    encodings,
+    findings,
+    questions,
+    serverless,
+    summary,
+    timeline,
+    trials,
+)
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import (
     fmt_cpus,
@@ -42,7 +52,7 @@ def stage_table(target: TargetResult) -> Table:
             f"{s['errors']}/{s['requests']}",
             fmt_pct(s["target_cpu_percent"]), fmt_num(s["target_cpu_ms_per_request"], 3),
             fmt_pct(s["loadgen_cpu_percent"]), fmt_num(s["target_rss_mb"], 0),
-            f"{s.get('windows_kept', 1)}/{len(s.get('windows') or []) or 1}",
+            _windows(s),
             fmt_verdict(s),
         ))
     caption = (f"{target['name']}: one row per stage" + (" (#N: trial N)" if trials else "")
@@ -55,6 +65,12 @@ def stage_table(target: TargetResult) -> Table:
 
 OPEN_HEADERS = ("load", "offered/s", "req/s", "p50 ms", "p99 ms", "service p50",
                 "service p99", "send delay p99", "late", "queued", "verdict")
+
+
+def _windows(stage: StageResult) -> str:
+    if stage.get("mode") == "timeline":  # no windows: its segments, under "Timeline"
+        return f"{len((stage.get('timeline') or {}).get('segments') or [])} segments"
+    return f"{stage.get('windows_kept', 1)}/{len(stage.get('windows') or []) or 1}"
 
 
 def open_loop_table(target: TargetResult) -> Table | None:
@@ -91,7 +107,8 @@ def _measured_closed(target: TargetResult) -> list[StageResult]:
     """Closed-loop stages with answers (open-loop ones if there are none); the VALID ones
     when there are any."""
     stages = ([s for s in closed_stages(target) if s["latency_ms"] is not None]
-              or [s for s in target["stages"] if s["latency_ms"] is not None])
+              or [s for s in target["stages"] if s["latency_ms"] is not None
+                  and s.get("mode") != "timeline"])
     valid = [s for s in stages if s.get("valid", True)]
     return valid or stages
 
@@ -150,8 +167,13 @@ def summary_items(run: RunDoc) -> list[str]:
         cold = t.get("cold_starts") or {}
         cold_ms = (cold.get("total_ms") or {}).get("p50")
         cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
+        redeploy_ms, _ = serverless.redeploy_p50_ms(t)
+        if redeploy_ms is not None:
+            cold_text += ("; " if cold_text else "") + \
+                f"redeploy p50 {fmt_ms(redeploy_ms)} ms"
         if peak is None or low is None:
-            items.append(f"**{t['name']}**: {cold_text or 'no successful requests'}")
+            if cold_text or not timeline.stages(t):  # a timeline has its own line below
+                items.append(f"**{t['name']}**: {cold_text or 'no successful requests'}")
             continue
         assert peak["latency_ms"] is not None
         assert low["latency_ms"] is not None
@@ -175,6 +197,7 @@ def summary_items(run: RunDoc) -> list[str]:
                 trial = f" (trial {s.get('trial', 0) + 1})" if _trials(t) else ""
                 items.append(f"**{t['name']}** sweep stopped after {stage_load(s)}{trial}: "
                              f"{s['sweep_stop']}")
+    items += timeline.summary_lines(run)
     if len(measured) >= 2 and trials.has_trials(run):
         items += trials.comparisons(run)
     elif len(measured) >= 2:
@@ -211,7 +234,8 @@ def _unfinished(run: RunDoc) -> list[Block]:
     if run["status"] == "complete":
         return []
     why = run.get("stopped_by") or UNFINISHED.get(run["status"], f"status {run['status']!r}")
-    requested = run["metadata"].get("targets_requested") or []
+    requested = run["metadata"].get("results_planned") \
+        or run["metadata"].get("targets_requested") or []
     missing = [t for t in requested if t not in {r["name"] for r in run["targets"]}]
     text = f"**This run did not finish** ({run['status']}): {why}."
     if missing:
@@ -275,6 +299,8 @@ def build(run: RunDoc) -> list[Block]:
         Heading("Summary of measurements"),
         Bullets(tuple(summary_items(run))),
     ]
+    blocks += encodings.blocks(run)
+    blocks += timeline.section(run)
     if trials.has_trials(run):
         blocks += [Heading("Trials"), Paragraph(trials.describe_method()),
                    Table(trials.TRIAL_HEADERS, tuple(trials.summary_rows(run)),
@@ -298,6 +324,9 @@ def build(run: RunDoc) -> list[Block]:
     cold = serverless.cold_start_table(run)
     if cold is not None:
         blocks += [Heading("Cold starts"), cold]
+    redeploys = serverless.redeploy_table(run)
+    if redeploys is not None:
+        blocks += [Heading("Redeploys"), redeploys]
     blocks += [
         Heading("Cross-check with Locust's own statistics"),
         Paragraph("deploybench computes every figure from raw per-request samples. Locust's "
@@ -383,7 +412,7 @@ def method_items(run: RunDoc) -> list[str]:
         f"CPU: the target runs on CPUs {fmt_cpus(meta.get('target_cpus'))}, the load "
         f"generator (Locust, its own process) on {fmt_cpus(meta.get('loadgen_cpus'))}. CPU "
         "percentages are of the CPUs each was given; RSS sums the target's processes.",
-        f"Requests use the `{meta.get('encoding')}` encoding; every request cycles through "
+        f"Requests use {encodings.requests_text(meta)}; every request cycles through "
         f"the bundle's {run['bundle'].get('examples')} example inputs.",
     ]
 
@@ -409,6 +438,14 @@ def _stage_plan(sc: dict[str, object]) -> str:
         parts.append(f"open loop ({sc.get('arrival')} arrivals) at {offered}, each request's "
                      f"latency from its intended send time, at most {sc.get('max_inflight')} "
                      f"in flight, 'late' past {sc.get('late_tolerance_ms')} ms")
+    segments: list[dict[str, object]] = sc.get("timeline") or []  # type: ignore[assignment]
+    if segments:
+        steps = ", ".join(f"{s['users']} users for {s['seconds']:g} s"
+                          + (f" ({s['label']})" if s.get("label") else "")
+                          for s in segments)
+        parts.append(f"a timeline of {steps}, back to back in one run, sampled every "
+                     f"{sc.get('sample_s')} s (no measurement windows and no stability rule: "
+                     "see Timeline)")
     return "; then ".join(parts) or "no load stages"
 
 

@@ -8,7 +8,7 @@ stages; these are the other things a reader must know.
 from __future__ import annotations
 
 from reports.format import stage_load
-from reports.schema import RunDoc
+from reports.schema import RunDoc, deployment
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
 CROSSCHECK_TOLERANCE = 0.05
@@ -26,7 +26,7 @@ def near_ceiling(run: RunDoc) -> list[str]:
         return []
     out = []
     for t in run["targets"]:
-        protocol = PROTOCOL_OF.get(t["name"], "")
+        protocol = PROTOCOL_OF.get(deployment(t), "")
         ceiling = calibration.get("ceilings", {}).get(protocol, {})
         # Only a real ceiling: a side was saturated, and the stage was otherwise VALID.
         saturated = "saturated" not in str(ceiling.get("limited_by", "saturated"))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from reports.blocks import Table
 from reports.decision import Decision, prices_filled
 from reports.format import fmt_cpus, fmt_ms, fmt_rps, stage_load
-from reports.schema import RunDoc
+from reports.schema import RunDoc, deployment
+from reports.serverless import redeploy_p50_ms
 
 #: Whether each deployment can run with no network beyond the machine it runs on.
 OFFLINE = {
@@ -36,18 +37,24 @@ def questions_table(run: RunDoc, d: Decision) -> Table:
         if f.name == "inprocess":
             same = "is the reference"
         redeploy = "-"
-        if f.cold_start_ms is not None:
+        redeploy_ms, redeploys = redeploy_p50_ms(t)
+        if redeploy_ms is not None:
+            redeploy = (f"{redeploy_ms / 1000.0:.2f} s (measured, p50 of {redeploys} "
+                        f"redeploy{'s' if redeploys != 1 else ''})")
+        elif f.cold_start_ms is not None:
             redeploy = f">= {f.cold_start_ms / 1000.0:.2f} s (one cold start)"
         low = f"{fmt_ms(f.min_p50_ms)} at {stage_load(f.min_p50_stage)}" \
             if f.min_p50_stage is not None else "-"
-        rows.append((f.name, fmt_rps(f.peak_rps), low, OFFLINE.get(f.name, "-"), redeploy,
-                     same))
+        rows.append((f.name, fmt_rps(f.peak_rps), low, OFFLINE.get(deployment(t), "-"),
+                     redeploy, same))
     preprocessing = run["bundle"].get("preprocessing") or "not stated by the bundle"
     return Table(QUESTION_HEADERS, tuple(rows), frozenset({1, 2}), caption=(
         "Questions to ask before choosing. Peak req/s over VALID stages on the CPUs given; "
-        "lowest p50 = minimum latency (one user). A new model version is live after at "
-        "least one cold start (launch with the new model to its first good answer; a "
-        "rolling update also waits for traffic to drain, which is not measured here). "
+        "lowest p50 = minimum latency (one user). A new model version is live after the "
+        "measured redeploy where the scenario has `redeploys` (new version handed over to "
+        "its first good prediction, the old one serving meanwhile), else at least one cold "
+        "start (launch to first good answer); a rolling update across many replicas also "
+        "waits for traffic to drain, which is not measured here. "
         f"Preprocessing runs {preprocessing}, in every deployment: clients send raw "
         "inputs, and parity compares the live answers with the in-process ones."))
 

@@ -21,7 +21,14 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   ``endpoints`` and ``loadgen_workers``, a stage's ``worker_samples``, and prices for an
   always-on container. All are additions: a version-3 file loads with them absent.
   Added since, also optional: a run's ``stopped_by``, a stage's ``target_died_at``, metadata
-  ``loadgen_remote_workers``, a target's ``loadgen.workers``.
+  ``loadgen_remote_workers``, a target's ``loadgen.workers``; for ``run --encodings``,
+  metadata ``encodings`` (the encodings requested, a list) and ``results_planned``, and a
+  target's ``deployment`` (what was deployed: ``flask`` for the result ``flask-binary``)
+  and ``encoding`` (its requests on the wire: json, binary, protobuf; null in-process).
+  A stage of ``mode`` "timeline" (scenario ``timeline``/``sample_s``; ``concurrency``
+  null, no ``windows``) with its ``timeline`` block: per segment, a series every
+  ``sample_s`` and the target's memory growth (see harness.timeline). A reader that
+  predates it cannot describe such a stage's load.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -66,7 +73,8 @@ class LatencySummary(TypedDict):
 
 
 class StageResult(TypedDict):
-    #: "closed" (users in a loop) or "open" (arrivals at a rate; see ``open_loop``).
+    #: "closed" (users in a loop), "open" (arrivals at a rate; see ``open_loop``) or
+    #: "timeline" (segments of users back to back; see ``timeline``).
     mode: str
     #: Which repetition of the stage list this is (``--trials``), from 0.
     trial: int
@@ -133,6 +141,15 @@ class StageResult(TypedDict):
     #: max_inflight, late_tolerance_ms, late and queued counts, send_delay_ms and
     #: service_latency_ms summaries (latency_ms counts from the intended send time).
     open_loop: NotRequired[dict[str, Any]]
+    #: Timeline stages: ``sample_s``; ``stability`` (why no stability rule applies);
+    #: ``segments`` (label, users, seconds, start_s, duration_s, requests, ok, errors,
+    #: error_rate, rps, p50_ms, p99_ms, max_ms, cold_requests, loadgen_cpu_percent,
+    #: target_cpu_percent); ``series`` (t, users, rps, p50_ms, p99_ms, errors, cold,
+    #: rss_mb every sample_s; t is the point's end in s from the timeline's start);
+    #: ``memory`` (readings, start_mb, end_mb, growth_mb, slope_mb_per_min, peak_mb: RSS
+    #: over the measured timeline, the slope by least squares). The stage's own figures
+    #: cover the whole timeline.
+    timeline: NotRequired[dict[str, Any]]
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
     window_start: float
@@ -158,9 +175,21 @@ class TargetResult(TypedDict):
     loadgen: dict[str, Any]
     #: The scenario's cold starts of this target, if it asked for any.
     cold_starts: NotRequired[dict[str, Any]]
+    #: Scenario redeploys: new model version to first good prediction (runner._redeploys).
+    redeploys: NotRequired[dict[str, Any]]
     #: The wire encoding's cost for one example request, timed in the harness (ms):
     #: encode and decode of request and response (schema 4; absent for in-process).
     codec: NotRequired[dict[str, Any] | None]
+    #: What was deployed (``flask`` for the result ``flask-binary``; see
+    #: harness.encodings) and its requests' encoding on the wire: "json", "binary",
+    #: "protobuf", or None in-process. Absent before ``run --encodings`` existed.
+    deployment: NotRequired[str]
+    encoding: NotRequired[str | None]
+
+
+def deployment(target: TargetResult) -> str:
+    """What a result measured: ``flask`` for ``flask-json`` (its name in older files)."""
+    return target.get("deployment") or target["name"]
 
 
 class RunDoc(TypedDict):

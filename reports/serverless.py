@@ -82,6 +82,36 @@ def cold_start_table(run: RunDoc) -> Table | None:
                  caption="Cold start: from nothing running to the first good answer")
 
 
+def redeploy_table(run: RunDoc) -> Table | None:
+    """The scenario's redeploys per target: a new model version to its first good
+    prediction, the old version serving until then."""
+    rows = []
+    for t in run["targets"]:
+        measured = t.get("redeploys")
+        if not measured or not measured.get("supported"):
+            continue
+        total = measured.get("total_ms") or {}
+        rows.append((t["name"], str(len(measured.get("samples", []))),
+                     fmt_ms(total.get("p50")), fmt_ms(total.get("max")),
+                     str(measured.get("definition") or "")))
+    if not rows:
+        return None
+    return Table(("target", "n", "p50 ms", "max ms", "what is timed"), tuple(rows),
+                 frozenset({1, 2, 3}),
+                 caption="Redeploy: a new model version handed to the running deployment, "
+                         "to its first good prediction from that version (the same bundle "
+                         "redeployed: the time depends on the model's size and load path, "
+                         "not its weights)")
+
+
+def redeploy_p50_ms(target: TargetResult) -> tuple[float | None, int]:
+    """The measured redeploy's median and how many were measured (None, 0: none)."""
+    measured = target.get("redeploys") or {}
+    if not measured.get("supported"):
+        return None, 0
+    return (measured.get("total_ms") or {}).get("p50"), len(measured.get("samples", []))
+
+
 def prices_line(run: RunDoc) -> str | None:
     prices = run.get("prices")
     if not prices:

@@ -92,7 +92,9 @@ def welch_p(a: list[float], b: list[float]) -> float | None:
 
 def level_key(stage: StageResult) -> tuple[str, float, bool]:
     """Which stages are repetitions of each other: same users (a sweep's steps apart from
-    the fixed levels), or same share of capacity (or same rate)."""
+    the fixed levels), or same share of capacity (or same rate), or the timeline."""
+    if stage.get("mode") == "timeline":
+        return ("timeline", 0.0, False)
     if stage.get("mode") == "open":
         ol = stage.get("open_loop") or {}
         fraction = ol.get("fraction")

@@ -19,7 +19,26 @@ the window finish under the same load; and a drain that waits for the last in-fl
 requests. Only the last ``stability_windows`` windows are reported.
 
 ``cold_starts: N`` first measures N cold starts of each target (from nothing to its
-first good answer), before any stage.
+first good answer), before any stage. ``redeploys: N`` then measures N redeploys of each:
+the time from a new model version being handed to the deployment to its first good
+prediction from that version, the old version serving until then (a served target: a
+new server beside the old one, then the old stopped; Lambda: the function's code
+updated, so its next invocation is a new environment's; in-process: the application
+loading the new model in its running process).
+
+A **timeline** stage (``timeline:``, after the others) is a transient by design: a list
+of segments ``{users: N, seconds: S, label: text}`` run back to back in one Locust run,
+the number of closed-loop users changing at once at each segment's edge (no warm-up or
+drain between segments; only a warm-up at the first segment's users before it and a
+cool-down and drain after it). It records each segment's figures (requests, req/s, p50,
+p99, max, error rate; Lambda's cold starts) and a series every ``sample_s`` seconds
+(users, req/s, p50, p99, errors, the target's resident memory), and from that memory
+its growth over the timeline (MB, and a least-squares slope in MB/min). No stability rule
+applies to it (the load changes on purpose); its verdict checks each segment for enough
+requests for p99, its error rate and the load generator's CPU, the warm-up, and that
+the target stayed alive. ``spike`` (baseline, burst, baseline) shows how a deployment
+absorbs a sudden burst: Lambda scales out (cold starts in the burst), the others queue
+(latency up). ``soak`` (ten minutes of steady load) shows memory growth per target.
 """
 
 from __future__ import annotations
@@ -62,6 +81,19 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One segment of a timeline: ``users`` closed-loop users for ``seconds``."""
+
+    users: int
+    seconds: float
+    label: str = ""
+
+    def name(self, index: int) -> str:
+        """How the report names it: its label, else its place (from 1)."""
+        return self.label or f"segment {index + 1}"
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -80,6 +112,8 @@ class Scenario:
     warmup_max_s: float = 120.0
     #: Cold starts to measure per target before the stages.
     cold_starts: int = 0
+    #: Redeploys (new model version to first good prediction) per target, after them.
+    redeploys: int = 0
     #: Stability: the last N windows within the tolerance (max/min - 1), at most M windows.
     stability_windows: int = 3
     stability_tolerance: float = 0.10
@@ -103,19 +137,26 @@ class Scenario:
     seed: int = 0
     #: Latency objective for sweeps (stop once p99 passes it) and capacity; None = none.
     slo_p99_ms: float | None = None
+    #: A timeline stage (after the others): these segments back to back in one run.
+    timeline: tuple[Segment, ...] = ()
+    #: The timeline's series: one point every sample_s seconds.
+    sample_s: float = 1.0
 
     @property
     def has_load(self) -> bool:
-        return bool(self.concurrency or self.sweep or self.rate or self.rate_fractions)
+        return bool(self.concurrency or self.sweep or self.rate or self.rate_fractions
+                    or self.timeline)
 
     def planned_stages(self) -> int:
         """Stages per trial, counting a sweep at its full length (an upper bound)."""
         sweep = len(self.sweep.levels()) if self.sweep else 0
-        return len(self.concurrency) + sweep + len(self.rate) + len(self.rate_fractions)
+        return (len(self.concurrency) + sweep + len(self.rate) + len(self.rate_fractions)
+                + (1 if self.timeline else 0))
 
     def peak_concurrency(self) -> int:
         """The most requests this scenario can have in flight at once."""
         levels = list(self.concurrency) + (self.sweep.levels() if self.sweep else [])
+        levels += [segment.users for segment in self.timeline]
         if self.rate or self.rate_fractions:
             levels.append(self.max_inflight)
         return max(levels, default=1)
@@ -124,32 +165,44 @@ class Scenario:
         """The shortest a stage can take (a stable first measurement)."""
         return self.warmup_s + self.window_s * self.stability_windows + self.cooldown_s
 
+    def timeline_s(self) -> float:
+        """The timeline stage's length (0 without one): warm-up, segments, cool-down."""
+        if not self.timeline:
+            return 0.0
+        return self.warmup_s + sum(s.seconds for s in self.timeline) + self.cooldown_s
+
     @property
     def estimated_s(self) -> float:
         """Load time per target if every stage settles at once; sweeps counted in full."""
-        return self.stage_s() * self.planned_stages()
+        others = self.planned_stages() - (1 if self.timeline else 0)
+        return self.stage_s() * others + self.timeline_s()
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["concurrency"] = list(self.concurrency)
         out["rate"] = list(self.rate)
         out["rate_fractions"] = list(self.rate_fractions)
+        out["timeline"] = [asdict(s) for s in self.timeline]
         return out
 
 
 DEFAULTS: dict[str, Any] = {
     "cooldown_s": 0.5, "drain_timeout_s": 30.0, "description": "", "warmup_max_s": 120.0,
-    "cold_starts": 0, "window_s": 5.0, "stability_windows": 3, "stability_tolerance": 0.10,
+    "cold_starts": 0, "redeploys": 0, "window_s": 5.0, "stability_windows": 3,
+    "stability_tolerance": 0.10,
     "max_windows": 10, "max_error_rate": 0.01, "max_inflight": 256, "late_tolerance_ms": 2.0,
+    "sample_s": 1.0,
 }
 KNOWN_KEYS = {"description", "concurrency", "warmup_s", "window_s", "cooldown_s",
-              "drain_timeout_s", "warmup_max_s", "cold_starts", "stability_windows",
+              "drain_timeout_s", "warmup_max_s", "cold_starts", "redeploys",
+              "stability_windows",
               "stability_tolerance", "max_windows", "max_error_rate", "sweep", "rate",
               "rate_fractions", "arrival", "max_inflight", "late_tolerance_ms", "seed",
-              "slo_p99_ms"}
+              "slo_p99_ms", "timeline", "sample_s"}
 RENAMED = {"duration_s": "'duration_s' is now 'window_s' (one measurement window; a stage "
                          "measures several until they agree)"}
 SWEEP_KEYS = {"start", "factor", "max", "min_gain", "patience"}
+SEGMENT_KEYS = {"users", "seconds", "label"}
 
 
 def available() -> dict[str, Path]:
@@ -218,6 +271,38 @@ def _sweep(doc: dict[str, Any], where: str) -> Sweep | None:
     return sweep
 
 
+def _timeline(doc: dict[str, Any], where: str) -> tuple[Segment, ...]:
+    raw = doc.get("timeline")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not raw:
+        raise ScenarioError(f"{where}: 'timeline' must be a non-empty list of segments "
+                            "{users: N, seconds: S, label: text}")
+    segments = []
+    for i, item in enumerate(raw):
+        key = f"timeline[{i}]"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{where}: '{key}' must be a mapping {{users: N, seconds: S, "
+                                "label: text}")
+        unknown = sorted(set(item) - SEGMENT_KEYS)
+        if unknown:
+            raise ScenarioError(f"{where}: unknown key '{key}.{unknown[0]}'. "
+                                f"Known: {sorted(SEGMENT_KEYS)}")
+        users = item.get("users")
+        if isinstance(users, bool) or not isinstance(users, int) or users < 1:
+            raise ScenarioError(f"{where}: '{key}.users' must be a whole number >= 1 "
+                                f"(got {users!r})")
+        seconds = item.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+            raise ScenarioError(f"{where}: '{key}.seconds' must be a number > 0 "
+                                f"(got {seconds!r})")
+        label = item.get("label", "")
+        if not isinstance(label, str):
+            raise ScenarioError(f"{where}: '{key}.label' must be text (got {label!r})")
+        segments.append(Segment(users, float(seconds), label.strip()))
+    return tuple(segments)
+
+
 def load(name_or_path: str) -> Scenario:
     """Load a built-in scenario by name, or a YAML file by path."""
     builtins = available()
@@ -245,14 +330,20 @@ def load(name_or_path: str) -> Scenario:
     if unknown:
         raise ScenarioError(f"{where}: unknown key '{unknown[0]}'. Known: {sorted(KNOWN_KEYS)}")
     cold_starts = _whole(doc, "cold_starts", where, 0, 0)
+    redeploys = _whole(doc, "redeploys", where, 0, 0)
     levels = _numbers(doc, "concurrency", where, whole=True, low=1)
     sweep = _sweep(doc, where)
     rate = _numbers(doc, "rate", where, whole=False, low=0.1)
     fractions = _numbers(doc, "rate_fractions", where, whole=False, low=0.01, high=2.0)
-    if not (levels or sweep or rate or fractions or cold_starts):
+    timeline = _timeline(doc, where)
+    if not (levels or sweep or rate or fractions or timeline or cold_starts or redeploys):
         raise ScenarioError(f"{where}: no stages: give 'concurrency' (a list of integers "
-                            ">= 1), 'sweep', 'rate' or 'rate_fractions' (the stage lists may "
-                            "all be empty only when 'cold_starts' is set)")
+                            ">= 1), 'sweep', 'rate', 'rate_fractions' or 'timeline' (the "
+                            "stage lists may all be empty only when 'cold_starts' or "
+                            "'redeploys' is set)")
+    if "sample_s" in doc and not timeline:
+        raise ScenarioError(f"{where}: 'sample_s' is the interval of a timeline's series: "
+                            "give 'timeline' too, or remove it")
     if fractions and not (levels or sweep):
         raise ScenarioError(f"{where}: 'rate_fractions' are fractions of the capacity the "
                             "closed-loop stages measure: give 'concurrency' or 'sweep' too")
@@ -280,6 +371,7 @@ def load(name_or_path: str) -> Scenario:
         path=where,
         warmup_max_s=_number(doc, "warmup_max_s", where, 0.0),
         cold_starts=cold_starts,
+        redeploys=redeploys,
         stability_windows=stability_windows,
         stability_tolerance=_number(doc, "stability_tolerance", where, 0.0, 1.0),
         max_windows=max_windows,
@@ -292,4 +384,6 @@ def load(name_or_path: str) -> Scenario:
         late_tolerance_ms=_number(doc, "late_tolerance_ms", where, 0.0),
         seed=_whole(doc, "seed", where, 0, 0),
         slo_p99_ms=None if slo is None else _number(doc, "slo_p99_ms", where, 0.001),
+        timeline=timeline,
+        sample_s=_number(doc, "sample_s", where, 0.1),
     )

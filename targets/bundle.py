@@ -70,12 +70,19 @@ BUILTIN_BUNDLES: dict[str, str] = {
 
 
 def get_bundle(name: str) -> Bundle:
-    """Return a fresh, not yet loaded, built-in bundle by name."""
+    """Return a fresh, not yet loaded bundle: a built-in by name, or the user's own by
+    its spec (a bundle module's path, or ``model:...``: see :mod:`targets.userbundle`)."""
+    from targets import userbundle
+
+    if name not in BUILTIN_BUNDLES and (name.startswith(userbundle.MODEL_PREFIX)
+                                        or userbundle.is_file_spec(name)):
+        return userbundle.user_bundle(name)
     try:
         ref = BUILTIN_BUNDLES[name]
     except KeyError:
         known = ", ".join(sorted(BUILTIN_BUNDLES))
-        raise BundleError(f"unknown bundle ({name!r}). Choose one of: {known}") from None
+        raise BundleError(f"unknown bundle ({name!r}). Choose one of: {known}, or give "
+                          "the path of your own bundle module (.py) or --model") from None
     module_name, _, class_name = ref.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     bundle: Bundle = cls()
@@ -137,6 +144,20 @@ def _finite(predictions: list[Prediction]) -> list[Prediction]:
     return predictions
 
 
+def softmax_predictions(outputs: torch.Tensor) -> list[Prediction]:
+    """Logits of shape ``(batch, classes)`` to one Prediction per row: softmax and argmax
+    in numpy on the float32 logits (for a handful of classes a few microseconds, where
+    each torch call costs several)."""
+    import numpy as np
+
+    values = outputs.detach().numpy().astype(np.float32, copy=False)
+    shifted = np.exp(values - values.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    labels = probs.argmax(axis=1).tolist()
+    return [Prediction(int(label), tuple(row))
+            for label, row in zip(labels, probs.tolist(), strict=True)]
+
+
 class TorchClassifier:
     """What the built-in bundles share: a torch module, and softmax postprocessing.
 
@@ -160,16 +181,7 @@ class TorchClassifier:
         return out
 
     def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
-        """Softmax and argmax per row, in numpy on the float32 logits: for a handful of
-        classes that costs a few microseconds, where each torch call costs several."""
-        import numpy as np
-
-        values = outputs.detach().numpy().astype(np.float32, copy=False)
-        shifted = np.exp(values - values.max(axis=1, keepdims=True))
-        probs = shifted / shifted.sum(axis=1, keepdims=True)
-        labels = probs.argmax(axis=1).tolist()
-        return [Prediction(int(label), tuple(row))
-                for label, row in zip(labels, probs.tolist(), strict=True)]
+        return softmax_predictions(outputs)
 
     def info(self) -> dict[str, Any]:
         net = self._net

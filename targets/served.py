@@ -12,6 +12,7 @@ from targets.base import TargetBase
 from targets.container import ContainerProcess, DockerRuntime
 from targets.cpuset import format_cpus
 from targets.process import ServerProcess, free_port, python_module_command
+from targets.userbundle import mount_dirs
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,9 +93,12 @@ class ServedTarget(TargetBase):
         )
         if self.docker is not None:
             mounts = [self.log_path.parent] if self.log_path is not None else []
-            self._server = ContainerProcess(self.docker, self.name, command, self.cpus,
-                                            self.log_path, mounts,
-                                            self.container_memory_mb())
+            # The kind's image (deploybench-flask), whatever this result is named
+            # (flask-binary with --encodings).
+            self._server = ContainerProcess(self.docker, type(self).name, command,
+                                            self.cpus, self.log_path, mounts,
+                                            self.container_memory_mb(),
+                                            read_only=mount_dirs(self.bundle))
         else:
             self._server = ServerProcess(command, log_path=self.log_path)
         self._connect()
@@ -125,6 +129,30 @@ class ServedTarget(TargetBase):
                 "first_request_ms": (done - ready) * 1000.0,
                 "definition": "server launched to its first good answer (its health check "
                               "passing, then one prediction)"}
+
+    def redeploy(self, example: np.ndarray) -> dict[str, Any]:
+        """A new model version, blue/green: a new server started beside the running one
+        (which keeps serving), timed from launch to its first prediction; then the old
+        one is stopped and this target speaks to the new one."""
+        import time
+
+        old_server = self._server
+        self._disconnect()
+        self._server, self.port = None, None
+        launched = time.perf_counter()
+        try:
+            self.start()  # a free port, the same arguments; returns once healthy
+            ready = time.perf_counter()
+            predictions = self.predict(example)
+            done = time.perf_counter()
+        finally:
+            if old_server is not None:
+                old_server.stop()
+        return {"total_s": done - launched, "ready_s": ready - launched,
+                "first_request_ms": (done - ready) * 1000.0, "predictions": predictions,
+                "definition": "a new server started beside the running one (blue/green), "
+                              "launch to its first good prediction; then the old one "
+                              "stopped"}
 
     def exit_note(self) -> str | None:
         """How the server ended, if it did (the runner adds it to a failure)."""

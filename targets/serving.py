@@ -21,6 +21,7 @@ from targets import codec
 from targets.bundle import get_bundle
 from targets.cpuset import format_cpus, parse_cpus
 from targets.process import die_with_parent
+from targets.userbundle import label
 
 
 def positive_int(text: str) -> int:
@@ -72,7 +73,7 @@ class ServerSetup:
     limits: codec.Limits
 
     def banner(self, kind: str, args: argparse.Namespace) -> str:
-        return (f"deploybench {kind}: bundle={args.bundle} bind={args.host}:{args.port} "
+        return (f"deploybench {kind}: bundle={label(args.bundle)} bind={args.host}:{args.port} "
                 f"cpus={format_cpus(self.cpus)} workers={self.workers} "
                 f"threads={args.threads} torch_threads={self.torch_threads}")
 

@@ -6,6 +6,8 @@
   Event (202, queued), DryRun (204), ``LogType=Tail`` (``X-Amz-Log-Result``), 429
   ``TooManyRequestsException`` over the concurrency limit, 413 over 6 MB. The function
   may be named by its name, ``function`` (what the AWS emulator accepts), or its ARN.
+* ``POST /_deploybench/update-code``: a new code version (the model redeployed):
+  environments of the old one take no new invocation.
 * ``/_deploybench/health``, ``/_deploybench/stats``, ``POST /_deploybench/reset`` (kill
   every environment: the next invocations are cold starts).
 * Any other request is a Function URL call: it becomes a payload format 2.0 event and the
@@ -120,6 +122,9 @@ class FrontDoor:
             return json_response(200, json.dumps(self.function.stats()).encode())
         if what == "reset" and request.method == "POST":
             return json_response(200, json.dumps({"killed": self.function.reset()}).encode())
+        if what == "update-code" and request.method == "POST":
+            version = self.function.update_code()
+            return json_response(200, json.dumps({"code_version": version}).encode())
         return json_response(404, error_body("NotFound", f"no admin route {what!r}"))
 
     # -- Function URL ---------------------------------------------------------------

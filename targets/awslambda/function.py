@@ -65,6 +65,10 @@ class LambdaFunction:
         self.in_flight = 0
         self.throttled = 0
         self._next_id = 0
+        #: Bumped by update_code(): environments of an older code version take no new
+        #: invocation (as Lambda's do once UpdateFunctionCode completes).
+        self.code_version = 1
+        self._env_version: dict[int, int] = {}
         self._records: TextIO | None = records_path.open("a") if records_path else None
         self._events: asyncio.Queue[bytes] = asyncio.Queue()
         #: Set whenever an invocation ends: queued events wait on it for capacity.
@@ -95,7 +99,11 @@ class LambdaFunction:
         finally:
             self.in_flight -= 1
             self._freed.set()
-        if not env.dead:  # free for the next event, delivered when its runtime polls
+        if env.dead:
+            pass
+        elif self._env_version.get(env.env_id) != self.code_version:
+            env.kill("code updated")  # its invocation ran the old code; no more
+        else:  # free for the next event, delivered when its runtime polls
             self.idle.append(env)
         billed_ms = math.ceil(outcome.duration_ms + (outcome.init_ms or 0.0))
         invocation = Invocation(request_id, outcome, cold, env.env_id, "", billed_ms)
@@ -115,6 +123,7 @@ class LambdaFunction:
 
     def _env_dead(self, env: Environment) -> None:
         self.envs.pop(env.env_id, None)
+        self._env_version.pop(env.env_id, None)
         if env in self.idle:
             self.idle.remove(env)
 
@@ -122,6 +131,7 @@ class LambdaFunction:
         self._next_id += 1
         env = Environment(self._next_id, self.config, self.log, on_dead=self._env_dead)
         self.envs[env.env_id] = env
+        self._env_version[env.env_id] = self.code_version
         # Forget processes already gone; keep the rest for close() to wait on.
         self._started = {e for e in self._started
                          if e._exit_task is None or not e._exit_task.done()}
@@ -198,6 +208,16 @@ class LambdaFunction:
         self.idle.clear()
         return len(envs)
 
+    def update_code(self) -> int:
+        """A new code version (the bundle reloaded from its files): idle environments
+        are retired now, busy ones when their invocation ends; every later invocation
+        runs in a new environment. Returns the new version."""
+        self.code_version += 1
+        for env in list(self.idle):
+            env.kill("code updated")  # on_dead forgets it
+        self.idle.clear()
+        return self.code_version
+
     def stats(self) -> dict[str, Any]:
         states: dict[str, int] = {}
         for env in self.envs.values():
@@ -205,6 +225,7 @@ class LambdaFunction:
         return {"function": self.config.name, "environments": len(self.envs),
                 "states": states, "in_flight": self.in_flight, "throttled": self.throttled,
                 "concurrency": self.concurrency, "memory_mb": self.config.memory_mb,
+                "code_version": self.code_version,
                 "pids": [e.pid for e in self.envs.values() if e.pid]}
 
     async def close(self) -> None:

@@ -98,6 +98,29 @@ class LambdaTarget(HttpServedTarget):
                               "Function URL: a new environment (process start, imports, "
                               "model load: Init) and the invocation"}
 
+    def redeploy(self, example: np.ndarray) -> dict[str, Any]:
+        """Update the function's code (its environments retired), then time one request
+        through the Function URL: a new environment's Init and the invocation."""
+        import time
+
+        body, headers = codec.encode_request(example, self.encoding)
+        started = time.perf_counter()
+        version = (self._admin("POST", "update-code") or {}).get("code_version")
+        status, answer, reply = self.request_with_headers(body, headers)
+        total = time.perf_counter() - started
+        if status != 200:
+            raise TargetError(f"lambda answered {status} after a code update: "
+                              f"{answer[:200]!r}")
+        init = reply.get(COLD_HEADER.lower())
+        if init is None:
+            raise TargetError("lambda answered from an environment of the old code after "
+                              "a code update")
+        return {"total_s": total, "init_ms": float(init), "code_version": version,
+                "predictions": codec.decode_predictions(answer),
+                "definition": "the function's code updated (every environment of the old "
+                              "version retired), then one request through the Function "
+                              "URL: a new environment's Init and the invocation"}
+
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "memory_mb": self.memory_mb,
                 "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,

@@ -16,6 +16,7 @@ from typing import Any
 
 from targets.serving import add_arguments as add_common_arguments
 from targets.serving import exit_if_port_taken, prepare_server, set_torch_threads
+from targets.userbundle import label
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured here with wrk on
@@ -50,7 +51,7 @@ def serve(args: argparse.Namespace) -> None:
                 "errorlog": "-",
                 "loglevel": "info",
                 "graceful_timeout": 5,
-                "proc_name": f"deploybench-flask-{args.bundle}",
+                "proc_name": f"deploybench-flask-{label(args.bundle)}",
                 "post_fork": lambda server, worker: set_torch_threads(setup.torch_threads),
             }
             # gunicorn >= 24 opens a control socket at one fixed path per user: two

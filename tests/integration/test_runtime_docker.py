@@ -87,6 +87,42 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]
 
 
+def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
+    """The user's model and handler live in two folders of the host: each is mounted
+    read-only at its own path into every container, and the containers answer as the
+    orchestrator's own copy does."""
+    import torch
+
+    from tests.integration.test_user_bundle import HANDLER, TINY
+
+    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    models, code = tmp_path / "models", tmp_path / "code"
+    models.mkdir()
+    code.mkdir()
+    torch.manual_seed(2)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    program = torch.export.export(net, (torch.zeros(2, 1, 8, 8),),
+                                  dynamic_shapes={"input": {0: torch.export.Dim("b")}})
+    torch.export.save(program, str(models / "linear.pt2"))
+    (code / "handler.py").write_text(HANDLER)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets",
+         "flask,grpc,lambda", "--model", str(models / "linear.pt2"), "--handler",
+         str(code / "handler.py"), "--scenario", str(tmp_path / "tiny.yaml"), "--out",
+         str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = load_run(tmp_path / "run")
+    assert run["bundle"]["model_format"] == "torch.export"
+    for target in run["targets"]:
+        assert target["status"] == "ok", target["error"]
+        assert target["parity"]["ok"]
+        assert target["parity"]["examples"] == 6
+        assert target["describe"]["image"].startswith("deploybench-")
+    assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]
+
+
 def test_containers_of_a_killed_run_are_removed(engine: object) -> None:
     """An orchestrator that was SIGKILLed cannot stop its containers; the next run does,
     and leaves those of a live one alone."""
