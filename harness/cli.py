@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", type=Path, default=None,
                      help="serve a saved model instead: a TorchScript or torch.export archive")
     run.add_argument("--handler", type=Path, default=None,
-                     help="with --model: a module with preprocess/postprocess/"
-                          "example_requests/INPUT_SHAPE (each optional)")
+                     help="with --model: a module with any of preprocess, postprocess, "
+                          "example_requests, INPUT_SHAPE, NAME, DESCRIPTION, "
+                          "DEFAULT_ENCODING")
     run.add_argument("--input-shape", default=None, metavar="SHAPE",
                      help="with --model: one example's shape without the batch dimension, "
                           "e.g. 64 or 3x224x224 (or INPUT_SHAPE in the handler)")

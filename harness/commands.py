@@ -221,6 +221,8 @@ def describe_stages(sc: Scenario) -> str:
                      f"{sum(s.seconds for s in sc.timeline):g} s")
     if sc.cold_starts:
         parts.append(f"{sc.cold_starts} cold starts")
+    if sc.redeploys:
+        parts.append(f"{sc.redeploys} redeploy{'s' if sc.redeploys != 1 else ''}")
     return ", ".join(parts)
 
 

@@ -73,6 +73,9 @@ def bundle_spec(args: argparse.Namespace) -> str:
         return file_spec(Path(bundle)) if is_file_spec(bundle) else bundle
     if args.bundle is not None:
         raise UserError("give --bundle or --model, not both")
+    for option, path in (("--model", args.model), ("--handler", args.handler)):
+        if path is not None and not path.is_file():
+            raise UserError(f"{option} {path}: no such file")
     shape = parse_shape(args.input_shape) if args.input_shape else None
     return model_spec(args.model, args.handler, shape)
 
@@ -144,22 +147,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: the target and the load generator run on hardware threads of the "
               f"same physical cores ({cores}); they compete for those cores. Give each side "
               f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
-    # Before any folder is made or server started: a broken bundle costs nothing.
-    from targets.bundlecheck import check_bundle
-
-    checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
-                           max_batch=args.max_batch)
-    out_dir, moved = choose_out_dir(args.out or default_out(label(args.bundle)))
-    # Absolute: servers and containers are handed paths in it (logs, REPORT records), and
-    # a container's working directory is not ours.
-    out_dir = out_dir.resolve()
-    if moved:
-        print(f"note: {moved}", file=sys.stderr)
-    # The orchestrator stays off the target's CPUs too (restored after, so main() can be
-    # called again in one process, as tests do).
+    # The orchestrator stays off the target's CPUs, from here (torch's threads, started
+    # by the bundle check, inherit the set), restored after so main() can be called
+    # again in one process, as tests do.
     allowed = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cpus.loadgen)
     try:
+        # Before any folder is made or server started: a broken bundle costs nothing.
+        from targets.bundlecheck import check_bundle
+
+        checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
+                               max_batch=args.max_batch)
+        out_dir, moved = choose_out_dir(args.out or default_out(label(args.bundle)))
+        # Absolute: servers and containers are handed paths in it (logs, REPORT
+        # records), and a container's working directory is not ours.
+        out_dir = out_dir.resolve()
+        if moved:
+            print(f"note: {moved}", file=sys.stderr)
         return _run(args, scenario, cpus, out_dir, notes, checked)
     finally:
         os.sched_setaffinity(0, allowed)

@@ -167,7 +167,7 @@ def summary_items(run: RunDoc) -> list[str]:
         cold = t.get("cold_starts") or {}
         cold_ms = (cold.get("total_ms") or {}).get("p50")
         cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
-        redeploy_ms, _ = serverless.redeploy_p50_ms(t)
+        redeploy_ms, _, _ = serverless.redeploy_p50_ms(t)
         if redeploy_ms is not None:
             cold_text += ("; " if cold_text else "") + \
                 f"redeploy p50 {fmt_ms(redeploy_ms)} ms"

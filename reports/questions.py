@@ -37,10 +37,10 @@ def questions_table(run: RunDoc, d: Decision) -> Table:
         if f.name == "inprocess":
             same = "is the reference"
         redeploy = "-"
-        redeploy_ms, redeploys = redeploy_p50_ms(t)
+        redeploy_ms, redeploys, how = redeploy_p50_ms(t)
         if redeploy_ms is not None:
-            redeploy = (f"{redeploy_ms / 1000.0:.2f} s (measured, p50 of {redeploys} "
-                        f"redeploy{'s' if redeploys != 1 else ''})")
+            redeploy = (f"{redeploy_ms / 1000.0:.2f} s (p50 of {redeploys} "
+                        f"redeploy{'s' if redeploys != 1 else ''}: {how or 'measured'})")
         elif f.cold_start_ms is not None:
             redeploy = f">= {f.cold_start_ms / 1000.0:.2f} s (one cold start)"
         low = f"{fmt_ms(f.min_p50_ms)} at {stage_load(f.min_p50_stage)}" \

@@ -91,12 +91,15 @@ def redeploy_table(run: RunDoc) -> Table | None:
         if not measured or not measured.get("supported"):
             continue
         total = measured.get("total_ms") or {}
+        what = str(measured.get("definition") or "")
+        if measured.get("error"):
+            what = f"{what}; {measured['error']}" if what else str(measured["error"])
         rows.append((t["name"], str(len(measured.get("samples", []))),
                      fmt_ms(total.get("p50")), fmt_ms(total.get("max")),
-                     str(measured.get("definition") or "")))
+                     str(measured.get("kind") or "-"), what))
     if not rows:
         return None
-    return Table(("target", "n", "p50 ms", "max ms", "what is timed"), tuple(rows),
+    return Table(("target", "n", "p50 ms", "max ms", "how", "what is timed"), tuple(rows),
                  frozenset({1, 2, 3}),
                  caption="Redeploy: a new model version handed to the running deployment, "
                          "to its first good prediction from that version (the same bundle "
@@ -104,12 +107,14 @@ def redeploy_table(run: RunDoc) -> Table | None:
                          "not its weights)")
 
 
-def redeploy_p50_ms(target: TargetResult) -> tuple[float | None, int]:
-    """The measured redeploy's median and how many were measured (None, 0: none)."""
+def redeploy_p50_ms(target: TargetResult) -> tuple[float | None, int, str | None]:
+    """The measured redeploy's median, how many were measured and how it was done
+    (None, 0, None: none)."""
     measured = target.get("redeploys") or {}
     if not measured.get("supported"):
-        return None, 0
-    return (measured.get("total_ms") or {}).get("p50"), len(measured.get("samples", []))
+        return None, 0, None
+    return ((measured.get("total_ms") or {}).get("p50"), len(measured.get("samples", [])),
+            measured.get("kind"))
 
 
 def prices_line(run: RunDoc) -> str | None:

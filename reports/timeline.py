@@ -83,8 +83,11 @@ def memory_table(run: RunDoc) -> Table:
                              f"({samples_mb:.1f} MB over this timeline)")
     caption = ("Resident memory (RSS) summed over each target's processes, read every "
                "sample_s over the measured timeline (after the warm-up); slope: the "
-               "least-squares line through the readings. A steady positive slope is a leak "
-               "or a cache still filling; '-': not measured (a target on another machine)"
+               "least-squares line through the readings. At a steady number of processes "
+               "a steady positive slope is a leak or a cache still filling; a new process "
+               "(Lambda scaling out, a restarted worker) adds its whole RSS, and pages "
+               "shared between processes count once per process; '-': not measured (a "
+               "target on another machine)"
                + "".join(f". {n}" for n in notes) + ".")
     return Table(MEMORY_HEADERS, tuple(rows), frozenset(range(2, len(MEMORY_HEADERS))),
                  caption=caption)

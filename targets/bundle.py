@@ -74,8 +74,7 @@ def get_bundle(name: str) -> Bundle:
     its spec (a bundle module's path, or ``model:...``: see :mod:`targets.userbundle`)."""
     from targets import userbundle
 
-    if name not in BUILTIN_BUNDLES and (name.startswith(userbundle.MODEL_PREFIX)
-                                        or userbundle.is_file_spec(name)):
+    if userbundle.is_user_spec(name):
         return userbundle.user_bundle(name)
     try:
         ref = BUILTIN_BUNDLES[name]

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from targets.bundle import PARITY_TOLERANCE, Prediction, compare_predictions, get_bundle
 from targets.errors import BundleError
-from targets.userbundle import describe_error
+from targets.userbundle import describe_error, is_user_spec, user_bundle
 
 if TYPE_CHECKING:
     import numpy as np
@@ -159,6 +159,8 @@ def check_bundle(spec: str, progress: Callable[[str], None] | None = None,
         try:
             check.serve(pair, f" on a batch of 2 examples (shape {pair.shape})")
         except BundleError as exc:
+            if "postprocess()" in str(exc):
+                raise
             raise BundleError(f"{exc}. Servers accept batches up to --max-batch: make the "
                               "batch dimension dynamic (torch.export: dynamic_shapes), or "
                               "run with --max-batch 1") from exc
@@ -176,11 +178,14 @@ def check_bundle(spec: str, progress: Callable[[str], None] | None = None,
     agree(again, "asked a second time",
           "Put the model in eval() mode (dropout, batch norm) and avoid random numbers in "
           "preprocess/predict/postprocess")
-    fresh = get_bundle(spec)
+    # Imported anew, as each server process, worker and Lambda environment will: weights
+    # made at random at import time, without a seed, differ here too.
+    fresh = user_bundle(spec, fresh=True) if is_user_spec(spec) else get_bundle(spec)
     second = _Checker(spec, fresh)
     second.call("load", fresh.load, on=" (a second instance)")
     agree([second.serve(ex, f" on example {i} (a second instance)")
            for i, ex in enumerate(examples)],
           "in a second, freshly loaded instance",
-          "Seed any random initialisation or load the weights from a file in load()")
+          "Seed any random initialisation (at import or in load()) or load the weights "
+          "from a file")
     return CheckedBundle(bundle, examples, reference, time.perf_counter() - started)

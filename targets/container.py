@@ -11,8 +11,8 @@ a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
   network with the port published on 127.0.0.1 only;
 * the host's bundle cache mounted read-only (the orchestrator prepared the bundle there,
   so every deployment serves the very same artefacts), a user bundle's folders read-only
-  at the same paths (its spec names them), and the run's log folder for the Lambda
-  emulator's REPORT records;
+  at ``/deploybench/user/N`` (its spec rewritten to name them there), and the run's log
+  folder for the Lambda emulator's REPORT records;
 * its processes are ordinary host processes: the harness reads their CPU and memory by
   host PID (the container's main process and its descendants), as for the process runtime,
   and Docker's own memory figure (cgroup usage) beside;
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,7 +184,7 @@ class ContainerProcess:
     def __init__(self, runtime: DockerRuntime, target: str, command: Sequence[str],
                  cpus: list[int], log_path: Path | None, mounts: Sequence[Path] = (),
                  default_memory_mb: int | None = None,
-                 read_only: Sequence[Path] = ()) -> None:
+                 read_only: Mapping[Path, str] | None = None) -> None:
         self.runtime = runtime
         self.target = target
         # The image's entry point is `deploybench serve TARGET`; later options win.
@@ -192,8 +192,8 @@ class ContainerProcess:
         self.cpus = cpus
         self.log_path = log_path
         self.mounts = list(mounts)
-        #: Folders mounted read-only at the same paths: a user bundle's files.
-        self.read_only = list(read_only)
+        #: Host folders mounted read-only where the container sees them: a user bundle's.
+        self.read_only = dict(read_only or {})
         self.default_memory_mb = default_memory_mb
         self.engine: Any = None
         self.container: Any = None
@@ -231,8 +231,8 @@ class ContainerProcess:
             ports = {f"{port}/tcp": ("127.0.0.1", int(port))}
         cache = cache_dir().resolve()
         volumes = {str(cache): {"bind": str(cache), "mode": "ro"}}
-        for mount in (m.resolve() for m in self.read_only):  # Docker wants absolute paths
-            volumes[str(mount)] = {"bind": str(mount), "mode": "ro"}
+        for host, inside in self.read_only.items():  # Docker wants absolute paths
+            volumes[str(host.resolve())] = {"bind": inside, "mode": "ro"}
         for mount in (m.resolve() for m in self.mounts):
             volumes[str(mount)] = {"bind": str(mount), "mode": "rw"}
         # The reaper first, watching for a container with this run's own label: one

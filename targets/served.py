@@ -12,7 +12,7 @@ from targets.base import TargetBase
 from targets.container import ContainerProcess, DockerRuntime
 from targets.cpuset import format_cpus
 from targets.process import ServerProcess, free_port, python_module_command
-from targets.userbundle import mount_dirs
+from targets.userbundle import container_view
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,8 +84,11 @@ class ServedTarget(TargetBase):
     def start(self) -> None:
         if self.port is None:
             self.port = free_port(self.host)
+        bundle, bundle_mounts = self.bundle, dict[Path, str]()
+        if self.docker is not None:  # the user's folders, where the container sees them
+            bundle, bundle_mounts = container_view(self.bundle)
         command = python_module_command(
-            self.server_module, "--bundle", self.bundle, "--host", self.host,
+            self.server_module, "--bundle", bundle, "--host", self.host,
             "--port", str(self.port), "--cpus", format_cpus(self.cpus),
             "--workers", str(self.workers), "--threads", str(self.threads),
             "--max-body-bytes", str(self.limits.max_body_bytes),
@@ -98,7 +101,7 @@ class ServedTarget(TargetBase):
             self._server = ContainerProcess(self.docker, type(self).name, command,
                                             self.cpus, self.log_path, mounts,
                                             self.container_memory_mb(),
-                                            read_only=mount_dirs(self.bundle))
+                                            read_only=bundle_mounts)
         else:
             self._server = ServerProcess(command, log_path=self.log_path)
         self._connect()
@@ -133,10 +136,11 @@ class ServedTarget(TargetBase):
     def redeploy(self, example: np.ndarray) -> dict[str, Any]:
         """A new model version, blue/green: a new server started beside the running one
         (which keeps serving), timed from launch to its first prediction; then the old
-        one is stopped and this target speaks to the new one."""
+        one is stopped and this target speaks to the new one. If the new one fails, it
+        is stopped and the old one is kept, serving as before."""
         import time
 
-        old_server = self._server
+        old_server, old_port, old_startup = self._server, self.port, self.startup_s
         self._disconnect()
         self._server, self.port = None, None
         launched = time.perf_counter()
@@ -145,11 +149,18 @@ class ServedTarget(TargetBase):
             ready = time.perf_counter()
             predictions = self.predict(example)
             done = time.perf_counter()
-        finally:
-            if old_server is not None:
-                old_server.stop()
+        except BaseException:
+            self._disconnect()
+            if self._server is not None:
+                self._server.stop()
+            self._server, self.port, self.startup_s = old_server, old_port, old_startup
+            self._connect()
+            raise
+        if old_server is not None:
+            old_server.stop()
         return {"total_s": done - launched, "ready_s": ready - launched,
                 "first_request_ms": (done - ready) * 1000.0, "predictions": predictions,
+                "kind": "new server beside the old",
                 "definition": "a new server started beside the running one (blue/green), "
                               "launch to its first good prediction; then the old one "
                               "stopped"}

@@ -70,12 +70,8 @@ def model_spec(model: Path, handler: Path | None = None,
                input_shape: tuple[int, ...] | None = None) -> str:
     """The spec string of a saved model, with absolute paths (servers and containers do
     not share our working directory)."""
-    query = {"path": str(model.resolve())}
-    if handler is not None:
-        query["handler"] = str(handler.resolve())
-    if input_shape is not None:
-        query["shape"] = "x".join(str(d) for d in input_shape)
-    return MODEL_PREFIX + urlencode(query)
+    return model_spec_raw(model.resolve(), handler.resolve() if handler else None,
+                          input_shape)
 
 
 def parse_model_spec(spec: str) -> ModelSpec:
@@ -94,6 +90,14 @@ MODEL_SUFFIXES = (".pt", ".pt2", ".pth", ".ts")
 
 def is_file_spec(spec: str) -> bool:
     return spec.endswith((".py", *MODEL_SUFFIXES)) or "/" in spec or spec.startswith(".")
+
+
+def is_user_spec(spec: str) -> bool:
+    """A bundle of the user's files (else a built-in's name)."""
+    from targets.bundle import BUILTIN_BUNDLES
+
+    return spec not in BUILTIN_BUNDLES and (spec.startswith(MODEL_PREFIX)
+                                            or is_file_spec(spec))
 
 
 def file_spec(path: Path) -> str:
@@ -121,6 +125,54 @@ def mount_dirs(spec: str) -> list[Path]:
     return sorted({f.resolve().parent for f in files})
 
 
+#: Where a container sees the user's folders: /deploybench/user/0, 1, ... (a path of its
+#: own, so a bundle in /tmp or /opt hides nothing of the image's).
+CONTAINER_ROOT = "/deploybench/user"
+
+
+def container_view(spec: str) -> tuple[str, dict[Path, str]]:
+    """The spec as a container sees it, and which host folder is mounted where (read
+    only). A built-in's spec is unchanged and needs no mount."""
+    folders = mount_dirs(spec)
+    mounts = {folder: f"{CONTAINER_ROOT}/{i}" for i, folder in enumerate(folders)}
+
+    def inside(path: Path) -> Path:
+        path = path.resolve()
+        return Path(mounts[path.parent]) / path.name
+
+    if spec.startswith(MODEL_PREFIX):
+        parsed = parse_model_spec(spec)
+        return model_spec_raw(inside(parsed.model),
+                              inside(parsed.handler) if parsed.handler else None,
+                              parsed.input_shape), mounts
+    if folders:
+        return str(inside(Path(spec))), mounts
+    return spec, {}
+
+
+def model_spec_raw(model: Path, handler: Path | None,
+                   input_shape: tuple[int, ...] | None) -> str:
+    """model_spec without resolving the paths against this machine's files."""
+    query = {"path": str(model)}
+    if handler is not None:
+        query["handler"] = str(handler)
+    if input_shape is not None:
+        query["shape"] = "x".join(str(d) for d in input_shape)
+    return MODEL_PREFIX + urlencode(query)
+
+
+def _not_user_code() -> tuple[Path, ...]:
+    """Folders whose frames are never the user's: the interpreter's, installed packages'
+    and deploybench's own (a bundle next to a venv would otherwise point into torch)."""
+    import sysconfig
+
+    here = Path(__file__).resolve().parent.parent
+    places = {sys.prefix, sys.base_prefix, sys.exec_prefix,
+              *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
+    ours = [here / package for package in ("targets", "harness", "scenarios", "reports")]
+    return tuple(Path(p).resolve() for p in places if p) + tuple(ours)
+
+
 # -- where an error happened --------------------------------------------------------
 def where(exc: BaseException, folder: Path | None) -> str:
     """``file:line`` of the deepest frame of ``exc`` in ``folder`` (the user's code; none
@@ -129,7 +181,10 @@ def where(exc: BaseException, folder: Path | None) -> str:
         return f"{exc.filename}:{exc.lineno}"
     frames = list(traceback.extract_tb(exc.__traceback__))
     if folder is not None:
-        frames = [f for f in frames if Path(f.filename).resolve().is_relative_to(folder)]
+        others = _not_user_code()
+        frames = [f for f in frames if (path := Path(f.filename).resolve()).is_relative_to(
+            folder) and "site-packages" not in path.parts
+            and not any(path.is_relative_to(o) for o in others)]
     if not frames:
         return ""
     return f"{frames[-1].filename}:{frames[-1].lineno}"
@@ -142,21 +197,25 @@ def describe_error(exc: BaseException, folder: Path | None) -> str:
     return f"{text} (at {place})" if place else text
 
 
-def load_module(path: Path, role: str) -> ModuleType:
-    """Import the user's module from its file, its folder first on sys.path (so it can
-    import its neighbours). Errors name the file and line."""
+def load_module(path: Path, role: str, fresh: bool = False) -> ModuleType:
+    """Import the user's module from its file, its folder on sys.path (last: a folder of
+    the user's holding, say, a reports/ package must not shadow deploybench's own), so it
+    can import its neighbours. Errors name the file and line. ``fresh``: import it again,
+    as another process would (module-level state made anew)."""
     path = path.resolve()
     if not path.is_file():
         raise BundleError(f"{role} {path}: no such file")
     name = f"deploybench_user_{role.replace(' ', '_')}_{path.stem}"
-    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
+    if fresh:
+        name += "_fresh"
+    elif name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(path):
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise BundleError(f"{role} {path}: not an importable Python file")
     module = importlib.util.module_from_spec(spec)
     if str(path.parent) not in sys.path:
-        sys.path.insert(0, str(path.parent))
+        sys.path.append(str(path.parent))
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
@@ -203,7 +262,9 @@ class FileBundle:
             "preprocessing": "server side: the bundle's preprocess()", "accuracy": None,
             **facts,
             "source": str(self.source), "source_sha256": sha256_file(self.source),
-            "sha256": facts.get("sha256"), "user_bundle": True,
+            # The weights' checksum where the bundle gives it, else its code's: runs of
+            # different bundles are told apart by `compare` either way.
+            "sha256": facts.get("sha256") or sha256_file(self.source), "user_bundle": True,
         }
 
 
@@ -220,10 +281,10 @@ def _shape_of(value: Any, what: str) -> tuple[int, ...]:
     return shape
 
 
-def file_bundle(path: Path) -> Bundle:
+def file_bundle(path: Path, fresh: bool = False) -> Bundle:
     from targets.codec import ENCODINGS
 
-    module = load_module(path, "bundle")
+    module = load_module(path, "bundle", fresh)
     factory = getattr(module, "make_bundle", None) or getattr(module, "Bundle", None)
     if not callable(factory):
         raise BundleError(f"bundle {path}: defines neither make_bundle() nor a class Bundle "
@@ -254,10 +315,11 @@ class ModelBundle:
     model as it is, the output is read as logits (softmax per row), and the examples are
     seeded random normal values of the input shape."""
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, fresh: bool = False) -> None:
         self.model_path = spec.model.resolve()
         self.handler_path = spec.handler.resolve() if spec.handler else None
-        handler = load_module(self.handler_path, "handler") if self.handler_path else None
+        handler = load_module(self.handler_path, "handler", fresh) if self.handler_path \
+            else None
         self.handler = handler
         shape = spec.input_shape or getattr(handler, "INPUT_SHAPE", None)
         if shape is None:
@@ -368,14 +430,15 @@ def _first_line(exc: BaseException) -> str:
     return (text[0] if text else type(exc).__name__)[:200]
 
 
-def user_bundle(spec: str) -> Bundle:
-    """The bundle a spec that is not a built-in's name names."""
+def user_bundle(spec: str, fresh: bool = False) -> Bundle:
+    """The bundle a spec that is not a built-in's name names; ``fresh``: its modules
+    imported anew, as in another process."""
     if spec.startswith(MODEL_PREFIX):
-        return cast("Bundle", ModelBundle(parse_model_spec(spec)))
+        return cast("Bundle", ModelBundle(parse_model_spec(spec), fresh))
     path = Path(spec)
     if path.suffix in MODEL_SUFFIXES:
         raise BundleError(f"{spec} is a saved model: give it with --model (and --input-shape "
                           "or a --handler)")
     if path.suffix != ".py":
         raise BundleError(f"bundle {spec}: a bundle file is a Python module (.py)")
-    return file_bundle(path)
+    return file_bundle(path, fresh)

@@ -105,7 +105,11 @@ class LambdaTarget(HttpServedTarget):
 
         body, headers = codec.encode_request(example, self.encoding)
         started = time.perf_counter()
-        version = (self._admin("POST", "update-code") or {}).get("code_version")
+        updated = self._admin("POST", "update-code")
+        version = (updated or {}).get("code_version")
+        if not isinstance(version, int) or version < 2:
+            raise TargetError(f"the Lambda emulator did not update the function's code "
+                              f"(answered {updated!r})")
         status, answer, reply = self.request_with_headers(body, headers)
         total = time.perf_counter() - started
         if status != 200:
@@ -117,6 +121,7 @@ class LambdaTarget(HttpServedTarget):
                               "a code update")
         return {"total_s": total, "init_ms": float(init), "code_version": version,
                 "predictions": codec.decode_predictions(answer),
+                "kind": "code update, new environment",
                 "definition": "the function's code updated (every environment of the old "
                               "version retired), then one request through the Function "
                               "URL: a new environment's Init and the invocation"}

@@ -16,6 +16,7 @@ the wrong form or is not deterministic (every deployment is checked against it).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -114,5 +115,7 @@ class Bundle:
         return [x[i : i + 1].copy() for i in range(0, len(x), 10)]
 
     def info(self) -> dict[str, Any]:
-        """Optional. Facts for the report."""
-        return {"classes": 3, "preprocessing": "server side: standardise 4 measurements"}
+        """Optional. Facts for the report; "sha256" of the weights lets `deploybench
+        compare` warn when two runs served different models."""
+        return {"classes": 3, "preprocessing": "server side: standardise 4 measurements",
+                "sha256": hashlib.sha256(self.weights.read_bytes()).hexdigest()}

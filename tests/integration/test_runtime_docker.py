@@ -90,7 +90,7 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
 def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
     """The user's model and handler live in two folders of the host: each is mounted
     read-only at its own path into every container, and the containers answer as the
-    orchestrator's own copy does."""
+    orchestrator's own copy does; a redeploy starts a second container beside the first."""
     import torch
 
     from tests.integration.test_user_bundle import HANDLER, TINY
@@ -105,7 +105,7 @@ def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
                                   dynamic_shapes={"input": {0: torch.export.Dim("b")}})
     torch.export.save(program, str(models / "linear.pt2"))
     (code / "handler.py").write_text(HANDLER)
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(TINY)  # with a redeploy: a second container
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets",
          "flask,grpc,lambda", "--model", str(models / "linear.pt2"), "--handler",
@@ -120,6 +120,7 @@ def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
         assert target["parity"]["ok"]
         assert target["parity"]["examples"] == 6
         assert target["describe"]["image"].startswith("deploybench-")
+        assert target["redeploys"]["samples"][0]["total_s"] > 0
     assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]
 
 

@@ -1,6 +1,7 @@
 """Your own model, served by every target exactly as the built-ins are: a bundle module
 (the init-bundle template) and a TorchScript model with a handler, each through a real
-run with parity checked against the orchestrator's own answers."""
+run with parity checked against the orchestrator's own answers, and a redeploy of each
+timed on every target."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from reports.schema import load_run
 pytestmark = pytest.mark.integration
 
 EVERY_TARGET = "inprocess,flask,grpc,lambda"
-#: One short closed-loop stage: enough for parity and a handful of measured requests.
+#: One redeploy, then one short closed-loop stage: enough for parity and a handful of
+#: measured requests.
 TINY = """
 description: one short stage, for tests
 concurrency: [2]
@@ -26,6 +28,7 @@ stability_windows: 1
 max_windows: 2
 cooldown_s: 0.1
 drain_timeout_s: 10
+redeploys: 1
 """
 
 
@@ -48,6 +51,10 @@ def check_served(run_doc: dict, targets: str, examples: int) -> None:
         assert target["parity"]["examples"] == examples
         assert target["stages"][0]["rps"] > 0
         assert target["stages"][0]["errors"] == 0
+        # The new model version's time to its first good prediction, on every target.
+        redeploy = target["redeploys"]
+        assert redeploy["supported"]
+        assert redeploy["samples"][0]["total_s"] > 0
 
 
 def test_a_bundle_module_served_by_every_target(tmp_path: Path) -> None:

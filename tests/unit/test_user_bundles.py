@@ -14,7 +14,14 @@ from harness.cli import main
 from targets.bundle import get_bundle, serve_batch
 from targets.bundlecheck import check_bundle
 from targets.errors import BundleError
-from targets.userbundle import label, model_spec, mount_dirs, parse_model_spec, parse_shape
+from targets.userbundle import (
+    container_view,
+    label,
+    model_spec,
+    mount_dirs,
+    parse_model_spec,
+    parse_shape,
+)
 
 # A small, correct bundle module; each broken case below edits one thing in it.
 GOOD = '''
@@ -125,6 +132,15 @@ BROKEN = [
 ]
 
 
+BROKEN += [
+    # Made at import, without a seed: each server process would hold other weights.
+    ("unseeded weights at import", edit("class Bundle:", "NET = torch.nn.Linear(4, 3)\n\n\n"
+                                        "class Bundle:").replace(
+        "return self.net(inputs)", "return NET(inputs)"),
+     r"is not deterministic: example 0 in a second, freshly loaded instance .*at import"),
+]
+
+
 @pytest.mark.parametrize(("case", "source", "message"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_a_broken_bundle_says_what_and_where(tmp_path: Path, case: str, source: str,
                                              message: str) -> None:
@@ -132,6 +148,21 @@ def test_a_broken_bundle_says_what_and_where(tmp_path: Path, case: str, source: 
     with pytest.raises(BundleError) as caught:
         check_bundle(str(path))
     assert re.search(message, str(caught.value)), str(caught.value)
+
+
+def test_errors_point_at_the_bundle_not_at_torch_in_a_venv_beside_it(tmp_path: Path
+                                                                    ) -> None:
+    """A bundle in a project folder that also holds the venv (here: "/", which holds
+    everything): the line named is the bundle's, not torch's or deploybench's."""
+    from targets.userbundle import where
+
+    path = write(tmp_path, GOOD)
+    bundle = get_bundle(str(path))
+    bundle.load()
+    with pytest.raises(RuntimeError) as caught:
+        bundle.predict(torch.zeros(1, 5))
+    line = GOOD.splitlines().index("        return self.net(inputs)") + 1
+    assert where(caught.value, Path("/")) == f"{path}:{line}"
 
 
 def test_a_broken_bundle_is_refused_before_anything_starts(tmp_path: Path,
@@ -237,6 +268,21 @@ def test_a_broken_model_says_what(tmp_path: Path, setup: str, message: str) -> N
         torch.jit.save(torch.jit.script(Reshape()), str(path))
     with pytest.raises(BundleError, match=message):
         check_bundle(model_spec(path, None, shape))
+
+
+def test_containers_see_the_bundle_at_their_own_paths(tmp_path: Path) -> None:
+    model, handler = tmp_path / "m" / "net.pt2", tmp_path / "code" / "h.py"
+    spec, mounts = container_view(model_spec(model, handler, (3, 8, 8)))
+    assert mounts == {tmp_path / "code": "/deploybench/user/0",
+                      tmp_path / "m": "/deploybench/user/1"}
+    inside = parse_model_spec(spec)
+    assert inside.model == Path("/deploybench/user/1/net.pt2")
+    assert inside.handler == Path("/deploybench/user/0/h.py")
+    assert inside.input_shape == (3, 8, 8)
+    spec, mounts = container_view(str(tmp_path / "b.py"))
+    assert spec == "/deploybench/user/0/b.py"
+    assert mounts == {tmp_path: "/deploybench/user/0"}
+    assert container_view("digits") == ("digits", {})
 
 
 def test_specs_travel_as_one_string(tmp_path: Path) -> None:
