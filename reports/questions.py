@@ -39,7 +39,9 @@ def questions_table(run: RunDoc, d: Decision) -> Table:
         redeploy = "-"
         redeploy_ms, redeploys, how = redeploy_p50_ms(t)
         if redeploy_ms is not None:
-            redeploy = (f"{redeploy_ms / 1000.0:.2f} s (p50 of {redeploys} "
+            took = f"{redeploy_ms / 1000.0:.2f} s" if redeploy_ms >= 1000.0 \
+                else f"{fmt_ms(redeploy_ms)} ms"  # a reload in process: milliseconds
+            redeploy = (f"{took} (p50 of {redeploys} "
                         f"redeploy{'s' if redeploys != 1 else ''}: {how or 'measured'})")
         elif f.cold_start_ms is not None:
             redeploy = f">= {f.cold_start_ms / 1000.0:.2f} s (one cold start)"

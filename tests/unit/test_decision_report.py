@@ -156,3 +156,31 @@ def test_a_run_where_every_target_failed_says_why(tmp_path: Path) -> None:
     md = render(tmp_path, doc)
     assert "**No deployment met p99 <= 100 ms.**" in md
     assert "**grpc** failed: grpc exited with code 3" in md
+
+
+def test_redeploys_are_tabled_and_answer_the_question(tmp_path: Path) -> None:
+    doc = fixture()
+    kinds = {"inprocess": ("reload in the running process", [0.0021, 0.0025]),
+             "flask": ("new server beside the old", [1.31, 1.42]),
+             "grpc": ("new server beside the old", [1.40])}
+    for t in doc["targets"]:
+        if t["name"] in kinds:
+            kind, seconds = kinds[t["name"]]
+            ms = sorted(s * 1000 for s in seconds)
+            t["redeploys"] = {"supported": True, "kind": kind, "error": None,
+                              "definition": f"timed: {kind}",
+                              "samples": [{"total_s": s} for s in seconds],
+                              "total_ms": {"p50": ms[0], "max": ms[-1]}}
+        elif t["name"] == "lambda":  # the new version never answered: kept, and said
+            t["redeploys"] = {"supported": True, "kind": None, "samples": [],
+                              "total_ms": None, "definition": None,
+                              "error": "redeploy 1 of 1 failed: no healthy answer"}
+    md = render(tmp_path, doc)
+    redeploys = md.split("## Redeploys", 1)[1].split("\n## ", 1)[0]
+    assert "| inprocess | 2 | 2.10 | 2.50 | reload in the running process |" in redeploys
+    assert "| flask | 2 | 1,310 | 1,420 | new server beside the old |" in redeploys
+    assert "redeploy 1 of 1 failed: no healthy answer" in redeploys
+    questions = md.split("## Questions to ask before choosing", 1)[1]
+    assert "2.10 ms (p50 of 2 redeploys: reload in the running process)" in questions
+    assert "1.31 s (p50 of 2 redeploys: new server beside the old)" in questions
+    assert "1.40 s (p50 of 1 redeploy: new server beside the old)" in questions
