@@ -385,18 +385,7 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     locust_stats = _merge_locust(StatsEntry, env, locust_windows[-kept:],
                                  window_end - window_start) if ctx.crosscheck else {}
 
-    emit("stage", phase="cooldown", **where)
-    gevent.sleep(t["cooldown_s"])
-    control.draining = True
-    drained = _wait_until(control.drained, t["drain_timeout_s"]
-                          + float(getattr(control, "drain_margin_s", 0.0)))
-    now = time.time()
-    unanswered = control.unanswered()
-    for sent_at in unanswered:
-        recorder.record_unanswered(
-            sent_at, (now - sent_at) * 1000.0,
-            f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
-    recorder.closed = True  # answers arriving from here on were just counted as failures
+    drained, unanswered = cool_down_and_drain(ctx, where)
     truncated = sum(window_start <= sent_at < window_end for sent_at in unanswered)
     unsent = loop.unsent(window_start, window_end) if loop is not None else 0
     # Everything sent in the window is answered (or given up on): slow reads are safe.
@@ -461,6 +450,29 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         "samples": samples_name,
         **figures,  # the driver's own quick figures, for sweeps; the report recomputes
     }
+
+
+def cool_down_and_drain(ctx: StageRunner, where: dict[str, Any]) -> tuple[bool, list[float]]:
+    """The cool-down (load goes on, so requests sent in the window finish under it),
+    then no new sends and a wait for those in flight. Returns whether everything was
+    answered, and the send times of what was not by the drain timeout, each recorded as
+    a failure."""
+    import gevent
+
+    t, control, recorder = ctx.timing, ctx.control, ctx.recorder
+    emit("stage", phase="cooldown", **where)
+    gevent.sleep(t["cooldown_s"])
+    control.draining = True
+    drained = _wait_until(control.drained, t["drain_timeout_s"]
+                          + float(getattr(control, "drain_margin_s", 0.0)))
+    now = time.time()
+    unanswered = control.unanswered()
+    for sent_at in unanswered:
+        recorder.record_unanswered(
+            sent_at, (now - sent_at) * 1000.0,
+            f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
+    recorder.closed = True  # answers arriving from here on were just counted as failures
+    return drained, unanswered
 
 
 def _merge_locust(stats_entry: Any, env: Any, windows: list[dict[str, Any]], span_s: float

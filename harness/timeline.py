@@ -213,23 +213,10 @@ def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], samp
 
 def _cool_down_and_drain(ctx: StageRunner, where: dict[str, Any], window_start: float,
                          window_end: float) -> dict[str, Any]:
-    import gevent
+    from harness.driver import cool_down_and_drain
 
-    from harness.driver import _wait_until, emit
-
-    t, control, recorder, meter = ctx.timing, ctx.control, ctx.recorder, ctx.meter
-    emit("stage", phase="cooldown", **where)
-    gevent.sleep(t["cooldown_s"])
-    control.draining = True
-    drained = _wait_until(control.drained, t["drain_timeout_s"]
-                          + float(getattr(control, "drain_margin_s", 0.0)))
-    now = time.time()
-    unanswered = control.unanswered()
-    for sent_at in unanswered:
-        recorder.record_unanswered(
-            sent_at, (now - sent_at) * 1000.0,
-            f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
-    recorder.closed = True
+    meter = ctx.meter
+    drained, unanswered = cool_down_and_drain(ctx, where)
     memory = meter.memory()  # the slow read (PSS), once everything is answered
     tree_changed = meter.tree_changed()
     ctx.runner.stop()
