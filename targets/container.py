@@ -125,7 +125,10 @@ def remove_orphans(engine: Any) -> list[str]:
     """Remove containers whose deploybench orchestrator (on this machine, this boot) is
     gone: it was SIGKILLed before it could stop them."""
     removed = []
-    for container in engine.containers.list(all=True, filters={"label": OWNER_LABEL}):
+    # ignore_removed: a container removed between the listing and its inspection (by its
+    # own run, or a reaper) is not an error.
+    for container in engine.containers.list(all=True, filters={"label": OWNER_LABEL},
+                                            ignore_removed=True):
         if _owner_alive(container.labels.get(OWNER_LABEL, "")) is False:
             with contextlib.suppress(Exception):
                 container.remove(force=True)

@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(POLL_S)
     with contextlib.suppress(Exception):  # none, or already gone: nothing to do
         for container in engine.containers.list(
-                all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"}):
+                all=True, filters={"label": f"{INSTANCE_LABEL}={instance}"},
+                ignore_removed=True):
             container.remove(force=True)
     return 0
 

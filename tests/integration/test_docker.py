@@ -76,7 +76,8 @@ def _unavailable(reason: str) -> None:
 
 def ours(engine: Any) -> list[Any]:
     """Containers this test session started (and has not removed yet)."""
-    return list(engine.containers.list(all=True, filters={"label": f"{LABEL}={os.getpid()}"}))
+    return list(engine.containers.list(all=True, filters={"label": f"{LABEL}={os.getpid()}"},
+                                       ignore_removed=True))
 
 
 def _socket_problem() -> str | None:
@@ -108,7 +109,8 @@ def engine() -> Iterator[Any]:
     except Exception as exc:  # the SDK raises several kinds for "no engine"
         _unavailable(f"no Docker engine answers ({exc})")
     # Containers of an earlier session that was killed before its teardown ran.
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
+    for container in client.containers.list(all=True, filters={"label": LABEL},
+                                            ignore_removed=True):
         owner = container.labels.get(LABEL, "")
         if not (owner.isdigit() and psutil.pid_exists(int(owner))):
             container.remove(force=True)
