@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "confidence interval and whether targets differ significantly")
     run.add_argument("--slo", type=parse_slo, default=None,
                      help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
-                          "p99 passes it (default: the scenario's slo_p99_ms, if any)")
+                          "p99 passes it (default: the scenario's slo_p99_ms, else p99=100ms)")
     run.add_argument("--runtime", choices=("process", "docker"), default="process",
                      help="run flask, grpc and lambda as local processes (default) or as "
                           "containers (images deploybench-TARGET:TAG, built by "

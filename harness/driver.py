@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,10 +39,21 @@ WATCH_INTERVAL_S = 0.1
 #: (harness.loadgen reads it).
 PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3
+#: After SIGTERM (the orchestrator stopping the run), how long the interrupted stage waits
+#: for the requests still in flight: the orchestrator kills this process soon after.
+INTERRUPTED_DRAIN_S = 1.0
 
 
 class StageError(RuntimeError):
     """A stage could not run as planned (e.g. not every user started)."""
+
+
+class StageInterrupted(StageError):
+    """SIGTERM: the run is being stopped. The stage under way ended at once, its
+    measurement so far kept (marked ``interrupted``) when it had begun measuring."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted: the load generator was stopped (SIGTERM)")
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -197,6 +209,13 @@ class StageRunner:
         self.crosscheck = True
         #: With workers: the load generator's CPUs, which all of them share.
         self.loadgen_cores = 1
+        #: Set on SIGTERM: the stage under way ends at its next wait, keeping what it
+        #: measured, and no further stage starts (see StageInterrupted).
+        import gevent
+        from gevent.event import Event
+
+        self.stop = Event()
+        self._on_term = gevent.signal_handler(signal.SIGTERM, self.stop.set)
 
     def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
@@ -220,6 +239,8 @@ class StageRunner:
 
     def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any],
                timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.stop.is_set():
+            raise StageInterrupted
         index = len(self.results)
         label = info.get("rate") if loop is not None else users
         result = _run_stage(self, index, users, loop, label, timeline)
@@ -233,6 +254,8 @@ class StageRunner:
             result["late_tolerance_ms"] = self.timing["late_tolerance_ms"]
         self.results.append(result)
         atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
+        if result.get("interrupted"):  # kept above, marked; no later stage runs
+            raise StageInterrupted
         died = result.get("target_died_at")
         if died is not None:  # kept above, with its failures; no later stage can run
             at = died - result["stage_started_at"]
@@ -314,26 +337,32 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     import gevent
     import numpy as np
 
-    from harness.validity import Rules, describe_instability, measure_window, reasons, settled
+    from harness.validity import Rules, measure_window, reasons, settled, stability
 
     env, runner, control, recorder, meter = (ctx.env, ctx.runner, ctx.control, ctx.recorder,
                                              ctx.meter)
-    t = ctx.timing
+    t, stop = ctx.timing, ctx.stop
     # Locust warns above 100 users/s; larger stages take an extra second to spawn.
     runner.start(users, spawn_rate=min(users, 100))
-    if not _wait_until(lambda n=users: runner.user_count >= n, SPAWN_TIMEOUT_S):
+    if not _wait_until(lambda n=users: runner.user_count >= n or stop.is_set(),
+                       SPAWN_TIMEOUT_S):
         runner.stop()
         raise StageError(f"only {runner.user_count} of {users} users started within "
                          f"{SPAWN_TIMEOUT_S:.0f} s; lower the concurrency or give the "
                          "load generator more CPUs")
+    if stop.is_set():  # nothing measured yet
+        raise StageInterrupted
     emit("stage", phase="warmup", **where)
     warmup_started = time.monotonic()
-    gevent.sleep(t["warmup_s"])
+    stop.wait(t["warmup_s"])
     # ... and until every user has had an answer: a user whose first request is still
     # waiting (a cold start, a slow first connection) is not at steady state yet.
-    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None,
+    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None
+                         or stop.is_set(),
                          max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02) \
         and control.settled() >= users
+    if stop.is_set():
+        raise StageInterrupted
     warmup_s = time.monotonic() - warmup_started
     # The target's processes as they are now: after the warm-up, so environments a
     # serverless target started for this stage's users are counted (a few ms, before the
@@ -352,14 +381,16 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     count, tolerance = t["stability_windows"], t["stability_tolerance"]
     # Open loop: the schedule sets the throughput, so only latency must settle.
     check_rps = loop is None
-    stable = False
+    # SIGTERM during a window closes it at once: the windows so far are kept, the last
+    # one shorter, and the stage is marked interrupted.
+    interrupted = False
     # Samples are appended as answers arrive, so a window's completions are among those
     # appended since the previous edge (and a few just before it): scan only those.
     cursor = len(recorder)
     flush_delay = float(getattr(control, "flush_delay_s", 0.0))
     while True:
         emit("stage", phase="measure", window=len(windows) + 1, of=t["max_windows"], **where)
-        gevent.sleep(max(0.0, edges[-1] + t["window_s"] - time.time()))
+        stop.wait(max(0.0, edges[-1] + t["window_s"] - time.time()))
         edges.append(time.time())
         cpu.append(meter.cpu())
         locust_windows.append(env.stats.total.serialize())
@@ -374,11 +405,17 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
             np.frombuffer(recorder.latency_ms, dtype=np.float64)[begin:cursor],
             np.frombuffer(recorder.ok, dtype=np.int8)[begin:cursor].astype(bool),
             edges[-2], edges[-1]))
-        if settled(windows, count, tolerance, check_rps):
-            stable = True
+        if stop.is_set():
+            interrupted = True
             break
-        if len(windows) >= t["max_windows"] or watch.died_at is not None:
+        if settled(windows, count, tolerance, check_rps) \
+                or len(windows) >= t["max_windows"] or watch.died_at is not None:
             break
+    if interrupted and not any(w.completed for w in windows):
+        raise StageInterrupted  # no answer measured: nothing to keep
+    # Whether the windows agreed, apart from whether they held enough requests (which
+    # the verdict judges on its own): a stage is unstable only when they disagreed.
+    stable, instability = stability(windows, count, tolerance, check_rps)
     kept = min(count, len(windows))
     window_start, window_end = edges[-1 - kept], edges[-1]
     cpu_before, cpu_after = cpu[-1 - kept], cpu[-1]
@@ -417,7 +454,8 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     target_cpu_s = cpu_after.target_since(cpu_before) if meter.measures_target else None
     samples_name = f"stage-{index}.npz"
     _save_samples(ctx.out_dir / samples_name, recorder)
-    emit("stage", phase="done", requests=len(recorder), stable=stable, **where)
+    emit("stage", phase="done", requests=len(recorder), stable=stable,
+         interrupted=interrupted, **where)
     return {
         "concurrency": users,
         "window_start": window_start,
@@ -425,7 +463,8 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         "windows": [w.to_json() for w in windows],
         "windows_kept": kept,
         "stable": stable,
-        "instability": None if stable else describe_instability(windows, count, tolerance),
+        "instability": instability,
+        "interrupted": interrupted,
         "drained": drained,
         "warmup_s": warmup_s,
         "warmup_complete": warmed,
@@ -456,21 +495,23 @@ def cool_down_and_drain(ctx: StageRunner, where: dict[str, Any]) -> tuple[bool, 
     """The cool-down (load goes on, so requests sent in the window finish under it),
     then no new sends and a wait for those in flight. Returns whether everything was
     answered, and the send times of what was not by the drain timeout, each recorded as
-    a failure."""
-    import gevent
-
-    t, control, recorder = ctx.timing, ctx.control, ctx.recorder
+    a failure. After SIGTERM (``ctx.stop``) there is no cool-down and the drain waits
+    at most INTERRUPTED_DRAIN_S."""
+    t, control, recorder, stop = ctx.timing, ctx.control, ctx.recorder, ctx.stop
     emit("stage", phase="cooldown", **where)
-    gevent.sleep(t["cooldown_s"])
+    stop.wait(t["cooldown_s"])  # SIGTERM: no cool-down, and a short drain
     control.draining = True
-    drained = _wait_until(control.drained, t["drain_timeout_s"]
-                          + float(getattr(control, "drain_margin_s", 0.0)))
+    drained = _wait_until(lambda: control.drained() or stop.is_set(), t["drain_timeout_s"]
+                          + float(getattr(control, "drain_margin_s", 0.0))) \
+        and control.drained()
+    if not drained and stop.is_set():
+        drained = _wait_until(control.drained, INTERRUPTED_DRAIN_S)
+    why = ("no answer before the run was interrupted" if stop.is_set() and not drained
+           else f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
     now = time.time()
     unanswered = control.unanswered()
     for sent_at in unanswered:
-        recorder.record_unanswered(
-            sent_at, (now - sent_at) * 1000.0,
-            f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
+        recorder.record_unanswered(sent_at, (now - sent_at) * 1000.0, why)
     recorder.closed = True  # answers arriving from here on were just counted as failures
     return drained, unanswered
 

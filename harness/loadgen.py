@@ -43,6 +43,9 @@ DRIVER_SLACK_S = 120.0
 #: harness.driver.PARTIAL_FILE (not imported: that module imports Locust).
 PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3  # harness.driver.EXIT_PARITY (not imported: that module imports Locust)
+#: How long the driver gets after SIGTERM (it ends the stage under way, keeping what it
+#: measured, and writes its result) before it is killed.
+DRIVER_STOP_GRACE_S = 10.0
 
 
 class LoadGeneratorError(UserError):
@@ -132,6 +135,9 @@ class RawStage:
     windows_kept: int = 1
     stable: bool = True
     instability: str | None = None
+    #: The run was interrupted during this stage: its figures cover the time it measured
+    #: (the last window cut short), not a finished stage.
+    interrupted: bool = False
     #: With --loadgen-workers: how many of the samples each worker recorded.
     worker_samples: list[int] | None = None
     #: When (wall clock) the target's main process was found dead during the stage.
@@ -176,6 +182,9 @@ class LoadResult:
     parity: ParityResult | None = None
     #: Why the load generator stopped before the last stage, if it did.
     error: str | None = None
+    #: Ctrl-C (or SIGTERM/SIGHUP, harness.cli) during the load: the stages above are what
+    #: was measured until then, and the caller raises this once it has kept them.
+    interrupted: KeyboardInterrupt | None = None
 
 
 class LoadGenerator(Protocol):
@@ -282,14 +291,21 @@ class LocustLoadGenerator:
                 env=child_env(), start_new_session=True,
             )
         overrun: LoadGeneratorError | None = None
+        interrupted: KeyboardInterrupt | None = None
         try:
             self._follow(proc, budget, on_event)
         except LoadGeneratorError as exc:
             overrun = exc
+        except KeyboardInterrupt as exc:
+            # Stopping the driver (SIGTERM) ends its stage under way, keeping what it
+            # measured; the work folder goes with this job, so it is read first.
+            interrupted = exc
         finally:
             _stop(proc)
         result_path = job.work_dir / "result.json"
         result = json.loads(result_path.read_text()) if result_path.exists() else None
+        if interrupted is not None:
+            return _interrupted(job, result, interrupted)
         if overrun is not None or result is None \
                 or proc.returncode not in (0, 1, EXIT_PARITY):
             why = str(overrun) if overrun is not None else (
@@ -342,6 +358,26 @@ class LocustLoadGenerator:
                 on_event(json.loads(line))
 
 
+def _interrupted(job: LoadJob, result: dict[str, Any] | None, exc: KeyboardInterrupt
+                 ) -> LoadResult:
+    """What the driver measured before the run was interrupted: its finished stages and
+    the interrupted one's measurement so far (marked ``interrupted``)."""
+    if result is None:
+        partial = job.work_dir / PARTIAL_FILE
+        result = json.loads(partial.read_text()) if partial.exists() else {"stages": []}
+    done = result.pop("stages", [])
+    result.pop("error", None)
+    parity = result.pop("parity", None)
+    signum = getattr(exc, "signum", None) or signal.SIGINT
+    cut = sum(1 for s in done if s.get("interrupted"))
+    kept = f"the {len(done) - cut} stage(s) it had finished" + (
+        " and what the interrupted one measured" if cut else "")
+    error = (f"interrupted ({signal.Signals(signum).name}) during its stage "
+             f"{len(done) - cut + 1}; {kept} are kept")
+    return LoadResult([_raw_stage(job.work_dir, s) for s in done], result, parity, error,
+                      exc)
+
+
 def _ended(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         with contextlib.suppress(ValueError):
@@ -355,7 +391,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(5)
+            proc.wait(DRIVER_STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -371,7 +407,7 @@ _STAGE_KEYS = (
     "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
     "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
     "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
-    "target_died_at", "timeline",
+    "target_died_at", "timeline", "interrupted",
 )
 
 
@@ -399,7 +435,7 @@ class SimulatedLoadGenerator:
 
     def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
         from harness.sweep import capacity, sweep_should_stop
-        from harness.validity import Window, describe_instability, settled
+        from harness.validity import HEADLINE_PERCENTILE, Window, min_requests, settled, stability
 
         spec, scenario = job.spec, job.scenario
         if spec.get("protocol") != "simulated":
@@ -436,12 +472,13 @@ class SimulatedLoadGenerator:
                 windows.append(w)
                 start = w.end
                 if settled(windows, scenario.stability_windows, scenario.stability_tolerance,
-                           check_rps=users is not None):
-                    stable = True
+                           check_rps=users is not None) \
+                        or len(windows) >= scenario.max_windows:
                     break
-                if len(windows) >= scenario.max_windows:
-                    stable = False
-                    break
+            # Whether the windows agreed, apart from whether they held enough requests.
+            stable, instability = stability(windows, scenario.stability_windows,
+                                            scenario.stability_tolerance,
+                                            check_rps=users is not None)
             kept = min(scenario.stability_windows, len(windows))
             window_start, window_end = windows[-kept].start, windows[-1].end
             stop = window_end + scenario.cooldown_s
@@ -463,8 +500,7 @@ class SimulatedLoadGenerator:
                 late_tolerance_ms=None if users is not None else scenario.late_tolerance_ms,
                 send_delay_ms=np.zeros(n), queued=np.full(n, queued), trial=trial,
                 windows=[w.to_json() for w in windows], windows_kept=kept, stable=stable,
-                instability=None if stable else describe_instability(
-                    windows, scenario.stability_windows, scenario.stability_tolerance),
+                instability=instability,
                 **info,
             )
             stages.append(raw)
@@ -474,8 +510,9 @@ class SimulatedLoadGenerator:
             return raw
 
         def figures(raw: RawStage) -> dict[str, Any]:
+            enough = raw.locust["requests"] >= min_requests(HEADLINE_PERCENTILE[1])
             return {"rps": float(raw.locust["rps"]), "p99_ms": float(raw.latency_ms[0]),
-                    "error_rate": 0.0, "valid": raw.stable}
+                    "error_rate": 0.0, "valid": raw.stable and enough}
 
         for trial in range(job.trials):
             closed = [figures(stage(n, None, trial)) for n in program["levels"]]

@@ -26,6 +26,7 @@ from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from harness.serverless import summarize_invocations
 from harness.stats import summarize_latency, summarize_stage
 from harness.validity import Rules
+from reports.decision import sweep_p99_ms
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import codec
@@ -72,7 +73,8 @@ class RunPlan:
     trials: int = 1
     #: The user's service-level objective (--slo), as given: {"p99": ms, "rps": ...}.
     slo: dict[str, float] = field(default_factory=dict)
-    #: The p99 objective (--slo, else the scenario's slo_p99_ms): sweeps stop past it.
+    #: The p99 objective (--slo, else the scenario's slo_p99_ms), as given. Sweeps stop
+    #: past it, or without one past the decision's default (reports.decision.sweep_p99_ms).
     slo_p99_ms: float | None = None
     #: The harness's ceilings on this machine (harness.calibrate), or why there are none.
     calibration: dict[str, Any] | None = None
@@ -202,6 +204,9 @@ class Runner:
         self.encoding = plan.encoding or "json"
         #: The result measured last (its load job tells remote workers to exit after it).
         self.last_name = plan.targets[-1] if plan.targets else None
+        #: Ctrl-C (or SIGTERM/SIGHUP) during a target's load: raised again once what that
+        #: target measured is in run.json.
+        self.interrupted: KeyboardInterrupt | None = None
 
     def run(self) -> RunDoc:
         plan = self.plan
@@ -270,6 +275,8 @@ class Runner:
                 result["encoding"] = measurement.wire
                 doc["targets"].append(result)
                 write_run(out, doc)
+                if self.interrupted is not None:  # its stages so far are kept above
+                    raise self.interrupted
                 self.observer.target_finished(result)
         except BaseException as exc:
             doc["status"] = "partial"
@@ -350,7 +357,7 @@ class Runner:
                     work_dir=plan.out_dir / ".work" / name,
                     log_path=log_dir / f"loadgen-{name}.log",
                     reference=reference if parity_in_loadgen else None,
-                    trials=plan.trials, slo_p99_ms=plan.slo_p99_ms,
+                    trials=plan.trials, slo_p99_ms=sweep_p99_ms(plan.slo, plan.slo_p99_ms),
                     loadgen_workers=plan.loadgen_workers,
                     remote_workers=plan.remote_workers, master=plan.loadgen_master,
                     final=name == self.last_name,
@@ -386,9 +393,15 @@ class Runner:
                                                           raw.window_end, plan.prices,
                                                           warmup_from=previous_end)
             previous_end = raw.window_end
+            if raw.interrupted:
+                stage["valid"] = False
+                stage["reasons"].insert(0, (
+                    f"interrupted: the run was stopped {raw.window_end - raw.measure_start:.1f}"
+                    " s into this stage's measurement; its figures cover that time only"))
             result["stages"].append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
                            raw.phases(), raw.cold_flags(), raw.send_delays())
+        self.interrupted = load.interrupted
         if load.error is not None:  # stopped before its last stage: keep what it measured
             result["error"] = load.error
             return result

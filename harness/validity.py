@@ -8,7 +8,8 @@ Every rule here has a source among the tools users compare deploybench with:
   latency by default; deploybench uses the median, which one slow request cannot move. In
   open loop the schedule sets the throughput (and Poisson arrivals alone make 3 windows of
   a few hundred requests differ by more than 10% about half the time), so there only the
-  median latency must agree.
+  median latency must agree. Measurement stops once the windows agree *and* hold enough
+  requests (below); a stage is unstable only when its windows disagreed.
 * **Enough requests** (MLPerf LoadGen's early-stopping rule): the p-th percentile of n
   latencies is trusted when, with 99% confidence, at most one request above it could be
   explained by chance: the smallest n with P[Binomial(n, 1 - p) <= 1] <= 0.01. That is
@@ -115,6 +116,19 @@ def settled(windows: Sequence[Window], count: int, tolerance: float,
     """Measurement can stop: stable, and enough requests for the headline percentile."""
     return (is_stable(windows, count, tolerance, check_rps)
             and sum(w.completed for w in windows[-count:]) >= min_requests(HEADLINE_PERCENTILE[1]))
+
+
+def stability(windows: Sequence[Window], count: int, tolerance: float,
+              check_rps: bool = True) -> tuple[bool, str | None]:
+    """Whether the last ``count`` windows agreed, and if not how they differed.
+
+    Judged apart from the enough-requests rule that :func:`settled` adds: a stage whose
+    windows agreed but which holds too few requests is INVALID for that reason alone
+    (:func:`reasons`), not called unstable.
+    """
+    if is_stable(windows, count, tolerance, check_rps):
+        return True, None
+    return False, describe_instability(windows, count, tolerance)
 
 
 def describe_instability(windows: Sequence[Window], count: int, tolerance: float) -> str:

@@ -68,16 +68,31 @@ class Objective:
         return self.monthly_requests / (self.hours_per_month * 3600.0)
 
 
+def latency_bounds(slo: dict[str, float] | None, slo_p99_ms: float | None
+                   ) -> tuple[dict[str, float], bool]:
+    """The objective's latency bounds: --slo's, else the scenario's ``slo_p99_ms``, else
+    p99 <= DEFAULT_SLO_P99_MS; and whether they are that default."""
+    latency = {k: float(v) for k, v in (slo or {}).items() if k in LATENCY_KEYS}
+    if latency:
+        return latency, False
+    return {"p99": float(slo_p99_ms or DEFAULT_SLO_P99_MS)}, not slo_p99_ms
+
+
+def sweep_p99_ms(slo: dict[str, float] | None, slo_p99_ms: float | None) -> float | None:
+    """The p99 a run's sweep stops past and its ``rate_fractions`` take the capacity
+    within: the one given (--slo, the scenario's), else the p99 bound the decision
+    applies (:func:`latency_bounds`), so the capacity measured is one it would accept.
+    None when the objective bounds other percentiles only."""
+    if slo_p99_ms is not None:
+        return slo_p99_ms
+    return latency_bounds(slo, None)[0].get("p99")
+
+
 def objective(run: RunDoc) -> Objective:
     meta = run["metadata"]
     slo = dict(meta.get("slo") or {})
-    latency = {k: float(v) for k, v in slo.items() if k in LATENCY_KEYS}
-    defaulted = []
-    if not latency:
-        scenario_p99 = meta.get("slo_p99_ms")
-        latency = {"p99": float(scenario_p99 or DEFAULT_SLO_P99_MS)}
-        if not scenario_p99:
-            defaulted.append("latency")
+    latency, default = latency_bounds(slo, meta.get("slo_p99_ms"))
+    defaulted = ["latency"] if default else []
     volume = meta.get("monthly_requests")
     if volume is None:
         volume = DEFAULT_MONTHLY_REQUESTS

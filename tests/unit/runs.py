@@ -55,6 +55,17 @@ def stage(users: int, rps: float, p50: float, p99: float,
     return result
 
 
+def open_stage(rate: float, rps: float, p99: float, trial: int = 0,
+               valid: bool = True) -> StageResult:
+    """An open-loop stage at ``rate`` arrivals/s (Poisson), achieving ``rps``."""
+    out: dict[str, Any] = dict(stage(0, rps, p99 / 2, p99, valid=valid))
+    out.update(mode="open", concurrency=None, trial=trial,
+               open_loop={"rate": rate, "arrival": "poisson", "fraction": None, "late": 0,
+                          "queued": 0, "service_latency_ms": None, "send_delay_ms": None})
+    result: StageResult = out  # type: ignore[assignment]
+    return result
+
+
 def lambda_platform(per_million_x86: float, environments: int = 1) -> dict[str, Any]:
     """REPORT figures whose billed GB-s give ``per_million_x86`` at the default prices."""
     per_request = per_million_x86 / 1e6 - DEFAULT_PRICES["lambda_request"]

@@ -21,6 +21,7 @@ from harness.validity import (
     min_requests,
     reasons,
     settled,
+    stability,
 )
 from scenarios.catalogue import Scenario, Sweep
 from targets.fake import FakeTarget
@@ -53,6 +54,16 @@ def test_stable_needs_the_last_three_within_ten_percent_on_both() -> None:
 def test_settled_also_needs_enough_requests_for_p99() -> None:
     assert not settled(windows([100] * 3, [1.0] * 3, completed=200), 3, 0.10)  # 600 < 662
     assert settled(windows([100] * 3, [1.0] * 3, completed=221), 3, 0.10)
+
+
+def test_stability_is_judged_apart_from_the_request_count() -> None:
+    # Agreeing windows with too few requests (600 < 662): not settled, yet stable.
+    few = windows([100] * 3, [1.0] * 3, completed=200)
+    assert not settled(few, 3, 0.10)
+    assert stability(few, 3, 0.10) == (True, None)
+    stable, why = stability(windows([100, 100, 130], [1.0] * 3, completed=200), 3, 0.10)
+    assert not stable
+    assert str(why).startswith("unstable: the last 3 windows still differed by more than 10%")
 
 
 def test_measure_window_counts_completions_inside_it() -> None:
@@ -138,9 +149,11 @@ class NoisyFake(FakeTarget):
 
 
 def run_fake(tmp_path: Path, scenario: Scenario, noise: list[float] | None = None,
-             trials: int = 1, slo: float | None = None, capacity_: int = 1) -> Any:
+             trials: int = 1, slo: float | None = None, capacity_: int = 1,
+             service_time_s: float = 0.002) -> Any:
     def make(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Any:
-        target = NoisyFake(plan.bundle, name=name, service_time_s=0.002, capacity=capacity_)
+        target = NoisyFake(plan.bundle, name=name, service_time_s=service_time_s,
+                           capacity=capacity_)
         target.noise = noise or []
         return target
 
@@ -178,6 +191,20 @@ def test_scripted_noise_that_never_settles_is_invalid(tmp_path: Path) -> None:
     assert stage["reasons"][0].startswith("unstable: the last 3 windows still differed")
 
 
+def test_windows_that_agree_with_too_few_requests_are_not_unstable(tmp_path: Path) -> None:
+    # Scripted windows within 2% of each other, 0.2 s long at 500 req/s: the last 3 agree
+    # but hold 300 requests (< 662), so the stage measures all 4 windows and is INVALID
+    # for too few requests only.
+    run = run_fake(tmp_path, scenario(window_s=0.2, max_windows=4),
+                   noise=[1.0, 1.02, 0.99, 1.01])
+    [stage] = run["targets"][0]["stages"]
+    assert len(stage["windows"]) == 4
+    assert stage["stable"]
+    assert not stage["valid"]
+    assert len(stage["reasons"]) == 1
+    assert stage["reasons"][0].startswith("too few requests for p99: 300 < 662")
+
+
 def test_sweep_then_rate_fractions_of_the_capacity(tmp_path: Path) -> None:
     sc = scenario(concurrency=(), sweep=Sweep(start=1, factor=2, max=64, patience=3),
                   rate_fractions=(0.5, 2.0))
@@ -208,6 +235,44 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
     items = " ".join(summary_items(run))
     assert "**fake** sweep stopped after 4 users: p99 8 ms passed the SLO of 5 ms" in items
     assert "highest throughput within p99 <= 5 ms: 500 req/s at 1 user" in items
+
+
+def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
+    from reports.decision import DEFAULT_SLO_P99_MS, latency_bounds, sweep_p99_ms
+
+    assert sweep_p99_ms({}, None) == DEFAULT_SLO_P99_MS
+    assert sweep_p99_ms({"rps": 500.0}, None) == DEFAULT_SLO_P99_MS
+    assert latency_bounds({"rps": 500.0}, None) == ({"p99": DEFAULT_SLO_P99_MS}, True)
+    assert sweep_p99_ms({"p99": 50.0}, 50.0) == 50.0
+    assert sweep_p99_ms({}, 30.0) == 30.0  # the scenario's slo_p99_ms
+    assert sweep_p99_ms({"p50": 20.0}, None) is None  # the decision bounds p50 only
+
+
+def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> None:
+    from reports.decision import DEFAULT_SLO_P99_MS, objective
+
+    # 4 servers of 40 ms: p99 40 ms up to 4 users (100 req/s), 80 ms at 8, 160 ms at 16.
+    sc = scenario(concurrency=(), window_s=20.0, sweep=Sweep(start=1, factor=2, max=64))
+    run = run_fake(tmp_path, sc, capacity_=4, service_time_s=0.04)
+    closed = run["targets"][0]["stages"]
+    assert [s["concurrency"] for s in closed] == [1, 2, 4, 8, 16]
+    assert closed[-1]["sweep_stop"] == \
+        f"p99 160 ms passed the SLO of {DEFAULT_SLO_P99_MS:g} ms"
+    # The objective as given stays none; the decision applies the same default.
+    assert run["metadata"]["slo_p99_ms"] is None
+    assert objective(run).latency_ms == {"p99": DEFAULT_SLO_P99_MS}
+
+
+def test_rate_capacity_without_an_slo_is_within_the_decisions_default(tmp_path: Path
+                                                                      ) -> None:
+    # 2 servers of 150 ms: every closed-loop stage's p99 is above the default 100 ms, so
+    # there is no capacity the decision would accept, and no rate_fractions of one.
+    sc = scenario(concurrency=(), window_s=200.0, sweep=Sweep(start=1, factor=2, max=64),
+                  rate_fractions=(0.5,))
+    run = run_fake(tmp_path, sc, capacity_=2, service_time_s=0.15)
+    stages = run["targets"][0]["stages"]
+    assert [(s["mode"], s["concurrency"]) for s in stages] == [("closed", 1)]
+    assert "passed the SLO of 100 ms" in stages[0]["sweep_stop"]
 
 
 def test_trials_repeat_every_stage(tmp_path: Path) -> None:
