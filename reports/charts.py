@@ -82,24 +82,60 @@ def throughput_vs_concurrency(run: RunDoc) -> bytes:
     return _png(fig)
 
 
+def _open(t: TargetResult) -> list[tuple[float, float, float | None]]:
+    """(offered req/s, achieved req/s, p99 ms) per open-loop rate (a ``rate`` or
+    ``rate_fractions`` scenario): the median over trials. p99 counts from each request's
+    intended send time."""
+    from reports.trials import level_key
+
+    by_rate: dict[tuple[str, float, bool], list[StageResult]] = {}
+    for s in t["stages"]:
+        if s.get("mode") == "open":
+            by_rate.setdefault(level_key(s), []).append(s)
+    out = []
+    for stages in by_rate.values():
+        offered = [float((s.get("open_loop") or {}).get("rate") or 0.0) for s in stages]
+        p99s = [s["latency_ms"]["p99"] for s in stages if s["latency_ms"]]
+        out.append((float(np.median(offered)), float(np.median([s["rps"] for s in stages])),
+                    float(np.median(p99s)) if p99s else None))
+    return sorted(out)
+
+
 def p99_vs_throughput(run: RunDoc) -> bytes:
     fig, ax = _figure()
-    for t in _measured(run):
-        points = [(rps, p99, users) for users, rps, p99 in _closed(t) if p99 is not None]
-        if not points:
+    drawn = 0
+    for t in run["targets"]:
+        if t["status"] != "ok":
             continue
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=t["name"])
-        for x, y, users in points:
-            ax.annotate(f"{users}", (x, y), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)
+        points = [(rps, p99, users) for users, rps, p99 in _closed(t) if p99 is not None]
+        colour = None
+        if points:
+            (line,) = ax.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                              label=t["name"])
+            colour = line.get_color()
+            drawn += 1
+            for x, y, users in points:
+                ax.annotate(f"{users}", (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+        # Open-loop stages apart: markers only (their x is the offered rate, met or not,
+        # and their p99 counts from the intended send time), labelled by the offered rate.
+        rates = [(rps, p99, offered) for offered, rps, p99 in _open(t) if p99 is not None]
+        if rates:
+            ax.plot([p[0] for p in rates], [p[1] for p in rates], marker="s",
+                    linestyle="none", color=colour, label=f"{t['name']} (open loop)")
+            drawn += 1
+            for x, y, offered in rates:
+                ax.annotate(f"{offered:,.4g}/s", (x, y), textcoords="offset points",
+                            xytext=(4, -10), fontsize=7)
     _slo_line(ax, run)
     bottom, top = ax.get_ylim()
     if bottom > 0 and top > bottom:  # a log axis needs a range (not just the SLO line)
         ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (successful requests/s)")
     ax.set_ylabel("p99 latency (ms, log scale)")
-    ax.set_title("p99 latency vs throughput, closed loop (labels: concurrent users)")
-    if _measured(run):
+    ax.set_title("p99 latency vs throughput (labels: users in closed loop, "
+                 "offered rate in open loop)", fontsize=10)
+    if drawn:
         ax.legend()
     return _png(fig)
 

@@ -209,7 +209,7 @@ def summary_items(run: RunDoc) -> list[str]:
             if other_rps > 0:
                 items.append(
                     f"{best['name']} reached {best_rps / other_rps:.2f}x the peak throughput "
-                    f"of {other['name']} (one run: treat differences under ~10% as noise)"
+                    f"of {other['name']}: {_peak_verdict(best, other)}"
                 )
     parity = [t for t in run["targets"] if t["parity"]]
     if parity:
@@ -221,6 +221,19 @@ def summary_items(run: RunDoc) -> list[str]:
             f"(same class; probabilities within {worst:.1e})"
         )
     return items
+
+
+def _peak_verdict(best: TargetResult, other: TargetResult) -> str:
+    """Whether two peaks differ, by the rule the decision's ties use: Welch's t-test over
+    the peak stages' kept windows, else (too few windows) within 10% is a tie."""
+    a, b = peak_stage(best), peak_stage(other)
+    assert a is not None  # both measured
+    assert b is not None
+    verdict = encodings.judge([a], [b], "rps")
+    what = (f"they differ ({verdict.how})" if verdict.differs else
+            f"a tie: the difference is not significant ({verdict.how})")
+    return what + "; one run: window-to-window spread understates run-to-run variation, " \
+        "so --trials 3 is the firmer test"
 
 
 UNFINISHED = {
@@ -277,8 +290,9 @@ def build(run: RunDoc) -> list[Block]:
         Chart("throughput", "Throughput vs concurrency",
               "Requests per second at each number of concurrent users, one line per target"),
         Chart("latency", "p99 latency vs throughput, with the objective",
-              "p99 latency against achieved requests per second, one line per target, and "
-              "the p99 objective as a dashed line"),
+              "p99 latency against achieved requests per second, one line per target "
+              "(closed loop), square markers for its open-loop rates, and the p99 "
+              "objective as a dashed line"),
         Chart("cdf", "Latency distribution at the common load",
               "Cumulative distribution of latency at the load every target ran, one line "
               "per target, on a percentile scale that stretches the tail"),
@@ -390,14 +404,16 @@ def method_items(run: RunDoc) -> list[str]:
         f"it lasts until every user has had an answer, so cold starts fall in it), then "
         f"{sc.get('window_s')} s measurement windows until the last "
         f"{sc.get('stability_windows')} agree within {sc.get('stability_tolerance', 0):.0%} "
-        f"on throughput and p50 (at most {sc.get('max_windows')}; only those are reported), "
+        f"on throughput and p50 (p50 only in open loop, where the schedule sets the "
+        f"throughput; at most {sc.get('max_windows')}; only those are reported), "
         f"{sc.get('cooldown_s')} s cool-down under the same load, then a drain.",
         "Verdicts (VALID/INVALID per stage): INVALID when the kept windows did not agree "
         "(perf_analyzer's stability rule); when the stage holds fewer successful requests "
         "than p99 needs (MLPerf LoadGen's early-stopping minimum at 99% confidence: 662; "
         "p99.9 is shown only from 6,636); when the load generator used more than 90% of "
         "its core; when more than 1% of open-loop requests went out more than the "
-        "tolerance late, or waited for a free in-flight slot; when the error rate passed "
+        "tolerance late, or waited for a free in-flight slot, or any arrival due in the "
+        "window was never sent; when the error rate passed "
         f"the scenario's bound ({sc.get('max_error_rate', 0.01):.1%}); or when the warm-up "
         "did not complete.",
         "Latency: from just before the request is sent to the last byte of the answer, "

@@ -7,8 +7,10 @@ stages; these are the other things a reader must know.
 
 from __future__ import annotations
 
+from typing import Any
+
 from reports.format import stage_load
-from reports.schema import RunDoc, deployment
+from reports.schema import RunDoc, TargetResult, deployment
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
 CROSSCHECK_TOLERANCE = 0.05
@@ -19,6 +21,46 @@ PROTOCOL_OF = {"inprocess": "inprocess", "flask": "http", "grpc": "grpc", "lambd
 NEAR_CEILING = 0.80
 
 
+def protocol_of(run: RunDoc, target: TargetResult) -> tuple[str | None, str | None]:
+    """(the calibrated protocol a target is driven through, or None and why none applies).
+
+    Built-in deployments by name; an ``--endpoint`` by its URL, which run.json records in
+    ``metadata.endpoints`` (name -> URL): ``grpc://`` is gRPC, ``http://`` HTTP, a Lambda
+    function (``lambda://``, ``arn:``) the Invoke API, which calibration does not measure.
+    (None, None): a target no calibration is meant for (the test targets)."""
+    name = deployment(target)
+    if name in PROTOCOL_OF:
+        return PROTOCOL_OF[name], None
+    url = (run["metadata"].get("endpoints") or {}).get(name)
+    if url is None:
+        return None, None
+    if url.startswith(("lambda://", "arn:")):
+        return None, ("it is a Lambda function called through the Invoke API, a client "
+                      "`deploybench calibrate` does not measure")
+    return ("grpc" if url.startswith("grpc://") else "http"), None
+
+
+def _unusable(ceiling: dict[str, Any]) -> str | None:
+    """Why a protocol's calibration is no ceiling, or None when it is one."""
+    if not ceiling:
+        return "the calibration has no figure for it"
+    if ceiling.get("error"):
+        return f"its null target failed ({ceiling['error']})"
+    if not ceiling.get("valid", True):
+        reasons = "; ".join(ceiling.get("reasons") or []) or "no reason recorded"
+        return f"its best null-target stage was INVALID ({reasons})"
+    limited_by = ceiling.get("limited_by")
+    if limited_by is None:
+        return "it does not record what limited it"
+    if "saturated" in str(limited_by):  # "neither side saturated (latency-bound)"
+        return (f"neither the load generator nor the null server was saturated at its best "
+                f"stage ({ceiling.get('rps') or 0:,.0f} req/s, latency-bound), so that figure "
+                "is no ceiling")
+    if not ceiling.get("rps"):
+        return "it records no throughput"
+    return None
+
+
 def near_ceiling(run: RunDoc) -> list[str]:
     """Targets whose throughput came within 80% of their protocol's measured ceiling."""
     calibration = run["metadata"].get("calibration")
@@ -26,13 +68,13 @@ def near_ceiling(run: RunDoc) -> list[str]:
         return []
     out = []
     for t in run["targets"]:
-        protocol = PROTOCOL_OF.get(deployment(t), "")
-        ceiling = calibration.get("ceilings", {}).get(protocol, {})
-        # Only a real ceiling: a side was saturated, and the stage was otherwise VALID.
-        saturated = "saturated" not in str(ceiling.get("limited_by", "saturated"))
-        limit = ceiling.get("rps") if saturated and ceiling.get("valid", True) else None
-        if not limit:
+        protocol, _ = protocol_of(run, t)
+        ceiling = calibration.get("ceilings", {}).get(protocol, {}) if protocol else {}
+        # Only a real ceiling: a side was saturated, and the stage was otherwise VALID
+        # (what is not one is said by unusable_calibrations).
+        if not protocol or _unusable(ceiling) is not None:
             continue
+        limit = ceiling["rps"]
         near = [s for s in t["stages"] if s["rps"] >= NEAR_CEILING * limit]
         if not near:
             continue
@@ -45,6 +87,38 @@ def near_ceiling(run: RunDoc) -> list[str]:
             f"{calibration.get('created_at')}): the harness, not the deployment, may be the "
             "limit there. Compare deployments at lower load, or give the load generator "
             "more CPUs.")
+    return out
+
+
+def unusable_calibrations(run: RunDoc) -> list[str]:
+    """One line per protocol (or uncalibrated endpoint) of the run's measured targets whose
+    calibration could not be used, so the near-ceiling check above could not run."""
+    calibration = run["metadata"].get("calibration")
+    if not calibration:
+        return []
+    problems: dict[str, tuple[str, list[str]]] = {}
+    for t in run["targets"]:
+        if t["status"] != "ok" or not t["stages"]:
+            continue
+        protocol, why = protocol_of(run, t)
+        if protocol is not None:
+            why = _unusable(calibration.get("ceilings", {}).get(protocol) or {})
+        if why is None:
+            continue
+        key = f"protocol {protocol}" if protocol else f"endpoint {deployment(t)}"
+        problems.setdefault(key, (why, []))[1].append(t["name"])
+    out = []
+    for key, (why, names) in problems.items():
+        if key.startswith("protocol "):
+            what = (f"The calibration (`deploybench calibrate` of "
+                    f"{calibration.get('created_at')}) for {key} could not be used")
+            todo = (f"Run `deploybench calibrate --protocols {key.removeprefix('protocol ')}`"
+                    " again on this machine before trusting the highest loads.")
+        else:
+            what = f"No calibration applies to {key}"
+            todo = "Read its highest loads with the load generator's CPU figure beside them."
+        out.append(f"{what}: {why}. So whether {', '.join(names)} came near the harness's "
+                   f"own ceiling is unknown. {todo}")
     return out
 
 
@@ -63,6 +137,7 @@ def warnings(run: RunDoc) -> list[str]:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
                    "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
     out += near_ceiling(run)
+    out += unusable_calibrations(run)
     target_cpus = len(run["metadata"].get("target_cpus") or []) or 1
     for t in run["targets"]:
         shared = [s for s in t["stages"]

@@ -6,6 +6,7 @@ import base64
 import copy
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,106 @@ def test_lambda_cost_on_shared_cpus_is_flagged(run_dir: Path, tmp_path: Path) ->
     text = " ".join(findings.warnings(run))
     assert "at 2 users, 4 users more environments ran than the 1 target CPU(s)" in text
     assert "$0.500 per million" in text
+
+
+def test_open_loop_stages_are_their_own_series_on_the_p99_chart(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from reports import charts
+
+    drawn: list[Any] = []
+
+    def keep(fig: Any) -> bytes:
+        drawn.append(fig)
+        return b""
+
+    monkeypatch.setattr(charts, "_png", keep)
+    run = runs.run([
+        runs.target("flask", [runs.stage(1, 400, 2.0, 5.0), runs.stage(4, 900, 4.0, 12.0),
+                              runs.open_stage(600, 590, 30.0),
+                              runs.open_stage(200, 199, 8.0)]),
+        runs.target("grpc", [runs.open_stage(200, 200, 3.0)]),  # a `rate` run only
+    ])
+    charts.p99_vs_throughput(run)
+    ax = drawn[0].axes[0]
+    try:
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend[:3] == ["flask", "flask (open loop)", "grpc (open loop)"]
+        assert list(lines["flask"].get_xdata()) == [400, 900]
+        flask_open = lines["flask (open loop)"]
+        assert list(flask_open.get_xdata()) == [199, 590]  # achieved, by offered rate
+        assert list(flask_open.get_ydata()) == [8.0, 30.0]
+        assert flask_open.get_linestyle() == "None"  # markers only
+        assert flask_open.get_color() == lines["flask"].get_color()
+        assert list(lines["grpc (open loop)"].get_ydata()) == [3.0]
+        assert "200/s" in [t.get_text() for t in ax.texts]
+    finally:
+        plt.close(drawn[0])
+
+
+def peaks(tmp_path: Path, a: list[float], b: list[float]) -> str:
+    """report.md of two targets whose peak stages kept windows of these req/s."""
+    def target(name: str, windows: list[float]) -> Any:
+        rps = sum(windows) / len(windows)
+        return runs.target(name, [runs.stage(4, rps, 4.0, 10.0,
+                                             windows=[(w, 4.0, 10.0) for w in windows])])
+
+    write_run(tmp_path, runs.run([target("flask", a), target("grpc", b)]))
+    return render_run_dir(tmp_path).markdown.read_text()
+
+
+def test_summary_says_whether_peak_throughputs_tie(tmp_path: Path) -> None:
+    md = peaks(tmp_path / "close", [990, 1010, 1000], [1000, 1040, 1020])
+    p = re.search(r"grpc reached 1\.02x the peak throughput of flask: a tie: the difference "
+                  r"is not significant \(Welch p = ([0-9.e-]+)\)", md)
+    assert p is not None, md
+    assert float(p.group(1)) >= 0.05
+    md = peaks(tmp_path / "apart", [999, 1001, 1000], [1199, 1201, 1200])
+    p = re.search(r"grpc reached 1\.20x the peak throughput of flask: they differ "
+                  r"\(Welch p = ([0-9.e-]+)\)", md)
+    assert p is not None, md
+    assert float(p.group(1)) < 0.05
+    # One window each: nothing to test, so the decision's 10% rule decides.
+    md = peaks(tmp_path / "one", [1000], [1050])
+    assert "grpc reached 1.05x the peak throughput of flask: a tie: the difference is not " \
+        "significant (under 10% apart, too few windows to test)" in md
+
+
+def test_an_unusable_calibration_is_said_and_endpoints_get_their_protocol() -> None:
+    run: Any = runs.run([
+        runs.target("grpc", [runs.stage(4, 950, 2.0, 5.0)]),
+        runs.target("k8s-json", [runs.stage(4, 7500, 2.0, 5.0)]),  # an http:// endpoint
+        runs.target("k8s-grpc", [runs.stage(4, 900, 2.0, 5.0)]),
+        runs.target("fn", [runs.stage(4, 100, 2.0, 5.0)]),
+    ])
+    run["targets"][1]["deployment"] = "k8s"  # measured per encoding
+    run["metadata"]["endpoints"] = {"k8s": "http://10.0.0.5:8000",
+                                    "k8s-grpc": "grpc://10.0.0.6:50051",
+                                    "fn": "lambda://eu-west-1/predict"}
+    ceilings = {"http": {"rps": 9000.0, "valid": True, "limited_by": "load generator"},
+                "grpc": {"rps": 1000.0, "valid": True,
+                         "limited_by": "neither side saturated (latency-bound)"}}
+    run["metadata"]["calibration"] = {"created_at": "then", "ceilings": ceilings}
+    text = "\n".join(findings.warnings(run))
+    assert "k8s-json reached 7,500 req/s at 4 users, 83% of the harness's own http ceiling" \
+        in text
+    assert "The calibration (`deploybench calibrate` of then) for protocol grpc could not " \
+        "be used: neither the load generator nor the null server was saturated at its best " \
+        "stage (1,000 req/s, latency-bound), so that figure is no ceiling. So whether grpc, " \
+        "k8s-grpc came near the harness's own ceiling is unknown. Run `deploybench " \
+        "calibrate --protocols grpc` again" in text
+    assert "No calibration applies to endpoint fn: it is a Lambda function called through " \
+        "the Invoke API" in text
+    ceilings["grpc"] = {"rps": 1000.0, "valid": False, "reasons": ["unstable: made up"],
+                        "limited_by": "load generator"}
+    ceilings["http"] = {"error": "null-http server exited"}
+    text = "\n".join(findings.warnings(run))
+    assert "for protocol grpc could not be used: its best null-target stage was INVALID " \
+        "(unstable: made up)" in text
+    assert "for protocol http could not be used: its null target failed (null-http server " \
+        "exited). So whether k8s-json came near" in text
+    del ceilings["http"]
+    assert "for protocol http could not be used: the calibration has no figure for it" \
+        in "\n".join(findings.warnings(run))
