@@ -1,33 +1,100 @@
-"""Load for the flask service of docker-compose.yml, from Locust's own master and workers.
+"""Load for docker-compose.yml's served targets, from Locust's own master and workers.
 
-Closed loop: each user sends ``POST /predict`` with one of the digits bundle's 64 example
-requests (``{"inputs": [[64 floats]]}``, as the README's Flask API describes) as soon as
-the previous one is answered; an answer without predictions counts as a failure. This is
-plain Locust for bringing the comparison up by hand: `deploybench run` uses its own users
-and listener (scenarios/users/), which record every request's latency.
+``DEPLOYBENCH_TARGET`` (flask by default, grpc or lambda) picks the service, on the port
+the compose file gives it. Closed loop: each user sends one of the digits bundle's 64
+example requests as soon as the previous one is answered:
+
+* flask: ``POST /predict`` on 127.0.0.1:8000 with ``{"inputs": [[64 floats]]}``, as the
+  README's Flask API describes;
+* lambda: the same request through the emulator's Function URL on 127.0.0.1:9000;
+* grpc: ``Predict`` on 127.0.0.1:50051 with the tensor as raw float32 bytes (one channel
+  per user, gRPC switched to gevent).
+
+An answer without predictions counts as a failure. This is plain Locust for bringing the
+comparison up by hand: `deploybench run` uses its own users and listener
+(scenarios/users/), which record every request's latency to the microsecond.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import time
+from typing import Any, ClassVar
 
-from locust import FastHttpUser, constant, task
+from locust import FastHttpUser, User, constant, task
 
 from targets.bundle import get_bundle
 
+TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",
+           "grpc": "127.0.0.1:50051"}
+TARGET = os.environ.get("DEPLOYBENCH_TARGET") or "flask"
+if TARGET not in TARGETS:
+    raise SystemExit(f"DEPLOYBENCH_TARGET={TARGET!r}: expected one of {', '.join(TARGETS)}")
+
 #: The same requests the harness sends (the bundle's held-out examples; no torch needed).
-BODIES = [json.dumps({"inputs": example.tolist()}).encode()
-          for example in get_bundle("digits").example_requests()]
-HEADERS = {"Content-Type": "application/json"}
+EXAMPLES = get_bundle("digits").example_requests()
 
 
-class PredictUser(FastHttpUser):
+class HttpPredictUser(FastHttpUser):
+    """flask, or lambda's Function URL: the same body on both."""
+
+    abstract = TARGET == "grpc"
+    host = TARGETS[TARGET] if TARGET != "grpc" else TARGETS["flask"]
     wait_time = constant(0)
+    bodies: ClassVar[list[bytes]] = [json.dumps({"inputs": example.tolist()}).encode()
+                                     for example in EXAMPLES]
+    headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json"}
 
     @task
     def predict(self) -> None:
-        with self.client.post("/predict", data=random.choice(BODIES), headers=HEADERS,
-                              catch_response=True) as response:
+        with self.client.post("/predict", data=random.choice(self.bodies),
+                              headers=self.headers, catch_response=True) as response:
             if response.status_code == 200 and b'"predictions"' not in (response.content or b""):
                 response.failure("200 without predictions")
+
+
+class GrpcPredictUser(User):
+    abstract = TARGET != "grpc"
+    host = TARGETS["grpc"]
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        import grpc
+
+        from targets.grpc.client import CHANNEL_OPTIONS, PREDICT_METHOD, encode_request
+
+        self.messages = [encode_request(example) for example in EXAMPLES]
+        self.channel = grpc.insecure_channel(self.host, options=CHANNEL_OPTIONS)
+        self.call = self.channel.unary_unary(PREDICT_METHOD)  # bytes in, bytes out
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    @task
+    def predict(self) -> None:
+        import grpc
+
+        from targets.grpc.client import TIMEOUT_S
+
+        started = time.perf_counter()
+        failure: Exception | None = None
+        answer = b""
+        try:
+            answer = self.call(random.choice(self.messages), timeout=TIMEOUT_S)
+        except grpc.RpcError as exc:
+            failure = RuntimeError(f"{exc.code().name}: {exc.details()}")
+        if failure is None and not answer:
+            failure = RuntimeError("an empty answer")
+        context: dict[str, Any] = {}
+        self.environment.events.request.fire(
+            request_type="grpc", name="Predict", context=context, exception=failure,
+            response_time=(time.perf_counter() - started) * 1000, response_length=len(answer))
+
+
+if TARGET == "grpc":
+    # Before any channel exists: without it gRPC's C core blocks the whole gevent loop.
+    import grpc.experimental.gevent as grpc_gevent
+
+    grpc_gevent.init_gevent()

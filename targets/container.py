@@ -38,6 +38,7 @@ from typing import Any
 
 import psutil
 
+from targets.cpuset import parse_cpus
 from targets.errors import TargetError, TargetStartError
 from targets.files import CACHE_ENV, cache_dir
 
@@ -205,6 +206,7 @@ class ContainerProcess:
         self.proc: Any = None  # truthy while a container runs (ServedTarget checks it)
         self.launched_at: float | None = None
         self.image_facts: dict[str, Any] = {}
+        self.applied: dict[str, Any] = {}
         self.stats: dict[str, Any] = {}
 
     @property
@@ -254,7 +256,8 @@ class ContainerProcess:
             raise TargetStartError(f"docker could not start {self.image_facts['image']}: "
                                    f"{exc}") from exc
         self.proc = self.container
-        self._check_same_machine()
+        self._check_same_machine()  # reloads the container's attributes
+        self._record_applied_limits()
 
     def _run(self, image: Any, arguments: list[str], ports: Any, cache: Path,
              volumes: dict[str, Any]) -> Any:
@@ -287,6 +290,16 @@ class ContainerProcess:
                 "DOCKER_HOST, or another PID namespace): deploybench reads a container's CPU "
                 "and memory by host PID. Use a local engine, or --endpoint to measure the "
                 "deployment from outside")
+
+    def _record_applied_limits(self) -> None:
+        """The limits as Docker applied them (``docker inspect``), not as asked: what
+        run.json reports is what the container ran under."""
+        host = self.container.attrs.get("HostConfig", {})
+        memory = host.get("Memory") or 0
+        self.applied = {"cpuset": parse_cpus(host["CpusetCpus"]) if host.get("CpusetCpus")
+                        else [],
+                        "memory_limit_mb": round(memory / 2**20) if memory else None,
+                        "network": host.get("NetworkMode")}
 
     @property
     def pid(self) -> int:
@@ -390,9 +403,12 @@ class ContainerProcess:
                 reaper.wait()
 
     def describe(self) -> dict[str, Any]:
-        return {"runtime": f"docker ({self.runtime.network} network)",
-                "network": self.runtime.network, "memory_limit_mb": self.memory_mb,
-                "cpuset": self.cpus, **self.image_facts, **self.stats}
+        asked = {"network": self.runtime.network, "memory_limit_mb": self.memory_mb,
+                 "cpuset": self.cpus}
+        return {"runtime": f"docker ({self.runtime.network} network)", **asked,
+                **self.applied, "limits": "as docker inspect shows them" if self.applied
+                else "as asked (the container did not start)",
+                **self.image_facts, **self.stats}
 
 
 def docker_available() -> bool:

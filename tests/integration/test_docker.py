@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+import yaml
 
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
@@ -332,10 +333,28 @@ def test_compose_file_validates(wheelhouse: Path) -> None:
         capture_output=True, text=True, timeout=60, check=True, cwd=REPO).stdout.split()
     assert set(services) == {"flask", "grpc", "lambda", "locust-master", "locust-worker",
                              "loadgen-worker"}
-    # The same CPU set and memory limit for every served target.
-    config = done.stdout
-    assert config.count("cpuset:") >= 3
-    assert config.count("mem_limit:") >= 3
+    # Every served target: the harness's CPU set and memory limit, bound to 127.0.0.1.
+    config = yaml.safe_load(done.stdout)["services"]
+    for name in ("flask", "grpc", "lambda"):
+        service = config[name]
+        assert str(service["cpuset"]) == "1", name
+        assert service["network_mode"] == "host", name
+        assert service["command"][-2:] == ["--host", "127.0.0.1"], name
+        assert service["mem_limit"], name
+    # Lambda: every environment of its default concurrency gets its memory size.
+    assert _bytes(config["lambda"]["mem_limit"]) == 10 * 1769 * 2**20
+    assert _bytes(config["flask"]["mem_limit"]) == _bytes(config["grpc"]["mem_limit"]) \
+        == 2 * 2**30
+    assert "127.0.0.1" in config["locust-master"]["command"]
+
+
+def _bytes(limit: object) -> int:
+    """A compose memory limit (bytes, or 2g / 17690m as written) in bytes."""
+    text = str(limit).lower()
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    if text[-1:] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
 
 
 def test_a_worker_in_a_container_joins_a_run(engine: Any, images: dict[str, Any],

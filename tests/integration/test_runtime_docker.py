@@ -67,8 +67,11 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     assert flask["parity"]["ok"]
     d = flask["describe"]
     assert d["runtime"] == "docker (host network)"
+    # As docker inspect shows them, not as asked.
+    assert d["limits"] == "as docker inspect shows them"
     assert d["memory_limit_mb"] == 1536
     assert d["cpuset"] == run["metadata"]["target_cpus"]
+    assert d["network"] == "host"
     assert d["image"] == "deploybench-flask:latest"
     assert d["image_size_mb"] > 100
     assert d["startup_s"] > 0
@@ -177,6 +180,43 @@ def test_a_run_killed_outright_leaves_no_container(engine: object, tmp_path: Pat
         while started & {c.id for c in ours(engine)} and time.monotonic() < deadline:  # type: ignore[attr-defined]
             time.sleep(0.2)
         assert not started & {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_stops_its_container(engine: object, tmp_path: Path,
+                                                how: str) -> None:
+    """Ctrl-C or SIGTERM while a container serves: the container is stopped and removed
+    by the time the run exits, which writes what it measured as partial and exits
+    non-zero."""
+    import signal
+    import time
+
+    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
+         "--scenario", "smoke", "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        started: set[str] = set()
+        while not started and time.monotonic() < deadline and proc.poll() is None:
+            started = {c.id for c in ours(engine)} - before  # type: ignore[attr-defined]
+            time.sleep(0.2)
+        assert started, "the run never started its container"
+        time.sleep(3.0)  # starting, checking parity or under load: all must stop it
+        signum = getattr(signal, how)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + signum, stderr[-3000:]
+        assert not started & {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+        run = load_run(out)
+        assert run["status"] == "partial"
+        assert run["stopped_by"].startswith(f"it was interrupted ({how})")
     finally:
         if proc.poll() is None:
             proc.kill()
