@@ -15,14 +15,13 @@ here, once per execution environment. Two kinds of events are served:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import time
 from typing import Any
 
 from targets import codec
+from targets.awslambda.events import decode_direct_event, decode_url_event
 from targets.bundle import get_bundle, serve_batch
 from targets.errors import RequestError
 from targets.process import die_with_parent
@@ -45,16 +44,6 @@ class InvalidRequest(Exception):
     """A direct invocation whose payload cannot be served; names the problem."""
 
 
-class _Headers:
-    """Case-insensitive lookup over an event's (already lower-cased) headers."""
-
-    def __init__(self, headers: dict[str, str] | None) -> None:
-        self._headers = {k.lower(): v for k, v in (headers or {}).items()}
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        return self._headers.get(name.lower(), default)
-
-
 def _http_response(status: int, body: bytes, started: float) -> dict[str, Any]:
     elapsed_ms = (time.perf_counter() - started) * 1000.0
     return {"statusCode": status,
@@ -72,16 +61,8 @@ def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
         return _http_response(404, codec.encode_error(404, f"no route {path!r}"), started)
     if method != "POST":
         return _http_response(405, codec.encode_error(405, "use POST"), started)
-    headers = _Headers(event.get("headers"))
-    text = event.get("body") or ""
     try:
-        body = base64.b64decode(text, validate=True) if event.get("isBase64Encoded") \
-            else text.encode()
-        batch = codec.decode_request(headers.get("content-type"), body, headers,
-                                     BUNDLE.input_shape, LIMITS)
-        predictions = serve_batch(BUNDLE, batch)
-    except binascii.Error:
-        return _http_response(400, codec.encode_error(400, "body is not valid base64"), started)
+        predictions = serve_batch(BUNDLE, decode_url_event(event, BUNDLE.input_shape, LIMITS))
     except RequestError as exc:
         return _http_response(exc.status, codec.encode_error(exc.status, exc.message), started)
     return _http_response(200, codec.encode_predictions(predictions), started)
@@ -89,24 +70,7 @@ def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
 
 def _direct(event: Any) -> dict[str, Any]:
     try:
-        if isinstance(event, dict) and "data" in event:
-            extra = sorted(str(k) for k in event if k not in ("data", "shape", "dtype"))
-            if extra:
-                raise RequestError(400, f"unknown field {extra[0][:80]!r}: a binary event "
-                                        'holds "data", "shape" and "dtype"')
-            if str(event.get("dtype", "float32")).lower() != "float32":
-                raise RequestError(400, f"dtype {event.get('dtype')!r} is not supported; "
-                                        "send float32")
-            shape = event.get("shape")
-            if not isinstance(shape, list) or not all(isinstance(d, int) for d in shape):
-                raise RequestError(400, '"shape" must be a list of integers')
-            try:
-                data = base64.b64decode(event["data"], validate=True)
-            except (binascii.Error, TypeError) as exc:
-                raise RequestError(400, '"data" must be base64 of float32 bytes') from exc
-            batch = codec.decode_tensor(data, tuple(shape), BUNDLE.input_shape, LIMITS)
-        else:
-            batch = codec.decode_document(event, BUNDLE.input_shape, LIMITS)
+        batch = decode_direct_event(event, BUNDLE.input_shape, LIMITS)
         predictions = serve_batch(BUNDLE, batch)
     except RequestError as exc:
         raise InvalidRequest(exc.message) from None

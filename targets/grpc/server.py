@@ -54,45 +54,53 @@ def response_message(predictions: list[Prediction]) -> Any:
     ])
 
 
+def decode_predict_request(data: bytes, input_shape: tuple[int, ...],
+                           limits: codec.Limits) -> Any:
+    """A serialised PredictRequest as a float32 batch (numpy), or RequestError naming the
+    problem: bytes protobuf cannot parse, a dtype other than FLOAT32, and whatever
+    :func:`targets.codec.decode_tensor` refuses (shape, length, NaN, limits).
+
+    Parsed here rather than by gRPC, whose own failure to parse a request is an INTERNAL
+    error: bytes that are no PredictRequest are the client's mistake. The property tests
+    (tests/unit/test_decoding_properties.py) call this very function.
+    """
+    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+
+    from targets.errors import RequestError
+    from targets.grpc import predict_pb2
+
+    try:
+        request = predict_pb2.PredictRequest.FromString(data)
+    except DecodeError:
+        raise RequestError(400, "the request is not a PredictRequest message (protobuf "
+                                "cannot parse it)") from None
+    if request.dtype != predict_pb2.FLOAT32:
+        name = predict_pb2.DType.Name(request.dtype) if request.dtype in \
+            predict_pb2.DType.values() else str(request.dtype)
+        problem = ("dtype is missing" if request.dtype == predict_pb2.DTYPE_UNSPECIFIED
+                   else f"dtype {name} is not supported")
+        raise RequestError(400, f"{problem}; send FLOAT32")
+    return codec.decode_tensor(request.data, tuple(request.shape), input_shape, limits)
+
+
 def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
                  reuse_port: bool) -> Any:
     """A started server with the model loaded; raises OSError when the port is taken."""
     import grpc
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
     from targets.bundle import get_bundle, serve_batch
     from targets.errors import RequestError
-    from targets.grpc import predict_pb2, predict_pb2_grpc
+    from targets.grpc import predict_pb2
 
     bundle = get_bundle(bundle_name)
     bundle.load()
     input_shape = bundle.input_shape
     pid = os.getpid()
 
-    class Predictor(predict_pb2_grpc.PredictorServicer):
-        def Predict(self, request: Any, context: Any) -> Any:
-            if request.dtype != predict_pb2.FLOAT32:
-                name = predict_pb2.DType.Name(request.dtype) if request.dtype in \
-                    predict_pb2.DType.values() else str(request.dtype)
-                problem = ("dtype is missing" if request.dtype == predict_pb2.DTYPE_UNSPECIFIED
-                           else f"dtype {name} is not supported")
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{problem}; send FLOAT32")
-            try:
-                batch = codec.decode_tensor(request.data, tuple(request.shape), input_shape,
-                                            limits)
-                predictions = serve_batch(bundle, batch)
-            except RequestError as exc:
-                context.abort(getattr(grpc.StatusCode, STATUS_CODES.get(exc.status,
-                                                                        "INVALID_ARGUMENT")),
-                              exc.message)
-            except Exception as exc:  # a bug, never the client's input
-                context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-            return response_message(predictions)
-
-        def Info(self, request: Any, context: Any) -> Any:
-            return predict_pb2.InfoResponse(bundle=bundle.name, pid=pid)
+    def info(request: Any, context: Any) -> Any:
+        return predict_pb2.InfoResponse(bundle=bundle.name, pid=pid)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads),
@@ -102,25 +110,24 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
-    servicer = Predictor()
-
     def predict_bytes(data: bytes, context: Any) -> Any:
-        # Parsed here rather than by gRPC, whose own failure to parse a request is an
-        # INTERNAL error: bytes that are no PredictRequest are the client's mistake.
         try:
-            request = predict_pb2.PredictRequest.FromString(data)
-        except DecodeError:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                          "the request is not a PredictRequest message (protobuf cannot "
-                          "parse it)")
-        return servicer.Predict(request, context)
+            batch = decode_predict_request(data, input_shape, limits)
+            predictions = serve_batch(bundle, batch)
+        except RequestError as exc:
+            context.abort(getattr(grpc.StatusCode, STATUS_CODES.get(exc.status,
+                                                                    "INVALID_ARGUMENT")),
+                          exc.message)
+        except Exception as exc:  # a bug, never the client's input
+            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        return response_message(predictions)
 
     handlers = {
         "Predict": grpc.unary_unary_rpc_method_handler(
             predict_bytes, request_deserializer=None,
             response_serializer=predict_pb2.PredictResponse.SerializeToString),
         "Info": grpc.unary_unary_rpc_method_handler(
-            servicer.Info, request_deserializer=predict_pb2.InfoRequest.FromString,
+            info, request_deserializer=predict_pb2.InfoRequest.FromString,
             response_serializer=predict_pb2.InfoResponse.SerializeToString),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

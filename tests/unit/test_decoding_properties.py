@@ -20,10 +20,12 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from targets import codec
+from targets.awslambda.events import decode_direct_event, decode_url_event
 from targets.awslambda.invoke import encode_event
 from targets.errors import RequestError
 from targets.grpc import predict_pb2
 from targets.grpc.client import encode_request as grpc_request
+from targets.grpc.server import decode_predict_request
 
 INPUT = (4,)
 LIMITS = codec.Limits(max_body_bytes=4096, max_batch=8)
@@ -93,24 +95,29 @@ def test_http_bodies_round_trip(batch: np.ndarray, encoding: str) -> None:
 @FAST
 @given(batch=batches, encoding=st.sampled_from(codec.ENCODINGS))
 def test_lambda_events_round_trip(batch: np.ndarray, encoding: str) -> None:
-    """As targets/awslambda/handler.py decodes a direct invocation."""
+    """The handler's own decoder (targets/awslambda/events.py), direct invocation."""
     event = json.loads(encode_event(batch, encoding))
-    if "data" in event:
-        out = codec.decode_tensor(base64.b64decode(event["data"]), tuple(event["shape"]),
-                                  INPUT, LIMITS)
-    else:
-        out = codec.decode_document(event, INPUT, LIMITS)
-    np.testing.assert_array_equal(out, batch)
+    np.testing.assert_array_equal(decode_direct_event(event, INPUT, LIMITS), batch)
+
+
+@FAST
+@given(batch=batches, encoding=st.sampled_from(codec.ENCODINGS))
+def test_function_url_events_round_trip(batch: np.ndarray, encoding: str) -> None:
+    """As the front door wraps a body: binary bodies base64-encoded in the event."""
+    body, headers = codec.encode_request(batch, encoding)
+    binary = encoding == "binary"
+    event = {"headers": {k.lower(): v for k, v in headers.items()},
+             "body": base64.b64encode(body).decode() if binary else body.decode(),
+             "isBase64Encoded": binary}
+    np.testing.assert_array_equal(decode_url_event(event, INPUT, LIMITS), batch)
 
 
 @FAST
 @given(batch=batches)
 def test_grpc_requests_round_trip(batch: np.ndarray) -> None:
-    """As targets/grpc/server.py decodes a PredictRequest."""
-    request = predict_pb2.PredictRequest.FromString(grpc_request(batch))
-    assert request.dtype == predict_pb2.FLOAT32
-    out = codec.decode_tensor(request.data, tuple(request.shape), INPUT, LIMITS)
-    np.testing.assert_array_equal(out, batch)
+    """The server's own decoder (targets/grpc/server.py)."""
+    np.testing.assert_array_equal(decode_predict_request(grpc_request(batch), INPUT, LIMITS),
+                                  batch)
 
 
 # -- whatever arrives: a valid batch or a client error ------------------------------------
@@ -160,16 +167,47 @@ def test_any_tensor_and_shape(data: bytes, shape: list[int]) -> None:
 @FAST
 @given(wire=st.binary(max_size=200))
 def test_any_grpc_bytes(wire: bytes) -> None:
-    """Bytes that protobuf cannot parse are refused before (the server answers
-    INVALID_ARGUMENT); whatever it can parse is decoded or refused as a client error."""
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
+    """Bytes protobuf cannot parse, any dtype, any shape: a batch or a client error."""
+    _decode_or_client_error(decode_predict_request, wire, INPUT, LIMITS)
 
+
+@FAST
+@given(data=st.binary(max_size=64), shape=st.lists(st.integers(-2**70, 2**70), max_size=3),
+       dtype=st.integers(-3, 2**31 - 1))
+def test_any_grpc_request(data: bytes, shape: list[int], dtype: int) -> None:
+    """Well-formed PredictRequests with any content (dtypes unknown to the enum too)."""
+    shape = [d for d in shape if -2**63 <= d < 2**63]
     try:
-        request = predict_pb2.PredictRequest.FromString(wire)
-    except DecodeError:
+        wire = predict_pb2.PredictRequest(data=data, shape=shape, dtype=dtype)
+    except ValueError:  # outside protobuf's own enum range
         return
-    _decode_or_client_error(codec.decode_tensor, request.data, tuple(request.shape), INPUT,
-                            LIMITS)
+    _decode_or_client_error(decode_predict_request, wire.SerializeToString(), INPUT, LIMITS)
+
+
+@FAST
+@given(event=json_values | st.dictionaries(
+    st.sampled_from(["data", "shape", "dtype", "inputs", "extra"]),
+    json_values | st.binary(max_size=40).map(lambda b: base64.b64encode(b).decode()),
+    max_size=4))
+def test_any_direct_event(event: Any) -> None:
+    """Whatever the Invoke API is given: a batch or a client error (the handler raises
+    InvalidRequest with its message)."""
+    _decode_or_client_error(decode_direct_event, event, INPUT, LIMITS)
+
+
+@FAST
+@given(body=st.text(max_size=120) | st.binary(max_size=90).map(
+           lambda b: base64.b64encode(b).decode()),
+       encoded=st.booleans() | st.none(),
+       content_type=st.sampled_from([None, "application/json", "application/octet-stream",
+                                     "text/plain"]),
+       shape=header_values)
+def test_any_function_url_event(body: str, encoded: bool | None, content_type: str | None,
+                                shape: str | None) -> None:
+    headers = {k: v for k, v in (("content-type", content_type),
+                                 (codec.SHAPE_HEADER.lower(), shape)) if v is not None}
+    event = {"headers": headers, "body": body, "isBase64Encoded": encoded}
+    _decode_or_client_error(decode_url_event, event, INPUT, LIMITS)
 
 
 def test_the_properties_can_fail() -> None:
