@@ -388,6 +388,8 @@ class Environment:
             return json_response(202, b'{"status":"OK"}')
         if request.method == "POST" and path == "/init/error":
             self._init_error = request.body or error_body("Runtime.Unknown", "init failed")
+            # The runtime exits once answered: read Max Memory Used while it still runs.
+            self.max_memory_mb()
             return json_response(202, b'{"status":"OK"}')
         return json_response(404, error_body("NotFound", f"no route {request.path}"))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -42,16 +44,41 @@ def function(cpus: CpuPlan, digits, tmp_path_factory: pytest.TempPathFactory  # 
         yield target
 
 
-@pytest.fixture(scope="module")
-def client(function: LambdaTarget):  # type: ignore[no-untyped-def]
+def boto3_client(url: str) -> Any:
+    """AWS's own ``lambda`` client on the emulator's Invoke API: unsigned, no retries."""
     import boto3
     from botocore import UNSIGNED
     from botocore.config import Config
 
     return boto3.client(
-        "lambda", endpoint_url=function.url, region_name="us-east-1",
+        "lambda", endpoint_url=url, region_name="us-east-1",
         config=Config(signature_version=UNSIGNED, read_timeout=120,
                       retries={"total_max_attempts": 1}))
+
+
+@pytest.fixture(scope="module")
+def client(function: LambdaTarget) -> Any:
+    return boto3_client(function.url)
+
+
+def report_of(answer: dict[str, Any]) -> dict[str, str]:
+    """The fields of this invocation's REPORT line in its log tail (LogType=Tail), as
+    Lambda writes them: ``REPORT RequestId: ID<TAB>Key: value unit<TAB>...``."""
+    log = base64.b64decode(answer["LogResult"]).decode()
+    request_id = answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+    [line] = [line for line in log.splitlines() if line.startswith("REPORT ")]
+    head, *parts = line.rstrip("\t").split("\t")
+    assert head == f"REPORT RequestId: {request_id}"
+    fields = dict(part.split(": ", 1) for part in parts)
+    assert len(fields) == len(parts)  # no field twice
+    return fields
+
+
+def number(value: str, unit: str) -> float:
+    """``"12.34 ms"`` -> 12.34, checking the unit."""
+    figure, _, got = value.partition(" ")
+    assert got == unit, value
+    return float(figure)
 
 
 def test_sync_invoke_with_boto3(client: Any, digits) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +99,9 @@ def test_binary_direct_invoke_and_aws_emulator_name(client: Any) -> None:
     assert len(json.loads(answer["Payload"].read())["predictions"]) == 2
 
 
-def test_log_tail_has_the_report_line(client: Any) -> None:
+def test_log_tail_has_the_report_line(client: Any, function: LambdaTarget) -> None:
+    function.reset()  # the next invocation is a cold start
+    cold = report_of(client.invoke(FunctionName="deploybench", Payload=GOOD, LogType="Tail"))
     for _ in range(210):  # past the environment's 200-line log buffer
         client.invoke(FunctionName="deploybench", Payload=GOOD)
     answer = client.invoke(FunctionName="deploybench", Payload=GOOD, LogType="Tail")
@@ -80,10 +109,29 @@ def test_log_tail_has_the_report_line(client: Any) -> None:
     request_id = answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
     assert f"START RequestId: {request_id}" in log
     assert f"END RequestId: {request_id}" in log
-    assert f"REPORT RequestId: {request_id}" in log
-    assert "Billed Duration:" in log
-    assert "Max Memory Used:" in log
     assert log.count("START RequestId:") == 1  # this invocation's lines only
+    warm = report_of(answer)
+    # Cloud field order; Init Duration only on the cold start, last.
+    assert list(warm) == ["Duration", "Billed Duration", "Memory Size", "Max Memory Used"]
+    assert list(cold) == [*warm, "Init Duration"]
+    for report in (cold, warm):
+        assert number(report["Memory Size"], "MB") == function.memory_mb
+        # The real peak RSS of a Python process that imported torch and loaded the model
+        # (not Memory Size, as AWS's own emulator reports it).
+        used = number(report["Max Memory Used"], "MB")
+        assert 50 < used < function.memory_mb
+    # Billed at 1 ms: Duration rounded up (Duration is printed to 0.01 ms, so the bill
+    # may be 1 ms above the printed figure's ceiling) ...
+    duration = number(warm["Duration"], "ms")
+    billed = number(warm["Billed Duration"], "ms")
+    assert billed == int(billed)
+    assert math.ceil(duration) <= billed <= math.ceil(duration) + 1
+    # ... and on a cold start Init too, as billed since August 2025.
+    duration, init = number(cold["Duration"], "ms"), number(cold["Init Duration"], "ms")
+    billed = number(cold["Billed Duration"], "ms")
+    assert init > 50  # a new process importing torch and loading the model
+    assert math.ceil(duration) <= billed
+    assert duration + init - 0.02 <= billed <= math.ceil(duration + init) + 1
 
 
 def test_event_and_dry_run(client: Any, function: LambdaTarget) -> None:
@@ -189,8 +237,106 @@ def test_stop_leaves_no_environment(cpus: CpuPlan, digits, tmp_path: Path) -> No
         assert target._server is not None
         pids = [p.pid for p in target._server.tree()]
         assert len(pids) == 2  # the emulator and one environment
+        [env_pid] = target.stats()["pids"]
+        assert env_pid in pids
+        env = psutil.Process(env_pid)
+        assert "awslambdaric" in env.cmdline()
+        assert env.environ()["OMP_NUM_THREADS"] == "1"
+        # The emulator and the environment it started run pinned to the target CPUs.
+        for pid in pids:
+            assert sorted(os.sched_getaffinity(pid)) == sorted(cpus.target), pid
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
                    for p in pids)
+
+
+# -- failures through the Invoke API, as an application sees them ------------------------
+
+#: A bundle module whose load() fails: the handler module's import (Lambda's Init) raises.
+BROKEN_BUNDLE = """
+from targets.bundles.null import NullBundle
+
+
+class WeightsMissing(Exception):
+    pass
+
+
+class Bundle(NullBundle):
+    name = "broken"
+
+    def load(self):
+        raise WeightsMissing("model.pt is not in the deployment package")
+"""
+
+#: A bundle module that takes 5 s to predict: past any function timeout these tests set.
+SLOW_BUNDLE = """
+import time
+
+from targets.bundles.null import NullBundle
+
+
+class Bundle(NullBundle):
+    name = "slow"
+
+    def predict(self, inputs):
+        time.sleep(5.0)
+        return inputs
+"""
+
+NULL_EVENT = json.dumps({"inputs": [[0.0] * 64]})
+
+
+def test_init_failure_through_the_invoke_api(cpus: CpuPlan, tmp_path: Path) -> None:
+    bundle = tmp_path / "broken.py"
+    bundle.write_text(BROKEN_BUNDLE)
+    with LambdaTarget(str(bundle), list(cpus.target), "json", concurrency=1) as target:
+        client = boto3_client(target.url)
+        for _ in range(2):  # each invocation tries a new environment, and fails again
+            answer = client.invoke(FunctionName="deploybench", Payload=NULL_EVENT,
+                                   LogType="Tail")
+            assert answer["StatusCode"] == 200
+            assert answer["FunctionError"] == "Unhandled"
+            headers = answer["ResponseMetadata"]["HTTPHeaders"]
+            assert headers["x-amz-function-error"] == "Unhandled"
+            error = json.loads(answer["Payload"].read())
+            # What awslambdaric posted to /runtime/init/error: the exception's class.
+            assert error["errorType"] == "WeightsMissing"
+            assert error["errorMessage"] == "model.pt is not in the deployment package"
+            assert isinstance(error["stackTrace"], list)
+            report = report_of(answer)
+            assert number(report["Init Duration"], "ms") > 0  # Init ran, and is billed
+            # The peak RSS of the runtime that failed (read before it exited), not 0.
+            assert number(report["Max Memory Used"], "MB") > 10
+            assert number(report["Billed Duration"], "ms") >= \
+                number(report["Init Duration"], "ms") - 0.01
+            assert target.stats()["environments"] == 0  # the failed environment is gone
+        # Through the Function URL the same failure is a 502.
+        status, body, _ = target.request_with_headers(*codec.encode_request(
+            np.zeros((1, 64), dtype=np.float32), "json"))
+        assert (status, json.loads(body)) == (502, {"message": "Internal Server Error"})
+
+
+def test_timeout_through_the_invoke_api(cpus: CpuPlan, tmp_path: Path) -> None:
+    bundle = tmp_path / "slow.py"
+    bundle.write_text(SLOW_BUNDLE)
+    with LambdaTarget(str(bundle), list(cpus.target), "json", concurrency=1,
+                      timeout_s=0.5) as target:
+        client = boto3_client(target.url)
+        for _ in range(2):  # the timed-out environment is killed: the next one is cold
+            answer = client.invoke(FunctionName="deploybench", Payload=NULL_EVENT,
+                                   LogType="Tail")
+            assert answer["StatusCode"] == 200
+            assert answer["FunctionError"] == "Unhandled"
+            headers = answer["ResponseMetadata"]["HTTPHeaders"]
+            assert headers["x-amz-function-error"] == "Unhandled"
+            request_id = headers["x-amzn-requestid"]
+            error = json.loads(answer["Payload"].read())
+            assert error == {"errorType": "Sandbox.Timedout",
+                             "errorMessage": f"RequestId: {request_id} Error: Task timed "
+                                             "out after 0.50 seconds"}
+            report = report_of(answer)
+            assert 500 <= number(report["Duration"], "ms") < 3000  # killed, not waited out
+            assert "Init Duration" in report
+            assert target.stats()["environments"] == 0
 
 
 # -- the execution model, driven directly (real awslambdaric, no HTTP front door) -------
