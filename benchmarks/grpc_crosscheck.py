@@ -122,7 +122,8 @@ def main() -> int:
             job = LoadJob(target=name, spec=spec, scenario=scenario,  # type: ignore[arg-type]
                           loadgen_cpus=list(cpus.loadgen), work_dir=work / f"{name}-{i}",
                           log_path=work / "lg.log")
-            s = summarize_stage(LocustLoadGenerator().run(job, lambda e: None).stages[0])
+            load = LocustLoadGenerator().run(job, lambda e: None).checked()
+            s = summarize_stage(load.stages[0])
             lg_cpu[name].append(s["loadgen_cpu_percent"] or 0.0)
             return s["rps"]
 

@@ -94,7 +94,8 @@ def main() -> int:
                               loadgen_cpus=list(cpus.loadgen),
                               work_dir=Path(tmp) / f"work-{n}-{attempt}",
                               log_path=Path(tmp) / "lg.log")
-                stage = summarize_stage(LocustLoadGenerator().run(job, lambda e: None).stages[0])
+                load = LocustLoadGenerator().run(job, lambda e: None).checked()
+                stage = summarize_stage(load.stages[0])
                 subprocess.run([*taskset, *base, f"-d{args.warmup:.0f}s",
                                 target.url + "/predict"],
                                capture_output=True, check=True)  # wrk's warm-up, discarded

@@ -42,6 +42,9 @@ EXIT_PARITY = 3
 #: After SIGTERM (the orchestrator stopping the run), how long the interrupted stage waits
 #: for the requests still in flight: the orchestrator kills this process soon after.
 INTERRUPTED_DRAIN_S = 1.0
+#: After SIGTERM, the driver exits by itself within this long, whatever it is doing
+#: (within harness.loadgen.DRIVER_STOP_GRACE_S, after which the orchestrator kills it).
+HARD_EXIT_S = 8
 
 
 class StageError(RuntimeError):
@@ -184,8 +187,12 @@ def _run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> No
     if program["fractions"]:
         found = capacity(closed, program.get("slo_p99_ms"), program["max_error_rate"])
         if found is None:
-            raise StageError("no VALID closed-loop stage met the SLO and error bound, so "
-                             "there is no capacity to take rate_fractions of")
+            slo = program.get("slo_p99_ms")
+            bound = f"p99 <= {slo:g} ms" if slo is not None else "the objective"
+            raise StageError(
+                f"no VALID closed-loop stage met {bound} (--slo, else the scenario's, else "
+                "the default) and the error bound, so there is no capacity to take "
+                "rate_fractions of")
         for fraction in program["fractions"]:
             stages.open(fraction * found["rps"], trial, fraction=fraction,
                         capacity=found["rps"])
@@ -215,7 +222,16 @@ class StageRunner:
         from gevent.event import Event
 
         self.stop = Event()
-        self._on_term = gevent.signal_handler(signal.SIGTERM, self.stop.set)
+        self._on_term = gevent.signal_handler(signal.SIGTERM, self._terminate)
+
+    def _terminate(self) -> None:
+        """SIGTERM: from the orchestrator stopping the run, or from the kernel when the
+        orchestrator died (die_with_parent). The stage under way ends and is written;
+        should anything keep this process from exiting soon after (a stage blocked in a
+        call that does not yield), SIGALRM's default action ends it, so no orphaned load
+        generator goes on sending."""
+        self.stop.set()
+        signal.alarm(HARD_EXIT_S)
 
     def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
@@ -414,8 +430,11 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     if interrupted and not any(w.completed for w in windows):
         raise StageInterrupted  # no answer measured: nothing to keep
     # Whether the windows agreed, apart from whether they held enough requests (which
-    # the verdict judges on its own): a stage is unstable only when they disagreed.
-    stable, instability = stability(windows, count, tolerance, check_rps)
+    # the verdict judges on its own): a stage is unstable only when they disagreed. An
+    # interrupted stage is not judged (its verdict says it was interrupted).
+    stable, instability = (False, f"not judged: interrupted after {len(windows)} "
+                                  "window(s)") if interrupted \
+        else stability(windows, count, tolerance, check_rps)
     kept = min(count, len(windows))
     window_start, window_end = edges[-1 - kept], edges[-1]
     cpu_before, cpu_after = cpu[-1 - kept], cpu[-1]
@@ -423,6 +442,9 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
                                  window_end - window_start) if ctx.crosscheck else {}
 
     drained, unanswered = cool_down_and_drain(ctx, where)
+    # Interrupted in the cool-down or drain: no cool-down, a short drain, so requests of
+    # the window may have been cut; the stage says so rather than pass as finished.
+    interrupted = interrupted or stop.is_set()
     truncated = sum(window_start <= sent_at < window_end for sent_at in unanswered)
     unsent = loop.unsent(window_start, window_end) if loop is not None else 0
     # Everything sent in the window is answered (or given up on): slow reads are safe.

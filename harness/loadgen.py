@@ -186,6 +186,13 @@ class LoadResult:
     #: was measured until then, and the caller raises this once it has kept them.
     interrupted: KeyboardInterrupt | None = None
 
+    def checked(self) -> LoadResult:
+        """This result, or the interrupt raised again: for callers with nothing to keep
+        of an interrupted load (scripts, tests), so Ctrl-C still stops them."""
+        if self.interrupted is not None:
+            raise self.interrupted
+        return self
+
 
 class LoadGenerator(Protocol):
     def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
@@ -316,10 +323,14 @@ class LocustLoadGenerator:
             if not done:
                 raise LoadGeneratorError(
                     f"{why}. Its log ({job.log_path}) says:\n{log_tail(job.log_path)}")
-            # What it measured before it died is kept, and the death said.
+            # What it measured before it died is kept, and the death said. Stopped for
+            # overrunning its budget, it cut its stage under way and kept that too.
+            cut = sum(1 for s in done if s.get("interrupted"))
+            kept = f"the {len(done) - cut} stage(s) it had finished" + (
+                " and what the stage it was stopped in measured" if cut else "")
             return LoadResult([_raw_stage(job.work_dir, s) for s in done], {}, None,
-                              f"{why}, during its stage {len(done) + 1}; the {len(done)} "
-                              f"stage(s) it had finished are kept. See {job.log_path}")
+                              f"{why}, during its stage {len(done) - cut + 1}; {kept} are "
+                              f"kept. See {job.log_path}")
         parity = result.pop("parity", None)
         if proc.returncode == EXIT_PARITY and parity is not None:
             raise ParityError(parity_message(job.target, parity["index"], parity["problem"]))

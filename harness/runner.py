@@ -396,8 +396,9 @@ class Runner:
             if raw.interrupted:
                 stage["valid"] = False
                 stage["reasons"].insert(0, (
-                    f"interrupted: the run was stopped {raw.window_end - raw.measure_start:.1f}"
-                    " s into this stage's measurement; its figures cover that time only"))
+                    f"interrupted: the load generator was stopped "
+                    f"{raw.window_end - raw.measure_start:.1f} s into this stage's measurement "
+                    "(the target's error says why); its figures cover that time only"))
             result["stages"].append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
                            raw.phases(), raw.cold_flags(), raw.send_delays())

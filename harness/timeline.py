@@ -83,6 +83,7 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
         locust = _locust_snapshot(env.stats.total, edges[-1] - edges[0]) \
             if ctx.crosscheck else {}
         tail = _cool_down_and_drain(ctx, where, edges[0], edges[-1])
+        interrupted = ctx.stop.is_set()
     finally:
         env.stop_timeout = stop_timeout
 
@@ -129,6 +130,7 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
         "samples": samples_name,
         "timeline": {"sample_s": program["sample_s"], "segments": ran, "memory": memory,
                      "planned_segments": len(segments)},
+        "interrupted": interrupted,
         **tail,
         **figures,
     }
@@ -136,23 +138,25 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
 
 def _spawn_and_warm_up(ctx: StageRunner, users: int, where: dict[str, Any], watch: Watch
                        ) -> tuple[float, bool]:
-    import gevent
+    from harness.driver import SPAWN_TIMEOUT_S, StageError, StageInterrupted, _wait_until, emit
 
-    from harness.driver import SPAWN_TIMEOUT_S, StageError, _wait_until, emit
-
-    runner, control, t = ctx.runner, ctx.control, ctx.timing
+    runner, control, t, stop = ctx.runner, ctx.control, ctx.timing, ctx.stop
     runner.start(users, spawn_rate=min(users, 100))
-    if not _wait_until(lambda: runner.user_count >= users, SPAWN_TIMEOUT_S):
+    if not _wait_until(lambda: runner.user_count >= users or stop.is_set(), SPAWN_TIMEOUT_S):
         runner.stop()
         raise StageError(f"only {runner.user_count} of {users} users started within "
                          f"{SPAWN_TIMEOUT_S:.0f} s; lower the timeline's users or give the "
                          "load generator more CPUs")
     emit("stage", phase="warmup", **where)
     started = time.monotonic()
-    gevent.sleep(t["warmup_s"])
-    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None,
+    stop.wait(t["warmup_s"])
+    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None
+                         or stop.is_set(),
                          max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02) \
         and control.settled() >= users
+    if stop.is_set():  # SIGTERM before anything was measured: nothing to keep
+        runner.stop()
+        raise StageInterrupted
     return time.monotonic() - started, warmed
 
 
@@ -198,13 +202,16 @@ def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], samp
             emit("stage", phase="measure", index=index, concurrency=seg["users"], rate=None,
                  segment=i + 1, of=len(segments), label=seg["label"])
             due += seg["seconds"]
-            # To the edge exactly, looking for the target's death every WATCH_STEP_S.
+            # To the edge exactly, looking for the target's death every WATCH_STEP_S;
+            # SIGTERM (ctx.stop) cuts the segment short.
             while watch.died_at is None and time.time() < due:
-                gevent.sleep(min(WATCH_STEP_S, max(0.0, due - time.time())))
+                if ctx.stop.wait(min(WATCH_STEP_S, max(0.0, due - time.time()))):
+                    break
             edges.append(time.time())
             cpu.append(meter.cpu())
-            if watch.died_at is not None:
-                break  # the target died: the timeline ends here (the verdict says so)
+            if watch.died_at is not None or ctx.stop.is_set():
+                break  # the target died or the run was interrupted: the timeline ends
+                # here (the verdict says so)
     finally:
         sampler.kill()
     reading()  # the end of the measured timeline

@@ -117,8 +117,8 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
             for x, y, users in points:
                 ax.annotate(f"{users}", (x, y), textcoords="offset points", xytext=(4, 4),
                             fontsize=7)
-        # Open-loop stages apart: markers only (their x is the offered rate, met or not,
-        # and their p99 counts from the intended send time), labelled by the offered rate.
+        # Open-loop stages apart: markers only, at the throughput achieved (their p99
+        # counts from the intended send time), each labelled by the rate offered.
         rates = [(rps, p99, offered) for offered, rps, p99 in _open(t) if p99 is not None]
         if rates:
             ax.plot([p[0] for p in rates], [p[1] for p in rates], marker="s",

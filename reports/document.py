@@ -191,12 +191,19 @@ def summary_items(run: RunDoc) -> list[str]:
             + ("" if low.get("valid", True) else " (an INVALID stage)")
             + slo_text + (f"; {cold_text}" if cold_text else "")
         )
+    from reports.decision import latency_bounds
+
+    meta = run["metadata"]
+    default_slo = latency_bounds(meta.get("slo"), meta.get("slo_p99_ms"))[1]
     for t in run["targets"]:
         for s in t["stages"]:
             if s.get("sweep_stop"):
                 trial = f" (trial {s.get('trial', 0) + 1})" if _trials(t) else ""
+                why = str(s["sweep_stop"])
+                if default_slo and "passed the SLO" in why:
+                    why += " (the default objective; --slo sets another)"
                 items.append(f"**{t['name']}** sweep stopped after {stage_load(s)}{trial}: "
-                             f"{s['sweep_stop']}")
+                             f"{why}")
     items += timeline.summary_lines(run)
     if len(measured) >= 2 and trials.has_trials(run):
         items += trials.comparisons(run)

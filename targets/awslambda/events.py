@@ -65,11 +65,11 @@ def decode_url_event(event: dict[str, Any], input_shape: tuple[int, ...],
     text = event.get("body") or ""
     if not isinstance(text, str):
         raise RequestError(400, "the event's body is not a string")
-    try:
-        body = base64.b64decode(text, validate=True) if event.get("isBase64Encoded") \
-            else text.encode("utf-8", "surrogatepass")
-    except (binascii.Error, ValueError) as exc:
-        raise RequestError(400, "body is not valid base64") from exc
-    except UnicodeEncodeError as exc:
-        raise RequestError(400, "body is not valid UTF-8") from exc
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise RequestError(400, "body is not valid base64") from exc
+    else:  # lone surrogates pass through, and the codec refuses them as invalid UTF-8
+        body = text.encode("utf-8", "surrogatepass")
     return codec.decode_request(headers.get("content-type"), body, headers, input_shape, limits)

@@ -30,7 +30,7 @@ def drive(target: str, spec: Any, loadgen_cpus: list[int], tmp_path: Path,
                   loadgen_cpus=loadgen_cpus, work_dir=tmp_path / "work",
                   log_path=tmp_path / "lg.log", reference=reference)
     sink = events.append if events is not None else (lambda e: None)
-    return LocustLoadGenerator().run(job, sink)
+    return LocustLoadGenerator().run(job, sink).checked()
 
 
 def assert_two_workers_serve_and_stop(target: Any, answering_pid: Callable[[], int],

@@ -98,12 +98,81 @@ def test_sigint_keeps_the_current_targets_stages(tmp_path: Path) -> None:
         # The interrupted stage: what it measured until the signal, marked INVALID.
         assert cut["concurrency"] == 2
         assert not cut["valid"]
-        assert cut["reasons"][0].startswith("interrupted: the run was stopped")
+        assert cut["reasons"][0].startswith("interrupted: the load generator was stopped")
+        assert not any(r.startswith("unstable") for r in cut["reasons"])  # not judged
         assert cut["requests"] > 0
         assert 1 <= len(cut["windows"]) < 10
         samples = read_samples(out)
         assert set(samples["target"]) == {"flask"}
         assert set(samples["stage"].tolist()) == {0, 1}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+#: A timeline of two long segments, to interrupt in the first.
+TIMELINE = """\
+description: Two long segments, to interrupt in the first.
+timeline:
+  - {users: 1, seconds: 60, label: long}
+  - {users: 2, seconds: 60, label: longer}
+sample_s: 0.5
+warmup_s: 0.3
+cooldown_s: 0.2
+drain_timeout_s: 5
+"""
+
+
+def test_sigint_cuts_a_timeline_short_and_keeps_it(tmp_path: Path) -> None:
+    """A timeline (spike, soak) stops at the signal, not after its segments: what it
+    measured until then is kept, marked interrupted, and every process is gone."""
+    scenario = tmp_path / "timeline.yaml"
+    scenario.write_text(TIMELINE)
+    out = tmp_path / "run"
+    err_path = tmp_path / "stderr.txt"
+    with err_path.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle",
+             "digits", "--scenario", str(scenario), "--out", str(out)],
+            stdout=subprocess.DEVNULL, stderr=err,
+        )
+    seen: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 180
+        while not any("harness.driver" in " ".join(p.cmdline()) for p in alive(list(
+                seen.values()))):
+            assert time.monotonic() < deadline, "the load generator never started"
+            assert proc.poll() is None, err_path.read_text()[-3000:]
+            for p in descendants(proc.pid):
+                seen[p.pid] = p
+            time.sleep(0.1)
+        time.sleep(12.0)  # parity, spawn, warm-up, then seconds into the first segment
+        for p in descendants(proc.pid):
+            seen[p.pid] = p
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        stopped_in = time.monotonic() - started
+        stderr = err_path.read_text()
+        assert proc.returncode == 128 + signal.SIGINT, stderr
+        # Well before the driver's 10 s grace: the timeline itself stopped.
+        assert stopped_in < 8.0, stderr
+        deadline = time.monotonic() + 30
+        while alive(list(seen.values())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(list(seen.values())), \
+            [p.cmdline() for p in alive(list(seen.values()))]
+
+        run = load_run(out)
+        assert run["status"] == "partial"
+        [target] = run["targets"]
+        [cut] = target["stages"]
+        assert cut["timeline"]["segments"][0]["label"] == "long"
+        assert len(cut["timeline"]["segments"]) == 1
+        assert not cut["valid"]
+        assert cut["reasons"][0].startswith("interrupted: the load generator was stopped")
+        assert cut["requests"] > 0
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -234,6 +234,7 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
 
     items = " ".join(summary_items(run))
     assert "**fake** sweep stopped after 4 users: p99 8 ms passed the SLO of 5 ms" in items
+    assert "the default objective" not in items  # the user's own
     assert "highest throughput within p99 <= 5 ms: 500 req/s at 1 user" in items
 
 
@@ -261,6 +262,11 @@ def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> 
     # The objective as given stays none; the decision applies the same default.
     assert run["metadata"]["slo_p99_ms"] is None
     assert objective(run).latency_ms == {"p99": DEFAULT_SLO_P99_MS}
+    # And the report says whose objective stopped the sweep.
+    from reports.document import summary_items
+
+    items = " ".join(summary_items(run))
+    assert "passed the SLO of 100 ms (the default objective; --slo sets another)" in items
 
 
 def test_rate_capacity_without_an_slo_is_within_the_decisions_default(tmp_path: Path
