@@ -34,19 +34,26 @@ drain_timeout_s: 5
 """
 
 
-def test_sigint_keeps_the_current_targets_stages(tmp_path: Path) -> None:
-    scenario = tmp_path / "interruptible.yaml"
-    scenario.write_text(SCENARIO)
-    out = tmp_path / "run"
-    # Rewritten (atomically) by the load generator after each stage it finishes.
-    partial = out / ".work" / "flask" / "partial.json"
-    err_path = tmp_path / "stderr.txt"
+def _start_flask_run(tmp_path: Path, scenario_yaml: str
+                     ) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`deploybench run` of flask on ``scenario_yaml``: the process, its --out folder and
+    the file its stderr goes to."""
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(scenario_yaml)
+    out, err_path = tmp_path / "run", tmp_path / "stderr.txt"
     with err_path.open("wb") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle",
              "digits", "--scenario", str(scenario), "--out", str(out)],
             stdout=subprocess.DEVNULL, stderr=err,
         )
+    return proc, out, err_path
+
+
+def test_sigint_keeps_the_current_targets_stages(tmp_path: Path) -> None:
+    proc, out, err_path = _start_flask_run(tmp_path, SCENARIO)
+    # Rewritten (atomically) by the load generator after each stage it finishes.
+    partial = out / ".work" / "flask" / "partial.json"
     seen: dict[int, psutil.Process] = {}
     try:
         first = None
@@ -127,16 +134,7 @@ drain_timeout_s: 5
 def test_sigint_cuts_a_timeline_short_and_keeps_it(tmp_path: Path) -> None:
     """A timeline (spike, soak) stops at the signal, not after its segments: what it
     measured until then is kept, marked interrupted, and every process is gone."""
-    scenario = tmp_path / "timeline.yaml"
-    scenario.write_text(TIMELINE)
-    out = tmp_path / "run"
-    err_path = tmp_path / "stderr.txt"
-    with err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "harness", "run", "--targets", "flask", "--bundle",
-             "digits", "--scenario", str(scenario), "--out", str(out)],
-            stdout=subprocess.DEVNULL, stderr=err,
-        )
+    proc, out, err_path = _start_flask_run(tmp_path, TIMELINE)
     seen: dict[int, psutil.Process] = {}
     try:
         deadline = time.monotonic() + 180

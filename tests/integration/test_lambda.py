@@ -285,19 +285,25 @@ class Bundle(NullBundle):
 NULL_EVENT = json.dumps({"inputs": [[0.0] * 64]})
 
 
+def _unhandled(client: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """A synchronous invoke that fails as Lambda reports a function error: status 200,
+    ``FunctionError``/``X-Amz-Function-Error: Unhandled``. Returns the answer, its HTTP
+    headers and the error payload."""
+    answer = client.invoke(FunctionName="deploybench", Payload=NULL_EVENT, LogType="Tail")
+    assert answer["StatusCode"] == 200
+    assert answer["FunctionError"] == "Unhandled"
+    headers = answer["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amz-function-error"] == "Unhandled"
+    return answer, headers, json.loads(answer["Payload"].read())
+
+
 def test_init_failure_through_the_invoke_api(cpus: CpuPlan, tmp_path: Path) -> None:
     bundle = tmp_path / "broken.py"
     bundle.write_text(BROKEN_BUNDLE)
     with LambdaTarget(str(bundle), list(cpus.target), "json", concurrency=1) as target:
         client = boto3_client(target.url)
         for _ in range(2):  # each invocation tries a new environment, and fails again
-            answer = client.invoke(FunctionName="deploybench", Payload=NULL_EVENT,
-                                   LogType="Tail")
-            assert answer["StatusCode"] == 200
-            assert answer["FunctionError"] == "Unhandled"
-            headers = answer["ResponseMetadata"]["HTTPHeaders"]
-            assert headers["x-amz-function-error"] == "Unhandled"
-            error = json.loads(answer["Payload"].read())
+            answer, _headers, error = _unhandled(client)
             # What awslambdaric posted to /runtime/init/error: the exception's class.
             assert error["errorType"] == "WeightsMissing"
             assert error["errorMessage"] == "model.pt is not in the deployment package"
@@ -322,14 +328,8 @@ def test_timeout_through_the_invoke_api(cpus: CpuPlan, tmp_path: Path) -> None:
                       timeout_s=0.5) as target:
         client = boto3_client(target.url)
         for _ in range(2):  # the timed-out environment is killed: the next one is cold
-            answer = client.invoke(FunctionName="deploybench", Payload=NULL_EVENT,
-                                   LogType="Tail")
-            assert answer["StatusCode"] == 200
-            assert answer["FunctionError"] == "Unhandled"
-            headers = answer["ResponseMetadata"]["HTTPHeaders"]
-            assert headers["x-amz-function-error"] == "Unhandled"
+            answer, headers, error = _unhandled(client)
             request_id = headers["x-amzn-requestid"]
-            error = json.loads(answer["Payload"].read())
             assert error == {"errorType": "Sandbox.Timedout",
                              "errorMessage": f"RequestId: {request_id} Error: Task timed "
                                              "out after 0.50 seconds"}

@@ -156,24 +156,40 @@ def test_containers_of_a_killed_run_are_removed(engine: object) -> None:
             orphan.remove(force=True)
 
 
+def _run_until_its_container_starts(engine: object, tmp_path: Path
+                                    ) -> tuple[subprocess.Popen[bytes], set[str]]:
+    """`deploybench run --runtime docker` of flask (smoke, --out tmp_path/run, stderr in
+    tmp_path/stderr.txt), once its container exists: the process and that container's
+    ID. The run is killed if its container never appears."""
+    import time
+
+    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
+    with (tmp_path / "stderr.txt").open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets",
+             "flask", "--scenario", "smoke", "--out", str(tmp_path / "run")],
+            stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 180
+    started: set[str] = set()
+    while not started and time.monotonic() < deadline and proc.poll() is None:
+        started = {c.id for c in ours(engine)} - before  # type: ignore[attr-defined]
+        time.sleep(0.2)
+    if not started:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the run never started its container: "
+                    + (tmp_path / "stderr.txt").read_text()[-3000:])
+    return proc, started
+
+
 def test_a_run_killed_outright_leaves_no_container(engine: object, tmp_path: Path) -> None:
     """SIGKILL (or a second Ctrl-C) gives the orchestrator no time to stop anything: its
     servers die with it (PR_SET_PDEATHSIG), and each container's reaper removes it."""
     import signal
     import time
 
-    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
-         "--scenario", "smoke", "--out", str(tmp_path / "run")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, started = _run_until_its_container_starts(engine, tmp_path)
     try:
-        deadline = time.monotonic() + 180
-        started: set[str] = set()
-        while not started and time.monotonic() < deadline and proc.poll() is None:
-            started = {c.id for c in ours(engine)} - before  # type: ignore[attr-defined]
-            time.sleep(0.2)
-        assert started, "the run never started its container"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         deadline = time.monotonic() + 30
@@ -195,26 +211,16 @@ def test_an_interrupted_run_stops_its_container(engine: object, tmp_path: Path,
     import signal
     import time
 
-    before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
-    out = tmp_path / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
-         "--scenario", "smoke", "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc, started = _run_until_its_container_starts(engine, tmp_path)
     try:
-        deadline = time.monotonic() + 180
-        started: set[str] = set()
-        while not started and time.monotonic() < deadline and proc.poll() is None:
-            started = {c.id for c in ours(engine)} - before  # type: ignore[attr-defined]
-            time.sleep(0.2)
-        assert started, "the run never started its container"
         time.sleep(3.0)  # starting, checking parity or under load: all must stop it
         signum = getattr(signal, how)
         proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        stderr = (tmp_path / "stderr.txt").read_text()
         assert proc.returncode == 128 + signum, stderr[-3000:]
         assert not started & {c.id for c in ours(engine)}  # type: ignore[attr-defined]
-        run = load_run(out)
+        run = load_run(tmp_path / "run")
         assert run["status"] == "partial"
         assert run["stopped_by"].startswith(f"it was interrupted ({how})")
     finally:
