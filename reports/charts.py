@@ -43,27 +43,37 @@ def _measured(run: RunDoc) -> list[TargetResult]:
     return [t for t in run["targets"] if t["status"] == "ok" and _closed(t)]
 
 
-def _closed(t: TargetResult) -> list[tuple[int, float, float | None]]:
-    """(users, req/s, p99 ms) per closed-loop level: the median over trials."""
-    by_level: dict[int, list[tuple[float, float | None]]] = {}
+def _levels(t: TargetResult, mode: str) -> list[tuple[float, float, float | None]]:
+    """(level, req/s, p99 ms) per load level of ``mode``, the median over trials: the
+    level is the users of a closed-loop stage, the offered rate of an open-loop one
+    (whose p99 counts from each request's intended send time)."""
+    from reports.trials import level_key
+
+    groups: dict[Any, list[StageResult]] = {}
     for s in t["stages"]:
-        if s.get("mode", "closed") == "closed" and s["concurrency"] is not None:
-            lat = s["latency_ms"]
-            by_level.setdefault(s["concurrency"], []).append(
-                (s["rps"], lat["p99"] if lat else None))
+        if s.get("mode", "closed") == mode and (mode != "closed" or s["concurrency"]):
+            key = s["concurrency"] if mode == "closed" else level_key(s)
+            groups.setdefault(key, []).append(s)
     out = []
-    for users, values in sorted(by_level.items()):
-        p99s = [p for _, p in values if p is not None]
-        out.append((users, float(np.median([r for r, _ in values])),
+    for stages in groups.values():
+        level: float = (stages[0]["concurrency"] or 0) if mode == "closed" else float(np.median(
+            [float((s.get("open_loop") or {}).get("rate") or 0.0) for s in stages]))
+        p99s = [s["latency_ms"]["p99"] for s in stages if s["latency_ms"]]
+        out.append((level, float(np.median([s["rps"] for s in stages])),
                     float(np.median(p99s)) if p99s else None))
-    return out
+    return sorted(out, key=lambda row: row[0])
+
+
+def _closed(t: TargetResult) -> list[tuple[float, float, float | None]]:
+    """(users, req/s, p99 ms) per closed-loop level: the median over trials."""
+    return _levels(t, "closed")
 
 
 def throughput_vs_concurrency(run: RunDoc) -> bytes:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, ax = _figure()
-    levels: set[int] = set()
+    levels: set[float] = set()
     for t in _measured(run):
         points = _closed(t)
         levels.update(p[0] for p in points)
@@ -80,25 +90,6 @@ def throughput_vs_concurrency(run: RunDoc) -> bytes:
     if _measured(run):
         ax.legend()
     return _png(fig)
-
-
-def _open(t: TargetResult) -> list[tuple[float, float, float | None]]:
-    """(offered req/s, achieved req/s, p99 ms) per open-loop rate (a ``rate`` or
-    ``rate_fractions`` scenario): the median over trials. p99 counts from each request's
-    intended send time."""
-    from reports.trials import level_key
-
-    by_rate: dict[tuple[str, float, bool], list[StageResult]] = {}
-    for s in t["stages"]:
-        if s.get("mode") == "open":
-            by_rate.setdefault(level_key(s), []).append(s)
-    out = []
-    for stages in by_rate.values():
-        offered = [float((s.get("open_loop") or {}).get("rate") or 0.0) for s in stages]
-        p99s = [s["latency_ms"]["p99"] for s in stages if s["latency_ms"]]
-        out.append((float(np.median(offered)), float(np.median([s["rps"] for s in stages])),
-                    float(np.median(p99s)) if p99s else None))
-    return sorted(out)
 
 
 def p99_vs_throughput(run: RunDoc) -> bytes:
@@ -119,7 +110,8 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
                             fontsize=7)
         # Open-loop stages apart: markers only, at the throughput achieved (their p99
         # counts from the intended send time), each labelled by the rate offered.
-        rates = [(rps, p99, offered) for offered, rps, p99 in _open(t) if p99 is not None]
+        rates = [(rps, p99, offered) for offered, rps, p99 in _levels(t, "open")
+                 if p99 is not None]
         if rates:
             ax.plot([p[0] for p in rates], [p[1] for p in rates], marker="s",
                     linestyle="none", color=colour, label=f"{t['name']} (open loop)")

@@ -54,35 +54,6 @@ def response_message(predictions: list[Prediction]) -> Any:
     ])
 
 
-def decode_predict_request(data: bytes, input_shape: tuple[int, ...],
-                           limits: codec.Limits) -> Any:
-    """A serialised PredictRequest as a float32 batch (numpy), or RequestError naming the
-    problem: bytes protobuf cannot parse, a dtype other than FLOAT32, and whatever
-    :func:`targets.codec.decode_tensor` refuses (shape, length, NaN, limits).
-
-    Parsed here rather than by gRPC, whose own failure to parse a request is an INTERNAL
-    error: bytes that are no PredictRequest are the client's mistake. The property tests
-    (tests/unit/test_decoding_properties.py) call this very function.
-    """
-    from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
-
-    from targets.errors import RequestError
-    from targets.grpc import predict_pb2
-
-    try:
-        request = predict_pb2.PredictRequest.FromString(data)
-    except DecodeError:
-        raise RequestError(400, "the request is not a PredictRequest message (protobuf "
-                                "cannot parse it)") from None
-    if request.dtype != predict_pb2.FLOAT32:
-        name = predict_pb2.DType.Name(request.dtype) if request.dtype in \
-            predict_pb2.DType.values() else str(request.dtype)
-        problem = ("dtype is missing" if request.dtype == predict_pb2.DTYPE_UNSPECIFIED
-                   else f"dtype {name} is not supported")
-        raise RequestError(400, f"{problem}; send FLOAT32")
-    return codec.decode_tensor(request.data, tuple(request.shape), input_shape, limits)
-
-
 def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
                  reuse_port: bool) -> Any:
     """A started server with the model loaded; raises OSError when the port is taken."""
@@ -93,6 +64,7 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
     from targets.bundle import get_bundle, serve_batch
     from targets.errors import RequestError
     from targets.grpc import predict_pb2
+    from targets.grpc.decode import decode_predict_request
 
     bundle = get_bundle(bundle_name)
     bundle.load()

@@ -25,7 +25,7 @@ from targets.awslambda.invoke import encode_event
 from targets.errors import RequestError
 from targets.grpc import predict_pb2
 from targets.grpc.client import encode_request as grpc_request
-from targets.grpc.server import decode_predict_request
+from targets.grpc.decode import decode_predict_request
 
 INPUT = (4,)
 LIMITS = codec.Limits(max_body_bytes=4096, max_batch=8)
@@ -115,7 +115,7 @@ def test_function_url_events_round_trip(batch: np.ndarray, encoding: str) -> Non
 @FAST
 @given(batch=batches)
 def test_grpc_requests_round_trip(batch: np.ndarray) -> None:
-    """The server's own decoder (targets/grpc/server.py)."""
+    """The server's own decoder (targets/grpc/decode.py)."""
     np.testing.assert_array_equal(decode_predict_request(grpc_request(batch), INPUT, LIMITS),
                                   batch)
 
