@@ -7,6 +7,7 @@ death), run.json and the report are written, and nothing the run started is left
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -76,15 +77,27 @@ def _run_and_kill(tmp_path: Path, when: Callable[[list[psutil.Process], Path], b
 
 
 def _measuring() -> Callable[[list[psutil.Process], Path], bool]:
-    """True once flask's load generator runs and its first stage has gone on a moment."""
+    """True once flask's load generator runs, its users have been sending (flask's
+    server has spent 0.3 s of CPU since: with load-generator workers, taking the plan
+    can take a while on a busy machine) and the stage has gone on a moment."""
     seen: list[float] = []
+
+    def flask_cpu_s(tree: list[psutil.Process]) -> float:
+        total = 0.0
+        for p in tree:
+            if "targets.flask.server" in _cmdline(p):
+                with contextlib.suppress(psutil.Error):
+                    times = p.cpu_times()
+                    total += times.user + times.system
+        return total
 
     def when(tree: list[psutil.Process], out: Path) -> bool:
         if not any("harness.driver" in _cmdline(p) for p in tree):
             return False
         if not seen:
             seen.append(time.monotonic())
-        return time.monotonic() - seen[0] > 1.5
+            seen.append(flask_cpu_s(tree))
+        return time.monotonic() - seen[0] > 1.5 and flask_cpu_s(tree) - seen[1] > 0.3
 
     return when
 
