@@ -28,9 +28,10 @@ version=$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 base image and python:3.11-slim run Python 3.11 (cp311)"
 deps_key="$(hash_of pyproject.toml) $version $(uname -m)"
 # What the project's wheel holds: its packages, pyproject.toml and the README (its long
-# description). Files git does not ignore, committed or not.
+# description). Files git does not ignore, committed or not; deleted ones left out.
 mapfile -t sources < <(git ls-files -co --exclude-standard -- \
-    harness targets scenarios reports pyproject.toml README.md | sort)
+    harness targets scenarios reports pyproject.toml README.md | sort -u \
+    | while IFS= read -r f; do [ -e "$f" ] && printf '%s\n' "$f"; done)
 project_key=$(hash_of "${sources[@]}")
 # pip builds from a clean copy of exactly those files: setuptools' own build/lib in the
 # work tree can hold modules deleted since, and would put them in the wheel.

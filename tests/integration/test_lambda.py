@@ -24,7 +24,7 @@ from harness.serverless import summarize_invocations
 from harness.stats import summarize_stage
 from targets import codec
 from targets.awslambda.environment import FunctionConfig
-from targets.awslambda.function import LambdaFunction, Throttled
+from targets.awslambda.function import EVENT_RETRY_DELAYS_S, LambdaFunction, Throttled
 from targets.awslambda.target import LambdaTarget
 from targets.bundle import serve_batch
 from targets.httpclient import HttpClient
@@ -477,13 +477,22 @@ def test_reset_mid_invocation_answers_it(tmp_path: Path) -> None:
     assert in_flight == 0
 
 
-def test_a_failing_event_is_retried_twice(tmp_path: Path) -> None:
+def test_a_failing_event_is_retried_twice(tmp_path: Path, digits) -> None:  # type: ignore[no-untyped-def]
+    # ``digits``: the model is trained before, not inside the first attempt's Init.
     async def scenario() -> list[dict[str, Any]]:
         fn = _function(tmp_path)
         fn.start()
         try:
             fn.enqueue(json.dumps({"inputs": [[1.0]]}).encode())  # a function error
-            await asyncio.sleep(5.0)  # retries after 1 s and 2 s more
+            # Retries after 1 s and 2 s more, behind a cold start of seconds on a slow
+            # machine: wait for the third record, then longer than a retry's delay, so
+            # a fourth attempt would be seen.
+            records = tmp_path / "r.jsonl"
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline and (
+                    not records.exists() or len(records.read_text().splitlines()) < 3):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(max(EVENT_RETRY_DELAYS_S) + 1.0)
         finally:
             await fn.close()
         return [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
