@@ -11,7 +11,7 @@ client and server machinery, and for Lambda the emulator and the runtime client.
   user's ceiling and that server's);
 * ``lambda``: the Lambda emulator's Function URL front door with the null bundle behind
   awslambdaric (the emulation's own ceiling);
-* ``inprocess``: the null bundle called through the embedded-model thread pool.
+* ``inprocess``: the null bundle called by the in-process driver's handler threads.
 
 Each row says which side was busy at the ceiling. A later ``run`` on the same machine and
 CPU split reads the result and flags any target whose throughput came within 80% of its

@@ -46,6 +46,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.stages import StageError, StageRunner, emit, run_trials
+
 #: How often a worker sends the samples recorded since its last message.
 PUSH_INTERVAL_S = 0.2
 #: The master measures a window this long after its edge, when every worker has pushed
@@ -144,8 +146,6 @@ class RemoteControl:
 
     def unanswered(self) -> list[float]:
         if not self.drained():
-            from harness.driver import StageError
-
             raise StageError(f"{self.workers - len(self._drained)} of {self.workers} "
                              "load-generator workers did not report their drain; their "
                              "samples would be missing, so the stage is not reported")
@@ -224,7 +224,7 @@ class DistributedMeter:
         remote = sum(c for node, (c, _) in workers.items() if node not in local)
         return CpuReading(mine.target, mine.loadgen_s + shared, workers, remote)
 
-    # The target's main processes, watched during each stage (harness.driver.Watch).
+    # The target's main processes, watched during each stage (harness.stages.Watch).
     @property
     def watch_pids(self) -> list[int]:
         return list(self.meter.watch_pids)
@@ -249,7 +249,7 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     from locust.env import Environment
     from locust.event import Events
 
-    from harness.driver import StageError, StageRunner, _run_program, emit
+    from harness.locustengine import LocustEngine, on_sigterm
     from harness.recorder import SampleRecorder
     from harness.resources import ResourceMeter
     from targets.process import child_env, free_port
@@ -317,15 +317,15 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
                              f"workers did not take the plan within {PLAN_TIMEOUT_S:.0f} s")
         info["workers"] = [control.ready[c] for c in clients]
         emit("ready", loadgen_workers=workers, loadgen_remote_workers=remote)
-        stages = StageRunner(env, runner, control, recorder, meter, out_dir,
-                             max(1, len(spec["cpus"])), plan["timing"])
-        stages.crosscheck = False  # the master's Locust stats lag the workers' reports
+        # No cross-check: the master's Locust stats lag the workers' reports.
+        stages = StageRunner(LocustEngine(env, runner, crosscheck=False), control, recorder,
+                             meter, out_dir, max(1, len(spec["cpus"])), plan["timing"])
         stages.loadgen_cores = max(1, len(plan["loadgen_cpus"]))
-        try:
-            for trial in range(int(plan["program"].get("trials", 1))):
-                _run_program(stages, plan["program"], trial)
-        except StageError as exc:
-            info["error"] = str(exc)
+        handler = on_sigterm(stages)
+        error = run_trials(stages, plan["program"])
+        handler.cancel()
+        if error is not None:
+            info["error"] = error
         return {"stages": stages.results, "target_in_loadgen": False, **info}
     except StageError as exc:
         return {"stages": [], "error": str(exc), **info}
@@ -343,14 +343,14 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
                 proc.wait()
 
 
-def _wait_for(condition: Any, timeout_s: float) -> bool:
+def _wait_for(condition: Any, timeout_s: float, step_s: float = 0.05) -> bool:
     import gevent
 
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
             return False
-        gevent.sleep(0.05)
+        gevent.sleep(step_s)
     return True
 
 
@@ -390,7 +390,6 @@ def _serve_one(host: str, port: int, local: bool) -> str:
     from locust.env import Environment
     from locust.event import Events
 
-    from harness.driver import _wait_until
     from harness.recorder import SampleRecorder
     from scenarios.control import LoadControl
 
@@ -441,7 +440,7 @@ def _serve_one(host: str, port: int, local: bool) -> str:
     def on_drain(environment: Any, msg: Any, **_: Any) -> None:
         epoch = msg.data["epoch"]
         control.draining = True
-        _wait_until(lambda: not control.inflight, float(msg.data["timeout_s"]))
+        _wait_for(lambda: not control.inflight, float(msg.data["timeout_s"]), 0.005)
         if state["epoch"] != epoch:  # the master moved on (it gave up on this stage)
             return
         unanswered = list(control.inflight.values())

@@ -245,7 +245,7 @@ def load_budget_s(scenario: Scenario) -> float:
     return stage_budget_s(scenario) * others + timeline_budget_s(scenario)
 
 
-def _plan(job: LoadJob) -> dict[str, Any]:
+def plan_document(job: LoadJob) -> dict[str, Any]:
     spec = job.spec
     wire: dict[str, Any] = {k: v for k, v in spec.items() if k != "payloads"}
     if "payloads" in spec:
@@ -287,7 +287,7 @@ class LocustLoadGenerator:
 
     def _run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
         plan_path = job.work_dir / "plan.json"
-        plan_path.write_text(json.dumps(_plan(job)))
+        plan_path.write_text(json.dumps(plan_document(job)))
         scenario = job.scenario
         budget = (DRIVER_SLACK_S + load_budget_s(scenario) * job.trials
                   + (REMOTE_CONNECT_TIMEOUT_S if job.remote_workers else 0.0))

@@ -16,13 +16,31 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 #: Distinct error messages kept per stage; the rest are counted under "other".
 MAX_ERROR_KINDS = 20
 
 
+class Columns(NamedTuple):
+    """A stage's samples as numpy arrays, one element per request (see the module doc)."""
+
+    start_s: np.ndarray
+    latency_ms: np.ndarray
+    ok: np.ndarray
+    cold: np.ndarray
+    send_delay_ms: np.ndarray
+    queued: np.ndarray
+
+    def to_npz(self) -> dict[str, np.ndarray]:
+        return self._asdict()
+
+
 class SampleRecorder:
+    """Locust's request listener: one process, one event loop, so plain appends."""
+
     def __init__(self) -> None:
         self.clear()
 
@@ -89,3 +107,19 @@ class SampleRecorder:
 
     def __len__(self) -> int:
         return len(self.latency_ms)
+
+    def close(self) -> None:
+        """Answers from here on are ignored (they were just counted as unanswered)."""
+        self.closed = True
+
+    def columns(self, begin: int = 0, end: int | None = None) -> Columns:
+        """Samples ``[begin:end)``, zero-copy but for the flags (read them before the
+        event loop records more: a view pins the arrays' size)."""
+        return Columns(
+            np.frombuffer(self.start_s, dtype=np.float64)[begin:end],
+            np.frombuffer(self.latency_ms, dtype=np.float64)[begin:end],
+            np.frombuffer(self.ok, dtype=np.int8)[begin:end].astype(bool),
+            np.frombuffer(self.cold, dtype=np.int8)[begin:end].astype(bool),
+            np.frombuffer(self.send_delay_ms, dtype=np.float64)[begin:end],
+            np.frombuffer(self.queued, dtype=np.int8)[begin:end].astype(bool),
+        )

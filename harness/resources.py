@@ -1,8 +1,9 @@
 """CPU time and memory of the target and of the load generator, read inside the driver.
 
 Served targets are process trees (gunicorn's master and workers): their CPU is the sum
-over the tree. The in-process target is a set of threads inside the driver's process: its
-CPU is those threads' time, and the load generator's is the rest of the process.
+over the tree. The in-process target is the driver's own process, where the application's
+handler threads call the model: its CPU is the process's, less the driver's own threads'
+(the one that measures windows, and any sampler it starts), read from their CPU clocks.
 
 Reads run in the load generator's event loop, so they stall every user while they run.
 The CPU read at the edges of a measurement window is kept to one ``/proc/PID/stat`` per
@@ -14,6 +15,7 @@ have all been answered.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,9 +80,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 class ResourceMeter:
-    def __init__(self, watch_pids: list[int], thread_ids: set[int] | None = None) -> None:
+    def __init__(self, watch_pids: list[int],
+                 harness_cpu: Callable[[], float] | None = None) -> None:
         self.watch_pids = watch_pids
-        self.thread_ids = thread_ids  # in-process target: these threads of this process
+        #: In-process: the CPU seconds of the driver's own threads; the rest of this
+        #: process is the application's (the target's).
+        self.harness_cpu = harness_cpu
         self.me = psutil.Process()
         self._tree: list[psutil.Process] = []
 
@@ -96,7 +101,7 @@ class ResourceMeter:
     @property
     def measures_target(self) -> bool:
         """False for a target on another machine: nothing here to read its CPU from."""
-        return self.thread_ids is not None or bool(self.watch_pids)
+        return self.harness_cpu is not None or bool(self.watch_pids)
 
     def dead(self) -> list[int]:
         """The watched processes (each a served target's main process) that are gone or
@@ -114,7 +119,7 @@ class ResourceMeter:
     def tree_changed(self) -> bool:
         """True when a target process died or a new one appeared since :meth:`attach`:
         the CPU figures of the stage then miss or double-count that process's time."""
-        if self.thread_ids is not None:
+        if self.harness_cpu is not None:
             return False
         before = {p.pid for p in self._tree}
         now: set[int] = set()
@@ -127,10 +132,9 @@ class ResourceMeter:
     def cpu(self) -> CpuReading:
         mine = self.me.cpu_times()
         own = mine.user + mine.system
-        if self.thread_ids is not None:
-            threads = {t.id: t.user_time + t.system_time for t in self.me.threads()
-                       if t.id in self.thread_ids}
-            return CpuReading(threads, own - sum(threads.values()))
+        if self.harness_cpu is not None:
+            harness = self.harness_cpu()
+            return CpuReading({0: max(0.0, own - harness)}, harness)
         target: dict[int, float] = {}
         for proc in self._tree:
             with contextlib.suppress(psutil.NoSuchProcess):
@@ -144,7 +148,7 @@ class ResourceMeter:
         seconds while users run. The tree is resolved afresh (about a millisecond), so
         environments or workers started since :meth:`attach` count, without changing the
         tree the CPU figures use. None for a target on another machine."""
-        if self.thread_ids is not None:
+        if self.harness_cpu is not None:
             return float(self.me.memory_info().rss / MB)
         rss = 0.0
         found = False
@@ -159,7 +163,7 @@ class ResourceMeter:
 
     def memory(self) -> MemoryReading:
         own_rss = self.me.memory_info().rss / MB
-        if self.thread_ids is not None:
+        if self.harness_cpu is not None:
             # The model lives in this process: its memory cannot be told apart from the
             # load generator's, so the process's figures are reported for both.
             info = self.me.memory_full_info()

@@ -9,8 +9,9 @@ its error rate, the load generator's CPU), the warm-up, and that the target stay
 
 Three parts, each used where the rest of its kind lives:
 
-* :func:`run_stage` runs in the load generator's process (:mod:`harness.driver`): it
-  moves Locust from segment to segment, reads CPU at each edge and the target's RSS
+* :func:`run_stage` runs in the load generator's process (:mod:`harness.stages`, with
+  Locust or the in-process handler threads as its engine): it moves the users from
+  segment to segment, reads CPU at each edge and the target's RSS
   every ``sample_s`` (the cheap read, :meth:`harness.resources.ResourceMeter.rss_mb`).
 * :func:`simulate` is the same stage for the fake target
   (:class:`harness.loadgen.SimulatedLoadGenerator`), exactly and without time passing.
@@ -26,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from harness.stages import emit
 from harness.validity import Rules, reasons
 
 if TYPE_CHECKING:
-    from harness.driver import StageRunner, Watch
     from harness.loadgen import RawStage
+    from harness.stages import StageRunner, Watch
     from scenarios.catalogue import Scenario
 
 #: Why a timeline has no stability verdict: said in run.json and in the report.
@@ -64,36 +66,32 @@ def timeline_budget_s(scenario: Scenario) -> float:
 
 def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict[str, Any],
               watch: Watch) -> dict[str, Any]:
-    """The timeline in the driver, as :func:`harness.driver._run_watched_stage` runs the
+    """The timeline in the driver, as :func:`harness.stages._run_watched_stage` runs the
     other stages: spawn and warm up, then the segments, then cool down and drain."""
-    from harness.driver import _locust_snapshot, _save_samples, emit
+    from harness.stages import save_samples, spawn_and_warm_up
 
-    env = ctx.env
+    engine = ctx.engine
     segments: list[dict[str, Any]] = program["segments"]
     # Users leaving at a ramp-down finish the request they are in (Locust would kill them
     # mid-request, dropping exactly the slowest requests of a burst): they stop gracefully,
     # waiting at most the drain timeout.
-    stop_timeout = env.stop_timeout
-    env.stop_timeout = ctx.timing["drain_timeout_s"]
-    try:
-        warmup_s, warmed = _spawn_and_warm_up(ctx, segments[0]["users"], where, watch)
+    with engine.graceful(ctx.timing["drain_timeout_s"]):
+        warmup_s, warmed = spawn_and_warm_up(ctx, segments[0]["users"], where, watch,
+                                             what="the timeline's users")
         ctx.meter.attach()
-        env.stats.reset_all()
+        if engine.crosscheck:
+            engine.reset_stats()
         ran, edges, cpu, memory = _segments(ctx, index, segments, program["sample_s"], watch)
-        locust = _locust_snapshot(env.stats.total, edges[-1] - edges[0]) \
-            if ctx.crosscheck else {}
+        crosscheck = engine.total_stats(edges[-1] - edges[0]) if engine.crosscheck else {}
         tail = _cool_down_and_drain(ctx, where, edges[0], edges[-1])
         interrupted = ctx.stop.is_set()
-    finally:
-        env.stop_timeout = stop_timeout
 
     from harness.sweep import stage_figures
 
     recorder = ctx.recorder
     window_start, window_end = edges[0], edges[-1]
-    figures = stage_figures(np.frombuffer(recorder.start_s, dtype=np.float64),
-                            np.frombuffer(recorder.latency_ms, dtype=np.float64),
-                            np.frombuffer(recorder.ok, dtype=np.int8).astype(bool),
+    samples = recorder.columns()
+    figures = stage_figures(samples.start_s, samples.latency_ms, samples.ok,
                             window_start, window_end)
     wall = window_end - window_start
     measures = ctx.meter.measures_target
@@ -105,9 +103,8 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
                                      / ((b - a) * ctx.target_cpus)) \
             if measures and b > a else None
     target_cpu_s = cpu[-1].target_since(cpu[0]) if measures else None
-    samples_name = f"stage-{index}.npz"
-    _save_samples(ctx.out_dir / samples_name, recorder)
-    emit("stage", phase="done", requests=len(recorder), stable=True, **where)
+    samples_name = save_samples(ctx, index, samples)
+    emit("stage", phase="done", requests=len(samples.ok), stable=True, **where)
     return {
         "concurrency": None,
         "window_start": window_start,
@@ -125,7 +122,7 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
         "loadgen_cpu_s": (cpu[-1].loadgen_s + cpu[-1].remote_s
                           - cpu[0].loadgen_s - cpu[0].remote_s),
         "loadgen_cpu_percent": cpu[-1].loadgen_percent(cpu[0], wall, ctx.loadgen_cores),
-        "locust": locust,
+        "locust": crosscheck,
         "error_kinds": dict(recorder.error_kinds),
         "samples": samples_name,
         "timeline": {"sample_s": program["sample_s"], "segments": ran, "memory": memory,
@@ -136,46 +133,18 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
     }
 
 
-def _spawn_and_warm_up(ctx: StageRunner, users: int, where: dict[str, Any], watch: Watch
-                       ) -> tuple[float, bool]:
-    from harness.driver import SPAWN_TIMEOUT_S, StageError, StageInterrupted, _wait_until, emit
-
-    runner, control, t, stop = ctx.runner, ctx.control, ctx.timing, ctx.stop
-    runner.start(users, spawn_rate=min(users, 100))
-    if not _wait_until(lambda: runner.user_count >= users or stop.is_set(), SPAWN_TIMEOUT_S):
-        runner.stop()
-        raise StageError(f"only {runner.user_count} of {users} users started within "
-                         f"{SPAWN_TIMEOUT_S:.0f} s; lower the timeline's users or give the "
-                         "load generator more CPUs")
-    emit("stage", phase="warmup", **where)
-    started = time.monotonic()
-    stop.wait(t["warmup_s"])
-    warmed = _wait_until(lambda: control.settled() >= users or watch.died_at is not None
-                         or stop.is_set(),
-                         max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02) \
-        and control.settled() >= users
-    if stop.is_set():  # SIGTERM before anything was measured: nothing to keep
-        runner.stop()
-        raise StageInterrupted
-    return time.monotonic() - started, warmed
-
-
 def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], sample_s: float,
               watch: Watch) -> tuple[list[dict[str, Any]], list[float], list[Any],
                                      list[dict[str, Any]]]:
     """Run the segments on a fixed schedule from the first edge (so the timeline does not
     drift by what each edge's spawn takes); the RSS is read every sample_s meanwhile."""
-    import gevent
-
-    from harness.driver import emit
-
-    runner, meter = ctx.runner, ctx.meter
+    engine, meter = ctx.engine, ctx.meter
     read_rss = getattr(meter, "rss_mb", None)
     memory: list[dict[str, Any]] = []
 
     def reading() -> None:
         memory.append({"t": time.time(), "rss_mb": read_rss() if read_rss else None,
-                       "users": runner.user_count})
+                       "users": engine.user_count})
 
     origin = time.time()
     edges, cpu = [origin], [meter.cpu()]
@@ -185,18 +154,15 @@ def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], samp
         while True:
             reading()
             k += 1
-            gevent.sleep(max(0.0, origin + k * sample_s - time.time()))
+            engine.sleep(max(0.0, origin + k * sample_s - time.time()))
 
-    sampler = gevent.spawn(sample)
+    sampler = engine.spawn(sample)
     ran: list[dict[str, Any]] = []
     due = origin
     try:
         for i, seg in enumerate(segments):
             if i:
-                # All at once: Locust's dispatcher adds (or stops) spawn_rate users per
-                # step, so a rate of the whole difference makes it one step.
-                change = abs(seg["users"] - segments[i - 1]["users"])
-                runner.start(seg["users"], spawn_rate=max(1, change))
+                engine.start(seg["users"], all_at_once=True)
             ran.append({"users": seg["users"], "seconds": seg["seconds"],
                         "label": seg["label"]})
             emit("stage", phase="measure", index=index, concurrency=seg["users"], rate=None,
@@ -220,13 +186,13 @@ def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], samp
 
 def _cool_down_and_drain(ctx: StageRunner, where: dict[str, Any], window_start: float,
                          window_end: float) -> dict[str, Any]:
-    from harness.driver import cool_down_and_drain
+    from harness.stages import cool_down_and_drain
 
     meter = ctx.meter
     drained, unanswered = cool_down_and_drain(ctx, where)
     memory = meter.memory()  # the slow read (PSS), once everything is answered
     tree_changed = meter.tree_changed()
-    ctx.runner.stop()
+    ctx.engine.stop()
     return {
         "drained": drained,
         "truncated": sum(window_start <= sent_at < window_end for sent_at in unanswered),

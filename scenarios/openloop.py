@@ -17,18 +17,20 @@ had not answered yet (``queued``: the target cannot carry the offered rate). An 
 that found the slots full waits, and so does every arrival due before that wait ended:
 the whole backlog is ``queued``, not blamed on the load generator.
 
-The schedule is kept on one clock (``perf_counter``) and converted to wall-clock time
-once, as Locust stamps sends with ``time.time()``; no request is sent before it is due.
+The schedule (:class:`scenarios.schedule.ArrivalSchedule`) is kept on one clock
+(``perf_counter``) and converted to wall-clock time once, as Locust stamps sends with
+``time.time()``; no request is sent before it is due.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
 import gevent
 import gevent.pool
+
+from scenarios.schedule import ArrivalSchedule
 
 #: Give other greenlets a turn at least this often when catching up a late schedule.
 YIELD_EVERY = 32
@@ -36,20 +38,12 @@ YIELD_EVERY = 32
 
 class OpenLoop:
     def __init__(self, rate: float, arrival: str, max_inflight: int, seed: int) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be > 0")
+        self.schedule = ArrivalSchedule(rate, arrival, seed)
         self.rate = rate
-        self.arrival = arrival
         self.max_inflight = max_inflight
-        self.seed = seed
         self.sent = 0
         self.wall0: float | None = None
         self.pool: gevent.pool.Pool | None = None
-
-    def gaps(self) -> Any:
-        rng = random.Random(self.seed)
-        while True:
-            yield rng.expovariate(self.rate) if self.arrival == "poisson" else 1.0 / self.rate
 
     def drive(self, user: Any) -> None:
         """Send ``user``'s requests on the schedule until the stage drains."""
@@ -57,10 +51,8 @@ class OpenLoop:
         pool = self.pool = gevent.pool.Pool(self.max_inflight)
         wall0, mono0 = time.time(), time.perf_counter()
         self.wall0 = wall0
-        offset = 0.0
         backlog_until = -1.0  # offsets due before this waited for a slot
-        for gap in self.gaps():
-            offset += gap
+        for offset in self.schedule.offsets():
             due = mono0 + offset
             wait = due - time.perf_counter()
             if wait <= 0 and self.sent % YIELD_EVERY == 0:
@@ -91,14 +83,4 @@ class OpenLoop:
         generator fell so far behind that the stage ended first. They are late sends too."""
         if self.wall0 is None:
             return 0
-        due = sent = 0
-        offset = 0.0
-        for index, gap in enumerate(self.gaps()):
-            offset += gap
-            at = self.wall0 + offset
-            if at >= end:
-                break
-            if at >= start:
-                due += 1
-                sent += index < self.sent
-        return due - sent
+        return self.schedule.due_in(self.wall0, start, end, self.sent)

@@ -22,7 +22,7 @@ class LoadSpec(TypedDict, total=False):
     """How the load generator reaches a running target; JSON-serialisable once bodies are."""
 
     #: "http", "grpc", "lambda-invoke", "inprocess" or "simulated"; selects the Locust
-    #: user class.
+    #: user class (or, for "inprocess", the in-process driver).
     protocol: str
     #: http: base URL and path of the prediction endpoint, and what to send.
     url: str
@@ -41,10 +41,8 @@ class LoadSpec(TypedDict, total=False):
     signed: bool
     #: http: a response header whose presence marks a cold start (the Lambda front door).
     cold_header: str
-    #: inprocess: the bundle the load generator loads and calls directly.
+    #: inprocess: the bundle the in-process driver loads and calls directly.
     bundle: str
-    #: inprocess: worker threads, matched to the target CPUs.
-    threads: int
     #: CPUs the target's work runs on.
     cpus: list[int]
     #: Process IDs whose CPU time and memory are the target's (children included).

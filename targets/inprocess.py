@@ -1,23 +1,19 @@
 """The in-process target: the application calls the bundle directly, no serving layer.
 
-Under load the model runs inside the load generator's process (that *is* the deployment:
-the model embedded in the application): :class:`EmbeddedModel` is that application. A
-torch forward pass never yields to gevent, so calling the model from a greenlet would
-serialise every user and hide the queueing (Locust would time only the call). Instead
-requests go to a pool of real OS threads (``gevent.threadpool``: threads the
-monkey-patching leaves real), one per target CPU, each pinned to the target CPUs with one
-torch thread: the same CPU budget and thread layout as a served target's workers. Latency
-runs from the hand-off to the answer, so it includes the wait for a free thread, as an
-application's request would.
+Under load there is no network and so no client: the in-process driver
+(:mod:`harness.embedded`) *is* the application. Its request handlers are OS threads
+pinned to the target CPUs, one torch thread each, calling the bundle with no other
+scheduler in between, so the latency is the model's call as the application sees it
+(and, with more users than CPUs, the wait for a CPU). Locust drives every network target;
+it never runs in this target's process.
 
-Parity for this target is checked inside the load generator, through that same thread
-pool, before any load: the path measured is the path checked.
+Parity for this target is checked by that driver, through the same handler threads,
+before any load: the path measured is the path checked.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,56 +26,9 @@ if TYPE_CHECKING:
     from targets.bundle import Prediction
 
 
-class EmbeddedModel:
-    """The application embedding the model: a loaded bundle and the threads that call it."""
-
-    def __init__(self, bundle_name: str, cpus: list[int], threads: int) -> None:
-        import torch
-        from gevent.threadpool import ThreadPool
-
-        torch.set_num_threads(1)  # one torch thread per pool thread
-        self.cpus = cpus
-        self.bundle: Bundle = get_bundle(bundle_name)
-        started = time.perf_counter()
-        self.bundle.load()
-        self.examples = self.bundle.example_requests()
-        serve_batch(self.bundle, self.examples[0])  # first call: lazy initialisation
-        #: Model load and first prediction, in this already running process.
-        self.load_s = time.perf_counter() - started
-        self.pool = ThreadPool(threads)
-        #: Native IDs of the pool threads: their CPU time is the target's.
-        self.thread_ids: set[int] = set()
-        self._pin_all(threads)
-
-    def predict(self, batch: np.ndarray) -> list[Prediction]:
-        """Called from a greenlet: runs the model in a pool thread and waits for it."""
-        result: list[Prediction] = self.pool.apply(self._call, (batch,))
-        return result
-
-    def _call(self, batch: np.ndarray) -> list[Prediction]:
-        tid = threading.get_native_id()
-        if tid not in self.thread_ids:  # first use of this thread: pin it
-            os.sched_setaffinity(0, self.cpus)  # pid 0 = this thread only
-            self.thread_ids.add(tid)
-        return serve_batch(self.bundle, batch)
-
-    def _pin_all(self, size: int) -> None:
-        """Start and pin every pool thread before load, so CPU accounting sees them all."""
-        import gevent
-
-        def hold() -> None:
-            self._call(self.examples[0])
-            # Keep this thread busy until every thread has taken a task.
-            deadline = time.monotonic() + 5.0
-            while len(self.thread_ids) < size and time.monotonic() < deadline:
-                time.sleep(0.001)
-
-        gevent.joinall([self.pool.spawn(hold) for _ in range(size)])
-
-
 class InProcessTarget(TargetBase):
     name = "inprocess"
-    #: Parity is checked by the load generator, on the path it measures.
+    #: Parity is checked by the in-process driver, on the path it measures.
     parity_in_load_generator = True
 
     def __init__(self, bundle: str, cpus: list[int]) -> None:
@@ -101,18 +50,17 @@ class InProcessTarget(TargetBase):
 
     def describe(self) -> dict[str, Any]:
         return {
-            "runtime": "in the load generator's process",
+            "runtime": "the in-process driver's process: handler threads (one per user) "
+                       "pinned to the target CPUs",
             "server": "none: direct call to the bundle",
             "cpus": self.cpus,
             "workers": 1,
-            "threads_per_worker": len(self.cpus),
             "torch_threads_per_worker": 1,
             "encoding": "none (numpy arrays)",
         }
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
-        return {"protocol": "inprocess", "bundle": self.bundle_name,
-                "threads": len(self.cpus), "cpus": self.cpus}
+        return {"protocol": "inprocess", "bundle": self.bundle_name, "cpus": self.cpus}
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """A fresh Python process that loads the bundle and predicts once, timed whole."""
@@ -140,7 +88,7 @@ class InProcessTarget(TargetBase):
 
     def redeploy(self, example: np.ndarray) -> dict[str, Any]:
         """The running application loads the new model version and predicts once (in a
-        thread pinned to the target CPUs, with one torch thread as the embedded model's
+        thread pinned to the target CPUs, with one torch thread as the in-process driver's
         threads have, so torch's pool on other CPUs does no part of it; torch is imported
         already, as in a running application)."""
         import threading

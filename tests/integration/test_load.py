@@ -12,12 +12,9 @@ import pytest
 
 from harness.cpus import CpuPlan
 from harness.loadgen import LoadResult
-from harness.parity import ParityError
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
-from targets.bundle import Prediction, serve_batch
 from targets.flask.target import FlaskTarget
-from targets.inprocess import InProcessTarget
 from tests.integration.stages import drive
 
 pytestmark = pytest.mark.integration
@@ -66,32 +63,6 @@ def test_flask_under_locust(cpus: CpuPlan, digits, tmp_path: Path) -> None:  # t
     phases = [e.get("phase") for e in events if e.get("event") == "stage"]
     assert phases == ["spawn", "warmup", "measure", "cooldown", "done"]
     assert not (tmp_path / "work").exists()  # raw files folded into the result
-
-
-def test_inprocess_under_locust_checks_parity_first(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
-                                                    tmp_path: Path) -> None:
-    examples = digits.example_requests()
-    reference = [serve_batch(digits, e) for e in examples]
-    with InProcessTarget("digits", list(cpus.target)) as target:
-        result = run_load("inprocess", target.load_spec(examples), cpus, tmp_path,
-                          reference=reference)
-    _check_stage(result)
-    assert result.parity is not None
-    assert result.parity["ok"]
-    assert result.parity["examples"] == 64
-    assert result.info["pool_threads"] == max(1, len(cpus.target))
-    assert result.info["load_s"] > 0
-
-
-def test_inprocess_parity_mismatch_stops_before_load(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
-                                                     tmp_path: Path) -> None:
-    examples = digits.example_requests()
-    reference = [serve_batch(digits, e) for e in examples]
-    reference[5] = [Prediction((reference[5][0].label + 1) % 10, reference[5][0].probabilities)]
-    mismatch = r"inprocess predicts class \d, in-process predicts \d on example 5"
-    with InProcessTarget("digits", list(cpus.target)) as target, \
-            pytest.raises(ParityError, match=mismatch):
-        run_load("inprocess", target.load_spec(examples), cpus, tmp_path, reference=reference)
 
 
 def test_dead_target_becomes_errors_not_a_crash(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]

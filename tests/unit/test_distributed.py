@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from harness.distributed import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES, RemoteControl
-from harness.driver import StageError
 from harness.recorder import SampleRecorder
 from harness.resources import CpuReading
+from harness.stages import StageError
 
 
 class FakeRunner:

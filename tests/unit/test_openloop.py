@@ -40,8 +40,9 @@ def drive(loop: OpenLoop, user: FakeUser, seconds: float) -> None:
 
 def test_poisson_schedule_is_seeded_and_never_early() -> None:
     a, b = OpenLoop(500, "poisson", 64, seed=3), OpenLoop(500, "poisson", 64, seed=3)
-    assert list(islice(a.gaps(), 50)) == list(islice(b.gaps(), 50))
-    assert list(islice(a.gaps(), 50)) != list(islice(OpenLoop(500, "poisson", 64, 4).gaps(), 50))
+    assert list(islice(a.schedule.gaps(), 50)) == list(islice(b.schedule.gaps(), 50))
+    other = OpenLoop(500, "poisson", 64, 4).schedule.gaps()
+    assert list(islice(a.schedule.gaps(), 50)) != list(islice(other, 50))
     user = FakeUser(0.001)
     loop = OpenLoop(500, "poisson", 64, seed=3)
     drive(loop, user, 0.4)
@@ -53,7 +54,7 @@ def test_poisson_schedule_is_seeded_and_never_early() -> None:
 
 def test_constant_spacing() -> None:
     loop = OpenLoop(100, "constant", 8, seed=0)
-    gaps = loop.gaps()
+    gaps = loop.schedule.gaps()
     assert [next(gaps) for _ in range(3)] == pytest.approx([0.01, 0.01, 0.01])
 
 

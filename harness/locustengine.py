@@ -1,0 +1,117 @@
+"""Locust as the stage loop's engine (:class:`harness.stages.Engine`): users are
+greenlets, waits are gevent's, and Locust's own statistics are kept per window as a
+cross-check of the harness's raw samples. Imported only inside a Locust process."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from harness.stages import StageRunner
+
+#: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
+CROSS_CHECK_PERCENTILES = (0.5, 0.99)
+
+
+def locust_snapshot(total: Any, window_s: float) -> dict[str, Any]:
+    """Locust's figures for the window, with successes counted as deploybench counts them."""
+    ok = total.num_requests - total.num_failures
+    out: dict[str, Any] = {
+        "requests": total.num_requests,
+        "failures": total.num_failures,
+        "rps": ok / window_s if window_s > 0 else None,
+        "avg_ms": total.avg_response_time if total.num_requests else None,
+    }
+    for p in CROSS_CHECK_PERCENTILES:
+        out[f"p{int(p * 100)}_ms"] = (
+            total.get_response_time_percentile(p) if total.num_requests else None
+        )
+    return out
+
+
+class LocustEngine:
+    """Locust's runner as the stage loop's :class:`harness.stages.Engine`: users are
+    greenlets, waits are gevent's."""
+
+    def __init__(self, env: Any, runner: Any, crosscheck: bool = True) -> None:
+        self.env, self.runner = env, runner
+        #: Locust's own figures per window, as a cross-check (not with workers: the
+        #: master's copy lags their periodic reports).
+        self.crosscheck = crosscheck
+
+    def start(self, users: int, all_at_once: bool = False) -> None:
+        if all_at_once:
+            # Locust's dispatcher adds (or stops) spawn_rate users per step, so a rate of
+            # the whole difference makes it one step.
+            change = abs(users - self.runner.user_count)
+            self.runner.start(users, spawn_rate=max(1, change))
+        else:
+            # Locust warns above 100 users/s; larger stages take an extra second to spawn.
+            self.runner.start(users, spawn_rate=min(users, 100))
+
+    @property
+    def user_count(self) -> int:
+        return int(self.runner.user_count)
+
+    def stop(self) -> None:
+        self.runner.stop()
+
+    def sleep(self, seconds: float) -> None:
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def event(self) -> Any:
+        from gevent.event import Event
+
+        return Event()
+
+    def spawn(self, fn: Callable[[], None]) -> Any:
+        import gevent
+
+        return gevent.spawn(fn)
+
+    def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
+        from scenarios.openloop import OpenLoop
+
+        return OpenLoop(rate, arrival, max_inflight, seed)
+
+    @contextlib.contextmanager
+    def graceful(self, timeout_s: float) -> Iterator[None]:
+        # Locust kills stopped users mid-request unless told to wait for them.
+        before = self.env.stop_timeout
+        self.env.stop_timeout = timeout_s
+        try:
+            yield
+        finally:
+            self.env.stop_timeout = before
+
+    def reset_stats(self) -> None:
+        self.env.stats.reset_all()
+
+    def window_stats(self) -> Any:
+        return self.env.stats.total.serialize()
+
+    def merged_stats(self, windows: list[Any], span_s: float) -> dict[str, Any]:
+        """Locust's own figures over the kept windows (its histograms merge exactly)."""
+        if not windows:
+            return {}
+        from locust.stats import StatsEntry
+
+        total = StatsEntry.unserialize(windows[0], self.env.stats)
+        for data in windows[1:]:
+            total.extend(StatsEntry.unserialize(data, self.env.stats))
+        return locust_snapshot(total, span_s)
+
+    def total_stats(self, span_s: float) -> dict[str, Any]:
+        return locust_snapshot(self.env.stats.total, span_s)
+
+
+def on_sigterm(stages: StageRunner) -> Any:
+    """SIGTERM ends the stage under way (gevent's handler runs in the event loop); keep
+    the returned handle while the stages run."""
+    import gevent
+
+    return gevent.signal_handler(signal.SIGTERM, stages.terminate)
