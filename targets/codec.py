@@ -13,6 +13,11 @@ Responses are JSON: ``{"predictions": [{"label": 3, "probabilities": [...]}, ...
 Decoding validates everything a client controls and raises :class:`RequestError` with
 the status a server must answer (400 malformed, 413 too large, 415 wrong content type),
 so a bad request can never reach the model or become a 500.
+
+JSON is parsed and written with orjson: on a ``digits`` request it decodes ~6x and
+encodes the answer ~15x faster than the standard library (``tox -e bench``), which on
+this model is a tenth of a served request's time. It is also stricter in ways the wire
+wants: UTF-8 only, no ``NaN``/``Infinity`` literals, nesting at most 1,024 deep.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from targets.bundle import Prediction
 from targets.errors import RequestError
@@ -62,36 +68,39 @@ def _quote(text: str) -> str:
     return repr(_cut(text))
 
 
+def _expected(input_shape: tuple[int, ...]) -> str:
+    return "(batch, " + ", ".join(str(d) for d in input_shape) + ")"
+
+
 def _check_shape(shape: tuple[int, ...], input_shape: tuple[int, ...], limits: Limits) -> None:
-    expected = "(batch, " + ", ".join(str(d) for d in input_shape) + ")"
     if len(shape) != len(input_shape) + 1 or tuple(shape[1:]) != tuple(input_shape):
         raise RequestError(400, f"inputs have shape {_cut(str(tuple(shape)))}; "
-                                f"expected {expected}")
+                                f"expected {_expected(input_shape)}")
     if shape[0] < 1:
-        raise RequestError(400, f"inputs have an empty batch; expected {expected}")
+        raise RequestError(400, f"inputs have an empty batch; expected "
+                                f"{_expected(input_shape)}")
     if shape[0] > limits.max_batch:
         raise RequestError(413, f"batch of {shape[0]} exceeds the limit of {limits.max_batch}")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+NOT_FINITE = "inputs contain NaN or infinity (after conversion to float32)"
+
+
 def _check_finite(batch: np.ndarray) -> np.ndarray:
     if not np.isfinite(batch).all():
-        raise RequestError(400, "inputs contain NaN or infinity (after conversion to float32)")
+        raise RequestError(400, NOT_FINITE)
     return batch
 
 
 def decode_json(body: bytes, input_shape: tuple[int, ...], limits: Limits) -> np.ndarray:
     try:
-        # UTF-8 only (RFC 8259 for JSON on the wire): json.loads(bytes) would also accept
-        # UTF-16/32, which the true/false check below could not see through.
-        text = body.decode("utf-8")
-        doc = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as exc:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # not UTF-8, not JSON, nested over 1,024 deep
         raise RequestError(400, f"body is not valid JSON: {_quote(str(exc))}") from exc
-    except RecursionError as exc:  # thousands of nested brackets
-        raise RequestError(400, "body is nested too deeply to be a batch of inputs") from exc
     # Only a body that spells true or false can hold a boolean: others skip that walk.
-    return decode_document(doc, input_shape, limits, may_hold_bools="true" in text
-                           or "false" in text)
+    return decode_document(doc, input_shape, limits, may_hold_bools=b"true" in body
+                           or b"false" in body)
 
 
 def decode_document(doc: Any, input_shape: tuple[int, ...], limits: Limits,
@@ -118,9 +127,12 @@ def decode_document(doc: Any, input_shape: tuple[int, ...], limits: Limits,
     if raw.dtype.kind not in "iuf" or (may_hold_bools and _has_bool(inputs)):
         raise RequestError(400, '"inputs" must contain only numbers')
     _check_shape(raw.shape, input_shape, limits)
-    with np.errstate(over="ignore"):
-        batch = raw.astype(np.float32)
-    return _check_finite(batch)
+    # Whole numbers are always finite in float32; a float64 batch is when its largest
+    # magnitude is at most float32's (NaN compares False): checked before the cast, which
+    # then needs no overflow guard.
+    if raw.dtype.kind == "f" and not float(np.abs(raw).max()) <= FLOAT32_MAX:
+        raise RequestError(400, NOT_FINITE)
+    return raw.astype(np.float32)
 
 
 def _has_bool(value: object) -> bool:
@@ -213,14 +225,13 @@ def encode_request(batch: np.ndarray, encoding: str) -> tuple[bytes, dict[str, s
 
 
 def encode_predictions(predictions: list[Prediction]) -> bytes:
-    doc = {"predictions": [
-        {"label": p.label, "probabilities": list(p.probabilities)} for p in predictions
-    ]}
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps({"predictions": [
+        {"label": p.label, "probabilities": p.probabilities} for p in predictions
+    ]})
 
 
 def decode_predictions(body: bytes) -> list[Prediction]:
-    doc = json.loads(body)
+    doc = orjson.loads(body)
     return [
         Prediction(int(p["label"]), tuple(float(x) for x in p["probabilities"]))
         for p in doc["predictions"]
@@ -228,7 +239,7 @@ def decode_predictions(body: bytes) -> list[Prediction]:
 
 
 def encode_error(status: int, message: str) -> bytes:
-    return json.dumps({"error": message, "status": status}).encode()
+    return orjson.dumps({"error": message, "status": status})
 
 
 #: Every good response starts with these bytes; the load generator checks them cheaply.
