@@ -137,7 +137,10 @@ def _finite(predictions: list[Prediction]) -> list[Prediction]:
     largest overflow a model to infinity and NaN, which no JSON can carry: the input is
     outside what the model computes, a client error (400) rather than a NaN answer."""
     for p in predictions:
-        if not all(math.isfinite(x) for x in p.probabilities):
+        # A finite sum says every term is (the usual case, in one call); an infinite one
+        # may be an overflow of the sum alone, so then each term is looked at.
+        if not math.isfinite(sum(p.probabilities)) \
+                and not all(math.isfinite(x) for x in p.probabilities):
             raise RequestError(400, "the model's output is not finite for this input (NaN "
                                     "or infinity): its values are too large for the model")
     return predictions

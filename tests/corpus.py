@@ -129,6 +129,11 @@ CORPUS: tuple[Case, ...] = (
     Case("nulls",
          http=Http(_json({"inputs": [[None] * WIDTH]}), JSON, 400),
          invoke=Invoke(_json({"inputs": [[None] * WIDTH]}))),
+    # Found by schemathesis: a body of brackets and numbers but for an empty object
+    # once took the short way through JSON decoding to a 500.
+    Case("empty objects among numbers",
+         http=Http(_json({"inputs": [[{}] + [0.0] * (WIDTH - 1)]}), JSON, 400),
+         invoke=Invoke(_json({"inputs": [[{}] + [0.0] * (WIDTH - 1)]}))),
     Case("ragged rows",
          http=Http(_json({"inputs": [[0.0] * WIDTH, [0.0]]}), JSON, 400),
          invoke=Invoke(_json({"inputs": [[0.0] * WIDTH, [0.0]]}))),

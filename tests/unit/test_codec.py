@@ -65,6 +65,15 @@ BAD = [
     ("binary wrong shape", "application/octet-stream", b"\0" * 12, {"X-Shape": "1,3"}, 400),
     ("binary NaN", "application/octet-stream",
      np.array([[np.nan, 0, 0, 0]], dtype="<f4").tobytes(), {"X-Shape": "1,4"}, 400),
+    # Bodies of numbers and brackets only take the short way: the same refusals.
+    ("empty objects among numbers", "application/json", b'{"inputs": [[{}, 1, 2, 3]]}', {},
+     400),
+    ("numbers only, ragged", "application/json", b'{"inputs":[[1,2,3,4],[1]]}', {}, 400),
+    ("numbers only, overflow", "application/json", b'{"inputs":[[1,2,3,-4e38]]}', {}, 400),
+    ("numbers only, too deep", "application/json", b'{"inputs":' + b"[" * 100 + b"1"
+     + b"]" * 100 + b"}", {}, 400),
+    ("numbers only, batch over limit", "application/json",
+     b'{"inputs":' + b"[" + b",".join([b"[1,2,3,4]"] * 9) + b"]}", {}, 413),
 ]
 
 
@@ -76,6 +85,23 @@ def test_bad_requests_get_client_errors(why: str, ctype: str | None, body: bytes
         decode(ctype, body, headers)
     assert info.value.status == status
     assert info.value.message  # always says what is wrong
+
+
+@pytest.mark.parametrize("body", [
+    b'{"inputs":[[1,2.5,-3e-2,4E1]]}',                      # the short way
+    b'{ "inputs" : [ [ 1, 2.5, -3e-2, 4E1 ] ] }',             # spaced out
+    b'{"inputs":[[1,2.5,-3e-2,4E1]],"inputs":[[1,2.5,-3e-2,4E1]]}',  # the long way
+])
+def test_both_ways_through_json_decode_alike(body: bytes) -> None:
+    out = decode("application/json", body)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.array([[1, 2.5, -0.03, 40]], dtype=np.float32))
+
+
+def test_finite_values_whose_squares_overflow_are_served() -> None:
+    big = np.float32(3e38)
+    out = decode("application/json", b'{"inputs":[[3e38,3e38,3e38,3e38]]}')
+    np.testing.assert_array_equal(out, np.full((1, 4), big))
 
 
 def test_utf16_json_is_refused_not_decoded_around_the_checks() -> None:
