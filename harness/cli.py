@@ -101,11 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flask-workers", type=positive_int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
     run.add_argument("--flask-threads", type=positive_int, default=None,
-                     help="threads per gunicorn worker (default 1)")
+                     help="threads per gunicorn worker (default 1; gthread only)")
+    run.add_argument("--flask-worker-class", choices=("gthread", "gevent", "sync"),
+                     default=None,
+                     help="gunicorn's worker class (default gthread: keep-alive, fair; "
+                          "see the README's measurements)")
     run.add_argument("--grpc-workers", type=positive_int, default=None,
                      help="gRPC server processes (default: one per target CPU)")
     run.add_argument("--grpc-threads", type=positive_int, default=None,
-                     help="threads in each gRPC server's pool (default 4)")
+                     help="threads in each gRPC server's pool (default 4; sync API only)")
+    run.add_argument("--grpc-api", choices=("sync", "aio"), default=None,
+                     help="gRPC's Python API for the server: sync (a thread pool) or aio "
+                          "(asyncio; the model runs on the event loop). Default sync")
     run.add_argument("--lambda-memory-mb", type=positive_int, default=None,
                      help="Lambda memory size, for REPORT and cost (default 1769: one vCPU)")
     run.add_argument("--lambda-concurrency", type=positive_int, default=None,

@@ -60,8 +60,12 @@ class RunPlan:
     encodings: tuple[str, ...] = ()
     flask_workers: int | None = None
     flask_threads: int | None = None
+    #: gunicorn's worker class for flask; None = the server's default (gthread).
+    flask_worker_class: str | None = None
     grpc_workers: int | None = None
     grpc_threads: int | None = None
+    #: gRPC's Python API for the server ("sync" or "aio"); None = the server's default.
+    grpc_api: str | None = None
     lambda_memory_mb: int | None = None
     #: Environments at once; None = the scenario's highest concurrency, so the load is
     #: served (as Lambda's 1,000 default would) rather than throttled.
@@ -149,15 +153,18 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path,
     if name == "flask":
         from targets.flask.target import FlaskTarget
 
+        worker_class = {"worker_class": plan.flask_worker_class} \
+            if plan.flask_worker_class else {}
         return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
                            threads=plan.flask_threads, log_path=log_dir / f"{label}.log",
-                           limits=plan.limits)
+                           limits=plan.limits, **worker_class)
     if name == "grpc":
         from targets.grpc.target import GrpcTarget
 
+        api = {"api": plan.grpc_api} if plan.grpc_api else {}
         return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
                           threads=plan.grpc_threads, log_path=log_dir / f"{label}.log",
-                          limits=plan.limits)
+                          limits=plan.limits, **api)
     if name == "lambda":
         from targets.awslambda.target import LambdaTarget
 

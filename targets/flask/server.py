@@ -28,9 +28,15 @@ DEFAULT_THREADS = 1
 KEEPALIVE_S = 75
 
 
+WORKER_CLASSES = ("gthread", "gevent", "sync")
+DEFAULT_WORKER_CLASS = "gthread"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=8000, default_threads=DEFAULT_THREADS,
-                         threads_help="threads per gunicorn worker")
+                         threads_help="threads per gunicorn worker (gthread only)")
+    parser.add_argument("--worker-class", choices=WORKER_CLASSES, default=DEFAULT_WORKER_CLASS,
+                        help=f"gunicorn's worker class (default {DEFAULT_WORKER_CLASS})")
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -44,7 +50,7 @@ def serve(args: argparse.Namespace) -> None:
             settings: dict[str, Any] = {
                 "bind": f"{args.host}:{args.port}",
                 "workers": setup.workers,
-                "worker_class": "gthread",
+                "worker_class": args.worker_class,
                 "threads": args.threads,
                 "keepalive": KEEPALIVE_S,
                 "accesslog": None,

@@ -31,6 +31,8 @@ from targets.serving import add_arguments as add_common_arguments
 #: Threads in each server's pool. As for Flask, the model is CPU-bound, so more threads
 #: interleave requests instead of adding throughput; the issue's reference server used 4.
 DEFAULT_THREADS = 4
+APIS = ("sync", "aio")
+DEFAULT_API = "sync"
 SERVICE = "deploybench.v1.Predictor"
 #: How long in-flight RPCs get to finish on SIGTERM.
 GRACE_S = 2.0
@@ -41,7 +43,10 @@ STATUS_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 415: "INVALI
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=50051, default_threads=DEFAULT_THREADS,
-                         threads_help="threads in each server's pool")
+                         threads_help="threads in each server's pool (sync API only)")
+    parser.add_argument("--api", choices=APIS, default=DEFAULT_API,
+                        help=f"gRPC's Python API: sync (a thread pool) or aio (asyncio); "
+                             f"default {DEFAULT_API}")
 
 
 def response_message(predictions: list[Prediction]) -> Any:
@@ -54,66 +59,101 @@ def response_message(predictions: list[Prediction]) -> Any:
     ])
 
 
-def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
-                 reuse_port: bool) -> Any:
-    """A started server with the model loaded; raises OSError when the port is taken."""
+class Predictor:
+    """The service's logic, shared by the sync and aio servers: the loaded bundle and
+    the two methods as plain functions (bytes or message in, message out)."""
+
+    def __init__(self, bundle_name: str, limits: codec.Limits) -> None:
+        from targets.bundle import get_bundle, serve_batch
+        from targets.grpc import predict_pb2
+        from targets.grpc.decode import decode_predict_request
+
+        self.bundle = get_bundle(bundle_name)
+        self.bundle.load()
+        self._serve, self._decode, self._pb2 = serve_batch, decode_predict_request, predict_pb2
+        self._shape, self._limits = self.bundle.input_shape, limits
+        self._info = predict_pb2.InfoResponse(bundle=self.bundle.name, pid=os.getpid())
+
+    def predict(self, data: bytes) -> Any:
+        """Raises RequestError for the client's mistakes."""
+        batch = self._decode(data, self._shape, self._limits)
+        return response_message(self._serve(self.bundle, batch))
+
+    def info(self, request: Any) -> Any:
+        return self._info
+
+    def handlers(self, predict: Any, info: Any) -> dict[str, Any]:
+        import grpc
+
+        pb2 = self._pb2
+        return {
+            # Parsed by decode_predict_request, not gRPC: bytes that are no PredictRequest
+            # are the client's mistake (INVALID_ARGUMENT), not an INTERNAL error.
+            "Predict": grpc.unary_unary_rpc_method_handler(
+                predict, request_deserializer=None,
+                response_serializer=pb2.PredictResponse.SerializeToString),
+            "Info": grpc.unary_unary_rpc_method_handler(
+                info, request_deserializer=pb2.InfoRequest.FromString,
+                response_serializer=pb2.InfoResponse.SerializeToString),
+        }
+
+
+def _status(exc: Exception) -> tuple[Any, str]:
+    """The gRPC status code and message for a failed prediction."""
     import grpc
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-    from grpc_reflection.v1alpha import reflection
 
-    from targets.bundle import get_bundle, serve_batch
     from targets.errors import RequestError
-    from targets.grpc import predict_pb2
-    from targets.grpc.decode import decode_predict_request
 
-    bundle = get_bundle(bundle_name)
-    bundle.load()
-    input_shape = bundle.input_shape
-    pid = os.getpid()
+    if isinstance(exc, RequestError):
+        return getattr(grpc.StatusCode, STATUS_CODES.get(exc.status, "INVALID_ARGUMENT")), \
+            exc.message
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"  # a bug
 
-    def info(request: Any, context: Any) -> Any:
-        return predict_pb2.InfoResponse(bundle=bundle.name, pid=pid)
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=threads),
-        options=[
-            # Larger messages are refused by gRPC itself with RESOURCE_EXHAUSTED.
-            ("grpc.max_receive_message_length", limits.max_body_bytes),
-            ("grpc.so_reuseport", 1 if reuse_port else 0),
-        ],
-    )
-    def predict_bytes(data: bytes, context: Any) -> Any:
-        try:
-            batch = decode_predict_request(data, input_shape, limits)
-            predictions = serve_batch(bundle, batch)
-        except RequestError as exc:
-            context.abort(getattr(grpc.StatusCode, STATUS_CODES.get(exc.status,
-                                                                    "INVALID_ARGUMENT")),
-                          exc.message)
-        except Exception as exc:  # a bug, never the client's input
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}")
-        return response_message(predictions)
+def _options(limits: codec.Limits, reuse_port: bool) -> list[tuple[str, int]]:
+    return [
+        # Larger messages are refused by gRPC itself with RESOURCE_EXHAUSTED.
+        ("grpc.max_receive_message_length", limits.max_body_bytes),
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
+    ]
 
-    handlers = {
-        "Predict": grpc.unary_unary_rpc_method_handler(
-            predict_bytes, request_deserializer=None,
-            response_serializer=predict_pb2.PredictResponse.SerializeToString),
-        "Info": grpc.unary_unary_rpc_method_handler(
-            info, request_deserializer=predict_pb2.InfoRequest.FromString,
-            response_serializer=predict_pb2.InfoResponse.SerializeToString),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    server.add_registered_method_handlers(SERVICE, handlers)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+
+def _bind(server: Any, host: str, port: int) -> None:
     try:
         bound = server.add_insecure_port(f"{host}:{port}")
     except RuntimeError as exc:
         raise OSError(f"cannot bind {host}:{port}: {exc}") from exc
     if bound == 0:
         raise OSError(f"cannot bind {host}:{port} (in use?)")
+
+
+def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
+                 reuse_port: bool) -> Any:
+    """A started sync server with the model loaded; raises OSError when the port is
+    taken."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    service = Predictor(bundle_name, limits)
+
+    def predict(data: bytes, context: Any) -> Any:
+        try:
+            return service.predict(data)
+        except Exception as exc:
+            context.abort(*_status(exc))
+            raise  # abort() raised already
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
+                         options=_options(limits, reuse_port))
+    handlers = service.handlers(predict, lambda request, context: service.info(request))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    _bind(server, host, port)
     server.start()
     # The model is loaded: only now does the health service say so.
     for name in ("", SERVICE):
@@ -121,8 +161,60 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
     return server
 
 
+async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits,
+                    reuse_port: bool) -> int:
+    """The aio server until SIGTERM or SIGINT; the model runs on the event loop (it is
+    CPU-bound and each server process has its CPU's worth of torch threads, so handing
+    it to a thread would only add a hop). Returns the exit code."""
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    service = Predictor(bundle_name, limits)
+
+    async def predict(data: bytes, context: Any) -> Any:
+        try:
+            return service.predict(data)
+        except Exception as exc:
+            await context.abort(*_status(exc))
+            raise  # abort() raised already
+
+    async def info(request: Any, context: Any) -> Any:
+        return service.info(request)
+
+    server = grpc.aio.server(options=_options(limits, reuse_port))
+    handlers = service.handlers(predict, info)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    try:
+        _bind(server, host, port)
+    except OSError as exc:
+        print(f"error: {exc}. Choose another --port", file=sys.stderr, flush=True)
+        return 1
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda: asyncio.ensure_future(server.stop(GRACE_S)))
+    print(f"worker {os.getpid()} serving (aio)", file=sys.stderr, flush=True)
+    await server.wait_for_termination()
+    return 0
+
+
 def _serve_one(args: argparse.Namespace, setup: ServerSetup, reuse_port: bool) -> int:
     set_torch_threads(setup.torch_threads)
+    if args.api == "aio":
+        import asyncio
+
+        return asyncio.run(serve_aio(args.bundle, args.host, args.port, setup.limits,
+                                     reuse_port))
     try:
         server = build_server(args.bundle, args.host, args.port, args.threads, setup.limits,
                               reuse_port)

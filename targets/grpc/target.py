@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec
 from targets.grpc.client import PREDICT_METHOD, GrpcClient, encode_request
-from targets.grpc.server import DEFAULT_THREADS
+from targets.grpc.server import DEFAULT_API, DEFAULT_THREADS
 from targets.served import ServedTarget
 
 if TYPE_CHECKING:
@@ -22,10 +22,17 @@ class GrpcTarget(ServedTarget):
     server_kind = "grpc.server (thread pool) + health + reflection"
     default_threads = DEFAULT_THREADS
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, api: str = DEFAULT_API, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.encoding = "protobuf: raw float32 bytes + shape"
+        #: gRPC's Python API the server runs: "sync" (a thread pool) or "aio" (asyncio).
+        self.api = api
+        if api == "aio":
+            self.server_kind = "grpc.aio server (asyncio) + health + reflection"
         self._client: GrpcClient | None = None
+
+    def server_arguments(self) -> list[str]:
+        return ["--api", self.api]
 
     def _connect(self) -> None:
         self._client = GrpcClient(self.address)

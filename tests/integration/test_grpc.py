@@ -16,6 +16,7 @@ from targets import codec
 from targets.bundle import serve_batch
 from targets.grpc import predict_pb2
 from targets.grpc.client import GrpcClient
+from targets.grpc.server import APIS
 from targets.grpc.target import GrpcTarget
 from tests.integration.stages import assert_two_workers_serve_and_stop, drive
 
@@ -24,9 +25,11 @@ pytestmark = pytest.mark.integration
 LIMITS = codec.Limits(max_body_bytes=1 << 16, max_batch=16)
 
 
-@pytest.fixture(scope="module")
-def server(cpus: CpuPlan, digits) -> Iterator[GrpcTarget]:  # type: ignore[no-untyped-def]
-    with GrpcTarget("digits", list(cpus.target), "grpc", limits=LIMITS) as target:
+@pytest.fixture(scope="module", params=APIS)
+def server(request: pytest.FixtureRequest, cpus: CpuPlan, digits) -> Iterator[GrpcTarget]:  # type: ignore[no-untyped-def]
+    """Each of gRPC's Python APIs the server can run (every test below runs on both)."""
+    with GrpcTarget("digits", list(cpus.target), "grpc", limits=LIMITS,
+                    api=request.param) as target:
         yield target
 
 
