@@ -8,8 +8,8 @@ from typing import Any
 
 from geventhttpclient.response import HTTPSocketResponse
 
-#: Bytes asked of the socket at a time.
-BLOCK = 65536
+#: Bytes asked of the socket at a time (an answer's body beyond it in one more call).
+BLOCK = 16384
 
 
 def build_request(host: str, path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -30,8 +30,21 @@ class Answer:
     def __init__(self, status: int, body: bytes, close: bool, head: bytes) -> None:
         self.status, self.body, self.close, self.head = status, body, close, head
 
-    def has_header(self, name: str) -> bool:
-        return b"\r\n" + name.lower().encode("latin-1") + b":" in self.head
+    def has_header(self, name: bytes) -> bool:
+        """Whether the answer has header ``name`` (lower-case bytes)."""
+        return b"\r\n" + name + b":" in self.head
+
+
+def _closes(head: bytes) -> bool:
+    """Whether a (lower-cased) HTTP/1.1 header block says ``Connection: close``."""
+    at = head.find(b"\r\nconnection:")
+    while at >= 0:
+        line_end = head.find(b"\r\n", at + 2)
+        value = head[at + 13:line_end if line_end >= 0 else len(head)]
+        if b"close" in (token.strip() for token in value.split(b",")):
+            return True
+        at = head.find(b"\r\nconnection:", at + 2)
+    return False
 
 
 def read_answer(sock: Any) -> Answer:
@@ -51,18 +64,26 @@ def read_answer(sock: Any) -> Answer:
     line_end = head.find(b"\r\n", at + 2)
     value = head[at + 17:line_end if line_end >= 0 else len(head)].strip()
     status = head[9:12]
-    if not value.isdigit() or not status.isdigit() or status[:1] == b"1":
+    # 1xx come before the answer; 204 and 304 have no body whatever their length says.
+    if not value.isdigit() or not status.isdigit() or status[:1] == b"1" \
+            or status in (b"204", b"304"):
         return _parsed(sock, data)
     length = int(value)
     body = data[end + 4:]
-    while len(body) < length:
-        more = sock.recv(max(BLOCK, length - len(body)))
-        if not more:
-            raise ConnectionError("connection closed before the end of the body")
-        body += more
-    if len(body) > length:  # nothing was asked for beyond this answer
-        raise ConnectionError(f"{len(body) - length} bytes beyond the answer's length")
-    return Answer(int(status), body, b"\r\nconnection: close" in head, head)
+    if len(body) < length:
+        parts = [body]
+        have = len(body)
+        while have < length:
+            more = sock.recv(length - have)
+            if not more:
+                raise ConnectionError("connection closed before the end of the body")
+            parts.append(more)
+            have += len(more)
+        body = b"".join(parts)
+    # Bytes beyond the answer (nothing else was asked for): the answer stands, but the
+    # connection is out of step and is not used again.
+    close = len(body) > length or _closes(head)
+    return Answer(int(status), body[:length], close, head)
 
 
 def _parsed(sock: Any, data: bytes) -> Answer:

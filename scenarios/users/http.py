@@ -15,11 +15,13 @@ On the digits request that is 387 bytes, the same as wrk's (``benchmarks/fidelit
 Connections are the user's own: an idle one is reused, a new one opened when none is
 idle (one for a closed-loop user; up to ``max_inflight`` for a stage's single open-loop
 user), never checked with an extra syscall before use (geventhttpclient's pool polls
-each socket first) and without a socket timeout (gevent would arm a timer for every
+each socket first, where this one polls only a connection idle for a second or more,
+which the server may have closed) and without a socket timeout (gevent would arm a timer for every
 read; the stage's drain timeout bounds a request that never answers). A connection the
 server closes is dropped; nothing is retried (a retry would hide a failure). A
 closed-loop task sends several requests in turn, so Locust's per-task bookkeeping is
-paid once for them (a leaving user still stops within a few requests).
+paid once for them (a user told to stop gracefully stops after its request in flight,
+as Locust's own task loop does).
 
 A request fails on a transport error or timeout, a status other than 200, or a 200
 without a predictions body. The whole load-generator process's CPU per request is
@@ -30,12 +32,15 @@ from __future__ import annotations
 
 import itertools
 import socket
+import time
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent.lock
+import gevent.select
 import gevent.socket
 from locust import User, task
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from scenarios.control import LoadControl
 from scenarios.httpwire import build_request, read_answer
@@ -46,6 +51,8 @@ from targets.codec import RESPONSE_PREFIX
 CONNECT_TIMEOUT_S = 60.0
 #: Requests one run of the closed-loop task sends (see the module doc).
 PER_TASK = 8
+#: An idle connection unused this long is checked before use (see Connections.get).
+STALE_AFTER_S = 1.0
 
 
 class HttpFailure(Exception):
@@ -57,24 +64,36 @@ class Connections:
 
     def __init__(self, address: tuple[str, int], size: int) -> None:
         self.address = address
-        self.idle: list[gevent.socket.socket] = []
+        #: Idle connections, each with when it was last used (time.monotonic()).
+        self.idle: list[tuple[gevent.socket.socket, float]] = []
         self._slots = gevent.lock.BoundedSemaphore(size)
 
     def get(self) -> gevent.socket.socket:
         self._slots.acquire()
-        if self.idle:
-            return self.idle.pop()
         try:
+            while self.idle:
+                sock, used = self.idle.pop()
+                # One idle for a while may have been closed by the server (keep-alive
+                # timeouts are seconds to minutes): it would fail the request sent on it.
+                # A readable idle socket is one the server closed (or answered out of
+                # turn). Recently used ones are not polled: that is a syscall a request.
+                if time.monotonic() - used < STALE_AFTER_S or not _readable(sock):
+                    return sock
+                sock.close()
             sock = gevent.socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S)
+            try:
+                sock.settimeout(None)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except BaseException:
+                sock.close()
+                raise
+            return sock
         except BaseException:
             self._slots.release()
             raise
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
 
     def put(self, sock: gevent.socket.socket) -> None:
-        self.idle.append(sock)
+        self.idle.append((sock, time.monotonic()))
         self._slots.release()
 
     def drop(self, sock: gevent.socket.socket) -> None:
@@ -82,9 +101,14 @@ class Connections:
         self._slots.release()
 
     def close(self) -> None:
-        for sock in self.idle:
+        for sock, _ in self.idle:
             sock.close()
         self.idle.clear()
+
+
+def _readable(sock: gevent.socket.socket) -> bool:
+    ready, _, _ = gevent.select.select([sock], [], [], 0.0)
+    return bool(ready)
 
 
 class HttpPredictUser(LoadUserMixin, User):
@@ -103,7 +127,9 @@ class HttpPredictUser(LoadUserMixin, User):
         url = urlsplit(self.base_url)
         host, port = url.hostname or "127.0.0.1", url.port or 80
         self.pool = Connections((host, port), self.connections)
-        netloc = f"{host}:{port}" if url.port else host
+        name = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
+        netloc = f"{name}:{port}" if url.port else name
+        self.cold = self.cold_header.lower().encode("latin-1") if self.cold_header else None
         self.requests = [build_request(netloc, self.path, body, headers)
                          for body, headers in self.payloads]
 
@@ -114,6 +140,10 @@ class HttpPredictUser(LoadUserMixin, User):
     def predict(self) -> None:
         for _ in range(PER_TASK):
             self.step()
+            # Told to stop gracefully (a timeline's ramp-down): after this request, as
+            # Locust's own task loop would.
+            if self._state == LOCUST_STATE_STOPPING:
+                return
 
     def items(self) -> list[bytes]:
         return self.requests
@@ -138,7 +168,7 @@ class HttpPredictUser(LoadUserMixin, User):
                 call.failure = HttpFailure(f"HTTP {answer.status}: {content[:120]!r}")
             elif not content.startswith(RESPONSE_PREFIX):
                 call.failure = HttpFailure("200 without a predictions body")
-            if self.cold_header and answer.has_header(self.cold_header):
+            if self.cold is not None and answer.has_header(self.cold):
                 call.context["cold"] = True
 
 
