@@ -321,9 +321,8 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         stages = StageRunner(LocustEngine(env, runner, crosscheck=False), control, recorder,
                              meter, out_dir, max(1, len(spec["cpus"])), plan["timing"])
         stages.loadgen_cores = max(1, len(plan["loadgen_cpus"]))
-        handler = on_sigterm(stages)
+        stages.signal_handler = on_sigterm(stages)
         error = run_trials(stages, plan["program"])
-        handler.cancel()
         if error is not None:
             info["error"] = error
         return {"stages": stages.results, "target_in_loadgen": False, **info}

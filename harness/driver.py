@@ -66,10 +66,9 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
 
     stages = StageRunner(LocustEngine(env, runner), control, recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), plan["timing"])
-    handler = on_sigterm(stages)
+    stages.signal_handler = on_sigterm(stages)
     error = run_trials(stages, plan["program"])
     runner.quit()
-    handler.cancel()
     result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": False}
     if error is not None:
         result["error"] = error

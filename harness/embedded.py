@@ -59,12 +59,16 @@ class HandlerRecorder:
     (``array.extend`` of a tuple of floats is one C call made holding the GIL, so a record
     is never torn, and no two threads append to one array). The driver's thread takes in
     what is new when it reads the length (a slice of an array is a copy, so a handler can
-    go on appending), in chunks sorted by completion time: a window's completions are
-    then at the end of the chunks read so far, as :data:`harness.stages.SCAN_OVERLAP`
-    expects.
+    go on appending), in chunks sorted by completion time; a window's scan starts at the
+    chunk taken at the previous edge (:meth:`scan_start`).
     """
 
+    #: After a window's edge is stamped, how long a handler that stamped its answer just
+    #: before it gets to append it, before the driver takes the samples in.
+    SETTLE_S = 0.002
+
     def __init__(self) -> None:
+        #: Guards the list of slots, the take-in and the error counts (never a record).
         self._lock = threading.Lock()
         self.clear()
 
@@ -74,6 +78,7 @@ class HandlerRecorder:
             self._slots: list[array[float]] = []
             self._taken: list[int] = []
         self._chunks: list[np.ndarray] = []
+        self._starts: list[int] = []
         self._length = 0
         self.error_kinds: Counter[str] = Counter()
 
@@ -93,41 +98,62 @@ class HandlerRecorder:
             else:
                 self.error_kinds["other"] += 1
 
-    def _take(self) -> None:
-        """Take in what the handlers recorded since the last call."""
+    def _take(self, close: bool = False) -> set[float]:
+        """Take in what the handlers recorded since the last call (and with ``close``,
+        ignore whatever they record after it). Returns the send time of each thread's
+        last record: a request it may still show as in flight."""
+        lasts: set[float] = set()
         with self._lock:
             if self.closed:
-                return
+                return lasts
             parts = []
             for i, slot in enumerate(self._slots):
                 end = len(slot) - len(slot) % _WIDTH
                 if end > self._taken[i]:
                     parts.append(np.frombuffer(slot[self._taken[i]:end], dtype=np.float64))
                     self._taken[i] = end
+                if close and end:
+                    lasts.add(slot[end - _WIDTH])
+            self.closed = close
         if parts:
             chunk = np.concatenate(parts).reshape(-1, _WIDTH)
             done = chunk[:, 0] + chunk[:, 1] / 1000.0
             self._add(chunk[np.argsort(done, kind="stable")])
+        return lasts
 
     def _add(self, chunk: np.ndarray) -> None:
+        self._starts.append(self._length)
         self._chunks.append(chunk)
         self._length += len(chunk)
+
+    def settle(self) -> None:
+        """At a window's edge, before the length is read: see SETTLE_S."""
+        time.sleep(self.SETTLE_S)
+
+    def scan_start(self, cursor: int) -> int:
+        """Where a window's scan begins: the chunk taken at the previous edge, whole. Its
+        records appended just after that edge may have completed after it, and a chunk is
+        sorted by completion, not appended in that order across threads."""
+        starts = [at for at in self._starts if at < cursor]
+        return starts[-1] if starts else 0
 
     def __len__(self) -> int:
         """How many samples there are, once what the handlers recorded is taken in."""
         self._take()
         return self._length
 
-    def close(self) -> None:
+    def close(self, in_flight: list[float]) -> list[float]:
         """Everything recorded so far is taken in; later records are ignored (an answer
-        to a request already counted as unanswered would count twice)."""
-        self._take()
-        with self._lock:
-            self.closed = True
+        to a request already counted as unanswered would count twice). ``in_flight`` is
+        the send times of the requests the threads showed as unanswered just before:
+        those of them recorded by now were answered in between. The rest are returned."""
+        recorded = self._take(close=True)
+        return [sent for sent in in_flight if sent not in recorded]
 
     def record_unanswered(self, sent_at: float, waited_ms: float, reason: str) -> None:
         self._add(np.array([[sent_at, waited_ms, 0.0, 0.0, 0.0]]))
-        self.error_kinds[reason] += 1
+        with self._lock:
+            self.error_kinds[reason] += 1
 
     def columns(self, begin: int = 0, end: int | None = None) -> Columns:
         """Samples ``[begin:end)`` of those taken in (copies)."""
@@ -140,7 +166,7 @@ class HandlerRecorder:
             at += len(chunk)
         rows = np.concatenate(parts) if parts else np.zeros((0, _WIDTH))
         if len(parts) > 1 and begin == 0 and end == self._length:
-            self._chunks = [rows]  # read whole: keep it as one chunk
+            self._chunks, self._starts = [rows], [0]  # read whole: keep it as one chunk
         return Columns(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2] != 0,
                        np.zeros(len(rows), dtype=bool), rows[:, 3].copy(), rows[:, 4] != 0)
 
@@ -312,6 +338,9 @@ class Application:
         self._cond = threading.Condition()
         self._mode = IDLE
         self._active = 0  # closed loop: handler threads 0..active-1 send
+        #: Bumped at the end of every stage: a thread still in a call from an earlier
+        #: stage (past its drain timeout) finishes it and sends nothing more.
+        self._generation = 0
         self._threads: list[threading.Thread] = []
         self._ready: list[threading.Event] = []
         #: Per handler thread, set at its start: parity of its first answer, or a problem.
@@ -346,6 +375,15 @@ class Application:
         with self._cond:
             self._mode = IDLE
             self._active = 0
+            self._generation += 1
+        loop = self.control.open_loop
+        if loop is not None:  # wake the threads waiting for an arrival: none is sent
+            loop.stop()
+
+    def reserve(self, users: int) -> None:
+        """Have ``users`` handler threads started and checked now, not at a timeline's
+        edge where starting them would take time from the segment being measured."""
+        self._ensure(users)
 
     def sleep(self, seconds: float) -> None:
         helper = getattr(self._local, "helper", None)
@@ -421,18 +459,22 @@ class Application:
 
     def _handler(self, k: int, ready: threading.Event) -> None:
         os.sched_setaffinity(0, self.cpus)  # pid 0 = this thread only
-        self._check(k)
-        ready.set()
+        try:
+            self._check(k)
+        except Exception as exc:  # the model failed on an example: a parity problem
+            self._problems[k] = f"failed on an example: {type(exc).__name__}: {exc}"
+        finally:
+            ready.set()
         while True:
             with self._cond:
                 while not self._wanted(k):
                     self._cond.wait()
-                mode = self._mode
+                mode, generation = self._mode, self._generation
             record = self.recorder.slot().extend
             if mode == CLOSED:
-                self._closed(k, record)
+                self._closed(k, record, generation)
             else:
-                self._open(k, record)
+                self._open(k, record, generation)
 
     def _wanted(self, k: int) -> bool:
         return k < self._active and self._mode != IDLE and not self.control.draining
@@ -453,12 +495,13 @@ class Application:
             if problem is not None:
                 self._problems[k] = problem
 
-    def _closed(self, k: int, record: Callable[[tuple[float, ...]], None]) -> None:
+    def _closed(self, k: int, record: Callable[[tuple[float, ...]], None],
+                generation: int) -> None:
         control, busy = self.control, self.control.busy
         bundle, serve, items = self.bundle, self.serve, self.examples
         clock, wall = time.perf_counter_ns, time.time
         j, n = k, len(items)  # users start at different examples: the same mix at any N
-        while self._mode == CLOSED and k < self._active:
+        while self._mode == CLOSED and k < self._active and self._generation == generation:
             item = items[j % n]
             j += 1
             busy[k] = sent = wall()
@@ -473,18 +516,24 @@ class Application:
             except Exception as exc:  # a failure is a sample, never a crash
                 error = exc
             t1 = clock()
-            busy[k] = None
+            # Recorded, then no longer busy: a drain's reading in between is reconciled
+            # by HandlerRecorder.close (no lock here: the threads would queue on it
+            # between calls, and the time they wait for the GIL would fall outside the
+            # latency measured).
             record((sent, (t1 - t0) / 1e6, error is None, 0.0, 0.0))
+            busy[k] = None
             self._answered(k, error)
 
-    def _open(self, k: int, record: Callable[[tuple[float, ...]], None]) -> None:
+    def _open(self, k: int, record: Callable[[tuple[float, ...]], None],
+              generation: int) -> None:
         control, busy = self.control, self.control.busy
         loop = control.open_loop
         assert loop is not None
         bundle, serve, items = self.bundle, self.serve, self.examples
         clock, n, j = time.perf_counter, len(items), k
         serving = self._serving
-        while self._mode == OPEN and not control.draining:
+        while self._mode == OPEN and not control.draining and not loop.stopped.is_set() \
+                and self._generation == generation:
             due, intended = loop.take()
             # No thread was free when it fell due: it waited for one (the target's doing).
             queued = clock() > due
@@ -510,9 +559,9 @@ class Application:
                 error = exc
             done = self._last_done = clock()
             serving.pop()
-            busy[k] = None
             delay_ms = 0.0 if contended and not queued else max(0.0, sent - due) * 1000.0
             record((intended, (done - due) * 1000.0, error is None, delay_ms, queued))
+            busy[k] = None  # after the record: see _closed
             self._answered(k, error)
 
     def _answered(self, k: int, error: BaseException | None) -> None:
@@ -544,7 +593,10 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
     stages = StageRunner(app, app.control, app.recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), plan["timing"])
-    signal.signal(signal.SIGTERM, lambda signum, frame: stages.terminate())
+    # The handler runs in this thread between two bytecodes, possibly while it holds the
+    # stop event's lock: the event is set from a thread of its own.
+    signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
+        target=stages.terminate, name="deploybench-sigterm", daemon=True).start())
     error = run_trials(stages, plan["program"])
     app.stop()
     result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": True, **extra}

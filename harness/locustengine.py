@@ -40,16 +40,21 @@ class LocustEngine:
         #: Locust's own figures per window, as a cross-check (not with workers: the
         #: master's copy lags their periodic reports).
         self.crosscheck = crosscheck
+        #: The users last asked for (Locust's own count lags, with users still stopping).
+        self._users = 0
 
     def start(self, users: int, all_at_once: bool = False) -> None:
         if all_at_once:
             # Locust's dispatcher adds (or stops) spawn_rate users per step, so a rate of
             # the whole difference makes it one step.
-            change = abs(users - self.runner.user_count)
-            self.runner.start(users, spawn_rate=max(1, change))
+            self.runner.start(users, spawn_rate=max(1, abs(users - self._users)))
         else:
             # Locust warns above 100 users/s; larger stages take an extra second to spawn.
             self.runner.start(users, spawn_rate=min(users, 100))
+        self._users = users
+
+    def reserve(self, users: int) -> None:
+        """Nothing to prepare: a greenlet costs nothing to start."""
 
     @property
     def user_count(self) -> int:
@@ -57,6 +62,7 @@ class LocustEngine:
 
     def stop(self) -> None:
         self.runner.stop()
+        self._users = 0
 
     def sleep(self, seconds: float) -> None:
         import gevent

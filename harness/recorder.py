@@ -22,6 +22,8 @@ import numpy as np
 
 #: Distinct error messages kept per stage; the rest are counted under "other".
 MAX_ERROR_KINDS = 20
+#: Answers before a window's first new one that its scan takes in too.
+SCAN_OVERLAP = 256
 
 
 class Columns(NamedTuple):
@@ -108,9 +110,20 @@ class SampleRecorder:
     def __len__(self) -> int:
         return len(self.latency_ms)
 
-    def close(self) -> None:
-        """Answers from here on are ignored (they were just counted as unanswered)."""
+    def close(self, in_flight: list[float]) -> list[float]:
+        """Answers from here on are ignored (an answer to a request about to be counted
+        as unanswered would count twice); ``in_flight``, read just before in this event
+        loop, is what is still unanswered."""
         self.closed = True
+        return in_flight
+
+    def settle(self) -> None:
+        """Nothing to wait for at a window's edge: answers are recorded in this loop."""
+
+    def scan_start(self, cursor: int) -> int:
+        """Where a window's scan begins: a few answers before the previous edge's last
+        (recorded a moment before the edge but stamped after it)."""
+        return max(0, cursor - SCAN_OVERLAP)
 
     def columns(self, begin: int = 0, end: int | None = None) -> Columns:
         """Samples ``[begin:end)``, zero-copy but for the flags (read them before the

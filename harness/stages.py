@@ -21,9 +21,6 @@ import numpy as np
 
 from targets.files import atomic_write_json
 
-#: Samples before a window's first new one that are scanned too (an answer recorded a
-#: moment before the edge but stamped after it).
-SCAN_OVERLAP = 256
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
 #: How often the target's main processes are checked for life during a stage.
@@ -92,6 +89,9 @@ class Engine(Protocol):
 
     def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
         """The open-loop schedule of one stage (set on the control before start())."""
+
+    def reserve(self, users: int) -> None:
+        """Get ready to run up to ``users`` at once (a timeline's largest segment)."""
 
     def graceful(self, timeout_s: float) -> Any:
         """A context in which users told to stop finish the request they are in."""
@@ -178,6 +178,8 @@ class StageRunner:
         self.timing = timing
         self.results: list[dict[str, Any]] = []
         self.open_stages: dict[int, int] = {}
+        #: The engine's SIGTERM handler, kept for as long as the stages run and after.
+        self.signal_handler: Any = None
         #: With workers: the load generator's CPUs, which all of them share.
         self.loadgen_cores = 1
         #: Set on SIGTERM: the stage under way ends at its next wait, keeping what it
@@ -372,10 +374,11 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         if engine.crosscheck:
             crosscheck_windows.append(engine.window_stats())
             engine.reset_stats()
-        begin = max(0, cursor - SCAN_OVERLAP)
+        begin = recorder.scan_start(cursor)
         if flush_delay:  # workers: let their pushes of the window's answers arrive
             engine.sleep(flush_delay)
             begin = 0
+        recorder.settle()
         cursor = len(recorder)
         scan = recorder.columns(begin, cursor)
         windows.append(measure_window(scan.start_s, scan.latency_ms, scan.ok,
@@ -490,10 +493,10 @@ def cool_down_and_drain(ctx: StageRunner, where: dict[str, Any]) -> tuple[bool, 
     why = ("no answer before the run was interrupted" if stop.is_set() and not drained
            else f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
     now = time.time()
-    unanswered = control.unanswered()
-    # Closed first (an engine with threads takes in what they recorded so far): an
-    # answer arriving from here on would count a second time, beside its failure below.
-    recorder.close()
+    # What is in flight, then closed: an answer arriving from here on would count a
+    # second time, beside its failure below (an engine with threads drops from the
+    # in-flight list what they recorded in between).
+    unanswered = recorder.close(control.unanswered())
     for sent_at in unanswered:
         recorder.record_unanswered(sent_at, (now - sent_at) * 1000.0, why)
     return drained, unanswered

@@ -75,6 +75,7 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
     # Users leaving at a ramp-down finish the request they are in (Locust would kill them
     # mid-request, dropping exactly the slowest requests of a burst): they stop gracefully,
     # waiting at most the drain timeout.
+    engine.reserve(max(segment["users"] for segment in segments))
     with engine.graceful(ctx.timing["drain_timeout_s"]):
         warmup_s, warmed = spawn_and_warm_up(ctx, segments[0]["users"], where, watch,
                                              what="the timeline's users")

@@ -58,6 +58,8 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
      ["harness.distributed", "targets.awslambda.server", "awslambdaric"]),
     # A second Ctrl-C exits at once, and still leaves nothing behind.
     ("SIGINT twice", "grpc", [], ["harness.driver", "targets.grpc.server"]),
+    # The in-process driver (handler threads, no Locust) stops on the SIGTERM it gets.
+    ("SIGTERM", "inprocess", [], ["harness.driver"]),
 ])
 def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: str,
                                             extra: list[str], running: list[str]) -> None:
