@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -69,18 +70,32 @@ def _sdk() -> Any:
     return sdk
 
 
+def engine_problem() -> str | None:
+    """Why no Docker engine answers at its Unix socket, or None (a TCP ``DOCKER_HOST`` is
+    left to the SDK). Checked before the SDK is asked: it leaks its socket object when
+    nothing listens (docker 7.1-7.2), and a stopped engine leaves its socket file."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5.0)
+            sock.connect(host.removeprefix("unix://"))
+    except OSError as exc:
+        return f"no Docker engine answers at {host} ({exc})"
+    return None
+
+
 def client() -> Any:
     try:
         docker = _sdk()
     except ImportError as exc:
         raise DockerUnavailable("--runtime docker needs the docker SDK: pip install "
                                 "'docker>=7.1'") from exc
-    socket = Path("/var/run/docker.sock")
-    if not os.environ.get("DOCKER_HOST") and not socket.exists():
-        # (Asking the SDK would leak its socket object when nothing listens.)
-        raise DockerUnavailable(
-            f"no Docker engine: no {socket} and no DOCKER_HOST. Start one (docker/setup.sh "
-            "does, on a machine like CI's) or use --runtime process")
+    problem = engine_problem()
+    if problem is not None:
+        raise DockerUnavailable(f"{problem}. Start one (docker/setup.sh does, on a machine "
+                                "like CI's) or use --runtime process")
     engine = None
     try:
         engine = docker.from_env()

@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from harness.stats import summarize_stage
 from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.bundle import Prediction, serve_batch
+from targets.container import engine_problem
 from targets.cpuset import format_cpus
 from targets.errors import TargetError
 from targets.grpc.client import PREDICT_METHOD, GrpcClient
@@ -81,25 +81,9 @@ def ours(engine: Any) -> list[Any]:
                                        ignore_removed=True))
 
 
-def _socket_problem() -> str | None:
-    """Why the engine's Unix socket does not answer, if it does not. Checked before the SDK
-    is used: a client that cannot connect leaks its socket (a ResourceWarning, an error
-    under this project's pytest settings), docker 7.2 at least."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://"):
-        return None
-    try:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.settimeout(5.0)
-            sock.connect(host.removeprefix("unix://"))
-    except OSError as exc:
-        return f"no Docker engine answers at {host} ({exc})"
-    return None
-
-
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Any]:
-    problem = _socket_problem()
+    problem = engine_problem()
     if problem is not None:
         _unavailable(problem)
     try:
