@@ -120,16 +120,24 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
                 ax.annotate(f"{offered:,.4g}/s", (x, y), textcoords="offset points",
                             xytext=(4, -10), fontsize=7)
     _slo_line(ax, run)
-    bottom, top = ax.get_ylim()
-    if bottom > 0 and top > bottom:  # a log axis needs a range (not just the SLO line)
+    # Log when there are points (all positive: a latency): the axis then says so. The
+    # limits are not the test: autoscale's margin takes them below 0 for a wide range.
+    logged = drawn > 0 and _positive_data(ax)
+    if logged:
         ax.set_yscale("log")
     ax.set_xlabel("achieved throughput (successful requests/s)")
-    ax.set_ylabel("p99 latency (ms, log scale)")
+    ax.set_ylabel("p99 latency (ms, log scale)" if logged else "p99 latency (ms)")
     ax.set_title("p99 latency vs throughput (labels: users in closed loop, "
                  "offered rate in open loop)", fontsize=10)
     if drawn:
         ax.legend()
     return _png(fig)
+
+
+def _positive_data(ax: Any) -> bool:
+    """Whether every y value of the lines drawn is above 0 (a log axis can show them)."""
+    values = [y for line in ax.get_lines() for y in line.get_ydata()]
+    return bool(values) and min(values) > 0
 
 
 def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
