@@ -9,6 +9,7 @@ core (sysfs topology), never by CPU number alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ class CpuPlan:
     loadgen: tuple[int, ...]
     #: Physical cores with hardware threads on both sides (SMT siblings split).
     shared_cores: tuple[tuple[int, ...], ...] = ()
+    #: The CPUs this process was allowed when the plan was made, before it pinned itself
+    #: to the load generator's (what the machine gave the run; empty when not known).
+    allowed: tuple[int, ...] = ()
 
     @property
     def overlap(self) -> tuple[int, ...]:
@@ -91,6 +95,12 @@ def default_split(available: list[int], siblings: SiblingReader = sysfs_siblings
 def plan_cpus(target: list[int] | None, loadgen: list[int] | None,
               siblings: SiblingReader = sysfs_siblings) -> CpuPlan:
     available = sorted(os.sched_getaffinity(0))
+    return dataclasses.replace(_plan(target, loadgen, available, siblings),
+                               allowed=tuple(available))
+
+
+def _plan(target: list[int] | None, loadgen: list[int] | None, available: list[int],
+          siblings: SiblingReader) -> CpuPlan:
     if target is None and loadgen is None:
         return default_split(available, siblings)
     if target is None or loadgen is None:

@@ -244,6 +244,9 @@ class Runner:
                 "bundle_spec": plan.bundle,
                 "scenario": plan.scenario.name,
                 "scenario_sha256": plan.scenario.sha256,
+                # The machine's, not the orchestrator's own after it pinned itself.
+                "cpus_allowed": sorted(plan.cpus.allowed
+                                       or {*plan.cpus.target, *plan.cpus.loadgen}),
                 "target_cpus": list(plan.cpus.target),
                 "loadgen_cpus": list(plan.cpus.loadgen),
                 "cpu_overlap": list(plan.cpus.overlap),

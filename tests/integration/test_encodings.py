@@ -3,6 +3,7 @@ real Locust, and the report's "Payload encodings" section."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,8 @@ def test_flask_measured_once_per_encoding(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["metadata"]["encodings"] == ["json", "binary"]
+    # The CPUs the machine gave the run, not the orchestrator's after it pinned itself.
+    assert run["metadata"]["cpus_allowed"] == sorted(os.sched_getaffinity(0))
     assert [t["name"] for t in run["targets"]] == ["flask-json", "flask-binary"]
     sizes = {}
     for target, wire in zip(run["targets"], ("json", "binary"), strict=True):

@@ -53,6 +53,8 @@ def test_given_side_leaves_the_rest_to_the_other() -> None:
     plan = plan_cpus([allowed[-1]], None)
     assert plan.target == (allowed[-1],)
     assert plan.loadgen == tuple(allowed[:-1])
+    # What the machine allowed, kept for run.json (the orchestrator pins itself later).
+    assert plan.allowed == tuple(allowed)
 
 
 def smt(n_cores: int):  # type: ignore[no-untyped-def]
