@@ -405,7 +405,7 @@ def method_items(run: RunDoc) -> list[str]:
     sc = run["scenario"]
     meta = run["metadata"]
     prices = serverless.prices_line(run)
-    return [*([prices] if prices else []),
+    return [*([prices] if prices else []), serverless.always_on_prices_line(run),
         f"Scenario `{sc.get('name')}` (sha256 {str(sc.get('sha256'))[:12]}): "
         f"{_stage_plan(sc)}. Per stage: at least {sc.get('warmup_s')} s warm-up (discarded; "
         f"it lasts until every user has had an answer, so cold starts fall in it), then "

@@ -128,3 +128,26 @@ def prices_line(run: RunDoc) -> str | None:
             + ", ".join(f"${v:.10f}/GB-s {k}" for k, v in per_gb.items())
             + ("; Init billed" if prices.get("lambda_bill_init") else "")
             + ". Override with --prices FILE.")
+
+
+def always_on_prices_line(run: RunDoc) -> str:
+    """The always-on rates behind every server's monthly cost, with their source and date
+    (this deploybench's defaults where the run recorded none)."""
+    from reports.decision import effective_prices, prices_filled
+
+    p = effective_prices(run)
+    rates = "; ".join(
+        f"{arch} ${p['container_vcpu_hour'][arch]:g} per vCPU-hour and "
+        f"${p['container_gb_hour'][arch]:g} per GB-hour"
+        for arch in p["container_vcpu_hour"] if arch in p["container_gb_hour"])
+    filled = any(k.startswith("container") for k in prices_filled(run))
+    least = p["container_min_instances"]
+    return (f"Always-on cost (a server that runs whether requests come or not: every "
+            f"deployment not billed per request) uses {p.get('currency', 'USD')} prices as of "
+            f"{p.get('as_of')}{' (defaults: the run recorded none)' if filled else ''} "
+            f"({p.get('container_source', 'user file')}): {rates}. An instance has the "
+            f"vCPUs it was measured on and its peak RSS rounded up to whole GB, at least "
+            f"{p['container_min_gb_per_vcpu']:g} GB per vCPU; at least {least:g} "
+            f"instance{'s' if least != 1 else ''} always run{'s' if least == 1 else ''}; "
+            f"{p['hours_per_month']:g} hours a month, so a month costs instances x (vCPUs "
+            "x vCPU-hour + GB x GB-hour) x hours. Override with --prices FILE.")

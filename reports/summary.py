@@ -77,8 +77,13 @@ def _cost_text(f: Figures, d: Decision) -> str:
         return (f"{fmt_usd(cost)} a month at {volume} requests, billed per request "
                 f"({per_million} per million; a {f.instance})")
     n = f.instances or 1
+    model = f.cost_model or {}
+    monthly = (model.get("monthly_per_instance") or {}).get(ARCH)
+    rate = (f" at ${monthly / model['hours']:.4f} an hour, the always-on prices under "
+            "How these numbers were measured" if monthly and model.get("hours") else "")
     return (f"{fmt_usd(cost)} a month at {volume} requests ({n} always-on "
-            f"instance{'s' if n > 1 else ''} of {f.instance}; {per_million} per million)")
+            f"instance{'s' if n > 1 else ''} of {f.instance}{rate}; {per_million} per "
+            "million)")
 
 
 def _p99_text(f: Figures, d: Decision) -> str:

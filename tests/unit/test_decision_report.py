@@ -184,3 +184,24 @@ def test_redeploys_are_tabled_and_answer_the_question(tmp_path: Path) -> None:
     assert "2.10 ms (p50 of 2 redeploys: reload in the running process)" in questions
     assert "1.31 s (p50 of 2 redeploys: new server beside the old)" in questions
     assert "1.40 s (p50 of 1 redeploy: new server beside the old)" in questions
+
+
+def test_always_on_costs_show_their_rates_source_and_date(tmp_path: Path) -> None:
+    md = render(tmp_path, fixture())
+    # The $36.04 is 1 vCPU x $0.04048 + 2 GB x $0.004445 = $0.04937 an hour, x 730 hours.
+    assert "**grpc** meets it but costs more: $36.04 a month at 10 million requests " \
+        "(1 always-on instance of 1 vCPU, 2 GB at $0.0494 an hour, the always-on prices " \
+        "under How these numbers were measured" in md
+    method = md.split("## How these numbers were measured", 1)[1]
+    line = next(x for x in method.splitlines() if x.startswith("- Always-on cost"))
+    assert "prices as of 2026-11 (https://aws.amazon.com/fargate/pricing/" in line
+    assert "x86_64 $0.04048 per vCPU-hour and $0.004445 per GB-hour" in line
+    assert "arm64 $0.03238 per vCPU-hour and $0.00356 per GB-hour" in line
+    assert "at least 2 GB per vCPU" in line
+    assert "730 hours a month" in line
+    # A run that recorded no always-on prices says the defaults stand in for them.
+    doc = fixture()
+    for key in [k for k in doc["prices"] if k.startswith("container")]:
+        del doc["prices"][key]
+    md = render(tmp_path / "old", doc)
+    assert "(defaults: the run recorded none)" in md
