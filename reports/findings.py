@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.format import stage_load
+from reports.format import fmt_cpus, stage_load
 from reports.schema import RunDoc, TargetResult, deployment
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
@@ -95,7 +95,7 @@ def unusable_calibrations(run: RunDoc) -> list[str]:
     calibration could not be used, so the near-ceiling check above could not run."""
     calibration = run["metadata"].get("calibration")
     if not calibration:
-        return []
+        return _no_calibration(run)
     problems: dict[str, tuple[str, list[str]]] = {}
     for t in run["targets"]:
         if t["status"] != "ok" or not t["stages"]:
@@ -120,6 +120,26 @@ def unusable_calibrations(run: RunDoc) -> list[str]:
         out.append(f"{what}: {why}. So whether {', '.join(names)} came near the harness's "
                    f"own ceiling is unknown. {todo}")
     return out
+
+
+def _no_calibration(run: RunDoc) -> list[str]:
+    """The ceiling check could not run at all: no calibration applied to this run (none on
+    the machine, or one for other CPUs or versions), said with the command that makes one."""
+    measured = sorted({p for t in run["targets"] if t["status"] == "ok" and t["stages"]
+                       for p in [protocol_of(run, t)[0]] if p is not None})
+    if not measured:  # test targets, or nothing measured: no check was due
+        return []
+    meta = run["metadata"]
+    why = meta.get("calibration_note") or "no calibration recorded"
+    cpus = ""
+    if meta.get("target_cpus") and meta.get("loadgen_cpus"):
+        cpus = (f" --target-cpus {fmt_cpus(meta['target_cpus'])} --loadgen-cpus "
+                f"{fmt_cpus(meta['loadgen_cpus'])}")
+    return [f"No calibration of the harness applied to this run ({why.split(':')[0]}), so "
+            f"whether the highest loads came near the load generator's own ceiling was not "
+            f"checked ({', '.join(measured)}). Run `deploybench calibrate --protocols "
+            f"{','.join(measured)}{cpus}` once on this machine (a few minutes); later runs "
+            "on these CPUs check against it."]
 
 
 def warnings(run: RunDoc) -> list[str]:

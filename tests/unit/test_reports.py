@@ -220,3 +220,20 @@ def test_an_unusable_calibration_is_said_and_endpoints_get_their_protocol() -> N
     del ceilings["http"]
     assert "for protocol http could not be used: the calibration has no figure for it" \
         in "\n".join(findings.warnings(run))
+
+
+def test_a_run_without_calibration_says_the_check_was_skipped_and_how_to_make_one() -> None:
+    run: Any = runs.run([runs.target("grpc", [runs.stage(4, 950, 2.0, 5.0)]),
+                         runs.target("flask", [runs.stage(4, 900, 2.0, 5.0)])])
+    run["metadata"]["calibration"] = None
+    run["metadata"]["calibration_note"] = ("no calibration on this machine: run "
+                                           "`deploybench calibrate`")
+    text = "\n".join(findings.warnings(run))
+    assert "No calibration of the harness applied to this run (no calibration on this " \
+        "machine), so whether the highest loads came near the load generator's own ceiling " \
+        "was not checked (grpc, http). Run `deploybench calibrate --protocols grpc,http " \
+        "--target-cpus 1 --loadgen-cpus 0` once on this machine" in text
+    # The test targets of a simulated run have no protocol: no check was due, none is said.
+    fake: Any = runs.run([runs.target("fast", [runs.stage(4, 900, 2.0, 5.0)])])
+    fake["metadata"]["calibration"] = None
+    assert not any("calibration" in line for line in findings.warnings(fake))
