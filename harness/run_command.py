@@ -180,6 +180,9 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from reports.render import render_run_dir
 
     simulated = args.targets == ("fake",)
+    if simulated:
+        print("note: --targets fake is deploybench's test target: a fixed service time under "
+              "a simulated load; its figures measure no model and no server", file=sys.stderr)
     docker = None
     if args.runtime == "docker":
         from targets.container import DockerRuntime, client

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from reports.schema import RunDoc, StageResult, TargetResult
+from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 
 DPI = 110
 SIZE = (7.0, 4.2)
@@ -29,9 +29,12 @@ def _figure() -> tuple[Any, Any]:
     return fig, ax
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, run: RunDoc) -> bytes:
     import matplotlib.pyplot as plt
 
+    if simulated_targets(run):  # on the chart itself: it may be shown alone
+        fig.text(0.5, 0.5, "SIMULATED", fontsize=48, color="crimson", alpha=0.18,
+                 ha="center", va="center", rotation=20)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
@@ -89,7 +92,7 @@ def throughput_vs_concurrency(run: RunDoc) -> bytes:
     ax.set_ylim(bottom=0)
     if _measured(run):
         ax.legend()
-    return _png(fig)
+    return _png(fig, run)
 
 
 def p99_vs_throughput(run: RunDoc) -> bytes:
@@ -131,7 +134,7 @@ def p99_vs_throughput(run: RunDoc) -> bytes:
                  "offered rate in open loop)", fontsize=10)
     if drawn:
         ax.legend()
-    return _png(fig)
+    return _png(fig, run)
 
 
 def _positive_data(ax: Any) -> bool:
@@ -183,7 +186,7 @@ def latency_cdf(run: RunDoc) -> bytes:
     ax.set_title(f"Latency distribution at {describe_common(load)}")
     if drawn:
         ax.legend()
-    return _png(fig)
+    return _png(fig, run)
 
 
 def _bars(names: list[str], values: Sequence[float | None], ax: Any,
@@ -226,7 +229,7 @@ def cold_start(run: RunDoc) -> bytes:
     _bars(names, values, ax, errors)
     ax.set_ylabel("cold start (s): launch to first good answer")
     ax.set_title("Cold start per target (bar: median; whiskers: min to max)")
-    return _png(fig)
+    return _png(fig, run)
 
 
 def memory(run: RunDoc) -> bytes:
@@ -237,7 +240,7 @@ def memory(run: RunDoc) -> bytes:
     _bars([f.name for f in figs], [f.memory_mb for f in figs], ax)
     ax.set_ylabel("memory (MB): peak RSS of one instance")
     ax.set_title("Memory per target (Lambda: one environment; in-process: the model's share)")
-    return _png(fig)
+    return _png(fig, run)
 
 
 def cost_vs_volume(run: RunDoc) -> bytes:
@@ -274,7 +277,7 @@ def cost_vs_volume(run: RunDoc) -> bytes:
     ax.set_title("Cost per month vs traffic (dots: break-even points)")
     if figs:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, run)
 
 
 def time_breakdown(run: RunDoc) -> bytes:
@@ -293,7 +296,7 @@ def time_breakdown(run: RunDoc) -> bytes:
     ax.set_title("Where the time goes per request (median), vs in-process")
     if rows:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, run)
 
 
 def payload_encodings(run: RunDoc) -> bytes:
@@ -325,7 +328,7 @@ def payload_encodings(run: RunDoc) -> bytes:
     right.set_title(f"p50 at {describe_common(load)}")
     for ax in (left, right):
         ax.tick_params(axis="x", labelrotation=30, labelsize=8)
-    return _png(fig)
+    return _png(fig, run)
 
 
 def _timeline_lines(run: RunDoc) -> list[tuple[str, StageResult]]:
@@ -389,7 +392,7 @@ def timeline(run: RunDoc) -> bytes:
     top.set_title("p99 latency and throughput over the timeline (dashed: segment edges)")
     if lines:
         top.legend(fontsize=8, loc="best")
-    return _png(fig)
+    return _png(fig, run)
 
 
 def timeline_memory(run: RunDoc) -> bytes:
@@ -417,7 +420,7 @@ def timeline_memory(run: RunDoc) -> bytes:
     ax.set_title("Memory growth over the timeline (legend: RSS at start, least-squares slope)")
     if lines:
         ax.legend(fontsize=8)
-    return _png(fig)
+    return _png(fig, run)
 
 
 #: Every chart a report embeds, by the name the document's Chart blocks use.

@@ -27,7 +27,7 @@ from reports.format import (
     fmt_verdict,
     stage_load,
 )
-from reports.schema import RunDoc, StageResult, TargetResult
+from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 
 STAGE_HEADERS = ("load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
                  "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "windows",
@@ -269,9 +269,17 @@ def build(run: RunDoc) -> list[Block]:
     scenario = run["scenario"]
     valid, total = validity_counts(run)
     choice = decision.decide(run)
+    fake = simulated_targets(run)
     blocks: list[Block] = [
-        Heading(f"deploybench report: {bundle.get('name')} bundle, {scenario.get('name')} "
-                f"scenario", 1),
+        Heading(f"{'SIMULATED: ' if fake else ''}deploybench report: {bundle.get('name')} "
+                f"bundle, {scenario.get('name')} scenario", 1),
+        *([Paragraph(f"**Simulated figures, not a measurement**: {', '.join(fake)} "
+                     f"{'is a test target' if len(fake) == 1 else 'are test targets'} "
+                     "(`--targets fake`): a fixed service time under a simulated load, with "
+                     "no model and no server. Every figure, chart and decision below about "
+                     f"{'it' if len(fake) == 1 else 'them'} exercises deploybench's "
+                     "statistics and report, and says nothing about a deployment.")]
+          if fake else []),
         Paragraph(f"Run {run['status']} at {meta.get('started_at')} on {meta.get('hostname')}: "
                   f"{meta.get('cpu_model')}; CPUs {fmt_cpus(meta.get('target_cpus'))} for the "
                   f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator. "

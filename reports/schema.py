@@ -192,6 +192,13 @@ def deployment(target: TargetResult) -> str:
     return target.get("deployment") or target["name"]
 
 
+def simulated_targets(run: RunDoc) -> list[str]:
+    """The run's test targets (``--targets fake``): a fixed service time under a simulated
+    load, no model and no server. Their figures must never pass for a measurement."""
+    return [t["name"] for t in run["targets"]
+            if (t.get("describe") or {}).get("runtime") == "simulated"]
+
+
 class RunDoc(TypedDict):
     schema_version: int
     #: "running" while targets are measured, then "complete"; "partial" if cut short.

@@ -36,6 +36,9 @@ def test_markdown_has_tables_summary_and_charts(run_dir: Path) -> None:
     rendered = render_run_dir(run_dir)
     md = rendered.markdown.read_text()
     assert "## Summary" in md
+    # Test targets' figures never pass for a measurement: said at the top.
+    assert md.startswith("# SIMULATED: deploybench report")
+    assert "**Simulated figures, not a measurement**: fast, slow are test targets" in md
     # fast: 2 servers x 1 ms = 2,000 req/s; slow: 500 req/s; 4.00x.
     assert "**fast**: peak 2,000 req/s" in md
     assert "fast reached 4.00x the peak throughput of slow" in md
@@ -123,7 +126,7 @@ def test_open_loop_stages_are_their_own_series_on_the_p99_chart(
 
     drawn: list[Any] = []
 
-    def keep(fig: Any) -> bytes:
+    def keep(fig: Any, run: Any) -> bytes:
         drawn.append(fig)
         return b""
 
