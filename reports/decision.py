@@ -20,9 +20,9 @@ The rules, each stated in the report:
   if higher) needs at the measured capacity, and at least ``container_min_instances``.
 * **Ties**: two deployments tie when their cost ranges overlap (the range follows from
   the uncertainty of the capacity, or of the duration that Lambda bills) and their p99 at
-  the common load does not differ significantly (Welch's t-test at 5% over the kept
-  measurement windows, or over trials with ``--trials``). Window-to-window spread
-  understates run-to-run variation, so ``--trials 3`` is the firmer test.
+  the common load does not differ significantly (Welch's t-test at 5% over trials, with
+  ``--trials 3`` or more). One run is not tested: p99s within 10% of each other are
+  treated as close, and the report says that is one run's figures, not a test.
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ class Figures:
     common_stage: StageResult | None = None
     common_p99: trials.Estimate | None = None
     common_p99_values: list[float] = field(default_factory=list)
+    #: Per-trial p99s at the common load, when there are enough trials to test them.
+    common_p99_trials: list[float] = field(default_factory=list)
     min_p50_ms: float | None = None
     min_p50_stage: StageResult | None = None
     peak_rps: float | None = None
@@ -189,7 +191,7 @@ def _spread(stages: list[StageResult], key: str) -> trials.Estimate | None:
     return trials.Estimate(est.n if est else 1, point, point, est.half_width if est else None)
 
 
-def _same_level(stages: list[StageResult], stage: StageResult) -> list[StageResult]:
+def same_level(stages: list[StageResult], stage: StageResult) -> list[StageResult]:
     key = trials.level_key(stage)
     return [s for s in stages if trials.level_key(s) == key and s.get("valid", True)] \
         or [stage]
@@ -343,7 +345,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
         if within:
             best = max(within, key=lambda s: s["rps"])
             f.capacity_stage = best
-            f.capacity = _spread(_same_level(within, best), "rps")
+            f.capacity = _spread(same_level(within, best), "rps")
         elif f.ok:
             f.miss = _why_missed(t, measured, obj)
         common = at_load(t, load)
@@ -351,6 +353,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
             f.common_stage = common[0]
             f.common_p99 = _spread(common, "p99")
             f.common_p99_values = _values(common, "p99")
+            f.common_p99_trials = trials.trial_values(common, "p99")
             cpu = [s["target_cpu_ms_per_request"] for s in common
                    if s["target_cpu_ms_per_request"] is not None]
             f.cpu_ms_per_request = float(np.median(cpu)) if cpu else None
@@ -563,12 +566,13 @@ def _cost_tie(a: Figures, b: Figures) -> bool:
 
 
 def latency_differs(a: Figures, b: Figures) -> float | None:
-    """Welch's p for the two p99s at the common load (None: cannot be tested)."""
-    return trials.welch_p(a.common_p99_values, b.common_p99_values)
+    """Welch's p for the two p99s at the common load over trials (None: not tested, with
+    fewer than trials.MIN_TRIALS_TO_TEST trials a side)."""
+    return trials.welch_p(a.common_p99_trials, b.common_p99_trials)
 
 
-#: Without repeats to test (a run from before schema 4, one window), p99s closer than
-#: this are ties, as the report's other single-run comparisons treat them.
+#: Without trials to test, p99s closer than this are treated as close (not as a tested
+#: tie: the report says it is one run's figures).
 UNTESTED_TIE = 0.10
 
 

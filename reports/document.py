@@ -232,15 +232,16 @@ def summary_items(run: RunDoc) -> list[str]:
 
 def _peak_verdict(best: TargetResult, other: TargetResult) -> str:
     """Whether two peaks differ, by the rule the decision's ties use: Welch's t-test over
-    the peak stages' kept windows, else (too few windows) within 10% is a tie."""
+    trials; one run gives the windows' spread and no verdict."""
     a, b = peak_stage(best), peak_stage(other)
     assert a is not None  # both measured
     assert b is not None
-    verdict = encodings.judge([a], [b], "rps")
-    what = (f"they differ ({verdict.how})" if verdict.differs else
+    verdict = encodings.judge(decision.same_level(best["stages"], a),
+                              decision.same_level(other["stages"], b), "rps")
+    if verdict.differs is None:  # one run
+        return f"one run: {verdict.windows(best['name'], other['name'])}{verdict.how}"
+    return (f"they differ ({verdict.how})" if verdict.differs else
             f"a tie: the difference is not significant ({verdict.how})")
-    return what + "; one run: window-to-window spread understates run-to-run variation, " \
-        "so --trials 3 is the firmer test"
 
 
 UNFINISHED = {

@@ -10,8 +10,8 @@ closed-loop concurrency they all ran, and p50/p99 at their common load; then one
 per pair in plain words.
 
 Differences are judged as the rest of the report judges them: Welch's t-test at 5% over
-the kept measurement windows, or over trials with ``--trials``; where that cannot be
-computed (one window), differences under 10% are called ties (reports.decision).
+trials with ``--trials 3`` or more (reports.trials); one run gives the figures, their
+ratio and its windows' spread, and no verdict.
 Request sizes are exact, and the codec figures are medians of many timed calls, so
 those are stated without a test.
 """
@@ -25,7 +25,7 @@ import numpy as np
 
 from reports import trials
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.decision import UNTESTED_TIE, _values, at_load, common_load, describe_common
+from reports.decision import _values, at_load, common_load, describe_common
 from reports.format import NONE, fmt_ms, fmt_rps, users
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
@@ -126,22 +126,45 @@ def _point(stages: list[StageResult], key: str) -> float | None:
 class Verdict:
     base: float | None
     other: float | None
-    #: True: significantly different; False: a tie; None: not measured on a side.
+    #: True: significantly different; False: a tie (both over trials); None: not tested
+    #: (one run) or not measured on a side.
     differs: bool | None
     how: str
+    #: One run: the spread of each side's kept windows (``±4%``), base then other.
+    spreads: tuple[str | None, str | None] = (None, None)
+
+    def windows(self, base_label: str, other_label: str) -> str:
+        """``windows spread flask ±4%, grpc ±2%; `` for one run with windows, else ``""``."""
+        base, other = self.spreads
+        if base is None or other is None:
+            return ""
+        return f"windows spread {other_label} {other}, {base_label} {base}; "
+
+
+def spread_text(stages: list[StageResult], key: str) -> str | None:
+    """One run's kept windows of a figure as a spread around their median (``±4%``)."""
+    values = _values(stages, key) if len(stages) == 1 else []
+    if not values:
+        return None
+    mid = float(np.median(values))
+    return f"±{(max(values) - min(values)) / 2 / mid:.0%}" if mid > 0 else None
 
 
 def judge(base: list[StageResult], other: list[StageResult], key: str) -> Verdict:
+    """Two figures at one load: tested over trials (Welch's t at 5%) when both sides have
+    enough of them; otherwise one run's figures with their windows' spread, untested."""
     a, b = _point(base, key), _point(other, key)
     if a is None or b is None:
         return Verdict(a, b, None, "not measured on one side")
-    p = trials.welch_p(_values(base, key), _values(other, key))
+    p = trials.welch_p(trials.trial_values(base, key), trials.trial_values(other, key))
     if p is not None:
-        return Verdict(a, b, p < trials.ALPHA, f"Welch p = {p:.2g}")
-    low, high = sorted((a, b))
-    differs = low > 0 and high / low - 1.0 > UNTESTED_TIE
-    return Verdict(a, b, differs, f"{'over' if differs else 'under'} {UNTESTED_TIE:.0%} "
-                                  "apart, too few windows to test")
+        return Verdict(a, b, p < trials.ALPHA, f"Welch p = {p:.2g} over trials")
+    return Verdict(a, b, None, "not tested, --trials 3 tests it",
+                   (spread_text(base, key), spread_text(other, key)))
+
+
+def _ratio(value: float, base: float) -> str:
+    return f"{value / base:.2f}x" if base > 0 else "no ratio"
 
 
 def _codec(t: TargetResult, key: str) -> float | None:
@@ -166,6 +189,10 @@ def _latency_text(p: Pair, key: str, load: tuple[str, float] | None) -> str:
     if v.base is None or v.other is None:
         return f"{key} at {where} not measured on one side"
     values = f"{fmt_ms(v.other)} vs {fmt_ms(v.base)} ms"
+    if v.differs is None:  # one run: the figures, untested
+        return (f"{key} at {where} is {fmt_ms(v.other)} ms against {fmt_ms(v.base)} for "
+                f"{p.base_label} ({_ratio(v.other, v.base)}; one run: "
+                f"{v.windows(p.base_label, p.other_label)}{v.how})")
     if not v.differs:
         return f"{key} ties with {p.base_label} at {where} ({values}: a tie, {v.how})"
     how = "lower" if v.other < v.base else "higher"
@@ -181,6 +208,9 @@ def _throughput_text(p: Pair, top: int | None) -> str | None:
     if v.base is None or v.other is None or v.base <= 0:
         return None
     values = f"{fmt_rps(v.other)} vs {fmt_rps(v.base)} req/s"
+    if v.differs is None:  # one run: the figures, untested
+        return (f"throughput at {users(top)} is {v.other / v.base:.2f}x {p.base_label}'s "
+                f"({values}; one run: {v.windows(p.base_label, p.other_label)}{v.how})")
     if not v.differs:
         return f"throughput ties at {users(top)} ({values}: a tie, {v.how})"
     return (f"throughput at {users(top)} is {v.other / v.base:.2f}x {p.base_label}'s "
@@ -250,9 +280,10 @@ def blocks(run: RunDoc) -> list[Block]:
         Heading("Payload encodings"),
         Paragraph("The same deployment measured with each request encoding (`run "
                   "--encodings`), and HTTP's binary body beside gRPC's protobuf message "
-                  "(both carry the tensor as raw float32 bytes). A difference is "
-                  "significant when Welch's t-test at 5% over the kept measurement windows "
-                  "(or trials) says so; otherwise it is a tie."),
+                  "(both carry the tensor as raw float32 bytes). With `--trials 3` or "
+                  "more a difference is tested (Welch's t-test at 5% over the trials) and "
+                  "called significant or a tie; one run gives the figures, their ratio and "
+                  "the spread of its measurement windows, untested."),
         table(run),
         Bullets(tuple(finding(p, load, top) for p in ps)),
         Chart("encodings", "Payload encodings: request size and median latency",

@@ -98,6 +98,10 @@ def _p99_text(f: Figures, d: Decision) -> str:
     return text
 
 
+#: What a single run's comparison lacks, and how to get it.
+UNTESTED_ADVICE = "--trials 3 repeats every stage and tests the difference"
+
+
 def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
     costs = (f"{fmt_usd(other.monthly_usd.get(ARCH))} vs {fmt_usd(best.monthly_usd.get(ARCH))}"
              " a month (within the cost's uncertainty)")
@@ -106,13 +110,16 @@ def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
                 "could not be compared (no load that both ran). Choose between them on "
                 "other grounds (operations, client languages, the questions below)")
     p = latency_differs(best, other)
-    test = (f"no windows or trials to test; within {UNTESTED_TIE:.0%}" if p is None
-            else f"Welch p = {p:.2f}, not significant at {ALPHA:.0%}")
-    return (f"**{other.name}** ties with it: {costs}, p99 "
-            f"{fmt_est(other.common_p99, unit='ms')}{_invalid(other.common_stage)} vs "
-            f"{fmt_est(best.common_p99, unit='ms')} ms{_invalid(best.common_stage)} ({test}). "
-            "Choose between them on other grounds (operations, client languages, the "
-            "questions below)")
+    p99s = (f"p99 {fmt_est(other.common_p99, unit='ms')}{_invalid(other.common_stage)} vs "
+            f"{fmt_est(best.common_p99, unit='ms')} ms{_invalid(best.common_stage)}")
+    if p is None:
+        return (f"**{other.name}** is as good by this run's figures: {costs}, {p99s} "
+                f"(within {UNTESTED_TIE:.0%} in one run, not tested: {UNTESTED_ADVICE}). "
+                "Choose between them on other grounds (operations, client languages, the "
+                "questions below)")
+    return (f"**{other.name}** ties with it: {costs}, {p99s} (Welch p = {p:.2f} over "
+            f"trials, not significant at {ALPHA:.0%}). Choose between them on other "
+            "grounds (operations, client languages, the questions below)")
 
 
 def _why_not(f: Figures, best: Figures, tier: tuple[Figures, ...], d: Decision) -> str:
@@ -128,8 +135,8 @@ def _why_not(f: Figures, best: Figures, tier: tuple[Figures, ...], d: Decision) 
     if f not in tier:
         return f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; {_p99_text(f, d)}"
     p = latency_differs(best, f)
-    sig = (f" (not tested: no windows or trials; more than {UNTESTED_TIE:.0%} apart)"
-           if p is None else f" (Welch p = {p:.3f})")
+    sig = (f" (more than {UNTESTED_TIE:.0%} apart in one run, not tested: "
+           f"{UNTESTED_ADVICE})" if p is None else f" (Welch p = {p:.3f} over trials)")
     return (f"**{f.name}** meets it at a cost that cannot be told apart, but is slower: "
             f"{_p99_text(f, d)} against {fmt_est(best.common_p99, unit='ms')} ms{sig}")
 

@@ -16,7 +16,8 @@ are not independent of each other). With few trials:
   for closed-loop stages, p99 latency for open-loop ones (their throughput is the offered
   rate). Only VALID trials count. Above 5% the report calls the difference a tie. (A
   Mann-Whitney U test cannot reach p < 0.05 with 3 trials a side, so it would call
-  everything a tie.)
+  everything a tie.) Only from MIN_TRIALS_TO_TEST trials a side: one run's windows are
+  no sample of runs, so a single run gets ratios and spreads, never a verdict.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from reports.schema import RunDoc, StageResult, TargetResult
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
+#: Trials a side needs before two figures are tested against each other. One run's
+#: measurement windows are back to back and kept *because* they agreed: their spread is
+#: biased low, and a test over them gives p-values far too small. With fewer trials the
+#: report gives ratios and window spread, labelled as one run's, and no verdict.
+MIN_TRIALS_TO_TEST = 3
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,13 @@ def stage_metric(stage: StageResult, metric: str) -> float | None:
     latency = stage["latency_ms"]
     value = None if latency is None else latency.get(metric)
     return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def trial_values(stages: list[StageResult], key: str) -> list[float]:
+    """A figure's per-trial values at one load, when there are enough trials to test
+    (MIN_TRIALS_TO_TEST); else []."""
+    values = [v for s in stages if (v := stage_metric(s, key)) is not None]
+    return values if len(values) >= MIN_TRIALS_TO_TEST else []
 
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
@@ -173,9 +186,10 @@ def comparisons(run: RunDoc) -> list[str]:
                 out.append(f"At {label}: {best} vs {other}: no VALID trials to compare on "
                            f"one side")
                 continue
-            p = welch_p(a, b)
+            p = welch_p(a, b) if min(len(a), len(b)) >= MIN_TRIALS_TO_TEST else None
             if p is None:
-                verdict = "cannot be tested (fewer than 2 VALID trials, or no variation)"
+                verdict = (f"not tested (fewer than {MIN_TRIALS_TO_TEST} VALID trials a "
+                           "side, or no variation)")
             elif p < ALPHA:
                 verdict = f"{best} is {better} (Welch's t-test p = {p:.2g})"
             else:

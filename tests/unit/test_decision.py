@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,26 +90,58 @@ def noisy(name: str, p99s: list[float]) -> TargetResult:
                               runs.stage(16, 2600, 6.0, 4 * mean)])
 
 
+def trialled(name: str, p99s: list[float]) -> TargetResult:
+    """A target whose 4-user stage ran once per trial, with these p99s."""
+    stages = [runs.stage(1, 1500, 0.6, 1.0)]
+    for k, p99 in enumerate(p99s):
+        stage = runs.stage(4, 2500, 1.5, p99, windows=[(2500, 1.5, p99)] * 3)
+        stage["trial"] = k
+        stages.append(stage)
+    stages.append(runs.stage(16, 2600, 6.0, 4 * max(p99s)))
+    return runs.target(name, stages)
+
+
+def with_trials(targets: list[TargetResult]) -> Any:
+    run: Any = runs.run(targets)
+    run["metadata"]["trials"] = 3
+    return run
+
+
 def test_a_difference_within_the_noise_is_a_tie() -> None:
-    run = runs.run([noisy("grpc", [2.9, 3.1, 3.3]), noisy("flask", [3.1, 3.5, 2.9])])
+    run = with_trials([trialled("grpc", [2.9, 3.1, 3.3]), trialled("flask", [3.1, 3.5, 2.9])])
     d = decision.decide(run)
     assert d.best is not None
     assert d.best.name == "grpc"
     assert [f.name for f in d.ties] == ["flask"]
     text = "\n".join(decision_items(d))
     assert "**flask** ties with it" in text
-    assert "not significant at 5%" in text
+    assert "over trials, not significant at 5%" in text
 
 
 def test_a_significant_difference_is_not_a_tie() -> None:
-    run = runs.run([noisy("flask", [3.0, 3.1, 2.9]), noisy("grpc", [1.0, 1.05, 0.95])])
+    run = with_trials([trialled("flask", [3.0, 3.1, 2.9]),
+                       trialled("grpc", [1.0, 1.05, 0.95])])
     d = decision.decide(run)
     assert d.best is not None
     assert d.best.name == "grpc"
     assert d.ties == ()
     text = "\n".join(decision_items(d))
     assert "**flask** meets it at a cost that cannot be told apart, but is slower" in text
-    assert "Welch p = 0.000" in text
+    assert "Welch p = 0.000 over trials" in text
+
+
+def test_one_run_is_never_tested_only_compared() -> None:
+    """One run's windows are back to back and kept because they agreed: no p-value and
+    no tie or difference from them, only the figures and the 10% rule, said as such."""
+    close = runs.run([noisy("grpc", [2.9, 3.1, 3.3]), noisy("flask", [3.1, 3.5, 2.9])])
+    text = "\n".join(decision_items(decision.decide(close)))
+    assert "**flask** is as good by this run's figures" in text
+    assert "within 10% in one run, not tested: --trials 3 repeats every stage" in text
+    apart = runs.run([noisy("flask", [3.0, 3.1, 2.9]), noisy("grpc", [1.0, 1.05, 0.95])])
+    text += "\n".join(decision_items(decision.decide(apart)))
+    assert "**flask** meets it at a cost that cannot be told apart, but is slower" in text
+    assert "more than 10% apart in one run, not tested" in text
+    assert not any(word in text for word in ("Welch", "ties with", "significant"))
 
 
 def test_inprocess_first_then_the_best_service() -> None:

@@ -60,22 +60,48 @@ def test_section_compares_the_encodings_of_one_deployment() -> None:
     assert "p50 ms at 1 concurrent user" in md
     finding = next(line for line in md.splitlines() if line.startswith("- **flask**:"))
     assert "binary requests are 3.1x smaller than JSON (542 vs 1,678 bytes)" in finding
-    assert "p50 is 0.200 ms lower than JSON at 1 concurrent user (1.10 vs 1.30 ms, " \
-           "Welch p = " in finding
+    # One run: the figures, their ratio and the windows' spread; no verdict.
+    assert "p50 at 1 concurrent user is 1.10 ms against 1.30 for JSON (0.85x; one run: " \
+           "windows spread binary ±1%, JSON ±1%; not tested, --trials 3 tests it)" in finding
     assert "encode+decode 0.020 vs 0.085 ms per request" in finding
-    assert "throughput ties at 4 users" in finding  # identical windows: within 10%
+    assert "throughput at 4 users is 1.00x JSON's (700 vs 700 req/s; one run:" in finding
+    assert not any(word in finding for word in ("Welch", "ties", "lower than"))
     assert "](charts/encodings.png)" in md
     # In-process has no wire: not part of the comparison.
     section = md.split("## Payload encodings")[1].split("\n## ")[0]
     assert "inprocess" not in section
 
 
-def test_a_difference_within_noise_is_a_tie() -> None:
-    md = markdown_of(flask_pair([1.20, 1.45, 1.28]))
-    finding = next(line for line in md.splitlines() if line.startswith("- **flask**:"))
+def with_trials(run: RunDoc, p50s: dict[str, list[float]]) -> RunDoc:
+    """Each named result's 1-user stage repeated as trials with these p50s."""
+    for t in run["targets"]:
+        if t["name"] not in p50s:
+            continue
+        first = t["stages"][0]
+        repeats = []
+        for k, p50 in enumerate(p50s[t["name"]]):
+            stage = runs.stage(1, first["rps"], p50, p50 * 3, windows=[(first["rps"], p50,
+                                                                      p50 * 3)] * 3)
+            stage["trial"] = k
+            repeats.append(stage)
+        t["stages"] = repeats + t["stages"][1:]
+    run["metadata"]["trials"] = 3
+    return run
+
+
+def test_with_trials_a_difference_is_tested() -> None:
+    apart = with_trials(flask_pair([1.10, 1.11, 1.09]),
+                        {"flask-json": [1.30, 1.31, 1.29], "flask-binary": [1.10, 1.11, 1.09]})
+    finding = next(line for line in markdown_of(apart).splitlines()
+                   if line.startswith("- **flask**:"))
+    assert "p50 is 0.200 ms lower than JSON at 1 concurrent user (1.10 vs 1.30 ms, " \
+           "Welch p = " in finding
+    close = with_trials(flask_pair([1.10, 1.11, 1.09]),
+                        {"flask-json": [1.30, 1.45, 1.20], "flask-binary": [1.28, 1.20, 1.40]})
+    finding = next(line for line in markdown_of(close).splitlines()
+                   if line.startswith("- **flask**:"))
     assert "p50 ties with JSON at 1 concurrent user (1.28 vs 1.30 ms: a tie, Welch p = " \
         in finding
-    assert "p50 is" not in finding
 
 
 def test_http_binary_beside_grpc_protobuf() -> None:
@@ -88,7 +114,7 @@ def test_http_binary_beside_grpc_protobuf() -> None:
     finding = next(line for line in md.splitlines() if line.startswith("- **grpc vs flask**:"))
     assert "protobuf requests are 2.1x smaller than flask's binary (263 vs 542 bytes)" \
         in finding
-    assert "p50 is 0.200 ms lower than flask's binary" in finding
+    assert "p50 at 1 concurrent user is 0.900 ms against 1.10 for flask's binary" in finding
 
 
 def test_no_section_for_a_single_encoding() -> None:
