@@ -30,6 +30,7 @@ from harness.commands import (
 from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import (
+    non_negative_float,
     parse_encodings,
     parse_endpoint_option,
     parse_protocols,
@@ -120,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the scenario's highest concurrency, at most 64)")
     run.add_argument("--lambda-timeout", type=float, default=None,
                      help="Lambda function timeout in seconds (default 30)")
+    run.add_argument("--lambda-platform-init-ms", type=non_negative_float, default=None,
+                     help="modelled milliseconds AWS adds to each Lambda cold start (a "
+                          "microVM and its container), reported beside the measured cold "
+                          "start; default 50, Lambda's container-loading target (Brooker et "
+                          "al., USENIX ATC 2023); 0 to leave it out")
     run.add_argument("--prices", type=Path, default=None,
                      help="YAML/JSON file overriding the dated default prices used for cost "
                           "(Lambda per request and GB-s; always-on per vCPU-hour and GB-hour)")

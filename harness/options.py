@@ -99,6 +99,17 @@ def parse_protocols(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (milliseconds and the like), for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (got {text!r})")
+    return value
+
+
 def default_out(bundle: str) -> Path:
     return Path("results") / f"{bundle}-{dt.datetime.now():%Y%m%d-%H%M%S}"
 

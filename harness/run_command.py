@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import default_out
+from harness.serverless import PLATFORM_INIT_MS
 from targets import codec
 from targets.cpuset import format_cpus
 from targets.userbundle import label
@@ -203,6 +204,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    lambda_memory_mb=args.lambda_memory_mb,
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
+                   lambda_platform_init_ms=(PLATFORM_INIT_MS if args.lambda_platform_init_ms
+                                            is None else args.lambda_platform_init_ms),
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},
                    slo_p99_ms=(args.slo or {}).get("p99", scenario.slo_p99_ms),
                    calibration=calibration, calibration_note=calibration_note,

@@ -71,6 +71,8 @@ class RunPlan:
     #: served (as Lambda's 1,000 default would) rather than throttled.
     lambda_concurrency: int | None = None
     lambda_timeout_s: float | None = None
+    #: Modelled platform share of a Lambda cold start, reported beside the measured one.
+    lambda_platform_init_ms: float = 0.0
     prices: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Each stage is measured this many times (--trials).
@@ -265,6 +267,7 @@ class Runner:
                 "monthly_requests": plan.monthly_requests,
                 "calibration": plan.calibration,
                 "calibration_note": plan.calibration_note,
+                "lambda_platform_init_ms": plan.lambda_platform_init_ms,
             },
             "scenario": plan.scenario.to_json(),
             "prices": plan.prices,

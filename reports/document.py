@@ -354,6 +354,9 @@ def build(run: RunDoc) -> list[Block]:
     cold = serverless.cold_start_table(run)
     if cold is not None:
         blocks += [Heading("Cold starts"), cold]
+        realism = serverless.lambda_cold_start_text(run)
+        if realism is not None:
+            blocks.append(Paragraph(realism))
     redeploys = serverless.redeploy_table(run)
     if redeploys is not None:
         blocks += [Heading("Redeploys"), redeploys]

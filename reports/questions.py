@@ -136,5 +136,6 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
                 f"{f.name} is emulated here on {len(meta.get('target_cpus') or []) or 1} "
                 "CPU(s) shared by all its environments; on AWS each environment has its own "
                 "share of a CPU, so latency under concurrency is pessimistic here and "
-                "throughput is not capped by these CPUs.")
+                "throughput is not capped by these CPUs; its cold start lacks what AWS adds "
+                "(a microVM, the container image), modelled apart under Cold starts.")
     return items

@@ -27,6 +27,7 @@ def test_flask_measured_once_per_encoding(tmp_path: Path) -> None:
     assert run["metadata"]["encodings"] == ["json", "binary"]
     # The CPUs the machine gave the run, not the orchestrator's after it pinned itself.
     assert run["metadata"]["cpus_allowed"] == sorted(os.sched_getaffinity(0))
+    assert run["metadata"]["lambda_platform_init_ms"] == 50.0  # the documented default
     assert [t["name"] for t in run["targets"]] == ["flask-json", "flask-binary"]
     sizes = {}
     for target, wire in zip(run["targets"], ("json", "binary"), strict=True):

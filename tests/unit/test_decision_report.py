@@ -206,3 +206,30 @@ def test_always_on_costs_show_their_rates_source_and_date(tmp_path: Path) -> Non
         del doc["prices"][key]
     md = render(tmp_path / "old", doc)
     assert "(defaults: the run recorded none)" in md
+
+
+def test_lambda_cold_start_says_what_aws_adds_apart_from_what_was_measured(
+        tmp_path: Path) -> None:
+    doc = fixture()
+    lam = next(t for t in doc["targets"] if t["name"] == "lambda")
+    measured = lam["cold_starts"]["total_ms"]["p50"]
+    doc["metadata"]["lambda_platform_init_ms"] = 300.0
+    md = render(tmp_path, doc)
+    section = md.split("## Cold starts", 1)[1].split("\n## ", 1)[0]
+    row = next(line for line in section.splitlines() if line.startswith("| lambda |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # The measured p50 unchanged; the modelled share and the sum beside it.
+    assert cells[2] == f"{measured:,.0f}"
+    assert cells[5] == "300"
+    assert cells[6] == f"{measured + 300:,.0f}"
+    flask = next(line for line in section.splitlines() if line.startswith("| flask |"))
+    assert flask.count("| - |") >= 2  # nothing modelled for a server
+    assert "AWS first creates the execution environment (a Firecracker microVM)" in section
+    assert "`--lambda-platform-init-ms`" in section
+    assert "The image's lazy loading is not modelled" in section
+
+
+def test_the_platform_share_option_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--targets", "lambda", "--lambda-platform-init-ms", "-5"])
+    assert "expected a number >= 0" in capsys.readouterr().err
