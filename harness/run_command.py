@@ -18,6 +18,10 @@ from targets import codec
 from targets.cpuset import format_cpus
 from targets.userbundle import label
 
+#: The targets --runtime docker runs in containers (docker/build.sh builds their images).
+CONTAINER_TARGETS = ("flask", "grpc", "lambda")
+
+
 if TYPE_CHECKING:
     from harness.cpus import CpuPlan
     from scenarios.catalogue import Scenario
@@ -191,6 +195,14 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
         client()  # no engine: say so now, before anything starts
         docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
                                network=args.network)
+        # The images, built or refreshed now, with a word, not inside the first start.
+        from targets.errors import TargetError
+
+        try:
+            docker.prepare([t for t in args.targets if t in CONTAINER_TARGETS],
+                           lambda text: print(text, file=sys.stderr, flush=True))
+        except TargetError as exc:
+            raise UserError(str(exc)) from exc
     calibration, calibration_note = (None, None) if simulated else calibrate.load_for(
         list(cpus.target), list(cpus.loadgen))
     if calibration_note:

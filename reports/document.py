@@ -383,6 +383,15 @@ def describe_line(t: TargetResult) -> str:
                        ("encoding", "encoding")):
         if d.get(key) is not None:
             parts.append(f"{label}: {d[key]}")
+    if d.get("image"):  # --runtime docker: what ran, and under which limits
+        parts.append(f"image {d['image']} ({d.get('image_id') or '?'}, "
+                     f"{fmt_num(d.get('image_size_mb'), 0)} MB, built "
+                     f"{str(d.get('image_created') or '?')[:19]})")
+        memory = d.get("memory_limit_mb")
+        parts.append(f"container limits ({d.get('limits_from') or d.get('limits') or '?'}): "
+                     f"cpuset {fmt_cpus(d.get('cpuset'))}, memory "
+                     f"{f'{memory:,} MB' if memory else 'unlimited'}, network "
+                     f"{d.get('network') or '?'}")
     if d.get("startup_s") is not None:
         parts.append(f"launch to first healthy answer: {d['startup_s']:.2f} s")
     load_s = t["loadgen"].get("load_s")

@@ -163,6 +163,32 @@ class DockerRuntime:
     def image_name(self, target: str) -> str:
         return f"deploybench-{target}:{self.tag}"
 
+    def prepare(self, targets: list[str], say: Callable[[str], None]) -> None:
+        """Bring the images of ``targets`` up to date before a run starts, saying so: the
+        first build takes about a minute, which would otherwise pass in silence inside
+        the first target's start."""
+        script = SOURCE_ROOT / "docker" / "build.sh"
+        names = [t for t in targets if self.image_name(t) not in _BUILT]
+        if not names or not script.exists():
+            return
+        say(f"docker: bringing {', '.join(self.image_name(t) for t in names)} up to date "
+            "with this checkout (docker/build.sh: about a minute the first time, seconds "
+            "after)")
+        began = time.perf_counter()
+        self._build(names)
+        say(f"docker: images ready in {time.perf_counter() - began:.1f} s")
+
+    def _build(self, targets: list[str]) -> None:
+        script = SOURCE_ROOT / "docker" / "build.sh"
+        done = subprocess.run([str(script), *targets], capture_output=True, text=True,
+                              env={**os.environ, "DEPLOYBENCH_IMAGE_TAG": self.tag},
+                              check=False, timeout=1800)
+        if done.returncode != 0:
+            names = ", ".join(self.image_name(t) for t in targets)
+            raise TargetError(f"building {names} failed:\n"
+                              f"{(done.stderr or done.stdout)[-1500:]}")
+        _BUILT.update(self.image_name(t) for t in targets)  # once per run
+
     def image(self, engine: Any, target: str) -> Any:
         """The target's image, brought up to date with this checkout by docker/build.sh
         (seconds when nothing changed: it reuses the wheelhouse and Docker's cache), so a
@@ -177,12 +203,7 @@ class DockerRuntime:
             except docker.errors.ImageNotFound:
                 raise TargetError(f"no image {name}, and no docker/build.sh to build it (a "
                                   "deploybench source checkout has one)") from None
-        done = subprocess.run([str(script), target], capture_output=True, text=True,
-                              env={**os.environ, "DEPLOYBENCH_IMAGE_TAG": self.tag},
-                              check=False, timeout=1800)
-        if done.returncode != 0:
-            raise TargetError(f"building {name} failed:\n{(done.stderr or done.stdout)[-1500:]}")
-        _BUILT.add(name)  # once per run: a cold start's new container reuses it
+        self._build([target])  # once per run: a cold start's new container reuses it
         return engine.images.get(name)
 
 
@@ -421,7 +442,7 @@ class ContainerProcess:
         asked = {"network": self.runtime.network, "memory_limit_mb": self.memory_mb,
                  "cpuset": self.cpus}
         return {"runtime": f"docker ({self.runtime.network} network)", **asked,
-                **self.applied, "limits": "as docker inspect shows them" if self.applied
+                **self.applied, "limits_from": "docker inspect" if self.applied
                 else "as asked (the container did not start)",
                 **self.image_facts, **self.stats}
 

@@ -68,7 +68,7 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     d = flask["describe"]
     assert d["runtime"] == "docker (host network)"
     # As docker inspect shows them, not as asked.
-    assert d["limits"] == "as docker inspect shows them"
+    assert d["limits_from"] == "docker inspect"
     assert d["memory_limit_mb"] == 1536
     assert d["cpuset"] == run["metadata"]["target_cpus"]
     assert d["network"] == "host"
@@ -87,7 +87,15 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
         assert stage["target_cpu_percent"] is not None
         assert stage["target_cpu_percent"] > 0
         assert stage["target_rss_mb"] > 50
-    assert "docker (host network)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "docker (host network)" in report
+    # The report itself says what ran and under which limits, not only run.json.
+    assert f"image deploybench-flask:latest ({d['image_id']}" in report
+    assert f"container limits (docker inspect): cpuset " \
+        f"{','.join(map(str, d['cpuset']))}, memory 1,536 MB, network host" in report
+    # The images are brought up to date before the run, saying so.
+    assert "docker: bringing deploybench-flask:latest up to date" in done.stderr
+    assert "docker: images ready in" in done.stderr
     # Stopped and removed by ID: nothing of this run is left.
     assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]
 

@@ -239,3 +239,19 @@ def test_a_run_without_calibration_says_the_check_was_skipped_and_how_to_make_on
     fake: Any = runs.run([runs.target("fast", [runs.stage(4, 900, 2.0, 5.0)])])
     fake["metadata"]["calibration"] = None
     assert not any("calibration" in line for line in findings.warnings(fake))
+
+
+def test_a_container_run_shows_its_image_and_limits_in_the_report() -> None:
+    from reports.document import describe_line
+
+    t: Any = runs.target("flask", [runs.stage(4, 900, 2.0, 5.0)])
+    t["describe"].update({"runtime": "docker (host network)", "image":
+                          "deploybench-flask:latest", "image_id": "sha256:0123abcd",
+                          "image_size_mb": 812.4, "image_created": "2026-12-02T03:12:45.1Z",
+                          "cpuset": [1], "memory_limit_mb": 1536, "network": "host",
+                          "limits_from": "docker inspect"})
+    line = describe_line(t)
+    assert "image deploybench-flask:latest (sha256:0123abcd, 812 MB, built " \
+        "2026-12-02T03:12:45)" in line
+    assert "container limits (docker inspect): cpuset 1, memory 1,536 MB, network host" \
+        in line
