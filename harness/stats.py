@@ -13,7 +13,7 @@ with fewer it is None and shown as such, never as a disguised maximum.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -71,6 +71,27 @@ def _completed_rps(raw: RawStage) -> float | None:
     kept = raw.windows[-raw.windows_kept:] if raw.windows else []
     span = sum(w["end"] - w["start"] for w in kept)
     return sum(w["completed"] for w in kept) / span if span > 0 else None
+
+
+def _all_measured(raw: RawStage, discarded: int) -> dict[str, Any]:
+    """Everything measured after the warm-up, the discarded windows included. Steady-state
+    windows are the rule for throughput, but a stall, a GC pause or a reload in a window
+    the stability rule left out is part of how the deployment behaves: kept here, with
+    when its slowest request was sent."""
+    mask = (raw.start_s >= raw.measure_start) & (raw.start_s < raw.window_end)
+    ok = raw.ok[mask]
+    latency = raw.latency_ms[mask]
+    starts = raw.start_s[mask]
+    worst_at_s = worst_ms = None
+    if ok.any():
+        good = np.flatnonzero(ok)
+        i = good[int(np.argmax(latency[good]))]
+        worst_at_s, worst_ms = float(starts[i] - raw.measure_start), float(latency[i])
+    return {"from": raw.measure_start, "to": raw.window_end,
+            "discarded_windows": discarded, "requests": int(mask.sum()),
+            "errors": int((~ok).sum()), "latency_ms": summarize_latency(latency[ok]),
+            # The slowest successful request: sent this long after the measurement began.
+            "worst_at_s": worst_at_s, "worst_ms": worst_ms}
 
 
 def window_mask(raw: RawStage) -> np.ndarray:
@@ -168,6 +189,9 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
         stage["valid"] = False
     if timeline is not None:
         stage["timeline"] = timeline
+    discarded = len(raw.windows) - raw.windows_kept
+    if discarded > 0 and timeline is None:
+        stage["all_measured"] = _all_measured(raw, discarded)
     if raw.sweep:
         stage["sweep"] = True
         stage["sweep_stop"] = raw.sweep_stop

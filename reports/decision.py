@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -121,6 +121,9 @@ class Figures:
     common_stage: StageResult | None = None
     common_p99: trials.Estimate | None = None
     common_p99_values: list[float] = field(default_factory=list)
+    #: Stages that met the latency objective in their kept windows only: with the
+    #: windows left out as still settling (a stall, a pause), they did not.
+    steady_only: list[StageResult] = field(default_factory=list)
     #: Per-trial p99s at the common load, when there are enough trials to test them.
     common_p99_trials: list[float] = field(default_factory=list)
     min_p50_ms: float | None = None
@@ -156,6 +159,15 @@ def _latency_ok(stage: StageResult, bounds: dict[str, float]) -> bool:
     lat = stage["latency_ms"]
     return lat is not None and all(lat.get(k) is not None and lat[k] <= v  # type: ignore[literal-required]
                                    for k, v in bounds.items())
+
+
+def _all_measured(stage: StageResult) -> StageResult:
+    """A stage with everything measured after its warm-up in place of its steady state
+    (itself when no window was left out)."""
+    everything = stage.get("all_measured")
+    if not everything:
+        return stage
+    return cast(StageResult, {**stage, "latency_ms": everything.get("latency_ms")})
 
 
 def _kept_windows(stage: StageResult) -> list[dict[str, Any]]:
@@ -342,6 +354,10 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
             f.peak_rps = max(s["rps"] for s in valid)
         within = [s for s in measured if s.get("valid", True)
                   and _latency_ok(s, obj.latency_ms)]
+        # Met in the kept windows, not with the ones left out as still settling (a stall,
+        # a pause): said beside the verdict.
+        f.steady_only = [s for s in within if not _latency_ok(_all_measured(s),
+                                                              obj.latency_ms)]
         if within:
             best = max(within, key=lambda s: s["rps"])
             f.capacity_stage = best

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reports.format import fmt_cpus, stage_load
+from reports.format import fmt_cpus, fmt_ms, stage_load
 from reports.schema import RunDoc, TargetResult, deployment
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
@@ -142,6 +142,41 @@ def _no_calibration(run: RunDoc) -> list[str]:
             "on these CPUs check against it."]
 
 
+#: A tail this many times the steady state's, in the windows left out, is said.
+STALL_RATIO = 2.0
+
+
+def _duration(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:,.0f} ms"
+
+
+def stalls(run: RunDoc) -> list[str]:
+    """Stages whose windows left out as still settling held a much worse tail than the
+    steady state reported: a stall, a GC pause or a reload is part of how a deployment
+    behaves, and the reader choosing one must see it."""
+    out = []
+    for t in run["targets"]:
+        for s in t["stages"]:
+            everything = s.get("all_measured") or {}
+            every, steady = everything.get("latency_ms"), s["latency_ms"]
+            if not every or not steady:
+                continue
+            worse = [k for k in ("p99", "max") if steady.get(k) and every.get(k)
+                     and every[k] > STALL_RATIO * steady[k]]
+            if not worse or everything.get("worst_ms") is None:
+                continue
+            out.append(
+                f"{t['name']} at {stage_load(s)}: a {_duration(everything['worst_ms'])} "
+                f"stall at {everything['worst_at_s']:.1f} s into the measurement, in a "
+                f"window left out of the steady state (steady state: p99 "
+                f"{fmt_ms(steady['p99'])} ms, max {fmt_ms(steady['max'])} ms; everything "
+                f"measured after the warm-up: p99 {fmt_ms(every['p99'])} ms, max "
+                f"{fmt_ms(every['max'])} ms). The steady-state figures describe the "
+                "deployment between such events; whether they recur is for a longer run "
+                "(a soak timeline) to show.")
+    return out
+
+
 def warnings(run: RunDoc) -> list[str]:
     out: list[str] = []
     if run["status"] != "complete":
@@ -156,6 +191,7 @@ def warnings(run: RunDoc) -> list[str]:
     if overlap:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
                    "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
+    out += stalls(run)
     out += near_ceiling(run)
     out += unusable_calibrations(run)
     target_cpus = len(run["metadata"].get("target_cpus") or []) or 1

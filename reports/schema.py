@@ -128,6 +128,10 @@ class StageResult(TypedDict):
     stable: bool
     windows: list[dict[str, Any]]
     windows_kept: int
+    #: When windows were discarded as still settling: everything measured after the
+    #: warm-up, them included (``latency_ms``, ``requests``, ``errors``, and the slowest
+    #: request's latency ``worst_ms``, sent ``worst_at_s`` after the measurement began).
+    all_measured: NotRequired[dict[str, Any]]
     #: With --loadgen-workers: each worker's share of the stage's samples (they sum to
     #: the stage's sample count in samples.csv.gz).
     worker_samples: NotRequired[list[int]]

@@ -95,7 +95,20 @@ def _p99_text(f: Figures, d: Decision) -> str:
     if bound is not None and f.common_p99.mean > bound:
         text += (", above the objective: at that load it needs more instances than the "
                  "throughput alone says")
-    return text
+    return text + _steady_only_text(f, d)
+
+
+def _steady_only_text(f: Figures, d: Decision) -> str:
+    if not f.steady_only:
+        return ""
+    stage = f.steady_only[0]
+    everything = stage.get("all_measured") or {}
+    lat = everything.get("latency_ms") or {}
+    n = everything.get("discarded_windows", 0)
+    return (f"; it meets {d.objective.describe()} in steady state only: at "
+            f"{stage_load(stage)}, with the {n} window{'s' if n != 1 else ''} left out as "
+            f"still settling, p99 was {fmt_ms(lat.get('p99'))} ms and max "
+            f"{fmt_ms(lat.get('max'))} ms (see Warnings)")
 
 
 #: What a single run's comparison lacks, and how to get it.

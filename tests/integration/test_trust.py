@@ -88,6 +88,36 @@ def test_a_one_second_stall_shows_in_open_loop_p99(
     assert stage["open_loop"]["queued"] == 0  # 256 slots: the schedule was kept
 
 
+def test_a_stall_in_a_discarded_window_is_reported_not_lost(
+        cpus: CpuPlan, examples: Any, tmp_path: Path) -> None:
+    """The server freezes for 1 s in an early window; the stability rule leaves that
+    window out of the steady state, and the stage still carries it: everything measured
+    after the warm-up, the report's warning, and the decision's "steady state only"."""
+    from reports import decision, findings
+    from reports.summary import decision_items
+    from tests.unit import runs
+
+    # 200 requests/s in 2 s windows, kept when the last 2 agree (p50 within a factor of
+    # 3: the null server's sub-millisecond p50 is noisy, a frozen window's is not).
+    sc = scenario(rate=(200.0,), window_s=2.0, stability_windows=2, max_windows=6,
+                  stability_tolerance=2.0)
+    with start(cpus, examples, stall_after_s=2.5, stall_s=1.0) as stalled:
+        [stage] = measure(stalled, sc, tmp_path)
+    assert stage["valid"], stage["reasons"]
+    assert len(stage["windows"]) > stage["windows_kept"] == 2
+    assert stage["latency_ms"]["p99"] < 100.0  # the steady state: no stall in it
+    everything = stage["all_measured"]
+    assert everything["latency_ms"]["p99"] >= 800.0, everything
+    assert everything["worst_ms"] >= 800.0
+    assert 0.0 <= everything["worst_at_s"] < stage["window_start"] - everything["from"]
+    run: Any = runs.run([runs.target("stalled", [stage])])
+    said = [w for w in findings.warnings(run) if w.startswith("stalled at ")]
+    assert len(said) == 1, findings.warnings(run)
+    assert "s stall at " in said[0]
+    assert "in a window left out of the steady state" in said[0]
+    assert "in steady state only" in "\n".join(decision_items(decision.decide(run)))
+
+
 def test_a_starved_load_generator_is_invalid(cpus: CpuPlan, examples: Any,
                                              tmp_path: Path) -> None:
     # Far more than one Locust core can send (~9k/s against this server): the schedule

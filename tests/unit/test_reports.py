@@ -255,3 +255,33 @@ def test_a_container_run_shows_its_image_and_limits_in_the_report() -> None:
         "2026-12-02T03:12:45)" in line
     assert "container limits (docker inspect): cpuset 1, memory 1,536 MB, network host" \
         in line
+
+
+def stalled_stage(p99_all: float, max_all: float) -> Any:
+    """4 users, steady p99 10 ms / max 12 ms, and everything after warm-up as given."""
+    stage = runs.stage(4, 900, 2.0, 10.0)
+    stage["latency_ms"]["max"] = 12.0
+    stage["all_measured"] = {"from": 0.0, "to": 9.0, "discarded_windows": 2,
+                             "requests": 9000, "errors": 0,
+                             "latency_ms": {**stage["latency_ms"], "p99": p99_all,
+                                            "max": max_all},
+                             "worst_at_s": 4.25, "worst_ms": max_all}
+    return stage
+
+
+def test_a_stall_in_a_discarded_window_is_said_and_flags_the_decision() -> None:
+    from reports import decision
+    from reports.summary import decision_items
+
+    run: Any = runs.run([runs.target("grpc", [stalled_stage(965.0, 1003.0)])])
+    text = "\n".join(findings.warnings(run))
+    assert "grpc at 4 users: a 1.0 s stall at 4.2 s into the measurement, in a window left " \
+        "out of the steady state (steady state: p99 10.0 ms, max 12.0 ms; everything " \
+        "measured after the warm-up: p99 965 ms, max 1,003 ms)" in text
+    items = "\n".join(decision_items(decision.decide(run)))
+    assert "meets p99 <= 100 ms in steady state only: at 4 users, with the 2 windows left " \
+        "out as still settling, p99 was 965 ms and max 1,003 ms" in items
+    # A tail no worse than twice the steady state's is no stall, and nothing is flagged.
+    calm: Any = runs.run([runs.target("grpc", [stalled_stage(15.0, 20.0)])])
+    assert not any("stall" in line for line in findings.warnings(calm))
+    assert "steady state only" not in "\n".join(decision_items(decision.decide(calm)))
