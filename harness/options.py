@@ -55,12 +55,13 @@ def parse_endpoint_option(text: str) -> tuple[str, str]:
     return name, url
 
 
-SLO_KEYS = ("p50", "p90", "p95", "p99", "rps")
+SLO_KEYS = ("p50", "p90", "p95", "p99", "rps", "errors")
 
 
 def parse_slo(text: str) -> dict[str, float]:
-    """``p99=50ms,rps=500`` -> {"p99": 50.0, "rps": 500.0}: latency in ms (``ms``, ``s``
-    or a bare number of ms), throughput in requests/s."""
+    """``p99=50ms,rps=500,errors=0.1%`` -> {"p99": 50.0, "rps": 500.0, "errors": 0.001}:
+    latency in ms (``ms``, ``s`` or a bare number of ms), throughput in requests/s, the
+    error budget as a percentage (``0.1%``) or a fraction (``0.001``)."""
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",") if p.strip()):
         key, sep, value = part.partition("=")
@@ -70,6 +71,9 @@ def parse_slo(text: str) -> dict[str, float]:
                 f"bad SLO part {part!r}: use KEY=VALUE with KEY one of {', '.join(SLO_KEYS)}, "
                 f"e.g. p99=50ms,rps=500")
         value = value.strip().lower()
+        if key == "errors":
+            out[key] = _error_budget(part, value)
+            continue
         scale = 1.0
         if key != "rps":
             if value.endswith("ms"):
@@ -86,6 +90,19 @@ def parse_slo(text: str) -> dict[str, float]:
     if not out:
         raise argparse.ArgumentTypeError("empty SLO; e.g. p99=50ms")
     return out
+
+
+def _error_budget(part: str, value: str) -> float:
+    percent = value.endswith("%")
+    try:
+        number = float(value.rstrip("%")) / (100.0 if percent else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad SLO value in {part!r}: errors=0.1% or "
+                                         "errors=0.001") from None
+    if not 0.0 <= number < 1.0:
+        raise argparse.ArgumentTypeError(f"the error budget is a share of requests, from 0 "
+                                         f"up to (not including) 100% ({part!r})")
+    return number
 
 
 def parse_protocols(text: str) -> tuple[str, ...]:

@@ -39,6 +39,11 @@ from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 DEFAULT_SLO_P99_MS = 100.0
+#: The share of requests that may fail (error status, timeout, no answer) while a
+#: deployment still meets the objective, unless --slo errors=... says otherwise. Failed
+#: requests are not in the latency percentiles (they have no answer to time): they count
+#: here, beside them.
+DEFAULT_ERROR_BUDGET = 0.001
 DEFAULT_MONTHLY_REQUESTS = 10_000_000
 LATENCY_KEYS = ("p50", "p90", "p95", "p99")
 #: Deployments billed per request; every other one is an always-on server.
@@ -58,6 +63,8 @@ class Objective:
     defaulted: tuple[str, ...]
     #: Hours in a month, as the prices count them.
     hours_per_month: float = 730.0
+    #: The share of requests that may fail (see DEFAULT_ERROR_BUDGET).
+    error_budget: float = DEFAULT_ERROR_BUDGET
 
     def describe(self) -> str:
         bounds = ", ".join(f"{k} <= {v:g} ms" for k, v in self.latency_ms.items())
@@ -98,7 +105,12 @@ def objective(run: RunDoc) -> Objective:
         volume = DEFAULT_MONTHLY_REQUESTS
         defaulted.append("volume")
     hours = float(effective_prices(run).get("hours_per_month", 730.0))
-    return Objective(latency, slo.get("rps"), float(volume), tuple(defaulted), hours)
+    budget = slo.get("errors")
+    if budget is None:
+        budget = DEFAULT_ERROR_BUDGET
+        defaulted.append("errors")
+    return Objective(latency, slo.get("rps"), float(volume), tuple(defaulted), hours,
+                     float(budget))
 
 
 # -- per-target figures ------------------------------------------------------------------
@@ -159,6 +171,23 @@ def _latency_ok(stage: StageResult, bounds: dict[str, float]) -> bool:
     lat = stage["latency_ms"]
     return lat is not None and all(lat.get(k) is not None and lat[k] <= v  # type: ignore[literal-required]
                                    for k, v in bounds.items())
+
+
+def _errors_ok(stage: StageResult, obj: Objective) -> bool:
+    return float(stage["error_rate"]) <= obj.error_budget
+
+
+def goodput(stage: StageResult, bounds: dict[str, float]) -> float | None:
+    """Successful requests within the latency objective, per second (inference-perf's
+    goodput): the stage's req/s times the share of its successful requests at or under
+    the tightest per-request bound, read from its latency distribution (interpolated
+    between its stored points). None without a distribution."""
+    cdf = stage.get("latency_cdf")
+    if not cdf or not bounds:
+        return None
+    limit = min(bounds.values())
+    share = float(np.interp(limit, cdf["ms"], cdf["p"], left=0.0, right=1.0))
+    return float(stage["rps"]) * share
 
 
 def _all_measured(stage: StageResult) -> StageResult:
@@ -353,7 +382,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
                 f.min_p50_ms, f.min_p50_stage = low["latency_ms"]["p50"], low
             f.peak_rps = max(s["rps"] for s in valid)
         within = [s for s in measured if s.get("valid", True)
-                  and _latency_ok(s, obj.latency_ms)]
+                  and _latency_ok(s, obj.latency_ms) and _errors_ok(s, obj)]
         # Met in the kept windows, not with the ones left out as still settling (a stall,
         # a pause): said beside the verdict.
         f.steady_only = [s for s in within if not _latency_ok(_all_measured(s),
@@ -414,6 +443,12 @@ def _why_missed(target: TargetResult, measured: list[StageResult], obj: Objectiv
         if all(s["reasons"] and s["reasons"][0].startswith(NOT_CHECKED) for s in measured):
             return "its stages predate validity verdicts, so none can be relied on"
         return "no VALID stage (see INVALID stages)"
+    fast = [s for s in valid if _latency_ok(s, obj.latency_ms)]
+    if fast:  # fast enough, but failing more than the objective allows
+        least = min(fast, key=lambda s: float(s["error_rate"]))
+        return (f"its VALID stages within {obj.describe()} failed more than the "
+                f"{obj.error_budget:.2%} error budget (least: {least['error_rate']:.2%} at "
+                f"{stage_load(least)}; --slo errors=... sets the budget)")
     # The first bound the stages missed (a stage must meet all of them).
     key = next((k for k in obj.latency_ms
                 if not any(_latency_ok(s, {k: obj.latency_ms[k]}) for s in valid)),

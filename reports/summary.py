@@ -14,6 +14,7 @@ from reports.decision import (
     Figures,
     crossings,
     describe_common,
+    goodput,
     latency_differs,
 )
 from reports.format import fmt_ms, fmt_num, fmt_rps, stage_load
@@ -54,8 +55,12 @@ def _capacity_text(f: Figures, d: Decision) -> str:
     stage = f.capacity_stage
     if f.capacity is None or stage is None or stage["latency_ms"] is None:
         return ""
+    good = goodput(stage, d.objective.latency_ms)
+    within = min(d.objective.latency_ms.values()) if d.objective.latency_ms else None
     at = (f"up to {fmt_est(f.capacity)} req/s (at {stage_load(stage)}, p99 "
-          f"{fmt_ms(stage['latency_ms']['p99'])} ms)")
+          f"{fmt_ms(stage['latency_ms']['p99'])} ms, errors {stage['error_rate']:.2%}"
+          + (f"; goodput {fmt_rps(good)} req/s answered within {within:g} ms"
+             if good is not None and within is not None else "") + ")")
     if not f.pay_per_request:
         return at + " per instance"
     if f.external:  # a real function: what the load reached, not a ceiling
@@ -170,7 +175,12 @@ def objective_text(run: RunDoc, d: Decision) -> str:
         " (set it with --slo, e.g. --slo p99=50ms,rps=500)"
     volume = ("the default" if "volume" in obj.defaulted else "as given") + \
         " (--monthly-requests)"
-    return (f"Objective: {obj.describe()}, {latency}. Expected traffic: "
+    budget = ("the default" if "errors" in obj.defaulted else "as given") + \
+        " (--slo errors=0.5%)"
+    return (f"Objective: {obj.describe()}, {latency}. Error budget: at most "
+            f"{obj.error_budget:.2%} of requests may fail, {budget}; failed requests have "
+            "no latency to time, so they are counted beside the percentiles, not in them. "
+            "Expected traffic: "
             f"{fmt_volume(obj.monthly_requests)} requests a month, {volume}: "
             f"{fmt_rps(obj.average_rps)} req/s on average. Latencies are compared at "
             f"{describe_common(d.load)}, a load every deployment ran; costs use the prices "

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.errors import UserError
-from harness.options import parse_volume
+from harness.options import parse_slo, parse_volume
 from harness.pricing import DEFAULT_PRICES, load_prices
 from reports import decision
 from reports.render import render_run_dir
@@ -181,7 +181,8 @@ def test_defaults_are_stated() -> None:
     obj = decision.objective(grpc_and_lambda())
     assert obj.latency_ms == {"p99": decision.DEFAULT_SLO_P99_MS}
     assert obj.monthly_requests == decision.DEFAULT_MONTHLY_REQUESTS
-    assert set(obj.defaulted) == {"latency", "volume"}
+    assert set(obj.defaulted) == {"latency", "volume", "errors"}
+    assert obj.error_budget == decision.DEFAULT_ERROR_BUDGET
 
 
 def test_single_target_report_renders(tmp_path: Path) -> None:
@@ -275,3 +276,43 @@ def test_an_invalid_stage_that_met_the_objective_is_named() -> None:
     assert d.best is None
     assert "its lowest p99 over VALID stages was 3.00 ms, at 4 users (an INVALID stage, " \
         "1 user, met it, but cannot be relied on)" in "\n".join(decision_items(d))
+
+
+def failing(name: str, error_rate: float) -> TargetResult:
+    """Fast enough at every load, but failing this share of its requests (VALID: the
+    scenario's own bound is looser)."""
+    stages = [runs.stage(users, rps, 1.0, 5.0) for users, rps in ((1, 1000), (4, 2500))]
+    for stage in stages:
+        stage["errors"] = int(stage["requests"] * error_rate)
+        stage["error_rate"] = error_rate
+    return runs.target(name, stages)
+
+
+def test_errors_count_against_the_objective_and_goodput_is_reported() -> None:
+    run = runs.run([failing("flask", 0.02), failing("grpc", 0.0)])
+    d = decision.decide(run)
+    flask = next(f for f in d.figures if f.name == "flask")
+    assert not flask.meets  # p99 5 ms <= 100 ms, but 2% of requests failed
+    text = "\n".join(decision_items(d))
+    assert "**flask** does not meet p99 <= 100 ms: its VALID stages within p99 <= 100 ms " \
+        "failed more than the 0.10% error budget (least: 2.00% at 1 user" in text
+    assert "Recommended: **grpc**" in text
+    assert "errors 0.00%; goodput 2,500 req/s answered within 100 ms" in text
+    # A looser budget, given: 2% is within it.
+    loose = runs.run([failing("flask", 0.02)], slo={"p99": 100.0, "errors": 0.05})
+    assert next(f for f in decision.decide(loose).figures).meets
+
+
+def test_goodput_counts_only_answers_within_the_bound() -> None:
+    stage = runs.stage(4, 1000, 2.0, 10.0)  # its distribution: 1.0, 2.0 (p50), 10 (p99), 20
+    assert decision.goodput(stage, {"p99": 10.0}) == pytest.approx(990.0)
+    assert decision.goodput(stage, {"p99": 25.0}) == pytest.approx(1000.0)
+    assert decision.goodput(stage, {"p99": 0.1}) == pytest.approx(0.0)
+
+
+def test_the_error_budget_is_parsed_as_a_share() -> None:
+    assert parse_slo("p99=50ms,errors=0.1%") == {"p99": 50.0, "errors": 0.001}
+    assert parse_slo("errors=0.02")["errors"] == 0.02
+    for bad in ("errors=150%", "errors=-1%", "errors=lots"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_slo(bad)

@@ -58,7 +58,8 @@ def test_the_recommendation_follows_the_objective(tmp_path: Path,
     assert "**lambda** does not meet p99 <= 1 ms: its lowest p99 over VALID stages was " \
         "1.26 ms, at 1 user" in md
     # grpc meets it at 1 user, not at the common load, and the report says which.
-    assert "(at 1 user, p99 0.857 ms) per instance" in md
+    assert "(at 1 user, p99 0.857 ms, errors 0.00%; goodput 1,513 req/s answered within " \
+        "1 ms) per instance" in md
     assert "p99 2.50 ± 0.277 ms at 4 concurrent users, above the objective" in md
     # A pay-per-request deployment that misses the objective has no break-even line.
     assert "Cost: lambda" not in md
