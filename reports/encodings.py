@@ -147,7 +147,7 @@ def spread_text(stages: list[StageResult], key: str) -> str | None:
     if not values:
         return None
     mid = float(np.median(values))
-    return f"±{(max(values) - min(values)) / 2 / mid:.0%}" if mid > 0 else None
+    return f"±{(max(values) - min(values)) / 2 / mid:.1%}" if mid > 0 else None
 
 
 def judge(base: list[StageResult], other: list[StageResult], key: str) -> Verdict:

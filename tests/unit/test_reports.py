@@ -175,10 +175,10 @@ def test_one_run_compares_peak_throughputs_without_a_verdict(tmp_path: Path) -> 
     spread, never a p-value, "they differ" or "a tie" (trials: tests/unit/test_trials.py)."""
     md = peaks(tmp_path / "apart", [999, 1001, 1000], [1190, 1210, 1200])
     assert "grpc reached 1.20x the peak throughput of flask: one run: windows spread flask " \
-        "±0%, grpc ±1%; not tested, --trials 3 tests it" in md
+        "±0.1%, grpc ±0.8%; not tested, --trials 3 tests it" in md
     close = peaks(tmp_path / "close", [990, 1010, 1000], [1000, 1040, 1020])
     assert "grpc reached 1.02x the peak throughput of flask: one run: windows spread flask " \
-        "±1%, grpc ±2%; not tested, --trials 3 tests it" in close
+        "±1.0%, grpc ±2.0%; not tested, --trials 3 tests it" in close
     single = peaks(tmp_path / "single", [1000], [1050])
     assert "grpc reached 1.05x the peak throughput of flask: one run: not tested, " \
         "--trials 3 tests it" in single
