@@ -120,6 +120,13 @@ def _steady_only_text(f: Figures, d: Decision) -> str:
 UNTESTED_ADVICE = "--trials 3 repeats every stage and tests the difference"
 
 
+def _untested(a: Figures, b: Figures) -> str:
+    """Why two p99s were compared by the 10% rule, not tested."""
+    if a.common_p99_trials and b.common_p99_trials:
+        return "not tested: the trials did not vary"
+    return f"in one run, not tested: {UNTESTED_ADVICE}"
+
+
 def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
     costs = (f"{fmt_usd(other.monthly_usd.get(ARCH))} vs {fmt_usd(best.monthly_usd.get(ARCH))}"
              " a month (within the cost's uncertainty)")
@@ -132,7 +139,7 @@ def _tie_text(best: Figures, other: Figures, d: Decision) -> str:
             f"{fmt_est(best.common_p99, unit='ms')} ms{_invalid(best.common_stage)}")
     if p is None:
         return (f"**{other.name}** is as good by this run's figures: {costs}, {p99s} "
-                f"(within {UNTESTED_TIE:.0%} in one run, not tested: {UNTESTED_ADVICE}). "
+                f"(within {UNTESTED_TIE:.0%}, {_untested(best, other)}). "
                 "Choose between them on other grounds (operations, client languages, the "
                 "questions below)")
     return (f"**{other.name}** ties with it: {costs}, {p99s} (Welch p = {p:.2f} over "
@@ -153,8 +160,8 @@ def _why_not(f: Figures, best: Figures, tier: tuple[Figures, ...], d: Decision) 
     if f not in tier:
         return f"**{f.name}** meets it but costs more: {_cost_text(f, d)}; {_p99_text(f, d)}"
     p = latency_differs(best, f)
-    sig = (f" (more than {UNTESTED_TIE:.0%} apart in one run, not tested: "
-           f"{UNTESTED_ADVICE})" if p is None else f" (Welch p = {p:.3f} over trials)")
+    sig = (f" (more than {UNTESTED_TIE:.0%} apart, {_untested(best, f)})" if p is None
+           else f" (Welch p = {p:.3f} over trials)")
     return (f"**{f.name}** meets it at a cost that cannot be told apart, but is slower: "
             f"{_p99_text(f, d)} against {fmt_est(best.common_p99, unit='ms')} ms{sig}")
 

@@ -136,11 +136,11 @@ def test_one_run_is_never_tested_only_compared() -> None:
     close = runs.run([noisy("grpc", [2.9, 3.1, 3.3]), noisy("flask", [3.1, 3.5, 2.9])])
     text = "\n".join(decision_items(decision.decide(close)))
     assert "**flask** is as good by this run's figures" in text
-    assert "within 10% in one run, not tested: --trials 3 repeats every stage" in text
+    assert "within 10%, in one run, not tested: --trials 3 repeats every stage" in text
     apart = runs.run([noisy("flask", [3.0, 3.1, 2.9]), noisy("grpc", [1.0, 1.05, 0.95])])
     text += "\n".join(decision_items(decision.decide(apart)))
     assert "**flask** meets it at a cost that cannot be told apart, but is slower" in text
-    assert "more than 10% apart in one run, not tested" in text
+    assert "more than 10% apart, in one run, not tested" in text
     assert not any(word in text for word in ("Welch", "ties with", "significant"))
 
 
@@ -316,3 +316,11 @@ def test_the_error_budget_is_parsed_as_a_share() -> None:
     for bad in ("errors=150%", "errors=-1%", "errors=lots"):
         with pytest.raises(argparse.ArgumentTypeError):
             parse_slo(bad)
+
+
+def test_trials_without_spread_are_not_called_one_run() -> None:
+    run = with_trials([trialled("grpc", [3.0, 3.0, 3.0]), trialled("flask", [3.1, 3.1, 3.1])])
+    text = "\n".join(decision_items(decision.decide(run)))
+    assert "**flask** is as good by this run's figures" in text
+    assert "(within 10%, not tested: the trials did not vary)" in text
+    assert "in one run" not in text
