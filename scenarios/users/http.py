@@ -150,6 +150,7 @@ class HttpPredictUser(LoadUserMixin, User):
 
     def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
         # Connection refused, reset, a timeout: raised, and reported as the failure.
+        back: tuple[gevent.socket.socket, bool] | None = None
         with self.timed("POST", "predict", intended, queued) as call:
             sock = self.pool.get()
             try:
@@ -158,10 +159,7 @@ class HttpPredictUser(LoadUserMixin, User):
             except BaseException:
                 self.pool.drop(sock)
                 raise
-            if answer.close:
-                self.pool.drop(sock)
-            else:
-                self.pool.put(sock)
+            back = (sock, answer.close)
             content = answer.body
             call.length = len(content)
             if answer.status != 200:
@@ -170,6 +168,14 @@ class HttpPredictUser(LoadUserMixin, User):
                 call.failure = HttpFailure("200 without a predictions body")
             if self.cold is not None and answer.has_header(self.cold):
                 call.context["cold"] = True
+        # The connection goes back (or is closed) once the call is timed: the pool's
+        # bookkeeping is the harness's, not the request's.
+        if back is not None:
+            sock, close = back
+            if close:
+                self.pool.drop(sock)
+            else:
+                self.pool.put(sock)
 
 
 def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]],
