@@ -10,29 +10,23 @@ Pins itself to ``--cpus``, sets one torch thread, loads the bundle, warms up, th
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
+
+from pinned import load_bundle, parser, pin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", default="digits")
-    parser.add_argument("--cpus", default="1")
-    parser.add_argument("--seconds", type=float, default=4.0)
-    args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.sched_setaffinity(0, [int(c) for c in args.cpus.split(",")])
+    options = parser(__doc__)
+    options.add_argument("--seconds", type=float, default=4.0)
+    args = options.parse_args()
+    pin(args.cpus)
 
     import numpy as np
-    import torch
 
-    from targets.bundle import get_bundle, serve_batch
+    from targets.bundle import serve_batch
 
-    torch.set_num_threads(1)
-    bundle = get_bundle(args.bundle)
-    bundle.load()
+    bundle = load_bundle(args.bundle)
     examples = bundle.example_requests()
     n = len(examples)
     warm_until = time.perf_counter() + 1.0

@@ -11,36 +11,28 @@ gthread worker (one worker, keep-alive). No OpenAPI, no error contract beyond a 
 
 from __future__ import annotations
 
-import argparse
-import os
 from typing import Any
+
+from pinned import load_bundle, parser, pin
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", default="digits")
-    parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--cpus", default="1")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--ready-file", default=None,
-                        help="written once the worker has loaded the model")
-    args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.sched_setaffinity(0, [int(c) for c in args.cpus.split(",")])
+    options = parser(__doc__)
+    options.add_argument("--port", type=int, default=8001)
+    options.add_argument("--threads", type=int, default=1)
+    options.add_argument("--ready-file", default=None,
+                         help="written once the worker has loaded the model")
+    args = options.parse_args()
+    pin(args.cpus)
 
     from gunicorn.app.base import BaseApplication
-
-    def post_fork(server: Any, worker: Any) -> None:
-        import torch
-
-        torch.set_num_threads(1)
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in {"bind": f"127.0.0.1:{args.port}", "workers": 1,
                                "worker_class": "gthread", "threads": args.threads,
-                               "keepalive": 75, "accesslog": None, "loglevel": "warning",
-                               "post_fork": post_fork}.items():
+                               "keepalive": 75, "accesslog": None,
+                               "loglevel": "warning"}.items():
                 self.cfg.set(key, value)
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
@@ -61,10 +53,7 @@ def create_app(bundle_name: str) -> Any:
     import torch
     from flask import Flask, Response, request
 
-    from targets.bundle import get_bundle
-
-    bundle = get_bundle(bundle_name)
-    bundle.load()
+    bundle = load_bundle(bundle_name)  # in the worker: one torch thread there
     shape = tuple(bundle.input_shape)
     app = Flask("plain")
 

@@ -12,10 +12,10 @@ the same client.
 
 from __future__ import annotations
 
-import argparse
-import os
 from concurrent import futures
 from typing import Any
+
+from pinned import load_bundle, parser, pin
 
 METHOD = "/plain.Model/Predict"
 
@@ -40,26 +40,19 @@ def messages() -> tuple[Any, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", default="digits")
-    parser.add_argument("--port", type=int, default=50061)
-    parser.add_argument("--cpus", default="1")
-    parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--ready-file", default=None,
-                        help="written once the server has the model and is started")
-    args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = "1"
-    os.sched_setaffinity(0, [int(c) for c in args.cpus.split(",")])
+    options = parser(__doc__)
+    options.add_argument("--port", type=int, default=50061)
+    options.add_argument("--threads", type=int, default=4)
+    options.add_argument("--ready-file", default=None,
+                         help="written once the server has the model and is started")
+    args = options.parse_args()
+    pin(args.cpus)
 
     import grpc
     import numpy as np
     import torch
 
-    from targets.bundle import get_bundle
-
-    torch.set_num_threads(1)
-    bundle = get_bundle(args.bundle)
-    bundle.load()
+    bundle = load_bundle(args.bundle)
     shape = (1, *bundle.input_shape)
     inp, out = messages()
 
