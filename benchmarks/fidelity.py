@@ -171,6 +171,17 @@ def measure(rounds: int, paired: bool, a: Callable[[], float], b: Callable[[], f
     return xs, ys
 
 
+def tool_rounds(args: argparse.Namespace, cpus: CpuPlan, paired: bool,
+                tool: Callable[[CpuPlan, str, Path, int, float], float],
+                a: tuple[str, Path], b: tuple[str, Path], connections: int = 16
+                ) -> tuple[list[float], list[float]]:
+    """:func:`measure` of one load tool (wrk, h2load) against ``a`` and ``b``, each a URL
+    and the tool's request file."""
+    return measure(args.rounds, paired,
+                   lambda: tool(cpus, *a, connections, args.seconds),
+                   lambda: tool(cpus, *b, connections, args.seconds))
+
+
 def ratios(ours: list[float], ref: list[float]) -> list[float]:
     return [o / r for o, r in zip(ours, ref, strict=True)]
 
@@ -358,11 +369,8 @@ def part_flask(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]
                 if cg is not None:
                     cg.put(0, target_pid(ours))
                     cg.put(1, plain.pid)
-                xs, ys = measure(args.rounds, cg is not None,
-                                 lambda u=ours_url, s=script: wrk(cpus, u, s, 16,  # type: ignore[misc]
-                                                                  args.seconds),
-                                 lambda u=plain_url, s=script: wrk(cpus, u, s, 16,  # type: ignore[misc]
-                                                                   args.seconds))
+                xs, ys = tool_rounds(args, cpus, cg is not None, wrk, (ours_url, script),
+                                     (plain_url, script))
             label = f"{threads} thread{'s' if threads > 1 else ''}"
             print(f"  {label}: ours {statistics.median(xs):,.0f} req/s, plain Flask "
                   f"{statistics.median(ys):,.0f}", flush=True)
@@ -384,10 +392,8 @@ def part_flask(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]
                     if cg is not None:
                         cg.put(1, target_pid(other))
                     other_url = other.url + "/predict"
-                    xs, ys = measure(args.rounds, cg is not None,
-                                     lambda: wrk(cpus, ours_url, script, 16, args.seconds),
-                                     lambda u=other_url: wrk(cpus, u, script, 16,  # type: ignore[misc]
-                                                             args.seconds))
+                    xs, ys = tool_rounds(args, cpus, cg is not None, wrk,
+                                         (ours_url, script), (other_url, script))
                 label = "second instance (A/A)" if (worker_class, threads) == (
                     DEFAULT_WORKER_CLASS, DEFAULT_THREADS) else worker_class + (
                     f", {threads} threads" if worker_class == "gthread" else "")
@@ -420,10 +426,8 @@ def part_grpc(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
                 if cg is not None:
                     cg.put(0, target_pid(target))
                 ours_url = f"http://{target.address}{PREDICT_METHOD}"
-                xs, ys = measure(
-                    args.rounds, cg is not None,
-                    lambda u=ours_url: h2load(cpus, u, ours_body, 16, args.seconds),  # type: ignore[misc]
-                    lambda: h2load(cpus, plain_url, plain_body, 16, args.seconds))
+                xs, ys = tool_rounds(args, cpus, cg is not None, h2load,
+                                     (ours_url, ours_body), (plain_url, plain_body))
             print(f"  ours ({api}) {statistics.median(xs):,.0f} req/s, plain gRPC "
                   f"{statistics.median(ys):,.0f}", flush=True)
             rows.append(Row(f"gRPC target ({api}) / plain grpc.server, h2load -c16", mode,
@@ -438,10 +442,8 @@ def part_grpc(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
                 if cg is not None:
                     cg.put(1, target_pid(other))
                 other_url = f"http://{other.address}{PREDICT_METHOD}"
-                xs, ys = measure(
-                    args.rounds, cg is not None,
-                    lambda: h2load(cpus, ours_url, ours_body, 16, args.seconds),
-                    lambda u=other_url: h2load(cpus, u, ours_body, 16, args.seconds))  # type: ignore[misc]
+                xs, ys = tool_rounds(args, cpus, cg is not None, h2load,
+                                     (ours_url, ours_body), (other_url, ours_body))
             print(f"  default ({target.threads} threads) {statistics.median(xs):,.0f} req/s, "
                   f"{threads} thread{'s' if threads > 1 else ''} {statistics.median(ys):,.0f}",
                   flush=True)
