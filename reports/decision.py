@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -168,8 +169,12 @@ class Figures:
 
 
 def _latency_ok(stage: StageResult, bounds: dict[str, float]) -> bool:
-    lat = stage["latency_ms"]
-    return lat is not None and all(lat.get(k) is not None and lat[k] <= v  # type: ignore[literal-required]
+    return _within(stage["latency_ms"], bounds)
+
+
+def _within(lat: Mapping[str, Any] | None, bounds: dict[str, float]) -> bool:
+    """Whether a latency summary meets every bound."""
+    return lat is not None and all(lat.get(k) is not None and lat[k] <= v
                                    for k, v in bounds.items())
 
 
@@ -188,15 +193,6 @@ def goodput(stage: StageResult, bounds: dict[str, float]) -> float | None:
     limit = min(bounds.values())
     share = float(np.interp(limit, cdf["ms"], cdf["p"], left=0.0, right=1.0))
     return float(stage["rps"]) * share
-
-
-def _all_measured(stage: StageResult) -> StageResult:
-    """A stage with everything measured after its warm-up in place of its steady state
-    (itself when no window was left out)."""
-    everything = stage.get("all_measured")
-    if not everything:
-        return stage
-    return cast(StageResult, {**stage, "latency_ms": everything.get("latency_ms")})
 
 
 def _kept_windows(stage: StageResult) -> list[dict[str, Any]]:
@@ -385,8 +381,8 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
                   and _latency_ok(s, obj.latency_ms) and _errors_ok(s, obj)]
         # Met in the kept windows, not with the ones left out as still settling (a stall,
         # a pause): said beside the verdict.
-        f.steady_only = [s for s in within if not _latency_ok(_all_measured(s),
-                                                              obj.latency_ms)]
+        f.steady_only = [s for s in within if "all_measured" in s and not _within(
+            s["all_measured"].get("latency_ms"), obj.latency_ms)]
         if within:
             best = max(within, key=lambda s: s["rps"])
             f.capacity_stage = best
