@@ -22,6 +22,8 @@ every prediction D ms after its request arrived (timers, so requests overlap: a 
 service time at any concurrency), and ``--stall-after-s A --stall-s S`` freezes it once:
 every prediction due between A and A + S seconds after the first one is held until the
 freeze ends, as a server stopped by a long GC pause or a page-fault storm would be.
+``--stall-s S`` alone freezes it when ``POST /stall`` arrives (a test times the freeze
+against the load generator's windows, which move with its warm-up).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from targets import codec
@@ -112,7 +115,11 @@ class Delay:
         self.service_s = service_s
         self.stall_after_s = stall_after_s
         self.stall_s = stall_s
-        self.first: float | None = None
+        #: When the stall starts (the event loop's time): ``stall_after_s`` after the
+        #: first prediction, or when ``POST /stall`` arms it.
+        self.stall_start: float | None = None
+        #: The stall's start and end, wall-clock (``GET /stats``).
+        self.stall_wall: list[float] | None = None
         #: How long each answer was really held (the event loop's timers fire up to a
         #: millisecond late): the service time a test should expect. ``GET /stats``.
         self.held_s: collections.deque[float] = collections.deque(maxlen=100_000)
@@ -120,20 +127,27 @@ class Delay:
     def stats(self) -> bytes:
         held = sorted(self.held_s)
         p50 = held[(len(held) - 1) // 2] * 1000.0 if held else None
-        return json.dumps({"answers_held": len(held), "held_ms_p50": p50}).encode()
+        return json.dumps({"answers_held": len(held), "held_ms_p50": p50,
+                           "stall": self.stall_wall}).encode()
 
     @property
     def active(self) -> bool:
-        return self.service_s > 0 or (self.stall_after_s is not None and self.stall_s > 0)
+        return self.service_s > 0 or self.stall_s > 0
+
+    def arm(self, now: float, after_s: float = 0.0) -> list[float]:
+        """The stall starts ``after_s`` from ``now``; returns its wall-clock span."""
+        self.stall_start = now + after_s
+        begin = time.time() + after_s
+        self.stall_wall = [begin, begin + self.stall_s]
+        return self.stall_wall
 
     def due(self, now: float) -> float:
-        if self.first is None:
-            self.first = now
+        if self.stall_start is None and self.stall_after_s is not None:
+            self.arm(now, self.stall_after_s)
         due = now + self.service_s
-        if self.stall_after_s is not None:
-            start = self.first + self.stall_after_s
-            if start <= due < start + self.stall_s:
-                due = start + self.stall_s
+        start = self.stall_start
+        if start is not None and start <= due < start + self.stall_s:
+            due = start + self.stall_s
         return due
 
 
@@ -287,6 +301,11 @@ class NullHttpProtocol(asyncio.Protocol):
         if path == b"/stats" and method == b"GET":
             body = self.delay.stats() if self.delay is not None else b"{}"
             return build_response(200, body, answers.date, close=close)
+        if path == b"/stall" and method == b"POST" and self.delay is not None \
+                and self.delay.stall_s > 0:
+            span = self.delay.arm(asyncio.get_running_loop().time())
+            return build_response(200, json.dumps({"stall": span}).encode(), answers.date,
+                                  close=close)
         if path in HEALTH_PATHS:
             if method == b"GET":
                 return answers.health_close if close else answers.health
@@ -354,7 +373,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stall-after-s", type=float, default=None,
                         help="freeze once, this long after the first prediction (for tests)")
     parser.add_argument("--stall-s", type=float, default=0.0,
-                        help="how long the freeze lasts")
+                        help="how long the freeze lasts (alone: it starts when POST /stall "
+                             "arrives)")
 
 
 def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -54,7 +54,9 @@ class NullHttpTarget(HttpServedTarget):
     def server_arguments(self) -> list[str]:
         out = [*super().server_arguments(), "--delay-ms", str(self.delay_ms)]
         if self.stall_after_s is not None:
-            out += ["--stall-after-s", str(self.stall_after_s), "--stall-s", str(self.stall_s)]
+            out += ["--stall-after-s", str(self.stall_after_s)]
+        if self.stall_s > 0:
+            out += ["--stall-s", str(self.stall_s)]
         return out
 
     def describe(self) -> dict[str, Any]:

@@ -24,12 +24,20 @@ def one_window(**over: Any) -> Scenario:
 
 def drive(target: str, spec: Any, loadgen_cpus: list[int], tmp_path: Path,
           scenario: Scenario | None = None, reference: Any = None,
-          events: list[dict[str, Any]] | None = None) -> LoadResult:
-    """Run ``scenario`` against a target's load spec with the real Locust generator."""
+          events: list[dict[str, Any]] | None = None,
+          on_event: Callable[[dict[str, Any]], None] | None = None) -> LoadResult:
+    """Run ``scenario`` against a target's load spec with the real Locust generator;
+    its progress events go to ``events`` and ``on_event`` as they come."""
     job = LoadJob(target=target, spec=spec, scenario=scenario or one_window(),
                   loadgen_cpus=loadgen_cpus, work_dir=tmp_path / "work",
                   log_path=tmp_path / "lg.log", reference=reference)
-    sink = events.append if events is not None else (lambda e: None)
+
+    def sink(event: dict[str, Any]) -> None:
+        if events is not None:
+            events.append(event)
+        if on_event is not None:
+            on_event(event)
+
     return LocustLoadGenerator().run(job, sink).checked()
 
 

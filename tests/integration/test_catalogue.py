@@ -32,8 +32,10 @@ def shrink(doc: dict[str, Any]) -> dict[str, Any]:
     if "rate_fractions" in doc:
         out["rate_fractions"] = doc["rate_fractions"][:1]
         # The capacity comes from a VALID closed-loop stage, which needs 662 requests for
-        # its p99: two 1 s windows, enough for a target that serves >= 400 req/s.
-        out.update(window_s=1.0, stability_windows=2)
+        # its p99 and windows that agree: two 2 s windows (a target serving >= 170 req/s),
+        # up to 5 tries, agreeing within 50% (a busy CI machine swings 10-20% between
+        # windows: this checks that the scenario runs, not that the machine is quiet).
+        out.update(window_s=2.0, stability_windows=2, max_windows=5, stability_tolerance=0.5)
     for key in ("cold_starts", "redeploys"):
         if doc.get(key):
             out[key] = 1

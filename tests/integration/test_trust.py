@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +27,49 @@ def scenario(**over: Any) -> Scenario:
     return one_window(**{"concurrency": (), **over})
 
 
-def measure(target: NullHttpTarget, sc: Scenario, tmp_path: Path) -> list[Any]:
+def measure(target: NullHttpTarget, sc: Scenario, tmp_path: Path,
+            on_event: Callable[[dict[str, Any]], None] | None = None) -> list[Any]:
     loadgen = sorted(set(os.sched_getaffinity(0)) - set(target.cpus)) or [0]
-    result = drive(target.name, target.load_spec(target.examples()), loadgen, tmp_path, sc)
+    result = drive(target.name, target.load_spec(target.examples()), loadgen, tmp_path, sc,
+                   on_event=on_event)
     assert result.error is None
     return [summarize_stage(raw, Rules()) for raw in result.stages]
+
+
+class StallIn:
+    """Freezes the null server (started with ``stall_s``) ``after_s`` into the stage's
+    first measurement window, whenever the warm-up lets that window open: the window
+    edges move with the warm-up (on a busy machine it took 2.2 s, not its 0.5 s, and a
+    freeze timed from the first request fell in the warm-up and lengthened it)."""
+
+    def __init__(self, target: NullHttpTarget, after_s: float) -> None:
+        self.target, self.after_s = target, after_s
+        self.spans: list[list[float]] = []
+        self.errors: list[BaseException] = []
+        self._timer: threading.Timer | None = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self._timer is None and event.get("event") == "stage" \
+                and event.get("phase") == "measure" and event.get("window") == 1:
+            self._timer = threading.Timer(self.after_s, self._stall)
+            self._timer.start()
+
+    def _stall(self) -> None:
+        try:
+            status, body = self.target._client.request(  # type: ignore[union-attr]
+                "POST", "/stall")
+            assert status == 200, body
+            self.spans.append(json.loads(body)["stall"])
+        except BaseException as exc:  # the test thread asserts on it
+            self.errors.append(exc)
+
+    def done(self) -> list[float]:
+        """The freeze's wall-clock span, once it was armed."""
+        assert self._timer is not None, "the stage never opened its first window"
+        self._timer.join()
+        assert not self.errors, self.errors
+        [span] = self.spans
+        return span
 
 
 @pytest.fixture
@@ -68,14 +108,16 @@ def test_fixed_service_time_is_reported_within_5_percent(
 
 def test_a_one_second_stall_shows_in_open_loop_p99(
         cpus: CpuPlan, examples: Any, tmp_path: Path) -> None:
-    # 200 requests/s, Poisson; the server freezes for 1 s about 2.5 s into the load, inside
-    # the 4 s window whether the warm-up took its 0.5 s or, on a slow machine, over 1 s.
+    # 200 requests/s, Poisson; the server freezes for 1 s from 1.5 s into the 4 s window.
     # A closed loop would send ~nothing during the freeze and report p99 in milliseconds
     # (Locust's own figure); counted from each request's intended send time, a fifth of
     # the window's requests waited up to a second.
     sc = scenario(rate=(200.0,), window_s=4.0)
-    with start(cpus, examples, stall_after_s=2.5, stall_s=1.0) as stalled:
-        [stage] = measure(stalled, sc, tmp_path)
+    with start(cpus, examples, stall_s=1.0) as stalled:
+        freeze = StallIn(stalled, after_s=1.5)
+        [stage] = measure(stalled, sc, tmp_path, freeze)
+    begin, end = freeze.done()
+    assert stage["window_start"] < begin < end < stage["window_end"]
     assert stage["mode"] == "open"
     lat = stage["latency_ms"]
     assert lat is not None
@@ -98,13 +140,22 @@ def test_a_stall_in_a_discarded_window_is_reported_not_lost(
     from tests.unit import runs
 
     # 200 requests/s in 2 s windows, kept when the last 2 agree (p50 within a factor of
-    # 3: the null server's sub-millisecond p50 is noisy, a frozen window's is not).
+    # 3: the null server's sub-millisecond p50 is noisy, a frozen window's is not). The
+    # server freezes for 2.5 s from 0.5 s into the first window. Answers it held all
+    # complete when it ends, so the second window has ~500 of them (latencies 0-2.5 s)
+    # against ~200 prompt ones: its p50 is far above the others' (a freeze shorter than
+    # a window leaves about as many prompt answers as held ones, and the p50 on a knife
+    # edge). 768 connections: none of the 500 held waits for a slot; sends up to 25 ms
+    # late are on time here (reading 500 answers at once delays a few).
     sc = scenario(rate=(200.0,), window_s=2.0, stability_windows=2, max_windows=6,
-                  stability_tolerance=2.0)
-    with start(cpus, examples, stall_after_s=2.5, stall_s=1.0) as stalled:
-        [stage] = measure(stalled, sc, tmp_path)
+                  stability_tolerance=2.0, max_inflight=768, late_tolerance_ms=25.0)
+    with start(cpus, examples, stall_s=2.5) as stalled:
+        freeze = StallIn(stalled, after_s=0.5)
+        [stage] = measure(stalled, sc, tmp_path, freeze)
+    begin, _ = freeze.done()
     assert stage["valid"], stage["reasons"]
-    assert len(stage["windows"]) > stage["windows_kept"] == 2
+    assert len(stage["windows"]) > stage["windows_kept"] == 2, stage["windows"]
+    assert begin < stage["window_start"]  # the freeze is left out of the steady state
     assert stage["latency_ms"]["p99"] < 100.0  # the steady state: no stall in it
     everything = stage["all_measured"]
     assert everything["latency_ms"]["p99"] >= 800.0, everything
