@@ -61,7 +61,9 @@ from harness.cpus import CpuPlan, plan_cpus
 from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
-from targets.bundle import get_bundle
+from targets import codec
+from targets.bundle import get_bundle, serve_batch
+from targets.codec import AnswerShape
 from targets.cpuset import format_cpus
 from targets.flask.server import DEFAULT_THREADS, DEFAULT_WORKER_CLASS, WORKER_CLASSES
 from targets.flask.target import FlaskTarget
@@ -239,14 +241,17 @@ def h2load(cpus: CpuPlan, url: str, body: Path, connections: int, seconds: float
 
 
 def deploybench(name: str, spec: Any, cpus: CpuPlan, users: int, seconds: float,
-                work: Path, on_measure: Callable[[], None] | None = None) -> dict[str, float]:
+                work: Path, on_measure: Callable[[], None] | None = None,
+                answers: list[AnswerShape] | None = None) -> dict[str, float]:
     """One closed-loop stage of deploybench's own load: req/s and p50 (ms).
-    ``on_measure`` is called when the measurement window opens."""
+    ``on_measure`` is called when the measurement window opens; ``answers``: the shape
+    each answer is checked against, as in a run (see answer_shapes)."""
     scenario = Scenario(name="fidelity", description="", concurrency=(users,),
                         stability_windows=1, max_windows=1, warmup_s=1.0, window_s=seconds,
                         cooldown_s=0.3, drain_timeout_s=30, sha256="", path="")
     job = LoadJob(target=name, spec=spec, scenario=scenario, loadgen_cpus=list(cpus.loadgen),
-                  work_dir=work / f"job-{time.monotonic_ns()}", log_path=work / "loadgen.log")
+                  work_dir=work / f"job-{time.monotonic_ns()}", log_path=work / "loadgen.log",
+                  answers=answers)
 
     def on_event(event: dict[str, Any]) -> None:
         if on_measure is not None and event.get("phase") == "measure":
@@ -453,8 +458,18 @@ def part_grpc(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
     return rows
 
 
+def answer_shapes(bundle_name: str, examples: list[Any]) -> list[AnswerShape]:
+    """What a well-formed answer to each example holds: a run checks every answer against
+    this (targets.codec.answer_problem), so the benchmark's load does too."""
+    bundle = get_bundle(bundle_name)
+    bundle.prepare()
+    bundle.load()
+    return [codec.answer_shape(serve_batch(bundle, example)) for example in examples]
+
+
 def part_loadgen(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
     examples = get_bundle(args.bundle).example_requests()
+    answers = answer_shapes(args.bundle, examples)
     rows: list[Row] = []
     with groups(args) as cg, \
             FlaskTarget(args.bundle, list(cpus.target), "json") as one, \
@@ -470,10 +485,11 @@ def part_loadgen(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Ro
             xs, ys = [], []
             for r in range(args.rounds):
                 if paired:
-                    x, y = _loadgen_paired(args, cpus, work, spec, script, two, users)
+                    x, y = _loadgen_paired(args, cpus, work, spec, script, two, users,
+                                           answers)
                 else:
                     x, y = _loadgen_alternating(args, cpus, work, spec, script, one, users,
-                                                r % 2 == 1)
+                                                r % 2 == 1, answers)
                 xs.append(x)
                 ys.append(y)
             print(f"  {users} users: deploybench {statistics.median(xs):,.0f} req/s, wrk "
@@ -485,7 +501,8 @@ def part_loadgen(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Ro
 
 
 def _loadgen_paired(args: argparse.Namespace, cpus: CpuPlan, work: Path, spec: Any,
-                    script: Path, other: FlaskTarget, users: int) -> tuple[float, float]:
+                    script: Path, other: FlaskTarget, users: int,
+                    answers: list[AnswerShape]) -> tuple[float, float]:
     """deploybench on one server and, during its measurement window, wrk on the other."""
     measuring = threading.Event()
     box: dict[str, float] = {}
@@ -497,18 +514,19 @@ def _loadgen_paired(args: argparse.Namespace, cpus: CpuPlan, work: Path, spec: A
     thread = threading.Thread(target=run_wrk)
     thread.start()
     ours = deploybench("flask", spec, cpus, users, args.seconds, work,
-                       on_measure=measuring.set)["rps"]
+                       on_measure=measuring.set, answers=answers)["rps"]
     thread.join()
     return ours, box["wrk"]
 
 
 def _loadgen_alternating(args: argparse.Namespace, cpus: CpuPlan, work: Path, spec: Any,
-                         script: Path, target: FlaskTarget, users: int, wrk_first: bool
-                         ) -> tuple[float, float]:
+                         script: Path, target: FlaskTarget, users: int, wrk_first: bool,
+                         answers: list[AnswerShape]) -> tuple[float, float]:
     """deploybench, then wrk, on the same server (or the other way round)."""
     theirs = wrk(cpus, target.url + "/predict", script, users, args.seconds) \
         if wrk_first else 0.0
-    ours = deploybench("flask", spec, cpus, users, args.seconds, work)["rps"]
+    ours = deploybench("flask", spec, cpus, users, args.seconds, work,
+                       answers=answers)["rps"]
     if not wrk_first:
         theirs = wrk(cpus, target.url + "/predict", script, users, args.seconds)
     return ours, theirs
@@ -517,8 +535,10 @@ def _loadgen_alternating(args: argparse.Namespace, cpus: CpuPlan, work: Path, sp
 class Capture:
     """A loopback server that keeps the first request of each connection, as received."""
 
-    ANSWER = (b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n'
-              b'\r\n{"predictions":1}')
+    #: A well-formed answer (the load users decode and check every answer).
+    BODY = b'{"predictions":[{"label":0,"probabilities":[1.0]}]}'
+    ANSWER = (b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: '
+              + str(len(BODY)).encode() + b'\r\n\r\n' + BODY)
 
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))

@@ -10,9 +10,11 @@ example requests as soon as the previous one is answered:
 * grpc: ``Predict`` on 127.0.0.1:50051 with the tensor as raw float32 bytes (one channel
   per user, gRPC switched to gevent).
 
-An answer without predictions counts as a failure. This is plain Locust for bringing the
-comparison up by hand: `deploybench run` uses its own users and listener
-(scenarios/users/), which record every request's latency to the microsecond.
+Every answer is decoded and checked as the harness's users do it (one prediction per
+request row, a label among finite probabilities); one that is not counts as a failure.
+This is plain Locust for bringing the comparison up by hand: `deploybench run` uses its
+own users and listener (scenarios/users/), which record every request's latency to the
+microsecond.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 from locust import FastHttpUser, User, constant, task
 
 from targets.bundle import get_bundle
+from targets.codec import answer_problem, decode_predictions
 
 TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",
            "grpc": "127.0.0.1:50051"}
@@ -51,8 +54,11 @@ class HttpPredictUser(FastHttpUser):
     def predict(self) -> None:
         with self.client.post("/predict", data=random.choice(self.bodies),
                               headers=self.headers, catch_response=True) as response:
-            if response.status_code == 200 and b'"predictions"' not in (response.content or b""):
-                response.failure("200 without predictions")
+            content = response.content or b""
+            problem = answer_problem(lambda: decode_predictions(content), None) \
+                if response.status_code == 200 else None
+            if problem is not None:
+                response.failure(f"200 with {problem}")
 
 
 class GrpcPredictUser(User):
@@ -85,8 +91,14 @@ class GrpcPredictUser(User):
             answer = self.call(random.choice(self.messages), timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
             failure = RuntimeError(f"{exc.code().name}: {exc.details()}")
-        if failure is None and not answer:
-            failure = RuntimeError("an empty answer")
+        if failure is None:
+            from targets.grpc.client import decode_response
+            from targets.grpc.predict_pb2 import PredictResponse
+
+            problem = answer_problem(
+                lambda: decode_response(PredictResponse.FromString(answer)), None)
+            if problem is not None:
+                failure = RuntimeError(f"OK with {problem}")
         context: dict[str, Any] = {}
         self.environment.events.request.fire(
             request_type="grpc", name="Predict", context=context, exception=failure,

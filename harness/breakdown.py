@@ -5,6 +5,13 @@ encoding (this), and the rest: transport, the server framework and, under load, 
 Encode and decode of the request and of the response are timed here on the example
 request, as the client and the server each do them; the harness runs on the load
 generator's CPUs, which are the same kind as the target's.
+
+Of the four, three are on the path a measured request takes: the server decodes the
+request and encodes its answer, and the load user decodes every answer (as a real
+client does). The request's own encoding is not: the load sends requests encoded once,
+before the load. ``on_path_ms`` is the sum of those three, the share of the measured
+latency the report's breakdown calls encoding; ``total_ms`` is all four, what the
+encoding costs a client and a server together (the encodings comparison).
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ import numpy as np
 from targets import codec
 from targets.bundle import Prediction
 
+#: The steps a measured request's latency holds (see the module doc).
+ON_PATH = ("request_decode", "response_encode", "response_decode")
 #: Each step is repeated for at least this long, and its median per-call time kept.
 MIN_TIME_S = 0.05
 MIN_CALLS = 20
@@ -104,6 +113,7 @@ def codec_cost(protocol: str, encoding: str, example: np.ndarray,
         return None
     out: dict[str, Any] = {f"{k}_ms": _per_call_ms(step) for k, step in steps.items()}
     out["total_ms"] = sum(out.values())
+    out["on_path_ms"] = sum(out[f"{k}_ms"] for k in ON_PATH)
     out["encoding"] = name
     out["request_bytes"] = len(codec.encode_request(example, encoding)[0]) \
         if protocol == "http" else len(_grpc_wire(example))

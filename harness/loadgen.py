@@ -32,6 +32,7 @@ from harness.results import ParityResult
 from scenarios.catalogue import Scenario
 from targets.base import LoadSpec
 from targets.bundle import Prediction
+from targets.codec import AnswerShape
 from targets.process import child_env, log_tail
 
 #: Callback for progress: the driver's JSON events ({"event": "stage", "phase": ...}).
@@ -63,6 +64,9 @@ class LoadJob:
     log_path: Path
     #: In-process predictions, for targets whose parity the load generator checks.
     reference: list[list[Prediction]] | None = None
+    #: What a well-formed answer to each example holds (targets.codec.AnswerShape): the
+    #: load users decode every answer and check it against this.
+    answers: list[AnswerShape] | None = None
     #: Each stage is run this many times (the whole stage list, in turn, per trial).
     trials: int = 1
     #: The p99 objective sweeps stop at and capacity is taken within (None: none).
@@ -254,6 +258,8 @@ def plan_document(job: LoadJob) -> dict[str, Any]:
             for p in spec["payloads"]
         ]
     wire["max_inflight"] = job.scenario.max_inflight
+    if job.answers is not None:
+        wire["answers"] = [list(shape) for shape in job.answers]
     plan: dict[str, Any] = {
         "spec": wire,
         "timing": _timing(job.scenario),

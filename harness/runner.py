@@ -370,6 +370,7 @@ class Runner:
                     work_dir=plan.out_dir / ".work" / name,
                     log_path=log_dir / f"loadgen-{name}.log",
                     reference=reference if parity_in_loadgen else None,
+                    answers=[codec.answer_shape(preds) for preds in reference],
                     trials=plan.trials, slo_p99_ms=sweep_p99_ms(plan.slo, plan.slo_p99_ms),
                     loadgen_workers=plan.loadgen_workers,
                     remote_workers=plan.remote_workers, master=plan.loadgen_master,

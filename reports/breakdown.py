@@ -4,25 +4,35 @@ From medians in ``run.json``, each deployment's median latency is split into:
 
 * **model**: the in-process median at its least loaded stage (one user): the bundle's
   preprocess, predict and postprocess with nothing around them;
-* **encoding**: encode and decode of the request and the response in the deployment's
-  wire format, timed by the harness (``codec`` in run.json);
+* **encoding**: the steps of the deployment's wire format that a measured request goes
+  through, timed by the harness (``codec.on_path_ms`` in run.json): the server's decode
+  of the request and encode of its answer, and the client's decode of the answer (the
+  load users decode every answer). Not the request's encoding: the load sends requests
+  encoded before the load, so that step is not in any measured latency;
 * **transport and server**: the rest of its median at the same load: loopback, the
   HTTP/gRPC stack, the server framework, and for Lambda the emulator and Runtime API;
 * **queueing**: how much its median grows from that load to the common load, where
   requests wait for a busy worker.
 
 Medians do not add exactly (the median of a sum is not the sum of medians), so the
-split is an estimate; a negative remainder is shown as 0.
+split is an estimate. Where the timed parts (model and encoding) exceed a deployment's
+median, its remainder is shown as 0 and the caption says by how much the parts overran:
+the slices then do not add up to the median, and that row is not a split.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from reports.blocks import Table
 from reports.decision import at_load, common_load, describe_common, least_loaded
 from reports.format import fmt_ms, stage_load
 from reports.schema import RunDoc, StageResult
+
+#: Timed parts over the median by more than this share of it are said in the caption
+#: (medians of parts do not add exactly; within it the slices still add up).
+OVERRUN_SAID = 0.05
 
 COMPONENTS = (
     ("model", "model (in-process, least load)", "#4c78a8"),
@@ -39,6 +49,12 @@ class Breakdown:
     parts: dict[str, float] = field(default_factory=dict)
     total_low_ms: float = 0.0
     total_common_ms: float | None = None
+    #: How far the timed parts (model, encoding) exceed the median (0: they fit in it).
+    overrun_ms: float = 0.0
+
+    def low_sum_ms(self) -> float:
+        """The slices at the least load: the median they split, unless they overran."""
+        return sum(v for k, v in self.parts.items() if k != "queueing")
 
 
 def breakdown(run: RunDoc) -> list[Breakdown]:
@@ -53,20 +69,33 @@ def breakdown(run: RunDoc) -> list[Breakdown]:
         if low is None or low["latency_ms"] is None:
             continue
         total = low["latency_ms"]["p50"]
-        codec = (t.get("codec") or {}).get("total_ms") or 0.0
+        codec = on_path_ms(t.get("codec"))
         row = Breakdown(t["name"], low, total_low_ms=total)
         if t is reference or model is None:
             row.parts["model" if t is reference else "transport"] = total
         else:
-            row.parts["model"] = min(model, total)
-            row.parts["encoding"] = min(codec, total - row.parts["model"])
+            row.parts["model"] = model
+            row.parts["encoding"] = codec
             row.parts["transport"] = max(0.0, total - model - codec)
+            row.overrun_ms = max(0.0, model + codec - total)
         common = at_load(t, load)
         if common and common[0]["latency_ms"] is not None:
             row.total_common_ms = common[0]["latency_ms"]["p50"]
             row.parts["queueing"] = max(0.0, row.total_common_ms - total)
         rows.append(row)
     return rows
+
+
+def on_path_ms(codec: dict[str, Any] | None) -> float:
+    """The encoding steps a measured request went through (harness.breakdown.ON_PATH).
+    A run from before the load users decoded answers has no ``on_path_ms``: its path held
+    the server's two steps only."""
+    if not codec:
+        return 0.0
+    if codec.get("on_path_ms") is not None:
+        return float(codec["on_path_ms"])
+    return float(codec.get("request_decode_ms") or 0.0) + float(
+        codec.get("response_encode_ms") or 0.0)
 
 
 def table(run: RunDoc) -> Table | None:
@@ -85,9 +114,18 @@ def table(run: RunDoc) -> Table | None:
         f" at {stage_load(reference.low_stage)}"
         + ("" if reference.low_stage.get("valid", True) else ", an INVALID stage"))
     caption = ("Median latency split per request, in ms (an estimate from medians: see "
-               f"reports/breakdown.py). Model: the in-process median{where}; encoding: timed "
-               "by the harness; transport and server: the rest at the least loaded stage; "
-               f"queueing: the median's growth to {describe_common(common_load(run))}.")
+               f"reports/breakdown.py). Model: the in-process median{where}; encoding: the "
+               "server's decode of the request and encode of the answer and the client's "
+               "decode of the answer, timed by the harness (requests are encoded before the "
+               "load, so their encoding is in no measured latency); transport and server: "
+               "the rest at the least loaded stage; queueing: the median's growth to "
+               f"{describe_common(common_load(run))}.")
+    overran = [r for r in rows if r.overrun_ms > OVERRUN_SAID * r.total_low_ms]
+    if overran:
+        caption += " " + " ".join(
+            f"For {r.name} the timed parts exceed its median by {fmt_ms(r.overrun_ms)} ms: "
+            "its slices do not add up to it, and its row is not a split."
+            for r in overran)
     if not has_model:
         caption += " No in-process target ran, so the model's time is inside 'transport'."
     return Table(("target", "least load", *(label for _, label, _ in COMPONENTS),

@@ -28,7 +28,9 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   A stage of ``mode`` "timeline" (scenario ``timeline``/``sample_s``; ``concurrency``
   null, no ``windows``) with its ``timeline`` block: per segment, a series every
   ``sample_s`` and the target's memory growth (see harness.timeline). A reader that
-  predates it cannot describe such a stage's load.
+  predates it cannot describe such a stage's load. A target's ``codec.on_path_ms``: the
+  encoding steps on the measured path, once the load users decoded every answer (absent
+  before: those runs' paths held only the server's decode and encode).
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and

@@ -26,6 +26,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,9 +282,44 @@ def decode_predictions(body: bytes) -> list[Prediction]:
     ]
 
 
+#: What a well-formed answer to one request holds: ``rows`` predictions (one per row of the
+#: request), each with ``classes`` probabilities.
+AnswerShape = tuple[int, int]
+
+
+def answer_shape(predictions: list[Prediction]) -> AnswerShape:
+    """The shape of a well-formed answer like ``predictions`` (a reference answer)."""
+    return len(predictions), len(predictions[0].probabilities) if predictions else 0
+
+
+def answer_problem(decode: Callable[[], list[Prediction]], shape: AnswerShape | None
+                   ) -> str | None:
+    """Why an answer is not a well-formed prediction, or None: ``decode()`` (the client's
+    own decoding of it) fails, or its predictions are not one per row with a label among
+    ``classes`` finite probabilities. The load users run this on every answer, as a real
+    client decodes and uses every answer it gets (parity checked the content once)."""
+    try:
+        predictions = decode()
+    except Exception as exc:  # any failure to decode is a malformed answer
+        return f"an answer that does not decode ({type(exc).__name__}: {exc})"[:200]
+    if shape is not None and len(predictions) != shape[0]:
+        return f"{len(predictions)} predictions for a request of {shape[0]} row(s)"
+    if not predictions:
+        return "an answer with no predictions"
+    for p in predictions:
+        n = len(p.probabilities)
+        if shape is not None and n != shape[1]:
+            return f"a prediction of {n} probabilities where {shape[1]} were expected"
+        if not 0 <= p.label < n:
+            return f"label {p.label} outside its {n} probabilities"
+        if not all(map(math.isfinite, p.probabilities)):
+            return "a probability that is not a finite number"
+    return None
+
+
 def encode_error(status: int, message: str) -> bytes:
     return orjson.dumps({"error": message, "status": status})
 
 
-#: Every good response starts with these bytes; the load generator checks them cheaply.
+#: Every good response starts with these bytes.
 RESPONSE_PREFIX = b'{"predictions":'

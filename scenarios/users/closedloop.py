@@ -20,6 +20,7 @@ import gevent
 from locust import constant
 
 from scenarios.control import LoadControl
+from targets.codec import AnswerShape
 
 #: How long a draining user naps between checks; it sends nothing meanwhile.
 IDLE_S = 0.01
@@ -108,3 +109,14 @@ class LoadUserMixin:
               ) -> Call:
         """``with self.timed(...) as call:`` around one request (see :class:`Call`)."""
         return Call(self, request_type, name, intended, queued)
+
+
+def answer_shapes(spec: dict[str, Any], count: int) -> list[AnswerShape | None]:
+    """What a well-formed answer to each of the ``count`` requests holds, from the plan
+    (harness.loadgen.LoadJob.answers); None for each when the plan does not say."""
+    answers = spec.get("answers")
+    if answers is None:
+        return [None] * count
+    if len(answers) != count:
+        raise ValueError(f"the plan gives {len(answers)} answer shapes for {count} requests")
+    return [(int(rows), int(classes)) for rows, classes in answers]

@@ -23,9 +23,12 @@ closed-loop task sends several requests in turn, so Locust's per-task bookkeepin
 paid once for them (a user told to stop gracefully stops after its request in flight,
 as Locust's own task loop does).
 
-A request fails on a transport error or timeout, a status other than 200, or a 200
-without a predictions body. The whole load-generator process's CPU per request is
-recorded by every stage as ``loadgen_cpu_ms_per_request``.
+Every answer is decoded as a client would (orjson, into predictions) and checked: one
+prediction per request row, each a label among the expected number of finite
+probabilities (``targets.codec.answer_problem``). A request fails on a transport error
+or timeout, a status other than 200, or a 200 whose body is not such an answer. The
+whole load-generator process's CPU per request is recorded by every stage as
+``loadgen_cpu_ms_per_request``.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from locust.user.task import LOCUST_STATE_STOPPING
 
 from scenarios.control import LoadControl
 from scenarios.httpwire import build_request, read_answer
-from scenarios.users.closedloop import LoadUserMixin
-from targets.codec import RESPONSE_PREFIX
+from scenarios.users.closedloop import LoadUserMixin, answer_shapes
+from targets.codec import AnswerShape, answer_problem, decode_predictions
 
 #: Connecting: as FastHttpUser's default.
 CONNECT_TIMEOUT_S = 60.0
@@ -116,6 +119,8 @@ class HttpPredictUser(LoadUserMixin, User):
     base_url: ClassVar[str]
     path: ClassVar[str] = "/predict"
     payloads: ClassVar[list[tuple[bytes, dict[str, str]]]] = []
+    #: What a well-formed answer to each payload holds (None: not known).
+    answers: ClassVar[list[AnswerShape | None]] = []
     #: A response header that marks an answer as a cold start (Lambda), or None.
     cold_header: ClassVar[str | None] = None
     #: Connections this user may open, as it needs them: a closed-loop user uses one; a
@@ -130,8 +135,9 @@ class HttpPredictUser(LoadUserMixin, User):
         name = f"[{host}]" if ":" in host else host  # an IPv6 address keeps its brackets
         netloc = f"{name}:{port}" if url.port else name
         self.cold = self.cold_header.lower().encode("latin-1") if self.cold_header else None
-        self.requests = [build_request(netloc, self.path, body, headers)
-                         for body, headers in self.payloads]
+        self.requests = [(build_request(netloc, self.path, body, headers), shape)
+                         for (body, headers), shape in zip(self.payloads, self.answers,
+                                                            strict=True)]
 
     def on_stop(self) -> None:
         self.pool.close()
@@ -145,16 +151,18 @@ class HttpPredictUser(LoadUserMixin, User):
             if self._state == LOCUST_STATE_STOPPING:
                 return
 
-    def items(self) -> list[bytes]:
+    def items(self) -> list[tuple[bytes, AnswerShape | None]]:
         return self.requests
 
-    def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
+    def send(self, item: tuple[bytes, AnswerShape | None], intended: float | None = None,
+             queued: bool = False) -> None:
+        wire, shape = item
         # Connection refused, reset, a timeout: raised, and reported as the failure.
         back: tuple[gevent.socket.socket, bool] | None = None
         with self.timed("POST", "predict", intended, queued) as call:
             sock = self.pool.get()
             try:
-                sock.sendall(item)
+                sock.sendall(wire)
                 answer = read_answer(sock)
             except BaseException:
                 self.pool.drop(sock)
@@ -164,8 +172,10 @@ class HttpPredictUser(LoadUserMixin, User):
             call.length = len(content)
             if answer.status != 200:
                 call.failure = HttpFailure(f"HTTP {answer.status}: {content[:120]!r}")
-            elif not content.startswith(RESPONSE_PREFIX):
-                call.failure = HttpFailure("200 without a predictions body")
+            else:
+                problem = answer_problem(lambda: decode_predictions(content), shape)
+                if problem is not None:
+                    call.failure = HttpFailure(f"200 with {problem}")
             if self.cold is not None and answer.has_header(self.cold):
                 call.context["cold"] = True
         # The connection goes back (or is closed) once the call is timed: the pool's
@@ -185,5 +195,6 @@ def make_user(spec: dict[str, Any], payloads: list[tuple[bytes, dict[str, str]]]
         "payloads": payloads, "control": control, "_ids": itertools.count(),
         "cold_header": spec.get("cold_header"),
         "connections": int(spec.get("max_inflight", 1)),
+        "answers": answer_shapes(spec, len(payloads)),
     }
     return type("HttpPredict", (HttpPredictUser,), attrs)

@@ -5,8 +5,10 @@ does. boto3 runs on gevent's patched sockets here, so calls yield to other users
 The latency is the application's: signing, the HTTPS round trip, Lambda's routing and
 the function, and reading the result. A call fails when there is no function result
 (throttled, refused, unreachable, timed out), on a function error (``FunctionError``:
-the handler raised, timed out or ran out of memory), or when the result holds no
-predictions.
+the handler raised, timed out or ran out of memory), or when the result is not a
+well-formed answer: it is decoded as a client would and checked (one prediction per
+request row, each a label among the expected number of finite probabilities;
+``targets.codec.answer_problem``).
 
 Every answered call's REPORT fields (Lambda's own Duration, Billed Duration, Max Memory
 Used, Init Duration) and every throttle are appended to a per-process JSON-lines file in
@@ -25,9 +27,9 @@ from typing import Any, ClassVar, TextIO
 from locust import User, task
 
 from scenarios.control import LoadControl
-from scenarios.users.closedloop import LoadUserMixin
+from scenarios.users.closedloop import LoadUserMixin, answer_shapes
 from targets.awslambda.invoke import FunctionAddress, InvokeError, invoke, make_client
-from targets.codec import RESPONSE_PREFIX
+from targets.codec import AnswerShape, answer_problem, decode_predictions
 
 #: How long a call may take: a cold start, then the invocation.
 TIMEOUT_S = 60.0
@@ -43,6 +45,8 @@ class LambdaInvokeUser(LoadUserMixin, User):
     abstract = True
     address: ClassVar[FunctionAddress]
     events: ClassVar[list[bytes]]
+    #: What a well-formed answer to each event holds (None: not known).
+    answers: ClassVar[list[AnswerShape | None]]
     records_dir: ClassVar[str | None] = None
     connections: ClassVar[int] = 1
     signed: ClassVar[bool] = True
@@ -51,6 +55,7 @@ class LambdaInvokeUser(LoadUserMixin, User):
     def on_start(self) -> None:
         super().on_start()
         self.client = make_client(self.address, TIMEOUT_S, self.connections, self.signed)
+        self.requests = list(zip(self.events, self.answers, strict=True))
 
     def on_stop(self) -> None:
         client = getattr(self, "client", None)  # None when on_start failed
@@ -61,14 +66,16 @@ class LambdaInvokeUser(LoadUserMixin, User):
     def predict(self) -> None:
         self.step()
 
-    def items(self) -> list[bytes]:
-        return self.events
+    def items(self) -> list[tuple[bytes, AnswerShape | None]]:
+        return self.requests
 
-    def send(self, item: bytes, intended: float | None = None, queued: bool = False) -> None:
+    def send(self, item: tuple[bytes, AnswerShape | None], intended: float | None = None,
+             queued: bool = False) -> None:
+        event, shape = item
         record: dict[str, Any] | None = None
         with self.timed("lambda", "Invoke", intended, queued) as call:
             try:
-                result = invoke(self.client, self.address, item)
+                result = invoke(self.client, self.address, event)
             except InvokeError as exc:
                 if exc.code == THROTTLED:
                     record = {"ts": call.start_time, "source": "invoke",
@@ -78,9 +85,12 @@ class LambdaInvokeUser(LoadUserMixin, User):
                 call.length = len(result.payload)
                 if result.function_error is not None:
                     call.failure = InvokeFailure(result.error_text())
-                elif not result.payload.startswith(RESPONSE_PREFIX):
-                    call.failure = InvokeFailure("a result without predictions: "
-                                                 f"{result.payload[:120]!r}")
+                else:
+                    payload = result.payload
+                    problem = answer_problem(lambda: decode_predictions(payload), shape)
+                    if problem is not None:
+                        call.failure = InvokeFailure(f"a result with {problem}: "
+                                                     f"{payload[:120]!r}")
                 if result.report is not None and "init_ms" in result.report:
                     call.context["cold"] = True
                 record = result.record(call.start_time)
@@ -106,6 +116,7 @@ def make_user(spec: dict[str, Any], control: LoadControl) -> type[LambdaInvokeUs
     attrs = {
         "abstract": False, "address": address,
         "events": [e.encode() for e in spec["events"]],
+        "answers": answer_shapes(spec, len(spec["events"])),
         "records_dir": spec.get("records_dir"), "control": control,
         "_ids": itertools.count(), "connections": int(spec.get("max_inflight", 1)),
         "signed": bool(spec.get("signed", True)),

@@ -11,6 +11,7 @@ import psutil
 
 from harness.loadgen import LoadJob, LoadResult, LocustLoadGenerator
 from scenarios.catalogue import Scenario
+from targets.codec import AnswerShape
 
 
 def one_window(**over: Any) -> Scenario:
@@ -25,12 +26,14 @@ def one_window(**over: Any) -> Scenario:
 def drive(target: str, spec: Any, loadgen_cpus: list[int], tmp_path: Path,
           scenario: Scenario | None = None, reference: Any = None,
           events: list[dict[str, Any]] | None = None,
-          on_event: Callable[[dict[str, Any]], None] | None = None) -> LoadResult:
+          on_event: Callable[[dict[str, Any]], None] | None = None,
+          answers: list[AnswerShape] | None = None) -> LoadResult:
     """Run ``scenario`` against a target's load spec with the real Locust generator;
-    its progress events go to ``events`` and ``on_event`` as they come."""
+    its progress events go to ``events`` and ``on_event`` as they come; ``answers``: what
+    each answer is checked against (LoadJob.answers)."""
     job = LoadJob(target=target, spec=spec, scenario=scenario or one_window(),
                   loadgen_cpus=loadgen_cpus, work_dir=tmp_path / "work",
-                  log_path=tmp_path / "lg.log", reference=reference)
+                  log_path=tmp_path / "lg.log", reference=reference, answers=answers)
 
     def sink(event: dict[str, Any]) -> None:
         if events is not None:

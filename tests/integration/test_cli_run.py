@@ -9,6 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from reports.breakdown import breakdown
 from reports.schema import load_run, read_samples
 from tests.integration.processes import alive, descendants
 
@@ -37,6 +38,19 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
             assert stage["rps"] > 0
     samples = read_samples(out)
     assert set(samples["target"]) == {"inprocess", "flask", "grpc", "lambda"}
+    # The breakdown splits each median into slices that add up to it (within 5%: medians
+    # do not add exactly), none of them work that the measured requests did not do.
+    rows = breakdown(run)
+    assert [r.name for r in rows] == ["inprocess", "flask", "grpc", "lambda"]
+    for row in rows:
+        assert row.overrun_ms <= 0.05 * row.total_low_ms, row
+        assert row.low_sum_ms() == pytest.approx(row.total_low_ms, rel=0.05), row
+        if row.total_common_ms is not None:
+            assert sum(row.parts.values()) == pytest.approx(row.total_common_ms, rel=0.05)
+    for row in rows[1:]:  # served: the model, the wire format's steps, the rest
+        assert row.parts["model"] > 0
+        assert row.parts["encoding"] > 0
+        assert row.parts["transport"] > 0
     md = (out / "report.md").read_text()
     assert "invocations" in md  # the serverless table
     for name in ("inprocess", "flask", "grpc", "lambda"):

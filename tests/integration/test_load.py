@@ -14,6 +14,7 @@ from harness.cpus import CpuPlan
 from harness.loadgen import LoadResult
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
+from targets.codec import AnswerShape
 from targets.flask.target import FlaskTarget
 from tests.integration.stages import drive
 
@@ -26,8 +27,10 @@ STAGE = Scenario(name="it", description="", concurrency=(4,), warmup_s=0.5,
 
 def run_load(target: str, spec: Any, cpus: CpuPlan, tmp_path: Path,
              scenario: Scenario = STAGE, reference: Any = None,
-             events: list[dict[str, Any]] | None = None) -> LoadResult:
-    return drive(target, spec, list(cpus.loadgen), tmp_path, scenario, reference, events)
+             events: list[dict[str, Any]] | None = None,
+             answers: list[AnswerShape] | None = None) -> LoadResult:
+    return drive(target, spec, list(cpus.loadgen), tmp_path, scenario, reference, events,
+                 answers=answers)
 
 
 def _check_stage(result: LoadResult) -> None:
@@ -56,9 +59,11 @@ def _check_stage(result: LoadResult) -> None:
 
 def test_flask_under_locust(cpus: CpuPlan, digits, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     events: list[dict[str, Any]] = []
+    examples = digits.example_requests()
     with FlaskTarget("digits", list(cpus.target), "json") as target:
-        result = run_load("flask", target.load_spec(digits.example_requests()), cpus, tmp_path,
-                          events=events)
+        # Every answer decoded and checked: one prediction of digits' 10 classes a request.
+        result = run_load("flask", target.load_spec(examples), cpus, tmp_path,
+                          events=events, answers=[(1, 10)] * len(examples))
     _check_stage(result)
     phases = [e.get("phase") for e in events if e.get("event") == "stage"]
     assert phases == ["spawn", "warmup", "measure", "cooldown", "done"]
@@ -124,3 +129,61 @@ def test_unanswered_requests_are_failures_not_lost(cpus: CpuPlan, silent_server:
     assert stage["truncated"] == 0
     assert stage["unanswered"] == 3  # reported, so the report can say users were stuck
     assert stage["rps"] == 0
+
+
+#: 200 answers a client cannot use, in turn, and the problem the load user names for each.
+WRONG_ANSWERS = [
+    (b'{"predictions":[{"label":0,"probabilities":[0.5,0.5]},'
+     b'{"label":1,"probabilities":[0.5,0.5]}]}', "2 predictions for a request of 1 row"),
+    (b'{"predictions":[{"label":7,"probabilities":[0.5,0.5]}]}', "label 7 outside"),
+    (b'{"predictions":[{"label":0,"probabilities":[1.0]}]}', "1 probabilities where 2"),
+    (b'{"predictions":1}', "does not decode"),
+]
+
+
+@pytest.fixture
+def wrong_server() -> Iterator[str]:
+    """Answers every request 200, with the bodies of WRONG_ANSWERS in turn."""
+    import http.server
+    import itertools
+
+    bodies = itertools.cycle([body for body, _ in WRONG_ANSWERS])
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = next(bodies)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_every_answer_is_decoded_and_a_wrong_one_is_a_failure(
+        cpus: CpuPlan, wrong_server: str, tmp_path: Path) -> None:
+    spec: Any = {"protocol": "http", "url": wrong_server, "path": "/predict", "cpus": [],
+                 "payloads": [{"body": b"{}", "headers": {"Content-Type": "application/json"}}]}
+    scenario = Scenario(name="it", description="", concurrency=(1,), warmup_s=0.2,
+                        stability_windows=1, max_windows=1, window_s=1.0, cooldown_s=0.1,
+                        drain_timeout_s=5.0, sha256="", path="", warmup_max_s=1.0)
+    stage = summarize_stage(run_load("wrong", spec, cpus, tmp_path, scenario,
+                                     answers=[(1, 2)]).stages[0])
+    assert stage["requests"] > 20
+    assert stage["errors"] == stage["requests"]  # a 200 is not a success by itself
+    kinds = " | ".join(stage["error_kinds"])
+    for _, problem in WRONG_ANSWERS:
+        assert problem in kinds, kinds

@@ -139,3 +139,42 @@ def test_predictions_round_trip_and_prefix() -> None:
 def test_error_body_is_json_with_status() -> None:
     doc = json.loads(codec.encode_error(415, "nope"))
     assert doc == {"error": "nope", "status": 415}
+
+
+GOOD = Prediction(1, (0.25, 0.75))
+
+
+@pytest.mark.parametrize(("body", "shape", "problem"), [
+    (codec.encode_predictions([GOOD]), (1, 2), None),
+    (codec.encode_predictions([GOOD, GOOD]), None, None),  # shape unknown: any count
+    (codec.encode_predictions([GOOD, GOOD]), (1, 2), "2 predictions for a request of 1 row"),
+    (codec.encode_predictions([Prediction(0, (1.0,))]), (1, 2),
+     "a prediction of 1 probabilities where 2 were expected"),
+    (codec.encode_predictions([Prediction(2, (0.5, 0.5))]), (1, 2), "label 2 outside"),
+    (codec.encode_predictions([Prediction(-1, (0.5, 0.5))]), None, "label -1 outside"),
+    (b'{"predictions":[{"label":0,"probabilities":[1e999,0]}]}', (1, 2), "infinity"),
+    (b'{"predictions":[]}', None, "no predictions"),
+    (b'{"predictions":1}', (1, 2), "does not decode (TypeError"),
+    (b'{"predictions":[{"label":0}]}', (1, 2), "does not decode (KeyError"),
+    (b'{"predictions":', (1, 2), "does not decode (JSONDecodeError"),
+    (b"", (1, 2), "does not decode"),
+])
+def test_every_answer_is_decoded_and_checked(body: bytes, shape: codec.AnswerShape | None,
+                                             problem: str | None) -> None:
+    said = codec.answer_problem(lambda: codec.decode_predictions(body), shape)
+    if problem is None:
+        assert said is None
+    else:
+        assert said is not None
+        assert problem in said, said
+
+
+def test_answer_shape_is_rows_and_classes() -> None:
+    assert codec.answer_shape([GOOD, GOOD]) == (2, 2)
+    assert codec.answer_shape([]) == (0, 0)
+
+
+def test_a_probability_that_is_not_finite_is_malformed() -> None:
+    """JSON cannot carry one (orjson refuses it, above); protobuf's floats can."""
+    said = codec.answer_problem(lambda: [Prediction(0, (float("nan"), 1.0))], (1, 2))
+    assert said == "a probability that is not a finite number"
