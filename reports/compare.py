@@ -29,13 +29,18 @@ errors it is the difference of the two rates in percentage points.
 The two are combined by first-order error propagation (the delta method): for
 R = B / A, se(R)^2 = (se_B / A)^2 + (B se_A / A^2)^2; for the error-rate difference,
 se^2 = se_A^2 + se_B^2. The 95% half-width is t(0.975, df) * se, with df from the
-Welch-Satterthwaite equation over the two contributions. A change is *significant* when
-that interval excludes 0: a REGRESSION or an improvement; otherwise it is within noise.
+Welch-Satterthwaite equation over the two contributions. A change whose interval
+includes 0 is *within noise*. One whose interval excludes 0 is a REGRESSION or an
+improvement only when both sides have at least ``MIN_TRIALS_TO_TEST`` (3) trials, the
+rule the report's own "they differ" follows: from one run's windows (or two trials) it is
+*worse* or *better beyond the spread (untested)*, since back-to-back windows kept because
+they agreed understate the noise between runs.
 
 **Gate.** ``--fail-on METRIC:±N%`` fails when, for any matched stage of any target, the
-point change is beyond N in the bad direction *and* significant; where the uncertainty
-is unknown the point change alone decides. A target that failed in B but ran in A fails
-any gate.
+point change is beyond N in the bad direction *and* its interval excludes 0 (over trials
+or, untested, over windows: a gate errs towards failing); where the uncertainty is
+unknown the point change alone decides. A target that failed in B but ran in A fails any
+gate.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import numpy as np
 
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
-from reports.trials import level_key, stage_metric
+from reports.trials import MIN_TRIALS_TO_TEST, level_key, stage_metric
 
 CONFIDENCE = 0.95
 METRICS = ("rps", "p50", "p99", "errors")
@@ -108,6 +113,13 @@ class Change:
                                            else self.delta > 0)
 
     @property
+    def tested(self) -> bool:
+        """Both sides' spreads come from enough trials to test a difference (as the
+        report's "they differ" does): not one run's windows."""
+        return all(e.source == "trials" and e.n >= MIN_TRIALS_TO_TEST
+                   for e in (self.a, self.b))
+
+    @property
     def verdict(self) -> str:
         if self.delta is None:
             return "n/a"
@@ -115,6 +127,8 @@ class Change:
             return "no change" if self.delta == 0 else "noise unknown"
         if not self.significant:
             return "within noise"
+        if not self.tested:
+            return f"{'worse' if self.worse else 'better'} beyond spread (untested)"
         return "REGRESSION" if self.worse else "improvement"
 
 
@@ -327,10 +341,14 @@ def gate(comparison: Comparison, checks: Sequence[FailOn]) -> list[str]:
     for c in comparison.changes:
         failing = [f.text for f in checks if f.fails(c)]
         if failing:
-            unknown = "; uncertainty unknown, judged on the point change" \
-                if c.half_width is None and c.delta is not None else ""
+            why = ""
+            if c.half_width is None and c.delta is not None:
+                why = "; uncertainty unknown, judged on the point change"
+            elif c.half_width is not None and not c.tested:
+                why = ("; beyond the spread of one run's windows, untested: --trials 3 on "
+                       "both runs tests it")
             out.append(f"{c.target} at {c.load} {c.metric} {_change(c)} "
-                       f"(beyond {', '.join(failing)}{unknown})")
+                       f"(beyond {', '.join(failing)}{why})")
     return out + comparison.failed_in_b
 
 
@@ -365,14 +383,16 @@ def legend(checks: Sequence[FailOn]) -> list[str]:
         "agreed, so a floor on the noise: --trials measures it). A and B combined by error "
         "propagation, Student's t with Welch-Satterthwaite degrees of freedom.",
         "± ?: uncertainty unknown (one kept window, windows without p99, or the error rate "
-        "of a single trial). REGRESSION / improvement: the interval excludes 0; within "
-        "noise: it includes 0.",
+        f"of a single trial). REGRESSION / improvement: the interval excludes 0, over at "
+        f"least {MIN_TRIALS_TO_TEST} trials on both sides; worse / better beyond spread "
+        "(untested): it excludes 0 but the spread is one run's windows (or two trials), "
+        "which understate the noise between runs; within noise: it includes 0.",
     ]
     if checks:
         lines.append(f"gate ({', '.join(f.text for f in checks)}): fails on a change beyond "
-                     "the threshold whose interval excludes 0; where the uncertainty is "
-                     "unknown the point change alone decides. A target failed in B but not in "
-                     "A always fails it.")
+                     "the threshold whose interval excludes 0, tested or not (a gate errs "
+                     "towards failing); where the uncertainty is unknown the point change "
+                     "alone decides. A target failed in B but not in A always fails it.")
     return lines
 
 
@@ -407,9 +427,12 @@ def render(comparison: Comparison, checks: Sequence[FailOn] = ()) -> list[str]:
         lines.append(f"only in B: {'; '.join(comparison.only_in_b)}")
     counts = {v: sum(c.verdict == v for c in comparison.changes)
               for v in ("REGRESSION", "improvement", "within noise", "noise unknown")}
+    untested = [c for c in comparison.changes if c.significant and not c.tested]
+    worse = sum(c.worse for c in untested)
     lines.append(f"{counts['REGRESSION']} significant regression(s), {counts['improvement']} "
-                 f"significant improvement(s), {counts['within noise']} within noise, "
-                 f"{counts['noise unknown']} with unknown noise")
+                 f"significant improvement(s), {worse} worse and {len(untested) - worse} "
+                 f"better beyond the spread (untested), {counts['within noise']} within "
+                 f"noise, {counts['noise unknown']} with unknown noise")
     return lines + [textwrap.fill(line, width=100) for line in legend(checks)]
 
 
