@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 OUT ?= results/demo
 
-.PHONY: setup demo test lint check stubs clean
+.PHONY: setup demo test lint check stubs docs clean
 
 $(STAMP): pyproject.toml
 	@# A file, not a folder, at .venv is a tool's redirect (tox's): the venv goes there.
@@ -35,6 +35,10 @@ check: lint test
 stubs: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --grpc_python_out=. --pyi_out=. \
 		targets/grpc/predict.proto
+
+# Regenerate docs/cli.md from the CLI's parser (tests/unit/test_clidoc.py checks it).
+docs: $(STAMP)
+	$(BIN)/python -m harness.clidoc --write
 
 clean:
 	rm -rf $(VENV)
