@@ -62,7 +62,8 @@ from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
 from targets import codec
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.codec import AnswerShape
 from targets.cpuset import format_cpus
 from targets.flask.server import DEFAULT_THREADS, DEFAULT_WORKER_CLASS, WORKER_CLASSES

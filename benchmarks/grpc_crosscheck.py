@@ -26,7 +26,7 @@ from harness.cpus import plan_cpus
 from harness.loadgen import LoadJob, LocustLoadGenerator
 from harness.stats import summarize_stage
 from scenarios.catalogue import Scenario
-from targets.bundle import get_bundle
+from targets.bundles.resolve import get_bundle
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
 

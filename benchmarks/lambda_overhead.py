@@ -22,11 +22,11 @@ import time
 import numpy as np
 
 from harness.cpus import plan_cpus
-from harness.stats import nearest_rank
+from harness.latency import nearest_rank
 from targets import codec
 from targets.awslambda.handler import HANDLER_TIME_HEADER
 from targets.awslambda.target import LambdaTarget
-from targets.bundle import get_bundle
+from targets.bundles.resolve import get_bundle
 
 
 def main() -> int:

@@ -30,7 +30,7 @@ COPY project/ /tmp/project/
 RUN pip install --no-cache-dir --no-index --no-deps --disable-pip-version-check \
         /tmp/project/*.whl \
  && rm -rf /tmp/project \
- && python -c "from targets.bundle import get_bundle; get_bundle('digits').prepare()"
+ && python -c "from targets.bundles.resolve import get_bundle; get_bundle('digits').prepare()"
 
 # -- the image: the base, the venv, and the entry point. The three Dockerfiles agree up to
 # the entry point, so on one base the images share every layer but that last one. Steps

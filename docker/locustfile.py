@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from locust import FastHttpUser, User, constant, task
 
-from targets.bundle import get_bundle
+from targets.bundles.resolve import get_bundle
 from targets.codec import answer_problem, decode_predictions
 
 TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",

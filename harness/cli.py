@@ -39,6 +39,7 @@ from harness.options import (
     parse_volume,
 )
 from harness.run_command import EXIT_INVALID, cmd_run
+from reports.pricing import PricesError
 from reports.schema import ResultFileError
 from scenarios.catalogue import ScenarioError
 from targets import codec
@@ -305,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, _raise_interrupted)
     try:
         code: int = args.func(args)
-    except (UserError, TargetError, ScenarioError, ResultFileError) as exc:
+    except (UserError, TargetError, ScenarioError, ResultFileError, PricesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:

@@ -27,9 +27,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness.console import ConsoleObserver
     from harness.cpus import plan_cpus
     from harness.loadgen import LocustLoadGenerator
-    from harness.pricing import load_prices
     from harness.results import choose_out_dir
     from harness.runner import Runner, RunPlan
+    from reports.pricing import load_prices
     from reports.render import render_run_dir
     from scenarios import catalogue
 
@@ -77,8 +77,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.pricing import load_prices
     from reports.console import print_run
+    from reports.pricing import load_prices
     from reports.render import render_run_dir
     from reports.schema import load_run
 
@@ -246,7 +246,8 @@ def cmd_init_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:
-    from targets.bundle import BUILTIN_BUNDLES, get_bundle, serve_batch
+    from targets.bundle import BUILTIN_BUNDLES, serve_batch
+    from targets.bundles.resolve import get_bundle
 
     if args.time:
         # One core, one torch thread: the figure the bundle descriptions quote.

@@ -46,7 +46,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.stages import StageError, StageRunner, emit, run_trials
+from harness.protocol import REMOTE_CONNECT_TIMEOUT_S
+from harness.stagekit import StageError, emit
+from harness.stages import StageRunner, run_trials
 
 #: How often a worker sends the samples recorded since its last message.
 PUSH_INTERVAL_S = 0.2
@@ -57,8 +59,6 @@ FLUSH_DELAY_S = 2 * PUSH_INTERVAL_S + 0.1
 #: reports (they start draining when its message arrives).
 DRAIN_MARGIN_S = 5.0
 WORKER_CONNECT_TIMEOUT_S = 60.0
-#: How long the master waits for workers started elsewhere to connect.
-REMOTE_CONNECT_TIMEOUT_S = 300.0
 #: How long connected workers may take to build their users from the plan.
 PLAN_TIMEOUT_S = 30.0
 #: A worker started by hand waits this long after a job before looking for the next
@@ -224,7 +224,7 @@ class DistributedMeter:
         remote = sum(c for node, (c, _) in workers.items() if node not in local)
         return CpuReading(mine.target, mine.loadgen_s + shared, workers, remote)
 
-    # The target's main processes, watched during each stage (harness.stages.Watch).
+    # The target's main processes, watched during each stage (harness.stagekit.Watch).
     @property
     def watch_pids(self) -> list[int]:
         return list(self.meter.watch_pids)

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.stages import EXIT_PARITY, emit, run_trials
+from harness.protocol import EXIT_PARITY, RESULT_FILE
+from harness.stagekit import emit
+from harness.stages import run_trials
 
 #: Protocols of targets served by another process, reached over the network.
 SERVED = ("http", "grpc", "lambda-invoke")
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(plan, out_dir)
     tmp = out_dir / "result.json.tmp"
     tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out_dir / "result.json")
+    tmp.replace(out_dir / RESULT_FILE)
     if result.get("error") == "parity":
         return EXIT_PARITY
     return 1 if result.get("error") else 0

@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
-from harness.stages import StageError, StageRunner, emit, run_trials
+from harness.stagekit import StageError, emit
+from harness.stages import StageRunner, run_trials
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"
 
@@ -110,7 +111,8 @@ class Application:
                  reference: list[list[dict[str, Any]]] | None = None) -> None:
         import torch
 
-        from targets.bundle import get_bundle, serve_batch
+        from targets.bundle import serve_batch
+        from targets.bundles.resolve import get_bundle
 
         torch.set_num_threads(1)  # one torch thread per handler thread
         with contextlib.suppress(RuntimeError):  # settable only before first use

@@ -19,15 +19,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from harness.distributed import REMOTE_CONNECT_TIMEOUT_S
 from harness.errors import UserError
 from harness.parity import ParityError, parity_message
+from harness.protocol import (
+    EXIT_PARITY,
+    PARTIAL_FILE,
+    PLAN_FILE,
+    REMOTE_CONNECT_TIMEOUT_S,
+    RESULT_FILE,
+    RawStage,
+    read_raw_stage,
+    timeline_budget_s,
+)
 from harness.results import ParityResult
 from scenarios.catalogue import Scenario
 from targets.base import LoadSpec
@@ -41,9 +50,6 @@ EventSink = Callable[[dict[str, Any]], None]
 #: Beyond the scenario's own length, what a driver may take to start (imports, model
 #: load for the in-process target) before it is killed as hung.
 DRIVER_SLACK_S = 120.0
-#: harness.driver.PARTIAL_FILE (not imported: that module imports Locust).
-PARTIAL_FILE = "partial.json"
-EXIT_PARITY = 3  # harness.driver.EXIT_PARITY (not imported: that module imports Locust)
 #: How long the driver gets after SIGTERM (it ends the stage under way, keeping what it
 #: measured, and writes its result) before it is killed.
 DRIVER_STOP_GRACE_S = 10.0
@@ -79,102 +85,6 @@ class LoadJob:
     remote_workers: int = 0
     master: str | None = None
     final: bool = True
-
-
-@dataclass
-class RawStage:
-    #: Closed loop: the users. Open loop: None (see ``rate``).
-    concurrency: int | None
-    window_start: float
-    window_end: float
-    start_s: np.ndarray
-    latency_ms: np.ndarray
-    ok: np.ndarray
-    #: Requests sent in the window still unanswered when the drain timed out (they are
-    #: also failed samples, with the time waited as a lower bound of their latency).
-    truncated: int
-    #: Requests given up on at the drain timeout, whenever they were sent (a user stuck
-    #: since the warm-up lowers the stage's real concurrency without failing in-window).
-    unanswered: int
-    target_cpu_percent: float | None
-    #: None for a target on another machine (--endpoint): not measured.
-    target_cpu_s: float | None
-    loadgen_cpu_percent: float | None
-    loadgen_cpu_s: float
-    target_rss_mb: float | None
-    target_pss_mb: float | None
-    target_peak_rss_mb: float | None = None
-    #: A target process died or appeared during the stage: its CPU figures are incomplete.
-    target_processes_changed: bool = False
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    locust: dict[str, Any] = field(default_factory=dict)
-    #: The warm-up as it ran (it waits for every user's first answer), and whether every
-    #: user did have one before ``warmup_max_s``.
-    warmup_s: float | None = None
-    warmup_complete: bool = True
-    #: True where the target marked the answer as a cold start (empty: none marked).
-    cold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    #: "closed" or "open"; open loop: the offered rate (req/s), its arrival process, the
-    #: fraction of the measured capacity it was (rate_fractions), that capacity.
-    mode: str = "closed"
-    rate: float | None = None
-    arrival: str | None = None
-    fraction: float | None = None
-    capacity_rps: float | None = None
-    max_inflight: int | None = None
-    late_tolerance_ms: float | None = None
-    #: Open loop: arrivals due in the window never sent before the stage ended.
-    unsent: int = 0
-    #: Open loop: ms each request went out after its intended time; True where it waited
-    #: for a free in-flight slot (empty in closed loop).
-    send_delay_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    queued: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    trial: int = 0
-    #: A step of an adaptive sweep, and why the sweep stopped there (its last step).
-    sweep: bool = False
-    sweep_stop: str | None = None
-    #: The measurement windows (dicts of harness.validity.Window), how many are reported
-    #: (the last ones), whether those agreed, and if not, how they differed.
-    windows: list[dict[str, Any]] = field(default_factory=list)
-    windows_kept: int = 1
-    stable: bool = True
-    instability: str | None = None
-    #: The run was interrupted during this stage: its figures cover the time it measured
-    #: (the last window cut short), not a finished stage.
-    interrupted: bool = False
-    #: With --loadgen-workers: how many of the samples each worker recorded.
-    worker_samples: list[int] | None = None
-    #: When (wall clock) the target's main process was found dead during the stage.
-    target_died_at: float | None = None
-    #: A timeline stage (mode "timeline"; see harness.timeline): its sample_s, its
-    #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
-    #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
-    timeline: dict[str, Any] | None = None
-
-    def cold_flags(self) -> np.ndarray:
-        return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
-
-    def send_delays(self) -> np.ndarray:
-        n = len(self.ok)
-        return self.send_delay_ms if len(self.send_delay_ms) == n else np.zeros(n)
-
-    def queued_flags(self) -> np.ndarray:
-        n = len(self.ok)
-        return self.queued if len(self.queued) == n else np.zeros(n, dtype=bool)
-
-    @property
-    def measure_start(self) -> float:
-        """When the first measurement window opened (the warm-up's end)."""
-        return float(self.windows[0]["start"]) if self.windows else self.window_start
-
-    def phases(self) -> np.ndarray:
-        """Each sample's phase by send time: warmup, discarded (a measurement window
-        before the ones that agreed), measure or cooldown."""
-        out = np.full(len(self.start_s), "measure", dtype=object)
-        out[self.start_s < self.window_start] = "discarded"
-        out[self.start_s < self.measure_start] = "warmup"
-        out[self.start_s >= self.window_end] = "cooldown"
-        return out
 
 
 @dataclass
@@ -243,8 +153,6 @@ def stage_budget_s(scenario: Scenario) -> float:
 
 def load_budget_s(scenario: Scenario) -> float:
     """The longest one trial of the scenario's stages may take (a timeline in full)."""
-    from harness.timeline import timeline_budget_s
-
     others = scenario.planned_stages() - (1 if scenario.timeline else 0)
     return stage_budget_s(scenario) * others + timeline_budget_s(scenario)
 
@@ -292,7 +200,7 @@ class LocustLoadGenerator:
             shutil.rmtree(work_dir, ignore_errors=True)  # samples live on in samples.csv.gz
 
     def _run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
-        plan_path = job.work_dir / "plan.json"
+        plan_path = job.work_dir / PLAN_FILE
         plan_path.write_text(json.dumps(plan_document(job)))
         scenario = job.scenario
         budget = (DRIVER_SLACK_S + load_budget_s(scenario) * job.trials
@@ -315,7 +223,7 @@ class LocustLoadGenerator:
             interrupted = exc
         finally:
             _stop(proc)
-        result_path = job.work_dir / "result.json"
+        result_path = job.work_dir / RESULT_FILE
         result = json.loads(result_path.read_text()) if result_path.exists() else None
         if interrupted is not None:
             return _interrupted(job, result, interrupted)
@@ -334,13 +242,13 @@ class LocustLoadGenerator:
             cut = sum(1 for s in done if s.get("interrupted"))
             kept = f"the {len(done) - cut} stage(s) it had finished" + (
                 " and what the stage it was stopped in measured" if cut else "")
-            return LoadResult([_raw_stage(job.work_dir, s) for s in done], {}, None,
+            return LoadResult([read_raw_stage(job.work_dir, s) for s in done], {}, None,
                               f"{why}, during its stage {len(done) - cut + 1}; {kept} are "
                               f"kept. See {job.log_path}")
         parity = result.pop("parity", None)
         if proc.returncode == EXIT_PARITY and parity is not None:
             raise ParityError(parity_message(job.target, parity["index"], parity["problem"]))
-        stages = [_raw_stage(job.work_dir, s) for s in result.pop("stages")]
+        stages = [read_raw_stage(job.work_dir, s) for s in result.pop("stages")]
         error = result.pop("error", None)
         return LoadResult(stages, result, parity, error)
 
@@ -391,7 +299,7 @@ def _interrupted(job: LoadJob, result: dict[str, Any] | None, exc: KeyboardInter
         " and what the interrupted one measured" if cut else "")
     error = (f"interrupted ({signal.Signals(signum).name}) during its stage "
              f"{len(done) - cut + 1}; {kept} are kept")
-    return LoadResult([_raw_stage(job.work_dir, s) for s in done], result, parity, error,
+    return LoadResult([read_raw_stage(job.work_dir, s) for s in done], result, parity, error,
                       exc)
 
 
@@ -414,26 +322,6 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-
-
-#: Keys of the driver's stage record copied as they are into a RawStage.
-_STAGE_KEYS = (
-    "concurrency", "window_start", "window_end", "truncated", "unanswered",
-    "target_cpu_percent", "target_cpu_s", "loadgen_cpu_percent", "loadgen_cpu_s",
-    "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
-    "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
-    "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
-    "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
-    "target_died_at", "timeline", "interrupted",
-)
-
-
-def _raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
-    with np.load(work_dir / stage["samples"]) as data:
-        arrays = {k: data[k] for k in ("start_s", "latency_ms", "ok", "cold", "send_delay_ms",
-                                       "queued")}
-    fields = {k: stage[k] for k in _STAGE_KEYS if k in stage}
-    return RawStage(**fields, **arrays, capacity_rps=stage.get("capacity"))
 
 
 class SimulatedLoadGenerator:

@@ -1,4 +1,4 @@
-"""Locust as the stage loop's engine (:class:`harness.stages.Engine`): users are
+"""Locust as the stage loop's engine (:class:`harness.stagekit.Engine`): users are
 greenlets, waits are gevent's, and Locust's own statistics are kept per window as a
 cross-check of the harness's raw samples. Imported only inside a Locust process."""
 
@@ -32,7 +32,7 @@ def locust_snapshot(total: Any, window_s: float) -> dict[str, Any]:
 
 
 class LocustEngine:
-    """Locust's runner as the stage loop's :class:`harness.stages.Engine`: users are
+    """Locust's runner as the stage loop's :class:`harness.stagekit.Engine`: users are
     greenlets, waits are gevent's."""
 
     def __init__(self, env: Any, runner: Any, crosscheck: bool = True) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import default_out
-from harness.serverless import PLATFORM_INIT_MS
+from reports.serverless import PLATFORM_INIT_MS
 from targets import codec
 from targets.cpuset import format_cpus
 from targets.userbundle import label
@@ -179,9 +179,9 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from harness import calibrate
     from harness.console import ConsoleObserver
     from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
-    from harness.pricing import load_prices
     from harness.runner import Runner, RunPlan
     from reports.console import print_run
+    from reports.pricing import load_prices
     from reports.render import render_run_dir
 
     simulated = args.targets == ("fake",)

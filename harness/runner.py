@@ -20,11 +20,12 @@ from harness import encodings, metadata
 from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
 from harness.errors import UserError
+from harness.latency import summarize_latency
 from harness.loadgen import LoadGenerator, LoadJob
 from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from harness.serverless import summarize_invocations
-from harness.stats import summarize_latency, summarize_stage
+from harness.stats import summarize_stage
 from harness.validity import Rules
 from reports.decision import sweep_p99_ms
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION

@@ -12,16 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import summarize_latency
-
-#: What AWS adds to a cold start that the emulator does not do, modelled (``run
-#: --lambda-platform-init-ms``): creating the execution environment (a Firecracker
-#: microVM) and starting its container, which Lambda's container loading is built to do
-#: in about 50 ms (Brooker et al., "On-demand Container Loading in AWS Lambda", USENIX
-#: ATC 2023). Not included: fetching the image's blocks on first read during Init (a
-#: torch image's imports touch hundreds of MB), which can add seconds when the caches are
-#: cold; take your own functions' Init Duration from AWS to set it.
-PLATFORM_INIT_MS = 50.0
+from harness.latency import summarize_latency
 
 
 def summarize_invocations(records: list[dict[str, Any]], window_start: float,

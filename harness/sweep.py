@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.stats import nearest_rank
+from harness.latency import nearest_rank
 
 
 def stage_figures(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,

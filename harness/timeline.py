@@ -9,9 +9,10 @@ its error rate, the load generator's CPU), the warm-up, and that the target stay
 
 Three parts, each used where the rest of its kind lives:
 
-* :func:`run_stage` runs in the load generator's process (:mod:`harness.stages`, with
-  Locust or the in-process handler threads as its engine): it moves the users from
-  segment to segment, reads CPU at each edge and the target's RSS
+* :func:`run_stage` runs in the load generator's process (called by
+  :mod:`harness.stages`, built of :mod:`harness.stagekit`, with Locust or the in-process
+  handler threads as its engine): it moves the users from segment to segment, reads CPU
+  at each edge and the target's RSS
   every ``sample_s`` (the cheap read, :meth:`harness.resources.ResourceMeter.rss_mb`).
 * :func:`simulate` is the same stage for the fake target
   (:class:`harness.loadgen.SimulatedLoadGenerator`), exactly and without time passing.
@@ -21,54 +22,41 @@ Three parts, each used where the rest of its kind lives:
 
 from __future__ import annotations
 
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.stages import emit
+from harness.latency import nearest_rank, summarize_latency
+from harness.protocol import RawStage, points
+from harness.stagekit import (
+    StageContext,
+    Watch,
+    cool_down_and_drain,
+    emit,
+    save_samples,
+    spawn_and_warm_up,
+)
+from harness.sweep import stage_figures
 from harness.validity import Rules, reasons
 
 if TYPE_CHECKING:
-    from harness.loadgen import RawStage
-    from harness.stages import StageRunner, Watch
     from scenarios.catalogue import Scenario
 
 #: Why a timeline has no stability verdict: said in run.json and in the report.
 NO_STABILITY = ("not applied: a timeline changes its load on purpose, so its windows are "
                 "not expected to agree; each segment is judged on its own")
-#: Beyond the timeline's own length, what spawning users at the segment edges may take.
-SPAWN_SLACK_S = 10.0
 #: How often a segment's wait looks whether the target died (harness.driver.Watch checks
 #: the processes every 0.1 s).
 WATCH_STEP_S = 0.05
-#: A last interval of the series shorter than this share of sample_s joins the one
-#: before (the timeline ends a few ms after its planned length).
-RAGGED_END = 0.05
-
-
-def points(span_s: float, sample_s: float) -> int:
-    """How many points the series of a ``span_s`` timeline has."""
-    return max(1, math.ceil(span_s / sample_s - RAGGED_END)) if span_s > 0 else 0
-
-
-def timeline_budget_s(scenario: Scenario) -> float:
-    """The longest the scenario's timeline stage may take (0 without one)."""
-    if not scenario.timeline:
-        return 0.0
-    return (max(scenario.warmup_max_s, scenario.warmup_s)
-            + sum(s.seconds for s in scenario.timeline) + scenario.cooldown_s
-            + scenario.drain_timeout_s + SPAWN_SLACK_S * len(scenario.timeline))
 
 
 # -- in the load generator's process -----------------------------------------------------
 
-def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict[str, Any],
+def run_stage(ctx: StageContext, index: int, program: dict[str, Any], where: dict[str, Any],
               watch: Watch) -> dict[str, Any]:
     """The timeline in the driver, as :func:`harness.stages._run_watched_stage` runs the
     other stages: spawn and warm up, then the segments, then cool down and drain."""
-    from harness.stages import save_samples, spawn_and_warm_up
 
     engine = ctx.engine
     segments: list[dict[str, Any]] = program["segments"]
@@ -87,7 +75,6 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
         tail = _cool_down_and_drain(ctx, where, edges[0], edges[-1])
         interrupted = ctx.stop.is_set()
 
-    from harness.sweep import stage_figures
 
     recorder = ctx.recorder
     window_start, window_end = edges[0], edges[-1]
@@ -134,7 +121,7 @@ def run_stage(ctx: StageRunner, index: int, program: dict[str, Any], where: dict
     }
 
 
-def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], sample_s: float,
+def _segments(ctx: StageContext, index: int, segments: list[dict[str, Any]], sample_s: float,
               watch: Watch) -> tuple[list[dict[str, Any]], list[float], list[Any],
                                      list[dict[str, Any]]]:
     """Run the segments on a fixed schedule from the first edge (so the timeline does not
@@ -185,9 +172,8 @@ def _segments(ctx: StageRunner, index: int, segments: list[dict[str, Any]], samp
     return ran, edges, cpu, memory
 
 
-def _cool_down_and_drain(ctx: StageRunner, where: dict[str, Any], window_start: float,
+def _cool_down_and_drain(ctx: StageContext, where: dict[str, Any], window_start: float,
                          window_end: float) -> dict[str, Any]:
-    from harness.stages import cool_down_and_drain
 
     meter = ctx.meter
     drained, unanswered = cool_down_and_drain(ctx, where)
@@ -215,7 +201,6 @@ def simulate(program: dict[str, Any], scenario: Scenario, spec: dict[str, Any],
     state from its first instant. Optional spec keys: ``rss_mb`` and
     ``rss_growth_mb_per_min`` (the memory series), ``cold_on_scale_out`` (a new user's
     first request is a cold start, as on Lambda)."""
-    from harness.loadgen import RawStage
 
     service = float(spec["service_time_s"])
     servers = int(spec["capacity"])
@@ -284,7 +269,6 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
     is VALID). Segments take the requests *sent* in them (as every stage's window does);
     the series takes those *completed* in each interval (as a measurement window does,
     and as a monitoring dashboard would show them)."""
-    from harness.stats import summarize_latency
 
     assert raw.timeline is not None
     tl = raw.timeline
@@ -342,7 +326,6 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     the timeline's start; users those of the segment at its middle (an edge falls a
     moment after the planned second); rss_mb the reading at its end (None where none
     was taken)."""
-    from harness.stats import nearest_rank
 
     done = raw.start_s + raw.latency_ms / 1000.0
     order = np.argsort(done, kind="stable")

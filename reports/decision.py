@@ -37,6 +37,7 @@ import numpy as np
 
 from reports import trials
 from reports.format import fmt_ms, fmt_rps, stage_load
+from reports.pricing import DEFAULT_PRICES
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 DEFAULT_SLO_P99_MS = 100.0
@@ -409,15 +410,11 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
 def effective_prices(run: RunDoc) -> dict[str, Any]:
     """The run's prices; what it did not record (runs before schema 4 priced no always-on
     server) from this deploybench's dated defaults."""
-    from harness.pricing import DEFAULT_PRICES
-
     return {**DEFAULT_PRICES, **(run.get("prices") or {})}
 
 
 def prices_filled(run: RunDoc) -> list[str]:
     """Price keys the run did not record, taken from the defaults."""
-    from harness.pricing import DEFAULT_PRICES
-
     return sorted(set(DEFAULT_PRICES) - set(run.get("prices") or {}))
 
 

@@ -8,12 +8,11 @@ model code's.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from targets.errors import BundleError, RequestError
+from targets.errors import RequestError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,25 +66,6 @@ BUILTIN_BUNDLES: dict[str, str] = {
     "vision": "targets.bundles.vision:VisionBundle",
     "null": "targets.bundles.null:NullBundle",
 }
-
-
-def get_bundle(name: str) -> Bundle:
-    """Return a fresh, not yet loaded bundle: a built-in by name, or the user's own by
-    its spec (a bundle module's path, or ``model:...``: see :mod:`targets.userbundle`)."""
-    from targets import userbundle
-
-    if userbundle.is_user_spec(name):
-        return userbundle.user_bundle(name)
-    try:
-        ref = BUILTIN_BUNDLES[name]
-    except KeyError:
-        known = ", ".join(sorted(BUILTIN_BUNDLES))
-        raise BundleError(f"unknown bundle ({name!r}). Choose one of: {known}, or give "
-                          "the path of your own bundle module (.py) or --model") from None
-    module_name, _, class_name = ref.partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    bundle: Bundle = cls()
-    return bundle
 
 
 #: Probabilities may differ by float32 rounding between processes and thread counts;

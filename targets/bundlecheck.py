@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets.bundle import PARITY_TOLERANCE, Prediction, compare_predictions, get_bundle
+from targets.bundle import PARITY_TOLERANCE, Prediction, compare_predictions
+from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
 from targets.userbundle import describe_error, is_user_spec, user_bundle
 

@@ -18,7 +18,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec, TargetBase
-from targets.bundle import Bundle, get_bundle, serve_batch
+from targets.bundle import Bundle, serve_batch
+from targets.bundles.resolve import get_bundle
 
 if TYPE_CHECKING:
     import numpy as np

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from targets import codec
-from targets.bundle import get_bundle
+from targets.bundles.resolve import get_bundle
 from targets.cpuset import format_cpus, parse_cpus
 from targets.process import die_with_parent
 from targets.userbundle import label

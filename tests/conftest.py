@@ -26,7 +26,7 @@ def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def digits(bundle_cache: Path):  # type: ignore[no-untyped-def]
-    from targets.bundle import get_bundle
+    from targets.bundles.resolve import get_bundle
 
     bundle = get_bundle("digits")
     bundle.load()

@@ -26,7 +26,7 @@ def load_bundle(name: str) -> Any:
     """The bundle, loaded, with torch on one thread."""
     import torch
 
-    from targets.bundle import get_bundle
+    from targets.bundles.resolve import get_bundle
 
     torch.set_num_threads(1)
     bundle = get_bundle(name)

@@ -22,7 +22,8 @@ from typing import Any
 
 from targets import codec
 from targets.awslambda.events import decode_direct_event, decode_url_event
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
 from targets.process import die_with_parent
 

@@ -17,7 +17,8 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from targets import codec
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
 from targets.flask import openapi
 

@@ -67,7 +67,8 @@ class Predictor:
     the two methods as plain functions (bytes or message in, message out)."""
 
     def __init__(self, bundle_name: str, limits: codec.Limits) -> None:
-        from targets.bundle import get_bundle, serve_batch
+        from targets.bundle import serve_batch
+        from targets.bundles.resolve import get_bundle
         from targets.grpc import predict_pb2
         from targets.grpc.decode import decode_predict_request
 

@@ -42,7 +42,8 @@ import time
 from collections.abc import Sequence
 
 from targets import codec
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.serving import ServerSetup, fork_workers, prepare_server
 from targets.serving import add_arguments as add_common_arguments
 

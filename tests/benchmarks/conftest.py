@@ -28,7 +28,7 @@ def cpus() -> Iterator[CpuPlan]:
 
 @pytest.fixture(scope="session")
 def vision(bundle_cache):  # type: ignore[no-untyped-def]
-    from targets.bundle import get_bundle
+    from targets.bundles.resolve import get_bundle
 
     bundle = get_bundle("vision")
     bundle.load()

@@ -19,9 +19,9 @@ import pytest
 
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
-from harness.pricing import DEFAULT_PRICES
 from harness.serverless import summarize_invocations
 from harness.stats import summarize_stage
+from reports.pricing import DEFAULT_PRICES
 from targets import codec
 from targets.awslambda.environment import FunctionConfig
 from targets.awslambda.function import EVENT_RETRY_DELAYS_S, LambdaFunction, Throttled

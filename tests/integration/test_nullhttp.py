@@ -16,8 +16,9 @@ import pytest
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
 from targets import codec
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
 from targets.bundles.null import ANSWER, NullBundle
+from targets.bundles.resolve import get_bundle
 from targets.cpuset import format_cpus
 from targets.errors import BundleError
 from targets.nullhttp.target import NullHttpTarget

@@ -16,7 +16,7 @@ from harness.loadgen import LoadResult
 from harness.stats import summarize_stage
 from targets import codec
 from targets.awslambda.target import LambdaTarget
-from targets.bundle import get_bundle
+from targets.bundles.resolve import get_bundle
 from targets.grpc.target import GrpcTarget
 from targets.httpclient import HttpClient
 from targets.inprocess import InProcessTarget

@@ -9,7 +9,8 @@ from harness.cpus import CpuPlan
 from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.target import LambdaTarget
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.flask.target import FlaskTarget
 
 pytestmark = pytest.mark.integration

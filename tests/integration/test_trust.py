@@ -74,7 +74,7 @@ class StallIn:
 
 @pytest.fixture
 def examples() -> Any:
-    from targets.bundle import get_bundle
+    from targets.bundles.resolve import get_bundle
 
     return get_bundle("null").example_requests()
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from harness.cpus import CpuPlan
 from harness.loadgen import SimulatedLoadGenerator
-from harness.pricing import DEFAULT_PRICES
 from harness.runner import Runner, RunPlan
+from reports.pricing import DEFAULT_PRICES
 from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult
 from scenarios.catalogue import Scenario
 from targets.fake import FakeTarget

@@ -9,10 +9,9 @@ from typing import Any
 
 import pytest
 
-from harness.errors import UserError
 from harness.options import parse_slo, parse_volume
-from harness.pricing import DEFAULT_PRICES, load_prices
 from reports import decision
+from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
 from reports.render import render_run_dir
 from reports.schema import RunDoc, TargetResult
 from reports.summary import decision_items
@@ -213,11 +212,11 @@ def test_container_prices_override_and_check(tmp_path: Path) -> None:
     assert prices["container_min_instances"] == 2
     bad = tmp_path / "bad.yaml"
     bad.write_text("container_gb_hour: {x86_64: cheap}\n")
-    with pytest.raises(UserError, match=r"container_gb_hour\.x86_64"):
+    with pytest.raises(PricesError, match=r"container_gb_hour\.x86_64"):
         load_prices(bad)
     flat = tmp_path / "flat.yaml"
     flat.write_text("container_vcpu_hour: 0.05\n")
-    with pytest.raises(UserError, match="must map architectures"):
+    with pytest.raises(PricesError, match="must map architectures"):
         load_prices(flat)
 
 

@@ -11,7 +11,7 @@ import pytest
 from harness.distributed import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES, RemoteControl
 from harness.recorder import SampleRecorder
 from harness.resources import CpuReading
-from harness.stages import StageError
+from harness.stagekit import StageError
 
 
 class FakeRunner:

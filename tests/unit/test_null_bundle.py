@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from targets import codec
-from targets.bundle import BUILTIN_BUNDLES, compare_predictions, get_bundle, serve_batch
+from targets.bundle import BUILTIN_BUNDLES, compare_predictions, serve_batch
 from targets.bundles.null import ANSWER, CLASSES, NullBundle
+from targets.bundles.resolve import get_bundle
 
 
 def _loaded() -> NullBundle:
@@ -92,7 +93,8 @@ def test_serving_it_never_imports_torch() -> None:
         "import sys\n"
         "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
         "from targets import codec\n"
-        "from targets.bundle import get_bundle, serve_batch\n"
+        "from targets.bundle import serve_batch\n"
+        "from targets.bundles.resolve import get_bundle\n"
         "b = get_bundle('null'); b.prepare(); b.load()\n"
         "for e in b.example_requests():\n"
         "    codec.encode_predictions(serve_batch(b, e))\n"

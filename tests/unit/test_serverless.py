@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from harness.pricing import DEFAULT_PRICES, load_prices
 from harness.serverless import summarize_invocations
+from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
 
 
 def record(ts: float, cold: bool = False, duration: float = 2.0, init: float | None = None,
@@ -57,12 +56,12 @@ def test_price_file_overrides_keys(tmp_path: Path) -> None:
 def test_non_numeric_price_is_refused_before_any_load(tmp_path: Path) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text("lambda_gb_second: {arm64: cheap}\n")
-    with pytest.raises(UserError, match=r"lambda_gb_second\.arm64"):
+    with pytest.raises(PricesError, match=r"lambda_gb_second\.arm64"):
         load_prices(path)
 
 
 def test_unknown_price_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "prices.yaml"
     path.write_text("gpu_hour: 3\n")
-    with pytest.raises(UserError, match="gpu_hour"):
+    with pytest.raises(PricesError, match="gpu_hour"):
         load_prices(path)

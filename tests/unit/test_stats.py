@@ -3,8 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.loadgen import RawStage
-from harness.stats import nearest_rank, summarize_latency, summarize_stage
+from harness.latency import nearest_rank, summarize_latency
+from harness.protocol import RawStage
+from harness.stats import summarize_stage
 
 
 def test_nearest_rank_picks_observed_values() -> None:

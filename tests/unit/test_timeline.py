@@ -16,7 +16,8 @@ import pytest
 from rich.console import Console
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, RawStage, SimulatedLoadGenerator
+from harness.loadgen import LoadJob, SimulatedLoadGenerator
+from harness.protocol import RawStage
 from harness.runner import Runner, RunPlan
 from harness.stats import summarize_stage
 from harness.timeline import NO_STABILITY

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from harness.cli import main
-from targets.bundle import get_bundle, serve_batch
+from targets.bundle import serve_batch
 from targets.bundlecheck import check_bundle
+from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
 from targets.userbundle import (
     container_view,

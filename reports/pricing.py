@@ -22,7 +22,10 @@ from typing import Any
 
 import yaml
 
-from harness.errors import UserError
+
+class PricesError(ValueError):
+    """A prices file that cannot be used; the message says what to fix."""
+
 
 DEFAULT_PRICES: dict[str, Any] = {
     "as_of": "2026-11",
@@ -58,18 +61,18 @@ def load_prices(path: Path | None) -> dict[str, Any]:
     try:
         override = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise UserError(f"cannot read prices from {path} ({exc}). Give a YAML or JSON file "
+        raise PricesError(f"cannot read prices from {path} ({exc}). Give a YAML or JSON file "
                         f"with keys like {sorted(DEFAULT_PRICES)}") from exc
     if not isinstance(override, dict):
-        raise UserError(f"{path} must hold a mapping of prices")
+        raise PricesError(f"{path} must hold a mapping of prices")
     unknown = sorted(set(override) - set(DEFAULT_PRICES))
     if unknown:
-        raise UserError(f"{path}: unknown price key '{unknown[0]}'. "
+        raise PricesError(f"{path}: unknown price key '{unknown[0]}'. "
                         f"Known: {sorted(DEFAULT_PRICES)}")
     for key, value in override.items():
         if key in PER_ARCH:
             if not isinstance(value, dict):
-                raise UserError(f"{path}: '{key}' must map architectures to prices, "
+                raise PricesError(f"{path}: '{key}' must map architectures to prices, "
                                 f"e.g. {{x86_64: 0.04, arm64: 0.03}}")
             prices[key].update(value)
         else:
@@ -79,5 +82,5 @@ def load_prices(path: Path | None) -> dict[str, Any]:
                *((f"{key}.{k}", v) for key in PER_ARCH for k, v in prices[key].items())]
     for key, value in numbers:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise UserError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")
+            raise PricesError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")
     return prices

@@ -1,0 +1,167 @@
+"""The contract between the orchestrator and the load-generator process.
+
+The orchestrator (:mod:`harness.loadgen`) writes a plan (``plan.json``) and starts
+``python -m harness.driver`` (or :mod:`harness.distributed`'s master) on it; the driver
+prints progress events on stdout, writes each finished stage to ``partial.json`` as it
+goes, its samples beside it (``stage-N.npz``), and the whole result to ``result.json``.
+This module holds what both sides must agree on and nothing that imports Locust:
+the file names, the exit codes, the time budgets, and the stage as the orchestrator
+reads it back (:class:`RawStage`). It imports nothing else of deploybench's but the
+scenario, so every module of either side may import it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scenarios.catalogue import Scenario
+
+#: The plan the orchestrator writes, and the driver's whole result.
+PLAN_FILE = "plan.json"
+RESULT_FILE = "result.json"
+#: The stages measured so far, rewritten after each: what is left if the driver dies
+#: (harness.loadgen reads it).
+PARTIAL_FILE = "partial.json"
+EXIT_PARITY = 3
+#: How long the master waits for workers started elsewhere to connect.
+REMOTE_CONNECT_TIMEOUT_S = 300.0
+#: Beyond the timeline's own length, what spawning users at the segment edges may take.
+SPAWN_SLACK_S = 10.0
+#: A last interval of a timeline's series shorter than this share of sample_s joins the
+#: one before (the timeline ends a few ms after its planned length).
+RAGGED_END = 0.05
+
+
+def points(span_s: float, sample_s: float) -> int:
+    """How many points the series of a ``span_s`` timeline has."""
+    return max(1, math.ceil(span_s / sample_s - RAGGED_END)) if span_s > 0 else 0
+
+
+def timeline_budget_s(scenario: Scenario) -> float:
+    """The longest the scenario's timeline stage may take (0 without one)."""
+    if not scenario.timeline:
+        return 0.0
+    return (max(scenario.warmup_max_s, scenario.warmup_s)
+            + sum(s.seconds for s in scenario.timeline) + scenario.cooldown_s
+            + scenario.drain_timeout_s + SPAWN_SLACK_S * len(scenario.timeline))
+
+
+@dataclass
+class RawStage:
+    #: Closed loop: the users. Open loop: None (see ``rate``).
+    concurrency: int | None
+    window_start: float
+    window_end: float
+    start_s: np.ndarray
+    latency_ms: np.ndarray
+    ok: np.ndarray
+    #: Requests sent in the window still unanswered when the drain timed out (they are
+    #: also failed samples, with the time waited as a lower bound of their latency).
+    truncated: int
+    #: Requests given up on at the drain timeout, whenever they were sent (a user stuck
+    #: since the warm-up lowers the stage's real concurrency without failing in-window).
+    unanswered: int
+    target_cpu_percent: float | None
+    #: None for a target on another machine (--endpoint): not measured.
+    target_cpu_s: float | None
+    loadgen_cpu_percent: float | None
+    loadgen_cpu_s: float
+    target_rss_mb: float | None
+    target_pss_mb: float | None
+    target_peak_rss_mb: float | None = None
+    #: A target process died or appeared during the stage: its CPU figures are incomplete.
+    target_processes_changed: bool = False
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    locust: dict[str, Any] = field(default_factory=dict)
+    #: The warm-up as it ran (it waits for every user's first answer), and whether every
+    #: user did have one before ``warmup_max_s``.
+    warmup_s: float | None = None
+    warmup_complete: bool = True
+    #: True where the target marked the answer as a cold start (empty: none marked).
+    cold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: "closed" or "open"; open loop: the offered rate (req/s), its arrival process, the
+    #: fraction of the measured capacity it was (rate_fractions), that capacity.
+    mode: str = "closed"
+    rate: float | None = None
+    arrival: str | None = None
+    fraction: float | None = None
+    capacity_rps: float | None = None
+    max_inflight: int | None = None
+    late_tolerance_ms: float | None = None
+    #: Open loop: arrivals due in the window never sent before the stage ended.
+    unsent: int = 0
+    #: Open loop: ms each request went out after its intended time; True where it waited
+    #: for a free in-flight slot (empty in closed loop).
+    send_delay_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    queued: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    trial: int = 0
+    #: A step of an adaptive sweep, and why the sweep stopped there (its last step).
+    sweep: bool = False
+    sweep_stop: str | None = None
+    #: The measurement windows (dicts of harness.validity.Window), how many are reported
+    #: (the last ones), whether those agreed, and if not, how they differed.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows_kept: int = 1
+    stable: bool = True
+    instability: str | None = None
+    #: The run was interrupted during this stage: its figures cover the time it measured
+    #: (the last window cut short), not a finished stage.
+    interrupted: bool = False
+    #: With --loadgen-workers: how many of the samples each worker recorded.
+    worker_samples: list[int] | None = None
+    #: When (wall clock) the target's main process was found dead during the stage.
+    target_died_at: float | None = None
+    #: A timeline stage (mode "timeline"; see harness.timeline): its sample_s, its
+    #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
+    #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
+    timeline: dict[str, Any] | None = None
+
+    def cold_flags(self) -> np.ndarray:
+        return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
+
+    def send_delays(self) -> np.ndarray:
+        n = len(self.ok)
+        return self.send_delay_ms if len(self.send_delay_ms) == n else np.zeros(n)
+
+    def queued_flags(self) -> np.ndarray:
+        n = len(self.ok)
+        return self.queued if len(self.queued) == n else np.zeros(n, dtype=bool)
+
+    @property
+    def measure_start(self) -> float:
+        """When the first measurement window opened (the warm-up's end)."""
+        return float(self.windows[0]["start"]) if self.windows else self.window_start
+
+    def phases(self) -> np.ndarray:
+        """Each sample's phase by send time: warmup, discarded (a measurement window
+        before the ones that agreed), measure or cooldown."""
+        out = np.full(len(self.start_s), "measure", dtype=object)
+        out[self.start_s < self.window_start] = "discarded"
+        out[self.start_s < self.measure_start] = "warmup"
+        out[self.start_s >= self.window_end] = "cooldown"
+        return out
+
+
+#: Keys of the driver's stage record copied as they are into a RawStage.
+STAGE_KEYS = (
+    "concurrency", "window_start", "window_end", "truncated", "unanswered",
+    "target_cpu_percent", "target_cpu_s", "loadgen_cpu_percent", "loadgen_cpu_s",
+    "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
+    "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
+    "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
+    "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
+    "target_died_at", "timeline", "interrupted",
+)
+
+
+def read_raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
+    with np.load(work_dir / stage["samples"]) as data:
+        arrays = {k: data[k] for k in ("start_s", "latency_ms", "ok", "cold", "send_delay_ms",
+                                       "queued")}
+    fields = {k: stage[k] for k in STAGE_KEYS if k in stage}
+    return RawStage(**fields, **arrays, capacity_rps=stage.get("capacity"))
