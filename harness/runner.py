@@ -27,7 +27,7 @@ from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from harness.serverless import summarize_invocations
 from harness.stats import summarize_stage
 from harness.validity import Rules
-from reports.decision import sweep_p99_ms
+from reports.objective import sweep_p99_ms
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import codec
@@ -81,7 +81,7 @@ class RunPlan:
     #: The user's service-level objective (--slo), as given: {"p99": ms, "rps": ...}.
     slo: dict[str, float] = field(default_factory=dict)
     #: The p99 objective (--slo, else the scenario's slo_p99_ms), as given. Sweeps stop
-    #: past it, or without one past the decision's default (reports.decision.sweep_p99_ms).
+    #: past it, or without one past the decision's default (reports.objective.sweep_p99_ms).
     slo_p99_ms: float | None = None
     #: The harness's ceilings on this machine (harness.calibrate), or why there are none.
     calibration: dict[str, Any] | None = None

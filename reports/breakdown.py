@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reports.blocks import Table
-from reports.decision import at_load, common_load, describe_common, least_loaded
 from reports.format import fmt_ms, stage_load
+from reports.loads import at_load, common_load, describe_common, least_loaded
 from reports.schema import RunDoc, StageResult
 
 #: Timed parts over the median by more than this share of it are said in the caption

@@ -145,7 +145,7 @@ def _positive_data(ax: Any) -> bool:
 
 def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
     """The p99 objective as a dashed line (vertical when latency is the x axis)."""
-    from reports.decision import objective
+    from reports.objective import objective
 
     p99 = objective(run).latency_ms.get("p99")
     if p99 is not None:
@@ -156,7 +156,7 @@ def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
 
 def latency_cdf(run: RunDoc) -> bytes:
     """Each target's latency distribution at the common load (log x, tail stretched)."""
-    from reports.decision import at_load, common_load, describe_common
+    from reports.loads import at_load, common_load, describe_common
 
     fig, ax = _figure()
     load = common_load(run)
@@ -245,7 +245,9 @@ def memory(run: RunDoc) -> bytes:
 
 def cost_vs_volume(run: RunDoc) -> bytes:
     """Monthly cost against monthly requests, with the break-even points marked."""
-    from reports.decision import VOLUMES, crossings, figures, monthly_cost_at, objective
+    from reports.costs import VOLUMES, crossings, monthly_cost_at
+    from reports.decision import figures
+    from reports.objective import objective
 
     fig, ax = _figure()
     obj = objective(run)
@@ -307,8 +309,8 @@ def payload_encodings(run: RunDoc) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reports.decision import at_load, describe_common
     from reports.encodings import rows
+    from reports.loads import at_load, describe_common
 
     involved, load, _ = rows(run)
     names = [t["name"] for t in involved]

@@ -11,6 +11,7 @@ from reports import (
     decision,
     encodings,
     findings,
+    loads,
     questions,
     serverless,
     summary,
@@ -191,7 +192,7 @@ def summary_items(run: RunDoc) -> list[str]:
             + ("" if low.get("valid", True) else " (an INVALID stage)")
             + slo_text + (f"; {cold_text}" if cold_text else "")
         )
-    from reports.decision import latency_bounds
+    from reports.objective import latency_bounds
 
     meta = run["metadata"]
     default_slo = latency_bounds(meta.get("slo"), meta.get("slo_p99_ms"))[1]
@@ -236,8 +237,8 @@ def _peak_verdict(best: TargetResult, other: TargetResult) -> str:
     a, b = peak_stage(best), peak_stage(other)
     assert a is not None  # both measured
     assert b is not None
-    verdict = encodings.judge(decision.same_level(best["stages"], a),
-                              decision.same_level(other["stages"], b), "rps")
+    verdict = encodings.judge(loads.same_level(best["stages"], a),
+                              loads.same_level(other["stages"], b), "rps")
     if verdict.differs is None:  # one run
         return f"one run: {verdict.windows(best['name'], other['name'])}{verdict.how}"
     return (f"they differ ({verdict.how})" if verdict.differs else

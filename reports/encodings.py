@@ -25,8 +25,8 @@ import numpy as np
 
 from reports import trials
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.decision import _values, at_load, common_load, describe_common
 from reports.format import NONE, fmt_ms, fmt_rps, users
+from reports.loads import at_load, common_load, describe_common, figure_values
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 #: What the wire encodings are called in sentences.
@@ -143,7 +143,7 @@ class Verdict:
 
 def spread_text(stages: list[StageResult], key: str) -> str | None:
     """One run's kept windows of a figure as a spread around their median (``±4%``)."""
-    values = _values(stages, key) if len(stages) == 1 else []
+    values = figure_values(stages, key) if len(stages) == 1 else []
     if not values:
         return None
     mid = float(np.median(values))

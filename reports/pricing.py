@@ -22,6 +22,8 @@ from typing import Any
 
 import yaml
 
+from reports.schema import RunDoc
+
 
 class PricesError(ValueError):
     """A prices file that cannot be used; the message says what to fix."""
@@ -84,3 +86,14 @@ def load_prices(path: Path | None) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise PricesError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")
     return prices
+
+
+def effective_prices(run: RunDoc) -> dict[str, Any]:
+    """The run's prices; what it did not record (runs before schema 4 priced no always-on
+    server) from this deploybench's dated defaults."""
+    return {**DEFAULT_PRICES, **(run.get("prices") or {})}
+
+
+def prices_filled(run: RunDoc) -> list[str]:
+    """Price keys the run did not record, taken from the defaults."""
+    return sorted(set(DEFAULT_PRICES) - set(run.get("prices") or {}))

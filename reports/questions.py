@@ -4,8 +4,9 @@ numbers, and the caveats a reader must know before trusting any of them."""
 from __future__ import annotations
 
 from reports.blocks import Table
-from reports.decision import Decision, prices_filled
+from reports.decision import Decision
 from reports.format import fmt_cpus, fmt_ms, fmt_rps, stage_load
+from reports.pricing import prices_filled
 from reports.schema import RunDoc, deployment
 from reports.serverless import redeploy_p50_ms
 

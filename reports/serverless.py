@@ -81,7 +81,7 @@ def platform_init_ms(run: RunDoc) -> float:
 
 
 def _emulated_lambda(target: TargetResult) -> bool:
-    from reports.decision import pay_per_request
+    from reports.costs import pay_per_request
 
     return pay_per_request(target) and not target["describe"].get("external")
 
@@ -184,7 +184,7 @@ def prices_line(run: RunDoc) -> str | None:
 def always_on_prices_line(run: RunDoc) -> str:
     """The always-on rates behind every server's monthly cost, with their source and date
     (this deploybench's defaults where the run recorded none)."""
-    from reports.decision import effective_prices, prices_filled
+    from reports.pricing import effective_prices, prices_filled
 
     p = effective_prices(run)
     rates = "; ".join(

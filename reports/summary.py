@@ -6,18 +6,12 @@ from __future__ import annotations
 import itertools
 
 from reports.blocks import Block, Bullets, Paragraph, Table
-from reports.decision import (
-    ARCH,
-    UNTESTED_TIE,
-    VOLUMES,
-    Decision,
-    Figures,
-    crossings,
-    describe_common,
-    goodput,
-    latency_differs,
-)
+from reports.costs import ARCH, VOLUMES, crossings
+from reports.decision import UNTESTED_TIE, Decision, latency_differs
+from reports.figures import Figures
 from reports.format import fmt_ms, fmt_num, fmt_rps, stage_load
+from reports.loads import describe_common
+from reports.objective import goodput
 from reports.schema import RunDoc, StageResult
 from reports.trials import ALPHA, Estimate
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from harness.options import parse_slo, parse_volume
-from reports import decision
+from reports import costs, decision, loads
+from reports import objective as objectives
 from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
 from reports.render import render_run_dir
 from reports.schema import RunDoc, TargetResult
@@ -67,7 +68,7 @@ def test_recommendation_changes_with_the_volume() -> None:
 def test_break_even_is_where_the_costs_cross() -> None:
     d = decision.decide(grpc_and_lambda())
     grpc, lam = d.figures
-    volume = decision.break_even(grpc, lam)
+    volume = costs.break_even(grpc, lam)
     assert volume == pytest.approx(INSTANCE_MONTH / 0.23e-6, rel=1e-3)
     text = "\n".join(decision_items(d))
     assert "Cost: lambda (pay per request) is cheaper than grpc (always on) below 157 million" \
@@ -172,16 +173,16 @@ def test_invalid_and_failed_targets_do_not_qualify() -> None:
 def test_common_load_is_the_middle_shared_level() -> None:
     a = runs.target("grpc", [runs.stage(u, 100, 1, 2) for u in (1, 4, 16, 32)])
     b = runs.target("flask", [runs.stage(u, 100, 1, 2) for u in (1, 4, 16)])
-    assert decision.common_load(runs.run([a, b])) == ("closed", 4.0)
-    assert decision.common_load(runs.run([a])) == ("closed", 4.0)
+    assert loads.common_load(runs.run([a, b])) == ("closed", 4.0)
+    assert loads.common_load(runs.run([a])) == ("closed", 4.0)
 
 
 def test_defaults_are_stated() -> None:
-    obj = decision.objective(grpc_and_lambda())
-    assert obj.latency_ms == {"p99": decision.DEFAULT_SLO_P99_MS}
-    assert obj.monthly_requests == decision.DEFAULT_MONTHLY_REQUESTS
+    obj = objectives.objective(grpc_and_lambda())
+    assert obj.latency_ms == {"p99": objectives.DEFAULT_SLO_P99_MS}
+    assert obj.monthly_requests == objectives.DEFAULT_MONTHLY_REQUESTS
     assert set(obj.defaulted) == {"latency", "volume", "errors"}
-    assert obj.error_budget == decision.DEFAULT_ERROR_BUDGET
+    assert obj.error_budget == objectives.DEFAULT_ERROR_BUDGET
 
 
 def test_single_target_report_renders(tmp_path: Path) -> None:
@@ -224,7 +225,7 @@ def test_break_even_sizes_for_the_peak() -> None:
     d = decision.decide(grpc_and_lambda(slo={"p99": 100.0, "rps": 6000.0}))
     grpc, lam = d.figures
     # Three instances for 6,000 req/s at 2,500 each: the break-even moves with them.
-    assert decision.break_even(grpc, lam, peak_rps=6000.0) == \
+    assert costs.break_even(grpc, lam, peak_rps=6000.0) == \
         pytest.approx(3 * INSTANCE_MONTH / 0.23e-6, rel=1e-3)
     assert "below 470 million requests a month" in "\n".join(decision_items(d))
 
@@ -238,7 +239,7 @@ def test_the_cheaper_one_can_alternate_as_instances_are_added() -> None:
                                  runs.stage(4, 10, 60, 90,
                                             platform=runs.lambda_platform(1.5))])
     d = decision.decide(runs.run([slow, lam]))
-    start, flips = decision.crossings(d.figures[0], d.figures[1])
+    start, flips = costs.crossings(d.figures[0], d.figures[1])
     assert not start
     assert flips[0] == pytest.approx(INSTANCE_MONTH / 1.5e-6, rel=1e-3)
     assert flips[1] == pytest.approx(10 * 730 * 3600, rel=1e-3)
@@ -304,9 +305,9 @@ def test_errors_count_against_the_objective_and_goodput_is_reported() -> None:
 
 def test_goodput_counts_only_answers_within_the_bound() -> None:
     stage = runs.stage(4, 1000, 2.0, 10.0)  # its distribution: 1.0, 2.0 (p50), 10 (p99), 20
-    assert decision.goodput(stage, {"p99": 10.0}) == pytest.approx(990.0)
-    assert decision.goodput(stage, {"p99": 25.0}) == pytest.approx(1000.0)
-    assert decision.goodput(stage, {"p99": 0.1}) == pytest.approx(0.0)
+    assert objectives.goodput(stage, {"p99": 10.0}) == pytest.approx(990.0)
+    assert objectives.goodput(stage, {"p99": 25.0}) == pytest.approx(1000.0)
+    assert objectives.goodput(stage, {"p99": 0.1}) == pytest.approx(0.0)
 
 
 def test_the_error_budget_is_parsed_as_a_share() -> None:

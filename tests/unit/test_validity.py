@@ -239,7 +239,7 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
 
 
 def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
-    from reports.decision import DEFAULT_SLO_P99_MS, latency_bounds, sweep_p99_ms
+    from reports.objective import DEFAULT_SLO_P99_MS, latency_bounds, sweep_p99_ms
 
     assert sweep_p99_ms({}, None) == DEFAULT_SLO_P99_MS
     assert sweep_p99_ms({"rps": 500.0}, None) == DEFAULT_SLO_P99_MS
@@ -250,7 +250,7 @@ def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
 
 
 def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> None:
-    from reports.decision import DEFAULT_SLO_P99_MS, objective
+    from reports.objective import DEFAULT_SLO_P99_MS, objective
 
     # 4 servers of 40 ms: p99 40 ms up to 4 users (100 req/s), 80 ms at 8, 160 ms at 16.
     sc = scenario(concurrency=(), window_s=20.0, sweep=Sweep(start=1, factor=2, max=64))

@@ -1,0 +1,154 @@
+"""What a deployment costs a month: pay per request (Lambda, from what it billed) or
+always on (instances of the target CPUs and the memory measured, at the dated prices of
+:mod:`reports.pricing`), how that grows with volume, and where the cheaper one changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+from reports.figures import Figures
+from reports.format import stage_load
+from reports.loads import spread
+from reports.objective import Objective
+from reports.schema import StageResult, TargetResult, deployment
+
+#: Deployments billed per request; every other one is an always-on server.
+PAY_PER_REQUEST = frozenset({"lambda", "null-lambda"})
+#: Primary architecture for headline costs (both are in the tables).
+ARCH = "x86_64"
+
+
+def pay_per_request(target: TargetResult) -> bool:
+    """Billed per request: the Lambda emulator, or an endpoint that is a Lambda function."""
+    return deployment(target) in PAY_PER_REQUEST \
+        or target["describe"].get("billing") == "per_request"
+
+
+def lambda_stage(target: TargetResult, cpus: int) -> StageResult | None:
+    """The least loaded stage whose environments each had a CPU (as on Lambda)."""
+    with_cost = [s for s in target["stages"] if s.get("mode") != "timeline"
+                 and (s.get("platform") or {}).get("cost_per_million_usd")]
+    fair = [s for s in with_cost if (s.get("platform") or {}).get("environments_max", 0) <= cpus]
+    pool = fair or with_cost
+    return min(pool, key=lambda s: s.get("concurrency") or 0) if pool else None
+
+
+def price(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, Any],
+          cpus: int) -> None:
+    hours = float(prices.get("hours_per_month", 730.0))
+    if f.pay_per_request:
+        stage = lambda_stage(target, cpus)
+        if stage is None:
+            return
+        platform = stage.get("platform") or {}
+        invocations = platform.get("invocations") or 0
+        if not invocations:
+            return
+        # From what was billed, at the prices in force now (report --prices changes them).
+        gb_s = float(platform.get("billed_gb_s") or 0.0) / invocations
+        per_million = {a: 1e6 * (float(prices.get("lambda_request", 0.0)) + gb_s * price)
+                       for a, price in (prices.get("lambda_gb_second") or {}).items()}
+        f.per_million_usd = per_million
+        inits = [x["init_ms"] for x in (target.get("cold_starts") or {}).get("samples", [])
+                 if x.get("init_ms")]
+        memory_gb = float(platform.get("memory_mb") or 0) / 1024.0
+        warm = per_million.get(ARCH, 0.0) / 1e6
+        if inits and warm > 0 and prices.get("lambda_bill_init", True):
+            init_cost = (float(np.median(inits)) / 1000.0 * memory_gb
+                         * (prices.get("lambda_gb_second") or {}).get(ARCH, 0.0))
+            f.cold_start_cost_ratio = init_cost / warm
+        f.monthly_usd = {a: v * obj.monthly_requests / 1e6 for a, v in per_million.items()}
+        # Billed duration follows latency: the windows' p50 spread bounds the cost's.
+        p50 = spread([stage], "p50")
+        rel = (p50.half_width / p50.mean) if p50 and p50.half_width and p50.mean else 0.0
+        point = f.monthly_usd.get(ARCH, 0.0)
+        f.monthly_range = (point * (1 - rel), point * (1 + rel))
+        f.cost_model = {"kind": "per_request", "per_request": {
+            a: v / 1e6 for a, v in per_million.items()}}
+        f.instance = (f"{(stage.get('platform') or {}).get('memory_mb')} MB function, "
+                      f"durations as measured at {stage_load(stage)}")
+        return
+    if f.capacity is None or f.capacity.mean <= 0:
+        return
+    # One instance's memory (in-process: the model's share, not the load generator's).
+    gb = max(float(prices.get("container_min_gb_per_vcpu", 2.0)) * cpus,
+             math.ceil((f.memory_mb or 0) / 1024.0))
+    hourly = {a: cpus * vcpu + gb * prices.get("container_gb_hour", {}).get(a, 0.0)
+              for a, vcpu in prices.get("container_vcpu_hour", {}).items()}
+    minimum = int(prices.get("container_min_instances", 1))
+    need = max(obj.average_rps, obj.rps or 0.0)
+
+    def instances(capacity: float) -> int:
+        return max(minimum, math.ceil(need / capacity - 1e-9)) if capacity > 0 else minimum
+
+    f.instances = instances(f.capacity.mean)
+    f.instance = f"{cpus} vCPU, {gb:g} GB"
+    f.monthly_usd = {a: f.instances * h * hours for a, h in hourly.items()}
+    f.per_million_usd = {a: v / (obj.monthly_requests / 1e6) for a, v in f.monthly_usd.items()}
+    hw = f.capacity.half_width or 0.0
+    # More capacity, fewer instances: the cost range runs from the interval's top to its
+    # bottom.
+    most, least = f.capacity.mean + hw, max(f.capacity.mean - hw, 1e-9)
+    per = hourly.get(ARCH, 0.0) * hours
+    f.monthly_range = (instances(most) * per, instances(least) * per)
+    f.cost_model = {"kind": "always_on", "monthly_per_instance": {
+        a: h * hours for a, h in hourly.items()}, "capacity_rps": f.capacity.mean,
+        "min_instances": minimum, "hours": hours}
+
+
+def monthly_cost_at(f: Figures, volume: float, arch: str = ARCH,
+                    peak_rps: float | None = None) -> float | None:
+    """This deployment's monthly cost at ``volume`` requests a month."""
+    model = f.cost_model
+    if not model:
+        return None
+    if model["kind"] == "per_request":
+        return float(volume * model["per_request"].get(arch, 0.0))
+    rate = max(volume / (model["hours"] * 3600.0), peak_rps or 0.0)
+    n = max(model["min_instances"], math.ceil(rate / model["capacity_rps"] - 1e-9))
+    return float(n * model["monthly_per_instance"].get(arch, 0.0))
+
+
+#: The volume range the cost chart and the break-even search cover (requests/month).
+VOLUMES = (1e4, 1e11)
+
+
+def crossings(always_on: Figures, per_request: Figures, arch: str = ARCH,
+              peak_rps: float | None = None) -> tuple[bool, list[float]]:
+    """Where in VOLUMES the cheaper of the two changes: (whether the always-on one is
+    cheaper at the lowest volume, the volumes where that flips). The always-on cost rises
+    in steps as instances are added, so it can flip more than once."""
+    def cheaper(v: float) -> bool:
+        a = monthly_cost_at(always_on, v, arch, peak_rps)
+        p = monthly_cost_at(per_request, v, arch, peak_rps)
+        return a is not None and p is not None and a < p
+
+    grid = [float(v) for v in np.geomspace(*VOLUMES, 4000)]
+    start = cheaper(grid[0])
+    flips, state = [], start
+    for left, right in itertools.pairwise(grid):
+        if cheaper(right) == state:
+            continue
+        low, high = left, right
+        for _ in range(60):  # bisect to the flip
+            mid = math.sqrt(low * high)
+            if cheaper(mid) == state:
+                low = mid
+            else:
+                high = mid
+        flips.append(high)
+        state = not state
+    return start, flips
+
+
+def break_even(always_on: Figures, per_request: Figures, arch: str = ARCH,
+               peak_rps: float | None = None) -> float | None:
+    """The lowest monthly volume where the always-on deployment becomes the cheaper one,
+    or None if it never does within VOLUMES (or is cheaper from the start)."""
+    start, flips = crossings(always_on, per_request, arch, peak_rps)
+    return None if start or not flips else flips[0]

@@ -1,0 +1,62 @@
+"""One deployment's figures as the decision weighs them (:func:`reports.decision.figures`
+fills them in; :mod:`reports.costs` prices them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reports import trials
+from reports.schema import StageResult
+
+
+@dataclass
+class Figures:
+    name: str
+    ok: bool
+    error: str | None
+    pay_per_request: bool
+    #: Measured at an --endpoint: running elsewhere, its size (so its cost) unknown here.
+    external: bool = False
+    valid: int = 0
+    stages: int = 0
+    #: The stage that set the capacity, and the capacity's estimate (req/s).
+    capacity_stage: StageResult | None = None
+    capacity: trials.Estimate | None = None
+    #: Why the latency objective was not met (None when it was).
+    miss: str | None = None
+    common_stage: StageResult | None = None
+    common_p99: trials.Estimate | None = None
+    common_p99_values: list[float] = field(default_factory=list)
+    #: Stages that met the latency objective in their kept windows only: with the
+    #: windows left out as still settling (a stall, a pause), they did not.
+    steady_only: list[StageResult] = field(default_factory=list)
+    #: Per-trial p99s at the common load, when there are enough trials to test them.
+    common_p99_trials: list[float] = field(default_factory=list)
+    min_p50_ms: float | None = None
+    min_p50_stage: StageResult | None = None
+    peak_rps: float | None = None
+    cold_start_ms: float | None = None
+    cold_start_what: str | None = None
+    #: False when the figure is a stand-in (no cold-start measurement in the scenario).
+    cold_start_measured: bool = False
+    #: Lambda: one cold start's billed Init in warm requests' cost (130: a cold start
+    #: costs as much as 130 warm requests).
+    cold_start_cost_ratio: float | None = None
+    #: One instance (or one Lambda environment), MB; and the most the deployment held.
+    memory_mb: float | None = None
+    memory_total_mb: float | None = None
+    cpu_ms_per_request: float | None = None
+    error_rate: float | None = None
+    instances: int | None = None
+    instance: str | None = None
+    #: Monthly cost at the volume, per architecture, and its range on ARCH.
+    monthly_usd: dict[str, float] = field(default_factory=dict)
+    monthly_range: tuple[float, float] | None = None
+    per_million_usd: dict[str, float] = field(default_factory=dict)
+    #: For the cost chart: how cost grows with volume (see monthly_cost_at).
+    cost_model: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def meets(self) -> bool:
+        return self.ok and self.miss is None
