@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from reports import decision, document, findings, summary
+from reports import decision, document, findings, stagetables, summary
 from reports.schema import RunDoc
 
 
@@ -24,7 +24,7 @@ def print_run(run: RunDoc, console: Console | None = None) -> None:
             continue
         if not t["stages"]:
             continue
-        block = document.stage_table(t)
+        block = stagetables.stage_table(t)
         table = RichTable(title=f"{t['name']} ({run['bundle'].get('name')})", title_justify="left")
         for i, header in enumerate(block.headers):
             table.add_column(header, justify="right" if i in block.numeric else "left")

@@ -23,81 +23,11 @@ from reports.format import (
     fmt_cpus,
     fmt_ms,
     fmt_num,
-    fmt_pct,
     fmt_rps,
-    fmt_verdict,
     stage_load,
 )
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
-
-STAGE_HEADERS = ("load", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms",
-                 "failed", "target CPU", "CPU ms/req", "loadgen CPU", "RSS MB", "windows",
-                 "verdict")
-
-
-def _trials(target: TargetResult) -> bool:
-    return any(s.get("trial", 0) for s in target["stages"])
-
-
-def stage_table(target: TargetResult) -> Table:
-    trials = _trials(target)
-    rows = []
-    for s in target["stages"]:
-        lat = s["latency_ms"]
-        load = stage_load(s) + (f" #{s.get('trial', 0) + 1}" if trials else "")
-        rows.append((
-            load, fmt_rps(s["rps"]),
-            fmt_ms(lat["p50"] if lat else None), fmt_ms(lat["p90"] if lat else None),
-            fmt_ms(lat["p99"] if lat else None), fmt_ms(lat["p999"] if lat else None),
-            fmt_ms(lat["max"] if lat else None),
-            f"{s['errors']}/{s['requests']}",
-            fmt_pct(s["target_cpu_percent"]), fmt_num(s["target_cpu_ms_per_request"], 3),
-            fmt_pct(s["loadgen_cpu_percent"]), fmt_num(s["target_rss_mb"], 0),
-            _windows(s),
-            fmt_verdict(s),
-        ))
-    caption = (f"{target['name']}: one row per stage" + (" (#N: trial N)" if trials else "")
-               + ". Open-loop latency counts from each request's intended send time. "
-               "windows: reported/measured; earlier windows were discarded while the stage "
-               "settled (their samples are in samples.csv.gz, phase 'discarded').")
-    return Table(STAGE_HEADERS, tuple(rows), frozenset(range(1, len(STAGE_HEADERS) - 1)),
-                 caption=caption)
-
-
-OPEN_HEADERS = ("load", "offered/s", "req/s", "p50 ms", "p99 ms", "service p50",
-                "service p99", "send delay p99", "late", "queued", "verdict")
-
-
-def _windows(stage: StageResult) -> str:
-    if stage.get("mode") == "timeline":  # no windows: its segments, under "Timeline"
-        return f"{len((stage.get('timeline') or {}).get('segments') or [])} segments"
-    return f"{stage.get('windows_kept', 1)}/{len(stage.get('windows') or []) or 1}"
-
-
-def open_loop_table(target: TargetResult) -> Table | None:
-    rows = []
-    for s in target["stages"]:
-        ol = s.get("open_loop")
-        if ol is None:
-            continue
-        lat, service, delay = s["latency_ms"], ol.get("service_latency_ms"), \
-            ol.get("send_delay_ms")
-        rows.append((
-            stage_load(s), fmt_rps(ol.get("rate")), fmt_rps(s["rps"]),
-            fmt_ms(lat["p50"] if lat else None), fmt_ms(lat["p99"] if lat else None),
-            fmt_ms(service["p50"] if service else None),
-            fmt_ms(service["p99"] if service else None),
-            fmt_ms(delay["p99"] if delay else None),
-            f"{ol.get('late', 0)}/{s['requests']}", f"{ol.get('queued', 0)}/{s['requests']}",
-            fmt_verdict(s),
-        ))
-    if not rows:
-        return None
-    return Table(OPEN_HEADERS, tuple(rows), frozenset(range(1, len(OPEN_HEADERS) - 1)),
-                 caption=f"{target['name']}, open-loop stages: p50/p99 from the intended send "
-                         "time (what a caller waits), service p50/p99 from the actual send; "
-                         "late: sent after the tolerance because the load generator was busy; "
-                         "queued: waited for a free in-flight slot (target overloaded)")
+from reports.stagetables import has_trials, open_loop_table, stage_table
 
 
 def closed_stages(target: TargetResult) -> list[StageResult]:
@@ -142,7 +72,7 @@ def validity_items(run: RunDoc) -> list[str]:
     """One line per INVALID stage, with its reasons."""
     items = []
     for t in run["targets"]:
-        trials = _trials(t)
+        trials = has_trials(t)
         for s in t["stages"]:
             if s.get("valid", True):
                 continue
@@ -199,7 +129,7 @@ def summary_items(run: RunDoc) -> list[str]:
     for t in run["targets"]:
         for s in t["stages"]:
             if s.get("sweep_stop"):
-                trial = f" (trial {s.get('trial', 0) + 1})" if _trials(t) else ""
+                trial = f" (trial {s.get('trial', 0) + 1})" if has_trials(t) else ""
                 why = str(s["sweep_stop"])
                 if default_slo and "passed the SLO" in why:
                     why += " (the default objective; --slo sets another)"
