@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import REMOTE_CONNECT_TIMEOUT_S
+from harness.protocol import REMOTE_CONNECT_TIMEOUT_S, Timing
 from harness.stagekit import StageError, emit
 from harness.stages import StageRunner, run_trials
 
@@ -271,7 +271,8 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     except Exception as exc:  # zmq's bind error: taken, or not this machine's address
         return {"stages": [], "error": f"cannot listen for load-generator workers on "
                                        f"{host}:{port}: {exc}", **info}
-    control = RemoteControl(runner, expected, recorder, plan["timing"]["drain_timeout_s"])
+    control = RemoteControl(runner, expected, recorder,
+                            Timing.from_json(plan["timing"]).drain_timeout_s)
     meter = DistributedMeter(ResourceMeter(list(spec.get("watch_pids", []))), control)
     procs = []
     try:
@@ -319,7 +320,8 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         emit("ready", loadgen_workers=workers, loadgen_remote_workers=remote)
         # No cross-check: the master's Locust stats lag the workers' reports.
         stages = StageRunner(LocustEngine(env, runner, crosscheck=False), control, recorder,
-                             meter, out_dir, max(1, len(spec["cpus"])), plan["timing"])
+                             meter, out_dir, max(1, len(spec["cpus"])),
+                             Timing.from_json(plan["timing"]))
         stages.loadgen_cores = max(1, len(plan["loadgen_cpus"]))
         stages.signal_handler = on_sigterm(stages)
         error = run_trials(stages, plan["program"])

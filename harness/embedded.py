@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
+from harness.protocol import Timing
 from harness.stagekit import StageError, emit
 from harness.stages import StageRunner, run_trials
 
@@ -386,7 +387,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     meter = ResourceMeter([], harness_cpu=app.harness_cpu_s)
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
     stages = StageRunner(app, app.control, app.recorder, meter, out_dir,
-                         max(1, len(spec["cpus"])), plan["timing"])
+                         max(1, len(spec["cpus"])), Timing.from_json(plan["timing"]))
     # The handler runs in this thread between two bytecodes, possibly while it holds the
     # stop event's lock: the event is set from a thread of its own.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(

@@ -34,6 +34,7 @@ from harness.protocol import (
     REMOTE_CONNECT_TIMEOUT_S,
     RESULT_FILE,
     RawStage,
+    Timing,
     read_raw_stage,
     timeline_budget_s,
 )
@@ -113,18 +114,6 @@ class LoadGenerator(Protocol):
         """Drive ``job.spec`` through every stage of ``job.scenario``."""
 
 
-def _timing(scenario: Scenario) -> dict[str, Any]:
-    return {"warmup_s": scenario.warmup_s, "window_s": scenario.window_s,
-            "cooldown_s": scenario.cooldown_s, "drain_timeout_s": scenario.drain_timeout_s,
-            "warmup_max_s": max(scenario.warmup_max_s, scenario.warmup_s),
-            "stability_windows": scenario.stability_windows,
-            "stability_tolerance": scenario.stability_tolerance,
-            "max_windows": scenario.max_windows, "arrival": scenario.arrival,
-            "max_inflight": scenario.max_inflight,
-            "late_tolerance_ms": scenario.late_tolerance_ms, "seed": scenario.seed,
-            "max_error_rate": scenario.max_error_rate}
-
-
 def _program(job: LoadJob) -> dict[str, Any]:
     scenario = job.scenario
     sweep = scenario.sweep
@@ -170,7 +159,7 @@ def plan_document(job: LoadJob) -> dict[str, Any]:
         wire["answers"] = [list(shape) for shape in job.answers]
     plan: dict[str, Any] = {
         "spec": wire,
-        "timing": _timing(job.scenario),
+        "timing": Timing.from_scenario(job.scenario).to_json(),
         "program": _program(job),
         "loadgen_cpus": job.loadgen_cpus,
         "loadgen_workers": job.loadgen_workers,

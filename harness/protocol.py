@@ -12,6 +12,7 @@ scenario, so every module of either side may import it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,50 @@ SPAWN_SLACK_S = 10.0
 #: A last interval of a timeline's series shorter than this share of sample_s joins the
 #: one before (the timeline ends a few ms after its planned length).
 RAGGED_END = 0.05
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How every stage of a run is timed and judged, from the scenario (its keys are the
+    scenario's; see scenarios/catalogue.py): the plan carries it as ``timing``."""
+
+    warmup_s: float
+    #: The warm-up's upper bound: it waits for every user's first answer up to this.
+    warmup_max_s: float
+    window_s: float
+    cooldown_s: float
+    drain_timeout_s: float
+    stability_windows: int
+    stability_tolerance: float
+    max_windows: int
+    max_error_rate: float
+    #: Open loop: the arrival process, the most requests in flight, when a send is late,
+    #: and the schedule's seed.
+    arrival: str
+    max_inflight: int
+    late_tolerance_ms: float
+    seed: int
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario) -> Timing:
+        return cls(warmup_s=scenario.warmup_s,
+                   warmup_max_s=max(scenario.warmup_max_s, scenario.warmup_s),
+                   window_s=scenario.window_s, cooldown_s=scenario.cooldown_s,
+                   drain_timeout_s=scenario.drain_timeout_s,
+                   stability_windows=scenario.stability_windows,
+                   stability_tolerance=scenario.stability_tolerance,
+                   max_windows=scenario.max_windows, max_error_rate=scenario.max_error_rate,
+                   arrival=scenario.arrival, max_inflight=scenario.max_inflight,
+                   late_tolerance_ms=scenario.late_tolerance_ms, seed=scenario.seed)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Timing:
+        """The plan's ``timing``; a key missing or unknown is a driver/orchestrator
+        mismatch, raised at once rather than found mid-stage."""
+        return cls(**doc)
 
 
 def points(span_s: float, sample_s: float) -> int:

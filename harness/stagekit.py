@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from harness.protocol import Timing
+
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
 #: How often the target's main processes are checked for life during a stage.
@@ -115,7 +117,7 @@ class StageContext:
     StageRunner` adds the kinds of stage."""
 
     def __init__(self, engine: Engine, control: Any, recorder: Any, meter: Any,
-                 out_dir: Path, target_cpus: int, timing: dict[str, Any]) -> None:
+                 out_dir: Path, target_cpus: int, timing: Timing) -> None:
         import signal
 
         self.engine, self.control = engine, control
@@ -187,10 +189,10 @@ def spawn_and_warm_up(ctx: StageContext, users: int, where: dict[str, Any], watc
         raise StageInterrupted
     emit("stage", phase="warmup", **where)
     started = time.monotonic()
-    stop.wait(t["warmup_s"])
+    stop.wait(t.warmup_s)
     warmed = wait_until(engine, lambda: control.settled() >= users
                         or watch.died_at is not None or stop.is_set(),
-                        max(0.0, t["warmup_max_s"] - t["warmup_s"]), step_s=0.02) \
+                        max(0.0, t.warmup_max_s - t.warmup_s), step_s=0.02) \
         and control.settled() >= users
     if stop.is_set():  # SIGTERM before anything was measured: nothing to keep
         engine.stop()
@@ -207,15 +209,15 @@ def cool_down_and_drain(ctx: StageContext, where: dict[str, Any]) -> tuple[bool,
     t, control, recorder, stop = ctx.timing, ctx.control, ctx.recorder, ctx.stop
     engine = ctx.engine
     emit("stage", phase="cooldown", **where)
-    stop.wait(t["cooldown_s"])  # SIGTERM: no cool-down, and a short drain
+    stop.wait(t.cooldown_s)  # SIGTERM: no cool-down, and a short drain
     control.draining = True
     drained = wait_until(engine, lambda: control.drained() or stop.is_set(),
-                         t["drain_timeout_s"] + float(getattr(control, "drain_margin_s", 0.0))
+                         t.drain_timeout_s + float(getattr(control, "drain_margin_s", 0.0))
                          ) and control.drained()
     if not drained and stop.is_set():
         drained = wait_until(engine, control.drained, INTERRUPTED_DRAIN_S)
     why = ("no answer before the run was interrupted" if stop.is_set() and not drained
-           else f"no answer within the {t['drain_timeout_s']:.0f} s drain timeout")
+           else f"no answer within the {t.drain_timeout_s:.0f} s drain timeout")
     now = time.time()
     # What is in flight, then closed: an answer arriving from here on would count a
     # second time, beside its failure below (an engine with threads drops from the

@@ -89,11 +89,11 @@ class StageRunner(StageContext):
         # The same schedule for the same open stage of every target and run: the seed
         # follows the stage's place among the trial's open-loop stages.
         loop = self.engine.open_loop(
-            rate, t["arrival"], t["max_inflight"],
-            seed=t["seed"] + 1000 * trial + self.open_stages.get(trial, 0))
+            rate, t.arrival, t.max_inflight,
+            seed=t.seed + 1000 * trial + self.open_stages.get(trial, 0))
         self.open_stages[trial] = self.open_stages.get(trial, 0) + 1
         return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
-                                            "arrival": t["arrival"], **extra})
+                                            "arrival": t.arrival, **extra})
 
     def timeline(self, program: dict[str, Any], trial: int) -> dict[str, Any]:
         """Segments of users back to back in one run (harness.timeline)."""
@@ -114,7 +114,7 @@ class StageRunner(StageContext):
         if loop is not None:
             result["concurrency"] = None
             result["max_inflight"] = loop.max_inflight
-            result["late_tolerance_ms"] = self.timing["late_tolerance_ms"]
+            result["late_tolerance_ms"] = self.timing.late_tolerance_ms
         self.results.append(result)
         atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
         if result.get("interrupted"):  # kept above, marked; no later stage runs
@@ -182,7 +182,7 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     cpu = [meter.cpu()]
     crosscheck_windows: list[Any] = []
     windows: list[Any] = []
-    count, tolerance = t["stability_windows"], t["stability_tolerance"]
+    count, tolerance = t.stability_windows, t.stability_tolerance
     # Open loop: the schedule sets the throughput, so only latency must settle.
     check_rps = loop is None
     # SIGTERM during a window closes it at once: the windows so far are kept, the last
@@ -193,8 +193,8 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     cursor = len(recorder)
     flush_delay = float(getattr(control, "flush_delay_s", 0.0))
     while True:
-        emit("stage", phase="measure", window=len(windows) + 1, of=t["max_windows"], **where)
-        stop.wait(max(0.0, edges[-1] + t["window_s"] - time.time()))
+        emit("stage", phase="measure", window=len(windows) + 1, of=t.max_windows, **where)
+        stop.wait(max(0.0, edges[-1] + t.window_s - time.time()))
         edges.append(time.time())
         cpu.append(meter.cpu())
         if engine.crosscheck:
@@ -214,7 +214,7 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
             interrupted = True
             break
         if settled(windows, count, tolerance, check_rps) \
-                or len(windows) >= t["max_windows"] or watch.died_at is not None:
+                or len(windows) >= t.max_windows or watch.died_at is not None:
             break
     if interrupted and not any(w.completed for w in windows):
         raise StageInterrupted  # no answer measured: nothing to keep
@@ -251,7 +251,7 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     loadgen_percent = cpu_after.loadgen_percent(cpu_before, wall, ctx.loadgen_cores)
     # The verdict's closed-loop rules, so a sweep's capacity comes from a VALID stage
     # (the report recomputes the full verdict from the samples).
-    rules = Rules(max_error_rate=t["max_error_rate"])
+    rules = Rules(max_error_rate=t.max_error_rate)
     figures["valid"] = not reasons(
         requests=figures["requests"], ok_requests=figures["ok_requests"],
         error_rate=figures["error_rate"], loadgen_cpu_percent=loadgen_percent, stable=stable,

@@ -64,7 +64,7 @@ def run_stage(ctx: StageContext, index: int, program: dict[str, Any], where: dic
     # mid-request, dropping exactly the slowest requests of a burst): they stop gracefully,
     # waiting at most the drain timeout.
     engine.reserve(max(segment["users"] for segment in segments))
-    with engine.graceful(ctx.timing["drain_timeout_s"]):
+    with engine.graceful(ctx.timing.drain_timeout_s):
         warmup_s, warmed = spawn_and_warm_up(ctx, segments[0]["users"], where, watch,
                                              what="the timeline's users")
         ctx.meter.attach()
