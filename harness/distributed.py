@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import REMOTE_CONNECT_TIMEOUT_S, Timing
+from harness.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
 from harness.stagekit import StageError, emit
 from harness.stages import StageRunner, run_trials
 
@@ -324,7 +324,7 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
                              Timing.from_json(plan["timing"]))
         stages.loadgen_cores = max(1, len(plan["loadgen_cpus"]))
         stages.signal_handler = on_sigterm(stages)
-        error = run_trials(stages, plan["program"])
+        error = run_trials(stages, Program.from_json(plan["program"]))
         if error is not None:
             info["error"] = error
         return {"stages": stages.results, "target_in_loadgen": False, **info}

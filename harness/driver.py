@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import EXIT_PARITY, RESULT_FILE, Timing
+from harness.protocol import EXIT_PARITY, RESULT_FILE, Program, Timing
 from harness.stagekit import emit
 from harness.stages import run_trials
 
@@ -69,7 +69,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     stages = StageRunner(LocustEngine(env, runner), control, recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), Timing.from_json(plan["timing"]))
     stages.signal_handler = on_sigterm(stages)
-    error = run_trials(stages, plan["program"])
+    error = run_trials(stages, Program.from_json(plan["program"]))
     runner.quit()
     result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": False}
     if error is not None:

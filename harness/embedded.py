@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
-from harness.protocol import Timing
+from harness.protocol import Program, Timing
 from harness.stagekit import StageError, emit
 from harness.stages import StageRunner, run_trials
 
@@ -392,7 +392,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     # stop event's lock: the event is set from a thread of its own.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
         target=stages.terminate, name="deploybench-sigterm", daemon=True).start())
-    error = run_trials(stages, plan["program"])
+    error = run_trials(stages, Program.from_json(plan["program"]))
     app.stop()
     result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": True, **extra}
     if error is not None:

@@ -33,6 +33,7 @@ from harness.protocol import (
     PLAN_FILE,
     REMOTE_CONNECT_TIMEOUT_S,
     RESULT_FILE,
+    Program,
     RawStage,
     Timing,
     read_raw_stage,
@@ -114,25 +115,6 @@ class LoadGenerator(Protocol):
         """Drive ``job.spec`` through every stage of ``job.scenario``."""
 
 
-def _program(job: LoadJob) -> dict[str, Any]:
-    scenario = job.scenario
-    sweep = scenario.sweep
-    return {
-        "levels": list(scenario.concurrency),
-        "sweep": None if sweep is None else {
-            "levels": sweep.levels(), "min_gain": sweep.min_gain, "patience": sweep.patience},
-        "rates": list(scenario.rate),
-        "fractions": list(scenario.rate_fractions),
-        "slo_p99_ms": job.slo_p99_ms,
-        "max_error_rate": scenario.max_error_rate,
-        "trials": job.trials,
-        "timeline": None if not scenario.timeline else {
-            "segments": [{"users": s.users, "seconds": s.seconds, "label": s.name(i)}
-                         for i, s in enumerate(scenario.timeline)],
-            "sample_s": scenario.sample_s},
-    }
-
-
 def stage_budget_s(scenario: Scenario) -> float:
     """The longest one stage may take: warm-up, every window, cool-down and drain."""
     return (max(scenario.warmup_max_s, scenario.warmup_s)
@@ -160,7 +142,7 @@ def plan_document(job: LoadJob) -> dict[str, Any]:
     plan: dict[str, Any] = {
         "spec": wire,
         "timing": Timing.from_scenario(job.scenario).to_json(),
-        "program": _program(job),
+        "program": Program.from_scenario(job.scenario, job.trials, job.slo_p99_ms).to_json(),
         "loadgen_cpus": job.loadgen_cpus,
         "loadgen_workers": job.loadgen_workers,
         "remote_workers": job.remote_workers,
@@ -339,7 +321,7 @@ class SimulatedLoadGenerator:
         noise = iter([float(m) for m in spec.get("window_noise", [])])  # type: ignore[attr-defined]
         stages: list[RawStage] = []
         clock = [1_000_000.0]  # an arbitrary, fixed epoch: results are reproducible
-        program = _program(job)
+        program = Program.from_scenario(scenario, job.trials, job.slo_p99_ms)
 
         def stage(users: int | None, rate_in: float | None, trial: int, **info: Any
                   ) -> RawStage:
@@ -409,32 +391,32 @@ class SimulatedLoadGenerator:
                     "error_rate": 0.0, "valid": raw.stable and enough}
 
         for trial in range(job.trials):
-            closed = [figures(stage(n, None, trial)) for n in program["levels"]]
-            sweep = program["sweep"]
+            closed = [figures(stage(n, None, trial)) for n in program.levels]
+            sweep = program.sweep
             if sweep is not None:
                 done: list[dict[str, Any]] = []
-                for n in sweep["levels"]:
+                for n in sweep.levels:
                     raw = stage(n, None, trial, sweep=True)
                     done.append(figures(raw))
                     raw.sweep_stop = sweep_should_stop(
-                        done, sweep["min_gain"], sweep["patience"], job.slo_p99_ms,
+                        done, sweep.min_gain, sweep.patience, job.slo_p99_ms,
                         scenario.max_error_rate)
                     if raw.sweep_stop is not None:
                         break
                 closed.extend(done)
-            for rate in program["rates"]:
+            for rate in program.rates:
                 stage(None, rate, trial)
             found = capacity(closed, job.slo_p99_ms, scenario.max_error_rate)
-            for fraction in program["fractions"] if found else ():
+            for fraction in program.fractions if found else ():
                 stage(None, fraction * found["rps"], trial, fraction=fraction,  # type: ignore[index]
                       capacity_rps=found["rps"])  # type: ignore[index]
-            if program["timeline"] is not None:
+            if program.timeline is not None:
                 from harness.timeline import simulate
 
                 index = len(stages)
                 on_event({"event": "stage", "index": index, "phase": "measure",
                           "concurrency": None, "rate": None})
-                raw = simulate(program["timeline"], scenario, dict(spec), clock[0], trial)
+                raw = simulate(program.timeline, scenario, dict(spec), clock[0], trial)
                 stages.append(raw)
                 on_event({"event": "stage", "index": index, "phase": "done",
                           "concurrency": None, "requests": len(raw.ok)})

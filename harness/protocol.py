@@ -82,6 +82,81 @@ class Timing:
         return cls(**doc)
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One segment of a timeline: this many users for this long."""
+
+    users: int
+    seconds: float
+    label: str
+
+
+@dataclass(frozen=True)
+class TimelinePlan:
+    """A timeline stage (spike, soak): its segments back to back, the RSS read every
+    ``sample_s``."""
+
+    segments: tuple[Segment, ...]
+    sample_s: float
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """An adaptive concurrency sweep: these levels in turn, until Model Analyzer's
+    stopping rule (``min_gain``, ``patience``) or the objective stops it."""
+
+    levels: tuple[int, ...]
+    min_gain: float
+    patience: int
+
+
+@dataclass(frozen=True)
+class Program:
+    """The stages of one trial, in order: fixed closed-loop levels, a sweep, open-loop
+    rates, rates at fractions of the capacity measured, a timeline; run ``trials``
+    times. The plan carries it as ``program``."""
+
+    levels: tuple[int, ...]
+    sweep: SweepPlan | None
+    rates: tuple[float, ...]
+    fractions: tuple[float, ...]
+    #: The p99 a sweep stops past and the capacity is taken within (None: none).
+    slo_p99_ms: float | None
+    max_error_rate: float
+    trials: int
+    timeline: TimelinePlan | None
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, trials: int, slo_p99_ms: float | None
+                      ) -> Program:
+        sweep = scenario.sweep
+        return cls(
+            levels=tuple(scenario.concurrency),
+            sweep=None if sweep is None else SweepPlan(tuple(sweep.levels()), sweep.min_gain,
+                                                       sweep.patience),
+            rates=tuple(scenario.rate), fractions=tuple(scenario.rate_fractions),
+            slo_p99_ms=slo_p99_ms, max_error_rate=scenario.max_error_rate, trials=trials,
+            timeline=None if not scenario.timeline else TimelinePlan(
+                tuple(Segment(s.users, s.seconds, s.name(i))
+                      for i, s in enumerate(scenario.timeline)), scenario.sample_s))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Program:
+        sweep, timeline = doc["sweep"], doc["timeline"]
+        return cls(
+            levels=tuple(doc["levels"]),
+            sweep=None if sweep is None else SweepPlan(tuple(sweep["levels"]),
+                                                       sweep["min_gain"], sweep["patience"]),
+            rates=tuple(doc["rates"]), fractions=tuple(doc["fractions"]),
+            slo_p99_ms=doc["slo_p99_ms"], max_error_rate=doc["max_error_rate"],
+            trials=doc["trials"],
+            timeline=None if timeline is None else TimelinePlan(
+                tuple(Segment(**seg) for seg in timeline["segments"]), timeline["sample_s"]))
+
+
 def points(span_s: float, sample_s: float) -> int:
     """How many points the series of a ``span_s`` timeline has."""
     return max(1, math.ceil(span_s / sample_s - RAGGED_END)) if span_s > 0 else 0

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from harness import timeline as timeline_stage
-from harness.protocol import PARTIAL_FILE
+from harness.protocol import PARTIAL_FILE, Program, TimelinePlan
 from harness.stagekit import (
     StageContext,
     StageError,
@@ -31,47 +31,47 @@ from harness.validity import Rules, measure_window, reasons, settled, stability
 from targets.files import atomic_write_json
 
 
-def run_program(stages: StageRunner, program: dict[str, Any], trial: int) -> None:
+def run_program(stages: StageRunner, program: Program, trial: int) -> None:
     """One trial: fixed closed-loop levels, a sweep, open-loop rates, then a timeline."""
     closed: list[dict[str, Any]] = []
-    for users in program["levels"]:
+    for users in program.levels:
         closed.append(stages.closed(users, trial))
-    sweep = program.get("sweep")
+    sweep = program.sweep
     if sweep is not None:
         done: list[dict[str, Any]] = []
-        for users in sweep["levels"]:
+        for users in sweep.levels:
             stage = stages.closed(users, trial, sweep=True)
             done.append(stage)
-            stop = sweep_should_stop(done, sweep["min_gain"], sweep["patience"],
-                                     program.get("slo_p99_ms"), program["max_error_rate"])
+            stop = sweep_should_stop(done, sweep.min_gain, sweep.patience,
+                                     program.slo_p99_ms, program.max_error_rate)
             if stop is not None:
                 stage["sweep_stop"] = stop
                 emit("sweep", reason=stop)
                 break
         closed.extend(done)
-    for rate in program["rates"]:
+    for rate in program.rates:
         stages.open(rate, trial)
-    if program["fractions"]:
-        found = capacity(closed, program.get("slo_p99_ms"), program["max_error_rate"])
+    if program.fractions:
+        found = capacity(closed, program.slo_p99_ms, program.max_error_rate)
         if found is None:
-            slo = program.get("slo_p99_ms")
+            slo = program.slo_p99_ms
             bound = f"p99 <= {slo:g} ms" if slo is not None else "the objective"
             raise StageError(
                 f"no VALID closed-loop stage met {bound} (--slo, else the scenario's, else "
                 "the default) and the error bound, so there is no capacity to take "
                 "rate_fractions of")
-        for fraction in program["fractions"]:
+        for fraction in program.fractions:
             stages.open(fraction * found["rps"], trial, fraction=fraction,
                         capacity=found["rps"])
-    if program.get("timeline"):
-        stages.timeline(program["timeline"], trial)
+    if program.timeline is not None:
+        stages.timeline(program.timeline, trial)
 
 
-def run_trials(stages: StageRunner, program: dict[str, Any]) -> str | None:
+def run_trials(stages: StageRunner, program: Program) -> str | None:
     """Every trial of the program; the error that stopped it early, if one did (the
     stages that ran are kept in ``stages.results``)."""
     try:
-        for trial in range(int(program.get("trials", 1))):
+        for trial in range(program.trials):
             run_program(stages, program, trial)
     except StageError as exc:
         return str(exc)
@@ -95,13 +95,13 @@ class StageRunner(StageContext):
         return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
                                             "arrival": t.arrival, **extra})
 
-    def timeline(self, program: dict[str, Any], trial: int) -> dict[str, Any]:
+    def timeline(self, program: TimelinePlan, trial: int) -> dict[str, Any]:
         """Segments of users back to back in one run (harness.timeline)."""
-        return self._stage(program["segments"][0]["users"], None, trial,
+        return self._stage(program.segments[0].users, None, trial,
                            {"mode": "timeline"}, timeline=program)
 
     def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any],
-               timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+               timeline: TimelinePlan | None = None) -> dict[str, Any]:
         if self.stop.is_set():
             raise StageInterrupted
         index = len(self.results)
@@ -140,7 +140,7 @@ def _load_label(result: dict[str, Any]) -> str:
 
 
 def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
-               timeline: dict[str, Any] | None = None) -> dict[str, Any]:
+               timeline: TimelinePlan | None = None) -> dict[str, Any]:
     """One stage, with the target's main processes watched: a stage in which the target
     died ends after its current window and says when it died."""
     ctx.control.reset()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.latency import nearest_rank, summarize_latency
-from harness.protocol import RawStage, points
+from harness.protocol import RawStage, Segment, TimelinePlan, points
 from harness.stagekit import (
     StageContext,
     Watch,
@@ -53,24 +53,24 @@ WATCH_STEP_S = 0.05
 
 # -- in the load generator's process -----------------------------------------------------
 
-def run_stage(ctx: StageContext, index: int, program: dict[str, Any], where: dict[str, Any],
+def run_stage(ctx: StageContext, index: int, program: TimelinePlan, where: dict[str, Any],
               watch: Watch) -> dict[str, Any]:
     """The timeline in the driver, as :func:`harness.stages._run_watched_stage` runs the
     other stages: spawn and warm up, then the segments, then cool down and drain."""
 
     engine = ctx.engine
-    segments: list[dict[str, Any]] = program["segments"]
+    segments = program.segments
     # Users leaving at a ramp-down finish the request they are in (Locust would kill them
     # mid-request, dropping exactly the slowest requests of a burst): they stop gracefully,
     # waiting at most the drain timeout.
-    engine.reserve(max(segment["users"] for segment in segments))
+    engine.reserve(max(segment.users for segment in segments))
     with engine.graceful(ctx.timing.drain_timeout_s):
-        warmup_s, warmed = spawn_and_warm_up(ctx, segments[0]["users"], where, watch,
+        warmup_s, warmed = spawn_and_warm_up(ctx, segments[0].users, where, watch,
                                              what="the timeline's users")
         ctx.meter.attach()
         if engine.crosscheck:
             engine.reset_stats()
-        ran, edges, cpu, memory = _segments(ctx, index, segments, program["sample_s"], watch)
+        ran, edges, cpu, memory = _segments(ctx, index, segments, program.sample_s, watch)
         crosscheck = engine.total_stats(edges[-1] - edges[0]) if engine.crosscheck else {}
         tail = _cool_down_and_drain(ctx, where, edges[0], edges[-1])
         interrupted = ctx.stop.is_set()
@@ -113,7 +113,7 @@ def run_stage(ctx: StageContext, index: int, program: dict[str, Any], where: dic
         "locust": crosscheck,
         "error_kinds": dict(recorder.error_kinds),
         "samples": samples_name,
-        "timeline": {"sample_s": program["sample_s"], "segments": ran, "memory": memory,
+        "timeline": {"sample_s": program.sample_s, "segments": ran, "memory": memory,
                      "planned_segments": len(segments)},
         "interrupted": interrupted,
         **tail,
@@ -121,7 +121,7 @@ def run_stage(ctx: StageContext, index: int, program: dict[str, Any], where: dic
     }
 
 
-def _segments(ctx: StageContext, index: int, segments: list[dict[str, Any]], sample_s: float,
+def _segments(ctx: StageContext, index: int, segments: tuple[Segment, ...], sample_s: float,
               watch: Watch) -> tuple[list[dict[str, Any]], list[float], list[Any],
                                      list[dict[str, Any]]]:
     """Run the segments on a fixed schedule from the first edge (so the timeline does not
@@ -150,12 +150,11 @@ def _segments(ctx: StageContext, index: int, segments: list[dict[str, Any]], sam
     try:
         for i, seg in enumerate(segments):
             if i:
-                engine.start(seg["users"], all_at_once=True)
-            ran.append({"users": seg["users"], "seconds": seg["seconds"],
-                        "label": seg["label"]})
-            emit("stage", phase="measure", index=index, concurrency=seg["users"], rate=None,
-                 segment=i + 1, of=len(segments), label=seg["label"])
-            due += seg["seconds"]
+                engine.start(seg.users, all_at_once=True)
+            ran.append({"users": seg.users, "seconds": seg.seconds, "label": seg.label})
+            emit("stage", phase="measure", index=index, concurrency=seg.users, rate=None,
+                 segment=i + 1, of=len(segments), label=seg.label)
+            due += seg.seconds
             # To the edge exactly, looking for the target's death every WATCH_STEP_S;
             # SIGTERM (ctx.stop) cuts the segment short.
             while watch.died_at is None and time.time() < due:
@@ -194,7 +193,7 @@ def _cool_down_and_drain(ctx: StageContext, where: dict[str, Any], window_start:
 
 # -- the fake target's simulation --------------------------------------------------------
 
-def simulate(program: dict[str, Any], scenario: Scenario, spec: dict[str, Any],
+def simulate(program: TimelinePlan, scenario: Scenario, spec: dict[str, Any],
              start: float, trial: int) -> RawStage:
     """The timeline against ``capacity`` servers of a fixed ``service_time_s`` (the model
     of :class:`harness.loadgen.SimulatedLoadGenerator`): each segment at its own steady
@@ -207,11 +206,11 @@ def simulate(program: dict[str, Any], scenario: Scenario, spec: dict[str, Any],
     rss0 = float(spec.get("rss_mb", 100.0))
     growth = float(spec.get("rss_growth_mb_per_min", 0.0))
     cold_on_scale_out = bool(spec.get("cold_on_scale_out", False))
-    segments: list[dict[str, Any]] = program["segments"]
-    sample_s = float(program["sample_s"])
-    pieces = [(segments[0]["users"], scenario.warmup_s),
-              *((s["users"], float(s["seconds"])) for s in segments),
-              (segments[-1]["users"], scenario.cooldown_s)]
+    segments = program.segments
+    sample_s = float(program.sample_s)
+    pieces = [(segments[0].users, scenario.warmup_s),
+              *((s.users, float(s.seconds)) for s in segments),
+              (segments[-1].users, scenario.cooldown_s)]
     starts: list[np.ndarray] = []
     latencies: list[np.ndarray] = []
     colds: list[np.ndarray] = []
@@ -228,7 +227,7 @@ def simulate(program: dict[str, Any], scenario: Scenario, spec: dict[str, Any],
         colds.append(cold)
         if 0 < k < len(pieces) - 1:
             seg = segments[k - 1]
-            ran.append({"users": users, "seconds": seconds, "label": seg["label"],
+            ran.append({"users": users, "seconds": seconds, "label": seg.label,
                         "start": clock, "end": clock + seconds, "loadgen_cpu_percent": 10.0,
                         "target_cpu_percent": 100.0 * rate * service / servers})
         clock += seconds
