@@ -5,7 +5,7 @@ the compose file gives it. Closed loop: each user sends one of the digits bundle
 example requests as soon as the previous one is answered:
 
 * flask: ``POST /predict`` on 127.0.0.1:8000 with ``{"inputs": [[64 floats]]}``, as the
-  README's Flask API describes;
+  docs/wire-api.md's Flask API describes;
 * lambda: the same request through the emulator's Function URL on 127.0.0.1:9000;
 * grpc: ``Predict`` on 127.0.0.1:50051 with the tensor as raw float32 bytes (one channel
   per user, gRPC switched to gevent).

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flask-worker-class", choices=("gthread", "gevent", "sync"),
                      default=None,
                      help="gunicorn's worker class (default gthread: keep-alive, fair; "
-                          "see the README's measurements)")
+                          "see the measurements in docs/methodology.md)")
     run.add_argument("--grpc-workers", type=positive_int, default=None,
                      help="gRPC server processes (default: one per target CPU)")
     run.add_argument("--grpc-threads", type=positive_int, default=None,

@@ -20,9 +20,9 @@ from targets.userbundle import label
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured on `digits` with
-#: wrk -c16 (README, *Performance*), 4 threads gave a few percent more throughput than 1
-#: but p99 ~50 ms against 25-40 ms. Keep-alive connections wait in the worker's poller
-#: either way; ``--flask-threads 4`` is there for throughput.
+#: wrk -c16 (docs/methodology.md, *Performance*), 4 threads gave a few percent more
+#: throughput than 1 but p99 ~50 ms against 25-40 ms. Keep-alive connections wait in the
+#: worker's poller either way; ``--flask-threads 4`` is there for throughput.
 DEFAULT_THREADS = 1
 #: Idle keep-alive, as nginx's default: longer than any pause between requests of a stage.
 KEEPALIVE_S = 75

@@ -28,10 +28,11 @@ from targets.bundle import Prediction
 from targets.serving import ServerSetup, fork_workers, prepare_server, set_torch_threads
 from targets.serving import add_arguments as add_common_arguments
 
-#: Threads in each server's pool, chosen by measurement (README, *Performance*): with 16
-#: channels on `digits`, 4 served ~15% more than 1 and ~3% more than 2; 8 was no faster
-#: alone, with a wider spread of latency. gRPC's request machinery runs in the pool's
-#: threads, so a few of them overlap its waits with the model's CPU-bound call.
+#: Threads in each server's pool, chosen by measurement (docs/methodology.md,
+#: *Performance*): with 16 channels on `digits`, 4 served ~15% more than 1 and ~3% more
+#: than 2; 8 was no faster alone, with a wider spread of latency. gRPC's request
+#: machinery runs in the pool's threads, so a few of them overlap its waits with the
+#: model's CPU-bound call.
 DEFAULT_THREADS = 4
 APIS = ("sync", "aio")
 #: The sync server: grpc.aio with the model on its event loop served ~0.78 of it.
