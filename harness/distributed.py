@@ -39,6 +39,7 @@ across workers, and the in-process target runs inside the load generator.
 from __future__ import annotations
 
 import base64
+import math
 import os
 import subprocess
 import sys
@@ -61,6 +62,8 @@ DRAIN_MARGIN_S = 5.0
 WORKER_CONNECT_TIMEOUT_S = 60.0
 #: How long connected workers may take to build their users from the plan.
 PLAN_TIMEOUT_S = 30.0
+#: How often the plan is sent again to a worker that has not taken it (see _send_plan).
+PLAN_RESEND_S = 1.0
 #: A worker started by hand waits this long after a job before looking for the next
 #: target's master (so it does not greet the one that is shutting down).
 QUIT_GRACE_S = 2.0
@@ -311,9 +314,7 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
                              f"{host}:{port}, {expected} expected: stop the extra ones")
         # Every worker builds its users from the plan before any is asked to spawn one.
         worker_plan = {k: v for k, v in plan.items() if k != "reference"}
-        for index, client_id in enumerate(clients):
-            runner.send_message(PLAN, {"plan": worker_plan, "index": index}, client_id)
-        if not _wait_for(lambda: len(control.ready) >= expected, PLAN_TIMEOUT_S):
+        if not _send_plan(runner, control, clients, worker_plan):
             raise StageError(f"{expected - len(control.ready)} of {expected} load-generator "
                              f"workers did not take the plan within {PLAN_TIMEOUT_S:.0f} s")
         info["workers"] = [control.ready[c] for c in clients]
@@ -342,6 +343,29 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _send_plan(runner: Any, control: RemoteControl, clients: list[str],
+               plan: dict[str, Any]) -> bool:
+    """Send each worker the plan (with its index) until it says it took it, at most
+    PLAN_TIMEOUT_S. Sent again every PLAN_RESEND_S: a worker counts as connected a moment
+    before it has registered its handler for the plan, and Locust drops a message it has
+    no handler for ("Unknown message type received: db_plan")."""
+    import gevent
+
+    sent: dict[str, float] = {}
+    deadline = time.monotonic() + PLAN_TIMEOUT_S
+    while len(control.ready) < len(clients):
+        now = time.monotonic()
+        if now > deadline:
+            return False
+        for index, client_id in enumerate(clients):
+            if client_id not in control.ready and now - sent.get(client_id, -math.inf) \
+                    >= PLAN_RESEND_S:
+                runner.send_message(PLAN, {"plan": plan, "index": index}, client_id)
+                sent[client_id] = now
+        gevent.sleep(0.05)
+    return True
 
 
 def _wait_for(condition: Any, timeout_s: float, step_s: float = 0.05) -> bool:
@@ -426,6 +450,8 @@ def _serve_one(host: str, port: int, local: bool) -> str:
             push()
 
     def on_plan(environment: Any, msg: Any, **_: Any) -> None:
+        if pumps:  # the master sent it again before our READY reached it: taken already
+            return
         plan = msg.data["plan"]
         state.update(index=int(msg.data["index"]), final=bool(plan.get("final", True)))
         env.user_classes = [build_user(plan["spec"], control)]
