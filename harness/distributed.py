@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
-from harness.stagekit import StageError, emit
+from harness.stagekit import StageError, emit, wait_until
 from harness.stages import StageRunner, run_trials
 
 #: How often a worker sends the samples recorded since its last message.
@@ -368,17 +368,6 @@ def _send_plan(runner: Any, control: RemoteControl, clients: list[str],
     return True
 
 
-def _wait_for(condition: Any, timeout_s: float, step_s: float = 0.05) -> bool:
-    import gevent
-
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        gevent.sleep(step_s)
-    return True
-
-
 # -- a worker ----------------------------------------------------------------------------
 
 def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
@@ -467,7 +456,7 @@ def _serve_one(host: str, port: int, local: bool) -> str:
     def on_drain(environment: Any, msg: Any, **_: Any) -> None:
         epoch = msg.data["epoch"]
         control.draining = True
-        _wait_for(lambda: not control.inflight, float(msg.data["timeout_s"]), 0.005)
+        wait_until(gevent, lambda: not control.inflight, float(msg.data["timeout_s"]))
         if state["epoch"] != epoch:  # the master moved on (it gave up on this stage)
             return
         unanswered = list(control.inflight.values())

@@ -101,8 +101,15 @@ class Engine(Protocol):
     def total_stats(self, span_s: float) -> dict[str, Any]: ...
 
 
-def wait_until(engine: Engine, condition: Callable[[], bool], timeout_s: float,
+class Sleeper(Protocol):
+    """Anything that can wait without blocking its load: an :class:`Engine`, or gevent."""
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+def wait_until(engine: Sleeper, condition: Callable[[], bool], timeout_s: float,
                step_s: float = 0.005) -> bool:
+    """Whether ``condition`` came true within ``timeout_s``, checked every ``step_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
