@@ -58,8 +58,8 @@ from typing import Any
 import psutil
 
 from harness.cpus import CpuPlan, plan_cpus
-from harness.loadgen import LoadJob, LocustLoadGenerator
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.launch import LoadJob, LocustLoadGenerator
 from scenarios.catalogue import Scenario
 from targets import codec
 from targets.bundle import serve_batch

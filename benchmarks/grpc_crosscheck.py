@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 from harness.cpus import plan_cpus
-from harness.loadgen import LoadJob, LocustLoadGenerator
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.launch import LoadJob, LocustLoadGenerator
 from scenarios.catalogue import Scenario
 from targets.bundles.resolve import get_bundle
 from targets.flask.target import FlaskTarget

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from harness.cpus import plan_cpus
-from harness.latency import nearest_rank
+from harness.loadgen.analysis.latency import nearest_rank
 from targets import codec
 from targets.awslambda.handler import HANDLER_TIME_HEADER
 from targets.awslambda.target import LambdaTarget

@@ -13,7 +13,7 @@ example requests as soon as the previous one is answered:
 Every answer is decoded and checked as the harness's users do it (one prediction per
 request row, a label among finite probabilities); one that is not counts as a failure.
 This is plain Locust for bringing the comparison up by hand: `deploybench run` uses its
-own users and listener (scenarios/users/), which record every request's latency to the
+own users and listener (harness/loadgen/swarm/users/), which record every request's latency to the
 microsecond.
 """
 

@@ -27,8 +27,8 @@ from harness.commands import (
     cmd_serve,
     cmd_upgrade,
 )
-from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
+from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
 from harness.options import (
     non_negative_float,
     parse_encodings,

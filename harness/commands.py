@@ -26,7 +26,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from harness import calibrate
     from harness.console import ConsoleObserver
     from harness.cpus import plan_cpus
-    from harness.loadgen import LocustLoadGenerator
+    from harness.loadgen.launch import LocustLoadGenerator
     from harness.results import choose_out_dir
     from harness.runner import Runner, RunPlan
     from reports.pricing import load_prices
@@ -185,7 +185,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_loadgen_worker(args: argparse.Namespace) -> int:
     """Serve a run's masters from this machine: one job per target, until the last."""
-    from harness.distributed import parse_master, worker_main
+    from harness.loadgen.swarm.messages import parse_master
+    from harness.loadgen.swarm.worker import worker_main
 
     try:
         parse_master(args.master)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
+from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
 from harness.options import default_out
 from reports.serverless import PLATFORM_INIT_MS
 from targets import codec
@@ -34,7 +34,7 @@ EXIT_INVALID = 4
 
 def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str | None:
     """Where the master listens for remote workers (None: no remote workers)."""
-    from harness.distributed import parse_master
+    from harness.loadgen.swarm.messages import parse_master
 
     if args.loadgen_remote_workers < 0:
         raise UserError("--loadgen-remote-workers must be 0 or more")
@@ -178,7 +178,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
          notes: list[str], checked: CheckedBundle) -> int:
     from harness import calibrate
     from harness.console import ConsoleObserver
-    from harness.loadgen import LocustLoadGenerator, SimulatedLoadGenerator
+    from harness.loadgen.launch import LocustLoadGenerator
+    from harness.loadgen.simulated import SimulatedLoadGenerator
     from harness.runner import Runner, RunPlan
     from reports.console import print_run
     from reports.pricing import load_prices

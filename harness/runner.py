@@ -20,13 +20,13 @@ from harness import encodings, metadata
 from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
 from harness.errors import UserError
-from harness.latency import summarize_latency
-from harness.loadgen import LoadGenerator, LoadJob
+from harness.loadgen.analysis.latency import summarize_latency
+from harness.loadgen.analysis.serverless import summarize_invocations
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.analysis.validity import Rules
+from harness.loadgen.launch import LoadGenerator, LoadJob
 from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
-from harness.serverless import summarize_invocations
-from harness.stats import summarize_stage
-from harness.validity import Rules
 from reports.objective import sweep_p99_ms
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario

@@ -27,7 +27,7 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   and ``encoding`` (its requests on the wire: json, binary, protobuf; null in-process).
   A stage of ``mode`` "timeline" (scenario ``timeline``/``sample_s``; ``concurrency``
   null, no ``windows``) with its ``timeline`` block: per segment, a series every
-  ``sample_s`` and the target's memory growth (see harness.timeline). A reader that
+  ``sample_s`` and the target's memory growth (see harness.loadgen.timeline). A reader that
   predates it cannot describe such a stage's load. A target's ``codec.on_path_ms``: the
   encoding steps on the measured path, once the load users decoded every answer (absent
   before: those runs' paths held only the server's decode and encode).
@@ -67,7 +67,7 @@ class LatencySummary(TypedDict):
     p90: float
     p95: float
     p99: float
-    #: None with fewer samples than it needs (harness.validity.min_requests(0.999)).
+    #: None with fewer samples than it needs (analysis.validity.min_requests(0.999)).
     p999: float | None
     min: float
     max: float
@@ -82,7 +82,7 @@ class StageResult(TypedDict):
     trial: int
     #: Closed loop: concurrent users. Open loop: None.
     concurrency: int | None
-    #: The verdict: VALID when ``reasons`` is empty (see harness.validity for the rules).
+    #: The verdict: VALID when ``reasons`` is empty (harness.loadgen.analysis.validity: the rules).
     valid: bool
     reasons: list[str]
     duration_s: float

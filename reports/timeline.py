@@ -13,7 +13,7 @@ from reports.blocks import Block, Chart, Heading, Paragraph, Table
 from reports.format import fmt_ms, fmt_num, fmt_pct, fmt_rps, fmt_verdict, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult
 
-#: What the load generator keeps per request (harness.recorder: three doubles, three
+#: What the load generator keeps per request (harness.loadgen.recorder: three doubles, three
 #: bytes), so in-process memory growth can be read against it.
 RECORDER_BYTES_PER_REQUEST = 27
 

@@ -1,6 +1,4 @@
-"""Load scenarios (named YAML files in this folder) and the Locust users that drive targets.
-
-Only :mod:`scenarios.users` (and :mod:`harness.driver`, which runs them) import Locust,
-inside the load generator's own process: ``import locust`` monkey-patches the whole
-process for gevent.
+"""Load scenarios: the named YAML files in this folder, how they are read and checked
+(:mod:`.catalogue`), and an open-loop stage's arrival schedule (:mod:`.schedule`). The
+Locust users that drive targets are in :mod:`harness.loadgen.swarm.users`.
 """

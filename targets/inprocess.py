@@ -1,7 +1,7 @@
 """The in-process target: the application calls the bundle directly, no serving layer.
 
 Under load there is no network and so no client: the in-process driver
-(:mod:`harness.embedded`) *is* the application. Its request handlers are OS threads
+(:mod:`harness.loadgen.embedded`) *is* the application. Its request handlers are OS threads
 pinned to the target CPUs, one torch thread each, calling the bundle with no other
 scheduler in between, so the latency is the model's call as the application sees it
 (and, with more users than CPUs, the wait for a CPU). Locust drives every network target;

@@ -198,7 +198,7 @@ class Invocation:
     request_id: str | None
 
     def record(self, sent_at: float) -> dict[str, Any]:
-        """The invocation as the emulator records it (harness/serverless.py reads both)."""
+        """The invocation as the emulator records it (analysis/serverless.py reads both)."""
         report = self.report or {}
         init = report.get("init_ms")
         return {"ts": sent_at, "finished": time.time(), "source": "invoke",

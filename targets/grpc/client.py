@@ -1,5 +1,5 @@
 """A blocking gRPC client for health checks, parity and the independent benchmark client
-(not for Locust, which needs gevent-mode gRPC: see :mod:`scenarios.users.grpc`)."""
+(not for Locust, which needs gevent-mode gRPC: see :mod:`harness.loadgen.swarm.users.grpc`)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import psutil
 
-from harness.loadgen import LoadJob, LoadResult, LocustLoadGenerator
+from harness.loadgen.launch import LoadJob, LoadResult, LocustLoadGenerator
 from scenarios.catalogue import Scenario
 from targets.codec import AnswerShape
 

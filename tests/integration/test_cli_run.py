@@ -65,15 +65,15 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("how", "target", "extra", "running"), [
-    ("SIGTERM", "flask", [], ["harness.driver", "targets.flask.server"]),
-    ("SIGKILL", "flask", [], ["harness.driver", "targets.flask.server"]),
+    ("SIGTERM", "flask", [], ["harness.loadgen.driver", "targets.flask.server"]),
+    ("SIGKILL", "flask", [], ["harness.loadgen.driver", "targets.flask.server"]),
     # Lambda's execution environments and two Locust worker processes too.
     ("SIGINT", "lambda", ["--loadgen-workers", "2"],
-     ["harness.distributed", "targets.awslambda.server", "awslambdaric"]),
+     ["harness.loadgen.swarm.worker", "targets.awslambda.server", "awslambdaric"]),
     # A second Ctrl-C exits at once, and still leaves nothing behind.
-    ("SIGINT twice", "grpc", [], ["harness.driver", "targets.grpc.server"]),
+    ("SIGINT twice", "grpc", [], ["harness.loadgen.driver", "targets.grpc.server"]),
     # The in-process driver (handler threads, no Locust) stops on the SIGTERM it gets.
-    ("SIGTERM", "inprocess", [], ["harness.driver"]),
+    ("SIGTERM", "inprocess", [], ["harness.loadgen.driver"]),
 ])
 def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: str,
                                             extra: list[str], running: list[str]) -> None:

@@ -32,8 +32,8 @@ import pytest
 import yaml
 
 from harness.cpus import CpuPlan
+from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
-from harness.stats import summarize_stage
 from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.bundle import Prediction, serve_batch

@@ -1,4 +1,4 @@
-"""The in-process driver (harness.embedded): the application's own handler threads call
+"""The in-process driver (harness.loadgen.embedded): the application's own handler threads call
 the model, and the figures are the model's, not a load generator's.
 
 A bundle with a known, fixed CPU cost per call (tests/fixtures/bundles/fixed_service.py)
@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, plan_document
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.launch import LoadJob, plan_document
 from harness.parity import ParityError
-from harness.stats import summarize_stage
 from targets.bundle import Prediction, serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.inprocess import InProcessTarget
@@ -157,9 +157,9 @@ def test_no_locust_or_gevent_in_the_application(cpus: CpuPlan, tmp_path: Path) -
     probe = tmp_path / "probe.py"
     probe.write_text(
         "import sys, runpy\n"
-        "sys.argv = ['harness.driver', sys.argv[1]]\n"
+        "sys.argv = ['harness.loadgen.driver', sys.argv[1]]\n"
         "try:\n"
-        "    runpy.run_module('harness.driver', run_name='__main__')\n"
+        "    runpy.run_module('harness.loadgen.driver', run_name='__main__')\n"
         "finally:\n"
         "    print('LOADED', 'locust' in sys.modules, 'gevent' in sys.modules,\n"
         "          file=sys.stderr)\n")

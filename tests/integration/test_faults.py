@@ -92,7 +92,7 @@ def _measuring() -> Callable[[list[psutil.Process], Path], bool]:
         return total
 
     def when(tree: list[psutil.Process], out: Path) -> bool:
-        if not any("harness.driver" in _cmdline(p) for p in tree):
+        if not any("harness.loadgen.driver" in _cmdline(p) for p in tree):
             return False
         if not seen:
             seen.append(time.monotonic())
@@ -133,7 +133,7 @@ def _first_stage_done(tree: list[psutil.Process], out: Path) -> bool:
 
 def test_a_load_generator_killed_mid_run_is_reported_with_what_it_measured(
         tmp_path: Path) -> None:
-    done, _, _ = _run_and_kill(tmp_path, _first_stage_done, "harness.driver")
+    done, _, _ = _run_and_kill(tmp_path, _first_stage_done, "harness.loadgen.driver")
     assert done.returncode == 1, done.stderr[-3000:]
     run = load_run(tmp_path / "run")
     flask, grpc = run["targets"]

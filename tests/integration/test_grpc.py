@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
+from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
-from harness.stats import summarize_stage
 from targets import codec
 from targets.bundle import serve_batch
 from targets.grpc import predict_pb2

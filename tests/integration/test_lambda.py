@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from harness.cpus import CpuPlan
+from harness.loadgen.analysis.serverless import summarize_invocations
+from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
-from harness.serverless import summarize_invocations
-from harness.stats import summarize_stage
 from reports.pricing import DEFAULT_PRICES
 from targets import codec
 from targets.awslambda.environment import FunctionConfig

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadResult
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.launch import LoadResult
 from scenarios.catalogue import Scenario
 from targets.codec import AnswerShape
 from targets.flask.target import FlaskTarget

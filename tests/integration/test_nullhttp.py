@@ -151,7 +151,7 @@ def test_other_bundles_are_refused(cpus: CpuPlan) -> None:
 
 def test_locust_stage_has_no_errors(server: NullHttpTarget, cpus: CpuPlan, null: NullBundle,
                                     tmp_path: Path) -> None:
-    from harness.stats import summarize_stage
+    from harness.loadgen.analysis.stats import summarize_stage
     from tests.integration.stages import drive
 
     result = drive("null-http", server.load_spec(null.example_requests()), list(cpus.loadgen),

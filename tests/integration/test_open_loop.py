@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadResult
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.launch import LoadResult
 from targets import codec
 from targets.awslambda.target import LambdaTarget
 from targets.bundles.resolve import get_bundle

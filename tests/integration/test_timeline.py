@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.stats import summarize_stage
 from scenarios.catalogue import Segment
 from targets.flask.target import FlaskTarget
 from tests.integration.stages import drive, one_window

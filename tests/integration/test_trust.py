@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.stats import summarize_stage
-from harness.validity import Rules
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.analysis.validity import Rules
 from scenarios.catalogue import Scenario
 from targets.nullhttp.target import NullHttpTarget
 from tests.integration.stages import drive, one_window

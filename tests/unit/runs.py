@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cpus import CpuPlan
-from harness.loadgen import SimulatedLoadGenerator
+from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan
 from reports.pricing import DEFAULT_PRICES
 from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult

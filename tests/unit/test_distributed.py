@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from harness.distributed import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES, RemoteControl
-from harness.recorder import SampleRecorder
-from harness.resources import CpuReading
-from harness.stagekit import StageError
+from harness.loadgen.recorder import SampleRecorder
+from harness.loadgen.resources import CpuReading
+from harness.loadgen.stagekit import StageError
+from harness.loadgen.swarm.master import RemoteControl
+from harness.loadgen.swarm.messages import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES
 
 
 class FakeRunner:
@@ -84,7 +85,7 @@ def test_the_busiest_worker_or_the_shared_cores_set_the_load_generator_cpu() -> 
 def test_a_remote_workers_cpu_is_not_this_machines() -> None:
     """The shared-cores rule adds only the workers this machine runs; a worker elsewhere
     counts as itself (the busiest-worker rule)."""
-    from harness.distributed import DistributedMeter
+    from harness.loadgen.swarm.master import DistributedMeter
 
     control = SimpleNamespace(cpu_s={"here": (2.0, 1.0), "there": (7.0, 1.0)},
                               local_nodes=lambda: {"here"})
@@ -113,7 +114,7 @@ def test_remote_workers_are_refused_where_they_cannot_work(
 
 
 def test_master_addresses_parse() -> None:
-    from harness.distributed import parse_master
+    from harness.loadgen.swarm.messages import parse_master
 
     assert parse_master("0.0.0.0:5557") == ("0.0.0.0", 5557)
     assert parse_master("[::1]:5557") == ("::1", 5557)

@@ -11,7 +11,7 @@ import pytest
 from harness.cli import build_parser, main
 from harness.cpus import CpuPlan
 from harness.encodings import Measurement, duplicates, measurements
-from harness.loadgen import SimulatedLoadGenerator
+from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan, make_target
 from reports.schema import load_run, read_samples
 from scenarios.catalogue import Scenario

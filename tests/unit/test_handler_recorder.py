@@ -1,4 +1,4 @@
-"""The in-process driver's recorder (harness.handlers.HandlerRecorder): records appended
+"""The in-process driver's recorder (harness.loadgen.handlers.HandlerRecorder): records appended
 by handler threads without a lock are taken in whole, in completion order, and a stage's
 close counts each request once, answered or unanswered."""
 
@@ -8,7 +8,7 @@ from array import array
 
 import numpy as np
 
-from harness.handlers import HandlerRecorder
+from harness.loadgen.handlers import HandlerRecorder
 
 
 def record(slot: array[float], sent: float, latency_ms: float, ok: bool = True) -> None:

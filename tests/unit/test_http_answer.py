@@ -8,7 +8,7 @@ import socket
 import gevent.socket
 import pytest
 
-from scenarios.httpwire import Answer, build_request, read_answer
+from harness.loadgen.swarm.httpwire import Answer, build_request, read_answer
 
 
 def answer_to(raw: bytes, chunks: int = 1) -> Answer:

@@ -9,8 +9,8 @@ from typing import Any
 import gevent
 import pytest
 
-from scenarios.control import LoadControl
-from scenarios.openloop import OpenLoop
+from harness.loadgen.control import LoadControl
+from harness.loadgen.swarm.openloop import OpenLoop
 
 
 class FakeUser:

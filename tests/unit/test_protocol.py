@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.protocol import Program, Segment, TimelinePlan, Timing
+from harness.loadgen.protocol import Program, Segment, TimelinePlan, Timing
 from scenarios import catalogue
 
 

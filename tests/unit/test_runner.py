@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import SimulatedLoadGenerator
+from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.parity import ParityError
 from harness.results import choose_out_dir
 from harness.runner import Runner, RunPlan

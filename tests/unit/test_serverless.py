@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.serverless import summarize_invocations
+from harness.loadgen.analysis.serverless import summarize_invocations
 from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
 
 

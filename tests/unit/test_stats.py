@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.latency import nearest_rank, summarize_latency
-from harness.protocol import RawStage
-from harness.stats import summarize_stage
+from harness.loadgen.analysis.latency import nearest_rank, summarize_latency
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.protocol import RawStage
 
 
 def test_nearest_rank_picks_observed_values() -> None:

@@ -16,12 +16,13 @@ import pytest
 from rich.console import Console
 
 from harness.cpus import CpuPlan
-from harness.loadgen import LoadJob, SimulatedLoadGenerator
-from harness.protocol import RawStage
+from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.analysis.timeline import NO_STABILITY
+from harness.loadgen.analysis.validity import Rules
+from harness.loadgen.launch import LoadJob
+from harness.loadgen.protocol import RawStage
+from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan
-from harness.stats import summarize_stage
-from harness.timeline import NO_STABILITY
-from harness.validity import Rules
 from reports.charts import CHARTS
 from reports.console import print_run
 from reports.render import render_run_dir

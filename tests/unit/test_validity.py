@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
-from harness.loadgen import SimulatedLoadGenerator
-from harness.recorder import SampleRecorder
-from harness.runner import Runner, RunPlan
-from harness.sweep import capacity, stage_figures, sweep_should_stop
-from harness.validity import (
+from harness.loadgen.analysis.sweep import capacity, stage_figures, sweep_should_stop
+from harness.loadgen.analysis.validity import (
     Rules,
     Window,
     is_stable,
@@ -23,6 +20,9 @@ from harness.validity import (
     settled,
     stability,
 )
+from harness.loadgen.recorder import SampleRecorder
+from harness.loadgen.simulated import SimulatedLoadGenerator
+from harness.runner import Runner, RunPlan
 from scenarios.catalogue import Scenario, Sweep
 from targets.fake import FakeTarget
 

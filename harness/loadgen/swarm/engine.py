@@ -1,4 +1,4 @@
-"""Locust as the stage loop's engine (:class:`harness.stagekit.Engine`): users are
+"""Locust as the stage loop's engine (:class:`harness.loadgen.stagekit.Engine`): users are
 greenlets, waits are gevent's, and Locust's own statistics are kept per window as a
 cross-check of the harness's raw samples. Imported only inside a Locust process."""
 
@@ -9,7 +9,7 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from harness.stages import StageRunner
+from harness.loadgen.stages import StageRunner
 
 #: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
 CROSS_CHECK_PERCENTILES = (0.5, 0.99)
@@ -32,7 +32,7 @@ def locust_snapshot(total: Any, window_s: float) -> dict[str, Any]:
 
 
 class LocustEngine:
-    """Locust's runner as the stage loop's :class:`harness.stagekit.Engine`: users are
+    """Locust's runner as the stage loop's :class:`harness.loadgen.stagekit.Engine`: users are
     greenlets, waits are gevent's."""
 
     def __init__(self, env: Any, runner: Any, crosscheck: bool = True) -> None:
@@ -80,7 +80,7 @@ class LocustEngine:
         return gevent.spawn(fn)
 
     def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
-        from scenarios.openloop import OpenLoop
+        from harness.loadgen.swarm.openloop import OpenLoop
 
         return OpenLoop(rate, arrival, max_inflight, seed)
 

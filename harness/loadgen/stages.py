@@ -3,20 +3,29 @@ agree, cool-down and drain, then the stage's record; and the scenario's program 
 stages (fixed levels, a sweep, open-loop rates, a timeline).
 
 It knows nothing of Locust or of threads: what generates the load is an :class:`Engine`
-(Locust's runner in :mod:`harness.driver`, the application's own handler threads in
-:mod:`harness.embedded`), with its control (what is in flight, the drain flag) and its
+(Locust's runner in :mod:`harness.loadgen.driver`, the application's own handler threads in
+:mod:`harness.loadgen.embedded`), with its control (what is in flight, the drain flag) and its
 recorder (the raw samples). Both drivers run this same code, so a stage means the same
 thing whatever drove it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
-from harness import timeline as timeline_stage
-from harness.protocol import PARTIAL_FILE, Program, TimelinePlan
-from harness.stagekit import (
+from harness.loadgen import timeline as timeline_stage
+from harness.loadgen.analysis.sweep import capacity, stage_figures, sweep_should_stop
+from harness.loadgen.analysis.validity import Rules, measure_window, reasons, settled, stability
+from harness.loadgen.protocol import (
+    PARTIAL_FILE,
+    Program,
+    QuickFigures,
+    StageReport,
+    TimelinePlan,
+)
+from harness.loadgen.stagekit import (
     StageContext,
     StageError,
     StageInterrupted,
@@ -26,26 +35,22 @@ from harness.stagekit import (
     save_samples,
     spawn_and_warm_up,
 )
-from harness.sweep import capacity, stage_figures, sweep_should_stop
-from harness.validity import Rules, measure_window, reasons, settled, stability
 from targets.files import atomic_write_json
 
 
 def run_program(stages: StageRunner, program: Program, trial: int) -> None:
     """One trial: fixed closed-loop levels, a sweep, open-loop rates, then a timeline."""
-    closed: list[dict[str, Any]] = []
-    for users in program.levels:
-        closed.append(stages.closed(users, trial))
+    closed = [stages.closed(users, trial).quick() for users in program.levels]
     sweep = program.sweep
     if sweep is not None:
-        done: list[dict[str, Any]] = []
+        done: list[QuickFigures] = []
         for users in sweep.levels:
             stage = stages.closed(users, trial, sweep=True)
-            done.append(stage)
+            done.append(stage.quick())
             stop = sweep_should_stop(done, sweep.min_gain, sweep.patience,
                                      program.slo_p99_ms, program.max_error_rate)
             if stop is not None:
-                stage["sweep_stop"] = stop
+                stage.sweep_stop = stop
                 emit("sweep", reason=stop)
                 break
         closed.extend(done)
@@ -62,7 +67,7 @@ def run_program(stages: StageRunner, program: Program, trial: int) -> None:
                 "rate_fractions of")
         for fraction in program.fractions:
             stages.open(fraction * found["rps"], trial, fraction=fraction,
-                        capacity=found["rps"])
+                        capacity_rps=found["rps"])
     if program.timeline is not None:
         stages.timeline(program.timeline, trial)
 
@@ -81,10 +86,11 @@ def run_trials(stages: StageRunner, program: Program) -> str | None:
 class StageRunner(StageContext):
     """Runs stages one after another with one engine, keeping their results."""
 
-    def closed(self, users: int, trial: int, sweep: bool = False) -> dict[str, Any]:
+    def closed(self, users: int, trial: int, sweep: bool = False) -> StageReport:
         return self._stage(users, None, trial, {"mode": "closed", "sweep": sweep})
 
-    def open(self, rate: float, trial: int, **extra: Any) -> dict[str, Any]:
+    def open(self, rate: float, trial: int, fraction: float | None = None,
+             capacity_rps: float | None = None) -> StageReport:
         t = self.timing
         # The same schedule for the same open stage of every target and run: the seed
         # follows the stage's place among the trial's open-loop stages.
@@ -93,54 +99,56 @@ class StageRunner(StageContext):
             seed=t.seed + 1000 * trial + self.open_stages.get(trial, 0))
         self.open_stages[trial] = self.open_stages.get(trial, 0) + 1
         return self._stage(1, loop, trial, {"mode": "open", "rate": rate,
-                                            "arrival": t.arrival, **extra})
+                                            "arrival": t.arrival, "fraction": fraction,
+                                            "capacity_rps": capacity_rps})
 
-    def timeline(self, program: TimelinePlan, trial: int) -> dict[str, Any]:
-        """Segments of users back to back in one run (harness.timeline)."""
+    def timeline(self, program: TimelinePlan, trial: int) -> StageReport:
+        """Segments of users back to back in one run (harness.loadgen.timeline)."""
         return self._stage(program.segments[0].users, None, trial,
                            {"mode": "timeline"}, timeline=program)
 
     def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any],
-               timeline: TimelinePlan | None = None) -> dict[str, Any]:
+               timeline: TimelinePlan | None = None) -> StageReport:
         if self.stop.is_set():
             raise StageInterrupted
         index = len(self.results)
         label = info.get("rate") if loop is not None else users
         result = _run_stage(self, index, users, loop, label, timeline)
-        result.update(info, trial=trial)
+        result = dataclasses.replace(result, **info, trial=trial)
         worker_samples = getattr(self.control, "worker_samples", None)
         if worker_samples is not None:  # --loadgen-workers: each worker's own count
-            result["worker_samples"] = worker_samples()
+            result.worker_samples = worker_samples()
         if loop is not None:
-            result["concurrency"] = None
-            result["max_inflight"] = loop.max_inflight
-            result["late_tolerance_ms"] = self.timing.late_tolerance_ms
+            result.concurrency = None
+            result.max_inflight = loop.max_inflight
+            result.late_tolerance_ms = self.timing.late_tolerance_ms
         self.results.append(result)
-        atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.results})
-        if result.get("interrupted"):  # kept above, marked; no later stage runs
+        atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.reports()})
+        if result.interrupted:  # kept above, marked; no later stage runs
             raise StageInterrupted
-        died = result.get("target_died_at")
+        died = result.target_died_at
         if died is not None:  # kept above, with its failures; no later stage can run
-            at = died - result["stage_started_at"]
+            at = died - (result.stage_started_at or died)
+            quick = result.quick()
             raise StageError(
-                f"the target's process (PID {', '.join(map(str, result['dead_pids']))}) died "
+                f"the target's process (PID {', '.join(map(str, result.dead_pids))}) died "
                 f"{at:.1f} s into the stage at {_load_label(result)}; "
-                f"{result['requests'] - result['ok_requests']} of the {result['requests']} "
+                f"{quick['requests'] - quick['ok_requests']} of the {quick['requests']} "
                 "requests sent in its measured window failed, and no later stage was run")
         return result
 
 
-def _load_label(result: dict[str, Any]) -> str:
-    if result.get("mode") == "timeline":
+def _load_label(result: StageReport) -> str:
+    if result.mode == "timeline":
         return "the timeline"
-    if result.get("mode") == "open":
-        return f"{result.get('rate', 0):,.0f} req/s"
-    users = result.get("concurrency")
+    if result.mode == "open":
+        return f"{result.rate or 0:,.0f} req/s"
+    users = result.concurrency
     return f"{users} user{'' if users == 1 else 's'}"
 
 
 def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
-               timeline: TimelinePlan | None = None) -> dict[str, Any]:
+               timeline: TimelinePlan | None = None) -> StageReport:
     """One stage, with the target's main processes watched: a stage in which the target
     died ends after its current window and says when it died."""
     ctx.control.reset()
@@ -158,36 +166,38 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
             result = _run_watched_stage(ctx, index, users, loop, where, watch)
     finally:
         watch.stop()
-    result["stage_started_at"] = stage_started_at
-    result["target_died_at"] = watch.died_at
-    result["dead_pids"] = watch.dead
+    result.stage_started_at = stage_started_at
+    result.target_died_at = watch.died_at
+    result.dead_pids = list(watch.dead)
     return result
 
 
-def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
-                       where: dict[str, Any], watch: Watch) -> dict[str, Any]:
+@dataclasses.dataclass
+class _Windows:
+    """The measurement windows of a stage as they ran: their edges (wall clock), the
+    CPU reading at each edge, Locust's cross-check per window, and whether SIGTERM cut
+    the last one short."""
+
+    edges: list[float]
+    cpu: list[Any]
+    windows: list[Any]
+    crosscheck: list[Any]
+    interrupted: bool = False
+
+
+def _measure_windows(ctx: StageRunner, loop: Any, where: dict[str, Any], watch: Watch
+                     ) -> _Windows:
+    """Windows until the last few agree (or the scenario's maximum, or the target died).
+    At each edge only cheap reads (CPU, a vectorised pass over the samples so far), so
+    users are held up as little as possible."""
     engine, control, recorder, meter = ctx.engine, ctx.control, ctx.recorder, ctx.meter
     t, stop = ctx.timing, ctx.stop
-    warmup_s, warmed = spawn_and_warm_up(ctx, users, where, watch)
-    # The target's processes as they are now: after the warm-up, so environments a
-    # serverless target started for this stage's users are counted (a few ms, before the
-    # window opens).
-    meter.attach()
-
-    # Windows until the last few agree. At each edge only cheap reads (CPU, a vectorised
-    # pass over the samples so far), so users are held up as little as possible.
     if engine.crosscheck:
         engine.reset_stats()
-    edges = [time.time()]
-    cpu = [meter.cpu()]
-    crosscheck_windows: list[Any] = []
-    windows: list[Any] = []
-    count, tolerance = t.stability_windows, t.stability_tolerance
+    ran = _Windows(edges=[time.time()], cpu=[meter.cpu()], windows=[], crosscheck=[])
+    edges, windows = ran.edges, ran.windows
     # Open loop: the schedule sets the throughput, so only latency must settle.
     check_rps = loop is None
-    # SIGTERM during a window closes it at once: the windows so far are kept, the last
-    # one shorter, and the stage is marked interrupted.
-    interrupted = False
     # Samples are appended as answers arrive, so a window's completions are among those
     # appended since the previous edge (and a few just before it): scan only those.
     cursor = len(recorder)
@@ -196,9 +206,9 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         emit("stage", phase="measure", window=len(windows) + 1, of=t.max_windows, **where)
         stop.wait(max(0.0, edges[-1] + t.window_s - time.time()))
         edges.append(time.time())
-        cpu.append(meter.cpu())
+        ran.cpu.append(meter.cpu())
         if engine.crosscheck:
-            crosscheck_windows.append(engine.window_stats())
+            ran.crosscheck.append(engine.window_stats())
             engine.reset_stats()
         begin = recorder.scan_start(cursor)
         if flush_delay:  # workers: let their pushes of the window's answers arrive
@@ -210,12 +220,44 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
         windows.append(measure_window(scan.start_s, scan.latency_ms, scan.ok,
                                       edges[-2], edges[-1]))
         del scan
+        # SIGTERM during a window closes it at once: the windows so far are kept, the
+        # last one shorter, and the stage is marked interrupted.
         if stop.is_set():
-            interrupted = True
-            break
-        if settled(windows, count, tolerance, check_rps) \
+            ran.interrupted = True
+            return ran
+        if settled(windows, t.stability_windows, t.stability_tolerance, check_rps) \
                 or len(windows) >= t.max_windows or watch.died_at is not None:
-            break
+            return ran
+
+
+def _quick_figures(ctx: StageRunner, samples: Any, window_start: float, window_end: float,
+                   loadgen_percent: float, stable: bool, warmed: bool) -> QuickFigures:
+    """The window's figures with the verdict's closed-loop rules, so a sweep's capacity
+    comes from a VALID stage (the report recomputes the full verdict from the samples)."""
+    figures = stage_figures(samples.start_s, samples.latency_ms, samples.ok,
+                            window_start, window_end)
+    rules = Rules(max_error_rate=ctx.timing.max_error_rate)
+    figures["valid"] = not reasons(
+        requests=figures["requests"], ok_requests=figures["ok_requests"],
+        error_rate=figures["error_rate"], loadgen_cpu_percent=loadgen_percent, stable=stable,
+        instability=None, late=0, late_tolerance_ms=None, queued=0, max_inflight=None,
+        warmup_complete=warmed, rules=rules)
+    figures["loadgen_busy"] = loadgen_percent > rules.loadgen_cpu_limit_percent
+    return figures
+
+
+def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
+                       where: dict[str, Any], watch: Watch) -> StageReport:
+    engine, control, recorder, meter = ctx.engine, ctx.control, ctx.recorder, ctx.meter
+    t, stop = ctx.timing, ctx.stop
+    warmup_s, warmed = spawn_and_warm_up(ctx, users, where, watch)
+    # The target's processes as they are now: after the warm-up, so environments a
+    # serverless target started for this stage's users are counted (a few ms, before the
+    # window opens).
+    meter.attach()
+    ran = _measure_windows(ctx, loop, where, watch)
+    windows, edges, cpu, interrupted = ran.windows, ran.edges, ran.cpu, ran.interrupted
+    count, tolerance = t.stability_windows, t.stability_tolerance
     if interrupted and not any(w.completed for w in windows):
         raise StageInterrupted  # no answer measured: nothing to keep
     # Whether the windows agreed, apart from whether they held enough requests (which
@@ -223,11 +265,11 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     # interrupted stage is not judged (its verdict says it was interrupted).
     stable, instability = (False, f"not judged: interrupted after {len(windows)} "
                                   "window(s)") if interrupted \
-        else stability(windows, count, tolerance, check_rps)
+        else stability(windows, count, tolerance, loop is None)
     kept = min(count, len(windows))
     window_start, window_end = edges[-1 - kept], edges[-1]
     cpu_before, cpu_after = cpu[-1 - kept], cpu[-1]
-    crosscheck = engine.merged_stats(crosscheck_windows[-kept:], window_end - window_start) \
+    crosscheck = engine.merged_stats(ran.crosscheck[-kept:], window_end - window_start) \
         if engine.crosscheck else {}
 
     drained, unanswered = cool_down_and_drain(ctx, where)
@@ -245,56 +287,34 @@ def _run_watched_stage(ctx: StageRunner, index: int, users: int, loop: Any,
     control.open_loop = None
 
     samples = recorder.columns()
-    figures = stage_figures(samples.start_s, samples.latency_ms, samples.ok,
-                            window_start, window_end)
     wall = window_end - window_start
     loadgen_percent = cpu_after.loadgen_percent(cpu_before, wall, ctx.loadgen_cores)
-    # The verdict's closed-loop rules, so a sweep's capacity comes from a VALID stage
-    # (the report recomputes the full verdict from the samples).
-    rules = Rules(max_error_rate=t.max_error_rate)
-    figures["valid"] = not reasons(
-        requests=figures["requests"], ok_requests=figures["ok_requests"],
-        error_rate=figures["error_rate"], loadgen_cpu_percent=loadgen_percent, stable=stable,
-        instability=None, late=0, late_tolerance_ms=None, queued=0, max_inflight=None,
-        warmup_complete=warmed, rules=rules)
-    figures["loadgen_busy"] = loadgen_percent > rules.loadgen_cpu_limit_percent
+    figures = _quick_figures(ctx, samples, window_start, window_end, loadgen_percent, stable,
+                             warmed)
     # A target elsewhere (--endpoint) has no CPU figure here: absent, not zero.
     target_cpu_s = cpu_after.target_since(cpu_before) if meter.measures_target else None
     samples_name = save_samples(ctx, index, samples)
     emit("stage", phase="done", requests=len(samples.ok), stable=stable,
          interrupted=interrupted, **where)
-    return {
-        "concurrency": users,
-        "window_start": window_start,
-        "window_end": window_end,
-        "windows": [w.to_json() for w in windows],
-        "windows_kept": kept,
-        "stable": stable,
-        "instability": instability,
-        "interrupted": interrupted,
-        "drained": drained,
-        "warmup_s": warmup_s,
-        "warmup_complete": warmed,
-        "truncated": truncated,
-        "unanswered": len(unanswered),
-        "unsent": unsent,
-        "target_cpu_s": target_cpu_s,
-        "target_cpu_percent": None if target_cpu_s is None
+    return StageReport(
+        concurrency=users, window_start=window_start, window_end=window_end,
+        windows=[w.to_json() for w in windows], windows_kept=kept, stable=stable,
+        instability=instability, interrupted=interrupted, drained=drained,
+        warmup_s=warmup_s, warmup_complete=warmed, truncated=truncated,
+        unanswered=len(unanswered), unsent=unsent, target_cpu_s=target_cpu_s,
+        target_cpu_percent=None if target_cpu_s is None
         else 100.0 * target_cpu_s / (wall * ctx.target_cpus),
         # Every load-generator process's CPU, workers elsewhere included: per request.
-        "loadgen_cpu_s": (cpu_after.loadgen_s + cpu_after.remote_s
-                          - cpu_before.loadgen_s - cpu_before.remote_s),
+        loadgen_cpu_s=(cpu_after.loadgen_s + cpu_after.remote_s
+                       - cpu_before.loadgen_s - cpu_before.remote_s),
         # Of one core: Locust's event loop is one thread, so this is its ceiling whatever
         # CPUs the process may use.
-        "loadgen_cpu_percent": loadgen_percent,
-        "target_rss_mb": memory.rss_mb,
-        "target_pss_mb": memory.pss_mb,
-        "target_peak_rss_mb": memory.peak_rss_mb,
-        "target_processes_changed": tree_changed,
-        "locust": crosscheck,
-        "error_kinds": dict(recorder.error_kinds),
-        "samples": samples_name,
-        **figures,  # the driver's own quick figures, for sweeps; the report recomputes
-    }
+        loadgen_cpu_percent=loadgen_percent,
+        target_rss_mb=memory.rss_mb, target_pss_mb=memory.pss_mb,
+        target_peak_rss_mb=memory.peak_rss_mb, target_processes_changed=tree_changed,
+        locust=crosscheck, error_kinds=dict(recorder.error_kinds), samples=samples_name,
+        # The driver's own quick figures, for sweeps; the report recomputes them.
+        figures=figures,
+    )
 
 

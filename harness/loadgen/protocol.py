@@ -1,12 +1,13 @@
 """The contract between the orchestrator and the load-generator process.
 
-The orchestrator (:mod:`harness.loadgen`) writes a plan (``plan.json``) and starts
-``python -m harness.driver`` (or :mod:`harness.distributed`'s master) on it; the driver
+The orchestrator (:mod:`harness.loadgen.launch`) writes a plan (``plan.json``) and starts
+``python -m harness.loadgen.driver`` (or :mod:`harness.loadgen.swarm.master`) on it; the driver
 prints progress events on stdout, writes each finished stage to ``partial.json`` as it
 goes, its samples beside it (``stage-N.npz``), and the whole result to ``result.json``.
 This module holds what both sides must agree on and nothing that imports Locust:
-the file names, the exit codes, the time budgets, and the stage as the orchestrator
-reads it back (:class:`RawStage`). It imports nothing else of deploybench's but the
+the file names, the exit codes, the time budgets, the plan's typed parts, the stage as
+the load generator reports it (:class:`StageReport`) and as the orchestrator reads it back
+with its samples (:class:`RawStage`). It imports nothing else of deploybench's but the
 scenario, so every module of either side may import it.
 """
 
@@ -16,7 +17,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from scenarios.catalogue import Scenario
 PLAN_FILE = "plan.json"
 RESULT_FILE = "result.json"
 #: The stages measured so far, rewritten after each: what is left if the driver dies
-#: (harness.loadgen reads it).
+#: (harness.loadgen.launch reads it).
 PARTIAL_FILE = "partial.json"
 EXIT_PARITY = 3
 #: How long the master waits for workers started elsewhere to connect.
@@ -171,21 +172,88 @@ def timeline_budget_s(scenario: Scenario) -> float:
             + scenario.drain_timeout_s + SPAWN_SLACK_S * len(scenario.timeline))
 
 
-@dataclass
-class RawStage:
-    #: Closed loop: the users. Open loop: None (see ``rate``).
+class QuickFigures(TypedDict):
+    """The load generator's own figures of a stage's window, for the sweep's stopping rule
+    and the capacity (the orchestrator recomputes every figure from the samples)."""
+
+    requests: int
+    ok_requests: int
+    #: Successful answers per second of window.
+    rps: float
+    p99_ms: float | None
+    error_rate: float
+    #: The verdict's closed-loop rules on these figures (a capacity comes from a VALID stage).
+    valid: NotRequired[bool]
+    #: The load generator's CPU was above its limit: it, not the target, set the figures.
+    loadgen_busy: NotRequired[bool]
+
+
+@dataclass(kw_only=True)
+class StageReport:
+    """One stage as the load generator reports it: written to ``partial.json`` and
+    ``result.json`` (:meth:`to_json`), its raw samples in ``stage-N.npz`` beside them
+    (``samples``); the orchestrator reads it back whole (:meth:`from_json`,
+    :func:`read_raw_stage`). Defined once, here, for both sides."""
+
+    # -- the load ------------------------------------------------------------------------
+    #: "closed", "open" or "timeline".
+    mode: str = "closed"
+    #: Which repetition of the stage list (``--trials``), from 0.
+    trial: int = 0
+    #: Closed loop: the users. Open loop and timeline: None (see ``rate``, ``timeline``).
     concurrency: int | None
+    #: Open loop: the offered rate (req/s), its arrival process, the fraction of the
+    #: measured capacity it was (rate_fractions), that capacity, the in-flight bound and
+    #: how late a send may be before it counts as late.
+    rate: float | None = None
+    arrival: str | None = None
+    fraction: float | None = None
+    capacity_rps: float | None = None
+    max_inflight: int | None = None
+    late_tolerance_ms: float | None = None
+    #: A step of an adaptive sweep, and why the sweep stopped there (its last step).
+    sweep: bool = False
+    sweep_stop: str | None = None
+
+    # -- the measurement -------------------------------------------------------------------
+    #: The reported window (the kept measurement windows), wall clock.
     window_start: float
     window_end: float
-    start_s: np.ndarray
-    latency_ms: np.ndarray
-    ok: np.ndarray
+    #: The measurement windows (dicts of analysis.validity.Window), how many are reported
+    #: (the last ones), whether those agreed, and if not, how they differed.
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows_kept: int = 1
+    stable: bool = True
+    instability: str | None = None
+    #: The warm-up as it ran (it waits for every user's first answer), and whether every
+    #: user did have one before ``warmup_max_s``.
+    warmup_s: float | None = None
+    warmup_complete: bool = True
+    #: The run was interrupted during this stage: its figures cover the time it measured
+    #: (the last window cut short), not a finished stage.
+    interrupted: bool = False
+    #: Every request was answered before the drain timeout.
+    drained: bool = True
     #: Requests sent in the window still unanswered when the drain timed out (they are
     #: also failed samples, with the time waited as a lower bound of their latency).
     truncated: int
     #: Requests given up on at the drain timeout, whenever they were sent (a user stuck
     #: since the warm-up lowers the stage's real concurrency without failing in-window).
     unanswered: int
+    #: Open loop: arrivals due in the window never sent before the stage ended.
+    unsent: int = 0
+    #: The stage's raw samples: the ``stage-N.npz`` beside this report ("" when none).
+    samples: str = ""
+    #: The load generator's quick figures (None where none were computed: simulated).
+    figures: QuickFigures | None = None
+    #: Locust's own statistics of the window, as a cross-check ({} where none).
+    locust: dict[str, Any] = field(default_factory=dict)
+    #: Failed requests by kind.
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    #: With --loadgen-workers: how many of the samples each worker recorded.
+    worker_samples: list[int] | None = None
+
+    # -- the target and the load generator's resources -----------------------------------
     target_cpu_percent: float | None
     #: None for a target on another machine (--endpoint): not measured.
     target_cpu_s: float | None
@@ -196,50 +264,44 @@ class RawStage:
     target_peak_rss_mb: float | None = None
     #: A target process died or appeared during the stage: its CPU figures are incomplete.
     target_processes_changed: bool = False
-    error_kinds: dict[str, int] = field(default_factory=dict)
-    locust: dict[str, Any] = field(default_factory=dict)
-    #: The warm-up as it ran (it waits for every user's first answer), and whether every
-    #: user did have one before ``warmup_max_s``.
-    warmup_s: float | None = None
-    warmup_complete: bool = True
+    #: When the stage started, and when (wall clock) the target's main process was found
+    #: dead during it, with the PIDs found dead.
+    stage_started_at: float | None = None
+    target_died_at: float | None = None
+    dead_pids: list[int] = field(default_factory=list)
+    #: A timeline stage (mode "timeline"; see harness.loadgen.timeline): its sample_s, its
+    #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
+    #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
+    timeline: dict[str, Any] | None = None
+
+    def quick(self) -> QuickFigures:
+        """The load generator's quick figures (a stage it ran always has them)."""
+        if self.figures is None:
+            raise ValueError("this stage has no quick figures")
+        return self.figures
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(StageReport)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StageReport:
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
+
+
+@dataclass(kw_only=True)
+class RawStage(StageReport):
+    """A stage as the orchestrator reads it back: the report and its raw samples, one
+    array entry per request (sent in the warm-up, the windows or the cool-down)."""
+
+    start_s: np.ndarray
+    latency_ms: np.ndarray
+    ok: np.ndarray
     #: True where the target marked the answer as a cold start (empty: none marked).
     cold: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    #: "closed" or "open"; open loop: the offered rate (req/s), its arrival process, the
-    #: fraction of the measured capacity it was (rate_fractions), that capacity.
-    mode: str = "closed"
-    rate: float | None = None
-    arrival: str | None = None
-    fraction: float | None = None
-    capacity_rps: float | None = None
-    max_inflight: int | None = None
-    late_tolerance_ms: float | None = None
-    #: Open loop: arrivals due in the window never sent before the stage ended.
-    unsent: int = 0
     #: Open loop: ms each request went out after its intended time; True where it waited
     #: for a free in-flight slot (empty in closed loop).
     send_delay_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))
     queued: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    trial: int = 0
-    #: A step of an adaptive sweep, and why the sweep stopped there (its last step).
-    sweep: bool = False
-    sweep_stop: str | None = None
-    #: The measurement windows (dicts of harness.validity.Window), how many are reported
-    #: (the last ones), whether those agreed, and if not, how they differed.
-    windows: list[dict[str, Any]] = field(default_factory=list)
-    windows_kept: int = 1
-    stable: bool = True
-    instability: str | None = None
-    #: The run was interrupted during this stage: its figures cover the time it measured
-    #: (the last window cut short), not a finished stage.
-    interrupted: bool = False
-    #: With --loadgen-workers: how many of the samples each worker recorded.
-    worker_samples: list[int] | None = None
-    #: When (wall clock) the target's main process was found dead during the stage.
-    target_died_at: float | None = None
-    #: A timeline stage (mode "timeline"; see harness.timeline): its sample_s, its
-    #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
-    #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
-    timeline: dict[str, Any] | None = None
 
     def cold_flags(self) -> np.ndarray:
         return self.cold if len(self.cold) == len(self.ok) else np.zeros(len(self.ok), bool)
@@ -267,21 +329,14 @@ class RawStage:
         return out
 
 
-#: Keys of the driver's stage record copied as they are into a RawStage.
-STAGE_KEYS = (
-    "concurrency", "window_start", "window_end", "truncated", "unanswered",
-    "target_cpu_percent", "target_cpu_s", "loadgen_cpu_percent", "loadgen_cpu_s",
-    "target_rss_mb", "target_pss_mb", "target_peak_rss_mb", "target_processes_changed",
-    "error_kinds", "locust", "warmup_s", "warmup_complete", "mode", "rate", "arrival",
-    "fraction", "max_inflight", "late_tolerance_ms", "trial", "sweep", "sweep_stop",
-    "windows", "windows_kept", "stable", "instability", "unsent", "worker_samples",
-    "target_died_at", "timeline", "interrupted",
-)
+#: The sample columns of ``stage-N.npz``.
+SAMPLE_ARRAYS = ("start_s", "latency_ms", "ok", "cold", "send_delay_ms", "queued")
 
 
 def read_raw_stage(work_dir: Path, stage: dict[str, Any]) -> RawStage:
-    with np.load(work_dir / stage["samples"]) as data:
-        arrays = {k: data[k] for k in ("start_s", "latency_ms", "ok", "cold", "send_delay_ms",
-                                       "queued")}
-    fields = {k: stage[k] for k in STAGE_KEYS if k in stage}
-    return RawStage(**fields, **arrays, capacity_rps=stage.get("capacity"))
+    """A stage of ``result.json``/``partial.json`` with its samples, from ``work_dir``."""
+    report = StageReport.from_json(stage)
+    with np.load(work_dir / report.samples) as data:
+        arrays = {k: data[k] for k in SAMPLE_ARRAYS}
+    return RawStage(**{f.name: getattr(report, f.name)
+                       for f in dataclasses.fields(StageReport)}, **arrays)

@@ -36,65 +36,39 @@ Closed-loop stages only: an open-loop schedule is one arrival process, not yet s
 across workers, and the in-process target runs inside the load generator.
 """
 
+
 from __future__ import annotations
 
-import base64
 import math
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
-from harness.stagekit import StageError, emit, wait_until
-from harness.stages import StageRunner, run_trials
+from harness.loadgen.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
+from harness.loadgen.stagekit import StageError, emit
+from harness.loadgen.stages import StageRunner, run_trials
+from harness.loadgen.swarm.messages import (
+    ARRAYS,
+    DRAIN,
+    DRAIN_MARGIN_S,
+    DRAINED,
+    FLUSH_DELAY_S,
+    PLAN,
+    PLAN_RESEND_S,
+    PLAN_TIMEOUT_S,
+    READY,
+    RESET,
+    SAMPLES,
+    WORKER_CONNECT_TIMEOUT_S,
+    parse_master,
+)
+from harness.loadgen.swarm.users import build_user
 
-#: How often a worker sends the samples recorded since its last message.
-PUSH_INTERVAL_S = 0.2
-#: The master measures a window this long after its edge, when every worker has pushed
-#: what completed before it (a push is at most one interval late, plus transit).
-FLUSH_DELAY_S = 2 * PUSH_INTERVAL_S + 0.1
-#: The master waits this much longer than the workers' own drain timeout for their
-#: reports (they start draining when its message arrives).
-DRAIN_MARGIN_S = 5.0
-WORKER_CONNECT_TIMEOUT_S = 60.0
-#: How long connected workers may take to build their users from the plan.
-PLAN_TIMEOUT_S = 30.0
-#: How often the plan is sent again to a worker that has not taken it (see _send_plan).
-PLAN_RESEND_S = 1.0
-#: A worker started by hand waits this long after a job before looking for the next
-#: target's master (so it does not greet the one that is shutting down).
-QUIT_GRACE_S = 2.0
-DEFAULT_MASTER_PORT = 5557
-RESET, DRAIN, SAMPLES, DRAINED = "db_reset", "db_drain", "db_samples", "db_drained"
-PLAN, READY = "db_plan", "db_ready"
-ARRAYS = (("start_s", "d"), ("latency_ms", "d"), ("ok", "b"), ("cold", "b"),
-          ("send_delay_ms", "d"), ("queued", "b"))
-
-
-def build_user(spec: dict[str, Any], control: Any) -> Any:
-    """The Locust user class for a served target (the same class name in every process,
-    as Locust's master and workers match users by name)."""
-    if spec["protocol"] == "http":
-        from scenarios.users import http
-
-        payloads = [(base64.b64decode(p["body_b64"]), p["headers"]) for p in spec["payloads"]]
-        return http.make_user(spec, payloads, control)
-    if spec["protocol"] == "lambda-invoke":
-        from scenarios.users import lambdainvoke
-
-        return lambdainvoke.make_user(spec, control)
-    from scenarios.users import grpc as grpc_user
-
-    return grpc_user.make_user(spec, control)
-
-
-# -- the master --------------------------------------------------------------------------
 
 class RemoteControl:
-    """The master's stand-in for :class:`scenarios.control.LoadControl`: the same calls
+    """The master's stand-in for :class:`harness.loadgen.control.LoadControl`: the same calls
     the stage loop makes, answered from what the workers report."""
 
     def __init__(self, runner: Any, workers: int, recorder: Any, drain_timeout_s: float
@@ -216,7 +190,7 @@ class DistributedMeter:
         return None if value is None else float(value)
 
     def cpu(self) -> Any:
-        from harness.resources import CpuReading
+        from harness.loadgen.resources import CpuReading
 
         mine = self.meter.cpu()
         workers = dict(self.control.cpu_s)
@@ -227,7 +201,7 @@ class DistributedMeter:
         remote = sum(c for node, (c, _) in workers.items() if node not in local)
         return CpuReading(mine.target, mine.loadgen_s + shared, workers, remote)
 
-    # The target's main processes, watched during each stage (harness.stagekit.Watch).
+    # The target's main processes, watched during each stage (harness.loadgen.stagekit.Watch).
     @property
     def watch_pids(self) -> list[int]:
         return list(self.meter.watch_pids)
@@ -236,26 +210,16 @@ class DistributedMeter:
         return list(self.meter.dead())
 
 
-def parse_master(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` -> (host, port); ValueError says what to write."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:{DEFAULT_MASTER_PORT}, or "
-                         f"0.0.0.0:{DEFAULT_MASTER_PORT} to let other machines' workers in)")
-    return host.strip("[]"), int(port)
-
-
 def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, Any]:
     """Drive the plan's stages through ``workers`` local worker processes, plus
     ``plan["remote_workers"]`` started elsewhere (``deploybench loadgen-worker``)."""
-    import gevent
     from locust.env import Environment
     from locust.event import Events
 
-    from harness.locustengine import LocustEngine, on_sigterm
-    from harness.recorder import SampleRecorder
-    from harness.resources import ResourceMeter
-    from targets.process import child_env, free_port
+    from harness.loadgen.recorder import SampleRecorder
+    from harness.loadgen.resources import ResourceMeter
+    from harness.loadgen.swarm.engine import LocustEngine, on_sigterm
+    from targets.process import free_port
 
     spec = plan["spec"]
     remote = int(plan.get("remote_workers") or 0)
@@ -277,37 +241,11 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     control = RemoteControl(runner, expected, recorder,
                             Timing.from_json(plan["timing"]).drain_timeout_s)
     meter = DistributedMeter(ResourceMeter(list(spec.get("watch_pids", []))), control)
-    procs = []
+    log_dir = Path(plan.get("log_dir") or out_dir)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        log_dir = Path(plan.get("log_dir") or out_dir)
-        logs = [log_dir / f"loadgen-{plan.get('target', 'target')}-worker-{i}.log"
-                for i in range(workers)]
-        local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
-        cpus = ",".join(str(c) for c in plan["loadgen_cpus"])
-        for path in logs:
-            with path.open("ab") as log:
-                # child_env: each worker dies with this driver (PR_SET_PDEATHSIG).
-                procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "harness.distributed", "--master",
-                     f"{local_host}:{port}", "--cpus", cpus, "--local"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                    env=child_env({"PYTHONUNBUFFERED": "1"}), start_new_session=True))
-        started = time.monotonic()
-        timeout = REMOTE_CONNECT_TIMEOUT_S if remote else WORKER_CONNECT_TIMEOUT_S
-        noted = 0.0
-        while runner.worker_count < expected:
-            waited = time.monotonic() - started
-            if waited > timeout or any(p.poll() is not None for p in procs):
-                where = (f" ({remote} expected from `deploybench loadgen-worker --master "
-                         f"HOST:{port}` elsewhere)" if remote else "")
-                raise StageError(f"only {runner.worker_count} of {expected} load-generator "
-                                 f"workers connected to {host}:{port} in {waited:.0f} s"
-                                 f"{where}; see {log_dir}/loadgen-*-worker-*.log")
-            if remote and waited - noted >= 5.0:
-                noted = waited
-                emit("waiting", connected=runner.worker_count, expected=expected,
-                     master=f"{host}:{port}")
-            gevent.sleep(0.05)
+        procs = _start_workers(plan, host, port, workers, log_dir)
+        _await_workers(runner, procs, expected, remote, f"{host}:{port}", log_dir)
         clients = sorted(runner.clients)
         if len(clients) > expected:
             raise StageError(f"{len(clients)} load-generator workers connected to "
@@ -328,21 +266,70 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         error = run_trials(stages, Program.from_json(plan["program"]))
         if error is not None:
             info["error"] = error
-        return {"stages": stages.results, "target_in_loadgen": False, **info}
+        return {"stages": stages.reports(), "target_in_loadgen": False, **info}
     except StageError as exc:
         return {"stages": [], "error": str(exc), **info}
     finally:
         runner.quit()
         runner.server.close(linger=1000)  # free the port for the next target's master
-        for proc in procs:  # by PID: SIGTERM, then SIGKILL
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop_workers(procs)
+
+
+def _start_workers(plan: dict[str, Any], host: str, port: int, workers: int, log_dir: Path
+                   ) -> list[subprocess.Popen[bytes]]:
+    """This machine's worker processes, each logging to its own file."""
+    from targets.process import child_env
+
+    local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
+    cpus = ",".join(str(c) for c in plan["loadgen_cpus"])
+    procs = []
+    for i in range(workers):
+        path = log_dir / f"loadgen-{plan.get('target', 'target')}-worker-{i}.log"
+        with path.open("ab") as log:
+            # child_env: each worker dies with this driver (PR_SET_PDEATHSIG).
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "harness.loadgen.swarm.worker", "--master",
+                 f"{local_host}:{port}", "--cpus", cpus, "--local"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                env=child_env({"PYTHONUNBUFFERED": "1"}), start_new_session=True))
+    return procs
+
+
+def _await_workers(runner: Any, procs: list[subprocess.Popen[bytes]], expected: int,
+                   remote: int, address: str, log_dir: Path) -> None:
+    """Wait until ``expected`` workers are connected; StageError when they are not in
+    time or a local one died. Says every 5 s what it waits for remote workers."""
+    import gevent
+
+    started = time.monotonic()
+    timeout = REMOTE_CONNECT_TIMEOUT_S if remote else WORKER_CONNECT_TIMEOUT_S
+    noted = 0.0
+    while runner.worker_count < expected:
+        waited = time.monotonic() - started
+        if waited > timeout or any(p.poll() is not None for p in procs):
+            port = address.rpartition(":")[2]
+            where = (f" ({remote} expected from `deploybench loadgen-worker --master "
+                     f"HOST:{port}` elsewhere)" if remote else "")
+            raise StageError(f"only {runner.worker_count} of {expected} load-generator "
+                             f"workers connected to {address} in {waited:.0f} s"
+                             f"{where}; see {log_dir}/loadgen-*-worker-*.log")
+        if remote and waited - noted >= 5.0:
+            noted = waited
+            emit("waiting", connected=runner.worker_count, expected=expected, master=address)
+        gevent.sleep(0.05)
+
+
+def _stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """By PID: SIGTERM, then SIGKILL after 5 s."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _send_plan(runner: Any, control: RemoteControl, clients: list[str],
@@ -368,130 +355,3 @@ def _send_plan(runner: Any, control: RemoteControl, clients: list[str],
     return True
 
 
-# -- a worker ----------------------------------------------------------------------------
-
-def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
-    """Serve the masters at ``master``: one job when started by a master (``local``);
-    started by hand elsewhere, one job per target until the run's last, or until no
-    master answers for Locust's connect timeout (5 minutes)."""
-    host, port = parse_master(master)
-    if local:
-        from targets.process import die_with_parent
-
-        die_with_parent()
-    if cpus:
-        os.sched_setaffinity(0, cpus)  # before Locust's import patches the process
-    served = 0
-    while True:
-        outcome = _serve_one(host, port, local)
-        if outcome == "no master":
-            print(f"loadgen-worker: no master at {host}:{port}"
-                  + (f" after {served} job(s); done" if served else ""), file=sys.stderr)
-            return 0 if served else 1
-        served += 1
-        if local or outcome == "final":
-            return 0
-        time.sleep(QUIT_GRACE_S)  # let this master go before looking for the next
-
-
-def _serve_one(host: str, port: int, local: bool) -> str:
-    """One job: connect, take the plan, run the users the master asks for, report their
-    samples; returns "final", "more" or "no master"."""
-    import socket
-
-    import gevent
-    import psutil
-    from locust.env import Environment
-    from locust.event import Events
-
-    from harness.recorder import SampleRecorder
-    from scenarios.control import LoadControl
-
-    control = LoadControl()
-    recorder = SampleRecorder()
-    env = Environment(user_classes=[], events=Events(), stop_timeout=None)
-    env.events.request.add_listener(recorder.on_request)
-    try:
-        runner = env.create_worker_runner(host, port)
-    except ConnectionError:
-        return "no master"
-    me = psutil.Process()
-    # Without a plan (the master gave up before sending one) the job was not this run's
-    # last: "final" comes from the plan.
-    state: dict[str, Any] = {"epoch": 0, "sent": 0, "index": -1, "final": False}
-    pumps: list[Any] = []
-
-    def push() -> None:
-        """Send what was recorded since the last push (and this process's CPU time)."""
-        start, end = state["sent"], len(recorder)
-        cpu = me.cpu_times()
-        data: dict[str, Any] = {"epoch": state["epoch"], "settled": control.settled(),
-                                "cpu_s": cpu.user + cpu.system, "at": time.time(),
-                                "index": state["index"]}
-        for name, _code in ARRAYS:
-            data[name] = getattr(recorder, name)[start:end].tolist()
-        state["sent"] = end
-        runner.send_message(SAMPLES, data)
-
-    def pump() -> None:
-        while True:
-            gevent.sleep(PUSH_INTERVAL_S)
-            push()
-
-    def on_plan(environment: Any, msg: Any, **_: Any) -> None:
-        if pumps:  # the master sent it again before our READY reached it: taken already
-            return
-        plan = msg.data["plan"]
-        state.update(index=int(msg.data["index"]), final=bool(plan.get("final", True)))
-        env.user_classes = [build_user(plan["spec"], control)]
-        runner.send_message(READY, {"index": state["index"], "host": socket.gethostname(),
-                                    "pid": os.getpid(), "local": local, "at": time.time()})
-        pumps.append(gevent.spawn(pump))
-
-    def on_reset(environment: Any, msg: Any, **_: Any) -> None:
-        control.reset()
-        recorder.clear()
-        state.update(epoch=msg.data["epoch"], sent=0)
-
-    def on_drain(environment: Any, msg: Any, **_: Any) -> None:
-        epoch = msg.data["epoch"]
-        control.draining = True
-        wait_until(gevent, lambda: not control.inflight, float(msg.data["timeout_s"]))
-        if state["epoch"] != epoch:  # the master moved on (it gave up on this stage)
-            return
-        unanswered = list(control.inflight.values())
-        recorder.closed = True  # a late answer now would count twice
-        push()
-        runner.send_message(DRAINED, {"epoch": epoch, "unanswered": unanswered,
-                                      "error_kinds": dict(recorder.error_kinds),
-                                      "index": state["index"],
-                                      # Its own count: answered, failed and unanswered.
-                                      "samples": len(recorder) + len(unanswered)})
-
-    runner.register_message(PLAN, on_plan)
-    runner.register_message(RESET, on_reset)
-    runner.register_message(DRAIN, on_drain, concurrent=True)
-    runner.greenlet.join()
-    for greenlet in pumps:  # not Locust's: it would push to the closed client
-        greenlet.kill()
-    runner.client.close()
-    return "final" if state["final"] else "more"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.distributed --master HOST:PORT [--cpus 0,1] [--local]``; by
-    hand, ``deploybench loadgen-worker`` runs the same."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m harness.distributed")
-    parser.add_argument("--master", required=True, help="HOST:PORT of the master")
-    parser.add_argument("--cpus", default="", help="CPUs to pin to, e.g. 0,1")
-    parser.add_argument("--local", action="store_true",
-                        help="started by the master: one job, and die with it")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    cpus = [int(c) for c in args.cpus.split(",") if c]
-    return worker_main(args.master, cpus or None, args.local)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

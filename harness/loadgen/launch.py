@@ -3,7 +3,7 @@
 Both turn a :class:`LoadJob` (a target's :class:`~targets.base.LoadSpec` and a scenario)
 into one :class:`RawStage` per stage: raw per-request samples plus resource readings
 taken at the edges of the measurement window. Statistics are computed from those by
-:mod:`harness.stats`, the same way whatever produced them.
+:mod:`harness.loadgen.analysis.stats`, the same way whatever produced them.
 """
 
 from __future__ import annotations
@@ -23,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from harness.errors import UserError
-from harness.parity import ParityError, parity_message
-from harness.protocol import (
+from harness.loadgen.protocol import (
     EXIT_PARITY,
     PARTIAL_FILE,
     PLAN_FILE,
@@ -39,6 +36,7 @@ from harness.protocol import (
     read_raw_stage,
     timeline_budget_s,
 )
+from harness.parity import ParityError, parity_message
 from harness.results import ParityResult
 from scenarios.catalogue import Scenario
 from targets.base import LoadSpec
@@ -79,7 +77,7 @@ class LoadJob:
     trials: int = 1
     #: The p99 objective sweeps stop at and capacity is taken within (None: none).
     slo_p99_ms: float | None = None
-    #: Locust worker processes (harness.distributed); 1 = one process, no master.
+    #: Locust worker processes (harness.loadgen.swarm.master); 1 = one process, no master.
     loadgen_workers: int = 1
     #: Workers started elsewhere (``deploybench loadgen-worker``) the master waits for,
     #: where it listens for them (HOST:PORT), and whether this is the run's last job
@@ -160,7 +158,7 @@ def plan_document(job: LoadJob) -> dict[str, Any]:
 
 
 class LocustLoadGenerator:
-    """Runs :mod:`harness.driver` (Locust) in a fresh process pinned to its own CPUs."""
+    """Runs :mod:`harness.loadgen.driver` (Locust) in a fresh process pinned to its own CPUs."""
 
     def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
         work_dir = job.work_dir
@@ -178,7 +176,7 @@ class LocustLoadGenerator:
                   + (REMOTE_CONNECT_TIMEOUT_S if job.remote_workers else 0.0))
         with job.log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "harness.driver", str(plan_path)],
+                [sys.executable, "-m", "harness.loadgen.driver", str(plan_path)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 env=child_env(), start_new_session=True,
             )
@@ -293,132 +291,3 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
-
-
-class SimulatedLoadGenerator:
-    """A deterministic simulation of a fake target, for unit tests.
-
-    ``capacity`` servers with a fixed ``service_time_s``. Closed loop, N users with no
-    think time: throughput is min(N, capacity) / service time and each request waits
-    max(1, N / capacity) service times (Little's law). Open loop at rate R: answered in
-    one service time while R is below capacity / service time; above it every arrival
-    waits for a slot (``queued``) and latency grows with the overload. ``window_noise`` in
-    the spec scripts each successive measurement window's throughput and p50 as
-    multipliers, so the stability rule decides the windows as it does in the real driver.
-    A timeline stage is simulated segment by segment (:func:`harness.timeline.simulate`).
-    Nothing is random and no time passes, so statistics and reports can be tested exactly.
-    """
-
-    def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
-        from harness.sweep import capacity, sweep_should_stop
-        from harness.validity import HEADLINE_PERCENTILE, Window, min_requests, settled, stability
-
-        spec, scenario = job.spec, job.scenario
-        if spec.get("protocol") != "simulated":
-            raise LoadGeneratorError(f"the simulated load generator cannot drive {job.target}")
-        service = float(spec["service_time_s"])
-        servers = int(spec["capacity"])
-        noise = iter([float(m) for m in spec.get("window_noise", [])])  # type: ignore[attr-defined]
-        stages: list[RawStage] = []
-        clock = [1_000_000.0]  # an arbitrary, fixed epoch: results are reproducible
-        program = Program.from_scenario(scenario, job.trials, job.slo_p99_ms)
-
-        def stage(users: int | None, rate_in: float | None, trial: int, **info: Any
-                  ) -> RawStage:
-            index = len(stages)
-            on_event({"event": "stage", "index": index, "phase": "measure",
-                      "concurrency": users, "rate": rate_in})
-            if users is not None:
-                rate = min(users, servers) / service
-                latency_ms = service * max(1.0, users / servers) * 1000.0
-                queued = False
-            else:
-                assert rate_in is not None
-                limit = servers / service
-                queued = rate_in > limit
-                rate = min(rate_in, limit)
-                latency_ms = service * 1000.0 * (rate_in / limit if queued else 1.0)
-            windows: list[Window] = []
-            start = clock[0] + scenario.warmup_s
-            while True:
-                m = next(noise, 1.0)
-                w = Window(start, start + scenario.window_s,
-                           round(rate * m * scenario.window_s), rate * m, latency_ms * m,
-                           latency_ms * m)
-                windows.append(w)
-                start = w.end
-                if settled(windows, scenario.stability_windows, scenario.stability_tolerance,
-                           check_rps=users is not None) \
-                        or len(windows) >= scenario.max_windows:
-                    break
-            # Whether the windows agreed, apart from whether they held enough requests.
-            stable, instability = stability(windows, scenario.stability_windows,
-                                            scenario.stability_tolerance,
-                                            check_rps=users is not None)
-            kept = min(scenario.stability_windows, len(windows))
-            window_start, window_end = windows[-kept].start, windows[-1].end
-            stop = window_end + scenario.cooldown_s
-            n = round(rate * (stop - clock[0]))
-            span = window_end - window_start
-            ok_in_window = round(rate * span)
-            raw = RawStage(
-                concurrency=users, window_start=window_start, window_end=window_end,
-                start_s=clock[0] + np.arange(n) / rate, latency_ms=np.full(n, latency_ms),
-                ok=np.ones(n, dtype=bool), truncated=0, unanswered=0,
-                target_cpu_percent=100.0 * rate * service / servers,
-                target_cpu_s=service * rate * span,
-                loadgen_cpu_percent=10.0, loadgen_cpu_s=0.1 * span,
-                target_rss_mb=100.0, target_pss_mb=90.0, target_peak_rss_mb=110.0,
-                locust={"requests": ok_in_window, "failures": 0, "rps": ok_in_window / span},
-                mode="closed" if users is not None else "open", rate=rate_in,
-                arrival=None if users is not None else scenario.arrival,
-                max_inflight=None if users is not None else scenario.max_inflight,
-                late_tolerance_ms=None if users is not None else scenario.late_tolerance_ms,
-                send_delay_ms=np.zeros(n), queued=np.full(n, queued), trial=trial,
-                windows=[w.to_json() for w in windows], windows_kept=kept, stable=stable,
-                instability=instability,
-                **info,
-            )
-            stages.append(raw)
-            on_event({"event": "stage", "index": index, "phase": "done",
-                      "concurrency": users, "requests": n})
-            clock[0] = stop + 1.0
-            return raw
-
-        def figures(raw: RawStage) -> dict[str, Any]:
-            enough = raw.locust["requests"] >= min_requests(HEADLINE_PERCENTILE[1])
-            return {"rps": float(raw.locust["rps"]), "p99_ms": float(raw.latency_ms[0]),
-                    "error_rate": 0.0, "valid": raw.stable and enough}
-
-        for trial in range(job.trials):
-            closed = [figures(stage(n, None, trial)) for n in program.levels]
-            sweep = program.sweep
-            if sweep is not None:
-                done: list[dict[str, Any]] = []
-                for n in sweep.levels:
-                    raw = stage(n, None, trial, sweep=True)
-                    done.append(figures(raw))
-                    raw.sweep_stop = sweep_should_stop(
-                        done, sweep.min_gain, sweep.patience, job.slo_p99_ms,
-                        scenario.max_error_rate)
-                    if raw.sweep_stop is not None:
-                        break
-                closed.extend(done)
-            for rate in program.rates:
-                stage(None, rate, trial)
-            found = capacity(closed, job.slo_p99_ms, scenario.max_error_rate)
-            for fraction in program.fractions if found else ():
-                stage(None, fraction * found["rps"], trial, fraction=fraction,  # type: ignore[index]
-                      capacity_rps=found["rps"])  # type: ignore[index]
-            if program.timeline is not None:
-                from harness.timeline import simulate
-
-                index = len(stages)
-                on_event({"event": "stage", "index": index, "phase": "measure",
-                          "concurrency": None, "rate": None})
-                raw = simulate(program.timeline, scenario, dict(spec), clock[0], trial)
-                stages.append(raw)
-                on_event({"event": "stage", "index": index, "phase": "done",
-                          "concurrency": None, "requests": len(raw.ok)})
-                clock[0] = raw.window_end + scenario.cooldown_s + 1.0
-        return LoadResult(stages, {"simulated": True})

@@ -1,16 +1,16 @@
-"""The load generator's process: ``python -m harness.driver PLAN.json``.
+"""The load generator's process: ``python -m harness.loadgen.driver PLAN.json``.
 
 The orchestrator writes a plan (target load spec, stages, CPUs), starts this module in a
 fresh process and reads back, from the plan's folder, ``result.json`` plus one
 ``stage-N.npz`` of raw samples per stage. Progress goes to stdout as JSON lines; Locust's
 own logging goes to stderr. Exit codes: 0 done, 1 failed, 3 parity mismatch.
 
-Two drivers share the stage loop (:mod:`harness.stages`):
+Two drivers share the stage loop (:mod:`harness.loadgen.stages`):
 
 * a network target (HTTP, gRPC, Lambda) is driven by Locust. Locust monkey-patches
   gevent into the whole process on import, so this process pins itself to the
   load-generator CPUs *before* importing it, and nothing but the load generator runs here;
-* the in-process target is driven by :mod:`harness.embedded`: the application's own
+* the in-process target is driven by :mod:`harness.loadgen.embedded`: the application's own
   handler threads call the model, with no Locust and no gevent in the process.
 """
 
@@ -23,9 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.protocol import EXIT_PARITY, RESULT_FILE, Program, Timing
-from harness.stagekit import emit
-from harness.stages import run_trials
+from harness.loadgen.protocol import EXIT_PARITY, RESULT_FILE
 
 #: Protocols of targets served by another process, reached over the network.
 SERVED = ("http", "grpc", "lambda-invoke")
@@ -35,52 +33,26 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     spec = plan["spec"]
     protocol = spec["protocol"]
     if protocol == "inprocess":
-        from harness import embedded
+        from harness.loadgen import embedded
 
         return embedded.run(plan, out_dir)
     if protocol not in SERVED:
         raise SystemExit(f"driver: unknown protocol {protocol!r}")
     workers = int(plan.get("loadgen_workers") or 1)
     if workers > 1 or plan.get("remote_workers"):
-        from harness import distributed
+        from harness.loadgen.swarm import master
 
-        return distributed.run_master(plan, out_dir, workers)
+        return master.run_master(plan, out_dir, workers)
 
-    from locust.env import Environment
-    from locust.event import Events
+    from harness.loadgen.swarm import local
 
-    from harness.distributed import build_user
-    from harness.locustengine import LocustEngine, on_sigterm
-    from harness.recorder import SampleRecorder
-    from harness.resources import ResourceMeter
-    from harness.stages import StageRunner
-    from scenarios.control import LoadControl
-
-    control = LoadControl()
-    user_class = build_user(spec, control)
-    meter = ResourceMeter(list(spec.get("watch_pids", [])))
-    env = Environment(user_classes=[user_class], events=Events(), stop_timeout=None)
-    recorder = SampleRecorder()
-    env.events.request.add_listener(recorder.on_request)
-    runner = env.create_local_runner()
-    env.events.init.fire(environment=env, runner=runner, web_ui=None)
-    emit("ready")
-
-    stages = StageRunner(LocustEngine(env, runner), control, recorder, meter, out_dir,
-                         max(1, len(spec["cpus"])), Timing.from_json(plan["timing"]))
-    stages.signal_handler = on_sigterm(stages)
-    error = run_trials(stages, Program.from_json(plan["program"]))
-    runner.quit()
-    result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": False}
-    if error is not None:
-        result["error"] = error
-    return result
+    return local.run(plan, out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m harness.driver PLAN.json", file=sys.stderr)
+        print("usage: python -m harness.loadgen.driver PLAN.json", file=sys.stderr)
         return 2
     from targets.process import die_with_parent
 

@@ -45,9 +45,9 @@ import gevent.socket
 from locust import User, task
 from locust.user.task import LOCUST_STATE_STOPPING
 
-from scenarios.control import LoadControl
-from scenarios.httpwire import build_request, read_answer
-from scenarios.users.closedloop import LoadUserMixin, answer_shapes
+from harness.loadgen.control import LoadControl
+from harness.loadgen.swarm.httpwire import build_request, read_answer
+from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
 from targets.codec import AnswerShape, answer_problem, decode_predictions
 
 #: Connecting: as FastHttpUser's default.

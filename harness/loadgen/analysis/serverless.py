@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.latency import summarize_latency
+from harness.loadgen.analysis.latency import summarize_latency
 
 
 def summarize_invocations(records: list[dict[str, Any]], window_start: float,

@@ -1,11 +1,11 @@
-"""What every kind of stage is made of, below the stage loop (:mod:`harness.stages`)
-and the timeline stage (:mod:`harness.timeline`), which both use it: the engine's
+"""What every kind of stage is made of, below the stage loop (:mod:`harness.loadgen.stages`)
+and the timeline stage (:mod:`harness.loadgen.timeline`), which both use it: the engine's
 protocol, the context a stage runs in, progress events, the watch on the target's
 processes, the warm-up, the cool-down and drain, and the samples file.
 
 It knows nothing of Locust or of threads: what generates the load is an :class:`Engine`
-(Locust's runner in :mod:`harness.driver`, the application's own handler threads in
-:mod:`harness.embedded`).
+(Locust's runner in :mod:`harness.loadgen.driver`, the application's own handler threads in
+:mod:`harness.loadgen.embedded`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from harness.protocol import Timing
+from harness.loadgen.protocol import StageReport, Timing
 
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
@@ -45,7 +45,7 @@ class StageInterrupted(StageError):
 
 
 def emit(event: str, **fields: Any) -> None:
-    """One progress line for the orchestrator (harness.loadgen reads stdout)."""
+    """One progress line for the orchestrator (harness.loadgen.launch reads stdout)."""
     print(json.dumps({"event": event, **fields}), flush=True)
 
 
@@ -120,7 +120,7 @@ def wait_until(engine: Sleeper, condition: Callable[[], bool], timeout_s: float,
 
 class StageContext:
     """What a stage runs with: the engine, its control, recorder and meter, the timing,
-    the results so far and the stop flag (set on SIGTERM). :class:`harness.stages.
+    the results so far and the stop flag (set on SIGTERM). :class:`harness.loadgen.stages.
     StageRunner` adds the kinds of stage."""
 
     def __init__(self, engine: Engine, control: Any, recorder: Any, meter: Any,
@@ -131,7 +131,7 @@ class StageContext:
         self.recorder, self.meter, self.out_dir = recorder, meter, out_dir
         self.target_cpus = target_cpus
         self.timing = timing
-        self.results: list[dict[str, Any]] = []
+        self.results: list[StageReport] = []
         self.open_stages: dict[int, int] = {}
         #: The engine's SIGTERM handler, kept for as long as the stages run and after.
         self.signal_handler: Any = None
@@ -141,6 +141,10 @@ class StageContext:
         #: measured, and no further stage starts (see StageInterrupted).
         self.stop = engine.event()
         self._alarm = signal.alarm
+
+    def reports(self) -> list[dict[str, Any]]:
+        """The stages so far, as ``partial.json`` and ``result.json`` hold them."""
+        return [stage.to_json() for stage in self.results]
 
     def terminate(self) -> None:
         """SIGTERM: from the orchestrator stopping the run, or from the kernel when the

@@ -1,6 +1,6 @@
 """The HTTP load user's wire format, apart from Locust (so it can be tested without
 Locust's monkey-patching): each request built once, each answer read the short way when
-it can be (see :mod:`scenarios.users.http`)."""
+it can be (see :mod:`harness.loadgen.swarm.users.http`)."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, task
 
-from scenarios.control import LoadControl
-from scenarios.users.closedloop import LoadUserMixin, answer_shapes
+from harness.loadgen.control import LoadControl
+from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
 from targets.codec import AnswerShape, answer_problem
 from targets.grpc.client import CHANNEL_OPTIONS, TIMEOUT_S, decode_response
 from targets.grpc.predict_pb2 import PredictResponse

@@ -1,6 +1,6 @@
 """A stage's figures from its raw per-request samples: the steady state (the kept
 windows), everything measured after the warm-up, the open-loop figures and the verdict.
-Percentiles are nearest-rank (:mod:`harness.latency`)."""
+Percentiles are nearest-rank (:mod:`harness.loadgen.analysis.latency`)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from harness.latency import latency_cdf, summarize_latency
-from harness.protocol import RawStage
+from harness.loadgen.analysis.latency import latency_cdf, summarize_latency
+from harness.loadgen.analysis.timeline import summarize as summarize_timeline
+from harness.loadgen.analysis.validity import Rules, reasons
+from harness.loadgen.protocol import RawStage
 from harness.results import StageResult
-from harness.validity import Rules, reasons
 
 
 def _completed_rps(raw: RawStage) -> float | None:
@@ -83,7 +84,6 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
                   warmup_complete=raw.warmup_complete, rules=rules)
     timeline = None
     if raw.timeline is not None:  # judged per segment, with no stability rule
-        from harness.timeline import summarize as summarize_timeline
 
         timeline, why = summarize_timeline(raw, rules)
     stage: StageResult = {

@@ -1,6 +1,7 @@
 """What every prediction user shares: a drain flag, examples in turn, and the two ways of
 sending: a closed loop (the next request as soon as the last answers) or, in an open-loop
-stage, the stage's single user running the arrival schedule of :mod:`scenarios.openloop`.
+stage, the stage's single user running the arrival schedule of
+:mod:`harness.loadgen.swarm.openloop`.
 
 Each protocol's user implements :meth:`LoadUserMixin.send`: one request inside
 ``with self.timed(...) as call``, which times it, registers it in flight and reports it
@@ -19,7 +20,7 @@ from typing import Any, ClassVar
 import gevent
 from locust import constant
 
-from scenarios.control import LoadControl
+from harness.loadgen.control import LoadControl
 from targets.codec import AnswerShape
 
 #: How long a draining user naps between checks; it sends nothing meanwhile.

@@ -1,5 +1,5 @@
 """What the in-process driver's handler threads share with its stage loop
-(:mod:`harness.embedded`): their records (:class:`HandlerRecorder`), what each has in
+(:mod:`harness.loadgen.embedded`): their records (:class:`HandlerRecorder`), what each has in
 flight (:class:`AppControl`) and an open-loop stage's schedule (:class:`ThreadOpenLoop`).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from harness.recorder import MAX_ERROR_KINDS, Columns
+from harness.loadgen.recorder import MAX_ERROR_KINDS, Columns
 from scenarios.schedule import ArrivalSchedule
 
 #: Fields of one packed sample, in order (no cold starts in-process).
@@ -142,7 +142,7 @@ class HandlerRecorder:
 
 class AppControl:
     """What is in flight, per handler thread, and the drain flag: the stage loop's view
-    of the application (as :class:`scenarios.control.LoadControl` is of Locust's users).
+    of the application (as :class:`harness.loadgen.control.LoadControl` is of Locust's users).
     Each list entry is written by its own thread only."""
 
     def __init__(self) -> None:

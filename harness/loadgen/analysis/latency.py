@@ -6,11 +6,11 @@ min <= p50 <= p99 <= max holds by construction, and it is the definition HdrHist
 wrk and most load generators report (Locust's bucketed percentiles are not: they can
 exceed the maximum). With fewer than 1/(1-p) samples the p-th percentile is the maximum.
 
-p99.9 is reported only from enough samples to trust it (:mod:`harness.validity`: 6,636);
-with fewer it is None and shown as such, never as a disguised maximum.
+p99.9 is reported only from enough samples to trust it (:mod:`.validity`: 6,636); with
+fewer it is None and shown as such, never as a disguised maximum.
 
-Pure numpy, below everything that summarises a stage (:mod:`harness.stats`, the sweep,
-the timeline, the serverless figures).
+Pure numpy, below everything that summarises a stage (:mod:`.stats`, the sweep, the
+timeline, the serverless figures).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import math
 
 import numpy as np
 
+from harness.loadgen.analysis.validity import min_requests
 from harness.results import LatencySummary
-from harness.validity import min_requests
 
 #: The percentiles every stage reports, as (key, fraction).
 PERCENTILES: tuple[tuple[str, float], ...] = (

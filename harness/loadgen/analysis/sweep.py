@@ -1,20 +1,26 @@
 """Model Analyzer's stopping rule for concurrency sweeps, and the capacity it finds.
 
-Pure functions of stage dicts as the driver writes them (``rps``/``p99_ms``/``error_rate``
-added by :func:`stage_figures`), so they are tested without a load generator.
+Pure functions of a stage's quick figures as the load generator computes them
+(:func:`stage_figures`: ``rps``, ``p99_ms``, ``error_rate``, and the ``valid`` and
+``loadgen_busy`` flags), so they are tested without a load generator.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 
-from harness.latency import nearest_rank
+from harness.loadgen.analysis.latency import nearest_rank
+from harness.loadgen.protocol import QuickFigures
+
+#: A stage's figures: QuickFigures, or a simulated stage's plain dict of the same keys.
+Figures = TypeVar("Figures", bound=Mapping[str, Any])
 
 
 def stage_figures(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,
-                  window_start: float, window_end: float) -> dict[str, Any]:
+                  window_start: float, window_end: float) -> QuickFigures:
     """Goodput, p99 and error rate of the requests sent in the window."""
     sent = (start_s >= window_start) & (start_s < window_end)
     good = sent & ok
@@ -29,7 +35,7 @@ def stage_figures(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,
     }
 
 
-def meets(stage: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float) -> bool:
+def meets(stage: Mapping[str, Any], slo_p99_ms: float | None, max_error_rate: float) -> bool:
     """A VALID stage within the error bound and the SLO: one a capacity may come from."""
     p99 = stage.get("p99_ms")
     return (stage.get("valid", True) and p99 is not None
@@ -37,7 +43,7 @@ def meets(stage: dict[str, Any], slo_p99_ms: float | None, max_error_rate: float
             and (slo_p99_ms is None or p99 <= slo_p99_ms))
 
 
-def sweep_should_stop(stages: list[dict[str, Any]], min_gain: float, patience: int,
+def sweep_should_stop(stages: Sequence[Mapping[str, Any]], min_gain: float, patience: int,
                       slo_p99_ms: float | None, max_error_rate: float) -> str | None:
     """Why to stop raising concurrency after the last of ``stages`` (None: go on).
 
@@ -63,8 +69,8 @@ def sweep_should_stop(stages: list[dict[str, Any]], min_gain: float, patience: i
     return None
 
 
-def capacity(stages: list[dict[str, Any]], slo_p99_ms: float | None, max_error_rate: float
-             ) -> dict[str, Any] | None:
+def capacity(stages: Sequence[Figures], slo_p99_ms: float | None, max_error_rate: float
+             ) -> Figures | None:
     """The VALID closed-loop stage with the highest throughput that meets the SLO."""
     good = [s for s in stages if meets(s, slo_p99_ms, max_error_rate)]
     return max(good, key=lambda s: s["rps"]) if good else None

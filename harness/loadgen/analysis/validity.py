@@ -90,7 +90,7 @@ def measure_window(start_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray,
 
 
 def _p99(latency_ms: np.ndarray) -> float:
-    """Nearest-rank p99 (harness.latency.nearest_rank, which imports this module)."""
+    """Nearest-rank p99 (latency.nearest_rank, which imports this module)."""
     rank = max(1, math.ceil(round(0.99 * len(latency_ms), 9)))
     return float(np.partition(latency_ms, rank - 1)[rank - 1])
 

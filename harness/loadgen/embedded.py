@@ -1,6 +1,6 @@
 """The in-process driver: the application that embeds the model, measured from inside.
 
-``python -m harness.driver PLAN.json`` runs this for the ``inprocess`` target, in a
+``python -m harness.loadgen.driver PLAN.json`` runs this for the ``inprocess`` target, in a
 process without Locust or gevent. There is no network to cross, so there is no client
 either: the driver *is* the application. Its request handlers are OS threads pinned to
 the target CPUs (torch with one intra-op thread, as every served worker), and each one
@@ -20,7 +20,7 @@ measured is the model's path, not a hand-off to it:
 * **timelines**: the segment's users are the threads allowed to send; a user leaving at
   an edge finishes the call it is in.
 
-The stage loop (:mod:`harness.stages`) is the one Locust's driver runs, with this
+The stage loop (:mod:`harness.loadgen.stages`) is the one Locust's driver runs, with this
 module's :class:`Application` as its engine. Per request the harness adds a handful of
 list stores and one append of a packed record (about a microsecond on the target CPUs,
 inside *target CPU*); the driver's own thread sleeps on the load-generator CPUs between
@@ -38,10 +38,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
-from harness.protocol import Program, Timing
-from harness.stagekit import StageError, emit
-from harness.stages import StageRunner, run_trials
+from harness.loadgen.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
+from harness.loadgen.protocol import Program, Timing
+from harness.loadgen.stagekit import StageError, emit
+from harness.loadgen.stages import StageRunner, run_trials
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"
 
@@ -369,7 +369,7 @@ class Application:
 
 def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """The plan's stages against the embedded model; the driver's result document."""
-    from harness.resources import ResourceMeter
+    from harness.loadgen.resources import ResourceMeter
 
     spec = plan["spec"]
     # Before torch is imported: the driver's own memory, not the model's.
@@ -394,7 +394,7 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         target=stages.terminate, name="deploybench-sigterm", daemon=True).start())
     error = run_trials(stages, Program.from_json(plan["program"]))
     app.stop()
-    result: dict[str, Any] = {"stages": stages.results, "target_in_loadgen": True, **extra}
+    result: dict[str, Any] = {"stages": stages.reports(), "target_in_loadgen": True, **extra}
     if error is not None:
         result["error"] = error
     return result

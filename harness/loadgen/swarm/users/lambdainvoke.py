@@ -26,8 +26,8 @@ from typing import Any, ClassVar, TextIO
 
 from locust import User, task
 
-from scenarios.control import LoadControl
-from scenarios.users.closedloop import LoadUserMixin, answer_shapes
+from harness.loadgen.control import LoadControl
+from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
 from targets.awslambda.invoke import FunctionAddress, InvokeError, invoke, make_client
 from targets.codec import AnswerShape, answer_problem, decode_predictions
 

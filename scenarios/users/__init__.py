@@ -1,1 +1,0 @@
-"""Locust user classes, one module per protocol. Import only inside the load generator."""
