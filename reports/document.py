@@ -19,13 +19,7 @@ from reports import (
     trials,
 )
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.format import (
-    fmt_cpus,
-    fmt_ms,
-    fmt_num,
-    fmt_rps,
-    stage_load,
-)
+from reports.format import fmt_cpus, fmt_ms, fmt_num, fmt_rps, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 from reports.stagetables import has_trials, open_loop_table, stage_table
 
@@ -87,45 +81,67 @@ def validity_counts(run: RunDoc) -> tuple[int, int]:
 
 
 def summary_items(run: RunDoc) -> list[str]:
-    items = []
     measured = [t for t in run["targets"] if t["status"] == "ok" and peak_stage(t)]
-    for t in run["targets"]:
-        if t["status"] != "ok":
-            items.append(f"**{t['name']}** failed: {t['error'] or 'unknown error'}")
-            continue
-        peak = peak_stage(t)
-        low = lowest_latency_stage(t)
-        cold = t.get("cold_starts") or {}
-        cold_ms = (cold.get("total_ms") or {}).get("p50")
-        cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
-        redeploy_ms, _, _ = serverless.redeploy_p50_ms(t)
-        if redeploy_ms is not None:
-            cold_text += ("; " if cold_text else "") + \
-                f"redeploy p50 {fmt_ms(redeploy_ms)} ms"
-        if peak is None or low is None:
-            if cold_text or not timeline.stages(t):  # a timeline has its own line below
-                items.append(f"**{t['name']}**: {cold_text or 'no successful requests'}")
-            continue
-        assert peak["latency_ms"] is not None
-        assert low["latency_ms"] is not None
-        slo = run["metadata"].get("slo_p99_ms")
-        slo_text = ""
-        if slo is not None:
-            fit = within_slo_stage(t, slo)
-            slo_text = (f"; highest throughput within p99 <= {slo:g} ms: "
-                        f"{fmt_rps(fit['rps'])} req/s at {stage_load(fit)}" if fit else
-                        f"; no VALID stage met p99 <= {slo:g} ms")
-        items.append(
-            f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {stage_load(peak)}"
-            f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms){_invalid_note(peak)}; lowest "
-            f"median latency {fmt_ms(low['latency_ms']['p50'])} ms at {stage_load(low)}"
-            + ("" if low.get("valid", True) else " (an INVALID stage)")
-            + slo_text + (f"; {cold_text}" if cold_text else "")
-        )
+    items = [line for t in run["targets"] if (line := _target_summary(run, t)) is not None]
+    items += _sweep_stops(run)
+    items += timeline.summary_lines(run)
+    items += _peak_comparisons(run, measured)
+    items += _parity_summary(run)
+    return items
+
+
+def _target_summary(run: RunDoc, t: TargetResult) -> str | None:
+    """A target's line: its peak and its lowest median latency, what the objective allows,
+    its cold start and redeploy; or why it has none (None: its timeline's line says it)."""
+    if t["status"] != "ok":
+        return f"**{t['name']}** failed: {t['error'] or 'unknown error'}"
+    peak = peak_stage(t)
+    low = lowest_latency_stage(t)
+    cold_text = _startup_text(t)
+    if peak is None or low is None:
+        if cold_text or not timeline.stages(t):  # a timeline has its own line below
+            return f"**{t['name']}**: {cold_text or 'no successful requests'}"
+        return None
+    assert peak["latency_ms"] is not None
+    assert low["latency_ms"] is not None
+    return (
+        f"**{t['name']}**: peak {fmt_rps(peak['rps'])} req/s at {stage_load(peak)}"
+        f" (p99 {fmt_ms(peak['latency_ms']['p99'])} ms){_invalid_note(peak)}; lowest "
+        f"median latency {fmt_ms(low['latency_ms']['p50'])} ms at {stage_load(low)}"
+        + ("" if low.get("valid", True) else " (an INVALID stage)")
+        + _slo_text(t, run["metadata"].get("slo_p99_ms"))
+        + (f"; {cold_text}" if cold_text else "")
+    )
+
+
+def _startup_text(t: TargetResult) -> str:
+    """The median cold start and redeploy, those measured ("" for neither)."""
+    cold = t.get("cold_starts") or {}
+    cold_ms = (cold.get("total_ms") or {}).get("p50")
+    cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
+    redeploy_ms, _, _ = serverless.redeploy_p50_ms(t)
+    if redeploy_ms is not None:
+        cold_text += ("; " if cold_text else "") + f"redeploy p50 {fmt_ms(redeploy_ms)} ms"
+    return cold_text
+
+
+def _slo_text(t: TargetResult, slo: float | None) -> str:
+    """The highest throughput within the run's p99 objective ("" without one)."""
+    if slo is None:
+        return ""
+    fit = within_slo_stage(t, slo)
+    return (f"; highest throughput within p99 <= {slo:g} ms: "
+            f"{fmt_rps(fit['rps'])} req/s at {stage_load(fit)}" if fit else
+            f"; no VALID stage met p99 <= {slo:g} ms")
+
+
+def _sweep_stops(run: RunDoc) -> list[str]:
+    """Where each sweep stopped, and why."""
     from reports.objective import latency_bounds
 
     meta = run["metadata"]
     default_slo = latency_bounds(meta.get("slo"), meta.get("slo_p99_ms"))[1]
+    items = []
     for t in run["targets"]:
         for s in t["stages"]:
             if s.get("sweep_stop"):
@@ -135,10 +151,15 @@ def summary_items(run: RunDoc) -> list[str]:
                     why += " (the default objective; --slo sets another)"
                 items.append(f"**{t['name']}** sweep stopped after {stage_load(s)}{trial}: "
                              f"{why}")
-    items += timeline.summary_lines(run)
+    return items
+
+
+def _peak_comparisons(run: RunDoc, measured: list[TargetResult]) -> list[str]:
+    """The best peak against each other measured target's (over trials where run)."""
     if len(measured) >= 2 and trials.has_trials(run):
-        items += trials.comparisons(run)
-    elif len(measured) >= 2:
+        return trials.comparisons(run)
+    items: list[str] = []
+    if len(measured) >= 2:
         ranked = sorted(measured, key=lambda t: peak_stage(t)["rps"], reverse=True)  # type: ignore[index]
         best = ranked[0]
         best_rps = peak_stage(best)["rps"]  # type: ignore[index]
@@ -149,16 +170,19 @@ def summary_items(run: RunDoc) -> list[str]:
                     f"{best['name']} reached {best_rps / other_rps:.2f}x the peak throughput "
                     f"of {other['name']}: {_peak_verdict(best, other)}"
                 )
-    parity = [t for t in run["targets"] if t["parity"]]
-    if parity:
-        worst = max(t["parity"]["max_abs_diff"] for t in parity)  # type: ignore[index]
-        n = parity[0]["parity"]["examples"]  # type: ignore[index]
-        names = ", ".join(t["name"] for t in parity)
-        items.append(
-            f"Parity: {names} returned the in-process predictions on all {n} examples "
-            f"(same class; probabilities within {worst:.1e})"
-        )
     return items
+
+
+def _parity_summary(run: RunDoc) -> list[str]:
+    """The targets whose predictions matched the in-process ones, if any was checked."""
+    parity = [t for t in run["targets"] if t["parity"]]
+    if not parity:
+        return []
+    worst = max(t["parity"]["max_abs_diff"] for t in parity)  # type: ignore[index]
+    n = parity[0]["parity"]["examples"]  # type: ignore[index]
+    names = ", ".join(t["name"] for t in parity)
+    return [f"Parity: {names} returned the in-process predictions on all {n} examples "
+            f"(same class; probabilities within {worst:.1e})"]
 
 
 def _peak_verdict(best: TargetResult, other: TargetResult) -> str:
@@ -196,15 +220,40 @@ def _unfinished(run: RunDoc) -> list[Block]:
 
 
 def build(run: RunDoc) -> list[Block]:
-    meta = run["metadata"]
-    bundle = run["bundle"]
-    scenario = run["scenario"]
-    valid, total = validity_counts(run)
+    """The report, section by section."""
     choice = decision.decide(run)
+    return [
+        *_title(run),
+        Heading("Decision"),
+        *summary.summary_blocks(run, choice),
+        *_invalid_stages(run),
+        *_warnings(run),
+        Heading("Caveats"), Bullets(tuple(questions.caveats(run, choice))),
+        Heading("Questions to ask before choosing"),
+        questions.questions_table(run, choice),
+        *_charts(run),
+        Heading("Summary of measurements"),
+        Bullets(tuple(summary_items(run))),
+        *encodings.blocks(run),
+        *timeline.section(run),
+        *_trials(run),
+        Heading("Results per target"),
+        *(block for t in run["targets"] for block in _target_results(t)),
+        *_cold_starts(run),
+        *_redeploys(run),
+        *_method(run),
+    ]
+
+
+def _title(run: RunDoc) -> list[Block]:
+    """The heading, any simulated targets, where and when it ran, and if it finished."""
+    meta = run["metadata"]
+    valid, total = validity_counts(run)
     fake = simulated_targets(run)
-    blocks: list[Block] = [
-        Heading(f"{'SIMULATED: ' if fake else ''}deploybench report: {bundle.get('name')} "
-                f"bundle, {scenario.get('name')} scenario", 1),
+    return [
+        Heading(f"{'SIMULATED: ' if fake else ''}deploybench report: "
+                f"{run['bundle'].get('name')} bundle, {run['scenario'].get('name')} scenario",
+                1),
         *([Paragraph(f"**Simulated figures, not a measurement**: {', '.join(fake)} "
                      f"{'is a test target' if len(fake) == 1 else 'are test targets'} "
                      "(`--targets fake`): a fixed service time under a simulated load, with "
@@ -217,22 +266,28 @@ def build(run: RunDoc) -> list[Block]:
                   f"target, CPUs {fmt_cpus(meta.get('loadgen_cpus'))} for the load generator. "
                   f"{valid} of {total} stages VALID."),
         *_unfinished(run),
-        Heading("Decision"),
-        *summary.summary_blocks(run, choice),
     ]
+
+
+def _invalid_stages(run: RunDoc) -> list[Block]:
     invalid = validity_items(run)
-    if invalid:
-        blocks += [Heading("INVALID stages"),
-                   Paragraph("These stages' figures are shown but must not be relied on "
-                             "(the rules are under 'How these numbers were measured'):"),
-                   Bullets(tuple(invalid))]
+    if not invalid:
+        return []
+    return [Heading("INVALID stages"),
+            Paragraph("These stages' figures are shown but must not be relied on "
+                      "(the rules are under 'How these numbers were measured'):"),
+            Bullets(tuple(invalid))]
+
+
+def _warnings(run: RunDoc) -> list[Block]:
     warnings = findings.warnings(run)
-    if warnings:
-        blocks += [Heading("Warnings"), Bullets(tuple(warnings))]
-    blocks += [Heading("Caveats"), Bullets(tuple(questions.caveats(run, choice))),
-               Heading("Questions to ask before choosing"),
-               questions.questions_table(run, choice)]
-    blocks += [
+    return [Heading("Warnings"), Bullets(tuple(warnings))] if warnings else []
+
+
+def _charts(run: RunDoc) -> list[Block]:
+    """The charts, with the latency breakdown's table after its chart."""
+    split = breakdown.table(run)
+    return [
         Heading("Charts"),
         Chart("throughput", "Throughput vs concurrency",
               "Requests per second at each number of concurrent users, one line per target"),
@@ -245,11 +300,7 @@ def build(run: RunDoc) -> list[Block]:
               "per target, on a percentile scale that stretches the tail"),
         Chart("breakdown", "Where the time goes per request, vs in-process",
               "Stacked bars per target: model, encoding, transport and server, queueing"),
-    ]
-    split = breakdown.table(run)
-    if split is not None:
-        blocks.append(split)
-    blocks += [
+        *([split] if split is not None else []),
         Chart("cold_start", "Cold start per target",
               "Bars: median seconds from launch to first good answer per target"),
         Chart("memory", "Memory per target",
@@ -257,41 +308,50 @@ def build(run: RunDoc) -> list[Block]:
         Chart("cost", "Cost per month vs monthly requests",
               "Monthly cost against monthly requests per target, log scales, with the "
               "break-even points of pay-per-request against always-on marked"),
-        Heading("Summary of measurements"),
-        Bullets(tuple(summary_items(run))),
     ]
-    blocks += encodings.blocks(run)
-    blocks += timeline.section(run)
-    if trials.has_trials(run):
-        blocks += [Heading("Trials"), Paragraph(trials.describe_method()),
-                   Table(trials.TRIAL_HEADERS, tuple(trials.summary_rows(run)),
-                         frozenset(range(2, 7)))]
-    blocks += [
-        Heading("Results per target"),
-    ]
-    for t in run["targets"]:
-        blocks.append(Heading(t["name"], 3))
-        if t["status"] != "ok":
-            blocks.append(Paragraph(f"Failed: {t['error']}"))
-            continue
-        blocks.append(stage_table(t))
-        open_table = open_loop_table(t)
-        if open_table is not None:
-            blocks.append(open_table)
-        platform = serverless.platform_table(t)
-        if platform is not None:
-            blocks.append(platform)
-        blocks.append(Paragraph(describe_line(t)))
+
+
+def _trials(run: RunDoc) -> list[Block]:
+    if not trials.has_trials(run):
+        return []
+    return [Heading("Trials"), Paragraph(trials.describe_method()),
+            Table(trials.TRIAL_HEADERS, tuple(trials.summary_rows(run)),
+                  frozenset(range(2, 7)))]
+
+
+def _target_results(t: TargetResult) -> list[Block]:
+    """A target's stage tables and how it was deployed; or why it failed."""
+    blocks: list[Block] = [Heading(t["name"], 3)]
+    if t["status"] != "ok":
+        return [*blocks, Paragraph(f"Failed: {t['error']}")]
+    blocks.append(stage_table(t))
+    open_table = open_loop_table(t)
+    if open_table is not None:
+        blocks.append(open_table)
+    platform = serverless.platform_table(t)
+    if platform is not None:
+        blocks.append(platform)
+    blocks.append(Paragraph(describe_line(t)))
+    return blocks
+
+
+def _cold_starts(run: RunDoc) -> list[Block]:
     cold = serverless.cold_start_table(run)
-    if cold is not None:
-        blocks += [Heading("Cold starts"), cold]
-        realism = serverless.lambda_cold_start_text(run)
-        if realism is not None:
-            blocks.append(Paragraph(realism))
+    if cold is None:
+        return []
+    realism = serverless.lambda_cold_start_text(run)
+    return [Heading("Cold starts"), cold,
+            *([Paragraph(realism)] if realism is not None else [])]
+
+
+def _redeploys(run: RunDoc) -> list[Block]:
     redeploys = serverless.redeploy_table(run)
-    if redeploys is not None:
-        blocks += [Heading("Redeploys"), redeploys]
-    blocks += [
+    return [Heading("Redeploys"), redeploys] if redeploys is not None else []
+
+
+def _method(run: RunDoc) -> list[Block]:
+    """Locust's figures beside deploybench's, how the figures were measured, and on what."""
+    return [
         Heading("Cross-check with Locust's own statistics"),
         Paragraph("deploybench computes every figure from raw per-request samples. Locust's "
                   "own counters for the same windows are shown for comparison; its "
@@ -302,7 +362,6 @@ def build(run: RunDoc) -> list[Block]:
         Heading("Machine and versions"),
         machine_table(run),
     ]
-    return blocks
 
 
 def describe_line(t: TargetResult) -> str:

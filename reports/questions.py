@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from reports.blocks import Table
 from reports.decision import Decision
+from reports.figures import Figures
 from reports.format import fmt_cpus, fmt_ms, fmt_rps, stage_load
 from reports.pricing import prices_filled
 from reports.schema import RunDoc, deployment
@@ -63,7 +64,14 @@ def questions_table(run: RunDoc, d: Decision) -> Table:
 
 
 def caveats(run: RunDoc, d: Decision) -> list[str]:
-    meta = run["metadata"]
+    return [*_run_caveats(run), *_reach_caveats(run), *_sizing_caveats(d),
+            *_external_caveats(run),
+            *(item for f in d.figures for item in _figure_caveats(run, d, f))]
+
+
+def _run_caveats(run: RunDoc) -> list[str]:
+    """What the run itself lacked: written by an older deploybench, or without always-on
+    prices."""
     items = []
     upgraded = run.get("upgraded_from")
     if upgraded:
@@ -73,25 +81,35 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
     if filled:
         items.append("The run recorded no always-on prices; this deploybench's defaults "
                      "were used for them.")
+    return items
+
+
+def _reach_caveats(run: RunDoc) -> list[str]:
+    """How far the figures carry: the noise between runs, the CPUs given, the machine."""
+    meta = run["metadata"]
     trials_n = meta.get("trials", 1) or 1
-    items.append(
+    return [
         "Noise: " + (f"each stage ran {trials_n} times; ± intervals are over trials. "
                      if trials_n > 1 else
                      "one run; ± intervals are over the measurement windows of one stage, "
                      "which understate run-to-run variation (repeat with --trials 3). ")
         + "Shared or virtual machines drift by 10% or more between runs: compare "
-        "deployments within one run, and runs with `deploybench compare`.")
-    items.append(
+        "deployments within one run, and runs with `deploybench compare`.",
         f"CPU pinning: the deployment ran on CPUs {fmt_cpus(meta.get('target_cpus'))}, the "
         f"load generator on CPUs {fmt_cpus(meta.get('loadgen_cpus'))} (workers and torch "
         "threads per target are under Results per target). Capacity and cost per instance "
-        "are for that many CPUs; other sizes scale differently (measure them with --target-cpus).")
-    items.append(
+        "are for that many CPUs; other sizes scale differently (measure them with --target-cpus).",
         f"Machine: {meta.get('cpu_model')}, {meta.get('cpu_count')} CPUs, "
         f"{meta.get('memory_gb')} GB; Python {meta.get('python')}, torch {meta.get('torch')}, "
         f"Locust {meta.get('locust')}, deploybench {meta.get('deploybench')} "
         f"({str(meta.get('git_commit') or '')[:12] or 'no git'}"
-        f"{', modified' if meta.get('git_dirty') else ''}). Full list at the end.")
+        f"{', modified' if meta.get('git_dirty') else ''}). Full list at the end.",
+    ]
+
+
+def _sizing_caveats(d: Decision) -> list[str]:
+    """How the always-on deployments were sized and priced."""
+    items = []
     if any(f.name == "inprocess" and f.instances for f in d.figures):
         items.append("In-process is priced as an always-on instance of the same size: the "
                      "share of your application's servers the model takes.")
@@ -100,6 +118,12 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
         items.append(
             "Always-on servers are sized for the average rate of the expected volume. "
             "Traffic has peaks: give the peak with --slo rps=PEAK to size for it.")
+    return items
+
+
+def _external_caveats(run: RunDoc) -> list[str]:
+    """What an already-running endpoint's figures include and leave out."""
+    items = []
     for t in run["targets"]:
         if t["describe"].get("external") and t["describe"].get("billing") == "per_request":
             items.append(
@@ -115,28 +139,35 @@ def caveats(run: RunDoc, d: Decision) -> list[str]:
                 f"({t['describe'].get('address')}): deploybench started nothing there, so its "
                 "CPU, memory, cold start and cost are not measured, and its latency includes "
                 "the network between this machine and it.")
-    for f in d.figures:
-        if f.pay_per_request and f.meets and f.cold_start_ms is not None:
-            p99 = d.objective.latency_ms.get("p99")
-            if p99 is not None and f.cold_start_ms > p99:
-                items.append(
-                    f"{f.name} meets the objective warm. A cold start takes "
-                    f"{fmt_ms(f.cold_start_ms)} ms, above p99 <= {p99:g} ms: if more than "
-                    "1% of requests meet a new environment (bursts, scaling out, traffic "
-                    "after an idle spell longer than the keep-alive), its p99 breaks the "
-                    "objective.")
-        if f.cold_start_cost_ratio is not None:
-            share = f.cold_start_cost_ratio / 100.0
+    return items
+
+
+def _figure_caveats(run: RunDoc, d: Decision, f: Figures) -> list[str]:
+    """One deployment's, where it is paid per request: its cold starts against the
+    objective and in its cost, and what emulating it on this machine changes."""
+    items = []
+    if f.pay_per_request and f.meets and f.cold_start_ms is not None:
+        p99 = d.objective.latency_ms.get("p99")
+        if p99 is not None and f.cold_start_ms > p99:
             items.append(
-                f"{f.name}'s cost counts the measured windows, after the warm-up's cold "
-                f"starts. Each cold start's billed Init costs as much as "
-                f"~{f.cold_start_cost_ratio:,.0f} warm requests, so if 1% of requests meet "
-                f"a new environment the cost per request is ~{share:.0%} higher than shown.")
-        if f.pay_per_request and f.ok and not f.external:
-            items.append(
-                f"{f.name} is emulated here on {len(meta.get('target_cpus') or []) or 1} "
-                "CPU(s) shared by all its environments; on AWS each environment has its own "
-                "share of a CPU, so latency under concurrency is pessimistic here and "
-                "throughput is not capped by these CPUs; its cold start lacks what AWS adds "
-                "(a microVM, the container image), modelled apart under Cold starts.")
+                f"{f.name} meets the objective warm. A cold start takes "
+                f"{fmt_ms(f.cold_start_ms)} ms, above p99 <= {p99:g} ms: if more than "
+                "1% of requests meet a new environment (bursts, scaling out, traffic "
+                "after an idle spell longer than the keep-alive), its p99 breaks the "
+                "objective.")
+    if f.cold_start_cost_ratio is not None:
+        share = f.cold_start_cost_ratio / 100.0
+        items.append(
+            f"{f.name}'s cost counts the measured windows, after the warm-up's cold "
+            f"starts. Each cold start's billed Init costs as much as "
+            f"~{f.cold_start_cost_ratio:,.0f} warm requests, so if 1% of requests meet "
+            f"a new environment the cost per request is ~{share:.0%} higher than shown.")
+    if f.pay_per_request and f.ok and not f.external:
+        cpus = len(run["metadata"].get("target_cpus") or []) or 1
+        items.append(
+            f"{f.name} is emulated here on {cpus} "
+            "CPU(s) shared by all its environments; on AWS each environment has its own "
+            "share of a CPU, so latency under concurrency is pessimistic here and "
+            "throughput is not capped by these CPUs; its cold start lacks what AWS adds "
+            "(a microVM, the container image), modelled apart under Cold starts.")
     return items

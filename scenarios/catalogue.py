@@ -46,7 +46,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
@@ -303,20 +303,34 @@ def _timeline(doc: dict[str, Any], where: str) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-def load(name_or_path: str) -> Scenario:
-    """Load a built-in scenario by name, or a YAML file by path."""
+class _Stages(TypedDict):
+    """What a scenario measures, as the Scenario fields of the same names."""
+
+    cold_starts: int
+    redeploys: int
+    concurrency: tuple[int, ...]
+    sweep: Sweep | None
+    rate: tuple[float, ...]
+    rate_fractions: tuple[float, ...]
+    timeline: tuple[Segment, ...]
+
+
+def _find(name_or_path: str) -> Path:
+    """The built-in scenario of that name, else the file at that path."""
     builtins = available()
     if name_or_path in builtins:
-        path = builtins[name_or_path]
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            known = ", ".join(builtins)
-            raise ScenarioError(
-                f"unknown scenario ({name_or_path!r}). Choose one of: {known}, or give a YAML path"
-            )
-    raw = path.read_bytes()
-    where = str(path)
+        return builtins[name_or_path]
+    path = Path(name_or_path)
+    if not path.is_file():
+        known = ", ".join(builtins)
+        raise ScenarioError(
+            f"unknown scenario ({name_or_path!r}). Choose one of: {known}, or give a YAML path"
+        )
+    return path
+
+
+def _settings(raw: bytes, where: str) -> dict[str, Any]:
+    """The file's YAML: a mapping of known keys, none of them one since renamed."""
     try:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
@@ -329,40 +343,81 @@ def load(name_or_path: str) -> Scenario:
     unknown = sorted(set(doc) - KNOWN_KEYS)
     if unknown:
         raise ScenarioError(f"{where}: unknown key '{unknown[0]}'. Known: {sorted(KNOWN_KEYS)}")
-    cold_starts = _whole(doc, "cold_starts", where, 0, 0)
-    redeploys = _whole(doc, "redeploys", where, 0, 0)
-    levels = _numbers(doc, "concurrency", where, whole=True, low=1)
-    sweep = _sweep(doc, where)
-    rate = _numbers(doc, "rate", where, whole=False, low=0.1)
-    fractions = _numbers(doc, "rate_fractions", where, whole=False, low=0.01, high=2.0)
-    timeline = _timeline(doc, where)
-    if not (levels or sweep or rate or fractions or timeline or cold_starts or redeploys):
+    return doc
+
+
+def _stages(doc: dict[str, Any], where: str) -> _Stages:
+    """The stages to run, each kind read and checked, then checked together."""
+    stages = _Stages(
+        cold_starts=_whole(doc, "cold_starts", where, 0, 0),
+        redeploys=_whole(doc, "redeploys", where, 0, 0),
+        concurrency=_numbers(doc, "concurrency", where, whole=True, low=1),
+        sweep=_sweep(doc, where),
+        rate=_numbers(doc, "rate", where, whole=False, low=0.1),
+        rate_fractions=_numbers(doc, "rate_fractions", where, whole=False, low=0.01, high=2.0),
+        timeline=_timeline(doc, where),
+    )
+    _check_stage_kinds(doc, stages, where)
+    return stages
+
+
+def _check_stage_kinds(doc: dict[str, Any], stages: _Stages, where: str) -> None:
+    """Something to measure, and no setting that needs a kind of stage not given."""
+    closed = stages["concurrency"] or stages["sweep"]
+    if not (closed or stages["rate"] or stages["rate_fractions"] or stages["timeline"]
+            or stages["cold_starts"] or stages["redeploys"]):
         raise ScenarioError(f"{where}: no stages: give 'concurrency' (a list of integers "
                             ">= 1), 'sweep', 'rate', 'rate_fractions' or 'timeline' (the "
                             "stage lists may all be empty only when 'cold_starts' or "
                             "'redeploys' is set)")
-    if "sample_s" in doc and not timeline:
+    if "sample_s" in doc and not stages["timeline"]:
         raise ScenarioError(f"{where}: 'sample_s' is the interval of a timeline's series: "
                             "give 'timeline' too, or remove it")
-    if fractions and not (levels or sweep):
+    if stages["rate_fractions"] and not closed:
         raise ScenarioError(f"{where}: 'rate_fractions' are fractions of the capacity the "
                             "closed-loop stages measure: give 'concurrency' or 'sweep' too")
+
+
+def _arrival(doc: dict[str, Any], where: str) -> str:
     arrival = doc.get("arrival", "poisson")
     if arrival not in ARRIVALS:
         raise ScenarioError(f"{where}: 'arrival' must be one of {list(ARRIVALS)}")
+    return str(arrival)
+
+
+def _description(doc: dict[str, Any], where: str) -> str:
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError(f"{where}: 'description' must be text")
-    slo = doc.get("slo_p99_ms")
+    return description.strip()
+
+
+def _windows(doc: dict[str, Any], where: str) -> tuple[int, int]:
+    """stability_windows and max_windows, the most a stage may measure at least the
+    number that must agree."""
     stability_windows = _whole(doc, "stability_windows", where, 1, 3)
     max_windows = _whole(doc, "max_windows", where, 1, 10)
     if max_windows < stability_windows:
         raise ScenarioError(f"{where}: 'max_windows' ({max_windows}) must be >= "
                             f"'stability_windows' ({stability_windows})")
+    return stability_windows, max_windows
+
+
+def load(name_or_path: str) -> Scenario:
+    """Load a built-in scenario by name, or a YAML file by path."""
+    path = _find(name_or_path)
+    raw = path.read_bytes()
+    where = str(path)
+    doc = _settings(raw, where)
+    stages = _stages(doc, where)
+    arrival = _arrival(doc, where)
+    description = _description(doc, where)
+    slo = doc.get("slo_p99_ms")
+    stability_windows, max_windows = _windows(doc, where)
     return Scenario(
         name=path.stem,
-        description=description.strip(),
-        concurrency=levels,
+        description=description,
+        **stages,
         warmup_s=_number(doc, "warmup_s", where, 0.0),
         window_s=_number(doc, "window_s", where, 0.1),
         cooldown_s=_number(doc, "cooldown_s", where, 0.0),
@@ -370,20 +425,14 @@ def load(name_or_path: str) -> Scenario:
         sha256=hashlib.sha256(raw).hexdigest(),
         path=where,
         warmup_max_s=_number(doc, "warmup_max_s", where, 0.0),
-        cold_starts=cold_starts,
-        redeploys=redeploys,
         stability_windows=stability_windows,
         stability_tolerance=_number(doc, "stability_tolerance", where, 0.0, 1.0),
         max_windows=max_windows,
         max_error_rate=_number(doc, "max_error_rate", where, 0.0, 1.0),
-        sweep=sweep,
-        rate=rate,
-        rate_fractions=fractions,
         arrival=arrival,
         max_inflight=_whole(doc, "max_inflight", where, 1, 256),
         late_tolerance_ms=_number(doc, "late_tolerance_ms", where, 0.0),
         seed=_whole(doc, "seed", where, 0, 0),
         slo_p99_ms=None if slo is None else _number(doc, "slo_p99_ms", where, 0.001),
-        timeline=timeline,
         sample_s=_number(doc, "sample_s", where, 0.1),
     )
