@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from reports.stageblocks import LocustCrossCheck, WindowResult
 from scenarios.catalogue import Scenario
 
 #: The plan the orchestrator writes, and the driver's whole result.
@@ -197,7 +198,7 @@ class RawStage:
     #: A target process died or appeared during the stage: its CPU figures are incomplete.
     target_processes_changed: bool = False
     error_kinds: dict[str, int] = field(default_factory=dict)
-    locust: dict[str, Any] = field(default_factory=dict)
+    locust: LocustCrossCheck = field(default_factory=LocustCrossCheck)
     #: The warm-up as it ran (it waits for every user's first answer), and whether every
     #: user did have one before ``warmup_max_s``.
     warmup_s: float | None = None
@@ -225,7 +226,7 @@ class RawStage:
     sweep_stop: str | None = None
     #: The measurement windows (dicts of harness.validity.Window), how many are reported
     #: (the last ones), whether those agreed, and if not, how they differed.
-    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[WindowResult] = field(default_factory=list)
     windows_kept: int = 1
     stable: bool = True
     instability: str | None = None

@@ -4,14 +4,13 @@ Percentiles are nearest-rank (:mod:`harness.latency`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from harness.latency import latency_cdf, summarize_latency
 from harness.protocol import RawStage
 from harness.results import StageResult
 from harness.validity import Rules, reasons
+from reports.stageblocks import AllMeasured
 
 
 def _completed_rps(raw: RawStage) -> float | None:
@@ -20,7 +19,7 @@ def _completed_rps(raw: RawStage) -> float | None:
     return sum(w["completed"] for w in kept) / span if span > 0 else None
 
 
-def _all_measured(raw: RawStage, discarded: int) -> dict[str, Any]:
+def _all_measured(raw: RawStage, discarded: int) -> AllMeasured:
     """Everything measured after the warm-up, the discarded windows included. Steady-state
     windows are the rule for throughput, but a stall, a GC pause or a reload in a window
     the stability rule left out is part of how the deployment behaves: kept here, with

@@ -39,6 +39,7 @@ from harness.stagekit import (
 )
 from harness.sweep import stage_figures
 from harness.validity import Rules, reasons
+from reports.stageblocks import MemoryGrowth, TimelineBlock, TimelinePoint, TimelineSegment
 
 if TYPE_CHECKING:
     from scenarios.catalogue import Scenario
@@ -263,7 +264,7 @@ def simulate(program: TimelinePlan, scenario: Scenario, spec: dict[str, Any],
 
 # -- statistics from the raw samples -----------------------------------------------------
 
-def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
+def summarize(raw: RawStage, rules: Rules) -> tuple[TimelineBlock, list[str]]:
     """The timeline block of a stage's result, and why the stage is INVALID (empty: it
     is VALID). Segments take the requests *sent* in them (as every stage's window does);
     the series takes those *completed* in each interval (as a measurement window does,
@@ -272,7 +273,7 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
     assert raw.timeline is not None
     tl = raw.timeline
     ok, cold = raw.ok, raw.cold_flags()
-    segments: list[dict[str, Any]] = []
+    segments: list[TimelineSegment] = []
     why: list[str] = []
     for i, seg in enumerate(tl["segments"]):
         sent = (raw.start_s >= seg["start"]) & (raw.start_s < seg["end"])
@@ -320,7 +321,7 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
 
 
 def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
-            ) -> list[dict[str, Any]]:
+            ) -> list[TimelinePoint]:
     """One point per sample_s of the measured timeline: t is its end, in seconds from
     the timeline's start; users those of the segment at its middle (an edge falls a
     moment after the planned second); rss_mb the reading at its end (None where none
@@ -335,7 +336,7 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     cuts = np.searchsorted(done, edges, side="left")
     segments = raw.timeline["segments"] if raw.timeline else []
     readings = [(m["t"], m["rss_mb"]) for m in memory if m.get("rss_mb") is not None]
-    out = []
+    out: list[TimelinePoint] = []
     for k in range(count):
         a, b = edges[k], edges[k + 1]
         sl = slice(int(cuts[k]), int(cuts[k + 1]))
@@ -359,7 +360,7 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     return out
 
 
-def _growth(memory: list[dict[str, Any]], origin: float) -> dict[str, Any]:
+def _growth(memory: list[dict[str, Any]], origin: float) -> MemoryGrowth:
     """RSS at the start and end of the measured timeline, and its least-squares slope."""
     points = [(m["t"], float(m["rss_mb"])) for m in memory if m.get("rss_mb") is not None]
     if not points:
