@@ -26,6 +26,7 @@ from typing import Any
 
 from harness import metadata
 from harness.results import atomic_write_text
+from reports.runblocks import Calibration, CalibrationMachine, Ceiling
 from reports.schema import RunDoc
 from targets.files import cache_dir
 
@@ -67,7 +68,7 @@ def make_null_target(name: str, plan: Any, encoding: str, log_dir: Path) -> Any:
     return target
 
 
-def fingerprint(target_cpus: list[int], loadgen_cpus: list[int]) -> dict[str, Any]:
+def fingerprint(target_cpus: list[int], loadgen_cpus: list[int]) -> CalibrationMachine:
     """What must match for a calibration to apply to a run."""
     host = metadata.collect_host()
     cpu = metadata.collect_cpu()
@@ -78,10 +79,10 @@ def fingerprint(target_cpus: list[int], loadgen_cpus: list[int]) -> dict[str, An
             "locust": versions.get("locust")}
 
 
-def ceilings(run: RunDoc) -> dict[str, dict[str, Any]]:
+def ceilings(run: RunDoc) -> dict[str, Ceiling]:
     """Per protocol: its null target's highest throughput without failures, and what
     limited it."""
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Ceiling] = {}
     for t in run["targets"]:
         protocol = t["name"].removeprefix("null-")
         stages = [s for s in t["stages"] if s["latency_ms"] is not None]
@@ -122,7 +123,7 @@ def save(run: RunDoc, run_dir: Path, target_cpus: list[int], loadgen_cpus: list[
 
 
 def load_for(target_cpus: list[int], loadgen_cpus: list[int], path: Path | None = None
-             ) -> tuple[dict[str, Any] | None, str | None]:
+             ) -> tuple[Calibration | None, str | None]:
     """The calibration that applies to a run on these CPUs, or None and why not."""
     path = path or cache_dir() / CALIBRATION_FILE
     if not path.exists():

@@ -58,7 +58,9 @@ class ConsoleObserver:
         elif event.get("event") == "stage":
             phase = event.get("phase", "")
             users = event.get("concurrency")
-            load = f"{users} users" if users is not None else f"{event.get('rate', 0):,.0f}/s"
+            rate = event.get("rate")
+            load = (f"{users} users" if users is not None
+                    else f"{rate:,.0f}/s" if rate is not None else "the timeline")
             label = f"{phase} at {load}"
             if phase == "measure" and event.get("window"):
                 label += f" (window {event['window']}, at most {event.get('of')})"

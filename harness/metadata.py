@@ -14,11 +14,12 @@ import subprocess
 import sys
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 
 import harness
+from reports.runblocks import Metadata
 
 PACKAGES = ("torch", "locust", "flask", "gunicorn", "numpy", "gevent", "geventhttpclient")
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -78,5 +79,6 @@ def collect_host() -> dict[str, Any]:
     }
 
 
-def collect_all() -> dict[str, Any]:
-    return {**collect_host(), **collect_cpu(), **collect_versions(), **collect_git()}
+def collect_all() -> Metadata:
+    return cast("Metadata", {**collect_host(), **collect_cpu(), **collect_versions(),
+                             **collect_git()})

@@ -17,12 +17,12 @@ from reports.schema import (
     RUN_FILE,
     SAMPLE_COLUMNS,
     SCHEMA_VERSION,
-    LatencySummary,
     ParityResult,
     RunDoc,
     StageResult,
     TargetResult,
 )
+from reports.stageblocks import LatencySummary
 from targets.files import atomic_write_bytes
 
 __all__ = [

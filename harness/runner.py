@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
@@ -28,6 +28,16 @@ from harness.loadgen.launch import LoadGenerator, LoadJob
 from harness.parity import ParityError, check_parity
 from harness.results import RunDoc, SampleWriter, TargetResult, write_run
 from reports.objective import sweep_p99_ms
+from reports.runblocks import (
+    BundleInfo,
+    Calibration,
+    ColdStarts,
+    LoadgenInfo,
+    Prices,
+    Redeploys,
+    ScenarioBlock,
+    TargetDescription,
+)
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import codec
@@ -74,7 +84,7 @@ class RunPlan:
     lambda_timeout_s: float | None = None
     #: Modelled platform share of a Lambda cold start, reported beside the measured one.
     lambda_platform_init_ms: float = 0.0
-    prices: dict[str, Any] = field(default_factory=dict)
+    prices: Prices = field(default_factory=Prices)
     notes: tuple[str, ...] = field(default_factory=tuple)
     #: Each stage is measured this many times (--trials).
     trials: int = 1
@@ -84,7 +94,7 @@ class RunPlan:
     #: past it, or without one past the decision's default (reports.objective.sweep_p99_ms).
     slo_p99_ms: float | None = None
     #: The harness's ceilings on this machine (harness.calibrate), or why there are none.
-    calibration: dict[str, Any] | None = None
+    calibration: Calibration | None = None
     calibration_note: str | None = None
     #: Expected requests a month (--monthly-requests), for the report's costs; None: the
     #: report's default.
@@ -270,9 +280,9 @@ class Runner:
                 "calibration_note": plan.calibration_note,
                 "lambda_platform_init_ms": plan.lambda_platform_init_ms,
             },
-            "scenario": plan.scenario.to_json(),
+            "scenario": cast("ScenarioBlock", plan.scenario.to_json()),
             "prices": plan.prices,
-            "bundle": bundle.info(),
+            "bundle": cast("BundleInfo", bundle.info()),
             "targets": [],
             "samples_file": SAMPLES_FILE,
             "notes": list(plan.notes),
@@ -301,7 +311,7 @@ class Runner:
         write_run(out, doc)
         return doc
 
-    def _cold_starts(self, target: Target, example: Any) -> dict[str, Any]:
+    def _cold_starts(self, target: Target, example: Any) -> ColdStarts:
         """N cold starts: from nothing to the target's first good answer, each."""
         measure = getattr(target, "cold_start", None)
         if measure is None:
@@ -316,7 +326,7 @@ class Runner:
         return {"supported": True, "samples": samples, "total_ms": summarize_latency(totals),
                 "definition": samples[0].get("definition") if samples else None}
 
-    def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> dict[str, Any]:
+    def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> Redeploys:
         """N redeploys: a new model version handed to the running deployment, to its
         first good prediction from that version. The answer must be the bundle's."""
         from targets.bundle import compare_predictions
@@ -358,7 +368,7 @@ class Runner:
         parity_in_loadgen = getattr(target, "parity_in_load_generator", False)
         try:
             with target:
-                result["describe"] = target.describe()
+                result["describe"] = cast("TargetDescription", target.describe())
                 if not parity_in_loadgen:
                     result["parity"] = check_parity(target, examples, reference)
                 if plan.scenario.cold_starts:
@@ -398,7 +408,7 @@ class Runner:
             return result
         if load.parity is not None:
             result["parity"] = load.parity
-        result["loadgen"] = load.info
+        result["loadgen"] = cast("LoadgenInfo", load.info)
         previous_end = load_started
         rules = Rules(max_error_rate=plan.scenario.max_error_rate)
         for index, raw in enumerate(load.stages):

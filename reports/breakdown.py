@@ -23,11 +23,11 @@ the slices then do not add up to the median, and that row is not a split.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from reports.blocks import Table
 from reports.format import fmt_ms, stage_load
 from reports.loads import at_load, common_load, describe_common, least_loaded
+from reports.runblocks import CodecCost
 from reports.schema import RunDoc, StageResult
 
 #: Timed parts over the median by more than this share of it are said in the caption
@@ -86,16 +86,11 @@ def breakdown(run: RunDoc) -> list[Breakdown]:
     return rows
 
 
-def on_path_ms(codec: dict[str, Any] | None) -> float:
+def on_path_ms(codec: CodecCost | None) -> float:
     """The encoding steps a measured request went through (harness.breakdown.ON_PATH).
-    A run from before the load users decoded answers has no ``on_path_ms``: its path held
-    the server's two steps only."""
-    if not codec:
-        return 0.0
-    if codec.get("on_path_ms") is not None:
-        return float(codec["on_path_ms"])
-    return float(codec.get("request_decode_ms") or 0.0) + float(
-        codec.get("response_encode_ms") or 0.0)
+    A run from before the load users decoded answers recorded none: upgrading it to
+    schema 5 (reports.schema) fills them with the server's two steps, all its path held."""
+    return float(codec["on_path_ms"]) if codec else 0.0
 
 
 def table(run: RunDoc) -> Table | None:

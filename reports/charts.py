@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
+from reports.stageblocks import TimelinePoint
 
 DPI = 110
 SIZE = (7.0, 4.2)
@@ -60,7 +61,8 @@ def _levels(t: TargetResult, mode: str) -> list[tuple[float, float, float | None
     out = []
     for stages in groups.values():
         level: float = (stages[0]["concurrency"] or 0) if mode == "closed" else float(np.median(
-            [float((s.get("open_loop") or {}).get("rate") or 0.0) for s in stages]))
+            [float((ol["rate"] if (ol := s.get("open_loop")) else None) or 0.0)
+             for s in stages]))
         p99s = [s["latency_ms"]["p99"] for s in stages if s["latency_ms"]]
         out.append((level, float(np.median([s["rps"] for s in stages])),
                     float(np.median(p99s)) if p99s else None))
@@ -215,8 +217,8 @@ def cold_start(run: RunDoc) -> bytes:
     values: list[float | None] = []
     errors: list[tuple[float, float]] = []
     for t in run["targets"]:
-        cold = t.get("cold_starts") or {}
-        samples = cold.get("samples", []) if cold.get("supported") else []
+        cold = t.get("cold_starts")
+        samples = cold.get("samples", []) if cold and cold["supported"] else []
         totals = [s["total_s"] for s in samples]
         names.append(t["name"])
         if totals:
@@ -314,7 +316,8 @@ def payload_encodings(run: RunDoc) -> bytes:
 
     involved, load, _ = rows(run)
     names = [t["name"] for t in involved]
-    sizes = [(t.get("codec") or {}).get("request_bytes") for t in involved]
+    sizes: list[float | None] = [codec["request_bytes"] if (codec := t.get("codec")) else None
+                                 for t in involved]
     p50s = []
     for t in involved:
         values = [s["latency_ms"]["p50"] for s in at_load(t, load) if s["latency_ms"]]
@@ -361,10 +364,11 @@ def _segment_edges(axes: Sequence[Any], stage: StageResult | None) -> None:
                          textcoords="offset points", fontsize=7, color="dimgrey")
 
 
-def _steps(series: list[dict[str, Any]], key: str) -> tuple[list[float], list[float]]:
+def _steps(series: list[TimelinePoint], key: Literal["p99_ms", "rps"]
+           ) -> tuple[list[float], list[float]]:
     """A series as steps over each interval (its point holds from the previous one)."""
     xs = [0.0] + [float(p["t"]) for p in series]
-    ys = [p[key] if p[key] is not None else np.nan for p in series]
+    ys = [np.nan if (v := p[key]) is None else float(v) for p in series]
     return xs, ys[:1] + ys
 
 
@@ -403,13 +407,14 @@ def timeline_memory(run: RunDoc) -> bytes:
     fig, ax = _figure()
     lines = _timeline_lines(run)
     for label, s in lines:
-        memory = s["timeline"].get("memory") or {}
-        points = [(float(p["t"]), float(p["rss_mb"])) for p in s["timeline"]["series"]
-                  if p.get("rss_mb") is not None]
-        if memory.get("start_mb") is None or not points:
+        memory = s["timeline"]["memory"]
+        points = [(float(p["t"]), float(rss)) for p in s["timeline"]["series"]
+                  if (rss := p["rss_mb"]) is not None]
+        start_mb = memory["start_mb"]
+        if start_mb is None or not points:
             continue
-        start = float(memory["start_mb"])
-        slope = memory.get("slope_mb_per_min")
+        start = float(start_mb)
+        slope = memory["slope_mb_per_min"]
         text = f" ({start:,.0f} MB at start" + (
             "" if slope is None else f", {slope:+.2f} MB/min") + ")"
         points.insert(0, (0.0, start))

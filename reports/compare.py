@@ -56,13 +56,13 @@ from typing import Any
 import numpy as np
 
 from reports.format import fmt_ms, fmt_rps, stage_load
+from reports.loads import WINDOW_FIELD
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 from reports.trials import MIN_TRIALS_TO_TEST, level_key, stage_metric
 
 CONFIDENCE = 0.95
 METRICS = ("rps", "p50", "p99", "errors")
 #: The field of a measurement window that gives each metric's spread.
-WINDOW_FIELD = {"rps": "rps", "p50": "p50_ms", "p99": "p99_ms"}
 #: Metadata that, when it differs, means the runs measured more than the change under test.
 #: Not the hostname: CI runners are new machines of one kind every time.
 MACHINE_KEYS = ("cpu_model", "cpu_count", "target_cpus", "loadgen_cpus")

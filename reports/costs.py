@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 import numpy as np
 
@@ -15,6 +14,7 @@ from reports.figures import Figures
 from reports.format import stage_load
 from reports.loads import spread
 from reports.objective import Objective
+from reports.runblocks import Prices
 from reports.schema import StageResult, TargetResult, deployment
 
 #: Deployments billed per request; every other one is an always-on server.
@@ -32,29 +32,30 @@ def pay_per_request(target: TargetResult) -> bool:
 def lambda_stage(target: TargetResult, cpus: int) -> StageResult | None:
     """The least loaded stage whose environments each had a CPU (as on Lambda)."""
     with_cost = [s for s in target["stages"] if s.get("mode") != "timeline"
-                 and (s.get("platform") or {}).get("cost_per_million_usd")]
-    fair = [s for s in with_cost if (s.get("platform") or {}).get("environments_max", 0) <= cpus]
+                 and (p := s.get("platform")) and p["cost_per_million_usd"]]
+    fair = [s for s in with_cost if (p := s.get("platform")) and p["environments_max"] <= cpus]
     pool = fair or with_cost
     return min(pool, key=lambda s: s.get("concurrency") or 0) if pool else None
 
 
-def price(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, Any],
+def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
           cpus: int) -> None:
     hours = float(prices.get("hours_per_month", 730.0))
     if f.pay_per_request:
         stage = lambda_stage(target, cpus)
         if stage is None:
             return
-        platform = stage.get("platform") or {}
-        invocations = platform.get("invocations") or 0
-        if not invocations:
+        platform = stage.get("platform")
+        invocations = platform["invocations"] if platform else 0
+        if not platform or not invocations:
             return
         # From what was billed, at the prices in force now (report --prices changes them).
         gb_s = float(platform.get("billed_gb_s") or 0.0) / invocations
         per_million = {a: 1e6 * (float(prices.get("lambda_request", 0.0)) + gb_s * price)
                        for a, price in (prices.get("lambda_gb_second") or {}).items()}
         f.per_million_usd = per_million
-        inits = [x["init_ms"] for x in (target.get("cold_starts") or {}).get("samples", [])
+        cold = target.get("cold_starts")
+        inits = [x["init_ms"] for x in (cold.get("samples", []) if cold else [])
                  if x.get("init_ms")]
         memory_gb = float(platform.get("memory_mb") or 0) / 1024.0
         warm = per_million.get(ARCH, 0.0) / 1e6
@@ -70,7 +71,7 @@ def price(f: Figures, target: TargetResult, obj: Objective, prices: dict[str, An
         f.monthly_range = (point * (1 - rel), point * (1 + rel))
         f.cost_model = {"kind": "per_request", "per_request": {
             a: v / 1e6 for a, v in per_million.items()}}
-        f.instance = (f"{(stage.get('platform') or {}).get('memory_mb')} MB function, "
+        f.instance = (f"{platform['memory_mb']} MB function, "
                       f"durations as measured at {stage_load(stage)}")
         return
     if f.capacity is None or f.capacity.mean <= 0:

@@ -44,9 +44,10 @@ from reports.schema import RunDoc, StageResult, TargetResult
 
 def _cold_start(target: TargetResult) -> tuple[float | None, str | None, bool]:
     """(ms, what was timed, whether it was a cold-start measurement)."""
-    cold = target.get("cold_starts") or {}
-    total = (cold.get("total_ms") or {}).get("p50") if cold.get("supported") else None
-    if total is not None:
+    cold = target.get("cold_starts")
+    cold_ms = cold.get("total_ms") if cold and cold["supported"] else None
+    total = cold_ms["p50"] if cold_ms else None
+    if cold and total is not None:
         n = len(cold.get("samples", []))
         return (total, f"median of {n}: {cold.get('definition') or 'launch to first answer'}",
                 True)
@@ -73,7 +74,7 @@ def _memory(target: TargetResult) -> tuple[float | None, float | None]:
     peaks = [p for s in stages if (p := s.get("target_peak_rss_mb")) is not None]
     total = max(peaks) if peaks else None
     per_env = [float(m) for s in stages
-               if (m := (s.get("platform") or {}).get("max_memory_used_mb"))]
+               if (plat := s.get("platform")) and (m := plat["max_memory_used_mb"])]
     if per_env:
         return float(max(per_env)), total
     before = target["loadgen"].get("rss_before_model_mb")

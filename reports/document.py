@@ -6,6 +6,9 @@ drift apart: one place decides what a report says.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from reports import (
     breakdown,
     decision,
@@ -20,6 +23,7 @@ from reports import (
 )
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import fmt_cpus, fmt_ms, fmt_num, fmt_rps, stage_load
+from reports.runblocks import ScenarioBlock
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 from reports.stagetables import has_trials, open_loop_table, stage_table
 
@@ -116,7 +120,7 @@ def _target_summary(run: RunDoc, t: TargetResult) -> str | None:
 
 def _startup_text(t: TargetResult) -> str:
     """The median cold start and redeploy, those measured ("" for neither)."""
-    cold = t.get("cold_starts") or {}
+    cold: Mapping[str, Any] = t.get("cold_starts") or {}
     cold_ms = (cold.get("total_ms") or {}).get("p50")
     cold_text = f"cold start p50 {fmt_ms(cold_ms)} ms" if cold_ms is not None else ""
     redeploy_ms, _, _ = serverless.redeploy_p50_ms(t)
@@ -365,7 +369,7 @@ def _method(run: RunDoc) -> list[Block]:
 
 
 def describe_line(t: TargetResult) -> str:
-    d = t["describe"]
+    d: Mapping[str, Any] = t["describe"]  # read key by key below
     parts = [f"runtime: {d.get('runtime')}", f"server: {d.get('server')}",
              f"CPUs {fmt_cpus(d.get('cpus'))}"]
     for key, label in (("workers", "workers"), ("threads_per_worker", "threads/worker"),
@@ -451,11 +455,11 @@ def method_items(run: RunDoc) -> list[str]:
     ]
 
 
-def _stage_plan(sc: dict[str, object]) -> str:
+def _stage_plan(sc: ScenarioBlock) -> str:
     parts = []
     levels = sc.get("concurrency") or []
     if levels:
-        parts.append("closed loop at " + ", ".join(str(n) for n in levels)  # type: ignore[attr-defined]
+        parts.append("closed loop at " + ", ".join(str(n) for n in levels)
                      + " concurrent users (each sends its next request as soon as the last "
                        "is answered)")
     sweep = sc.get("sweep")
@@ -467,8 +471,8 @@ def _stage_plan(sc: dict[str, object]) -> str:
     rates = sc.get("rate") or []
     fractions = sc.get("rate_fractions") or []
     if rates or fractions:
-        offered = ", ".join([f"{r:g}/s" for r in rates]  # type: ignore[attr-defined]
-                            + [f"{f:.0%} of capacity" for f in fractions])  # type: ignore[attr-defined]
+        offered = ", ".join([f"{r:g}/s" for r in rates]
+                            + [f"{f:.0%} of capacity" for f in fractions])
         parts.append(f"open loop ({sc.get('arrival')} arrivals) at {offered}, each request's "
                      f"latency from its intended send time, at most {sc.get('max_inflight')} "
                      f"in flight, 'late' past {sc.get('late_tolerance_ms')} ms")

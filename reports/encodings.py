@@ -19,7 +19,7 @@ those are stated without a test.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Literal, cast
 
 import numpy as np
 
@@ -27,6 +27,7 @@ from reports import trials
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import NONE, fmt_ms, fmt_rps, users
 from reports.loads import at_load, common_load, describe_common, figure_values
+from reports.runblocks import Metadata
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 #: What the wire encodings are called in sentences.
@@ -167,8 +168,9 @@ def _ratio(value: float, base: float) -> str:
     return f"{value / base:.2f}x" if base > 0 else "no ratio"
 
 
-def _codec(t: TargetResult, key: str) -> float | None:
-    value = (t.get("codec") or {}).get(key)
+def _codec(t: TargetResult, key: Literal["request_bytes", "total_ms"]) -> float | None:
+    codec = t.get("codec")
+    value = codec.get(key) if codec else None
     return float(value) if value is not None else None
 
 
@@ -292,9 +294,9 @@ def blocks(run: RunDoc) -> list[Block]:
     ]
 
 
-def requests_text(meta: dict[str, Any]) -> str:
+def requests_text(meta: Metadata) -> str:
     """How the run encoded requests, for the method notes."""
-    wires = meta.get("encodings") or [meta.get("encoding")]
+    wires: list[str] | list[str | None] = meta.get("encodings") or [meta.get("encoding")]
     if len(wires) < 2:
         return f"the `{wires[0]}` encoding"
     names = " and ".join(f"`{w}`" for w in wires)

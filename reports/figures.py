@@ -4,10 +4,28 @@ fills them in; :mod:`reports.costs` prices them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal, TypedDict
 
 from reports import trials
 from reports.schema import StageResult
+
+
+class PerRequestCost(TypedDict):
+    """Billed per request: USD per request, by architecture."""
+
+    kind: Literal["per_request"]
+    per_request: dict[str, float]
+
+
+class AlwaysOnCost(TypedDict):
+    """Always-on instances: USD a month per instance by architecture, the requests a
+    second one serves, how many always run, and hours in a month."""
+
+    kind: Literal["always_on"]
+    monthly_per_instance: dict[str, float]
+    capacity_rps: float
+    min_instances: int
+    hours: float
 
 
 @dataclass
@@ -55,7 +73,7 @@ class Figures:
     monthly_range: tuple[float, float] | None = None
     per_million_usd: dict[str, float] = field(default_factory=dict)
     #: For the cost chart: how cost grows with volume (see monthly_cost_at).
-    cost_model: dict[str, Any] = field(default_factory=dict)
+    cost_model: PerRequestCost | AlwaysOnCost | None = None
 
     @property
     def meets(self) -> bool:

@@ -7,9 +7,8 @@ stages; these are the other things a reader must know.
 
 from __future__ import annotations
 
-from typing import Any
-
 from reports.format import fmt_cpus, fmt_ms, stage_load
+from reports.runblocks import Ceiling
 from reports.schema import RunDoc, TargetResult, deployment
 
 #: Locust's req/s for the same window should agree with ours; beyond this, say so.
@@ -40,7 +39,7 @@ def protocol_of(run: RunDoc, target: TargetResult) -> tuple[str | None, str | No
     return ("grpc" if url.startswith("grpc://") else "http"), None
 
 
-def _unusable(ceiling: dict[str, Any]) -> str | None:
+def _unusable(ceiling: Ceiling) -> str | None:
     """Why a protocol's calibration is no ceiling, or None when it is one."""
     if not ceiling:
         return "the calibration has no figure for it"
@@ -157,16 +156,17 @@ def stalls(run: RunDoc) -> list[str]:
     out = []
     for t in run["targets"]:
         for s in t["stages"]:
-            everything = s.get("all_measured") or {}
-            every, steady = everything.get("latency_ms"), s["latency_ms"]
-            if not every or not steady:
+            everything = s.get("all_measured")
+            every, steady = everything["latency_ms"] if everything else None, s["latency_ms"]
+            if not everything or not every or not steady:
                 continue
             worse = [k for k in ("p99", "max") if steady.get(k) and every.get(k)
                      and every[k] > STALL_RATIO * steady[k]]
-            if not worse or everything.get("worst_ms") is None:
+            worst_ms = everything["worst_ms"]
+            if not worse or worst_ms is None:
                 continue
             out.append(
-                f"{t['name']} at {stage_load(s)}: a {_duration(everything['worst_ms'])} "
+                f"{t['name']} at {stage_load(s)}: a {_duration(worst_ms)} "
                 f"stall at {everything['worst_at_s']:.1f} s into the measurement, in a "
                 f"window left out of the steady state (steady state: p99 "
                 f"{fmt_ms(steady['p99'])} ms, max {fmt_ms(steady['max'])} ms; everything "
@@ -196,14 +196,14 @@ def warnings(run: RunDoc) -> list[str]:
     out += unusable_calibrations(run)
     target_cpus = len(run["metadata"].get("target_cpus") or []) or 1
     for t in run["targets"]:
-        shared = [s for s in t["stages"]
-                  if (s.get("platform") or {}).get("environments_max", 0) > target_cpus]
-        if shared:
+        crowded = [s for s in t["stages"]
+                   if (p := s.get("platform")) and p["environments_max"] > target_cpus]
+        if crowded:
             closed = [s for s in t["stages"] if s["concurrency"] is not None] or t["stages"]
-            fair = min(closed, key=lambda s: s["concurrency"] or 0).get("platform") or {}
-            fair_cost = (fair.get("cost_per_million_usd") or {}).get("x86_64")
+            fair = min(closed, key=lambda s: s["concurrency"] or 0).get("platform")
+            fair_cost = fair["cost_per_million_usd"].get("x86_64") if fair else None
             out.append(
-                f"{t['name']}: at {', '.join(stage_load(s) for s in shared)} "
+                f"{t['name']}: at {', '.join(stage_load(s) for s in crowded)} "
                 f"more environments ran than the {target_cpus} target CPU(s), so each "
                 "invocation's Duration, billed GB-s and cost include waiting for a shared "
                 "CPU, which on Lambda every environment has to itself. Those costs are upper "

@@ -5,14 +5,19 @@ uncertainty (over trials, else over the stage's kept windows).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from reports import trials
 from reports.format import fmt_rps
 from reports.schema import RunDoc, StageResult, TargetResult
+from reports.stageblocks import WindowResult
+
+#: A window's field for each figure a spread is taken of.
+WINDOW_FIELD: dict[str, Literal["rps", "p50_ms", "p99_ms"]] = {
+    "rps": "rps", "p50": "p50_ms", "p99": "p99_ms"}
 
 
-def kept_windows(stage: StageResult) -> list[dict[str, Any]]:
+def kept_windows(stage: StageResult) -> list[WindowResult]:
     kept = stage.get("windows_kept") or 0
     return list(stage.get("windows") or [])[-kept:] if kept else []
 
@@ -24,7 +29,7 @@ def figure_values(stages: list[StageResult], key: str) -> list[float]:
     if len(stages) >= 2:
         values = [trials.stage_metric(s, key) for s in stages]
         return [v for v in values if v is not None] if None not in values else []
-    window_key = {"rps": "rps", "p50": "p50_ms", "p99": "p99_ms"}[key]
+    window_key = WINDOW_FIELD[key]
     values = [w.get(window_key) for w in kept_windows(stages[0])] if stages else []
     present = [float(v) for v in values if v is not None]
     return present if len(present) >= 2 and len(present) == len(values) else []
@@ -58,9 +63,9 @@ def common_load(run: RunDoc) -> tuple[str, float] | None:
     if not measured:
         return None
     rates: list[set[float]] = [
-        {float(s["open_loop"]["rate"]) for s in t["stages"] if s.get("mode") == "open"
-         and s.get("open_loop") and not s["open_loop"].get("fraction")
-         and s["open_loop"].get("rate") is not None}
+        {float(rate) for s in t["stages"] if s.get("mode") == "open"
+         and (ol := s.get("open_loop")) and not ol["fraction"]
+         and (rate := ol["rate"]) is not None}
         for t in measured]
     shared_rates = sorted(set.intersection(*rates))
     if shared_rates:
@@ -99,7 +104,8 @@ def least_loaded(target: TargetResult) -> StageResult | None:
 
 def level_of(stage: StageResult) -> tuple[str, float | None]:
     if stage.get("mode") == "open":
-        return "open", (stage.get("open_loop") or {}).get("rate")
+        ol = stage.get("open_loop")
+        return "open", ol["rate"] if ol else None
     return "closed", stage["concurrency"]
 
 

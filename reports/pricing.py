@@ -18,10 +18,11 @@ such as ``lambda_gb_second`` is merged key by key).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
+from reports.runblocks import Prices
 from reports.schema import RunDoc
 
 
@@ -29,7 +30,7 @@ class PricesError(ValueError):
     """A prices file that cannot be used; the message says what to fix."""
 
 
-DEFAULT_PRICES: dict[str, Any] = {
+DEFAULT_PRICES: Prices = {
     "as_of": "2026-11",
     "source": "https://aws.amazon.com/lambda/pricing/ (us-east-1, first tier)",
     "currency": "USD",
@@ -55,11 +56,12 @@ NUMBERS = ("lambda_request", "container_min_gb_per_vcpu", "container_min_instanc
            "hours_per_month")
 
 
-def load_prices(path: Path | None) -> dict[str, Any]:
+def load_prices(path: Path | None) -> Prices:
     """The default prices, with what ``path`` sets replacing them key by key."""
-    prices = {**DEFAULT_PRICES, **{key: dict(DEFAULT_PRICES[key]) for key in PER_ARCH}}
+    defaults: dict[str, Any] = dict(DEFAULT_PRICES)
+    prices = {**defaults, **{key: dict(defaults[key]) for key in PER_ARCH}}
     if path is None:
-        return prices
+        return cast("Prices", prices)
     try:
         override = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -85,13 +87,13 @@ def load_prices(path: Path | None) -> dict[str, Any]:
     for key, value in numbers:
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise PricesError(f"{path}: price '{key}' must be a number >= 0 (got {value!r})")
-    return prices
+    return cast("Prices", prices)  # every key known and checked above
 
 
-def effective_prices(run: RunDoc) -> dict[str, Any]:
+def effective_prices(run: RunDoc) -> Prices:
     """The run's prices; what it did not record (runs before schema 4 priced no always-on
     server) from this deploybench's dated defaults."""
-    return {**DEFAULT_PRICES, **(run.get("prices") or {})}
+    return {**DEFAULT_PRICES, **run.get("prices", Prices())}
 
 
 def prices_filled(run: RunDoc) -> list[str]:

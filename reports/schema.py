@@ -25,12 +25,21 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   metadata ``encodings`` (the encodings requested, a list) and ``results_planned``, and a
   target's ``deployment`` (what was deployed: ``flask`` for the result ``flask-binary``)
   and ``encoding`` (its requests on the wire: json, binary, protobuf; null in-process).
-  A stage of ``mode`` "timeline" (scenario ``timeline``/``sample_s``; ``concurrency``
-  null, no ``windows``) with its ``timeline`` block: per segment, a series every
-  ``sample_s`` and the target's memory growth (see harness.loadgen.timeline). A reader that
-  predates it cannot describe such a stage's load. A target's ``codec.on_path_ms``: the
-  encoding steps on the measured path, once the load users decoded every answer (absent
-  before: those runs' paths held only the server's decode and encode).
+  Late version-4 files may also hold what version 5 names (below): they were written
+  under 4 before it was bumped.
+* 5 -- timeline stages and the encoding's path, which late version-4 files already held
+  without a version to say so (a reader of version 4 as first released cannot describe a
+  timeline stage's load; version 5 makes such a reader refuse the file instead). A
+  stage of ``mode`` "timeline" (scenario ``timeline``/``sample_s``; ``concurrency`` null,
+  no ``windows``) with its ``timeline`` block: ``sample_s``, ``stability``, per segment
+  its figures, a ``series`` every ``sample_s`` and the target's ``memory`` growth (see
+  harness.loadgen.timeline and reports.stageblocks.TimelineBlock). A target's ``codec.on_path_ms``
+  (always present in a codec block now): the encoding steps on the measured path, once
+  the load users decoded every answer. Upgrading a version-4 file keeps its timeline
+  stages as they are (their shape has not changed) and fills a missing ``on_path_ms``
+  with ``request_decode_ms + response_encode_ms``: before the users decoded answers, the
+  server's decode and encode were the only encoding steps on the measured path. Every
+  nested block is typed in reports.stageblocks and reports.runblocks.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -47,7 +56,29 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
-SCHEMA_VERSION = 4
+from reports.runblocks import (
+    BundleInfo,
+    CodecCost,
+    ColdStarts,
+    LoadgenInfo,
+    Metadata,
+    Prices,
+    Redeploys,
+    ScenarioBlock,
+    TargetDescription,
+)
+from reports.stageblocks import (
+    AllMeasured,
+    LatencyCdf,
+    LatencySummary,
+    LocustCrossCheck,
+    OpenLoopBlock,
+    PlatformSummary,
+    TimelineBlock,
+    WindowResult,
+)
+
+SCHEMA_VERSION = 5
 #: The oldest version :func:`upgrade` reads.
 OLDEST_SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -58,20 +89,6 @@ SAMPLE_COLUMNS = ("target", "stage", "concurrency", "start_s", "latency_ms", "ok
 
 class ResultFileError(ValueError):
     """A result file is missing, unreadable or of another schema version."""
-
-
-class LatencySummary(TypedDict):
-    """Milliseconds, over successful requests sent in the window (nearest-rank percentiles)."""
-
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    #: None with fewer samples than it needs (analysis.validity.min_requests(0.999)).
-    p999: float | None
-    min: float
-    max: float
-    mean: float
 
 
 class StageResult(TypedDict):
@@ -99,14 +116,14 @@ class StageResult(TypedDict):
     rps: float
     latency_ms: LatencySummary | None
     #: The same latencies as a distribution: ``{"p": fractions, "ms": values}`` (schema 4).
-    latency_cdf: NotRequired[dict[str, list[float]] | None]
+    latency_cdf: NotRequired[LatencyCdf | None]
     #: Successful requests the target marked as cold starts (Lambda), and the latency of
     #: warm and cold ones apart (None when none was cold).
     cold_requests: NotRequired[int]
     latency_warm_ms: NotRequired[LatencySummary | None]
     latency_cold_ms: NotRequired[LatencySummary | None]
     #: The serving platform's own account of the window (Lambda: REPORT records).
-    platform: NotRequired[dict[str, Any]]
+    platform: NotRequired[PlatformSummary]
     #: CPU use as a percentage of the CPUs given to it (100 = all of them busy).
     target_cpu_percent: float | None
     target_cpu_ms_per_request: float | None
@@ -128,12 +145,12 @@ class StageResult(TypedDict):
     #: The measurement windows (start, end, completed, rps, p50_ms), of which the last
     #: ``windows_kept`` are the ones reported, and whether those agreed.
     stable: bool
-    windows: list[dict[str, Any]]
+    windows: list[WindowResult]
     windows_kept: int
     #: When windows were discarded as still settling: everything measured after the
     #: warm-up, them included (``latency_ms``, ``requests``, ``errors``, and the slowest
     #: request's latency ``worst_ms``, sent ``worst_at_s`` after the measurement began).
-    all_measured: NotRequired[dict[str, Any]]
+    all_measured: NotRequired[AllMeasured]
     #: With --loadgen-workers: each worker's share of the stage's samples (they sum to
     #: the stage's sample count in samples.csv.gz).
     worker_samples: NotRequired[list[int]]
@@ -146,7 +163,7 @@ class StageResult(TypedDict):
     #: Open-loop stages: rate, arrival, fraction/capacity_rps (rate_fractions),
     #: max_inflight, late_tolerance_ms, late and queued counts, send_delay_ms and
     #: service_latency_ms summaries (latency_ms counts from the intended send time).
-    open_loop: NotRequired[dict[str, Any]]
+    open_loop: NotRequired[OpenLoopBlock]
     #: Timeline stages: ``sample_s``; ``stability`` (why no stability rule applies);
     #: ``segments`` (label, users, seconds, start_s, duration_s, requests, ok, errors,
     #: error_rate, rps, p50_ms, p99_ms, max_ms, cold_requests, loadgen_cpu_percent,
@@ -155,13 +172,13 @@ class StageResult(TypedDict):
     #: ``memory`` (readings, start_mb, end_mb, growth_mb, slope_mb_per_min, peak_mb: RSS
     #: over the measured timeline, the slope by least squares). The stage's own figures
     #: cover the whole timeline.
-    timeline: NotRequired[dict[str, Any]]
+    timeline: NotRequired[TimelineBlock]
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
     window_start: float
     window_end: float
     #: Locust's own (bucketed) figures for the window: a cross-check, not the source.
-    locust: dict[str, Any]
+    locust: LocustCrossCheck
 
 
 class ParityResult(TypedDict):
@@ -175,17 +192,17 @@ class TargetResult(TypedDict):
     name: str
     status: str  # "ok" | "failed"
     error: str | None
-    describe: dict[str, Any]
+    describe: TargetDescription
     parity: ParityResult | None
     stages: list[StageResult]
-    loadgen: dict[str, Any]
+    loadgen: LoadgenInfo
     #: The scenario's cold starts of this target, if it asked for any.
-    cold_starts: NotRequired[dict[str, Any]]
+    cold_starts: NotRequired[ColdStarts]
     #: Scenario redeploys: new model version to first good prediction (runner._redeploys).
-    redeploys: NotRequired[dict[str, Any]]
+    redeploys: NotRequired[Redeploys]
     #: The wire encoding's cost for one example request, timed in the harness (ms):
     #: encode and decode of request and response (schema 4; absent for in-process).
-    codec: NotRequired[dict[str, Any] | None]
+    codec: NotRequired[CodecCost | None]
     #: What was deployed (``flask`` for the result ``flask-binary``; see
     #: harness.encodings) and its requests' encoding on the wire: "json", "binary",
     #: "protobuf", or None in-process. Absent before ``run --encodings`` existed.
@@ -211,11 +228,11 @@ class RunDoc(TypedDict):
     status: str
     #: A partial run: why it stopped early, in words.
     stopped_by: NotRequired[str]
-    metadata: dict[str, Any]
-    scenario: dict[str, Any]
+    metadata: Metadata
+    scenario: ScenarioBlock
     #: The prices cost estimates used (dated defaults or the user's file).
-    prices: NotRequired[dict[str, Any]]
-    bundle: dict[str, Any]
+    prices: NotRequired[Prices]
+    bundle: BundleInfo
     targets: list[TargetResult]
     samples_file: str
     notes: NotRequired[list[str]]
@@ -264,6 +281,8 @@ def upgrade(doc: dict[str, Any]) -> RunDoc:
         for target in doc.get("targets", []):
             for stage in target.get("stages", []):
                 _UPGRADE_STAGE[step](stage, step)
+            if step == 4:
+                _codec_4_to_5(target)
         if step == 1:
             doc.setdefault("metadata", {}).setdefault("smt_shared_cores", [])
         if step == 2:
@@ -303,7 +322,22 @@ def _stage_3_to_4(stage: dict[str, Any], step: int) -> None:
     stage.setdefault("latency_cdf", None)
 
 
-_UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4}
+def _stage_4_to_5(stage: dict[str, Any], step: int) -> None:
+    # A timeline stage written under version 4 has version 5's shape: nothing to change,
+    # and nothing to fill in the closed- and open-loop stages either.
+    pass
+
+
+def _codec_4_to_5(target: dict[str, Any]) -> None:
+    # Before the load users decoded every answer (and on_path_ms existed), the measured
+    # path held the server's two steps: its decode of the request, its encode of the answer.
+    codec = target.get("codec")
+    if codec and codec.get("on_path_ms") is None:
+        codec["on_path_ms"] = float(codec.get("request_decode_ms") or 0.0) + float(
+            codec.get("response_encode_ms") or 0.0)
+
+
+_UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4, 4: _stage_4_to_5}
 
 
 def read_samples(path: Path) -> dict[str, np.ndarray]:

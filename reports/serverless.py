@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 from reports.blocks import Table
 from reports.format import fmt_ms, fmt_num, stage_load
 from reports.schema import RunDoc, TargetResult
+from reports.stageblocks import LatencySummary
 
 PLATFORM_HEADERS = ("load", "invocations", "cold", "throttled", "new envs in warm-up",
                     "init p50 ms", "init CPU p50 ms", "warm duration p50 ms",
@@ -26,7 +27,7 @@ PLATFORM_HEADERS = ("load", "invocations", "cold", "throttled", "new envs in war
 PLATFORM_INIT_MS = 50.0
 
 
-def _get(summary: dict[str, Any] | None, key: str) -> float | None:
+def _get(summary: LatencySummary | None, key: Literal["p50", "p99"]) -> float | None:
     return summary.get(key) if summary else None
 
 
@@ -38,13 +39,13 @@ def platform_table(target: TargetResult) -> Table | None:
         if not p:
             continue
         per_million = p.get("cost_per_million_usd") or {}
-        scale = p.get("scale_out") or {}
+        scale = p.get("scale_out")
         # Init of the stage's new environments: those of the window, else the warm-up's.
-        init = p.get("init_ms") or scale.get("init_ms")
-        init_cpu = p.get("init_cpu_ms") or scale.get("init_cpu_ms")
+        init = p["init_ms"] or (scale["init_ms"] if scale else None)
+        init_cpu = p.get("init_cpu_ms") or (scale["init_cpu_ms"] if scale else None)
         rows.append((
             stage_load(s), str(p["invocations"]), str(p["cold"]), str(p["throttled"]),
-            str(scale.get("cold_starts", "-")),
+            str(scale["cold_starts"]) if scale else "-",
             fmt_ms(_get(init, "p50")), fmt_ms(_get(init_cpu, "p50")),
             fmt_ms(_get(p.get("duration_warm_ms"), "p50")),
             fmt_ms(_get(p.get("duration_warm_ms"), "p99")),
@@ -93,14 +94,15 @@ def cold_start_table(run: RunDoc) -> Table | None:
         cold = t.get("cold_starts")
         if not cold or not cold.get("supported"):
             continue
-        total = cold.get("total_ms") or {}
+        total = cold.get("total_ms")
         inits = [s["init_ms"] for s in cold.get("samples", []) if s.get("init_ms") is not None]
-        lam = _emulated_lambda(t) and total.get("p50") is not None
-        rows.append((t["name"], str(len(cold.get("samples", []))), fmt_ms(total.get("p50")),
-                     fmt_ms(total.get("max")),
+        p50 = total["p50"] if total else None
+        lam = _emulated_lambda(t) and p50 is not None
+        rows.append((t["name"], str(len(cold.get("samples", []))), fmt_ms(p50),
+                     fmt_ms(total["max"] if total else None),
                      fmt_ms(_median(inits)),
                      fmt_ms(modelled) if lam else "-",
-                     fmt_ms(total["p50"] + modelled) if lam else "-",
+                     fmt_ms(p50 + modelled) if lam and p50 is not None else "-",
                      str(cold.get("definition") or "")))
     if not rows:
         return None
@@ -114,7 +116,7 @@ def cold_start_table(run: RunDoc) -> Table | None:
 
 def lambda_cold_start_text(run: RunDoc) -> str | None:
     """What an emulated Lambda cold start contains, and what AWS adds that it does not."""
-    if not any(_emulated_lambda(t) and (t.get("cold_starts") or {}).get("supported")
+    if not any(_emulated_lambda(t) and (cold := t.get("cold_starts")) and cold["supported"]
                for t in run["targets"]):
         return None
     modelled = platform_init_ms(run)
@@ -141,12 +143,13 @@ def redeploy_table(run: RunDoc) -> Table | None:
         measured = t.get("redeploys")
         if not measured or not measured.get("supported"):
             continue
-        total = measured.get("total_ms") or {}
+        total = measured.get("total_ms")
         what = str(measured.get("definition") or "")
         if measured.get("error"):
             what = f"{what}; {measured['error']}" if what else str(measured["error"])
         rows.append((t["name"], str(len(measured.get("samples", []))),
-                     fmt_ms(total.get("p50")), fmt_ms(total.get("max")),
+                     fmt_ms(total["p50"] if total else None),
+                     fmt_ms(total["max"] if total else None),
                      str(measured.get("kind") or "-"), what))
     if not rows:
         return None
@@ -161,10 +164,11 @@ def redeploy_table(run: RunDoc) -> Table | None:
 def redeploy_p50_ms(target: TargetResult) -> tuple[float | None, int, str | None]:
     """The measured redeploy's median, how many were measured and how it was done
     (None, 0, None: none)."""
-    measured = target.get("redeploys") or {}
-    if not measured.get("supported"):
+    measured = target.get("redeploys")
+    if not measured or not measured["supported"]:
         return None, 0, None
-    return ((measured.get("total_ms") or {}).get("p50"), len(measured.get("samples", [])),
+    total = measured.get("total_ms")
+    return (total["p50"] if total else None, len(measured.get("samples", [])),
             measured.get("kind"))
 
 

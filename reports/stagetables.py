@@ -48,7 +48,8 @@ OPEN_HEADERS = ("load", "offered/s", "req/s", "p50 ms", "p99 ms", "service p50",
 
 def _windows(stage: StageResult) -> str:
     if stage.get("mode") == "timeline":  # no windows: its segments, under "Timeline"
-        return f"{len((stage.get('timeline') or {}).get('segments') or [])} segments"
+        timeline = stage.get("timeline")
+        return f"{len(timeline['segments']) if timeline else 0} segments"
     return f"{stage.get('windows_kept', 1)}/{len(stage.get('windows') or []) or 1}"
 
 

@@ -76,10 +76,12 @@ def _cost_text(f: Figures, d: Decision) -> str:
         return (f"{fmt_usd(cost)} a month at {volume} requests, billed per request "
                 f"({per_million} per million; a {f.instance})")
     n = f.instances or 1
-    model = f.cost_model or {}
-    monthly = (model.get("monthly_per_instance") or {}).get(ARCH)
-    rate = (f" at ${monthly / model['hours']:.4f} an hour, the always-on prices under "
-            "How these numbers were measured" if monthly and model.get("hours") else "")
+    model = f.cost_model
+    always_on = model if model is not None and model["kind"] == "always_on" else None
+    monthly = always_on["monthly_per_instance"].get(ARCH) if always_on else None
+    rate = (f" at ${monthly / always_on['hours']:.4f} an hour, the always-on prices under "
+            "How these numbers were measured" if always_on and monthly and always_on["hours"]
+            else "")
     return (f"{fmt_usd(cost)} a month at {volume} requests ({n} always-on "
             f"instance{'s' if n > 1 else ''} of {f.instance}{rate}; {per_million} per "
             "million)")
@@ -101,13 +103,13 @@ def _steady_only_text(f: Figures, d: Decision) -> str:
     if not f.steady_only:
         return ""
     stage = f.steady_only[0]
-    everything = stage.get("all_measured") or {}
-    lat = everything.get("latency_ms") or {}
-    n = everything.get("discarded_windows", 0)
+    everything = stage.get("all_measured")
+    lat = everything["latency_ms"] if everything else None
+    n = everything["discarded_windows"] if everything else 0
     return (f"; it meets {d.objective.describe()} in steady state only: at "
             f"{stage_load(stage)}, with the {n} window{'s' if n != 1 else ''} left out as "
-            f"still settling, p99 was {fmt_ms(lat.get('p99'))} ms and max "
-            f"{fmt_ms(lat.get('max'))} ms (see Warnings)")
+            f"still settling, p99 was {fmt_ms(lat['p99'] if lat else None)} ms and max "
+            f"{fmt_ms(lat['max'] if lat else None)} ms (see Warnings)")
 
 
 #: What a single run's comparison lacks, and how to get it.

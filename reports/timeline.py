@@ -7,11 +7,10 @@ timeline; and two charts (:func:`reports.charts.timeline` and
 
 from __future__ import annotations
 
-from typing import Any
-
 from reports.blocks import Block, Chart, Heading, Paragraph, Table
 from reports.format import fmt_ms, fmt_num, fmt_pct, fmt_rps, fmt_verdict, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult
+from reports.stageblocks import TimelineSegment
 
 #: What the load generator keeps per request (harness.loadgen.recorder: three doubles, three
 #: bytes), so in-process memory growth can be read against it.
@@ -108,7 +107,7 @@ def summary_lines(run: RunDoc) -> list[str]:
         if t["status"] != "ok":
             continue
         for s in stages(t):
-            segments: list[dict[str, Any]] = s["timeline"]["segments"]
+            segments: list[TimelineSegment] = s["timeline"]["segments"]
             parts = ["p99 " + " → ".join(f"{fmt_ms(g['p99_ms'])} ms ({g['label']})"
                                            for g in segments)]
             cold = sum(int(g["cold_requests"]) for g in segments)

@@ -109,11 +109,11 @@ def level_key(stage: StageResult) -> tuple[str, float, bool]:
     if stage.get("mode") == "timeline":
         return ("timeline", 0.0, False)
     if stage.get("mode") == "open":
-        ol = stage.get("open_loop") or {}
-        fraction = ol.get("fraction")
+        ol = stage.get("open_loop")
+        fraction = ol["fraction"] if ol else None
         if fraction:
             return ("fraction", float(fraction), False)
-        return ("rate", float(ol.get("rate", 0)), False)
+        return ("rate", float((ol["rate"] if ol else None) or 0), False)
     return ("users", float(stage["concurrency"] or 0), bool(stage.get("sweep")))
 
 

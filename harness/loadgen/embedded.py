@@ -42,6 +42,7 @@ from harness.loadgen.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
 from harness.loadgen.protocol import Program, Timing
 from harness.loadgen.stagekit import StageError, emit
 from harness.loadgen.stages import StageRunner, run_trials
+from reports.stageblocks import LocustCrossCheck
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"
 
@@ -207,10 +208,10 @@ class Application:
     def window_stats(self) -> Any:
         return None
 
-    def merged_stats(self, windows: list[Any], span_s: float) -> dict[str, Any]:
+    def merged_stats(self, windows: list[Any], span_s: float) -> LocustCrossCheck:
         return {}
 
-    def total_stats(self, span_s: float) -> dict[str, Any]:
+    def total_stats(self, span_s: float) -> LocustCrossCheck:
         return {}
 
     # -- the handler threads -------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
+from reports.stageblocks import LocustCrossCheck, WindowResult
 from scenarios.catalogue import Scenario
 
 #: The plan the orchestrator writes, and the driver's whole result.
@@ -221,7 +222,7 @@ class StageReport:
     window_end: float
     #: The measurement windows (dicts of analysis.validity.Window), how many are reported
     #: (the last ones), whether those agreed, and if not, how they differed.
-    windows: list[dict[str, Any]] = field(default_factory=list)
+    windows: list[WindowResult] = field(default_factory=list)
     windows_kept: int = 1
     stable: bool = True
     instability: str | None = None
@@ -247,7 +248,7 @@ class StageReport:
     #: The load generator's quick figures (None where none were computed: simulated).
     figures: QuickFigures | None = None
     #: Locust's own statistics of the window, as a cross-check ({} where none).
-    locust: dict[str, Any] = field(default_factory=dict)
+    locust: LocustCrossCheck = field(default_factory=LocustCrossCheck)
     #: Failed requests by kind.
     error_kinds: dict[str, int] = field(default_factory=dict)
     #: With --loadgen-workers: how many of the samples each worker recorded.

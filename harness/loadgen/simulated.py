@@ -60,7 +60,7 @@ class SimulatedLoadGenerator:
 def _figures(raw: RawStage) -> dict[str, Any]:
     """The quick figures the sweep's stopping rule and the capacity read."""
     enough = raw.locust["requests"] >= min_requests(HEADLINE_PERCENTILE[1])
-    return {"rps": float(raw.locust["rps"]), "p99_ms": float(raw.latency_ms[0]),
+    return {"rps": float(raw.locust.get("rps") or 0.0), "p99_ms": float(raw.latency_ms[0]),
             "error_rate": 0.0, "valid": raw.stable and enough}
 
 

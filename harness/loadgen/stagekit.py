@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from harness.loadgen.protocol import StageReport, Timing
+from reports.stageblocks import LocustCrossCheck
 
 #: How long all of a stage's users may take to start before the stage is failed.
 SPAWN_TIMEOUT_S = 60.0
@@ -96,9 +97,9 @@ class Engine(Protocol):
 
     def window_stats(self) -> Any: ...
 
-    def merged_stats(self, windows: list[Any], span_s: float) -> dict[str, Any]: ...
+    def merged_stats(self, windows: list[Any], span_s: float) -> LocustCrossCheck: ...
 
-    def total_stats(self, span_s: float) -> dict[str, Any]: ...
+    def total_stats(self, span_s: float) -> LocustCrossCheck: ...
 
 
 class Sleeper(Protocol):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from reports import breakdown
+from reports.schema import upgrade
 from tests.unit import runs
 
 #: The four encoding steps of a served digits request as harness.breakdown times them.
@@ -49,8 +50,12 @@ def test_the_request_encoding_done_before_the_load_is_not_subtracted() -> None:
 
 
 def test_a_run_from_before_the_users_decoded_answers_subtracts_the_server_steps() -> None:
+    """Such runs (schema 4) recorded no on_path_ms: loading them (the upgrade to 5) fills
+    it with the server's two steps."""
     old = {k: v for k, v in CODEC.items() if k != "on_path_ms"}
-    [_, flask] = breakdown.breakdown(served_run(0.600, old))
+    run = served_run(0.600, old)
+    run["schema_version"] = 4
+    [_, flask] = breakdown.breakdown(upgrade(run))
     assert flask.parts["encoding"] == pytest.approx(0.024)  # request decode, answer encode
 
 

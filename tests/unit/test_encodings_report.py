@@ -30,7 +30,7 @@ def result(name: str, deployment: str, wire: str | None, p50: list[float], rps: 
     t["encoding"] = wire
     codec: dict[str, Any] | None = None
     if wire is not None:
-        codec = {"total_ms": codec_ms, "encoding": wire, "request_bytes": request_bytes}
+        codec = {**runs.codec(codec_ms, wire), "request_bytes": request_bytes}
     t["codec"] = codec
     return t
 

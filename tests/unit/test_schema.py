@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from reports.render import render_run_dir
-from reports.schema import SCHEMA_VERSION, ResultFileError, load_run
+from reports.schema import SCHEMA_VERSION, ResultFileError, StageResult, load_run
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "runs"
 V3 = FIXTURES / "digits-v3.json"
@@ -100,3 +100,90 @@ def test_upgrade_command_keeps_the_original(tmp_path: Path,
     assert upgraded["upgraded_from"] == 3
     assert main(["upgrade", str(tmp_path)]) == 0
     assert "nothing to do" in capsys.readouterr().out
+
+
+# -- version 4 to 5: timeline stages and the encoding's path get their version ----------
+
+#: Written by deploybench under schema 4: digits on four targets (codecs without
+#: on_path_ms), and --targets fake under the spike scenario (one timeline stage).
+V4 = FIXTURES / "digits-4targets.json"
+V4_TIMELINE = FIXTURES / "fake-timeline-v4.json"
+
+
+def test_version_4_codec_gains_its_path_from_the_server_steps(tmp_path: Path) -> None:
+    original = json.loads(V4.read_text())
+    assert original["schema_version"] == 4
+    run = load_run(write(tmp_path, original))
+    assert run["schema_version"] == SCHEMA_VERSION == 5
+    assert run["upgraded_from"] == 4
+    codecs = {t["name"]: t.get("codec") for t in run["targets"]}
+    assert codecs["inprocess"] is None
+    served = [c for c in codecs.values() if c is not None]
+    assert len(served) == 3
+    for codec in served:
+        # Before the users decoded answers, the server's two steps were the whole path.
+        assert codec["on_path_ms"] == pytest.approx(
+            codec["request_decode_ms"] + codec["response_encode_ms"])
+
+
+def test_a_version_4_codec_that_recorded_its_path_keeps_it(tmp_path: Path) -> None:
+    doc = json.loads(V4.read_text())
+    flask = next(t for t in doc["targets"] if t["name"] == "flask")
+    flask["codec"]["on_path_ms"] = 0.5
+    run = load_run(write(tmp_path, doc))
+    codec = next(t for t in run["targets"] if t["name"] == "flask").get("codec")
+    assert codec is not None
+    assert codec["on_path_ms"] == 0.5
+
+
+def test_version_4_timeline_stage_loads_unchanged_and_renders(tmp_path: Path) -> None:
+    original = json.loads(V4_TIMELINE.read_text())
+    assert original["schema_version"] == 4
+    assert [s["mode"] for t in original["targets"] for s in t["stages"]] == ["timeline"]
+    run = load_run(write(tmp_path, copy.deepcopy(original)))
+    assert run["upgraded_from"] == 4
+    # The timeline stage already had version 5's shape: nothing but the version changes.
+    assert {k: v for k, v in run.items() if k not in ("schema_version", "upgraded_from")} \
+        == {k: v for k, v in original.items() if k != "schema_version"}
+    [stage] = run["targets"][0]["stages"]
+    timeline = stage.get("timeline")
+    assert timeline is not None
+    assert [g["label"] for g in timeline["segments"]] == ["baseline", "burst", "after"]
+    assert len(timeline["series"]) == timeline_points(stage)
+    md = render_run_dir(tmp_path, run).markdown.read_text()
+    assert "## Timeline" in md
+    assert "written by an older deploybench (schema 4)" in md
+
+
+def timeline_points(stage: StageResult) -> int:
+    """One point of the series per sample_s of the measured timeline."""
+    timeline = stage.get("timeline")
+    assert timeline is not None
+    return round(stage["duration_s"] / timeline["sample_s"])
+
+
+def test_upgrade_command_brings_a_version_4_timeline_run_to_5(tmp_path: Path) -> None:
+    original = json.loads(V4_TIMELINE.read_text())
+    write(tmp_path, original)
+    assert main(["upgrade", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "run.v4.json").read_text()) == original
+    upgraded = json.loads((tmp_path / "run.json").read_text())
+    assert (upgraded["schema_version"], upgraded["upgraded_from"]) == (5, 4)
+    assert upgraded["targets"] == original["targets"]
+
+
+def test_compare_reads_a_version_4_run_against_its_upgrade(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir()
+    new.mkdir()
+    write(old, json.loads(V4.read_text()))
+    write(new, json.loads(V4.read_text()))
+    assert main(["upgrade", str(new)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(old), str(new)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.startswith(("inprocess ", "flask ", "grpc ", "lambda "))]
+    # The same measurements, read at two versions: every stage matched, nothing moved.
+    assert {r[0] for r in rows} == {"inprocess", "flask", "grpc", "lambda"}
+    assert all("+0.0%" in r or "+0.00" in r for r in rows)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from harness.console import ConsoleObserver
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.analysis.timeline import NO_STABILITY
@@ -259,3 +260,15 @@ def test_memory_not_measured_is_said() -> None:
     assert timeline["memory"]["slope_mb_per_min"] is None
     assert "not measured" in timeline["memory"]["note"]
     assert all(p["rss_mb"] is None for p in timeline["series"])
+
+
+def test_console_shows_a_timeline_stage_it_has_no_users_or_rate_for() -> None:
+    """The simulated load generator's timeline stage sends concurrency and rate as None
+    (`run --targets fake --scenario spike` used to stop on formatting that None)."""
+    observer = ConsoleObserver(Console(file=io.StringIO()))
+    observer.target_started("fake", 1, 30.0)
+    stage = {"event": "stage", "index": 0, "concurrency": None, "rate": None}
+    observer.load_event("fake", {**stage, "phase": "measure"})
+    assert observer.progress.tasks[0].fields["phase"] == "measure at the timeline"
+    observer.load_event("fake", {**stage, "phase": "done", "requests": 10})
+    assert observer.progress.tasks[0].fields["phase"] == "the timeline: 10 requests"

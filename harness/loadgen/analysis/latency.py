@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from harness.loadgen.analysis.validity import min_requests
-from harness.results import LatencySummary
+from reports.stageblocks import LatencyCdf, LatencySummary
 
 #: The percentiles every stage reports, as (key, fraction).
 PERCENTILES: tuple[tuple[str, float], ...] = (
@@ -44,7 +44,7 @@ def nearest_rank(sorted_values: np.ndarray, fraction: float) -> float:
 CDF_FRACTIONS: tuple[float, ...] = (*(i / 100 for i in range(1, 100)), 0.995, 0.999, 1.0)
 
 
-def latency_cdf(latency_ms: np.ndarray) -> dict[str, list[float]] | None:
+def latency_cdf(latency_ms: np.ndarray) -> LatencyCdf | None:
     """The distribution as ``{"p": fractions, "ms": latency at each}``, min first."""
     if len(latency_ms) == 0:
         return None

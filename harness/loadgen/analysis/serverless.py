@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 
 from harness.loadgen.analysis.latency import summarize_latency
+from reports.runblocks import Prices
+from reports.stageblocks import PlatformSummary
 
 
 def summarize_invocations(records: list[dict[str, Any]], window_start: float,
-                          window_end: float, prices: dict[str, Any],
-                          warmup_from: float | None = None) -> dict[str, Any]:
+                          window_end: float, prices: Prices,
+                          warmup_from: float | None = None) -> PlatformSummary:
     """Invocations *received* in the window (the same rule as requests sent in it; at
     each edge a request in flight may land on the other side, at most one per user).
 

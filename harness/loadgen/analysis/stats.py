@@ -4,8 +4,6 @@ Percentiles are nearest-rank (:mod:`harness.loadgen.analysis.latency`)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from harness.loadgen.analysis.latency import latency_cdf, summarize_latency
@@ -13,6 +11,7 @@ from harness.loadgen.analysis.timeline import summarize as summarize_timeline
 from harness.loadgen.analysis.validity import Rules, reasons
 from harness.loadgen.protocol import RawStage
 from harness.results import StageResult
+from reports.stageblocks import AllMeasured
 
 
 def _completed_rps(raw: RawStage) -> float | None:
@@ -21,7 +20,7 @@ def _completed_rps(raw: RawStage) -> float | None:
     return sum(w["completed"] for w in kept) / span if span > 0 else None
 
 
-def _all_measured(raw: RawStage, discarded: int) -> dict[str, Any]:
+def _all_measured(raw: RawStage, discarded: int) -> AllMeasured:
     """Everything measured after the warm-up, the discarded windows included. Steady-state
     windows are the rule for throughput, but a stall, a GC pause or a reload in a window
     the stability rule left out is part of how the deployment behaves: kept here, with

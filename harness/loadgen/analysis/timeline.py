@@ -11,13 +11,14 @@ import numpy as np
 from harness.loadgen.analysis.latency import nearest_rank, summarize_latency
 from harness.loadgen.analysis.validity import Rules, reasons
 from harness.loadgen.protocol import RawStage, points
+from reports.stageblocks import MemoryGrowth, TimelineBlock, TimelinePoint, TimelineSegment
 
 #: Why a timeline has no stability verdict: said in run.json and in the report.
 NO_STABILITY = ("not applied: a timeline changes its load on purpose, so its windows are "
                 "not expected to agree; each segment is judged on its own")
 
 
-def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
+def summarize(raw: RawStage, rules: Rules) -> tuple[TimelineBlock, list[str]]:
     """The timeline block of a stage's result, and why the stage is INVALID (empty: it
     is VALID). Segments take the requests *sent* in them (as every stage's window does);
     the series takes those *completed* in each interval (as a measurement window does,
@@ -26,7 +27,7 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
     assert raw.timeline is not None
     tl = raw.timeline
     ok, cold = raw.ok, raw.cold_flags()
-    segments: list[dict[str, Any]] = []
+    segments: list[TimelineSegment] = []
     why: list[str] = []
     for i, seg in enumerate(tl["segments"]):
         sent = (raw.start_s >= seg["start"]) & (raw.start_s < seg["end"])
@@ -74,7 +75,7 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[dict[str, Any], list[str]]:
 
 
 def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
-            ) -> list[dict[str, Any]]:
+            ) -> list[TimelinePoint]:
     """One point per sample_s of the measured timeline: t is its end, in seconds from
     the timeline's start; users those of the segment at its middle (an edge falls a
     moment after the planned second); rss_mb the reading at its end (None where none
@@ -89,7 +90,7 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     cuts = np.searchsorted(done, edges, side="left")
     segments = raw.timeline["segments"] if raw.timeline else []
     readings = [(m["t"], m["rss_mb"]) for m in memory if m.get("rss_mb") is not None]
-    out = []
+    out: list[TimelinePoint] = []
     for k in range(count):
         a, b = edges[k], edges[k + 1]
         sl = slice(int(cuts[k]), int(cuts[k + 1]))
@@ -113,7 +114,7 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     return out
 
 
-def _growth(memory: list[dict[str, Any]], origin: float) -> dict[str, Any]:
+def _growth(memory: list[dict[str, Any]], origin: float) -> MemoryGrowth:
     """RSS at the start and end of the measured timeline, and its least-squares slope."""
     points = [(m["t"], float(m["rss_mb"])) for m in memory if m.get("rss_mb") is not None]
     if not points:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reports.stageblocks import WindowResult
+
 #: The confidence of the enough-requests rule (MLPerf LoadGen's early stopping).
 MIN_REQUESTS_CONFIDENCE = 0.99
 #: The percentile every stage reports, and so the one whose minimum the verdict checks.
@@ -73,7 +75,7 @@ class Window:
     #: of two runs can give p99 an uncertainty (``deploybench compare``).
     p99_ms: float | None = None
 
-    def to_json(self) -> dict[str, float | int | None]:
+    def to_json(self) -> WindowResult:
         return {"start": self.start, "end": self.end, "completed": self.completed,
                 "rps": self.rps, "p50_ms": self.p50_ms, "p99_ms": self.p99_ms}
 

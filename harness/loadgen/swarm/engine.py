@@ -10,25 +10,26 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.loadgen.stages import StageRunner
-
-#: Locust's own per-request stats are a cross-check of ours; these are the figures kept.
-CROSS_CHECK_PERCENTILES = (0.5, 0.99)
+from reports.stageblocks import LocustCrossCheck
 
 
-def locust_snapshot(total: Any, window_s: float) -> dict[str, Any]:
+def locust_snapshot(total: Any, window_s: float) -> LocustCrossCheck:
     """Locust's figures for the window, with successes counted as deploybench counts them."""
     ok = total.num_requests - total.num_failures
-    out: dict[str, Any] = {
-        "requests": total.num_requests,
+    n = total.num_requests
+
+    def percentile(p: float) -> float | None:
+        return total.get_response_time_percentile(p) if n else None
+
+    return {
+        "requests": n,
         "failures": total.num_failures,
         "rps": ok / window_s if window_s > 0 else None,
-        "avg_ms": total.avg_response_time if total.num_requests else None,
+        "avg_ms": total.avg_response_time if n else None,
+        # Locust rounds these (whole ms below 100 ms): a cross-check, not the source.
+        "p50_ms": percentile(0.5),
+        "p99_ms": percentile(0.99),
     }
-    for p in CROSS_CHECK_PERCENTILES:
-        out[f"p{int(p * 100)}_ms"] = (
-            total.get_response_time_percentile(p) if total.num_requests else None
-        )
-    return out
 
 
 class LocustEngine:
@@ -100,7 +101,7 @@ class LocustEngine:
     def window_stats(self) -> Any:
         return self.env.stats.total.serialize()
 
-    def merged_stats(self, windows: list[Any], span_s: float) -> dict[str, Any]:
+    def merged_stats(self, windows: list[Any], span_s: float) -> LocustCrossCheck:
         """Locust's own figures over the kept windows (its histograms merge exactly)."""
         if not windows:
             return {}
@@ -111,7 +112,7 @@ class LocustEngine:
             total.extend(StatsEntry.unserialize(data, self.env.stats))
         return locust_snapshot(total, span_s)
 
-    def total_stats(self, span_s: float) -> dict[str, Any]:
+    def total_stats(self, span_s: float) -> LocustCrossCheck:
         return locust_snapshot(self.env.stats.total, span_s)
 
 
