@@ -12,8 +12,17 @@ from typing import Any, Literal
 
 import numpy as np
 
+from reports.breakdown import COMPONENTS, breakdown
+from reports.costs import VOLUMES, crossings, monthly_cost_at
+from reports.decision import figures
+from reports.encodings import applies, rows
+from reports.loads import at_load, common_load, describe_common
+from reports.objective import objective
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 from reports.stageblocks import TimelinePoint
+from reports.timeline import has_memory, has_timeline
+from reports.timeline import stages as timeline_stages
+from reports.trials import level_key
 
 DPI = 110
 SIZE = (7.0, 4.2)
@@ -51,7 +60,6 @@ def _levels(t: TargetResult, mode: str) -> list[tuple[float, float, float | None
     """(level, req/s, p99 ms) per load level of ``mode``, the median over trials: the
     level is the users of a closed-loop stage, the offered rate of an open-loop one
     (whose p99 counts from each request's intended send time)."""
-    from reports.trials import level_key
 
     groups: dict[Any, list[StageResult]] = {}
     for s in t["stages"]:
@@ -147,7 +155,6 @@ def _positive_data(ax: Any) -> bool:
 
 def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
     """The p99 objective as a dashed line (vertical when latency is the x axis)."""
-    from reports.objective import objective
 
     p99 = objective(run).latency_ms.get("p99")
     if p99 is not None:
@@ -158,7 +165,6 @@ def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
 
 def latency_cdf(run: RunDoc) -> bytes:
     """Each target's latency distribution at the common load (log x, tail stretched)."""
-    from reports.loads import at_load, common_load, describe_common
 
     fig, ax = _figure()
     load = common_load(run)
@@ -235,7 +241,6 @@ def cold_start(run: RunDoc) -> bytes:
 
 
 def memory(run: RunDoc) -> bytes:
-    from reports.decision import figures
 
     fig, ax = _figure()
     figs = figures(run)
@@ -247,9 +252,6 @@ def memory(run: RunDoc) -> bytes:
 
 def cost_vs_volume(run: RunDoc) -> bytes:
     """Monthly cost against monthly requests, with the break-even points marked."""
-    from reports.costs import VOLUMES, crossings, monthly_cost_at
-    from reports.decision import figures
-    from reports.objective import objective
 
     fig, ax = _figure()
     obj = objective(run)
@@ -285,7 +287,6 @@ def cost_vs_volume(run: RunDoc) -> bytes:
 
 
 def time_breakdown(run: RunDoc) -> bytes:
-    from reports.breakdown import COMPONENTS, breakdown
 
     fig, ax = _figure()
     rows = breakdown(run)
@@ -311,8 +312,6 @@ def payload_encodings(run: RunDoc) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reports.encodings import rows
-    from reports.loads import at_load, describe_common
 
     involved, load, _ = rows(run)
     names = [t["name"] for t in involved]
@@ -337,13 +336,12 @@ def payload_encodings(run: RunDoc) -> bytes:
 
 
 def _timeline_lines(run: RunDoc) -> list[tuple[str, StageResult]]:
-    from reports.timeline import stages
 
     out = []
     for t in run["targets"]:
         if t["status"] != "ok":
             continue
-        found = stages(t)
+        found = timeline_stages(t)
         for s in found:
             label = t["name"] + (f" #{s.get('trial', 0) + 1}" if len(found) > 1 else "")
             out.append((label, s))
@@ -443,19 +441,16 @@ CHARTS: dict[str, Callable[[RunDoc], bytes]] = {
 
 
 def _encodings_apply(run: RunDoc) -> bool:
-    from reports.encodings import applies
 
     return applies(run)
 
 
 def _timeline_applies(run: RunDoc) -> bool:
-    from reports.timeline import has_timeline
 
     return has_timeline(run)
 
 
 def _timeline_memory_applies(run: RunDoc) -> bool:
-    from reports.timeline import has_memory
 
     return has_memory(run)
 

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.loads import WINDOW_FIELD
@@ -215,7 +216,6 @@ def estimate(stages: Sequence[StageResult], metric: str) -> Estimate:
 
 def combine(metric: str, a: Estimate, b: Estimate) -> tuple[float | None, float | None]:
     """B against A and its 95% half-width (see the module docstring for the method)."""
-    from scipy import stats
 
     if a.value is None or b.value is None:
         return None, None

@@ -23,6 +23,7 @@ from reports import (
 )
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import fmt_cpus, fmt_ms, fmt_num, fmt_rps, stage_load
+from reports.objective import latency_bounds
 from reports.runblocks import ScenarioBlock
 from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
 from reports.stagetables import has_trials, open_loop_table, stage_table
@@ -141,7 +142,6 @@ def _slo_text(t: TargetResult, slo: float | None) -> str:
 
 def _sweep_stops(run: RunDoc) -> list[str]:
     """Where each sweep stopped, and why."""
-    from reports.objective import latency_bounds
 
     meta = run["metadata"]
     default_slo = latency_bounds(meta.get("slo"), meta.get("slo_p99_ms"))[1]

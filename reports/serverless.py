@@ -7,7 +7,9 @@ import math
 from typing import Literal
 
 from reports.blocks import Table
+from reports.costs import pay_per_request
 from reports.format import fmt_ms, fmt_num, stage_load
+from reports.pricing import effective_prices, prices_filled
 from reports.schema import RunDoc, TargetResult
 from reports.stageblocks import LatencySummary
 
@@ -82,7 +84,6 @@ def platform_init_ms(run: RunDoc) -> float:
 
 
 def _emulated_lambda(target: TargetResult) -> bool:
-    from reports.costs import pay_per_request
 
     return pay_per_request(target) and not target["describe"].get("external")
 
@@ -188,7 +189,6 @@ def prices_line(run: RunDoc) -> str | None:
 def always_on_prices_line(run: RunDoc) -> str:
     """The always-on rates behind every server's monthly cost, with their source and date
     (this deploybench's defaults where the run recorded none)."""
-    from reports.pricing import effective_prices, prices_filled
 
     p = effective_prices(run)
     rates = "; ".join(

@@ -40,9 +40,12 @@ from typing import Any
 
 from harness.loadgen.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
 from harness.loadgen.protocol import Program, Timing
+from harness.loadgen.resources import ResourceMeter
 from harness.loadgen.stagekit import StageError, emit
 from harness.loadgen.stages import StageRunner, run_trials
 from reports.stageblocks import LocustCrossCheck
+from targets.bundle import Prediction, compare_predictions, serve_batch
+from targets.bundles.resolve import get_bundle
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"
 
@@ -113,8 +116,6 @@ class Application:
                  reference: list[list[dict[str, Any]]] | None = None) -> None:
         import torch
 
-        from targets.bundle import serve_batch
-        from targets.bundles.resolve import get_bundle
 
         torch.set_num_threads(1)  # one torch thread per handler thread
         with contextlib.suppress(RuntimeError):  # settable only before first use
@@ -237,7 +238,6 @@ class Application:
 
     def check_parity(self) -> dict[str, Any]:
         """Every example through handler thread 0, on the path the load then takes."""
-        from targets.bundle import Prediction, compare_predictions
 
         assert self.reference is not None
         self._ensure(1)
@@ -278,7 +278,6 @@ class Application:
     def _check(self, k: int) -> None:
         """A new thread's first answers: thread 0 answers every example (the run's parity
         check), later ones their first, each compared with the reference."""
-        from targets.bundle import Prediction, compare_predictions
 
         examples = self.examples if k == 0 else [self.examples[k % len(self.examples)]]
         answers = [self.serve(self.bundle, example) for example in examples]
@@ -370,7 +369,6 @@ class Application:
 
 def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """The plan's stages against the embedded model; the driver's result document."""
-    from harness.loadgen.resources import ResourceMeter
 
     spec = plan["spec"]
     # Before torch is imported: the driver's own memory, not the model's.

@@ -11,6 +11,7 @@ It knows nothing of Locust or of threads: what generates the load is an :class:`
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,7 +127,6 @@ class StageContext:
 
     def __init__(self, engine: Engine, control: Any, recorder: Any, meter: Any,
                  out_dir: Path, target_cpus: int, timing: Timing) -> None:
-        import signal
 
         self.engine, self.control = engine, control
         self.recorder, self.meter, self.out_dir = recorder, meter, out_dir

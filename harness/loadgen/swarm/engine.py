@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from harness.loadgen.stages import StageRunner
+from harness.loadgen.swarm.openloop import OpenLoop
 from reports.stageblocks import LocustCrossCheck
 
 
@@ -81,7 +82,6 @@ class LocustEngine:
         return gevent.spawn(fn)
 
     def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
-        from harness.loadgen.swarm.openloop import OpenLoop
 
         return OpenLoop(rate, arrival, max_inflight, seed)
 

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.loadgen.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
+from harness.loadgen.recorder import SampleRecorder
+from harness.loadgen.resources import CpuReading, ResourceMeter
 from harness.loadgen.stagekit import StageError, emit
 from harness.loadgen.stages import StageRunner, run_trials
 from harness.loadgen.swarm.messages import (
@@ -65,6 +67,7 @@ from harness.loadgen.swarm.messages import (
     parse_master,
 )
 from harness.loadgen.swarm.users import build_user
+from targets.process import child_env, free_port
 
 
 class RemoteControl:
@@ -190,7 +193,6 @@ class DistributedMeter:
         return None if value is None else float(value)
 
     def cpu(self) -> Any:
-        from harness.loadgen.resources import CpuReading
 
         mine = self.meter.cpu()
         workers = dict(self.control.cpu_s)
@@ -216,10 +218,8 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     from locust.env import Environment
     from locust.event import Events
 
-    from harness.loadgen.recorder import SampleRecorder
-    from harness.loadgen.resources import ResourceMeter
+    # Locust's engine imports gevent and Locust: only here, in the load generator.
     from harness.loadgen.swarm.engine import LocustEngine, on_sigterm
-    from targets.process import free_port
 
     spec = plan["spec"]
     remote = int(plan.get("remote_workers") or 0)
@@ -278,7 +278,6 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
 def _start_workers(plan: dict[str, Any], host: str, port: int, workers: int, log_dir: Path
                    ) -> list[subprocess.Popen[bytes]]:
     """This machine's worker processes, each logging to its own file."""
-    from targets.process import child_env
 
     local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
     cpus = ",".join(str(c) for c in plan["loadgen_cpus"])

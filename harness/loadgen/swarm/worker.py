@@ -4,11 +4,17 @@ See :mod:`.master` for what the two say to each other."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import socket
 import sys
 import time
 from typing import Any
 
+import psutil
+
+from harness.loadgen.control import LoadControl
+from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.stagekit import wait_until
 from harness.loadgen.swarm.messages import (
     ARRAYS,
@@ -23,6 +29,7 @@ from harness.loadgen.swarm.messages import (
     parse_master,
 )
 from harness.loadgen.swarm.users import build_user
+from targets.process import die_with_parent
 
 
 def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
@@ -31,7 +38,6 @@ def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
     master answers for Locust's connect timeout (5 minutes)."""
     host, port = parse_master(master)
     if local:
-        from targets.process import die_with_parent
 
         die_with_parent()
     if cpus:
@@ -79,10 +85,7 @@ class _Job:
     and pushes, and its answers to the master's messages."""
 
     def __init__(self, env: Any, local: bool) -> None:
-        import psutil
 
-        from harness.loadgen.control import LoadControl
-        from harness.loadgen.recorder import SampleRecorder
 
         self.env, self.local = env, local
         self.control = LoadControl()
@@ -113,7 +116,6 @@ class _Job:
             self.push()
 
     def on_plan(self, environment: Any, msg: Any, **_: Any) -> None:
-        import socket
 
         import gevent
 
@@ -153,7 +155,6 @@ class _Job:
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.loadgen.swarm.worker --master HOST:PORT [--cpus 0,1] [--local]``; by
     hand, ``deploybench loadgen-worker`` runs the same."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m harness.loadgen.swarm.worker")
     parser.add_argument("--master", required=True, help="HOST:PORT of the master")
