@@ -24,9 +24,9 @@ from harness.loadgen.analysis.latency import summarize_latency
 from harness.loadgen.analysis.serverless import summarize_invocations
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.analysis.validity import Rules
-from harness.loadgen.launch import LoadGenerator, LoadJob
+from harness.loadgen.launch import LoadGenerator, LoadJob, LoadResult
 from harness.parity import ParityError, check_parity
-from harness.results import RunDoc, SampleWriter, TargetResult, write_run
+from harness.results import RunDoc, SampleWriter, StageResult, TargetResult, write_run
 from reports.objective import sweep_p99_ms
 from reports.runblocks import (
     BundleInfo,
@@ -47,6 +47,7 @@ from targets.userbundle import label
 
 if TYPE_CHECKING:
     from targets.base import Target
+    from targets.bundle import Bundle
     from targets.container import DockerRuntime
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
@@ -210,6 +211,50 @@ def _stopped_by(exc: BaseException) -> str:
     return f"it stopped on an error ({type(exc).__name__}: {exc})"
 
 
+def _run_doc(plan: RunPlan, bundle: Bundle, wires: tuple[str, ...],
+             planned: list[encodings.Measurement]) -> RunDoc:
+    """run.json as written before any target: what was asked, on what, with no results."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "status": "running",
+        "metadata": {
+            **metadata.collect_all(),
+            "bundle": label(plan.bundle),
+            "bundle_spec": plan.bundle,
+            "scenario": plan.scenario.name,
+            "scenario_sha256": plan.scenario.sha256,
+            # The machine's, not the orchestrator's own after it pinned itself.
+            "cpus_allowed": sorted(plan.cpus.allowed
+                                   or {*plan.cpus.target, *plan.cpus.loadgen}),
+            "target_cpus": list(plan.cpus.target),
+            "loadgen_cpus": list(plan.cpus.loadgen),
+            "cpu_overlap": list(plan.cpus.overlap),
+            "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
+            "encoding": ",".join(wires),
+            "encodings": list(wires),
+            "targets_requested": list(plan.targets),
+            "results_planned": [m.name for m in planned],
+            "endpoints": dict(plan.endpoints),
+            "loadgen_workers": plan.loadgen_workers,
+            "loadgen_remote_workers": plan.remote_workers,
+            "runtime": "docker" if plan.docker is not None else "process",
+            "trials": plan.trials,
+            "slo": plan.slo,
+            "slo_p99_ms": plan.slo_p99_ms,
+            "monthly_requests": plan.monthly_requests,
+            "calibration": plan.calibration,
+            "calibration_note": plan.calibration_note,
+            "lambda_platform_init_ms": plan.lambda_platform_init_ms,
+        },
+        "scenario": cast("ScenarioBlock", plan.scenario.to_json()),
+        "prices": plan.prices,
+        "bundle": cast("BundleInfo", bundle.info()),
+        "targets": [],
+        "samples_file": SAMPLES_FILE,
+        "notes": list(plan.notes),
+    }
+
+
 class Runner:
     def __init__(self, plan: RunPlan, loadgen: LoadGenerator,
                  observer: RunObserver | None = None,
@@ -233,60 +278,14 @@ class Runner:
         out = plan.out_dir
         log_dir = out / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-
-        # Prepared once, here (targets then only load the cached artefacts), and checked
-        # before any target starts: a broken bundle is refused with what and where.
-        checked = self.checked
-        if checked is None:
-            self.observer.message(f"preparing bundle {label(plan.bundle)} (trains at first "
-                                  "use)")
-            checked = check_bundle(plan.bundle, max_batch=plan.limits.max_batch)
+        checked = self._checked_bundle()
         bundle, examples, reference = checked.bundle, checked.examples, checked.reference
         encoding = plan.encoding or bundle.default_encoding
         self.encoding = encoding
         wires = plan.encodings or (encoding,)
         planned = encodings.measurements(plan.targets, plan.endpoints, wires)
         self.last_name = planned[-1].name if planned else None
-
-        doc: RunDoc = {
-            "schema_version": SCHEMA_VERSION,
-            "status": "running",
-            "metadata": {
-                **metadata.collect_all(),
-                "bundle": label(plan.bundle),
-                "bundle_spec": plan.bundle,
-                "scenario": plan.scenario.name,
-                "scenario_sha256": plan.scenario.sha256,
-                # The machine's, not the orchestrator's own after it pinned itself.
-                "cpus_allowed": sorted(plan.cpus.allowed
-                                       or {*plan.cpus.target, *plan.cpus.loadgen}),
-                "target_cpus": list(plan.cpus.target),
-                "loadgen_cpus": list(plan.cpus.loadgen),
-                "cpu_overlap": list(plan.cpus.overlap),
-                "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
-                "encoding": ",".join(wires),
-                "encodings": list(wires),
-                "targets_requested": list(plan.targets),
-                "results_planned": [m.name for m in planned],
-                "endpoints": dict(plan.endpoints),
-                "loadgen_workers": plan.loadgen_workers,
-                "loadgen_remote_workers": plan.remote_workers,
-                "runtime": "docker" if plan.docker is not None else "process",
-                "trials": plan.trials,
-                "slo": plan.slo,
-                "slo_p99_ms": plan.slo_p99_ms,
-                "monthly_requests": plan.monthly_requests,
-                "calibration": plan.calibration,
-                "calibration_note": plan.calibration_note,
-                "lambda_platform_init_ms": plan.lambda_platform_init_ms,
-            },
-            "scenario": cast("ScenarioBlock", plan.scenario.to_json()),
-            "prices": plan.prices,
-            "bundle": cast("BundleInfo", bundle.info()),
-            "targets": [],
-            "samples_file": SAMPLES_FILE,
-            "notes": list(plan.notes),
-        }
+        doc = _run_doc(plan, bundle, wires, planned)
         write_run(out, doc)
         samples = SampleWriter(out / SAMPLES_FILE)
         try:
@@ -310,6 +309,16 @@ class Runner:
         doc["status"] = "complete"
         write_run(out, doc)
         return doc
+
+    def _checked_bundle(self) -> CheckedBundle:
+        """The bundle, prepared once, here (targets then only load the cached artefacts),
+        and checked before any target starts: a broken bundle is refused with what and
+        where. cmd_run may have checked it already."""
+        if self.checked is not None:
+            return self.checked
+        self.observer.message(f"preparing bundle {label(self.plan.bundle)} (trains at first "
+                              "use)")
+        return check_bundle(self.plan.bundle, max_batch=self.plan.limits.max_batch)
 
     def _cold_starts(self, target: Target, example: Any) -> ColdStarts:
         """N cold starts: from nothing to the target's first good answer, each."""
@@ -357,6 +366,8 @@ class Runner:
 
     def _measure(self, target: Target, examples: list[Any], reference: list[Any],
                  samples: SampleWriter, log_dir: Path) -> TargetResult:
+        """One target: started, checked, driven through the scenario and stopped; then
+        its stages summarised. A target that fails is a result with its error."""
         plan = self.plan
         name = target.name
         result: TargetResult = {"name": name, "status": "failed", "error": None, "describe": {},
@@ -368,39 +379,15 @@ class Runner:
         parity_in_loadgen = getattr(target, "parity_in_load_generator", False)
         try:
             with target:
-                result["describe"] = cast("TargetDescription", target.describe())
-                if not parity_in_loadgen:
-                    result["parity"] = check_parity(target, examples, reference)
-                if plan.scenario.cold_starts:
-                    result["cold_starts"] = self._cold_starts(target, examples[0])
-                if plan.scenario.redeploys:
-                    result["redeploys"] = self._redeploys(target, examples[0], reference[0])
-                job = LoadJob(
-                    target=name, spec=target.load_spec(examples), scenario=plan.scenario,
-                    loadgen_cpus=list(plan.cpus.loadgen),
-                    work_dir=plan.out_dir / ".work" / name,
-                    log_path=log_dir / f"loadgen-{name}.log",
-                    reference=reference if parity_in_loadgen else None,
-                    answers=[codec.answer_shape(preds) for preds in reference],
-                    trials=plan.trials, slo_p99_ms=sweep_p99_ms(plan.slo, plan.slo_p99_ms),
-                    loadgen_workers=plan.loadgen_workers,
-                    remote_workers=plan.remote_workers, master=plan.loadgen_master,
-                    final=name == self.last_name,
-                )
+                self._before_load(target, examples, reference, result, parity_in_loadgen)
+                job = self._load_job(target, examples, reference, log_dir, parity_in_loadgen)
                 result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
                                              examples[0], reference[0])
                 # Invocations before this (parity, cold-start measurements) are not the
                 # first stage's scale-out.
                 load_started = time.time()
                 load = self.loadgen.run(job, lambda e: self.observer.load_event(name, e))
-                exit_note = getattr(target, "exit_note", None)
-                if load.error is not None and exit_note is not None and exit_note():
-                    load.error = f"{load.error}. {name}'s server: {exit_note()}"
-                records = target.platform_records() if hasattr(target, "platform_records") \
-                    else None
-                final = getattr(target, "final_facts", None)
-                if final is not None:
-                    result["describe"].update(final())
+                records = self._after_load(target, load, result)
         except ParityError:
             raise  # a deployment that answers differently must not be measured at all
         except (TargetError, UserError) as exc:
@@ -409,13 +396,73 @@ class Runner:
         if load.parity is not None:
             result["parity"] = load.parity
         result["loadgen"] = cast("LoadgenInfo", load.info)
+        result["stages"] = self._stages(name, load, records, samples, load_started)
+        self.interrupted = load.interrupted
+        if load.error is not None:  # stopped before its last stage: keep what it measured
+            result["error"] = load.error
+            return result
+        result["status"] = "ok"
+        return result
+
+    def _before_load(self, target: Target, examples: list[Any], reference: list[Any],
+                     result: TargetResult, parity_in_loadgen: bool) -> None:
+        """The running target described, its answers checked against the reference (unless
+        the load generator checks them), and its cold starts and redeploys measured."""
+        result["describe"] = cast("TargetDescription", target.describe())
+        if not parity_in_loadgen:
+            result["parity"] = check_parity(target, examples, reference)
+        if self.plan.scenario.cold_starts:
+            result["cold_starts"] = self._cold_starts(target, examples[0])
+        if self.plan.scenario.redeploys:
+            result["redeploys"] = self._redeploys(target, examples[0], reference[0])
+
+    def _load_job(self, target: Target, examples: list[Any], reference: list[Any],
+                  log_dir: Path, parity_in_loadgen: bool) -> LoadJob:
+        """What the load generator is to do to this target."""
+        plan = self.plan
+        name = target.name
+        return LoadJob(
+            target=name, spec=target.load_spec(examples), scenario=plan.scenario,
+            loadgen_cpus=list(plan.cpus.loadgen),
+            work_dir=plan.out_dir / ".work" / name,
+            log_path=log_dir / f"loadgen-{name}.log",
+            reference=reference if parity_in_loadgen else None,
+            answers=[codec.answer_shape(preds) for preds in reference],
+            trials=plan.trials, slo_p99_ms=sweep_p99_ms(plan.slo, plan.slo_p99_ms),
+            loadgen_workers=plan.loadgen_workers,
+            remote_workers=plan.remote_workers, master=plan.loadgen_master,
+            final=name == self.last_name,
+        )
+
+    @staticmethod
+    def _after_load(target: Target, load: LoadResult,
+                    result: TargetResult) -> list[dict[str, Any]] | None:
+        """What the target says once its load is over, while it still runs: why its server
+        exited (added to the load's error), its platform's records of each invocation
+        (returned; None for a target without), and its final facts (added to describe)."""
+        exit_note = getattr(target, "exit_note", None)
+        if load.error is not None and exit_note is not None and exit_note():
+            load.error = f"{load.error}. {target.name}'s server: {exit_note()}"
+        records = target.platform_records() if hasattr(target, "platform_records") \
+            else None
+        final = getattr(target, "final_facts", None)
+        if final is not None:
+            result["describe"].update(final())
+        return records
+
+    def _stages(self, name: str, load: LoadResult, records: list[dict[str, Any]] | None,
+                samples: SampleWriter, load_started: float) -> list[StageResult]:
+        """Each stage the load measured, summarised and judged (with the platform's
+        figures for its window where there are records); its samples appended to the
+        run's samples file."""
+        stages = []
         previous_end = load_started
-        rules = Rules(max_error_rate=plan.scenario.max_error_rate)
+        rules = Rules(max_error_rate=self.plan.scenario.max_error_rate)
         for index, raw in enumerate(load.stages):
             stage = summarize_stage(raw, rules)
             if records is not None:
                 stage["platform"] = summarize_invocations(records, raw.window_start,
-                                                          raw.window_end, plan.prices,
+                                                          raw.window_end, self.plan.prices,
                                                           warmup_from=previous_end)
             previous_end = raw.window_end
             if raw.interrupted:
@@ -424,12 +471,7 @@ class Runner:
                     f"interrupted: the load generator was stopped "
                     f"{raw.window_end - raw.measure_start:.1f} s into this stage's measurement "
                     "(the target's error says why); its figures cover that time only"))
-            result["stages"].append(stage)
+            stages.append(stage)
             samples.append(name, index, raw.concurrency, raw.start_s, raw.latency_ms, raw.ok,
                            raw.phases(), raw.cold_flags(), raw.send_delays())
-        self.interrupted = load.interrupted
-        if load.error is not None:  # stopped before its last stage: keep what it measured
-            result["error"] = load.error
-            return result
-        result["status"] = "ok"
-        return result
+        return stages
