@@ -4,6 +4,8 @@ Locust only in the load generator) are checked by `make lint` (lint-imports)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,3 +21,21 @@ def test_no_module_is_over_the_line_limit() -> None:
     assert len(sizes) > 50  # the packages were found
     over = {str(path): n for path, n in sizes.items() if n > MAX_LINES}
     assert not over, f"modules over {MAX_LINES} lines, to split by what they hold: {over}"
+
+
+def test_the_cli_and_the_orchestrator_load_no_heavy_or_patching_module() -> None:
+    """What ruff's banned-module-level-imports (TID253) keeps lazy stays lazy through the
+    whole import graph: `deploybench --help`, `report` and `compare` load no torch (2-3 s),
+    and no command's module imports Locust or gevent (they patch the process on import),
+    the load-generator worker's entry point included."""
+    heavy = ("torch", "sklearn", "locust", "gevent", "matplotlib", "boto3")
+    code = (
+        "import sys\n"
+        "import harness.cli, harness.commands, harness.run_command, harness.runner\n"
+        "import harness.loadgen.swarm.master, harness.loadgen.swarm.worker\n"
+        "import reports.render, reports.compare\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
