@@ -25,7 +25,7 @@ PACKAGES = ("torch", "locust", "flask", "gunicorn", "numpy", "gevent", "geventht
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 
-def collect_cpu() -> dict[str, Any]:
+def collect_cpu() -> Metadata:
     model = platform.processor() or None
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -54,7 +54,7 @@ def collect_versions() -> dict[str, Any]:
     return out
 
 
-def collect_git() -> dict[str, Any]:
+def collect_git() -> Metadata:
     """The deploybench source tree's commit, when it is a git checkout."""
     def git(*args: str) -> str | None:
         try:
@@ -69,7 +69,7 @@ def collect_git() -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(dirty) if commit else None}
 
 
-def collect_host() -> dict[str, Any]:
+def collect_host() -> Metadata:
     return {
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
@@ -80,5 +80,6 @@ def collect_host() -> dict[str, Any]:
 
 
 def collect_all() -> Metadata:
-    return cast("Metadata", {**collect_host(), **collect_cpu(), **collect_versions(),
-                             **collect_git()})
+    # The versions' keys are PACKAGES' names, each one of Metadata's.
+    versions = cast("Metadata", collect_versions())
+    return {**collect_host(), **collect_cpu(), **versions, **collect_git()}

@@ -115,7 +115,7 @@ class StageResult(TypedDict):
     #: Successful answers per second of measurement window.
     rps: float
     latency_ms: LatencySummary | None
-    #: The same latencies as a distribution: ``{"p": fractions, "ms": values}`` (schema 4).
+    #: The same latencies as a distribution (LatencyCdf; schema 4).
     latency_cdf: NotRequired[LatencyCdf | None]
     #: Successful requests the target marked as cold starts (Lambda), and the latency of
     #: warm and cold ones apart (None when none was cold).
@@ -142,14 +142,13 @@ class StageResult(TypedDict):
     #: every user had one before the scenario's warmup_max_s.
     warmup_s: NotRequired[float | None]
     warmup_complete: NotRequired[bool]
-    #: The measurement windows (start, end, completed, rps, p50_ms), of which the last
-    #: ``windows_kept`` are the ones reported, and whether those agreed.
+    #: The measurement windows (WindowResult), of which the last ``windows_kept`` are the
+    #: ones reported, and whether those agreed.
     stable: bool
     windows: list[WindowResult]
     windows_kept: int
     #: When windows were discarded as still settling: everything measured after the
-    #: warm-up, them included (``latency_ms``, ``requests``, ``errors``, and the slowest
-    #: request's latency ``worst_ms``, sent ``worst_at_s`` after the measurement began).
+    #: warm-up, them included, with its slowest request (AllMeasured).
     all_measured: NotRequired[AllMeasured]
     #: With --loadgen-workers: each worker's share of the stage's samples (they sum to
     #: the stage's sample count in samples.csv.gz).
@@ -160,18 +159,11 @@ class StageResult(TypedDict):
     #: A step of a sweep, and on its last step why the sweep stopped.
     sweep: NotRequired[bool]
     sweep_stop: NotRequired[str | None]
-    #: Open-loop stages: rate, arrival, fraction/capacity_rps (rate_fractions),
-    #: max_inflight, late_tolerance_ms, late and queued counts, send_delay_ms and
-    #: service_latency_ms summaries (latency_ms counts from the intended send time).
+    #: Open-loop stages: the schedule and what became of it (OpenLoopBlock); the stage's
+    #: latency_ms counts from the intended send time.
     open_loop: NotRequired[OpenLoopBlock]
-    #: Timeline stages: ``sample_s``; ``stability`` (why no stability rule applies);
-    #: ``segments`` (label, users, seconds, start_s, duration_s, requests, ok, errors,
-    #: error_rate, rps, p50_ms, p99_ms, max_ms, cold_requests, loadgen_cpu_percent,
-    #: target_cpu_percent); ``series`` (t, users, rps, p50_ms, p99_ms, errors, cold,
-    #: rss_mb every sample_s; t is the point's end in s from the timeline's start);
-    #: ``memory`` (readings, start_mb, end_mb, growth_mb, slope_mb_per_min, peak_mb: RSS
-    #: over the measured timeline, the slope by least squares). The stage's own figures
-    #: cover the whole timeline.
+    #: Timeline stages (schema 5): segments, a series every sample_s and the target's
+    #: memory growth (TimelineBlock). The stage's own figures cover the whole timeline.
     timeline: NotRequired[TimelineBlock]
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
@@ -200,8 +192,9 @@ class TargetResult(TypedDict):
     cold_starts: NotRequired[ColdStarts]
     #: Scenario redeploys: new model version to first good prediction (runner._redeploys).
     redeploys: NotRequired[Redeploys]
-    #: The wire encoding's cost for one example request, timed in the harness (ms):
-    #: encode and decode of request and response (schema 4; absent for in-process).
+    #: The wire encoding's cost for one example request, timed in the harness (ms): each
+    #: step, the total and the steps on the measured path (CodecCost; schema 4,
+    #: ``on_path_ms`` from 5; None in-process).
     codec: NotRequired[CodecCost | None]
     #: What was deployed (``flask`` for the result ``flask-binary``; see
     #: harness.encodings) and its requests' encoding on the wire: "json", "binary",
@@ -219,7 +212,7 @@ def simulated_targets(run: RunDoc) -> list[str]:
     """The run's test targets (``--targets fake``): a fixed service time under a simulated
     load, no model and no server. Their figures must never pass for a measurement."""
     return [t["name"] for t in run["targets"]
-            if (t.get("describe") or {}).get("runtime") == "simulated"]
+            if t["describe"].get("runtime") == "simulated"]
 
 
 class RunDoc(TypedDict):
