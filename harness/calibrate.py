@@ -58,7 +58,7 @@ def make_null_target(name: str, plan: Any, encoding: str, log_dir: Path) -> Any:
                               log_path=log_dir / f"{name}.log",
                               records_path=log_dir / f"{name}-invocations.jsonl")
     elif protocol == "inprocess":
-        from targets.inprocess import InProcessTarget
+        from targets.inprocess.target import InProcessTarget
 
         target = InProcessTarget(NULL_BUNDLE, cpus)
     else:

@@ -246,7 +246,7 @@ def cmd_init_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:
-    from targets.bundle import BUILTIN_BUNDLES, serve_batch
+    from targets.bundles.protocol import BUILTIN_BUNDLES, serve_batch
     from targets.bundles.resolve import get_bundle
 
     if args.time:

@@ -255,7 +255,7 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
     from harness.locustengine import LocustEngine, on_sigterm
     from harness.recorder import SampleRecorder
     from harness.resources import ResourceMeter
-    from targets.process import child_env, free_port
+    from targets.runtimes.process import child_env, free_port
 
     spec = plan["spec"]
     remote = int(plan.get("remote_workers") or 0)
@@ -376,7 +376,7 @@ def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
     master answers for Locust's connect timeout (5 minutes)."""
     host, port = parse_master(master)
     if local:
-        from targets.process import die_with_parent
+        from targets.runtimes.process import die_with_parent
 
         die_with_parent()
     if cpus:

@@ -4,7 +4,7 @@
 process without Locust or gevent. There is no network to cross, so there is no client
 either: the driver *is* the application. Its request handlers are OS threads pinned to
 the target CPUs (torch with one intra-op thread, as every served worker), and each one
-calls the bundle directly (:func:`targets.bundle.serve_batch`), timing the call with
+calls the bundle directly (:func:`targets.bundles.protocol.serve_batch`), timing the call with
 ``perf_counter_ns``. No other scheduler sits between a request and the model, so what is
 measured is the model's path, not a hand-off to it:
 
@@ -112,7 +112,7 @@ class Application:
                  reference: list[list[dict[str, Any]]] | None = None) -> None:
         import torch
 
-        from targets.bundle import serve_batch
+        from targets.bundles.protocol import serve_batch
         from targets.bundles.resolve import get_bundle
 
         torch.set_num_threads(1)  # one torch thread per handler thread
@@ -236,7 +236,7 @@ class Application:
 
     def check_parity(self) -> dict[str, Any]:
         """Every example through handler thread 0, on the path the load then takes."""
-        from targets.bundle import Prediction, compare_predictions
+        from targets.bundles.protocol import Prediction, compare_predictions
 
         assert self.reference is not None
         self._ensure(1)
@@ -277,7 +277,7 @@ class Application:
     def _check(self, k: int) -> None:
         """A new thread's first answers: thread 0 answers every example (the run's parity
         check), later ones their first, each compared with the reference."""
-        from targets.bundle import Prediction, compare_predictions
+        from targets.bundles.protocol import Prediction, compare_predictions
 
         examples = self.examples if k == 0 else [self.examples[k % len(self.examples)]]
         answers = [self.serve(self.bundle, example) for example in examples]

@@ -14,9 +14,9 @@ from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import default_out
 from reports.serverless import PLATFORM_INIT_MS
-from targets import codec
-from targets.cpuset import format_cpus
-from targets.userbundle import label
+from targets.bundles.user import label
+from targets.runtimes.cpuset import format_cpus
+from targets.wire import codec
 
 #: The targets --runtime docker runs in containers (docker/build.sh builds their images).
 CONTAINER_TARGETS = ("flask", "grpc", "lambda")
@@ -25,7 +25,7 @@ CONTAINER_TARGETS = ("flask", "grpc", "lambda")
 if TYPE_CHECKING:
     from harness.cpus import CpuPlan
     from scenarios.catalogue import Scenario
-    from targets.bundlecheck import CheckedBundle
+    from targets.bundles.check import CheckedBundle
 
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
@@ -69,7 +69,7 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
 
 def bundle_spec(args: argparse.Namespace) -> str:
     """The bundle spec --bundle, or --model with --handler and --input-shape, name."""
-    from targets.userbundle import file_spec, is_file_spec, model_spec, parse_shape
+    from targets.bundles.user import file_spec, is_file_spec, model_spec, parse_shape
 
     if args.model is None:
         if args.handler is not None or args.input_shape is not None:
@@ -159,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, cpus.loadgen)
     try:
         # Before any folder is made or server started: a broken bundle costs nothing.
-        from targets.bundlecheck import check_bundle
+        from targets.bundles.check import check_bundle
 
         checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
                                max_batch=args.max_batch)
@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
               "a simulated load; its figures measure no model and no server", file=sys.stderr)
     docker = None
     if args.runtime == "docker":
-        from targets.container import DockerRuntime, client
+        from targets.runtimes.container import DockerRuntime, client
 
         client()  # no engine: say so now, before anything starts
         docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,

@@ -30,14 +30,14 @@ from harness.validity import Rules
 from reports.objective import sweep_p99_ms
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
-from targets import codec
-from targets.bundlecheck import CheckedBundle, check_bundle
+from targets.bundles.check import CheckedBundle, check_bundle
+from targets.bundles.user import label
 from targets.errors import TargetError
-from targets.userbundle import label
+from targets.wire import codec
 
 if TYPE_CHECKING:
     from targets.base import Target
-    from targets.container import DockerRuntime
+    from targets.runtimes.container import DockerRuntime
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
 TARGETS = ("inprocess", "flask", "grpc", "lambda")
@@ -150,7 +150,7 @@ def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path,
 
         return make_external(label, plan.endpoints[name], encoding, log_dir)
     if name == "inprocess":
-        from targets.inprocess import InProcessTarget
+        from targets.inprocess.target import InProcessTarget
 
         return InProcessTarget(plan.bundle, target_cpus)
     if name == "flask":
@@ -319,7 +319,7 @@ class Runner:
     def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> dict[str, Any]:
         """N redeploys: a new model version handed to the running deployment, to its
         first good prediction from that version. The answer must be the bundle's."""
-        from targets.bundle import compare_predictions
+        from targets.bundles.protocol import compare_predictions
 
         measure = getattr(target, "redeploy", None)
         if measure is None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypedDict
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class HttpPayload(TypedDict):

@@ -26,14 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from targets import codec
 from targets.base import HttpPayload, LoadSpec, TargetBase
 from targets.errors import TargetError
+from targets.wire import codec
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 #: How long an endpoint may take to answer its first health check.
 HEALTH_TIMEOUT_S = 30.0
@@ -124,7 +124,7 @@ class ExternalTarget(TargetBase):
 
 class ExternalHttpTarget(ExternalTarget):
     def _connect(self) -> None:
-        from targets.httpclient import HttpClient
+        from targets.wire.httpclient import HttpClient
 
         self._client: Any = HttpClient(self.host, self.port, timeout_s=30.0)
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from targets import codec
 from targets.base import HttpPayload, LoadSpec
 from targets.errors import TargetError
-from targets.httpclient import HttpClient
 from targets.served import ServedTarget
+from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class HttpServedTarget(ServedTarget):

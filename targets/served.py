@@ -7,18 +7,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets import codec
 from targets.base import TargetBase
-from targets.container import ContainerProcess, DockerRuntime
-from targets.cpuset import format_cpus
-from targets.process import ServerProcess, free_port, python_module_command
-from targets.userbundle import container_view
+from targets.bundles.user import container_view
+from targets.runtimes.container import ContainerProcess, DockerRuntime
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import ServerProcess, free_port, python_module_command
+from targets.wire import codec
 
 if TYPE_CHECKING:
     import numpy as np
 
     from targets.base import LoadSpec
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 #: Model load (and digits training at first use) happens before the first health answer.
 START_TIMEOUT_S = 120.0
@@ -28,7 +28,7 @@ class ServedTarget(TargetBase):
     """Subclasses name their server module and speak its protocol."""
 
     name: str
-    #: The module run as ``python -m MODULE`` (it takes targets.serving's arguments).
+    #: The module run as ``python -m MODULE`` (it takes targets.entrypoint's arguments).
     server_module: str
     #: What describe() says the server is.
     server_kind: str
@@ -51,7 +51,7 @@ class ServedTarget(TargetBase):
         self.limits = limits
         self.startup_s: float | None = None
         self._server: ServerProcess | ContainerProcess | None = None
-        #: --runtime docker: run the server in a container (targets.container).
+        #: --runtime docker: run the server in a container (targets.runtimes.container).
         self.docker: DockerRuntime | None = None
 
     @property

@@ -20,7 +20,7 @@ import gevent
 from locust import constant
 
 from scenarios.control import LoadControl
-from targets.codec import AnswerShape
+from targets.wire.codec import AnswerShape
 
 #: How long a draining user naps between checks; it sends nothing meanwhile.
 IDLE_S = 0.01

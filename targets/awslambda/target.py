@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.server import (
     DEFAULT_CONCURRENCY,
@@ -18,6 +17,7 @@ from targets.awslambda.server import (
 from targets.base import LoadSpec
 from targets.errors import TargetError
 from targets.httptarget import HttpServedTarget
+from targets.wire import codec
 
 if TYPE_CHECKING:
     import numpy as np

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
 from targets.errors import TargetError
 
 if TYPE_CHECKING:

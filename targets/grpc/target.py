@@ -13,7 +13,7 @@ from targets.served import ServedTarget
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class GrpcTarget(ServedTarget):

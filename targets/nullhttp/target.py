@@ -18,7 +18,7 @@ from targets.nullhttp.server import NULL_BUNDLE
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class NullHttpTarget(HttpServedTarget):

@@ -73,7 +73,7 @@ def test_running_deployments_are_measured_without_being_started(
 
 
 def test_an_unreachable_endpoint_fails_that_target_only(tmp_path: Path) -> None:
-    from targets.process import free_port
+    from targets.runtimes.process import free_port
 
     out = tmp_path / "run"
     done = subprocess.run(

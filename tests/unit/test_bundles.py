@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from targets.bundle import serve_batch
 from targets.bundles.digits import MIN_ACCURACY, DigitsBundle
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from targets.external import ExternalGrpcTarget, ExternalHttpTarget, make_external, parse_endpoint
+from targets.external import (
+    ExternalGrpcTarget,
+    ExternalHttpTarget,
+    make_external,
+    parse_endpoint,
+)
 
 
 def test_endpoints_parse() -> None:

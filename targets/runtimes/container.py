@@ -16,7 +16,7 @@ a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
 * its processes are ordinary host processes: the harness reads their CPU and memory by
   host PID (the container's main process and its descendants), as for the process runtime,
   and Docker's own memory figure (cgroup usage) beside;
-* stopped and removed by container ID. A reaper process (:mod:`targets.reaper`) removes
+* stopped and removed by container ID. A reaper process (:mod:`targets.runtimes.reaper`) removes
   it if the orchestrator is killed outright; and each container is labelled with the
   orchestrator's PID, so any container whose orchestrator is gone is removed at the next
   run too.
@@ -39,9 +39,9 @@ from typing import Any
 
 import psutil
 
-from targets.cpuset import parse_cpus
 from targets.errors import TargetError, TargetStartError
 from targets.files import CACHE_ENV, cache_dir
+from targets.runtimes.cpuset import parse_cpus
 
 OWNER_LABEL = "org.deploybench.owner_pid"
 #: One container's own label: what its reaper looks it up by.
@@ -49,7 +49,7 @@ INSTANCE_LABEL = "org.deploybench.instance"
 NETWORKS = ("host", "bridge")
 #: Memory per target CPU when not given: Fargate's minimum per vCPU (the cost model's).
 DEFAULT_MEMORY_MB_PER_CPU = 2048
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.05
 #: Images brought up to date by this process already.
 _BUILT: set[str] = set()
@@ -280,7 +280,7 @@ class ContainerProcess:
         # killed between create and its start is removed as well.
         self.instance = uuid.uuid4().hex
         self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "targets.reaper", str(os.getpid()),
+            [sys.executable, "-m", "targets.runtimes.reaper", str(os.getpid()),
              f"{psutil.Process().create_time():.6f}", self.instance],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)  # not PDEATHSIG: it must outlive a killed run
