@@ -42,7 +42,7 @@ def parse_encodings(text: str) -> tuple[str, ...]:
 
 def parse_endpoint_option(text: str) -> tuple[str, str]:
     from harness.runner import TARGETS, TEST_TARGETS
-    from targets.external import parse_endpoint
+    from targets.registry import parse_endpoint
 
     try:
         name, url = parse_endpoint(text)

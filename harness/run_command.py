@@ -14,13 +14,10 @@ from harness.distributed import DEFAULT_MASTER_PORT
 from harness.errors import UserError
 from harness.options import default_out
 from reports.serverless import PLATFORM_INIT_MS
+from targets import registry
 from targets.bundles.user import label
 from targets.runtimes.cpuset import format_cpus
 from targets.wire import codec
-
-#: The targets --runtime docker runs in containers (docker/build.sh builds their images).
-CONTAINER_TARGETS = ("flask", "grpc", "lambda")
-
 
 if TYPE_CHECKING:
     from harness.cpus import CpuPlan
@@ -136,8 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"load-generator workers run closed-loop stages only; scenario "
                             f"{scenario.name} has open-loop ones (rate/rate_fractions). Use "
                             "one load-generator process for it")
-        if "inprocess" in args.targets:
-            print("note: inprocess runs the model inside the load generator, so it is "
+        for name in registry.in_load_generator(args.targets):
+            print(f"note: {name} runs the model inside the load generator, so it is "
                   "driven by one process whatever --loadgen-workers says", file=sys.stderr)
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     notes = []
@@ -184,7 +181,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from reports.pricing import load_prices
     from reports.render import render_run_dir
 
-    simulated = args.targets == ("fake",)
+    simulated = registry.simulated(args.targets)
     if simulated:
         print("note: --targets fake is deploybench's test target: a fixed service time under "
               "a simulated load; its figures measure no model and no server", file=sys.stderr)
@@ -199,7 +196,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
         from targets.errors import TargetError
 
         try:
-            docker.prepare([t for t in args.targets if t in CONTAINER_TARGETS],
+            docker.prepare([t for t in args.targets if t in registry.WITH_IMAGE],
                            lambda text: print(text, file=sys.stderr, flush=True))
         except TargetError as exc:
             raise UserError(str(exc)) from exc

@@ -35,13 +35,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
+from targets.bundles.user import container_view
 from targets.errors import TargetError, TargetStartError
 from targets.files import CACHE_ENV, cache_dir
 from targets.runtimes.cpuset import parse_cpus
+from targets.runtimes.process import python_module_command
 
 OWNER_LABEL = "org.deploybench.owner_pid"
 #: One container's own label: what its reaper looks it up by.
@@ -159,6 +161,8 @@ class DockerRuntime:
     tag: str = "latest"
     memory_mb: int | None = None
     network: str = "host"
+    #: run.json's ``metadata.runtime``.
+    kind: ClassVar[str] = "docker"
 
     def image_name(self, target: str) -> str:
         return f"deploybench-{target}:{self.tag}"
@@ -188,6 +192,18 @@ class DockerRuntime:
             raise TargetError(f"building {names} failed:\n"
                               f"{(done.stderr or done.stdout)[-1500:]}")
         _BUILT.update(self.image_name(t) for t in targets)  # once per run
+
+    def server(self, deployment: str, module: str, arguments: Sequence[str], *, bundle: str,
+               cpus: list[int], log_path: Path | None, memory_mb: int | None
+               ) -> ContainerProcess:
+        """The deployment's image (deploybench-flask, whatever the result is named) running
+        its entry point, the user's bundle folders mounted where the container sees them,
+        and the log's folder mounted for the server to write its log in."""
+        view, read_only = container_view(bundle)
+        command = python_module_command(module, "--bundle", view, *arguments)
+        mounts = [log_path.parent] if log_path is not None else []
+        return ContainerProcess(self, deployment, command, cpus, log_path, mounts, memory_mb,
+                                read_only=read_only)
 
     def image(self, engine: Any, target: str) -> Any:
         """The target's image, brought up to date with this checkout by docker/build.sh
