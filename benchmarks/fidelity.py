@@ -61,18 +61,18 @@ from harness.cpus import CpuPlan, plan_cpus
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.launch import LoadJob, LocustLoadGenerator
 from scenarios.catalogue import Scenario
-from targets import codec
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.codec import AnswerShape
-from targets.cpuset import format_cpus
 from targets.flask.server import DEFAULT_THREADS, DEFAULT_WORKER_CLASS, WORKER_CLASSES
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD, encode_request
 from targets.grpc.server import DEFAULT_API
 from targets.grpc.target import GrpcTarget
-from targets.inprocess import InProcessTarget
-from targets.process import free_port
+from targets.inprocess.target import InProcessTarget
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import free_port
+from targets.wire import codec
+from targets.wire.codec import AnswerShape
 
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE / "reference"
@@ -461,7 +461,7 @@ def part_grpc(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
 
 def answer_shapes(bundle_name: str, examples: list[Any]) -> list[AnswerShape]:
     """What a well-formed answer to each example holds: a run checks every answer against
-    this (targets.codec.answer_problem), so the benchmark's load does too."""
+    this (targets.wire.codec.answer_problem), so the benchmark's load does too."""
     bundle = get_bundle(bundle_name)
     bundle.prepare()
     bundle.load()

@@ -23,10 +23,10 @@ import numpy as np
 
 from harness.cpus import plan_cpus
 from harness.loadgen.analysis.latency import nearest_rank
-from targets import codec
 from targets.awslambda.handler import HANDLER_TIME_HEADER
 from targets.awslambda.target import LambdaTarget
 from targets.bundles.resolve import get_bundle
+from targets.wire import codec
 
 
 def main() -> int:

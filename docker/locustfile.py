@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 from locust import FastHttpUser, User, constant, task
 
 from targets.bundles.resolve import get_bundle
-from targets.codec import answer_problem, decode_predictions
+from targets.wire.codec import answer_problem, decode_predictions
 
 TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",
            "grpc": "127.0.0.1:50051"}

@@ -23,8 +23,8 @@ from typing import Any, cast
 import numpy as np
 
 from reports.runblocks import CodecCost
-from targets import codec
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
+from targets.wire import codec
 
 #: The steps a measured request's latency holds (see the module doc).
 ON_PATH = ("request_decode", "response_encode", "response_decode")

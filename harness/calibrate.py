@@ -39,33 +39,29 @@ SATURATED_PERCENT = 85.0
 LAMBDA_CONCURRENCY = 32
 
 
+#: Each protocol's null target: the deployment that serves the null bundle, and its
+#: options beyond the defaults (field: value).
+NULL_TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "http": ("null-http", {}),
+    "grpc": ("grpc", {}),
+    "lambda": ("lambda", {"concurrency": LAMBDA_CONCURRENCY}),
+    "inprocess": ("inprocess", {}),
+}
+
+
 def make_null_target(name: str, plan: Any, encoding: str, log_dir: Path) -> Any:
     """The Runner's target factory for calibration: ``null-http``, ``null-grpc``, ..."""
-    cpus = list(plan.cpus.target)
+    from targets import registry
+
     protocol = name.removeprefix("null-")
-    target: Any
-    if protocol == "http":
-        from targets.nullhttp.target import NullHttpTarget
-
-        target = NullHttpTarget(NULL_BUNDLE, cpus, encoding, log_path=log_dir / f"{name}.log")
-    elif protocol == "grpc":
-        from targets.grpc.target import GrpcTarget
-
-        target = GrpcTarget(NULL_BUNDLE, cpus, encoding, log_path=log_dir / f"{name}.log")
-    elif protocol == "lambda":
-        from targets.awslambda.target import LambdaTarget
-
-        target = LambdaTarget(NULL_BUNDLE, cpus, encoding, concurrency=LAMBDA_CONCURRENCY,
-                              log_path=log_dir / f"{name}.log",
-                              records_path=log_dir / f"{name}-invocations.jsonl")
-    elif protocol == "inprocess":
-        from targets.inprocess import InProcessTarget
-
-        target = InProcessTarget(NULL_BUNDLE, cpus)
-    else:
+    if protocol not in NULL_TARGETS:
         raise ValueError(f"unknown protocol {protocol!r}")
-    target.name = name
-    return target
+    deployment, options = NULL_TARGETS[protocol]
+    found = registry.find(deployment)
+    assert found is not None, deployment
+    setup = registry.Setup(name=name, bundle=NULL_BUNDLE, cpus=tuple(plan.cpus.target),
+                           encoding=encoding, log_dir=log_dir)
+    return registry.build(found, setup, found.options(**options))
 
 
 def fingerprint(target_cpus: list[int], loadgen_cpus: list[int]) -> CalibrationMachine:

@@ -42,18 +42,18 @@ from harness.run_command import EXIT_INVALID, cmd_run
 from reports.pricing import PricesError
 from reports.schema import ResultFileError
 from scenarios.catalogue import ScenarioError
-from targets import codec
-from targets.codec import ENCODINGS
-from targets.cpuset import parse_cpus
 from targets.errors import TargetError
+from targets.runtimes.cpuset import parse_cpus
+from targets.wire import codec
+from targets.wire.codec import ENCODINGS
 
 
 def build_parser() -> argparse.ArgumentParser:
     from harness.runner import TARGETS
     from targets.awslambda.server import add_arguments as add_lambda_arguments
+    from targets.entrypoint import positive_int
     from targets.flask.server import add_arguments as add_flask_arguments
     from targets.grpc.server import add_arguments as add_grpc_arguments
-    from targets.serving import positive_int
 
     parser = argparse.ArgumentParser(
         prog="deploybench",

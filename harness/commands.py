@@ -169,18 +169,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    if args.target == "lambda":
-        from targets.awslambda import server as lambda_server
+    """``deploybench serve NAME``: the deployment's server entry point, in this process."""
+    import importlib
 
-        return lambda_server.serve(args)
-    if args.target == "grpc":
-        from targets.grpc import server as grpc_server
+    from targets import registry
 
-        return grpc_server.serve(args)
-    from targets.flask import server
-
-    server.serve(args)
-    return 0
+    deployment = registry.find(args.target)
+    if deployment is None or deployment.server is None:
+        raise UserError(f"{args.target} has no server to run")
+    code = importlib.import_module(deployment.server).serve(args)
+    return int(code or 0)
 
 
 def cmd_loadgen_worker(args: argparse.Namespace) -> int:
@@ -247,7 +245,7 @@ def cmd_init_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:
-    from targets.bundle import BUILTIN_BUNDLES, serve_batch
+    from targets.bundles.protocol import BUILTIN_BUNDLES, serve_batch
     from targets.bundles.resolve import get_bundle
 
     if args.time:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
-from targets.cpuset import format_cpus, parse_cpus
+from targets.runtimes.cpuset import format_cpus, parse_cpus
 
 SiblingReader = Callable[[int], tuple[int, ...]]
 

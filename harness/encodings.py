@@ -23,11 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-#: Built-in deployments measured once per encoding. "fake" stands in for them in tests of
-#: the runner and the report (its simulated load does not depend on the encoding).
-PER_ENCODING = frozenset({"flask", "lambda", "fake"})
-#: What a gRPC deployment's requests are, whatever the run's encodings.
-PROTOBUF = "protobuf"
+from targets import registry
 
 
 @dataclass(frozen=True)
@@ -44,22 +40,13 @@ class Measurement:
 
 
 def wire_of(deployment: str, endpoints: Mapping[str, str], encoding: str) -> str | None:
-    url = endpoints.get(deployment)
-    if url is not None:
-        return PROTOBUF if url.startswith("grpc://") else encoding
-    if deployment == "grpc":
-        return PROTOBUF
-    if deployment == "inprocess":
-        return None
-    return encoding
+    """What ``deployment``'s requests are on the wire (its registry entry says)."""
+    return registry.wire_of(deployment, endpoints.get(deployment)).of(encoding)
 
 
 def per_encoding(deployment: str, endpoints: Mapping[str, str]) -> bool:
     """Whether ``deployment`` is measured once per encoding when there are several."""
-    url = endpoints.get(deployment)
-    if url is not None:
-        return url.startswith("http://")
-    return deployment in PER_ENCODING
+    return registry.wire_of(deployment, endpoints.get(deployment)).per_encoding
 
 
 def measurements(targets: Sequence[str], endpoints: Mapping[str, str],

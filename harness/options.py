@@ -27,7 +27,7 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 def parse_encodings(text: str) -> tuple[str, ...]:
     """``json,binary`` -> ("json", "binary"): each a codec encoding, none twice."""
-    from targets.codec import ENCODINGS
+    from targets.wire.codec import ENCODINGS
 
     names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in ENCODINGS]
@@ -42,7 +42,7 @@ def parse_encodings(text: str) -> tuple[str, ...]:
 
 def parse_endpoint_option(text: str) -> tuple[str, str]:
     from harness.runner import TARGETS, TEST_TARGETS
-    from targets.external import parse_endpoint
+    from targets.registry import parse_endpoint
 
     try:
         name, url = parse_endpoint(text)

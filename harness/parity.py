@@ -6,13 +6,13 @@ from typing import TYPE_CHECKING
 
 from harness.errors import UserError
 from harness.results import ParityResult
-from targets.bundle import compare_predictions
+from targets.bundles.protocol import compare_predictions
 
 if TYPE_CHECKING:
     import numpy as np
 
     from targets.base import Target
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class ParityError(UserError):

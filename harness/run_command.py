@@ -14,18 +14,15 @@ from harness.errors import UserError
 from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
 from harness.options import default_out
 from reports.serverless import PLATFORM_INIT_MS
-from targets import codec
-from targets.cpuset import format_cpus
-from targets.userbundle import label
-
-#: The targets --runtime docker runs in containers (docker/build.sh builds their images).
-CONTAINER_TARGETS = ("flask", "grpc", "lambda")
-
+from targets import registry
+from targets.bundles.user import label
+from targets.runtimes.cpuset import format_cpus
+from targets.wire import codec
 
 if TYPE_CHECKING:
     from harness.cpus import CpuPlan
     from scenarios.catalogue import Scenario
-    from targets.bundlecheck import CheckedBundle
+    from targets.bundles.check import CheckedBundle
 
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
@@ -69,7 +66,7 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
 
 def bundle_spec(args: argparse.Namespace) -> str:
     """The bundle spec --bundle, or --model with --handler and --input-shape, name."""
-    from targets.userbundle import file_spec, is_file_spec, model_spec, parse_shape
+    from targets.bundles.user import file_spec, is_file_spec, model_spec, parse_shape
 
     if args.model is None:
         if args.handler is not None or args.input_shape is not None:
@@ -136,8 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError(f"load-generator workers run closed-loop stages only; scenario "
                             f"{scenario.name} has open-loop ones (rate/rate_fractions). Use "
                             "one load-generator process for it")
-        if "inprocess" in args.targets:
-            print("note: inprocess runs the model inside the load generator, so it is "
+        for name in registry.in_load_generator(args.targets):
+            print(f"note: {name} runs the model inside the load generator, so it is "
                   "driven by one process whatever --loadgen-workers says", file=sys.stderr)
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     notes = []
@@ -159,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, cpus.loadgen)
     try:
         # Before any folder is made or server started: a broken bundle costs nothing.
-        from targets.bundlecheck import check_bundle
+        from targets.bundles.check import check_bundle
 
         checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
                                max_batch=args.max_batch)
@@ -185,13 +182,13 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
     from reports.pricing import load_prices
     from reports.render import render_run_dir
 
-    simulated = args.targets == ("fake",)
+    simulated = registry.simulated(args.targets)
     if simulated:
         print("note: --targets fake is deploybench's test target: a fixed service time under "
               "a simulated load; its figures measure no model and no server", file=sys.stderr)
     docker = None
     if args.runtime == "docker":
-        from targets.container import DockerRuntime, client
+        from targets.runtimes.container import DockerRuntime, client
 
         client()  # no engine: say so now, before anything starts
         docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
@@ -200,7 +197,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
         from targets.errors import TargetError
 
         try:
-            docker.prepare([t for t in args.targets if t in CONTAINER_TARGETS],
+            docker.prepare([t for t in args.targets if t in registry.WITH_IMAGE],
                            lambda text: print(text, file=sys.stderr, flush=True))
         except TargetError as exc:
             raise UserError(str(exc)) from exc

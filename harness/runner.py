@@ -40,22 +40,21 @@ from reports.runblocks import (
 )
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
-from targets import codec
-from targets.bundlecheck import CheckedBundle, check_bundle
+from targets import registry
+from targets.bundles.check import CheckedBundle, check_bundle
+from targets.bundles.user import label
 from targets.errors import TargetError
-from targets.userbundle import label
+from targets.runtimes.process import LOCAL
+from targets.wire import codec
 
 if TYPE_CHECKING:
     from targets.base import Target
-    from targets.bundle import Bundle
-    from targets.container import DockerRuntime
+    from targets.bundles.protocol import Bundle
+    from targets.runtimes.container import DockerRuntime
 
 #: The deployments `run` knows, in report order. "fake" is for tests of the runner.
-TARGETS = ("inprocess", "flask", "grpc", "lambda")
-TEST_TARGETS = ("fake",)
-#: Environments the Lambda emulator may start unless told (each is a Python process with
-#: the model: ~100 MB or more); beyond it requests are throttled (429) and counted failed.
-LAMBDA_DEFAULT_CONCURRENCY_CAP = 64
+TARGETS = registry.BUILT_IN
+TEST_TARGETS = registry.FOR_TESTS
 
 
 @dataclass(frozen=True)
@@ -145,59 +144,18 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
     (its log and records files are named after it, so no two results share one)."""
     planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,))
     deployment = planned.deployment if planned is not None else name
-    target = _make_target(deployment, plan, encoding, log_dir, label=name)
-    target.name = name
-    if plan.docker is not None and hasattr(target, "docker"):
-        target.docker = plan.docker  # served targets: the same server, in a container
-    return target
-
-
-def _make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path,
-                 label: str | None = None) -> Target:
-    label = label or name
-    target_cpus = list(plan.cpus.target)
-    if name in plan.endpoints:
-        from targets.external import make_external
-
-        return make_external(label, plan.endpoints[name], encoding, log_dir)
-    if name == "inprocess":
-        from targets.inprocess import InProcessTarget
-
-        return InProcessTarget(plan.bundle, target_cpus)
-    if name == "flask":
-        from targets.flask.target import FlaskTarget
-
-        worker_class = {"worker_class": plan.flask_worker_class} \
-            if plan.flask_worker_class else {}
-        return FlaskTarget(plan.bundle, target_cpus, encoding, workers=plan.flask_workers,
-                           threads=plan.flask_threads, log_path=log_dir / f"{label}.log",
-                           limits=plan.limits, **worker_class)
-    if name == "grpc":
-        from targets.grpc.target import GrpcTarget
-
-        api = {"api": plan.grpc_api} if plan.grpc_api else {}
-        return GrpcTarget(plan.bundle, target_cpus, encoding, workers=plan.grpc_workers,
-                          threads=plan.grpc_threads, log_path=log_dir / f"{label}.log",
-                          limits=plan.limits, **api)
-    if name == "lambda":
-        from targets.awslambda.target import LambdaTarget
-
-        options: dict[str, Any] = {}
-        if plan.lambda_memory_mb is not None:
-            options["memory_mb"] = plan.lambda_memory_mb
-        if plan.lambda_timeout_s is not None:
-            options["timeout_s"] = plan.lambda_timeout_s
-        concurrency = plan.lambda_concurrency or min(plan.scenario.peak_concurrency(),
-                                                     LAMBDA_DEFAULT_CONCURRENCY_CAP)
-        return LambdaTarget(plan.bundle, target_cpus, encoding, concurrency=concurrency,
-                            log_path=log_dir / f"{label}.log", limits=plan.limits,
-                            records_path=log_dir / f"{label}-invocations.jsonl", **options)
-    if name == "fake":
-        from targets.fake import FakeTarget
-
-        return FakeTarget(plan.bundle)
-    known = ", ".join(TARGETS)
-    raise UserError(f"unknown target ({name!r}). Choose from: {known}")
+    setup = registry.Setup(name=name, bundle=plan.bundle, cpus=tuple(plan.cpus.target),
+                           encoding=encoding, log_dir=log_dir, limits=plan.limits,
+                           runtime=plan.docker or LOCAL,
+                           peak_concurrency=plan.scenario.peak_concurrency())
+    url = plan.endpoints.get(deployment)
+    if url is not None:
+        return registry.external(url, setup)
+    found = registry.find(deployment)
+    if found is None or found.role == "calibrate":
+        known = ", ".join(TARGETS)
+        raise UserError(f"unknown target ({deployment!r}). Choose from: {known}")
+    return registry.build(found, setup, found.options_from(vars(plan)))
 
 
 def _stopped_by(exc: BaseException) -> str:
@@ -237,7 +195,7 @@ def _run_doc(plan: RunPlan, bundle: Bundle, wires: tuple[str, ...],
             "endpoints": dict(plan.endpoints),
             "loadgen_workers": plan.loadgen_workers,
             "loadgen_remote_workers": plan.remote_workers,
-            "runtime": "docker" if plan.docker is not None else "process",
+            "runtime": (plan.docker or LOCAL).kind,
             "trials": plan.trials,
             "slo": plan.slo,
             "slo_p99_ms": plan.slo_p99_ms,
@@ -338,7 +296,7 @@ class Runner:
     def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> Redeploys:
         """N redeploys: a new model version handed to the running deployment, to its
         first good prediction from that version. The answer must be the bundle's."""
-        from targets.bundle import compare_predictions
+        from targets.bundles.protocol import compare_predictions
 
         measure = getattr(target, "redeploy", None)
         if measure is None:

@@ -96,7 +96,7 @@ class ScaleOut(TypedDict):
 
 class PlatformSummary(TypedDict):
     """The serving platform's own account of the window: Lambda REPORT records
-    (harness.serverless.summarize_invocations). Durations in ms, memory in MB."""
+    (harness.loadgen.analysis.serverless.summarize_invocations). Durations in ms, memory in MB."""
 
     #: Invocations received in the window (throttled ones apart), cold and warm.
     invocations: int

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypedDict
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class HttpPayload(TypedDict):
@@ -84,6 +85,64 @@ class Target(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a deployment's health check said: whether it serves, and from which process."""
+
+    ok: bool
+    #: The PID the server says it answers from (None: it does not say).
+    pid: int | None = None
+
+
+class PredictClient(Protocol):
+    """A deployment's protocol as the orchestrator speaks it (the HTTP API, gRPC, Lambda's
+    Invoke API): one client, whether deploybench started the server or it runs elsewhere.
+    """
+
+    #: What its requests are, as describe() says it.
+    encoding: str
+
+    def open(self) -> None:
+        """Get ready to call (credentials, folders); raises TargetError when it cannot."""
+
+    def probe(self) -> Health:
+        """One health check, now."""
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        """One prediction through the protocol; raises TargetError on a bad answer."""
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        """The protocol's part of the load spec (the target adds CPUs and PIDs)."""
+
+    def facts(self) -> dict[str, Any]:
+        """What this protocol adds to describe()."""
+
+    def platform_records(self) -> list[dict[str, Any]] | None:
+        """Per-invocation records the platform reported (None: it reports none)."""
+
+    def final_facts(self) -> dict[str, Any]:
+        """Figures read once the load is over."""
+
+    def close(self) -> None:
+        """Close connections; the client may be used again after."""
+
+
+class ClientBase:
+    """What a protocol without a platform's records or connection set-up answers."""
+
+    def open(self) -> None:
+        pass
+
+    def facts(self) -> dict[str, Any]:
+        return {}
+
+    def platform_records(self) -> list[dict[str, Any]] | None:
+        return None
+
+    def final_facts(self) -> dict[str, Any]:
+        return {}
 
 
 class TargetBase:

@@ -18,7 +18,7 @@ class BundleError(TargetError):
 class RequestError(Exception):
     """A request a server cannot serve, with the status it answers (400, 413, 415).
 
-    Raised by :mod:`targets.codec` while decoding; every protocol maps ``status`` to
+    Raised by :mod:`targets.wire.codec` while decoding; every protocol maps ``status`` to
     its own client-error code, so a malformed request never becomes a 500.
     """
 

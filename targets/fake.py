@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec
-from targets.inprocess import InProcessTarget
+from targets.inprocess.target import InProcessTarget
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,34 +1,43 @@
-"""What the served targets (Flask, gRPC) share as the orchestrator sees them: a server
-process on loopback, started with the same arguments, health-checked by PID, stopped by PID.
+"""What the served targets (Flask, gRPC, the Lambda emulator, the null HTTP server) share
+as the orchestrator sees them: a server started by a runtime with the same arguments,
+spoken to through its protocol's client, health-checked by PID, stopped by PID.
+
+A served target is composed, not specialised per runtime: its runtime (a local process,
+or a Docker container) is given to it, and its client (:class:`targets.base.PredictClient`)
+is the one an external endpoint of the same protocol uses.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from targets import codec
-from targets.base import TargetBase
-from targets.container import ContainerProcess, DockerRuntime
-from targets.cpuset import format_cpus
-from targets.process import ServerProcess, free_port, python_module_command
-from targets.userbundle import container_view
+from targets.base import PredictClient, TargetBase
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import LOCAL, free_port
+from targets.wire import codec
+from targets.wire.httpapi import HttpApiClient
 
 if TYPE_CHECKING:
     import numpy as np
 
     from targets.base import LoadSpec
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
+    from targets.runtimes.protocol import Runtime, Server
 
 #: Model load (and digits training at first use) happens before the first health answer.
 START_TIMEOUT_S = 120.0
 
+C = TypeVar("C", bound=PredictClient)
 
-class ServedTarget(TargetBase):
-    """Subclasses name their server module and speak its protocol."""
 
+class ServedTarget(TargetBase, Generic[C]):
+    """Subclasses name their server module and say how to build their client."""
+
+    #: The deployment (and its container image, deploybench-NAME); an instance's ``name``
+    #: is its result's (flask-binary with --encodings).
     name: str
-    #: The module run as ``python -m MODULE`` (it takes targets.serving's arguments).
+    #: The module run as ``python -m MODULE`` (it takes targets.entrypoint's arguments).
     server_module: str
     #: What describe() says the server is.
     server_kind: str
@@ -39,7 +48,8 @@ class ServedTarget(TargetBase):
                  port: int | None = None, workers: int | None = None,
                  threads: int | None = None,
                  log_path: Path | None = None,
-                 limits: codec.Limits = codec.DEFAULT_LIMITS) -> None:
+                 limits: codec.Limits = codec.DEFAULT_LIMITS,
+                 runtime: Runtime = LOCAL) -> None:
         self.bundle = bundle
         self.cpus = list(cpus)
         self.encoding = encoding
@@ -49,61 +59,54 @@ class ServedTarget(TargetBase):
         self.threads = threads or self.default_threads
         self.log_path = log_path
         self.limits = limits
+        #: Where the server runs: a local process, or a container (--runtime docker).
+        self.runtime = runtime
         self.startup_s: float | None = None
-        self._server: ServerProcess | ContainerProcess | None = None
-        #: --runtime docker: run the server in a container (targets.container).
-        self.docker: DockerRuntime | None = None
+        self._server: Server | None = None
+        self._client: C | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
-    # -- protocol, per subclass -------------------------------------------------------
-    def _connect(self) -> None:
-        """Create the client used for health checks and parity."""
-        raise NotImplementedError
-
-    def _disconnect(self) -> None:
-        raise NotImplementedError
-
-    def _serving_pid(self) -> int | None:
-        """The PID the server says it runs in, if it answers its health check now."""
-        raise NotImplementedError
-
-    def predict(self, batch: np.ndarray) -> list[Prediction]:
-        raise NotImplementedError
-
-    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+    # -- per deployment ---------------------------------------------------------------
+    def make_client(self) -> C:
+        """The protocol's client for the server at ``host:port``."""
         raise NotImplementedError
 
     def server_arguments(self) -> list[str]:
         """Arguments of this kind of server beyond the common ones."""
         return []
 
+    def container_memory_mb(self) -> int | None:
+        """This target's default container memory limit (None: 2 GB per target CPU)."""
+        return None
+
     # -- shared ---------------------------------------------------------------------
+    @property
+    def client(self) -> C:
+        assert self._client is not None, "start() first"
+        return self._client
+
+    def _connect(self) -> None:
+        self._client = self.make_client()
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
     def start(self) -> None:
         if self.port is None:
             self.port = free_port(self.host)
-        bundle, bundle_mounts = self.bundle, dict[Path, str]()
-        if self.docker is not None:  # the user's folders, where the container sees them
-            bundle, bundle_mounts = container_view(self.bundle)
-        command = python_module_command(
-            self.server_module, "--bundle", bundle, "--host", self.host,
-            "--port", str(self.port), "--cpus", format_cpus(self.cpus),
-            "--workers", str(self.workers), "--threads", str(self.threads),
-            "--max-body-bytes", str(self.limits.max_body_bytes),
-            "--max-batch", str(self.limits.max_batch), *self.server_arguments(),
-        )
-        if self.docker is not None:
-            mounts = [self.log_path.parent] if self.log_path is not None else []
-            # The kind's image (deploybench-flask), whatever this result is named
-            # (flask-binary with --encodings).
-            self._server = ContainerProcess(self.docker, type(self).name, command,
-                                            self.cpus, self.log_path, mounts,
-                                            self.container_memory_mb(),
-                                            read_only=bundle_mounts)
-        else:
-            self._server = ServerProcess(command, log_path=self.log_path)
+        self._server = self.runtime.server(
+            type(self).name, self.server_module,
+            ["--host", self.host, "--port", str(self.port), "--cpus", format_cpus(self.cpus),
+             "--workers", str(self.workers), "--threads", str(self.threads),
+             "--max-body-bytes", str(self.limits.max_body_bytes),
+             "--max-batch", str(self.limits.max_batch), *self.server_arguments()],
+            bundle=self.bundle, cpus=self.cpus, log_path=self.log_path,
+            memory_mb=self.container_memory_mb())
         self._connect()
         self._server.launch()
         # Launch to first good answer: the cold start of this deployment.
@@ -113,10 +116,18 @@ class ServedTarget(TargetBase):
     def health(self) -> bool:
         """Healthy, and answered by one of *our* server's processes (the port was free
         when chosen, but another program could have taken it since)."""
-        if self._server is None:
+        if self._server is None or self._client is None:
             return False
-        pid = self._serving_pid()
-        return pid is not None and self._server.owns(pid)
+        health = self._client.probe()
+        return health.ok and health.pid is not None and self._server.owns(health.pid)
+
+    def predict(self, batch: np.ndarray) -> list[Prediction]:
+        return self.client.predict(batch)
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        assert self._server is not None, "start() first"
+        return {**self.client.load_spec(examples), "cpus": self.cpus,
+                "watch_pids": [self._server.pid]}
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """Restart the server and time it from launch to its first good answer."""
@@ -177,8 +188,6 @@ class ServedTarget(TargetBase):
         return self._server.pid if self._server and self._server.proc else None
 
     def describe(self) -> dict[str, Any]:
-        container = self._server.describe() if isinstance(self._server, ContainerProcess) \
-            else {}
         return {
             "runtime": "process",
             "server": self.server_kind,
@@ -192,21 +201,46 @@ class ServedTarget(TargetBase):
             "max_body_bytes": self.limits.max_body_bytes,
             "max_batch": self.limits.max_batch,
             "pid": self.server_pid,
-            **container,
+            **(self._server.describe() if self._server is not None else {}),
         }
-
-    def container_memory_mb(self) -> int | None:
-        """This target's default container memory limit (None: 2 GB per target CPU)."""
-        return None
 
     def final_facts(self) -> dict[str, Any]:
         """Figures read once the load is over (a container's memory, as Docker counts it)."""
-        if isinstance(self._server, ContainerProcess):
-            return self._server.read_stats()
-        return {}
+        return self._server.read_stats() if self._server is not None else {}
 
     def stop(self) -> None:
         self._disconnect()
         if self._server is not None:
             self._server.stop()
             self._server = None
+
+
+class HttpServedTarget(ServedTarget[HttpApiClient]):
+    """A server of the HTTP prediction API (Flask, the Lambda Function URL, null HTTP)."""
+
+    #: How long the orchestrator's own requests may take (a Lambda cold start included).
+    client_timeout_s = 30.0
+    #: ``GET`` here answers ``{"pid": ...}`` with 200 once the server is ready.
+    health_path = "/healthz"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    def make_client(self) -> HttpApiClient:
+        assert self.port is not None
+        return HttpApiClient(self.host, self.port, self.encoding, health_path=self.health_path,
+                             timeout_s=self.client_timeout_s, who=self.name,
+                             hint=f". See its log ({self.log_path})")
+
+    def request_with_headers(self, body: bytes, headers: dict[str, str]
+                             ) -> tuple[int, bytes, dict[str, str]]:
+        """POST /predict: (status, body, response headers with lower-case names)."""
+        return self.client.post(body, headers)
+
+    def request(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        status, answer, _ = self.request_with_headers(body, headers)
+        return status, answer
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "url": self.url}

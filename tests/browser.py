@@ -8,7 +8,7 @@ work, but it brings a ~165 MB Node.js driver for the few stable CDP commands use
 (Target, Page, Runtime, Log), and it supports only the Chromium build it ships.
 
 The browser runs as a process of its own with a fresh profile in a temporary folder and
-is stopped by its own PID (and its children by theirs, see ``targets.process``), also when
+is stopped by its own PID (and its children by theirs, see ``targets.runtimes.process``), also when
 a check fails.
 """
 
@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from targets.errors import TargetStartError
-from targets.process import ServerProcess
+from targets.runtimes.process import ServerProcess
 
 if TYPE_CHECKING:
     import websocket

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from targets.codec import Limits
 from targets.grpc import predict_pb2
+from targets.wire.codec import Limits
 
 #: Every target in the test runs with these limits (64 KiB, 16 rows).
 LIMITS = Limits(max_body_bytes=64 * 1024, max_batch=16)

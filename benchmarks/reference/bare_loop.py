@@ -24,7 +24,7 @@ def main() -> None:
 
     import numpy as np
 
-    from targets.bundle import serve_batch
+    from targets.bundles.protocol import serve_batch
 
     bundle = load_bundle(args.bundle)
     examples = bundle.example_requests()

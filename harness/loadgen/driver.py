@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m harness.loadgen.driver PLAN.json", file=sys.stderr)
         return 2
-    from targets.process import die_with_parent
+    from targets.runtimes.process import die_with_parent
 
     die_with_parent()
     plan_path = Path(args[0])

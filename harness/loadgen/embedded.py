@@ -4,7 +4,7 @@
 process without Locust or gevent. There is no network to cross, so there is no client
 either: the driver *is* the application. Its request handlers are OS threads pinned to
 the target CPUs (torch with one intra-op thread, as every served worker), and each one
-calls the bundle directly (:func:`targets.bundle.serve_batch`), timing the call with
+calls the bundle directly (:func:`targets.bundles.protocol.serve_batch`), timing the call with
 ``perf_counter_ns``. No other scheduler sits between a request and the model, so what is
 measured is the model's path, not a hand-off to it:
 
@@ -44,7 +44,7 @@ from harness.loadgen.resources import ResourceMeter
 from harness.loadgen.stagekit import StageError, emit
 from harness.loadgen.stages import StageRunner, run_trials
 from reports.stageblocks import LocustCrossCheck
-from targets.bundle import Prediction, compare_predictions, serve_batch
+from targets.bundles.protocol import Prediction, compare_predictions, serve_batch
 from targets.bundles.resolve import get_bundle
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"

@@ -40,9 +40,9 @@ from harness.parity import ParityError, parity_message
 from harness.results import ParityResult
 from scenarios.catalogue import Scenario
 from targets.base import LoadSpec
-from targets.bundle import Prediction
-from targets.codec import AnswerShape
-from targets.process import child_env, log_tail
+from targets.bundles.protocol import Prediction
+from targets.runtimes.process import child_env, log_tail
+from targets.wire.codec import AnswerShape
 
 #: Callback for progress: the driver's JSON events ({"event": "stage", "phase": ...}).
 EventSink = Callable[[dict[str, Any]], None]
@@ -70,7 +70,7 @@ class LoadJob:
     log_path: Path
     #: In-process predictions, for targets whose parity the load generator checks.
     reference: list[list[Prediction]] | None = None
-    #: What a well-formed answer to each example holds (targets.codec.AnswerShape): the
+    #: What a well-formed answer to each example holds (targets.wire.codec.AnswerShape): the
     #: load users decode every answer and check it against this.
     answers: list[AnswerShape] | None = None
     #: Each stage is run this many times (the whole stage list, in turn, per trial).

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from targets.awslambda import httpserver
 from targets.awslambda.httpserver import Request, Response, json_response
-from targets.process import PARENT_ENV
+from targets.runtimes.process import PARENT_ENV
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
 HANDLER = "targets.awslambda.handler.handler"

@@ -3,7 +3,7 @@ module (whose import is Lambda's Init phase and loads the model), so the propert
 (tests/unit/test_decoding_properties.py) call the very code the handler runs.
 
 Both raise :class:`targets.errors.RequestError` (400/413/415 and a message) for anything
-that is not a servable batch, as :mod:`targets.codec` does.
+that is not a servable batch, as :mod:`targets.wire.codec` does.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from targets import codec
 from targets.errors import RequestError
+from targets.wire import codec
 
 #: The fields of a direct invocation's binary event.
 TENSOR_FIELDS = ("data", "shape", "dtype")

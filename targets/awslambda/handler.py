@@ -20,12 +20,12 @@ import os
 import time
 from typing import Any
 
-from targets import codec
 from targets.awslambda.events import decode_direct_event, decode_url_event
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
-from targets.process import die_with_parent
+from targets.runtimes.process import die_with_parent
+from targets.wire import codec
 
 die_with_parent()  # the emulator that started this environment is our parent
 

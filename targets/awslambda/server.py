@@ -18,13 +18,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from targets import codec
 from targets.awslambda import httpserver
 from targets.awslambda.environment import FunctionConfig
 from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, FrontDoor
 from targets.awslambda.function import LambdaFunction
-from targets.serving import add_arguments as add_common_arguments
-from targets.serving import positive_int, prepare_server
+from targets.entrypoint import add_arguments as add_common_arguments
+from targets.entrypoint import positive_int, prepare_server
+from targets.wire import codec
 
 #: 1,769 MB is the memory size at which Lambda gives a function one full vCPU.
 DEFAULT_MEMORY_MB = 1769

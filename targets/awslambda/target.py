@@ -4,10 +4,10 @@ loaded through its Function URL front door with the same requests as Flask."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.server import (
     DEFAULT_CONCURRENCY,
@@ -17,10 +17,21 @@ from targets.awslambda.server import (
 )
 from targets.base import LoadSpec
 from targets.errors import TargetError
-from targets.httptarget import HttpServedTarget
+from targets.served import HttpServedTarget
+from targets.wire import codec
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+@dataclass(frozen=True)
+class LambdaOptions:
+    """``run --lambda-memory-mb/--lambda-concurrency/--lambda-timeout`` (None: the
+    default; for concurrency, the scenario's highest, capped)."""
+
+    memory_mb: int | None = None
+    concurrency: int | None = None
+    timeout_s: float | None = None
 
 
 class LambdaTarget(HttpServedTarget):
@@ -28,6 +39,7 @@ class LambdaTarget(HttpServedTarget):
     server_module = "targets.awslambda.server"
     server_kind = "Lambda emulator (awslambdaric environments) via a Function URL"
     default_threads = 1
+    health_path = "/_deploybench/health"
 
     def __init__(self, *args: Any, memory_mb: int = DEFAULT_MEMORY_MB,
                  concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -67,11 +79,6 @@ class LambdaTarget(HttpServedTarget):
         except (TargetError, ValueError):
             return None
         return doc if isinstance(doc, dict) else None
-
-    def _serving_pid(self) -> int | None:
-        doc = self._admin("GET", "health")
-        pid = doc.get("pid") if doc else None
-        return pid if isinstance(pid, int) else None
 
     def reset(self) -> int:
         """Kill every execution environment: the next requests are cold starts."""

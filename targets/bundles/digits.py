@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import TorchClassifier
+from targets.bundles.protocol import TorchClassifier
 from targets.errors import BundleError
 from targets.files import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
 
 if TYPE_CHECKING:
-    from targets.bundle import Bundle
+    from targets.bundles.protocol import Bundle
 
 SEED = 0
 N_EXAMPLES = 8

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from targets.bundle import Prediction, softmax_predictions
+from targets.bundles.protocol import Prediction, softmax_predictions
 
 HERE = Path(__file__).resolve().parent
 SEED = 7

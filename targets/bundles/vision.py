@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import TorchClassifier
+from targets.bundles.protocol import TorchClassifier
 
 if TYPE_CHECKING:
     import torch

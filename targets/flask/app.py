@@ -3,7 +3,7 @@ description, ``GET /openapi.json`` (:mod:`targets.flask.openapi`).
 
 Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
 400, a body over the limit 413, a wrong content type 415 (all from
-:mod:`targets.codec`), and nothing a client sends can produce a 500 or kill a worker.
+:mod:`targets.wire.codec`), and nothing a client sends can produce a 500 or kill a worker.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from targets import codec
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
 from targets.flask import openapi
+from targets.wire import codec
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from targets import codec
+from targets.wire import codec
 
 #: The largest finite float32: larger JSON numbers become infinity, which is refused.
 FLOAT32_MAX = 3.4028234663852886e38

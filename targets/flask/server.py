@@ -14,9 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from targets.serving import add_arguments as add_common_arguments
-from targets.serving import exit_if_port_taken, prepare_server, set_torch_threads
-from targets.userbundle import label
+from targets.bundles.user import label
+from targets.entrypoint import add_arguments as add_common_arguments
+from targets.entrypoint import exit_if_port_taken, prepare_server, set_torch_threads
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured on `digits` with

@@ -1,11 +1,23 @@
-"""The Flask target as the orchestrator sees it: a gunicorn process on loopback."""
+"""The Flask target as the orchestrator sees it: a gunicorn server (a local process or a
+container), spoken to through the HTTP prediction API."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from targets.flask.server import DEFAULT_THREADS, DEFAULT_WORKER_CLASS
-from targets.httptarget import HttpServedTarget
+from targets.served import HttpServedTarget
+
+
+@dataclass(frozen=True)
+class FlaskOptions:
+    """``run --flask-workers/--flask-threads/--flask-worker-class`` (None: the default)."""
+
+    workers: int | None = None
+    threads: int | None = None
+    #: gunicorn's worker class: "gevent", "gthread" or "sync".
+    worker_class: str | None = None
 
 
 class FlaskTarget(HttpServedTarget):

@@ -1,13 +1,19 @@
 """A blocking gRPC client for health checks, parity and the independent benchmark client
-(not for Locust, which needs gevent-mode gRPC: see :mod:`harness.loadgen.swarm.users.grpc`)."""
+(not for Locust, which needs gevent-mode gRPC: see :mod:`harness.loadgen.swarm.users.grpc`).
+
+It is the gRPC deployment's protocol client (:class:`targets.base.PredictClient`), the
+same whether deploybench started the server or it runs elsewhere (``grpc://``).
+"""
 
 from __future__ import annotations
 
+import base64
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from targets.bundle import Prediction
+from targets.base import ClientBase, Health, LoadSpec
+from targets.bundles.protocol import Prediction
 from targets.errors import TargetError
 
 if TYPE_CHECKING:
@@ -22,6 +28,8 @@ CHANNEL_OPTIONS = (("grpc.use_local_subchannel_pool", 1),)
 PROBE_OPTIONS = (*CHANNEL_OPTIONS, ("grpc.initial_reconnect_backoff_ms", 20),
                  ("grpc.min_reconnect_backoff_ms", 20), ("grpc.max_reconnect_backoff_ms", 50))
 TIMEOUT_S = 30.0
+#: What a gRPC deployment's requests are, whatever the run's encoding.
+ENCODING = "protobuf: raw float32 bytes + shape"
 
 
 def encode_request(batch: np.ndarray) -> bytes:
@@ -40,15 +48,32 @@ def decode_response(answer: Any) -> list[Prediction]:
             for p in answer.predictions]
 
 
-class GrpcClient:
+class GrpcClient(ClientBase):
+    """``GrpcClient("127.0.0.1:50051")``: its channel opens at the first call, and again
+    after :meth:`close`."""
+
+    encoding = ENCODING
+
     def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel: grpc.Channel | None = None
+        self._stub: Any = None
+
+    @property
+    def channel(self) -> grpc.Channel:
         import grpc
 
+        if self._channel is None:
+            self._channel = grpc.insecure_channel(self.address, options=PROBE_OPTIONS)
+        return self._channel
+
+    @property
+    def stub(self) -> Any:
         from targets.grpc import predict_pb2_grpc
 
-        self.address = address
-        self.channel: grpc.Channel = grpc.insecure_channel(address, options=PROBE_OPTIONS)
-        self.stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
+        if self._stub is None:
+            self._stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
+        return self._stub
 
     def health(self, service: str = "") -> str | None:
         """The health service's status name (``SERVING``...), or None when unreachable."""
@@ -90,5 +115,18 @@ class GrpcClient:
             raise TargetError(f"grpc Predict on {self.address} failed: {exc.code().name}: "
                               f"{exc.details()}") from exc
 
+    def probe(self) -> Health:
+        """SERVING from the health service, and the PID the server's Info gives."""
+        if self.health() != "SERVING":
+            return Health(False)
+        return Health(True, self.server_pid())
+
+    def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
+        return {"protocol": "grpc", "address": self.address, "method": PREDICT_METHOD,
+                "messages_b64": [base64.b64encode(encode_request(e)).decode()
+                                 for e in examples]}
+
     def close(self) -> None:
-        self.channel.close()
+        if self._channel is not None:
+            self._channel.close()
+        self._channel, self._stub = None, None

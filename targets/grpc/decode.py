@@ -9,16 +9,16 @@ from __future__ import annotations
 import numpy as np
 from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
 
-from targets import codec
 from targets.errors import RequestError
 from targets.grpc import predict_pb2
+from targets.wire import codec
 
 
 def decode_predict_request(data: bytes, input_shape: tuple[int, ...],
                            limits: codec.Limits) -> np.ndarray:
     """A serialised PredictRequest as a float32 batch, or RequestError naming the
     problem: bytes protobuf cannot parse, a dtype other than FLOAT32, and whatever
-    :func:`targets.codec.decode_tensor` refuses (shape, length, NaN, limits).
+    :func:`targets.wire.codec.decode_tensor` refuses (shape, length, NaN, limits).
 
     Parsed here rather than by gRPC, whose own failure to parse a request is an INTERNAL
     error: bytes that are no PredictRequest are the client's mistake.

@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
-from targets import codec
-from targets.bundle import Prediction
-from targets.serving import ServerSetup, fork_workers, prepare_server, set_torch_threads
-from targets.serving import add_arguments as add_common_arguments
+from targets.bundles.protocol import Prediction
+from targets.entrypoint import ServerSetup, fork_workers, prepare_server, set_torch_threads
+from targets.entrypoint import add_arguments as add_common_arguments
+from targets.wire import codec
 
 #: Threads in each server's pool, chosen by measurement (docs/methodology.md,
 #: *Performance*): with 16 channels on `digits`, 4 served ~15% more than 1 and ~3% more
@@ -41,7 +41,7 @@ SERVICE = "deploybench.v1.Predictor"
 #: How long in-flight RPCs get to finish on SIGTERM.
 GRACE_S = 2.0
 
-# HTTP-like statuses from targets.codec, as gRPC codes (names, resolved lazily).
+# HTTP-like statuses from targets.wire.codec, as gRPC codes (names, resolved lazily).
 STATUS_CODES = {400: "INVALID_ARGUMENT", 413: "RESOURCE_EXHAUSTED", 415: "INVALID_ARGUMENT"}
 
 
@@ -68,7 +68,7 @@ class Predictor:
     the two methods as plain functions (bytes or message in, message out)."""
 
     def __init__(self, bundle_name: str, limits: codec.Limits) -> None:
-        from targets.bundle import serve_batch
+        from targets.bundles.protocol import serve_batch
         from targets.bundles.resolve import get_bundle
         from targets.grpc import predict_pb2
         from targets.grpc.decode import decode_predict_request

@@ -41,11 +41,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from targets import codec
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.serving import ServerSetup, fork_workers, prepare_server
-from targets.serving import add_arguments as add_common_arguments
+from targets.entrypoint import ServerSetup, fork_workers, prepare_server
+from targets.entrypoint import add_arguments as add_common_arguments
+from targets.wire import codec
 
 NULL_BUNDLE = "null"
 DEFAULT_PORT = 8100

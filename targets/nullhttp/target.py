@@ -9,16 +9,26 @@ batch of several rows one row per request, so it still returns one prediction pe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from targets.errors import BundleError
-from targets.httptarget import HttpServedTarget
 from targets.nullhttp.server import NULL_BUNDLE
+from targets.served import HttpServedTarget
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
+
+
+@dataclass(frozen=True)
+class NullHttpOptions:
+    """A controlled target for tests: an added delay, and a stall (see the server)."""
+
+    delay_ms: float = 0.0
+    stall_after_s: float | None = None
+    stall_s: float = 0.0
 
 
 class NullHttpTarget(HttpServedTarget):

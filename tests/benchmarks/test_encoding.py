@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from targets import codec
 from targets.awslambda.invoke import encode_event
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.grpc import predict_pb2
 from targets.grpc.client import encode_request as grpc_request
+from targets.wire import codec
 
 ENCODINGS = ("json", "binary", "protobuf", "lambda-event-json", "lambda-event-binary")
 

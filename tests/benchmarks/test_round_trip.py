@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from harness.cpus import CpuPlan
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 
 pytestmark = pytest.mark.benchmark(group="round trip (digits, batch 1)")
 

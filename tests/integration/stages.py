@@ -11,7 +11,7 @@ import psutil
 
 from harness.loadgen.launch import LoadJob, LoadResult, LocustLoadGenerator
 from scenarios.catalogue import Scenario
-from targets.codec import AnswerShape
+from targets.wire.codec import AnswerShape
 
 
 def one_window(**over: Any) -> Scenario:

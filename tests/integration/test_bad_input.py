@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
-from targets import codec
 from targets.awslambda.target import LambdaTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD
 from targets.grpc.target import GrpcTarget
-from targets.httpclient import HttpClient
+from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 from tests.corpus import CORPUS, LIMITS, Case, cases
 
 pytestmark = pytest.mark.integration

@@ -71,7 +71,7 @@ def test_workers_on_other_machines_join_by_hand(tmp_path: Path, cpus: CpuPlan) -
     on this machine, as another machine's would be: `deploybench loadgen-worker`), which
     serves one target after another and exits after the run's last."""
     from targets.flask.target import FlaskTarget
-    from targets.process import free_port
+    from targets.runtimes.process import free_port
 
     master = f"127.0.0.1:{free_port('127.0.0.1')}"
     out = tmp_path / "run"

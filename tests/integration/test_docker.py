@@ -34,16 +34,16 @@ import yaml
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
-from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
-from targets.bundle import Prediction, serve_batch
-from targets.container import engine_problem
-from targets.cpuset import format_cpus
+from targets.bundles.protocol import Prediction, serve_batch
 from targets.errors import TargetError
 from targets.grpc.client import PREDICT_METHOD, GrpcClient
 from targets.grpc.client import encode_request as grpc_request
-from targets.httpclient import HttpClient
-from targets.process import free_port
+from targets.runtimes.container import engine_problem
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import free_port
+from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 from tests.integration.stages import drive
 
 pytestmark = [

@@ -22,9 +22,9 @@ from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.launch import LoadJob, plan_document
 from harness.parity import ParityError
-from targets.bundle import Prediction, serve_batch
+from targets.bundles.protocol import Prediction, serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.inprocess import InProcessTarget
+from targets.inprocess.target import InProcessTarget
 from tests.fixtures.bundles import fixed_service, fixed_service_nogil
 from tests.integration.stages import drive, one_window
 

@@ -73,7 +73,7 @@ def test_running_deployments_are_measured_without_being_started(
 
 
 def test_an_unreachable_endpoint_fails_that_target_only(tmp_path: Path) -> None:
-    from targets.process import free_port
+    from targets.runtimes.process import free_port
 
     out = tmp_path / "run"
     done = subprocess.run(
@@ -140,16 +140,18 @@ def test_a_throttled_function_fails_calls_and_counts_them(
         tmp_path: Path, cpus: CpuPlan, digits) -> None:  # type: ignore[no-untyped-def]
     """Beyond its concurrency limit Lambda answers 429 TooManyRequestsException: a failed
     call (never retried: that would hide it), and a throttle in the platform's count."""
+
     from harness.loadgen.analysis.serverless import summarize_invocations
-    from targets.external import ExternalLambdaTarget
+    from targets.awslambda.client import InvokeClient
+    from targets.runtimes.external import ExternalTarget
     from tests.integration.stages import drive
 
     examples = digits.example_requests()[:8]
     with LambdaTarget("digits", list(cpus.target), "json", concurrency=1,
                       log_path=tmp_path / "lambda.log") as function:
         address = f"lambda://us-east-1/deploybench?endpoint={function.url}"
-        with ExternalLambdaTarget("fn", address, "json",
-                                  records_dir=tmp_path / "records") as target:
+        client = InvokeClient("fn", address, "json", records_dir=tmp_path / "records")
+        with ExternalTarget("fn", address, client) as target:
             result = drive("fn", target.load_spec(examples), list(cpus.loadgen), tmp_path)
             records = target.platform_records()
     stage = result.stages[0]

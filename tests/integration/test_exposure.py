@@ -16,9 +16,9 @@ import pytest
 
 from harness.cpus import CpuPlan
 from targets.awslambda.target import LambdaTarget
+from targets.entrypoint import warn_if_exposed
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
-from targets.serving import warn_if_exposed
 
 pytestmark = pytest.mark.integration
 SERVED = ("flask", "grpc", "lambda")

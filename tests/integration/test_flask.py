@@ -11,9 +11,9 @@ import pytest
 
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
-from targets import codec
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.flask.target import FlaskTarget
+from targets.wire import codec
 
 pytestmark = pytest.mark.integration
 
@@ -85,9 +85,9 @@ def test_serve_command_runs_the_target_standalone(cpus: CpuPlan, digits,  # type
                                                   tmp_path) -> None:  # type: ignore[no-untyped-def]
     import sys
 
-    from targets.cpuset import format_cpus
-    from targets.httpclient import HttpClient
-    from targets.process import ServerProcess, free_port
+    from targets.runtimes.cpuset import format_cpus
+    from targets.runtimes.process import ServerProcess, free_port
+    from targets.wire.httpclient import HttpClient
 
     port = free_port()
     server = ServerProcess(

@@ -12,12 +12,12 @@ import pytest
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
-from targets import codec
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.grpc import predict_pb2
 from targets.grpc.client import GrpcClient
 from targets.grpc.server import APIS
 from targets.grpc.target import GrpcTarget
+from targets.wire import codec
 from tests.integration.stages import assert_two_workers_serve_and_stop, drive
 
 pytestmark = pytest.mark.integration

@@ -22,12 +22,12 @@ from harness.loadgen.analysis.serverless import summarize_invocations
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
 from reports.pricing import DEFAULT_PRICES
-from targets import codec
 from targets.awslambda.environment import FunctionConfig
 from targets.awslambda.function import EVENT_RETRY_DELAYS_S, LambdaFunction, Throttled
 from targets.awslambda.target import LambdaTarget
-from targets.bundle import serve_batch
-from targets.httpclient import HttpClient
+from targets.bundles.protocol import serve_batch
+from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 from tests.integration.stages import drive, one_window
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.launch import LoadResult
 from scenarios.catalogue import Scenario
-from targets.codec import AnswerShape
 from targets.flask.target import FlaskTarget
+from targets.wire.codec import AnswerShape
 from tests.integration.stages import drive
 
 pytestmark = pytest.mark.integration

@@ -15,13 +15,13 @@ import pytest
 
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
-from targets import codec
-from targets.bundle import serve_batch
 from targets.bundles.null import ANSWER, NullBundle
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.cpuset import format_cpus
 from targets.errors import BundleError
 from targets.nullhttp.target import NullHttpTarget
+from targets.runtimes.cpuset import format_cpus
+from targets.wire import codec
 
 pytestmark = pytest.mark.integration
 
@@ -312,7 +312,7 @@ def test_taken_port_is_a_clear_error(server: NullHttpTarget) -> None:
 def test_serve_grpc_with_the_null_bundle_answers(cpus: CpuPlan, null: NullBundle,
                                                  tmp_path: Path) -> None:
     from targets.grpc.client import GrpcClient
-    from targets.process import ServerProcess, free_port
+    from targets.runtimes.process import ServerProcess, free_port
 
     port = free_port()
     server = ServerProcess(

@@ -14,12 +14,12 @@ import pytest
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.launch import LoadResult
-from targets import codec
 from targets.awslambda.target import LambdaTarget
 from targets.bundles.resolve import get_bundle
 from targets.grpc.target import GrpcTarget
-from targets.httpclient import HttpClient
-from targets.inprocess import InProcessTarget
+from targets.inprocess.target import InProcessTarget
+from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 from tests.integration.stages import drive, one_window
 
 pytestmark = pytest.mark.integration

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from harness.cpus import CpuPlan
-from targets import codec
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.target import LambdaTarget
-from targets.bundle import serve_batch
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.flask.target import FlaskTarget
+from targets.wire import codec
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reports.schema import load_run
-from targets.container import (
+from targets.runtimes.container import (
     OWNER_LABEL,
     DockerUnavailable,
     _boot_id,

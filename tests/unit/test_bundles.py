@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from targets.bundle import serve_batch
 from targets.bundles.digits import MIN_ACCURACY, DigitsBundle
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
 
@@ -81,3 +81,16 @@ def test_vision_is_deterministic_and_shaped() -> None:
 def test_unknown_bundle_names_the_choices() -> None:
     with pytest.raises(BundleError, match="digits"):
         get_bundle("resnet9000")
+
+
+def test_bundle_files_that_import_targets_bundle_keep_working() -> None:
+    """Bundle files import ``targets.bundle`` (tests/fixtures/bundles/fixed_service.py
+    does): the names there are the protocol's own."""
+    from targets import bundle
+    from targets.bundles import protocol
+
+    for name in bundle.__all__:
+        assert getattr(bundle, name) is getattr(protocol, name), name
+    fixed = get_bundle(str(Path(__file__).parents[1] / "fixtures" / "bundles"
+                           / "fixed_service.py"))
+    assert fixed.input_shape

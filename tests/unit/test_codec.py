@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from targets import codec
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
 from targets.errors import RequestError
+from targets.wire import codec
 
 SHAPE = (4,)
 LIMITS = codec.Limits(max_body_bytes=4096, max_batch=8)

@@ -7,8 +7,8 @@ from pathlib import Path
 import psutil
 
 from targets.awslambda.target import LambdaTarget
-from targets.container import ContainerProcess, DockerRuntime
 from targets.flask.target import FlaskTarget
+from targets.runtimes.container import ContainerProcess, DockerRuntime
 
 
 def test_the_servers_arguments_follow_the_images_entry_point() -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from harness.cpus import CpuPlan, default_split, plan_cpus
 from harness.errors import UserError
-from targets.cpuset import format_cpus, parse_cpus
+from targets.runtimes.cpuset import format_cpus, parse_cpus
 
 
 @pytest.mark.parametrize(("text", "cpus"), [("0", [0]), ("0-3", [0, 1, 2, 3]),

@@ -19,13 +19,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from targets import codec
 from targets.awslambda.events import decode_direct_event, decode_url_event
 from targets.awslambda.invoke import encode_event
 from targets.errors import RequestError
 from targets.grpc import predict_pb2
 from targets.grpc.client import encode_request as grpc_request
 from targets.grpc.decode import decode_predict_request
+from targets.wire import codec
 
 INPUT = (4,)
 LIMITS = codec.Limits(max_body_bytes=4096, max_batch=8)

@@ -7,16 +7,36 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from targets.external import ExternalGrpcTarget, ExternalHttpTarget, make_external, parse_endpoint
+from targets.awslambda.client import InvokeClient
+from targets.flask.target import FlaskTarget
+from targets.grpc.client import GrpcClient
+from targets.grpc.target import GrpcTarget
+from targets.registry import Setup, external, parse_endpoint
+from targets.runtimes.external import ExternalTarget
+from targets.wire.httpapi import HttpApiClient
+
+
+def _endpoint(name: str, url: str, encoding: str = "json") -> ExternalTarget:
+    return external(url, Setup(name=name, bundle="digits", cpus=(), encoding=encoding,
+                               log_dir=Path("logs")))
 
 
 def test_endpoints_parse() -> None:
     assert parse_endpoint("k8s-flask=http://10.0.0.5:8000/v1") == \
         ("k8s-flask", "http://10.0.0.5:8000/v1")
-    http = make_external("a", "http://10.0.0.5:8000/v1/", "json")
-    assert isinstance(http, ExternalHttpTarget)
+    http = _endpoint("a", "http://10.0.0.5:8000/v1/")
+    assert isinstance(http.client, HttpApiClient)
     assert http.load_spec([])["path"] == "/v1/predict"
-    assert isinstance(make_external("b", "grpc://h:50051", "json"), ExternalGrpcTarget)
+    assert isinstance(_endpoint("b", "grpc://h:50051").client, GrpcClient)
+
+
+def test_an_endpoint_speaks_through_the_client_of_the_deployment_it_serves() -> None:
+    """An external Flask (or gRPC) endpoint and the one deploybench starts share one
+    protocol client: the same health check, parity and load."""
+    flask = FlaskTarget("digits", [1], "json", port=8000)
+    assert type(flask.make_client()) is type(_endpoint("k8s", "http://10.0.0.5:8000").client)
+    grpc = GrpcTarget("digits", [1], "json", port=50051)
+    assert type(grpc.make_client()) is type(_endpoint("k8s", "grpc://10.0.0.6:1").client)
 
 
 @pytest.mark.parametrize(("text", "problem"), [
@@ -42,7 +62,6 @@ def test_an_endpoint_may_not_take_a_built_in_name(capsys: pytest.CaptureFixture[
 
 def test_lambda_addresses_parse() -> None:
     from targets.awslambda.invoke import FunctionAddress, parse_address
-    from targets.external import ExternalLambdaTarget
 
     assert parse_address("lambda://eu-west-1/digits:prod") == \
         FunctionAddress("eu-west-1", "digits", "prod")
@@ -52,8 +71,8 @@ def test_lambda_addresses_parse() -> None:
     assert parse_address(arn) == FunctionAddress("ap-southeast-2", arn)
     assert parse_address(arn + ":$LATEST") == FunctionAddress("ap-southeast-2", arn, "$LATEST")
     assert parse_endpoint(f"aws={arn}") == ("aws", arn)
-    target = make_external("aws", "lambda://eu-west-1/digits", "binary")
-    assert isinstance(target, ExternalLambdaTarget)
+    target = _endpoint("aws", "lambda://eu-west-1/digits", "binary")
+    assert isinstance(target.client, InvokeClient)
     assert target.describe()["billing"] == "per_request"
 
 
@@ -117,9 +136,8 @@ def test_without_report_lines_a_function_has_no_cost(tmp_path: Path) -> None:
     no platform figures, rather than a cost of zero."""
     import json
 
-    from targets.external import ExternalLambdaTarget
-
-    target = ExternalLambdaTarget("fn", "lambda://eu-west-1/fn", "json", records_dir=tmp_path)
+    url = "lambda://eu-west-1/fn"
+    target = ExternalTarget("fn", url, InvokeClient("fn", url, "json", records_dir=tmp_path))
     good = {"ts": 1.0, "outcome": "ok", "reported": True, "billed_ms": 3}
     (tmp_path / "invocations-1.jsonl").write_text(json.dumps(good) + "\n")
     (tmp_path / "invocations-2.jsonl").write_text(

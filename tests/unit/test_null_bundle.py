@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from targets import codec
-from targets.bundle import BUILTIN_BUNDLES, compare_predictions, serve_batch
 from targets.bundles.null import ANSWER, CLASSES, NullBundle
+from targets.bundles.protocol import BUILTIN_BUNDLES, compare_predictions, serve_batch
 from targets.bundles.resolve import get_bundle
+from targets.wire import codec
 
 
 def _loaded() -> NullBundle:
@@ -92,8 +92,8 @@ def test_serving_it_never_imports_torch() -> None:
     script = (
         "import sys\n"
         "sys.modules['torch'] = None  # any `import torch` now raises ImportError\n"
-        "from targets import codec\n"
-        "from targets.bundle import serve_batch\n"
+        "from targets.wire import codec\n"
+        "from targets.bundles.protocol import serve_batch\n"
         "from targets.bundles.resolve import get_bundle\n"
         "b = get_bundle('null'); b.prepare(); b.load()\n"
         "for e in b.example_requests():\n"

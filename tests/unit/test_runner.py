@@ -16,7 +16,7 @@ from harness.runner import Runner, RunPlan
 from reports.document import summary_items
 from reports.schema import SCHEMA_VERSION, load_run, read_samples
 from scenarios.catalogue import Scenario
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
 from targets.fake import FakeTarget
 
 SCENARIO = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
@@ -142,7 +142,7 @@ def test_out_dir_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_parity_catches_nan_probabilities() -> None:
-    from targets.bundle import compare_predictions
+    from targets.bundles.protocol import compare_predictions
 
     want = [Prediction(1, (0.1, 0.9))]
     problem, _ = compare_predictions(want, [Prediction(1, (float("nan"), 0.9))])

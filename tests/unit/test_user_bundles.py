@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from harness.cli import main
-from targets.bundle import serve_batch
-from targets.bundlecheck import check_bundle
+from targets.bundles.check import check_bundle
+from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.errors import BundleError
-from targets.userbundle import (
+from targets.bundles.user import (
     container_view,
     label,
     model_spec,
@@ -23,12 +22,13 @@ from targets.userbundle import (
     parse_model_spec,
     parse_shape,
 )
+from targets.errors import BundleError
 
 # A small, correct bundle module; each broken case below edits one thing in it.
 GOOD = '''
 import numpy as np
 import torch
-from targets.bundle import softmax_predictions
+from targets.bundles.protocol import softmax_predictions
 
 
 class Bundle:
@@ -112,7 +112,7 @@ BROKEN = [
      r"example_requests\(\)\[0\] must be a float32 numpy array \(got float64\)"),
     ("wrong output type", edit("return softmax_predictions(outputs)", "return outputs"),
      r"postprocess\(\) on example 0 of shape \(1, 4\) returned Tensor; it must return a list "
-     r"of targets.bundle.Prediction"),
+     r"of targets.bundles.protocol.Prediction"),
     ("wrong output items", edit("return softmax_predictions(outputs)",
                                 "return [int(x) for x in outputs.argmax(1)]"),
      r"returned a list of int"),
@@ -155,7 +155,7 @@ def test_errors_point_at_the_bundle_not_at_torch_in_a_venv_beside_it(tmp_path: P
                                                                     ) -> None:
     """A bundle in a project folder that also holds the venv (here: "/", which holds
     everything): the line named is the bundle's, not torch's or deploybench's."""
-    from targets.userbundle import where
+    from targets.bundles.user import where
 
     path = write(tmp_path, GOOD)
     bundle = get_bundle(str(path))
@@ -211,7 +211,7 @@ def test_an_exported_model_with_a_handler(tmp_path: Path) -> None:
     handler = write(tmp_path, '''
 import numpy as np
 import torch
-from targets.bundle import Prediction
+from targets.bundles.protocol import Prediction
 
 INPUT_SHAPE = (6,)
 NAME = "exported-with-handler"

@@ -67,7 +67,7 @@ from harness.loadgen.swarm.messages import (
     parse_master,
 )
 from harness.loadgen.swarm.users import build_user
-from targets.process import child_env, free_port
+from targets.runtimes.process import child_env, free_port
 
 
 class RemoteControl:

@@ -29,7 +29,7 @@ from harness.loadgen.swarm.messages import (
     parse_master,
 )
 from harness.loadgen.swarm.users import build_user
-from targets.process import die_with_parent
+from targets.runtimes.process import die_with_parent
 
 
 def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:

@@ -21,7 +21,7 @@ import gevent
 from locust import constant
 
 from harness.loadgen.control import LoadControl
-from targets.codec import AnswerShape
+from targets.wire.codec import AnswerShape
 
 #: How long a draining user naps between checks; it sends nothing meanwhile.
 IDLE_S = 0.01

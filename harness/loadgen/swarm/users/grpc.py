@@ -5,7 +5,7 @@ Requests are sent pre-serialised (a method with no serialisers), as the HTTP use
 pre-built requests. Every answer is parsed (``PredictResponse.FromString``) and turned
 into predictions, as a client does with what it receives, inside the timed call, and
 checked: one prediction per request row, each a label among the expected number of
-finite probabilities (``targets.codec.answer_problem``). Parity checked the content once.
+finite probabilities (``targets.wire.codec.answer_problem``). Parity checked the content once.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from locust import User, task
 
 from harness.loadgen.control import LoadControl
 from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
-from targets.codec import AnswerShape, answer_problem
 from targets.grpc.client import CHANNEL_OPTIONS, TIMEOUT_S, decode_response
 from targets.grpc.predict_pb2 import PredictResponse
+from targets.wire.codec import AnswerShape, answer_problem
 
 # Before any channel exists: without it gRPC's C core blocks the whole gevent loop.
 grpc_gevent.init_gevent()

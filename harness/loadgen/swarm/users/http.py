@@ -25,7 +25,7 @@ as Locust's own task loop does).
 
 Every answer is decoded as a client would (orjson, into predictions) and checked: one
 prediction per request row, each a label among the expected number of finite
-probabilities (``targets.codec.answer_problem``). A request fails on a transport error
+probabilities (``targets.wire.codec.answer_problem``). A request fails on a transport error
 or timeout, a status other than 200, or a 200 whose body is not such an answer. The
 whole load-generator process's CPU per request is recorded by every stage as
 ``loadgen_cpu_ms_per_request``.
@@ -48,7 +48,7 @@ from locust.user.task import LOCUST_STATE_STOPPING
 from harness.loadgen.control import LoadControl
 from harness.loadgen.swarm.httpwire import build_request, read_answer
 from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
-from targets.codec import AnswerShape, answer_problem, decode_predictions
+from targets.wire.codec import AnswerShape, answer_problem, decode_predictions
 
 #: Connecting: as FastHttpUser's default.
 CONNECT_TIMEOUT_S = 60.0

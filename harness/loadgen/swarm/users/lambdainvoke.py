@@ -8,7 +8,7 @@ the function, and reading the result. A call fails when there is no function res
 the handler raised, timed out or ran out of memory), or when the result is not a
 well-formed answer: it is decoded as a client would and checked (one prediction per
 request row, each a label among the expected number of finite probabilities;
-``targets.codec.answer_problem``).
+``targets.wire.codec.answer_problem``).
 
 Every answered call's REPORT fields (Lambda's own Duration, Billed Duration, Max Memory
 Used, Init Duration) and every throttle are appended to a per-process JSON-lines file in
@@ -29,7 +29,7 @@ from locust import User, task
 from harness.loadgen.control import LoadControl
 from harness.loadgen.swarm.users.closedloop import LoadUserMixin, answer_shapes
 from targets.awslambda.invoke import FunctionAddress, InvokeError, invoke, make_client
-from targets.codec import AnswerShape, answer_problem, decode_predictions
+from targets.wire.codec import AnswerShape, answer_problem, decode_predictions
 
 #: How long a call may take: a cold start, then the invocation.
 TIMEOUT_S = 60.0

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -147,6 +148,12 @@ class ServerProcess:
                 return f"PID {self.proc.pid} was killed by {signal.Signals(-code).name}"
         return f"PID {self.proc.pid} exited with code {code}"
 
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+    def read_stats(self) -> dict[str, Any]:
+        return {}
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -166,3 +173,19 @@ class ServerProcess:
                 member.kill()
         psutil.wait_procs(members[1:], timeout=STOP_GRACE_S)
         self.proc = None
+
+
+class ProcessRuntime:
+    """Servers run as local processes (the default; ``--runtime process``)."""
+
+    kind = "process"
+
+    def server(self, deployment: str, module: str, arguments: Sequence[str], *, bundle: str,
+               cpus: list[int], log_path: Path | None, memory_mb: int | None
+               ) -> ServerProcess:
+        return ServerProcess(python_module_command(module, "--bundle", bundle, *arguments),
+                             log_path=log_path)
+
+
+#: The runtime a served target gets unless given another.
+LOCAL = ProcessRuntime()

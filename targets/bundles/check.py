@@ -7,7 +7,7 @@ RuntimeError: mat1 and mat2 shapes cannot be multiplied ... (at my_bundle.py:41)
 the answers are checked the way the targets and the parity check will use them:
 
 * the examples: a non-empty list of float32 arrays of shape ``(1, *input_shape)``;
-* postprocess's answer: a list of :class:`~targets.bundle.Prediction`, one per example
+* postprocess's answer: a list of :class:`~targets.bundles.protocol.Prediction`, one per example
   in the batch, each an integer label and finite probabilities;
 * a batch of two examples answers two predictions (servers accept batches);
 * determinism, twice: the same examples asked again of the same loaded bundle (dropout
@@ -24,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from targets.bundle import PARITY_TOLERANCE, Prediction, compare_predictions
+from targets.bundles.protocol import PARITY_TOLERANCE, Prediction, compare_predictions
 from targets.bundles.resolve import get_bundle
+from targets.bundles.user import describe_error, is_user_spec, user_bundle
 from targets.errors import BundleError
-from targets.userbundle import describe_error, is_user_spec, user_bundle
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Bundle
+    from targets.bundles.protocol import Bundle
 
 
 @dataclass
@@ -117,7 +117,7 @@ class _Checker:
             if isinstance(got, list) and got:
                 kind = f"a list of {type(got[0]).__name__}"
             raise self.fail(f"postprocess(){on} returned {kind}; it must return a list of "
-                            "targets.bundle.Prediction(label, probabilities), one per "
+                            "targets.bundles.protocol.Prediction(label, probabilities), one per "
                             "example in the batch")
         if len(got) != batch:
             raise self.fail(f"postprocess(){on} returned {len(got)} predictions for a batch "

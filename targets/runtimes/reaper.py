@@ -9,7 +9,7 @@ does not fool it) to end, then removes the container, found by its own label (th
 reaper starts before the container is created, so one killed in between is covered).
 When the orchestrator stops the container itself, it stops the reaper by PID.
 
-    python -m targets.reaper OWNER_PID OWNER_START_TIME INSTANCE
+    python -m targets.runtimes.reaper OWNER_PID OWNER_START_TIME INSTANCE
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     pid, start_time, instance = int(args[0]), float(args[1]), args[2]
-    from targets.container import INSTANCE_LABEL, client
+    from targets.runtimes.container import INSTANCE_LABEL, client
 
     engine = client()
     while owner_alive(pid, start_time):

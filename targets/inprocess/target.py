@@ -18,13 +18,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec, TargetBase
-from targets.bundle import Bundle, serve_batch
+from targets.bundles.protocol import Bundle, serve_batch
 from targets.bundles.resolve import get_bundle
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from targets.bundle import Prediction
+    from targets.bundles.protocol import Prediction
 
 
 class InProcessTarget(TargetBase):
@@ -68,8 +68,8 @@ class InProcessTarget(TargetBase):
         import subprocess
         import sys
 
-        from targets.cpuset import format_cpus
-        from targets.process import child_env
+        from targets.runtimes.cpuset import format_cpus
+        from targets.runtimes.process import child_env
 
         started = time.perf_counter()
         done = subprocess.run(  # pinned like the target; one torch thread
@@ -128,19 +128,3 @@ class InProcessTarget(TargetBase):
     def stop(self) -> None:
         self._bundle = None
 
-
-def _cold_start_main(bundle_name: str) -> None:
-    """``python -m targets.inprocess BUNDLE``: load and predict once (a cold start)."""
-    import numpy as np
-
-    bundle = get_bundle(bundle_name)
-    bundle.load()
-    # A fixed input, not example_requests(): building those (e.g. reading scikit-learn's
-    # data set for digits) is the benchmark's work, not the application's.
-    serve_batch(bundle, np.zeros((1, *bundle.input_shape), dtype=np.float32))
-
-
-if __name__ == "__main__":
-    import sys
-
-    _cold_start_main(sys.argv[1])

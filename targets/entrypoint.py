@@ -17,11 +17,11 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from targets import codec
 from targets.bundles.resolve import get_bundle
-from targets.cpuset import format_cpus, parse_cpus
-from targets.process import die_with_parent
-from targets.userbundle import label
+from targets.bundles.user import label
+from targets.runtimes.cpuset import format_cpus, parse_cpus
+from targets.runtimes.process import die_with_parent
+from targets.wire import codec
 
 
 def positive_int(text: str) -> int:

@@ -2,7 +2,7 @@
 
 * ``--bundle path/to/bundle.py``: a module that defines ``make_bundle()`` (returning the
   bundle) or a class ``Bundle`` (made with no arguments) implementing the bundle
-  interface (:class:`targets.bundle.Bundle`); ``deploybench init-bundle NAME`` writes a
+  interface (:class:`targets.bundles.protocol.Bundle`); ``deploybench init-bundle NAME`` writes a
   commented one to start from.
 * ``--model path/to/model.pt``: a TorchScript archive (``torch.jit.save``) or a
   ``torch.export`` archive (``torch.export.save``, usually ``.pt2``), with an optional
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from targets.bundle import Bundle, Prediction
+    from targets.bundles.protocol import Bundle, Prediction
 
 MODEL_PREFIX = "model:"
 #: Members every bundle must have; the others have defaults.
@@ -94,7 +94,7 @@ def is_file_spec(spec: str) -> bool:
 
 def is_user_spec(spec: str) -> bool:
     """A bundle of the user's files (else a built-in's name)."""
-    from targets.bundle import BUILTIN_BUNDLES
+    from targets.bundles.protocol import BUILTIN_BUNDLES
 
     return spec not in BUILTIN_BUNDLES and (spec.startswith(MODEL_PREFIX)
                                             or is_file_spec(spec))
@@ -166,7 +166,7 @@ def _not_user_code() -> tuple[Path, ...]:
     and deploybench's own (a bundle next to a venv would otherwise point into torch)."""
     import sysconfig
 
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     places = {sys.prefix, sys.base_prefix, sys.exec_prefix,
               *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
     ours = [here / package for package in ("targets", "harness", "scenarios", "reports")]
@@ -282,7 +282,7 @@ def _shape_of(value: Any, what: str) -> tuple[int, ...]:
 
 
 def file_bundle(path: Path, fresh: bool = False) -> Bundle:
-    from targets.codec import ENCODINGS
+    from targets.bundles.protocol import ENCODINGS
 
     module = load_module(path, "bundle", fresh)
     factory = getattr(module, "make_bundle", None) or getattr(module, "Bundle", None)
@@ -298,7 +298,7 @@ def file_bundle(path: Path, fresh: bool = False) -> Bundle:
     if missing:
         raise BundleError(f"bundle {path}: {type(inner).__name__} lacks "
                           f"{', '.join(missing)} (the bundle interface: "
-                          f"{', '.join(REQUIRED)}; see targets/bundle.py)")
+                          f"{', '.join(REQUIRED)}; see targets/bundles/protocol.py)")
     bundle = FileBundle(inner, path.resolve())
     if bundle.default_encoding not in ENCODINGS:
         raise BundleError(f"bundle {path}: default_encoding must be one of {ENCODINGS} "
@@ -361,7 +361,7 @@ class ModelBundle:
         if self._post is not None:
             predictions: list[Prediction] = self._post(outputs)
             return predictions
-        from targets.bundle import softmax_predictions
+        from targets.bundles.protocol import softmax_predictions
 
         shape = tuple(getattr(outputs, "shape", ()))
         if len(shape) != 2:

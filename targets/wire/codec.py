@@ -33,18 +33,20 @@ from typing import Any
 import numpy as np
 import orjson
 
-from targets.bundle import Prediction
+from targets.bundles import protocol
+from targets.bundles.protocol import Prediction
 from targets.errors import RequestError
 
 # A number beyond float32's range becomes infinity in the cast (refused just after, as
 # not finite): not worth a warning in a server's log for every such request.
 warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning, __name__)
 
+#: What a request body may be: the codec speaks each (a bundle names one as its default).
+ENCODINGS = protocol.ENCODINGS
 JSON_TYPE = "application/json"
 BINARY_TYPE = "application/octet-stream"
 SHAPE_HEADER = "X-Shape"
 DTYPE_HEADER = "X-Dtype"
-ENCODINGS = ("json", "binary")
 
 
 @dataclass(frozen=True)

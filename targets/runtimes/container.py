@@ -16,7 +16,7 @@ a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
 * its processes are ordinary host processes: the harness reads their CPU and memory by
   host PID (the container's main process and its descendants), as for the process runtime,
   and Docker's own memory figure (cgroup usage) beside;
-* stopped and removed by container ID. A reaper process (:mod:`targets.reaper`) removes
+* stopped and removed by container ID. A reaper process (:mod:`targets.runtimes.reaper`) removes
   it if the orchestrator is killed outright; and each container is labelled with the
   orchestrator's PID, so any container whose orchestrator is gone is removed at the next
   run too.
@@ -35,13 +35,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
-from targets.cpuset import parse_cpus
+from targets.bundles.user import container_view
 from targets.errors import TargetError, TargetStartError
 from targets.files import CACHE_ENV, cache_dir
+from targets.runtimes.cpuset import parse_cpus
+from targets.runtimes.process import python_module_command
 
 OWNER_LABEL = "org.deploybench.owner_pid"
 #: One container's own label: what its reaper looks it up by.
@@ -49,7 +51,7 @@ INSTANCE_LABEL = "org.deploybench.instance"
 NETWORKS = ("host", "bridge")
 #: Memory per target CPU when not given: Fargate's minimum per vCPU (the cost model's).
 DEFAULT_MEMORY_MB_PER_CPU = 2048
-SOURCE_ROOT = Path(__file__).resolve().parent.parent
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
 POLL_S = 0.05
 #: Images brought up to date by this process already.
 _BUILT: set[str] = set()
@@ -159,6 +161,8 @@ class DockerRuntime:
     tag: str = "latest"
     memory_mb: int | None = None
     network: str = "host"
+    #: run.json's ``metadata.runtime``.
+    kind: ClassVar[str] = "docker"
 
     def image_name(self, target: str) -> str:
         return f"deploybench-{target}:{self.tag}"
@@ -188,6 +192,18 @@ class DockerRuntime:
             raise TargetError(f"building {names} failed:\n"
                               f"{(done.stderr or done.stdout)[-1500:]}")
         _BUILT.update(self.image_name(t) for t in targets)  # once per run
+
+    def server(self, deployment: str, module: str, arguments: Sequence[str], *, bundle: str,
+               cpus: list[int], log_path: Path | None, memory_mb: int | None
+               ) -> ContainerProcess:
+        """The deployment's image (deploybench-flask, whatever the result is named) running
+        its entry point, the user's bundle folders mounted where the container sees them,
+        and the log's folder mounted for the server to write its log in."""
+        view, read_only = container_view(bundle)
+        command = python_module_command(module, "--bundle", view, *arguments)
+        mounts = [log_path.parent] if log_path is not None else []
+        return ContainerProcess(self, deployment, command, cpus, log_path, mounts, memory_mb,
+                                read_only=read_only)
 
     def image(self, engine: Any, target: str) -> Any:
         """The target's image, brought up to date with this checkout by docker/build.sh
@@ -280,7 +296,7 @@ class ContainerProcess:
         # killed between create and its start is removed as well.
         self.instance = uuid.uuid4().hex
         self._reaper = subprocess.Popen(
-            [sys.executable, "-m", "targets.reaper", str(os.getpid()),
+            [sys.executable, "-m", "targets.runtimes.reaper", str(os.getpid()),
              f"{psutil.Process().create_time():.6f}", self.instance],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)  # not PDEATHSIG: it must outlive a killed run

@@ -1,0 +1,63 @@
+"""The registry of deployments: one entry says everything a deployment is."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from harness.cpus import CpuPlan
+from harness.runner import TARGETS, RunPlan, make_target
+from scenarios import catalogue
+from targets import registry
+from targets.flask.target import FlaskOptions
+from targets.runtimes.container import DockerRuntime
+from targets.runtimes.process import LOCAL
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_run_measures_the_built_in_deployments_in_report_order() -> None:
+    assert TARGETS == registry.BUILT_IN == ("inprocess", "flask", "grpc", "lambda")
+    assert registry.FOR_TESTS == ("fake",)
+
+
+def test_every_server_entry_point_serves_and_every_image_has_a_dockerfile() -> None:
+    for deployment in registry.DEPLOYMENTS.values():
+        if deployment.server is not None:
+            assert callable(importlib.import_module(deployment.server).serve), deployment.name
+        if deployment.image:
+            assert (REPO / "docker" / f"{deployment.name}.Dockerfile").is_file()
+    assert registry.WITH_IMAGE == ("flask", "grpc", "lambda")
+
+
+def test_options_come_from_run_values_named_after_the_deployment() -> None:
+    flask = registry.DEPLOYMENTS["flask"]
+    values = {"flask_workers": 3, "flask_threads": None, "grpc_workers": 7}
+    assert flask.options_from(values) == FlaskOptions(workers=3)
+
+
+def _plan(tmp_path: Path, docker: DockerRuntime | None = None) -> RunPlan:
+    return RunPlan(targets=("inprocess", "flask"), bundle="digits",
+                   scenario=catalogue.load("smoke"), cpus=CpuPlan(target=(1,), loadgen=(0,)),
+                   out_dir=tmp_path, flask_workers=2, docker=docker)
+
+
+def test_the_runtime_is_handed_to_served_targets(tmp_path: Path) -> None:
+    docker = DockerRuntime(tag="t")
+    flask = make_target("flask", _plan(tmp_path, docker), "json", tmp_path)
+    assert getattr(flask, "runtime", None) is docker
+    assert getattr(flask, "workers", None) == 2
+    local = make_target("flask", _plan(tmp_path), "json", tmp_path)
+    assert getattr(local, "runtime", None) is LOCAL
+    # In-process has no server to run anywhere else.
+    assert not hasattr(make_target("inprocess", _plan(tmp_path, docker), "json", tmp_path),
+                       "runtime")
+
+
+def test_wires_follow_the_registry() -> None:
+    assert registry.wire_of("grpc", None).of("json") == "protobuf"
+    assert registry.wire_of("inprocess", None).of("json") is None
+    assert registry.wire_of("flask", None).per_encoding
+    assert registry.wire_of("k8s", "http://10.0.0.5:8000").per_encoding
+    assert registry.wire_of("fn", "lambda://eu-west-1/fn").of("binary") == "binary"
+    assert not registry.wire_of("fn", "lambda://eu-west-1/fn").per_encoding
