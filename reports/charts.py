@@ -60,7 +60,6 @@ def _levels(t: TargetResult, mode: str) -> list[tuple[float, float, float | None
     """(level, req/s, p99 ms) per load level of ``mode``, the median over trials: the
     level is the users of a closed-loop stage, the offered rate of an open-loop one
     (whose p99 counts from each request's intended send time)."""
-
     groups: dict[Any, list[StageResult]] = {}
     for s in t["stages"]:
         if s.get("mode", "closed") == mode and (mode != "closed" or s["concurrency"]):
@@ -155,7 +154,6 @@ def _positive_data(ax: Any) -> bool:
 
 def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
     """The p99 objective as a dashed line (vertical when latency is the x axis)."""
-
     p99 = objective(run).latency_ms.get("p99")
     if p99 is not None:
         draw = ax.axvline if vertical else ax.axhline
@@ -165,7 +163,6 @@ def _slo_line(ax: Any, run: RunDoc, vertical: bool = False) -> None:
 
 def latency_cdf(run: RunDoc) -> bytes:
     """Each target's latency distribution at the common load (log x, tail stretched)."""
-
     fig, ax = _figure()
     load = common_load(run)
     drawn = 0
@@ -241,7 +238,6 @@ def cold_start(run: RunDoc) -> bytes:
 
 
 def memory(run: RunDoc) -> bytes:
-
     fig, ax = _figure()
     figs = figures(run)
     _bars([f.name for f in figs], [f.memory_mb for f in figs], ax)
@@ -252,7 +248,6 @@ def memory(run: RunDoc) -> bytes:
 
 def cost_vs_volume(run: RunDoc) -> bytes:
     """Monthly cost against monthly requests, with the break-even points marked."""
-
     fig, ax = _figure()
     obj = objective(run)
     figs = [f for f in figures(run, obj) if f.cost_model]
@@ -287,7 +282,6 @@ def cost_vs_volume(run: RunDoc) -> bytes:
 
 
 def time_breakdown(run: RunDoc) -> bytes:
-
     fig, ax = _figure()
     rows = breakdown(run)
     names = [r.name for r in rows]
@@ -336,7 +330,6 @@ def payload_encodings(run: RunDoc) -> bytes:
 
 
 def _timeline_lines(run: RunDoc) -> list[tuple[str, StageResult]]:
-
     out = []
     for t in run["targets"]:
         if t["status"] != "ok":
@@ -441,17 +434,14 @@ CHARTS: dict[str, Callable[[RunDoc], bytes]] = {
 
 
 def _encodings_apply(run: RunDoc) -> bool:
-
     return applies(run)
 
 
 def _timeline_applies(run: RunDoc) -> bool:
-
     return has_timeline(run)
 
 
 def _timeline_memory_applies(run: RunDoc) -> bool:
-
     return has_memory(run)
 
 

@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.loads import WINDOW_FIELD
@@ -216,7 +215,6 @@ def estimate(stages: Sequence[StageResult], metric: str) -> Estimate:
 
 def combine(metric: str, a: Estimate, b: Estimate) -> tuple[float | None, float | None]:
     """B against A and its 95% half-width (see the module docstring for the method)."""
-
     if a.value is None or b.value is None:
         return None, None
     if metric == "errors":
@@ -234,6 +232,8 @@ def combine(metric: str, a: Estimate, b: Estimate) -> tuple[float | None, float 
     if se == 0:
         return delta, 0.0
     dof = se**4 / sum(c**4 / d for c, d in parts if c > 0)
+    from scipy import stats  # ~1 s: only when two runs are compared
+
     return delta, float(stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * se
 
 

@@ -142,7 +142,6 @@ def _slo_text(t: TargetResult, slo: float | None) -> str:
 
 def _sweep_stops(run: RunDoc) -> list[str]:
     """Where each sweep stopped, and why."""
-
     meta = run["metadata"]
     default_slo = latency_bounds(meta.get("slo"), meta.get("slo_p99_ms"))[1]
     items = []

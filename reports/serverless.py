@@ -84,7 +84,6 @@ def platform_init_ms(run: RunDoc) -> float:
 
 
 def _emulated_lambda(target: TargetResult) -> bool:
-
     return pay_per_request(target) and not target["describe"].get("external")
 
 
@@ -189,7 +188,6 @@ def prices_line(run: RunDoc) -> str | None:
 def always_on_prices_line(run: RunDoc) -> str:
     """The always-on rates behind every server's monthly cost, with their source and date
     (this deploybench's defaults where the run recorded none)."""
-
     p = effective_prices(run)
     rates = "; ".join(
         f"{arch} ${p['container_vcpu_hour'][arch]:g} per vCPU-hour and "

@@ -27,7 +27,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.schema import RunDoc, StageResult, TargetResult
@@ -59,6 +58,7 @@ class Estimate:
 
 
 def estimate(values: list[float]) -> Estimate:
+    from scipy import stats
 
     arr = np.asarray(values, dtype=float)
     n = len(arr)
@@ -91,6 +91,7 @@ def trial_values(stages: list[StageResult], key: str) -> list[float]:
 
 def welch_p(a: list[float], b: list[float]) -> float | None:
     """Two-sided p-value of Welch's t-test; None when it cannot be computed."""
+    from scipy import stats
 
     if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
         return None  # nothing to test: too few trials, or no variation at all
@@ -133,7 +134,6 @@ def _p(stage: StageResult, key: str) -> float | None:
 
 
 def summary_rows(run: RunDoc) -> list[tuple[str, ...]]:
-
     rows: list[tuple[str, ...]] = []
     for t in run["targets"]:
         for stages in groups(t).values():
@@ -153,7 +153,6 @@ def summary_rows(run: RunDoc) -> list[tuple[str, ...]]:
 
 def comparisons(run: RunDoc) -> list[str]:
     """At each load every measured target shares: the fastest against each other one."""
-
     by_target = {t["name"]: groups(t) for t in run["targets"] if t["status"] == "ok"}
     keys: list[tuple[str, float, bool]] = []
     for g in by_target.values():

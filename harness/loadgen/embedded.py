@@ -238,7 +238,6 @@ class Application:
 
     def check_parity(self) -> dict[str, Any]:
         """Every example through handler thread 0, on the path the load then takes."""
-
         assert self.reference is not None
         self._ensure(1)
         got = self._first_answers
@@ -278,7 +277,6 @@ class Application:
     def _check(self, k: int) -> None:
         """A new thread's first answers: thread 0 answers every example (the run's parity
         check), later ones their first, each compared with the reference."""
-
         examples = self.examples if k == 0 else [self.examples[k % len(self.examples)]]
         answers = [self.serve(self.bundle, example) for example in examples]
         if k == 0:
@@ -369,7 +367,6 @@ class Application:
 
 def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """The plan's stages against the embedded model; the driver's result document."""
-
     spec = plan["spec"]
     # Before torch is imported: the driver's own memory, not the model's.
     rss_before_model = ResourceMeter([]).memory().loadgen_rss_mb

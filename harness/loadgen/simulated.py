@@ -180,7 +180,6 @@ def simulate_timeline(program: TimelinePlan, scenario: Scenario, spec: dict[str,
     state from its first instant. Optional spec keys: ``rss_mb`` and
     ``rss_growth_mb_per_min`` (the memory series), ``cold_on_scale_out`` (a new user's
     first request is a cold start, as on Lambda)."""
-
     service = float(spec["service_time_s"])
     servers = int(spec["capacity"])
     rss0 = float(spec.get("rss_mb", 100.0))

@@ -127,7 +127,6 @@ class StageContext:
 
     def __init__(self, engine: Engine, control: Any, recorder: Any, meter: Any,
                  out_dir: Path, target_cpus: int, timing: Timing) -> None:
-
         self.engine, self.control = engine, control
         self.recorder, self.meter, self.out_dir = recorder, meter, out_dir
         self.target_cpus = target_cpus

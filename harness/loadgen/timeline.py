@@ -41,7 +41,6 @@ def run_stage(ctx: StageContext, index: int, program: TimelinePlan, where: dict[
               watch: Watch) -> StageReport:
     """The timeline in the driver, as :func:`harness.loadgen.stages._run_watched_stage` runs the
     other stages: spawn and warm up, then the segments, then cool down and drain."""
-
     engine = ctx.engine
     segments = program.segments
     # Users leaving at a ramp-down finish the request they are in (Locust would kill them
@@ -146,7 +145,6 @@ def _segments(ctx: StageContext, index: int, segments: tuple[Segment, ...], samp
 
 def _cool_down_and_drain(ctx: StageContext, where: dict[str, Any], window_start: float,
                          window_end: float) -> dict[str, Any]:
-
     meter = ctx.meter
     drained, unanswered = cool_down_and_drain(ctx, where)
     memory = meter.memory()  # the slow read (PSS), once everything is answered

@@ -140,7 +140,6 @@ def test_a_throttled_function_fails_calls_and_counts_them(
         tmp_path: Path, cpus: CpuPlan, digits) -> None:  # type: ignore[no-untyped-def]
     """Beyond its concurrency limit Lambda answers 429 TooManyRequestsException: a failed
     call (never retried: that would hide it), and a throttle in the platform's count."""
-
     from harness.loadgen.analysis.serverless import summarize_invocations
     from targets.awslambda.client import InvokeClient
     from targets.runtimes.external import ExternalTarget

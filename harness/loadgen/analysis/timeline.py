@@ -23,7 +23,6 @@ def summarize(raw: RawStage, rules: Rules) -> tuple[TimelineBlock, list[str]]:
     is VALID). Segments take the requests *sent* in them (as every stage's window does);
     the series takes those *completed* in each interval (as a measurement window does,
     and as a monitoring dashboard would show them)."""
-
     assert raw.timeline is not None
     tl = raw.timeline
     ok, cold = raw.ok, raw.cold_flags()
@@ -80,7 +79,6 @@ def _series(raw: RawStage, sample_s: float, memory: list[dict[str, Any]]
     the timeline's start; users those of the segment at its middle (an edge falls a
     moment after the planned second); rss_mb the reading at its end (None where none
     was taken)."""
-
     done = raw.start_s + raw.latency_ms / 1000.0
     order = np.argsort(done, kind="stable")
     done, ok = done[order], raw.ok[order]

@@ -82,7 +82,6 @@ class LocustEngine:
         return gevent.spawn(fn)
 
     def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
-
         return OpenLoop(rate, arrival, max_inflight, seed)
 
     @contextlib.contextmanager

@@ -193,7 +193,6 @@ class DistributedMeter:
         return None if value is None else float(value)
 
     def cpu(self) -> Any:
-
         mine = self.meter.cpu()
         workers = dict(self.control.cpu_s)
         # This machine's load-generator CPUs carry the master and the workers it started;
@@ -278,7 +277,6 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
 def _start_workers(plan: dict[str, Any], host: str, port: int, workers: int, log_dir: Path
                    ) -> list[subprocess.Popen[bytes]]:
     """This machine's worker processes, each logging to its own file."""
-
     local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
     cpus = ",".join(str(c) for c in plan["loadgen_cpus"])
     procs = []

@@ -116,7 +116,6 @@ class _Job:
             self.push()
 
     def on_plan(self, environment: Any, msg: Any, **_: Any) -> None:
-
         import gevent
 
         if self.pumps:  # the master sent it again before our READY reached it: taken already
@@ -155,7 +154,6 @@ class _Job:
 def main(argv: list[str] | None = None) -> int:
     """``python -m harness.loadgen.swarm.worker --master HOST:PORT [--cpus 0,1] [--local]``; by
     hand, ``deploybench loadgen-worker`` runs the same."""
-
     parser = argparse.ArgumentParser(prog="python -m harness.loadgen.swarm.worker")
     parser.add_argument("--master", required=True, help="HOST:PORT of the master")
     parser.add_argument("--cpus", default="", help="CPUs to pin to, e.g. 0,1")
