@@ -18,6 +18,16 @@ from reports.stageblocks import LatencySummary
 
 # -- a target's blocks -------------------------------------------------------------------
 
+class LambdaFunction(TypedDict):
+    """An --endpoint Lambda function (targets.awslambda.invoke.FunctionAddress)."""
+
+    region: str
+    #: A name or a full ARN, as the Invoke API takes either.
+    function: str
+    qualifier: str | None
+    endpoint_url: str | None
+
+
 class TargetDescription(TypedDict, total=False):
     """What was deployed and how (each target's ``describe()``, then for containers the
     figures read after the load). Each deployment writes the keys that apply to it."""
@@ -42,11 +52,13 @@ class TargetDescription(TypedDict, total=False):
     concurrency_limit: int
     timeout_s: float
     keepalive_s: float
-    #: --endpoint: not started or measured by deploybench; how it bills; signed requests.
+    #: --endpoint: not started or measured by deploybench; how it bills ("per_request"
+    #: for a Lambda function), the function, and whether requests are signed with AWS
+    #: credentials.
     external: bool
     billing: str
+    function: LambdaFunction
     signed: bool
-    function: str
     #: --runtime docker: the image and the limits it ran under.
     image: str
     image_id: str
@@ -57,6 +69,17 @@ class TargetDescription(TypedDict, total=False):
     cpuset: list[int]
     limits_from: str
     limits: str
+    #: --runtime docker, read after the load: the container's memory less its page
+    #: cache, and its peak (MB, as Docker counts them).
+    container_memory_mb: float | None
+    container_memory_peak_mb: float | None
+    #: deploybench calibrate's null targets: the fixed delay and stall they answer with
+    #: (ms, s), and what they answer.
+    calibration: bool
+    delay_ms: float
+    stall_after_s: float | None
+    stall_s: float
+    answers: str
     #: --targets fake: the simulated service time (s) and capacity.
     service_time_s: float
     capacity: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import psutil
 import pytest
 
 from reports.breakdown import breakdown
-from reports.schema import load_run, read_samples
+from reports.schema import SCHEMA_VERSION, RunDoc, load_run, read_samples
 from tests.integration.processes import alive, descendants
+from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
 
@@ -26,6 +28,10 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["status"] == "complete"
+    # Every block as written (not upgraded: this deploybench's version) is of its type.
+    written = json.loads((out / "run.json").read_text())
+    assert written["schema_version"] == SCHEMA_VERSION
+    assert problems(written, RunDoc) == []
     assert [t["describe"].get("max_batch") for t in run["targets"][1:]] == [32, 32, 32]
     assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc", "lambda"]
     for target in run["targets"]:

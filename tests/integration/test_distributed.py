@@ -13,7 +13,8 @@ import psutil
 import pytest
 
 from harness.cpus import CpuPlan
-from reports.schema import load_run, read_samples
+from reports.schema import RunDoc, load_run, read_samples
+from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,7 @@ def test_two_workers_samples_are_merged(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
+    assert problems(run, RunDoc) == []  # the workers' block among them
     assert run["metadata"]["loadgen_workers"] == 2
     flask = run["targets"][0]
     assert flask["status"] == "ok", flask["error"]

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from harness.cpus import CpuPlan
-from reports.schema import load_run
+from reports.schema import RunDoc, load_run
 from targets.awslambda.target import LambdaTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
+from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +108,7 @@ def test_a_lambda_function_is_measured_through_the_invoke_api(
         assert done.returncode == 0, done.stderr[-3000:]
         assert function.health()
     run = load_run(out)
+    assert problems(run, RunDoc) == []  # the function's address, REPORT lines' summary
     target = run["targets"][0]
     assert target["status"] == "ok", target["error"]
     assert target["parity"]["ok"]
