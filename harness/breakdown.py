@@ -24,6 +24,8 @@ import numpy as np
 
 from reports.runblocks import CodecCost
 from targets.bundles.protocol import Prediction
+from targets.grpc import client, predict_pb2
+from targets.grpc.server import response_message
 from targets.wire import codec
 
 #: The steps a measured request's latency holds (see the module doc).
@@ -70,9 +72,6 @@ def _http_steps(example: np.ndarray, predictions: list[Prediction], encoding: st
 
 def _grpc_steps(example: np.ndarray, predictions: list[Prediction],
                 input_shape: tuple[int, ...]) -> dict[str, Callable[[], object]]:
-    from targets.grpc import client, predict_pb2
-    from targets.grpc.server import response_message
-
     wire = client.encode_request(example)
     answer = response_message(predictions).SerializeToString()
 
@@ -122,6 +121,4 @@ def codec_cost(protocol: str, encoding: str, example: np.ndarray,
 
 
 def _grpc_wire(example: np.ndarray) -> bytes:
-    from targets.grpc import client
-
     return client.encode_request(example)

@@ -28,6 +28,7 @@ from harness import metadata
 from harness.results import atomic_write_text
 from reports.runblocks import Calibration, CalibrationMachine, Ceiling
 from reports.schema import RunDoc
+from targets import registry
 from targets.files import cache_dir
 
 CALIBRATION_FILE = "calibration.json"
@@ -51,8 +52,6 @@ NULL_TARGETS: dict[str, tuple[str, dict[str, Any]]] = {
 
 def make_null_target(name: str, plan: Any, encoding: str, log_dir: Path) -> Any:
     """The Runner's target factory for calibration: ``null-http``, ``null-grpc``, ..."""
-    from targets import registry
-
     protocol = name.removeprefix("null-")
     if protocol not in NULL_TARGETS:
         raise ValueError(f"unknown protocol {protocol!r}")

@@ -39,22 +39,22 @@ from harness.options import (
     parse_volume,
 )
 from harness.run_command import EXIT_INVALID, cmd_run
+from harness.runner import TARGETS
+from reports.compare import parse_fail_on
 from reports.pricing import PricesError
 from reports.schema import ResultFileError
 from scenarios.catalogue import ScenarioError
+from targets.awslambda.server import add_arguments as add_lambda_arguments
+from targets.entrypoint import positive_int
 from targets.errors import TargetError
+from targets.flask.server import add_arguments as add_flask_arguments
+from targets.grpc.server import add_arguments as add_grpc_arguments
 from targets.runtimes.cpuset import parse_cpus
 from targets.wire import codec
 from targets.wire.codec import ENCODINGS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from harness.runner import TARGETS
-    from targets.awslambda.server import add_arguments as add_lambda_arguments
-    from targets.entrypoint import positive_int
-    from targets.flask.server import add_arguments as add_flask_arguments
-    from targets.grpc.server import add_arguments as add_grpc_arguments
-
     parser = argparse.ArgumentParser(
         prog="deploybench",
         description="Deploy one PyTorch model several ways, load each the same way, compare.",
@@ -207,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("run_dir", type=Path)
     upgrade.set_defaults(func=cmd_upgrade)
 
-    from reports.compare import parse_fail_on
 
     cmp = sub.add_parser(
         "compare", help="compare run B against run A: per target and load, rps, p50, p99 "

@@ -5,13 +5,33 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
+import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness import calibrate
+from harness.console import ConsoleObserver
+from harness.cpus import plan_cpus
 from harness.errors import UserError
+from harness.loadgen.launch import LocustLoadGenerator
+from harness.loadgen.swarm.messages import parse_master
+from harness.loadgen.swarm.worker import worker_main
+from harness.results import atomic_write_text, choose_out_dir, write_run
+from harness.runner import Runner, RunPlan
+from reports import compare
+from reports.console import print_run
+from reports.pricing import load_prices
+from reports.render import render_run_dir
+from reports.schema import RUN_FILE, SCHEMA_VERSION, load_run
+from scenarios import catalogue
+from targets import bundles, registry
+from targets.bundles.protocol import BUILTIN_BUNDLES, serve_batch
+from targets.bundles.resolve import get_bundle
 
 if TYPE_CHECKING:
     from scenarios.catalogue import Scenario
@@ -23,16 +43,6 @@ EXIT_REGRESSION = 3
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Measure the harness's ceiling per protocol against null targets, and keep it."""
-    from harness import calibrate
-    from harness.console import ConsoleObserver
-    from harness.cpus import plan_cpus
-    from harness.loadgen.launch import LocustLoadGenerator
-    from harness.results import choose_out_dir
-    from harness.runner import Runner, RunPlan
-    from reports.pricing import load_prices
-    from reports.render import render_run_dir
-    from scenarios import catalogue
-
     scenario = catalogue.load(args.scenario)
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     if cpus.overlap:
@@ -77,11 +87,6 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.console import print_run
-    from reports.pricing import load_prices
-    from reports.render import render_run_dir
-    from reports.schema import load_run
-
     run = load_run(args.run_dir)
     # What-if: decide again for another objective, volume or prices. run.json keeps what
     # was measured; only the reports change.
@@ -105,11 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_upgrade(args: argparse.Namespace) -> int:
     """Rewrite an older run.json at this version; the original is kept beside it."""
-    import json
-    import shutil
 
-    from harness.results import write_run
-    from reports.schema import RUN_FILE, SCHEMA_VERSION, load_run
 
     run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
     run = load_run(run_dir)
@@ -132,11 +133,7 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare run B against run A per target and load; exit 3 when a --fail-on check fails."""
-    import json
 
-    from harness.results import atomic_write_text
-    from reports import compare
-    from reports.schema import load_run
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)
     targets = None
@@ -170,9 +167,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``deploybench serve NAME``: the deployment's server entry point, in this process."""
-    import importlib
 
-    from targets import registry
 
     deployment = registry.find(args.target)
     if deployment is None or deployment.server is None:
@@ -183,9 +178,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_loadgen_worker(args: argparse.Namespace) -> int:
     """Serve a run's masters from this machine: one job per target, until the last."""
-    from harness.loadgen.swarm.messages import parse_master
-    from harness.loadgen.swarm.worker import worker_main
-
     try:
         parse_master(args.master)
     except ValueError as exc:
@@ -196,8 +188,6 @@ def cmd_loadgen_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from scenarios import catalogue
-
     for name in catalogue.available():
         sc = catalogue.load(name)
         print(f"{name:<10} >={sc.estimated_s:.0f} s/target  {describe_stages(sc):<32} "
@@ -227,15 +217,14 @@ def describe_stages(sc: Scenario) -> str:
 
 def cmd_init_bundle(args: argparse.Namespace) -> int:
     """Write NAME.py from the commented template (a working example to replace)."""
-    from targets.bundles import template
-
     name = args.name
     if not name.isidentifier():
         raise UserError(f"bundle name {name!r}: use a Python identifier (letters, digits, _)")
     path = args.dir / f"{name}.py"
     if path.exists():
         raise UserError(f"{path} exists; choose another NAME or --dir (nothing overwritten)")
-    text = Path(template.__file__).read_text()
+    # Read, not imported: the template imports torch at its top, as a bundle file does.
+    text = (Path(bundles.__file__).parent / "template.py").read_text()
     text = text.replace('name = "template"', f'name = "{name}"').replace("NAME.py", path.name)
     args.dir.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -245,9 +234,6 @@ def cmd_init_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_bundles(args: argparse.Namespace) -> int:
-    from targets.bundles.protocol import BUILTIN_BUNDLES, serve_batch
-    from targets.bundles.resolve import get_bundle
-
     if args.time:
         # One core, one torch thread: the figure the bundle descriptions quote.
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})

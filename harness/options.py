@@ -7,13 +7,16 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.calibrate import PROTOCOLS
+from harness.runner import TARGETS, TEST_TARGETS
+from targets.registry import parse_endpoint
+from targets.wire.codec import ENCODINGS
+
 if TYPE_CHECKING:
     pass
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
-    from harness.runner import TARGETS, TEST_TARGETS
-
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in TARGETS + TEST_TARGETS]
     if not names or unknown:
@@ -27,8 +30,6 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 def parse_encodings(text: str) -> tuple[str, ...]:
     """``json,binary`` -> ("json", "binary"): each a codec encoding, none twice."""
-    from targets.wire.codec import ENCODINGS
-
     names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
     unknown = [n for n in names if n not in ENCODINGS]
     if not names or unknown:
@@ -41,9 +42,6 @@ def parse_encodings(text: str) -> tuple[str, ...]:
 
 
 def parse_endpoint_option(text: str) -> tuple[str, str]:
-    from harness.runner import TARGETS, TEST_TARGETS
-    from targets.registry import parse_endpoint
-
     try:
         name, url = parse_endpoint(text)
     except ValueError as exc:
@@ -106,8 +104,6 @@ def _error_budget(part: str, value: str) -> float:
 
 
 def parse_protocols(text: str) -> tuple[str, ...]:
-    from harness.calibrate import PROTOCOLS
-
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     bad = [n for n in names if n not in PROTOCOLS]
     if not names or bad:

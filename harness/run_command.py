@@ -10,12 +10,26 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness import calibrate, encodings
+from harness.console import ConsoleObserver
+from harness.cpus import plan_cpus
 from harness.errors import UserError
-from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
+from harness.loadgen.launch import LocustLoadGenerator
+from harness.loadgen.simulated import SimulatedLoadGenerator
+from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT, parse_master
 from harness.options import default_out
+from harness.results import choose_out_dir
+from harness.runner import TARGETS, Runner, RunPlan
+from reports.console import print_run
+from reports.pricing import load_prices
+from reports.render import render_run_dir
 from reports.serverless import PLATFORM_INIT_MS
+from scenarios import catalogue
 from targets import registry
-from targets.bundles.user import label
+from targets.bundles.check import check_bundle
+from targets.bundles.user import file_spec, is_file_spec, label, model_spec, parse_shape
+from targets.errors import TargetError
+from targets.runtimes.container import DockerRuntime, client
 from targets.runtimes.cpuset import format_cpus
 from targets.wire import codec
 
@@ -31,8 +45,6 @@ EXIT_INVALID = 4
 
 def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str | None:
     """Where the master listens for remote workers (None: no remote workers)."""
-    from harness.loadgen.swarm.messages import parse_master
-
     if args.loadgen_remote_workers < 0:
         raise UserError("--loadgen-remote-workers must be 0 or more")
     if not args.loadgen_remote_workers:
@@ -66,8 +78,6 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
 
 def bundle_spec(args: argparse.Namespace) -> str:
     """The bundle spec --bundle, or --model with --handler and --input-shape, name."""
-    from targets.bundles.user import file_spec, is_file_spec, model_spec, parse_shape
-
     if args.model is None:
         if args.handler is not None or args.input_shape is not None:
             raise UserError("--handler and --input-shape go with --model PATH")
@@ -85,8 +95,6 @@ def bundle_spec(args: argparse.Namespace) -> str:
 def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str, ...]:
     """--encodings, checked: the encodings to compare, or () for one encoding (a list of
     one is --encoding)."""
-    from harness import encodings
-
     wires = tuple(getattr(args, "encodings", None) or ())
     if len(wires) < 2:
         if wires:
@@ -105,17 +113,11 @@ def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str
 
 
 def _result_names(args: argparse.Namespace) -> list[str]:
-    from harness import encodings
-
     wires = args.encodings or (args.encoding or "json",)
     return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cpus import plan_cpus
-    from harness.results import choose_out_dir
-    from harness.runner import TARGETS
-    from scenarios import catalogue
     endpoints = dict(args.endpoint)
     if len(endpoints) != len(args.endpoint):
         raise UserError("two --endpoint options have the same name")
@@ -156,8 +158,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, cpus.loadgen)
     try:
         # Before any folder is made or server started: a broken bundle costs nothing.
-        from targets.bundles.check import check_bundle
-
         checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
                                max_batch=args.max_batch)
         out_dir, moved = choose_out_dir(args.out or default_out(label(args.bundle)))
@@ -173,28 +173,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
          notes: list[str], checked: CheckedBundle) -> int:
-    from harness import calibrate
-    from harness.console import ConsoleObserver
-    from harness.loadgen.launch import LocustLoadGenerator
-    from harness.loadgen.simulated import SimulatedLoadGenerator
-    from harness.runner import Runner, RunPlan
-    from reports.console import print_run
-    from reports.pricing import load_prices
-    from reports.render import render_run_dir
-
     simulated = registry.simulated(args.targets)
     if simulated:
         print("note: --targets fake is deploybench's test target: a fixed service time under "
               "a simulated load; its figures measure no model and no server", file=sys.stderr)
     docker = None
     if args.runtime == "docker":
-        from targets.runtimes.container import DockerRuntime, client
 
         client()  # no engine: say so now, before anything starts
         docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
                                network=args.network)
         # The images, built or refreshed now, with a word, not inside the first start.
-        from targets.errors import TargetError
 
         try:
             docker.prepare([t for t in args.targets if t in registry.WITH_IMAGE],

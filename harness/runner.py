@@ -42,6 +42,7 @@ from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import registry
 from targets.bundles.check import CheckedBundle, check_bundle
+from targets.bundles.protocol import compare_predictions
 from targets.bundles.user import label
 from targets.errors import TargetError
 from targets.runtimes.process import LOCAL
@@ -296,8 +297,6 @@ class Runner:
     def _redeploys(self, target: Target, example: Any, expected: list[Any]) -> Redeploys:
         """N redeploys: a new model version handed to the running deployment, to its
         first good prediction from that version. The answer must be the bundle's."""
-        from targets.bundles.protocol import compare_predictions
-
         measure = getattr(target, "redeploy", None)
         if measure is None:
             return {"supported": False}
