@@ -9,6 +9,7 @@ is the one an external endpoint of the same protocol uses.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -131,8 +132,6 @@ class ServedTarget(TargetBase, Generic[C]):
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """Restart the server and time it from launch to its first good answer."""
-        import time
-
         self.stop()
         launched = time.perf_counter()
         self.start()  # returns once the health check passes
@@ -149,8 +148,6 @@ class ServedTarget(TargetBase, Generic[C]):
         (which keeps serving), timed from launch to its first prediction; then the old
         one is stopped and this target speaks to the new one. If the new one fails, it
         is stopped and the old one is kept, serving as before."""
-        import time
-
         old_server, old_port, old_startup = self._server, self.port, self.startup_s
         self._disconnect()
         self._server, self.port = None, None

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -158,8 +160,6 @@ def make_client(address: FunctionAddress, timeout_s: float, connections: int = 1
 
 def encode_event(batch: np.ndarray, encoding: str) -> bytes:
     """The direct-invocation event the handler takes (targets/awslambda/handler.py)."""
-    import numpy as np
-
     if encoding == "binary":
         data = np.ascontiguousarray(batch, dtype="<f4").tobytes()
         doc: dict[str, Any] = {"data": base64.b64encode(data).decode(),

@@ -4,9 +4,12 @@ loaded through its Function URL front door with the same requests as Flask."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import psutil
 
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.server import (
@@ -58,8 +61,6 @@ class LambdaTarget(HttpServedTarget):
         """Every environment the function may run, each with its memory size, as Lambda
         gives them (2 GB per CPU would OOM-kill environments from the ninth on), capped
         at this machine's memory."""
-        import psutil
-
         host = int(psutil.virtual_memory().total / 2**20)
         return min(host, self.concurrency * self.memory_mb)
 
@@ -90,8 +91,6 @@ class LambdaTarget(HttpServedTarget):
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """Kill every environment, then time one request through the Function URL."""
-        import time
-
         self.reset()
         body, headers = codec.encode_request(example, self.encoding)
         started = time.perf_counter()
@@ -108,8 +107,6 @@ class LambdaTarget(HttpServedTarget):
     def redeploy(self, example: np.ndarray) -> dict[str, Any]:
         """Update the function's code (its environments retired), then time one request
         through the Function URL: a new environment's Init and the invocation."""
-        import time
-
         body, headers = codec.encode_request(example, self.encoding)
         started = time.perf_counter()
         updated = self._admin("POST", "update-code")

@@ -18,11 +18,15 @@ the answers are checked the way the targets and the parity check will use them:
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from targets.bundles.protocol import PARITY_TOLERANCE, Prediction, compare_predictions
 from targets.bundles.resolve import get_bundle
@@ -76,8 +80,6 @@ class _Checker:
                             f"{describe_error(exc, self.folder)}") from exc
 
     def examples(self) -> list[np.ndarray]:
-        import numpy as np
-
         examples = self.call("example_requests", self.bundle.example_requests)
         if not isinstance(examples, list | tuple) or not examples:
             raise self.fail(f"example_requests() must return a non-empty list of arrays "
@@ -96,8 +98,6 @@ class _Checker:
 
     def serve(self, batch: np.ndarray, on: str) -> list[Prediction]:
         """preprocess, predict, postprocess as serve_batch runs them, each step named."""
-        import contextlib
-
         context: Any = contextlib.nullcontext()
         if getattr(self.bundle, "uses_torch", True):
             import torch
@@ -110,8 +110,6 @@ class _Checker:
         return self.predictions(predictions, len(batch), on)
 
     def predictions(self, got: Any, batch: int, on: str) -> list[Prediction]:
-        import math
-
         if not isinstance(got, list) or not all(isinstance(p, Prediction) for p in got):
             kind = type(got).__name__
             if isinstance(got, list) and got:
@@ -143,8 +141,6 @@ def check_bundle(spec: str, progress: Callable[[str], None] | None = None,
     problem and where it is, or return the loaded bundle with its reference answers.
     ``max_batch`` is the largest batch the servers will accept (``--max-batch``): with 1,
     batches are not tried."""
-    import numpy as np
-
     say = progress or (lambda text: None)
     started = time.perf_counter()
     bundle = get_bundle(spec)

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from targets.errors import RequestError
 
 if TYPE_CHECKING:
@@ -135,8 +137,6 @@ def softmax_predictions(outputs: torch.Tensor) -> list[Prediction]:
     """Logits of shape ``(batch, classes)`` to one Prediction per row: softmax and argmax
     in numpy on the float32 logits (for a handful of classes a few microseconds, where
     each torch call costs several)."""
-    import numpy as np
-
     values = outputs.detach().numpy().astype(np.float32, copy=False)
     shifted = np.exp(values - values.max(axis=1, keepdims=True))
     probs = shifted / shifted.sum(axis=1, keepdims=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import sys
+import sysconfig
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qs, urlencode
 
+import numpy as np
+
+from targets.bundles.protocol import BUILTIN_BUNDLES, ENCODINGS, softmax_predictions
 from targets.errors import BundleError
 from targets.files import sha256_file
 
@@ -94,8 +98,6 @@ def is_file_spec(spec: str) -> bool:
 
 def is_user_spec(spec: str) -> bool:
     """A bundle of the user's files (else a built-in's name)."""
-    from targets.bundles.protocol import BUILTIN_BUNDLES
-
     return spec not in BUILTIN_BUNDLES and (spec.startswith(MODEL_PREFIX)
                                             or is_file_spec(spec))
 
@@ -164,8 +166,6 @@ def model_spec_raw(model: Path, handler: Path | None,
 def _not_user_code() -> tuple[Path, ...]:
     """Folders whose frames are never the user's: the interpreter's, installed packages'
     and deploybench's own (a bundle next to a venv would otherwise point into torch)."""
-    import sysconfig
-
     here = Path(__file__).resolve().parents[2]
     places = {sys.prefix, sys.base_prefix, sys.exec_prefix,
               *(sysconfig.get_paths().get(k, "") for k in ("stdlib", "purelib", "platlib"))}
@@ -282,8 +282,6 @@ def _shape_of(value: Any, what: str) -> tuple[int, ...]:
 
 
 def file_bundle(path: Path, fresh: bool = False) -> Bundle:
-    from targets.bundles.protocol import ENCODINGS
-
     module = load_module(path, "bundle", fresh)
     factory = getattr(module, "make_bundle", None) or getattr(module, "Bundle", None)
     if not callable(factory):
@@ -361,7 +359,6 @@ class ModelBundle:
         if self._post is not None:
             predictions: list[Prediction] = self._post(outputs)
             return predictions
-        from targets.bundles.protocol import softmax_predictions
 
         shape = tuple(getattr(outputs, "shape", ()))
         if len(shape) != 2:
@@ -373,7 +370,6 @@ class ModelBundle:
         if self._examples is not None:
             examples: list[np.ndarray] = self._examples()
             return examples
-        import numpy as np
 
         rng = np.random.default_rng(EXAMPLE_SEED)
         return [rng.standard_normal((1, *self.input_shape)).astype(np.float32)

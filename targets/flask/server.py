@@ -14,9 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from gunicorn.app.base import BaseApplication
+
 from targets.bundles.user import label
 from targets.entrypoint import add_arguments as add_common_arguments
 from targets.entrypoint import exit_if_port_taken, prepare_server, set_torch_threads
+from targets.flask.app import create_app
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured on `digits` with
@@ -43,7 +46,6 @@ def serve(args: argparse.Namespace) -> None:
     exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
 
-    from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -68,8 +70,6 @@ def serve(args: argparse.Namespace) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            from targets.flask.app import create_app
-
             return create_app(args.bundle, setup.limits)
 
     print(setup.banner("flask", args), file=sys.stderr, flush=True)

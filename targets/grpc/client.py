@@ -15,6 +15,7 @@ import numpy as np
 from targets.base import ClientBase, Health, LoadSpec
 from targets.bundles.protocol import Prediction
 from targets.errors import TargetError
+from targets.grpc import predict_pb2
 
 if TYPE_CHECKING:
     import grpc
@@ -34,8 +35,6 @@ ENCODING = "protobuf: raw float32 bytes + shape"
 
 def encode_request(batch: np.ndarray) -> bytes:
     """A serialised PredictRequest for ``batch`` (float32, C order, little-endian)."""
-    from targets.grpc import predict_pb2
-
     data = np.ascontiguousarray(batch, dtype="<f4")
     message = predict_pb2.PredictRequest(data=data.tobytes(), shape=list(data.shape),
                                          dtype=predict_pb2.FLOAT32)
@@ -69,7 +68,9 @@ class GrpcClient(ClientBase):
 
     @property
     def stub(self) -> Any:
-        from targets.grpc import predict_pb2_grpc
+        # The generated stubs import gRPC's core, which a module importing this one may
+        # not start yet (banned-module-level-imports in pyproject.toml).
+        from targets.grpc import predict_pb2_grpc  # noqa: PLC0415
 
         if self._stub is None:
             self._stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
@@ -91,7 +92,6 @@ class GrpcClient(ClientBase):
     def server_pid(self) -> int | None:
         import grpc
 
-        from targets.grpc import predict_pb2
 
         try:
             info = self.stub.Info(predict_pb2.InfoRequest(), timeout=1.0)
@@ -106,7 +106,6 @@ class GrpcClient(ClientBase):
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         import grpc
 
-        from targets.grpc import predict_pb2
 
         request = predict_pb2.PredictRequest.FromString(encode_request(batch))
         try:

@@ -16,6 +16,7 @@ keeps serving.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import signal
 import sys
@@ -23,9 +24,13 @@ from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
-from targets.bundles.protocol import Prediction
+from targets.bundles.protocol import Prediction, serve_batch
+from targets.bundles.resolve import get_bundle
 from targets.entrypoint import ServerSetup, fork_workers, prepare_server, set_torch_threads
 from targets.entrypoint import add_arguments as add_common_arguments
+from targets.errors import RequestError
+from targets.grpc import predict_pb2
+from targets.grpc.decode import decode_predict_request
 from targets.wire import codec
 
 #: Threads in each server's pool, chosen by measurement (docs/methodology.md,
@@ -55,8 +60,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def response_message(predictions: list[Prediction]) -> Any:
     """The PredictResponse for ``predictions`` (the breakdown times this too)."""
-    from targets.grpc import predict_pb2
-
     return predict_pb2.PredictResponse(predictions=[
         predict_pb2.Prediction(label=p.label, probabilities=p.probabilities)
         for p in predictions
@@ -68,11 +71,6 @@ class Predictor:
     the two methods as plain functions (bytes or message in, message out)."""
 
     def __init__(self, bundle_name: str, limits: codec.Limits) -> None:
-        from targets.bundles.protocol import serve_batch
-        from targets.bundles.resolve import get_bundle
-        from targets.grpc import predict_pb2
-        from targets.grpc.decode import decode_predict_request
-
         self.bundle = get_bundle(bundle_name)
         self.bundle.load()
         self._serve, self._decode, self._pb2 = serve_batch, decode_predict_request, predict_pb2
@@ -107,7 +105,6 @@ def _status(exc: Exception) -> tuple[Any, str]:
     """The gRPC status code and message for a failed prediction."""
     import grpc
 
-    from targets.errors import RequestError
 
     if isinstance(exc, RequestError):
         return getattr(grpc.StatusCode, STATUS_CODES.get(exc.status, "INVALID_ARGUMENT")), \
@@ -171,8 +168,6 @@ async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits
     """The aio server until SIGTERM or SIGINT; the model runs on the event loop (it is
     CPU-bound and each server process has its CPU's worth of torch threads, so handing
     it to a thread would only add a hop). Returns the exit code."""
-    import asyncio
-
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
@@ -216,7 +211,6 @@ async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits
 def _serve_one(args: argparse.Namespace, setup: ServerSetup, reuse_port: bool) -> int:
     set_torch_threads(setup.torch_threads)
     if args.api == "aio":
-        import asyncio
 
         return asyncio.run(serve_aio(args.bundle, args.host, args.port, setup.limits,
                                      reuse_port))

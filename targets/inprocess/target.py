@@ -14,12 +14,18 @@ before any load: the path measured is the path checked.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec, TargetBase
 from targets.bundles.protocol import Bundle, serve_batch
 from targets.bundles.resolve import get_bundle
+from targets.errors import TargetError
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import child_env
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,11 +71,7 @@ class InProcessTarget(TargetBase):
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """A fresh Python process that loads the bundle and predicts once, timed whole."""
-        import subprocess
-        import sys
 
-        from targets.runtimes.cpuset import format_cpus
-        from targets.runtimes.process import child_env
 
         started = time.perf_counter()
         done = subprocess.run(  # pinned like the target; one torch thread
@@ -81,7 +83,6 @@ class InProcessTarget(TargetBase):
         )
         total = time.perf_counter() - started
         if done.returncode != 0:
-            from targets.errors import TargetError
 
             raise TargetError(f"in-process cold start failed: {done.stderr[-500:]}")
         return {"total_s": total, "definition": "a fresh Python process: interpreter start, "
@@ -92,8 +93,6 @@ class InProcessTarget(TargetBase):
         thread pinned to the target CPUs, with one torch thread as the in-process driver's
         threads have, so torch's pool on other CPUs does no part of it; torch is imported
         already, as in a running application)."""
-        import threading
-
         import torch
 
         outcome: dict[str, Any] = {}
@@ -118,7 +117,6 @@ class InProcessTarget(TargetBase):
         thread.join()
         torch.set_num_threads(previous_threads)
         if "error" in outcome:
-            from targets.errors import TargetError
 
             raise TargetError(f"in-process redeploy failed: {outcome['error']}")
         return {**outcome, "kind": "reload in the running process",

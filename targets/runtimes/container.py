@@ -25,6 +25,7 @@ a local wheelhouse), through the Docker Engine API (the ``docker`` SDK):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import shutil
 import socket
@@ -64,8 +65,6 @@ class DockerUnavailable(TargetError):
 def _sdk() -> Any:
     """The docker SDK (imported by name: the repository's docker/ folder of Dockerfiles
     would otherwise pass for it in type checks)."""
-    import importlib
-
     sdk = importlib.import_module("docker")
     if not hasattr(sdk, "from_env"):
         raise ImportError("the docker SDK is not installed")

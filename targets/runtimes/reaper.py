@@ -20,6 +20,8 @@ import time
 
 import psutil
 
+from targets.runtimes.container import INSTANCE_LABEL, client
+
 #: How often the owner is looked at: a container outlives a killed run by about this.
 POLL_S = 0.5
 
@@ -39,7 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     pid, start_time, instance = int(args[0]), float(args[1]), args[2]
-    from targets.runtimes.container import INSTANCE_LABEL, client
 
     engine = client()
     while owner_alive(pid, start_time):
