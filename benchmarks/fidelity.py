@@ -412,7 +412,9 @@ def part_flask(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]
 
 def part_grpc(args: argparse.Namespace, cpus: CpuPlan, work: Path) -> list[Row]:
     sys.path.insert(0, str(REFERENCE))
-    from plain_grpc import METHOD, messages  # type: ignore[import-not-found]
+    # The reference server is a script beside its siblings, not a package: importable
+    # only once its folder is on the path.
+    from plain_grpc import METHOD, messages  # type: ignore[import-not-found]  # noqa: PLC0415
 
     example = get_bundle(args.bundle).example_requests()[0]
     inp, _ = messages()

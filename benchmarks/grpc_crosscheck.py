@@ -28,6 +28,7 @@ from harness.loadgen.launch import LoadJob, LocustLoadGenerator
 from scenarios.catalogue import Scenario
 from targets.bundles.resolve import get_bundle
 from targets.flask.target import FlaskTarget
+from targets.grpc.client import CHANNEL_OPTIONS
 from targets.grpc.target import GrpcTarget
 
 
@@ -36,7 +37,6 @@ def plain_client(address: str, method: str, messages: list[bytes], users: int,
     """N threads, one channel each, closed loop; counts calls completed in the window."""
     import grpc
 
-    from targets.grpc.client import CHANNEL_OPTIONS
 
     counts = [0] * users
     errors = [0] * users

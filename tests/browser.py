@@ -145,7 +145,8 @@ class _Connection:
 
     def __init__(self, url: str) -> None:
         try:
-            import websocket
+            # Optional (the dev extras): without it, a clear error rather than an import's.
+            import websocket  # noqa: PLC0415
         except ImportError as exc:
             raise BrowserUnavailable(
                 "the websocket-client package is not installed; install the dev extras "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from targets.bundles.resolve import get_bundle
 from targets.files import CACHE_ENV
 
 
@@ -26,7 +27,6 @@ def bundle_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def digits(bundle_cache: Path):  # type: ignore[no-untyped-def]
-    from targets.bundles.resolve import get_bundle
 
     bundle = get_bundle("digits")
     bundle.load()

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.cpus import CpuPlan, default_split
+from targets.bundles.resolve import get_bundle
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +29,6 @@ def cpus() -> Iterator[CpuPlan]:
 
 @pytest.fixture(scope="session")
 def vision(bundle_cache):  # type: ignore[no-untyped-def]
-    from targets.bundles.resolve import get_bundle
 
     bundle = get_bundle("vision")
     bundle.load()

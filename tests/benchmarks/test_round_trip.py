@@ -9,17 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import torch
 
 from harness.cpus import CpuPlan
+from targets.awslambda.target import LambdaTarget
 from targets.bundles.protocol import serve_batch
+from targets.flask.target import FlaskTarget
+from targets.grpc.target import GrpcTarget
 
 pytestmark = pytest.mark.benchmark(group="round trip (digits, batch 1)")
 
 
 def test_inprocess(benchmark: Any, digits, cpus: CpuPlan) -> None:  # type: ignore[no-untyped-def]
     """The model called directly, on the target CPUs: the floor every deployment adds to."""
-    import torch
-
     example = digits.example_requests()[0]
     before, threads = os.sched_getaffinity(0), torch.get_num_threads()
     os.sched_setaffinity(0, cpus.target)
@@ -35,9 +37,6 @@ def test_inprocess(benchmark: Any, digits, cpus: CpuPlan) -> None:  # type: igno
 @pytest.fixture(scope="module", params=["flask-json", "flask-binary", "grpc", "lambda"])
 def served(request: pytest.FixtureRequest, cpus: CpuPlan,
            digits) -> Iterator[Any]:  # type: ignore[no-untyped-def]
-    from targets.awslambda.target import LambdaTarget
-    from targets.flask.target import FlaskTarget
-    from targets.grpc.target import GrpcTarget
 
     kind, _, encoding = request.param.partition("-")
     classes = {"flask": FlaskTarget, "grpc": GrpcTarget, "lambda": LambdaTarget}

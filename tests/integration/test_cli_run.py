@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -83,9 +85,6 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
 ])
 def test_stopping_the_run_leaves_no_process(tmp_path: Path, how: str, target: str,
                                             extra: list[str], running: list[str]) -> None:
-    import signal
-    import time
-
     out = tmp_path / "run"
     err_path = tmp_path / "stderr.txt"
     with err_path.open("wb") as err:

@@ -14,6 +14,8 @@ import pytest
 
 from harness.cpus import CpuPlan
 from reports.schema import RunDoc, load_run, read_samples
+from targets.flask.target import FlaskTarget
+from targets.runtimes.process import free_port
 from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
@@ -72,9 +74,6 @@ def test_workers_on_other_machines_join_by_hand(tmp_path: Path, cpus: CpuPlan) -
     """`--loadgen-remote-workers 1`: the master waits for a worker started by hand (here
     on this machine, as another machine's would be: `deploybench loadgen-worker`), which
     serves one target after another and exits after the run's last."""
-    from targets.flask.target import FlaskTarget
-    from targets.runtimes.process import free_port
-
     master = f"127.0.0.1:{free_port('127.0.0.1')}"
     out = tmp_path / "run"
     with FlaskTarget("digits", list(cpus.target), "json",

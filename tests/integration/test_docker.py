@@ -31,12 +31,15 @@ import psutil
 import pytest
 import yaml
 
+import docker  # the SDK, not the repository's docker/ folder (it has no __init__)
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
+from reports.schema import load_run
 from targets.awslambda.frontdoor import COLD_HEADER
 from targets.bundles.protocol import Prediction, serve_batch
 from targets.errors import TargetError
+from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD, GrpcClient
 from targets.grpc.client import encode_request as grpc_request
 from targets.runtimes.container import engine_problem
@@ -87,8 +90,6 @@ def engine() -> Iterator[Any]:
     if problem is not None:
         _unavailable(problem)
     try:
-        import docker  # the SDK, not the repository's docker/ folder (it has no __init__)
-
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # the SDK raises several kinds for "no engine"
@@ -347,9 +348,6 @@ def test_a_worker_in_a_container_joins_a_run(engine: Any, images: dict[str, Any]
     flask image, in a container of its own (its own PID namespace and file system, as on
     another machine), joins a run that waits for one remote worker; its samples are merged
     into that run's, and it exits by itself after the run's last target."""
-    from reports.schema import load_run
-    from targets.flask.target import FlaskTarget
-
     master = f"127.0.0.1:{free_port()}"
     out = tmp_path / "run"
     with FlaskTarget("digits", list(cpus.target), "json",

@@ -18,10 +18,15 @@ from pathlib import Path
 import pytest
 
 from harness.cpus import CpuPlan
+from harness.loadgen.analysis.serverless import summarize_invocations
 from reports.schema import RunDoc, load_run
+from targets.awslambda.client import InvokeClient
 from targets.awslambda.target import LambdaTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
+from targets.runtimes.external import ExternalTarget
+from targets.runtimes.process import free_port
+from tests.integration.stages import drive
 from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
@@ -74,8 +79,6 @@ def test_running_deployments_are_measured_without_being_started(
 
 
 def test_an_unreachable_endpoint_fails_that_target_only(tmp_path: Path) -> None:
-    from targets.runtimes.process import free_port
-
     out = tmp_path / "run"
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--bundle", "digits", "--scenario", "smoke",
@@ -142,11 +145,6 @@ def test_a_throttled_function_fails_calls_and_counts_them(
         tmp_path: Path, cpus: CpuPlan, digits) -> None:  # type: ignore[no-untyped-def]
     """Beyond its concurrency limit Lambda answers 429 TooManyRequestsException: a failed
     call (never retried: that would hide it), and a throttle in the platform's count."""
-    from harness.loadgen.analysis.serverless import summarize_invocations
-    from targets.awslambda.client import InvokeClient
-    from targets.runtimes.external import ExternalTarget
-    from tests.integration.stages import drive
-
     examples = digits.example_requests()[:8]
     with LambdaTarget("digits", list(cpus.target), "json", concurrency=1,
                       log_path=tmp_path / "lambda.log") as function:

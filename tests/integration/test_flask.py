@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,7 +14,10 @@ from harness.cpus import CpuPlan
 from harness.parity import check_parity
 from targets.bundles.protocol import serve_batch
 from targets.flask.target import FlaskTarget
+from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import ServerProcess, free_port
 from targets.wire import codec
+from targets.wire.httpclient import HttpClient
 
 pytestmark = pytest.mark.integration
 
@@ -83,11 +87,7 @@ def test_stop_leaves_no_process(cpus: CpuPlan, digits) -> None:  # type: ignore[
 
 def test_serve_command_runs_the_target_standalone(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
                                                   tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import sys
 
-    from targets.runtimes.cpuset import format_cpus
-    from targets.runtimes.process import ServerProcess, free_port
-    from targets.wire.httpclient import HttpClient
 
     port = free_port()
     server = ServerProcess(

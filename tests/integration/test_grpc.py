@@ -8,6 +8,9 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
@@ -42,10 +45,6 @@ def test_health_is_serving_for_the_server_and_the_service(server: GrpcTarget) ->
 
 
 def test_reflection_lists_the_service(server: GrpcTarget) -> None:
-    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-        ProtoReflectionDescriptorDatabase,
-    )
-
     database = ProtoReflectionDescriptorDatabase(server.client.channel)
     services = set(database.get_services())
     assert {"deploybench.v1.Predictor", "grpc.health.v1.Health"} <= services

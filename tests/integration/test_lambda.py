@@ -7,15 +7,19 @@ import base64
 import json
 import math
 import os
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import psutil
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.serverless import summarize_invocations
@@ -46,10 +50,6 @@ def function(cpus: CpuPlan, digits, tmp_path_factory: pytest.TempPathFactory  # 
 
 def boto3_client(url: str) -> Any:
     """AWS's own ``lambda`` client on the emulator's Invoke API: unsigned, no retries."""
-    import boto3
-    from botocore import UNSIGNED
-    from botocore.config import Config
-
     return boto3.client(
         "lambda", endpoint_url=url, region_name="us-east-1",
         config=Config(signature_version=UNSIGNED, read_timeout=120,
@@ -439,9 +439,6 @@ async def _while_busy(fn: LambdaFunction, act: Any) -> Any:
 
 
 def test_a_crash_mid_invocation_is_reported_not_hung(tmp_path: Path) -> None:
-    import os
-    import signal
-
     async def scenario() -> Any:
         fn = _function(tmp_path, extra_env={"DEPLOYBENCH_BUNDLE": "vision"})
         fn.start()

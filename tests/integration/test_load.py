@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.server
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
@@ -144,9 +146,6 @@ WRONG_ANSWERS = [
 @pytest.fixture
 def wrong_server() -> Iterator[str]:
     """Answers every request 200, with the bodies of WRONG_ANSWERS in turn."""
-    import http.server
-    import itertools
-
     bodies = itertools.cycle([body for body, _ in WRONG_ANSWERS])
 
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +15,18 @@ import numpy as np
 import pytest
 
 from harness.cpus import CpuPlan
+from harness.loadgen.analysis.stats import summarize_stage
 from harness.parity import check_parity
 from targets.bundles.null import ANSWER, NullBundle
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
+from targets.grpc.client import GrpcClient
 from targets.nullhttp.target import NullHttpTarget
 from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import ServerProcess, free_port
 from targets.wire import codec
+from tests.integration.stages import assert_two_workers_serve_and_stop, drive
 
 pytestmark = pytest.mark.integration
 
@@ -151,9 +156,6 @@ def test_other_bundles_are_refused(cpus: CpuPlan) -> None:
 
 def test_locust_stage_has_no_errors(server: NullHttpTarget, cpus: CpuPlan, null: NullBundle,
                                     tmp_path: Path) -> None:
-    from harness.loadgen.analysis.stats import summarize_stage
-    from tests.integration.stages import drive
-
     result = drive("null-http", server.load_spec(null.example_requests()), list(cpus.loadgen),
                    tmp_path)
     stage = summarize_stage(result.stages[0])
@@ -184,8 +186,6 @@ def test_pipelined_requests_in_one_write_are_answered_in_order(wire: Wire) -> No
 
 
 def test_a_request_split_across_reads_is_read_whole(wire: Wire) -> None:
-    import time
-
     request = _predict_request(b'{"inputs": [[1, 2, 3]]}') + HEALTH_REQUEST
     # Mid request line, mid header, between head and body, mid body, into the next one.
     cuts = [5, 30, request.index(b"\r\n\r\n") + 2, request.index(b"\r\n\r\n") + 4,
@@ -282,8 +282,6 @@ def test_expect_100_continue_is_answered(wire: Wire) -> None:
 
 
 def test_several_workers_share_the_port_and_all_stop(cpus: CpuPlan) -> None:
-    from tests.integration.stages import assert_two_workers_serve_and_stop
-
     target = NullHttpTarget("null", list(cpus.target), "json", workers=2)
 
     def answering_pid() -> int:
@@ -311,9 +309,6 @@ def test_taken_port_is_a_clear_error(server: NullHttpTarget) -> None:
 # -- the null bundle through a model server ---------------------------------------------
 def test_serve_grpc_with_the_null_bundle_answers(cpus: CpuPlan, null: NullBundle,
                                                  tmp_path: Path) -> None:
-    from targets.grpc.client import GrpcClient
-    from targets.runtimes.process import ServerProcess, free_port
-
     port = free_port()
     server = ServerProcess(
         [sys.executable, "-m", "harness", "serve", "grpc", "--bundle", "null",

@@ -3,6 +3,7 @@ good prediction from that version, the old version serving until then."""
 
 from __future__ import annotations
 
+import psutil
 import pytest
 
 from harness.cpus import CpuPlan
@@ -10,6 +11,7 @@ from targets.awslambda.frontdoor import COLD_HEADER
 from targets.awslambda.target import LambdaTarget
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
+from targets.errors import TargetError
 from targets.flask.target import FlaskTarget
 from targets.wire import codec
 
@@ -51,7 +53,6 @@ def test_served_redeploy_is_blue_green(cpus: CpuPlan, digits) -> None:  # type: 
         assert target.port != old_port
         assert target.health()
         assert target.predict(example) == serve_batch(bundle, example)
-        import psutil
 
         assert old_pid is not None
         assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
@@ -59,8 +60,6 @@ def test_served_redeploy_is_blue_green(cpus: CpuPlan, digits) -> None:  # type: 
 
 def test_a_failed_redeploy_keeps_the_old_server_serving(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
                                                         tmp_path) -> None:
-    from targets.errors import TargetError
-
     bundle = get_bundle("digits")
     bundle.load()
     example = bundle.example_requests()[0]

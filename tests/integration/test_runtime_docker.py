@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from reports.schema import load_run
 from targets.runtimes.container import (
@@ -25,6 +28,7 @@ from targets.runtimes.container import (
     owner_label,
     remove_orphans,
 )
+from tests.integration.test_user_bundle import HANDLER, TINY
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -104,9 +108,7 @@ def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
     """The user's model and handler live in two folders of the host: each is mounted
     read-only at its own path into every container, and the containers answer as the
     orchestrator's own copy does; a redeploy starts a second container beside the first."""
-    import torch
 
-    from tests.integration.test_user_bundle import HANDLER, TINY
 
     before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
     models, code = tmp_path / "models", tmp_path / "code"
@@ -169,8 +171,6 @@ def _run_until_its_container_starts(engine: object, tmp_path: Path
     """`deploybench run --runtime docker` of flask (smoke, --out tmp_path/run, stderr in
     tmp_path/stderr.txt), once its container exists: the process and that container's
     ID. The run is killed if its container never appears."""
-    import time
-
     before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
     with (tmp_path / "stderr.txt").open("wb") as err:
         proc = subprocess.Popen(
@@ -193,9 +193,6 @@ def _run_until_its_container_starts(engine: object, tmp_path: Path
 def test_a_run_killed_outright_leaves_no_container(engine: object, tmp_path: Path) -> None:
     """SIGKILL (or a second Ctrl-C) gives the orchestrator no time to stop anything: its
     servers die with it (PR_SET_PDEATHSIG), and each container's reaper removes it."""
-    import signal
-    import time
-
     proc, started = _run_until_its_container_starts(engine, tmp_path)
     try:
         proc.send_signal(signal.SIGKILL)
@@ -216,9 +213,6 @@ def test_an_interrupted_run_stops_its_container(engine: object, tmp_path: Path,
     """Ctrl-C or SIGTERM while a container serves: the container is stopped and removed
     by the time the run exits, which writes what it measured as partial and exits
     non-zero."""
-    import signal
-    import time
-
     proc, started = _run_until_its_container_starts(engine, tmp_path)
     try:
         time.sleep(3.0)  # starting, checking parity or under load: all must stop it

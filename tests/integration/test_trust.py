@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
 from harness.loadgen.analysis.validity import Rules
+from reports import decision, findings
+from reports.summary import decision_items
 from scenarios.catalogue import Scenario
+from targets.bundles.resolve import get_bundle
 from targets.nullhttp.target import NullHttpTarget
 from tests.integration.stages import drive, one_window
+from tests.unit import runs
 
 pytestmark = pytest.mark.integration
 
@@ -74,8 +79,6 @@ class StallIn:
 
 @pytest.fixture
 def examples() -> Any:
-    from targets.bundles.resolve import get_bundle
-
     return get_bundle("null").example_requests()
 
 
@@ -135,9 +138,6 @@ def test_a_stall_in_a_discarded_window_is_reported_not_lost(
     """The server freezes for 1 s in an early window; the stability rule leaves that
     window out of the steady state, and the stage still carries it: everything measured
     after the warm-up, the report's warning, and the decision's "steady state only"."""
-    from reports import decision, findings
-    from reports.summary import decision_items
-    from tests.unit import runs
 
     # 200 requests/s in 2 s windows, kept when the last 2 agree (p50 within a factor of
     # 3: the null server's sub-millisecond p50 is noisy, a frozen window's is not). The
@@ -197,8 +197,6 @@ def test_closed_loop_stability_windows_on_a_real_target(
 
 def test_calibrate_measures_and_saves_each_protocols_ceiling(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.cli import main
-
     tiny = tmp_path / "tiny.yaml"
     tiny.write_text("concurrency: [1, 8]\nwarmup_s: 0.3\nwindow_s: 1.0\nstability_windows: 1\n"
                     "max_windows: 1\ncooldown_s: 0.1\ndrain_timeout_s: 5\n")

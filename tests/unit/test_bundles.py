@@ -5,25 +5,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from targets import bundle
+from targets.bundles import protocol
 from targets.bundles.digits import MIN_ACCURACY, DigitsBundle
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import BundleError
+from targets.files import sha256_file
 
 
 def test_digits_is_accurate_and_cached_with_checksum(digits) -> None:  # type: ignore[no-untyped-def]
     info = digits.info()
     assert info["accuracy"] >= MIN_ACCURACY
     meta = json.loads(digits.meta_path.read_text())
-    from targets.files import sha256_file
 
     assert meta["sha256"] == sha256_file(digits.weights_path)
 
 
 def test_digits_training_is_deterministic(tmp_path: Path) -> None:
-    import torch
-
     a, b = DigitsBundle(tmp_path / "a"), DigitsBundle(tmp_path / "b")
     a.load()
     b.load()
@@ -86,9 +87,6 @@ def test_unknown_bundle_names_the_choices() -> None:
 def test_bundle_files_that_import_targets_bundle_keep_working() -> None:
     """Bundle files import ``targets.bundle`` (tests/fixtures/bundles/fixed_service.py
     does): the names there are the protocol's own."""
-    from targets import bundle
-    from targets.bundles import protocol
-
     for name in bundle.__all__:
         assert getattr(bundle, name) is getattr(protocol, name), name
     fixed = get_bundle(str(Path(__file__).parents[1] / "fixtures" / "bundles"

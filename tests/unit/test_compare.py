@@ -65,7 +65,6 @@ def scale(s: StageResult, metric: str, factor: float) -> None:
 def pair(base_run: RunDoc, tmp_path: Path) -> Callable[..., tuple[str, str]]:
     """Write A (the base run) and B (a copy, edited by ``edit``), both edited by ``both``
     first; return their folders."""
-
     def make(edit: Callable[[RunDoc], Any] | None = None,
              both: Callable[[RunDoc], Any] | None = None) -> tuple[str, str]:
         a, b = copy.deepcopy(base_run), copy.deepcopy(base_run)

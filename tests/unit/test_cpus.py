@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -45,8 +46,6 @@ def test_unavailable_cpu_is_refused() -> None:
 
 
 def test_given_side_leaves_the_rest_to_the_other() -> None:
-    import os
-
     allowed = sorted(os.sched_getaffinity(0))
     if len(allowed) < 2:
         pytest.skip("needs 2 CPUs")

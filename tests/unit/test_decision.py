@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from harness.options import parse_slo, parse_volume
+from harness.results import write_run
 from reports import costs, decision, loads
 from reports import objective as objectives
 from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
@@ -186,8 +187,6 @@ def test_defaults_are_stated() -> None:
 
 
 def test_single_target_report_renders(tmp_path: Path) -> None:
-    from harness.results import write_run
-
     write_run(tmp_path, runs.run([noisy("grpc", [1.0, 1.1, 0.9])]))
     md = render_run_dir(tmp_path).markdown.read_text()
     assert "Recommended: **grpc**" in md

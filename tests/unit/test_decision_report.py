@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 import pytest
 
 from harness.cli import main
@@ -73,8 +74,6 @@ def test_the_recommendation_follows_the_objective(tmp_path: Path,
 def coloured_pixels(png: bytes) -> int:
     """Pixels in colour (lines, bars, markers), not the white, grey or black of an empty
     frame with its axes, grid and labels."""
-    import matplotlib.image
-
     rgb = matplotlib.image.imread(io.BytesIO(png))[..., :3]
     return int(((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.25).sum())
 

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
+from harness.cli import main
 from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.resources import CpuReading
 from harness.loadgen.stagekit import StageError
-from harness.loadgen.swarm.master import RemoteControl
-from harness.loadgen.swarm.messages import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES
+from harness.loadgen.swarm.master import DistributedMeter, RemoteControl
+from harness.loadgen.swarm.messages import ARRAYS, DRAIN, DRAINED, RESET, SAMPLES, parse_master
 
 
 class FakeRunner:
@@ -85,8 +86,6 @@ def test_the_busiest_worker_or_the_shared_cores_set_the_load_generator_cpu() -> 
 def test_a_remote_workers_cpu_is_not_this_machines() -> None:
     """The shared-cores rule adds only the workers this machine runs; a worker elsewhere
     counts as itself (the busiest-worker rule)."""
-    from harness.loadgen.swarm.master import DistributedMeter
-
     control = SimpleNamespace(cpu_s={"here": (2.0, 1.0), "there": (7.0, 1.0)},
                               local_nodes=lambda: {"here"})
     meter = SimpleNamespace(cpu=lambda: CpuReading({}, 1.0))
@@ -106,16 +105,12 @@ def test_a_remote_workers_cpu_is_not_this_machines() -> None:
 def test_remote_workers_are_refused_where_they_cannot_work(
         argv: list[str], problem: str, capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
-    from harness.cli import main
-
     assert main(["run", "--out", str(tmp_path / "run"), *argv]) == 1
     assert problem in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # refused before anything started
 
 
 def test_master_addresses_parse() -> None:
-    from harness.loadgen.swarm.messages import parse_master
-
     assert parse_master("0.0.0.0:5557") == ("0.0.0.0", 5557)
     assert parse_master("[::1]:5557") == ("::1", 5557)
     for bad in ("5557", "host:", "host:99999", ":5557"):

@@ -10,6 +10,7 @@ from harness.results import write_run
 from reports import document, encodings, markdown
 from reports.blocks import Chart, Heading
 from reports.charts import render_all
+from reports.compare import compare
 from reports.render import render_run_dir
 from reports.schema import RunDoc, StageResult, TargetResult
 from tests.unit import runs
@@ -156,8 +157,6 @@ def test_rendered_files_have_the_section_and_its_chart(tmp_path: Path) -> None:
 
 
 def test_compare_points_at_a_result_renamed_by_encodings() -> None:
-    from reports.compare import compare
-
     single = runs.run([result("flask", "flask", "json", [1.30, 1.31, 1.29])])
     several = flask_pair([1.10, 1.11, 1.09])
     notes = compare(single, several).notes

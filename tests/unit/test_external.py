@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from targets.awslambda import invoke
 from targets.awslambda.client import InvokeClient
+from targets.awslambda.invoke import FunctionAddress, Invocation, parse_address, parse_report
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcTarget
@@ -61,8 +65,6 @@ def test_an_endpoint_may_not_take_a_built_in_name(capsys: pytest.CaptureFixture[
 # -- Lambda functions through the Invoke API ---------------------------------------------
 
 def test_lambda_addresses_parse() -> None:
-    from targets.awslambda.invoke import FunctionAddress, parse_address
-
     assert parse_address("lambda://eu-west-1/digits:prod") == \
         FunctionAddress("eu-west-1", "digits", "prod")
     assert parse_address("lambda://us-east-1/fn?endpoint=http://127.0.0.1:9000") == \
@@ -91,13 +93,10 @@ def test_bad_lambda_addresses_say_what_is_wrong(text: str, problem: str) -> None
 
 
 def _tail(*lines: str) -> str:
-    import base64
-
     return base64.b64encode("\n".join(lines).encode()).decode()
 
 
 def test_report_lines_are_read_as_aws_writes_them() -> None:
-    from targets.awslambda.invoke import parse_report
 
     # AWS's own format: tab-separated, a trailing tab, Init Duration on cold starts only.
     cold = ("REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34 ms\t"
@@ -114,8 +113,6 @@ def test_report_lines_are_read_as_aws_writes_them() -> None:
 
 
 def test_invocations_are_recorded_like_the_emulators() -> None:
-    from targets.awslambda.invoke import Invocation
-
     report = {"duration_ms": 2.5, "billed_ms": 3.0, "memory_mb": 512.0,
               "max_memory_used_mb": 90.0, "init_ms": 300.0}
     record = Invocation(b'{"predictions": []}', None, report, "id-1").record(100.0)
@@ -134,8 +131,6 @@ def test_invocations_are_recorded_like_the_emulators() -> None:
 def test_without_report_lines_a_function_has_no_cost(tmp_path: Path) -> None:
     """A log tail without REPORT (an emulator that returns none) means no billed duration:
     no platform figures, rather than a cost of zero."""
-    import json
-
     url = "lambda://eu-west-1/fn"
     target = ExternalTarget("fn", url, InvokeClient("fn", url, "json", records_dir=tmp_path))
     good = {"ts": 1.0, "outcome": "ok", "reported": True, "billed_ms": 3}
@@ -150,8 +145,6 @@ def test_without_report_lines_a_function_has_no_cost(tmp_path: Path) -> None:
 
 def test_no_credentials_and_no_endpoint_is_a_clear_error(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from targets.awslambda import invoke
-
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                  "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         monkeypatch.delenv(name, raising=False)

@@ -8,13 +8,16 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pytest
 
 from harness.results import write_run
-from reports import findings
+from reports import charts, decision, findings
 from reports.charts import CHARTS
+from reports.document import describe_line
 from reports.render import render_run_dir
 from reports.schema import ResultFileError, RunDoc, load_run
+from reports.summary import decision_items
 from scenarios.catalogue import Scenario
 from tests.unit import runs
 
@@ -120,9 +123,7 @@ def test_lambda_cost_on_shared_cpus_is_flagged(run_dir: Path, tmp_path: Path) ->
 
 def test_open_loop_stages_are_their_own_series_on_the_p99_chart(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import matplotlib.pyplot as plt
 
-    from reports import charts
 
     drawn: list[Any] = []
 
@@ -242,8 +243,6 @@ def test_a_run_without_calibration_says_the_check_was_skipped_and_how_to_make_on
 
 
 def test_a_container_run_shows_its_image_and_limits_in_the_report() -> None:
-    from reports.document import describe_line
-
     t: Any = runs.target("flask", [runs.stage(4, 900, 2.0, 5.0)])
     t["describe"].update({"runtime": "docker (host network)", "image":
                           "deploybench-flask:latest", "image_id": "sha256:0123abcd",
@@ -270,9 +269,6 @@ def stalled_stage(p99_all: float, max_all: float) -> Any:
 
 
 def test_a_stall_in_a_discarded_window_is_said_and_flags_the_decision() -> None:
-    from reports import decision
-    from reports.summary import decision_items
-
     run: Any = runs.run([runs.target("grpc", [stalled_stage(965.0, 1003.0)])])
     text = "\n".join(findings.warnings(run))
     assert "grpc at 4 users: a 1.0 s stall at 4.2 s into the measurement, in a window left " \

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from harness.runner import Runner, RunPlan
 from reports.document import summary_items
 from reports.schema import SCHEMA_VERSION, load_run, read_samples
 from scenarios.catalogue import Scenario
-from targets.bundles.protocol import Prediction
+from targets.bundles.protocol import Prediction, compare_predictions
+from targets.errors import TargetStartError
 from targets.fake import FakeTarget
 
 SCENARIO = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
@@ -107,8 +109,6 @@ def test_parity_mismatch_aborts_and_keeps_what_was_measured(tmp_path: Path) -> N
 
 class BrokenTarget(FakeTarget):
     def start(self) -> None:
-        from targets.errors import TargetStartError
-
         raise TargetStartError("would not start")
 
 
@@ -142,8 +142,6 @@ def test_out_dir_is_never_overwritten(tmp_path: Path) -> None:
 
 
 def test_parity_catches_nan_probabilities() -> None:
-    from targets.bundles.protocol import compare_predictions
-
     want = [Prediction(1, (0.1, 0.9))]
     problem, _ = compare_predictions(want, [Prediction(1, (float("nan"), 0.9))])
     assert problem is not None
@@ -151,8 +149,6 @@ def test_parity_catches_nan_probabilities() -> None:
 
 
 def test_cold_starts_are_measured_before_the_stages(tmp_path: Path) -> None:
-    from dataclasses import replace
-
     run_plan = replace(plan(tmp_path), scenario=replace(SCENARIO, cold_starts=3))
     run = Runner(run_plan, SimulatedLoadGenerator(), target_factory=fake_factory()).run()
     cold = run["targets"][0].get("cold_starts")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import re
+from argparse import ArgumentTypeError
 from pathlib import Path
 
 import pytest
 
+from harness.options import parse_slo
 from scenarios import catalogue
 from scenarios.catalogue import ScenarioError
 
@@ -153,9 +155,7 @@ def test_timeline_keys_are_checked(tmp_path: Path, text: str, key: str) -> None:
 
 
 def test_slo_parsing() -> None:
-    from argparse import ArgumentTypeError
 
-    from harness.options import parse_slo
 
     assert parse_slo("p99=50ms,rps=500") == {"p99": 50.0, "rps": 500.0}
     assert parse_slo("p99=0.2s") == {"p99": 200.0}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_iris
 
 from harness.cli import main
 from targets.bundles.check import check_bundle
@@ -21,6 +22,7 @@ from targets.bundles.user import (
     mount_dirs,
     parse_model_spec,
     parse_shape,
+    where,
 )
 from targets.errors import BundleError
 
@@ -155,8 +157,6 @@ def test_errors_point_at_the_bundle_not_at_torch_in_a_venv_beside_it(tmp_path: P
                                                                     ) -> None:
     """A bundle in a project folder that also holds the venv (here: "/", which holds
     everything): the line named is the bundle's, not torch's or deploybench's."""
-    from targets.bundles.user import where
-
     path = write(tmp_path, GOOD)
     bundle = get_bundle(str(path))
     bundle.load()
@@ -319,7 +319,6 @@ def test_init_bundle_writes_a_working_template(tmp_path: Path,
     checked = check_bundle(str(path))
     assert checked.bundle.name == "flowers"
     # Trained once, seeded: it classifies iris well (the template is a real example).
-    from sklearn.datasets import load_iris
 
     data = load_iris()
     batch = data.data.astype(np.float32)

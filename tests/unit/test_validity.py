@@ -23,6 +23,10 @@ from harness.loadgen.analysis.validity import (
 from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan
+from reports.document import summary_items
+from reports.objective import DEFAULT_SLO_P99_MS, latency_bounds, objective, sweep_p99_ms
+from reports.render import render_run_dir
+from reports.trials import estimate, groups, welch_p
 from scenarios.catalogue import Scenario, Sweep
 from targets.fake import FakeTarget
 
@@ -230,7 +234,6 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
     closed = run["targets"][0]["stages"]
     assert [s["concurrency"] for s in closed] == [1, 2, 4]
     assert "passed the SLO" in closed[-1]["sweep_stop"]
-    from reports.document import summary_items
 
     items = " ".join(summary_items(run))
     assert "**fake** sweep stopped after 4 users: p99 8 ms passed the SLO of 5 ms" in items
@@ -239,8 +242,6 @@ def test_sweep_stops_at_the_slo(tmp_path: Path) -> None:
 
 
 def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
-    from reports.objective import DEFAULT_SLO_P99_MS, latency_bounds, sweep_p99_ms
-
     assert sweep_p99_ms({}, None) == DEFAULT_SLO_P99_MS
     assert sweep_p99_ms({"rps": 500.0}, None) == DEFAULT_SLO_P99_MS
     assert latency_bounds({"rps": 500.0}, None) == ({"p99": DEFAULT_SLO_P99_MS}, True)
@@ -250,7 +251,6 @@ def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
 
 
 def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> None:
-    from reports.objective import DEFAULT_SLO_P99_MS, objective
 
     # 4 servers of 40 ms: p99 40 ms up to 4 users (100 req/s), 80 ms at 8, 160 ms at 16.
     sc = scenario(concurrency=(), window_s=20.0, sweep=Sweep(start=1, factor=2, max=64))
@@ -263,7 +263,6 @@ def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> 
     assert run["metadata"]["slo_p99_ms"] is None
     assert objective(run).latency_ms == {"p99": DEFAULT_SLO_P99_MS}
     # And the report says whose objective stopped the sweep.
-    from reports.document import summary_items
 
     items = " ".join(summary_items(run))
     assert "passed the SLO of 100 ms (the default objective; --slo sets another)" in items
@@ -290,8 +289,6 @@ def test_trials_repeat_every_stage(tmp_path: Path) -> None:
 
 
 def test_trial_statistics() -> None:
-    from reports.trials import estimate, welch_p
-
     e = estimate([100.0, 110.0, 120.0])
     assert e.median == 110.0
     assert e.mean == 110.0
@@ -308,8 +305,6 @@ def test_trial_statistics() -> None:
 
 
 def test_report_gives_trials_and_ties(tmp_path: Path) -> None:
-    from reports.render import render_run_dir
-
     run_fake(tmp_path, scenario(concurrency=(1, 4)), trials=3)
     md = render_run_dir(tmp_path).markdown.read_text()
     assert "## Trials" in md
@@ -317,8 +312,6 @@ def test_report_gives_trials_and_ties(tmp_path: Path) -> None:
 
 
 def test_trials_keep_sweep_steps_apart_from_fixed_levels(tmp_path: Path) -> None:
-    from reports.trials import groups
-
     sc = scenario(concurrency=(1,), sweep=Sweep(start=1, factor=2, max=2))
     run = run_fake(tmp_path, sc, trials=2)
     sizes = {key: len(stages) for key, stages in groups(run["targets"][0]).items()}
