@@ -98,7 +98,6 @@ class GrpcPredictUser(User):
         except grpc.RpcError as exc:
             failure = RuntimeError(f"{exc.code().name}: {exc.details()}")
         if failure is None:
-
             problem = answer_problem(
                 lambda: decode_response(PredictResponse.FromString(answer)), None)
             if problem is not None:

@@ -179,7 +179,6 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
               "a simulated load; its figures measure no model and no server", file=sys.stderr)
     docker = None
     if args.runtime == "docker":
-
         client()  # no engine: say so now, before anything starts
         docker = DockerRuntime(tag=args.image_tag, memory_mb=args.container_memory_mb,
                                network=args.network)

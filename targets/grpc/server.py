@@ -211,7 +211,6 @@ async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits
 def _serve_one(args: argparse.Namespace, setup: ServerSetup, reuse_port: bool) -> int:
     set_torch_threads(setup.torch_threads)
     if args.api == "aio":
-
         return asyncio.run(serve_aio(args.bundle, args.host, args.port, setup.limits,
                                      reuse_port))
     try:

@@ -83,7 +83,6 @@ class InProcessTarget(TargetBase):
         )
         total = time.perf_counter() - started
         if done.returncode != 0:
-
             raise TargetError(f"in-process cold start failed: {done.stderr[-500:]}")
         return {"total_s": total, "definition": "a fresh Python process: interpreter start, "
                                                 "imports, model load, first prediction"}
@@ -117,7 +116,6 @@ class InProcessTarget(TargetBase):
         thread.join()
         torch.set_num_threads(previous_threads)
         if "error" in outcome:
-
             raise TargetError(f"in-process redeploy failed: {outcome['error']}")
         return {**outcome, "kind": "reload in the running process",
                 "definition": "the running application loads the new model version and "

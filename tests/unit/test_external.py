@@ -97,7 +97,6 @@ def _tail(*lines: str) -> str:
 
 
 def test_report_lines_are_read_as_aws_writes_them() -> None:
-
     # AWS's own format: tab-separated, a trailing tab, Init Duration on cold starts only.
     cold = ("REPORT RequestId: 3604209a-e9a3-11e6-939a-754dd98c7be3\tDuration: 12.34 ms\t"
             "Billed Duration: 264 ms\tMemory Size: 1024 MB\tMax Memory Used: 183 MB\t"

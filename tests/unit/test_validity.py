@@ -251,7 +251,6 @@ def test_sweep_p99_falls_back_to_the_decisions_default() -> None:
 
 
 def test_sweep_without_an_slo_stops_at_the_decisions_default(tmp_path: Path) -> None:
-
     # 4 servers of 40 ms: p99 40 ms up to 4 users (100 req/s), 80 ms at 8, 160 ms at 16.
     sc = scenario(concurrency=(), window_s=20.0, sweep=Sweep(start=1, factor=2, max=64))
     run = run_fake(tmp_path, sc, capacity_=4, service_time_s=0.04)

@@ -83,7 +83,6 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
                   warmup_complete=raw.warmup_complete, rules=rules)
     timeline = None
     if raw.timeline is not None:  # judged per segment, with no stability rule
-
         timeline, why = summarize_timeline(raw, rules)
     stage: StageResult = {
         "mode": raw.mode,

@@ -38,7 +38,6 @@ def worker_main(master: str, cpus: list[int] | None, local: bool) -> int:
     master answers for Locust's connect timeout (5 minutes)."""
     host, port = parse_master(master)
     if local:
-
         die_with_parent()
     if cpus:
         os.sched_setaffinity(0, cpus)  # before Locust's import patches the process
