@@ -13,8 +13,8 @@ example requests as soon as the previous one is answered:
 Every answer is decoded and checked as the harness's users do it (one prediction per
 request row, a label among finite probabilities); one that is not counts as a failure.
 This is plain Locust for bringing the comparison up by hand: `deploybench run` uses its
-own users and listener (harness/loadgen/swarm/users/), which record every request's latency to the
-microsecond.
+own users and listener (harness/loadgen/swarm/users/), which record every request's latency
+to the microsecond.
 """
 
 from __future__ import annotations
@@ -25,19 +25,9 @@ import random
 import time
 from typing import Any, ClassVar
 
-import grpc
-import grpc.experimental.gevent as grpc_gevent
 from locust import FastHttpUser, User, constant, task
 
 from targets.bundles.resolve import get_bundle
-from targets.grpc.client import (
-    CHANNEL_OPTIONS,
-    PREDICT_METHOD,
-    TIMEOUT_S,
-    decode_response,
-    encode_request,
-)
-from targets.grpc.predict_pb2 import PredictResponse
 from targets.wire.codec import answer_problem, decode_predictions
 
 TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",
@@ -77,7 +67,9 @@ class GrpcPredictUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
+        import grpc
 
+        from targets.grpc.client import CHANNEL_OPTIONS, PREDICT_METHOD, encode_request
 
         self.messages = [encode_request(example) for example in EXAMPLES]
         self.channel = grpc.insecure_channel(self.host, options=CHANNEL_OPTIONS)
@@ -88,7 +80,9 @@ class GrpcPredictUser(User):
 
     @task
     def predict(self) -> None:
+        import grpc
 
+        from targets.grpc.client import TIMEOUT_S
 
         started = time.perf_counter()
         failure: Exception | None = None
@@ -98,6 +92,9 @@ class GrpcPredictUser(User):
         except grpc.RpcError as exc:
             failure = RuntimeError(f"{exc.code().name}: {exc.details()}")
         if failure is None:
+            from targets.grpc.client import decode_response
+            from targets.grpc.predict_pb2 import PredictResponse
+
             problem = answer_problem(
                 lambda: decode_response(PredictResponse.FromString(answer)), None)
             if problem is not None:
@@ -110,5 +107,6 @@ class GrpcPredictUser(User):
 
 if TARGET == "grpc":
     # Before any channel exists: without it gRPC's C core blocks the whole gevent loop.
+    import grpc.experimental.gevent as grpc_gevent
 
     grpc_gevent.init_gevent()

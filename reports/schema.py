@@ -212,7 +212,7 @@ def simulated_targets(run: RunDoc) -> list[str]:
     """The run's test targets (``--targets fake``): a fixed service time under a simulated
     load, no model and no server. Their figures must never pass for a measurement."""
     return [t["name"] for t in run["targets"]
-            if t["describe"].get("runtime") == "simulated"]
+            if (t.get("describe") or {}).get("runtime") == "simulated"]
 
 
 class RunDoc(TypedDict):

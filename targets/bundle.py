@@ -5,6 +5,7 @@ do, so this name stays. The definitions live in :mod:`targets.bundles.protocol`.
 """
 
 from targets.bundles.protocol import (
+    BUILTIN_BUNDLES,
     PARITY_TOLERANCE,
     Bundle,
     Prediction,
@@ -14,5 +15,5 @@ from targets.bundles.protocol import (
     softmax_predictions,
 )
 
-__all__ = ["PARITY_TOLERANCE", "Bundle", "Prediction", "TorchClassifier",
+__all__ = ["BUILTIN_BUNDLES", "PARITY_TOLERANCE", "Bundle", "Prediction", "TorchClassifier",
            "compare_predictions", "serve_batch", "softmax_predictions"]

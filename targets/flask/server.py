@@ -14,12 +14,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 from targets.bundles.user import label
 from targets.entrypoint import add_arguments as add_common_arguments
 from targets.entrypoint import exit_if_port_taken, prepare_server, set_torch_threads
-from targets.flask.app import create_app
 
 #: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured on `digits` with
@@ -45,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def serve(args: argparse.Namespace) -> None:
     exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
-
+    from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -70,6 +67,9 @@ def serve(args: argparse.Namespace) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
+            # Flask loads in each worker (after a gevent worker class has patched it).
+            from targets.flask.app import create_app  # noqa: PLC0415
+
             return create_app(args.bundle, setup.limits)
 
     print(setup.banner("flask", args), file=sys.stderr, flush=True)
