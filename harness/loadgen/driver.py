@@ -23,23 +23,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.loadgen.protocol import EXIT_PARITY, RESULT_FILE
+from harness.loadgen.protocol import EXIT_PARITY, RESULT_FILE, Plan
 
 #: Protocols of targets served by another process, reached over the network.
 SERVED = ("http", "grpc", "lambda-invoke")
 
 
-def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    spec = plan["spec"]
-    protocol = spec["protocol"]
+def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
+    protocol = plan.spec["protocol"]
     if protocol == "inprocess":
         from harness.loadgen import embedded
 
         return embedded.run(plan, out_dir)
     if protocol not in SERVED:
         raise SystemExit(f"driver: unknown protocol {protocol!r}")
-    workers = int(plan.get("loadgen_workers") or 1)
-    if workers > 1 or plan.get("remote_workers"):
+    workers = max(1, plan.loadgen_workers)
+    if workers > 1 or plan.remote_workers:
         from harness.loadgen.swarm import master
 
         return master.run_master(plan, out_dir, workers)
@@ -58,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     die_with_parent()
     plan_path = Path(args[0])
-    plan = json.loads(plan_path.read_text())
-    os.sched_setaffinity(0, plan["loadgen_cpus"])
+    plan = Plan.from_json(json.loads(plan_path.read_text()))
+    os.sched_setaffinity(0, plan.loadgen_cpus)
     # The in-process model's threads use one torch thread each; set before torch loads.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")

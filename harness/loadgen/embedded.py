@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.loadgen.handlers import AppControl, HandlerRecorder, ThreadOpenLoop
-from harness.loadgen.protocol import Program, Timing
+from harness.loadgen.protocol import Plan
 from harness.loadgen.resources import ResourceMeter
 from harness.loadgen.stagekit import StageError, emit
 from harness.loadgen.stages import StageRunner, run_trials
@@ -365,12 +365,12 @@ class Application:
             self.recorder.failed(error)
 
 
-def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     """The plan's stages against the embedded model; the driver's result document."""
-    spec = plan["spec"]
+    spec = plan.spec
     # Before torch is imported: the driver's own memory, not the model's.
     rss_before_model = ResourceMeter([]).memory().loadgen_rss_mb
-    app = Application(spec["bundle"], list(spec["cpus"]), plan.get("reference"))
+    app = Application(spec["bundle"], list(spec["cpus"]), plan.reference)
     extra: dict[str, Any] = {"load_s": app.load_s, "rss_before_model_mb": rss_before_model}
     try:
         if app.reference is not None:
@@ -383,12 +383,12 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     meter = ResourceMeter([], harness_cpu=app.harness_cpu_s)
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
     stages = StageRunner(app, app.control, app.recorder, meter, out_dir,
-                         max(1, len(spec["cpus"])), Timing.from_json(plan["timing"]))
+                         max(1, len(spec["cpus"])), plan.timing)
     # The handler runs in this thread between two bytecodes, possibly while it holds the
     # stop event's lock: the event is set from a thread of its own.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
         target=stages.terminate, name="deploybench-sigterm", daemon=True).start())
-    error = run_trials(stages, Program.from_json(plan["program"]))
+    error = run_trials(stages, plan.program)
     app.stop()
     result: dict[str, Any] = {"stages": stages.reports(), "target_in_loadgen": True, **extra}
     if error is not None:

@@ -30,6 +30,7 @@ from harness.loadgen.protocol import (
     PLAN_FILE,
     REMOTE_CONNECT_TIMEOUT_S,
     RESULT_FILE,
+    Plan,
     Program,
     RawStage,
     Timing,
@@ -126,7 +127,7 @@ def load_budget_s(scenario: Scenario) -> float:
     return stage_budget_s(scenario) * others + timeline_budget_s(scenario)
 
 
-def plan_document(job: LoadJob) -> dict[str, Any]:
+def plan_document(job: LoadJob) -> Plan:
     spec = job.spec
     wire: dict[str, Any] = {k: v for k, v in spec.items() if k != "payloads"}
     if "payloads" in spec:
@@ -137,24 +138,15 @@ def plan_document(job: LoadJob) -> dict[str, Any]:
     wire["max_inflight"] = job.scenario.max_inflight
     if job.answers is not None:
         wire["answers"] = [list(shape) for shape in job.answers]
-    plan: dict[str, Any] = {
-        "spec": wire,
-        "timing": Timing.from_scenario(job.scenario).to_json(),
-        "program": Program.from_scenario(job.scenario, job.trials, job.slo_p99_ms).to_json(),
-        "loadgen_cpus": job.loadgen_cpus,
-        "loadgen_workers": job.loadgen_workers,
-        "remote_workers": job.remote_workers,
-        "master": job.master,
-        "final": job.final,
-        "target": job.target,
-        "log_dir": str(job.log_path.parent),
-    }
-    if job.reference is not None:
-        plan["reference"] = [
-            [{"label": p.label, "probabilities": list(p.probabilities)} for p in preds]
-            for preds in job.reference
-        ]
-    return plan
+    reference = None if job.reference is None else [
+        [{"label": p.label, "probabilities": list(p.probabilities)} for p in preds]
+        for preds in job.reference]
+    return Plan(
+        spec=wire, timing=Timing.from_scenario(job.scenario),
+        program=Program.from_scenario(job.scenario, job.trials, job.slo_p99_ms),
+        loadgen_cpus=tuple(job.loadgen_cpus), loadgen_workers=job.loadgen_workers,
+        remote_workers=job.remote_workers, master=job.master, final=job.final,
+        target=job.target, log_dir=str(job.log_path.parent), reference=reference)
 
 
 class LocustLoadGenerator:
@@ -170,7 +162,7 @@ class LocustLoadGenerator:
 
     def _run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
         plan_path = job.work_dir / PLAN_FILE
-        plan_path.write_text(json.dumps(plan_document(job)))
+        plan_path.write_text(json.dumps(plan_document(job).to_json()))
         scenario = job.scenario
         budget = (DRIVER_SLACK_S + load_budget_s(scenario) * job.trials
                   + (REMOTE_CONNECT_TIMEOUT_S if job.remote_workers else 0.0))

@@ -173,6 +173,52 @@ def timeline_budget_s(scenario: Scenario) -> float:
             + scenario.drain_timeout_s + SPAWN_SLACK_S * len(scenario.timeline))
 
 
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """Everything the orchestrator hands the load generator (``plan.json``), read back
+    whole by the load generator's process; the master sends it on to its workers
+    (:meth:`for_workers`)."""
+
+    #: The target's load spec (targets.base.LoadSpec, bodies base64 as ``body_b64``), with
+    #: the open loop's in-flight bound and each example's expected answer shape.
+    spec: dict[str, Any]
+    timing: Timing
+    program: Program
+    loadgen_cpus: tuple[int, ...]
+    #: Locust worker processes on this machine (1: none, one process), workers started
+    #: elsewhere that the master waits for, and where it listens for them (HOST:PORT).
+    loadgen_workers: int = 1
+    remote_workers: int = 0
+    master: str | None = None
+    #: The run's last job: workers started by hand exit after it.
+    final: bool = True
+    target: str = "target"
+    #: Where the workers' logs go (None: beside the plan).
+    log_dir: str | None = None
+    #: In-process: the predictions its parity is checked against, per example
+    #: ({"label", "probabilities"}); None for the other targets.
+    reference: list[list[dict[str, Any]]] | None = None
+
+    def for_workers(self) -> Plan:
+        """The plan as a worker needs it (the parity reference stays with the master)."""
+        return dataclasses.replace(self, reference=None)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out.update(timing=self.timing.to_json(), program=self.program.to_json(),
+                   loadgen_cpus=list(self.loadgen_cpus))
+        return out
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Plan:
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in doc.items() if k in known}
+        fields.update(timing=Timing.from_json(doc["timing"]),
+                      program=Program.from_json(doc["program"]),
+                      loadgen_cpus=tuple(doc["loadgen_cpus"]))
+        return cls(**fields)
+
+
 class QuickFigures(TypedDict):
     """The load generator's own figures of a stage's window, for the sweep's stopping rule
     and the capacity (the orchestrator recomputes every figure from the samples)."""
@@ -189,7 +235,7 @@ class QuickFigures(TypedDict):
     loadgen_busy: NotRequired[bool]
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class StageReport:
     """One stage as the load generator reports it: written to ``partial.json`` and
     ``result.json`` (:meth:`to_json`), its raw samples in ``stage-N.npz`` beside them
@@ -289,7 +335,7 @@ class StageReport:
         return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
 
-@dataclass(kw_only=True)
+@dataclass(frozen=True, kw_only=True)
 class RawStage(StageReport):
     """A stage as the orchestrator reads it back: the report and its raw samples, one
     array entry per request (sent in the warm-up, the windows or the cool-down)."""

@@ -13,6 +13,7 @@ passes, so statistics and reports can be tested exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,12 +84,11 @@ class _Simulation:
         if sweep is None:
             return done
         for n in sweep.levels:
-            raw = self.stage(n, None, trial, sweep=True)
-            done.append(_figures(raw))
-            raw.sweep_stop = sweep_should_stop(done, sweep.min_gain, sweep.patience,
-                                               self.job.slo_p99_ms,
-                                               self.scenario.max_error_rate)
-            if raw.sweep_stop is not None:
+            done.append(_figures(self.stage(n, None, trial, sweep=True)))
+            stop = sweep_should_stop(done, sweep.min_gain, sweep.patience,
+                                     self.job.slo_p99_ms, self.scenario.max_error_rate)
+            if stop is not None:
+                self.stages[-1] = dataclasses.replace(self.stages[-1], sweep_stop=stop)
                 break
         return done
 

@@ -50,7 +50,7 @@ def run_program(stages: StageRunner, program: Program, trial: int) -> None:
             stop = sweep_should_stop(done, sweep.min_gain, sweep.patience,
                                      program.slo_p99_ms, program.max_error_rate)
             if stop is not None:
-                stage.sweep_stop = stop
+                stages.mark_sweep_stop(stop)
                 emit("sweep", reason=stop)
                 break
         closed.extend(done)
@@ -107,23 +107,31 @@ class StageRunner(StageContext):
         return self._stage(program.segments[0].users, None, trial,
                            {"mode": "timeline"}, timeline=program)
 
+    def mark_sweep_stop(self, reason: str) -> None:
+        """The last stage is where the sweep stopped, and why."""
+        self.results[-1] = dataclasses.replace(self.results[-1], sweep_stop=reason)
+        self._write_partial()
+
+    def _write_partial(self) -> None:
+        atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.reports()})
+
     def _stage(self, users: int, loop: Any, trial: int, info: dict[str, Any],
                timeline: TimelinePlan | None = None) -> StageReport:
         if self.stop.is_set():
             raise StageInterrupted
         index = len(self.results)
         label = info.get("rate") if loop is not None else users
-        result = _run_stage(self, index, users, loop, label, timeline)
-        result = dataclasses.replace(result, **info, trial=trial)
+        measured = _run_stage(self, index, users, loop, label, timeline)
+        ran = {**info, "trial": trial}
         worker_samples = getattr(self.control, "worker_samples", None)
         if worker_samples is not None:  # --loadgen-workers: each worker's own count
-            result.worker_samples = worker_samples()
+            ran["worker_samples"] = worker_samples()
         if loop is not None:
-            result.concurrency = None
-            result.max_inflight = loop.max_inflight
-            result.late_tolerance_ms = self.timing.late_tolerance_ms
+            ran.update(concurrency=None, max_inflight=loop.max_inflight,
+                       late_tolerance_ms=self.timing.late_tolerance_ms)
+        result = dataclasses.replace(measured, **ran)
         self.results.append(result)
-        atomic_write_json(self.out_dir / PARTIAL_FILE, {"stages": self.reports()})
+        self._write_partial()
         if result.interrupted:  # kept above, marked; no later stage runs
             raise StageInterrupted
         died = result.target_died_at
@@ -166,10 +174,8 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
             result = _run_watched_stage(ctx, index, users, loop, where, watch)
     finally:
         watch.stop()
-    result.stage_started_at = stage_started_at
-    result.target_died_at = watch.died_at
-    result.dead_pids = list(watch.dead)
-    return result
+    return dataclasses.replace(result, stage_started_at=stage_started_at,
+                               target_died_at=watch.died_at, dead_pids=list(watch.dead))
 
 
 @dataclasses.dataclass

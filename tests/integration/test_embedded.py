@@ -169,7 +169,7 @@ def test_no_locust_or_gevent_in_the_application(cpus: CpuPlan, tmp_path: Path) -
                   scenario=one_window(concurrency=(1,), window_s=0.5, warmup_s=0.1),
                   loadgen_cpus=list(cpus.loadgen), work_dir=tmp_path, log_path=tmp_path / "l")
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps(plan_document(job)))
+    plan.write_text(json.dumps(plan_document(job).to_json()))
     done = subprocess.run([sys.executable, str(probe), str(plan)], capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

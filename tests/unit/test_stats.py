@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -106,7 +108,7 @@ def test_cpu_per_request_from_cpu_seconds() -> None:
 def test_a_stage_the_target_died_in_is_invalid_and_says_when() -> None:
     raw = _raw([11.0, 12.0, 13.0], [1.0, 1.0, 1.0], [True, False, False])
     assert "target_died_at" not in summarize_stage(raw)
-    raw.target_died_at = 11.5
+    raw = dataclasses.replace(raw, target_died_at=11.5)
     stage = summarize_stage(raw)
     assert stage["target_died_at"] == 11.5
     assert not stage["valid"]

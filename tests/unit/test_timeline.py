@@ -225,7 +225,7 @@ def test_every_rule_is_checked_per_segment() -> None:
     in_burst = np.flatnonzero((raw.start_s >= burst["start"]) & (raw.start_s < burst["end"]))
     raw.ok[in_burst[:400]] = False
     burst["loadgen_cpu_percent"] = 97.0
-    raw.warmup_complete = False
+    raw = dataclasses.replace(raw, warmup_complete=False)
     stage = summarize_stage(raw, Rules(max_error_rate=0.01))
     assert not stage["valid"]
     reasons = stage["reasons"]
@@ -241,8 +241,8 @@ def test_a_timeline_cut_short_by_a_dying_target_is_invalid() -> None:
     raw = _raw()
     assert raw.timeline is not None
     raw.timeline["segments"] = raw.timeline["segments"][:2]
-    raw.window_end = raw.timeline["segments"][-1]["end"]
-    raw.target_died_at = raw.window_end
+    end = raw.timeline["segments"][-1]["end"]
+    raw = dataclasses.replace(raw, window_end=end, target_died_at=end)
     stage = summarize_stage(raw)
     assert not stage["valid"]
     assert "the timeline stopped after 2 of its 3 segments" in stage["reasons"]

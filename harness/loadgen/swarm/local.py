@@ -10,7 +10,7 @@ from locust.env import Environment
 from locust.event import Events
 
 from harness.loadgen.control import LoadControl
-from harness.loadgen.protocol import Program, Timing
+from harness.loadgen.protocol import Plan
 from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.resources import ResourceMeter
 from harness.loadgen.stagekit import emit
@@ -19,9 +19,9 @@ from harness.loadgen.swarm.engine import LocustEngine, on_sigterm
 from harness.loadgen.swarm.users import build_user
 
 
-def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     """Run the plan's stages with one Locust runner in this process."""
-    spec = plan["spec"]
+    spec = plan.spec
     control = LoadControl()
     user_class = build_user(spec, control)
     meter = ResourceMeter(list(spec.get("watch_pids", [])))
@@ -33,9 +33,9 @@ def run(plan: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     emit("ready")
 
     stages = StageRunner(LocustEngine(env, runner), control, recorder, meter, out_dir,
-                         max(1, len(spec["cpus"])), Timing.from_json(plan["timing"]))
+                         max(1, len(spec["cpus"])), plan.timing)
     stages.signal_handler = on_sigterm(stages)
-    error = run_trials(stages, Program.from_json(plan["program"]))
+    error = run_trials(stages, plan.program)
     runner.quit()
     result: dict[str, Any] = {"stages": stages.reports(), "target_in_loadgen": False}
     if error is not None:

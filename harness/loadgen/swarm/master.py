@@ -46,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.loadgen.protocol import REMOTE_CONNECT_TIMEOUT_S, Program, Timing
+from harness.loadgen.protocol import REMOTE_CONNECT_TIMEOUT_S, Plan
 from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.resources import CpuReading, ResourceMeter
 from harness.loadgen.stagekit import StageError, emit
@@ -211,20 +211,20 @@ class DistributedMeter:
         return list(self.meter.dead())
 
 
-def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, Any]:
+def run_master(plan: Plan, out_dir: Path, workers: int) -> dict[str, Any]:
     """Drive the plan's stages through ``workers`` local worker processes, plus
-    ``plan["remote_workers"]`` started elsewhere (``deploybench loadgen-worker``)."""
+    ``plan.remote_workers`` started elsewhere (``deploybench loadgen-worker``)."""
     from locust.env import Environment
     from locust.event import Events
 
     # Locust's engine imports gevent and Locust: only here, in the load generator.
     from harness.loadgen.swarm.engine import LocustEngine, on_sigterm
 
-    spec = plan["spec"]
-    remote = int(plan.get("remote_workers") or 0)
+    spec = plan.spec
+    remote = plan.remote_workers
     expected = workers + remote
-    if plan.get("master"):
-        host, port = parse_master(plan["master"])
+    if plan.master:
+        host, port = parse_master(plan.master)
     else:
         host, port = "127.0.0.1", free_port("127.0.0.1")
     info: dict[str, Any] = {"loadgen_workers": workers, "loadgen_remote_workers": remote,
@@ -238,20 +238,19 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         return {"stages": [], "error": f"cannot listen for load-generator workers on "
                                        f"{host}:{port}: {exc}", **info}
     control = RemoteControl(runner, expected, recorder,
-                            Timing.from_json(plan["timing"]).drain_timeout_s)
+                            plan.timing.drain_timeout_s)
     meter = DistributedMeter(ResourceMeter(list(spec.get("watch_pids", []))), control)
-    log_dir = Path(plan.get("log_dir") or out_dir)
+    log_dir = Path(plan.log_dir or out_dir)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs = _start_workers(plan, host, port, workers, log_dir)
+        _start_workers(procs, plan, host, port, workers, log_dir)
         _await_workers(runner, procs, expected, remote, f"{host}:{port}", log_dir)
         clients = sorted(runner.clients)
         if len(clients) > expected:
             raise StageError(f"{len(clients)} load-generator workers connected to "
                              f"{host}:{port}, {expected} expected: stop the extra ones")
         # Every worker builds its users from the plan before any is asked to spawn one.
-        worker_plan = {k: v for k, v in plan.items() if k != "reference"}
-        if not _send_plan(runner, control, clients, worker_plan):
+        if not _send_plan(runner, control, clients, plan.for_workers().to_json()):
             raise StageError(f"{expected - len(control.ready)} of {expected} load-generator "
                              f"workers did not take the plan within {PLAN_TIMEOUT_S:.0f} s")
         info["workers"] = [control.ready[c] for c in clients]
@@ -259,10 +258,10 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         # No cross-check: the master's Locust stats lag the workers' reports.
         stages = StageRunner(LocustEngine(env, runner, crosscheck=False), control, recorder,
                              meter, out_dir, max(1, len(spec["cpus"])),
-                             Timing.from_json(plan["timing"]))
-        stages.loadgen_cores = max(1, len(plan["loadgen_cpus"]))
+                             plan.timing)
+        stages.loadgen_cores = max(1, len(plan.loadgen_cpus))
         stages.signal_handler = on_sigterm(stages)
-        error = run_trials(stages, Program.from_json(plan["program"]))
+        error = run_trials(stages, plan.program)
         if error is not None:
             info["error"] = error
         return {"stages": stages.reports(), "target_in_loadgen": False, **info}
@@ -274,14 +273,14 @@ def run_master(plan: dict[str, Any], out_dir: Path, workers: int) -> dict[str, A
         _stop_workers(procs)
 
 
-def _start_workers(plan: dict[str, Any], host: str, port: int, workers: int, log_dir: Path
-                   ) -> list[subprocess.Popen[bytes]]:
-    """This machine's worker processes, each logging to its own file."""
+def _start_workers(procs: list[subprocess.Popen[bytes]], plan: Plan, host: str, port: int,
+                   workers: int, log_dir: Path) -> None:
+    """This machine's worker processes, each logging to its own file, appended to
+    ``procs`` as each starts (so those started are stopped even if a later one fails)."""
     local_host = "127.0.0.1" if host in ("0.0.0.0", "*", "::") else host
-    cpus = ",".join(str(c) for c in plan["loadgen_cpus"])
-    procs = []
+    cpus = ",".join(str(c) for c in plan.loadgen_cpus)
     for i in range(workers):
-        path = log_dir / f"loadgen-{plan.get('target', 'target')}-worker-{i}.log"
+        path = log_dir / f"loadgen-{plan.target}-worker-{i}.log"
         with path.open("ab") as log:
             # child_env: each worker dies with this driver (PR_SET_PDEATHSIG).
             procs.append(subprocess.Popen(
@@ -289,7 +288,6 @@ def _start_workers(plan: dict[str, Any], host: str, port: int, workers: int, log
                  f"{local_host}:{port}", "--cpus", cpus, "--local"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 env=child_env({"PYTHONUNBUFFERED": "1"}), start_new_session=True))
-    return procs
 
 
 def _await_workers(runner: Any, procs: list[subprocess.Popen[bytes]], expected: int,

@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 
 from harness.loadgen.control import LoadControl
+from harness.loadgen.protocol import Plan
 from harness.loadgen.recorder import SampleRecorder
 from harness.loadgen.stagekit import wait_until
 from harness.loadgen.swarm.messages import (
@@ -119,9 +120,9 @@ class _Job:
 
         if self.pumps:  # the master sent it again before our READY reached it: taken already
             return
-        plan = msg.data["plan"]
-        self.index, self.final = int(msg.data["index"]), bool(plan.get("final", True))
-        self.env.user_classes = [build_user(plan["spec"], self.control)]
+        plan = Plan.from_json(msg.data["plan"])
+        self.index, self.final = int(msg.data["index"]), plan.final
+        self.env.user_classes = [build_user(plan.spec, self.control)]
         self.runner.send_message(READY, {"index": self.index, "host": socket.gethostname(),
                                          "pid": os.getpid(), "local": self.local,
                                          "at": time.time()})
