@@ -1,6 +1,7 @@
 """Locust as the stage loop's engine (:class:`harness.loadgen.stagekit.Engine`): users are
 greenlets, waits are gevent's, and Locust's own statistics are kept per window as a
-cross-check of the harness's raw samples. Imported only inside a Locust process."""
+cross-check of the harness's raw samples. Imported only inside a Locust process (the
+driver's local run and the master), so gevent and Locust are imported at its top."""
 
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ import contextlib
 import signal
 from collections.abc import Callable, Iterator
 from typing import Any
+
+import gevent
+from gevent.event import Event
+from locust.stats import StatsEntry
 
 from harness.loadgen.stages import StageRunner
 from harness.loadgen.swarm.openloop import OpenLoop
@@ -67,18 +72,12 @@ class LocustEngine:
         self._users = 0
 
     def sleep(self, seconds: float) -> None:
-        import gevent
-
         gevent.sleep(seconds)
 
     def event(self) -> Any:
-        from gevent.event import Event
-
         return Event()
 
     def spawn(self, fn: Callable[[], None]) -> Any:
-        import gevent
-
         return gevent.spawn(fn)
 
     def open_loop(self, rate: float, arrival: str, max_inflight: int, seed: int) -> Any:
@@ -104,8 +103,6 @@ class LocustEngine:
         """Locust's own figures over the kept windows (its histograms merge exactly)."""
         if not windows:
             return {}
-        from locust.stats import StatsEntry
-
         total = StatsEntry.unserialize(windows[0], self.env.stats)
         for data in windows[1:]:
             total.extend(StatsEntry.unserialize(data, self.env.stats))
@@ -118,6 +115,4 @@ class LocustEngine:
 def on_sigterm(stages: StageRunner) -> Any:
     """SIGTERM ends the stage under way (gevent's handler runs in the event loop); keep
     the returned handle while the stages run."""
-    import gevent
-
     return gevent.signal_handler(signal.SIGTERM, stages.terminate)
