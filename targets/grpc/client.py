@@ -33,12 +33,16 @@ TIMEOUT_S = 30.0
 ENCODING = "protobuf: raw float32 bytes + shape"
 
 
-def encode_request(batch: np.ndarray) -> bytes:
-    """A serialised PredictRequest for ``batch`` (float32, C order, little-endian)."""
+def request_message(batch: np.ndarray) -> Any:
+    """The PredictRequest for ``batch`` (float32, C order, little-endian)."""
     data = np.ascontiguousarray(batch, dtype="<f4")
-    message = predict_pb2.PredictRequest(data=data.tobytes(), shape=list(data.shape),
-                                         dtype=predict_pb2.FLOAT32)
-    out: bytes = message.SerializeToString()
+    return predict_pb2.PredictRequest(data=data.tobytes(), shape=list(data.shape),
+                                      dtype=predict_pb2.FLOAT32)
+
+
+def encode_request(batch: np.ndarray) -> bytes:
+    """A serialised PredictRequest for ``batch``."""
+    out: bytes = request_message(batch).SerializeToString()
     return out
 
 
@@ -68,11 +72,11 @@ class GrpcClient(ClientBase):
 
     @property
     def stub(self) -> Any:
-        # The generated stubs import gRPC's core, which a module importing this one may
-        # not start yet (banned-module-level-imports in pyproject.toml).
-        from targets.grpc import predict_pb2_grpc  # noqa: PLC0415
-
         if self._stub is None:
+            # The generated stubs import gRPC's core, which a module importing this one
+            # may not start yet (banned-module-level-imports in pyproject.toml).
+            from targets.grpc import predict_pb2_grpc  # noqa: PLC0415
+
             self._stub = predict_pb2_grpc.PredictorStub(self.channel)  # type: ignore[no-untyped-call]
         return self._stub
 
@@ -92,7 +96,6 @@ class GrpcClient(ClientBase):
     def server_pid(self) -> int | None:
         import grpc
 
-
         try:
             info = self.stub.Info(predict_pb2.InfoRequest(), timeout=1.0)
         except grpc.RpcError:
@@ -106,10 +109,8 @@ class GrpcClient(ClientBase):
     def predict(self, batch: np.ndarray) -> list[Prediction]:
         import grpc
 
-
-        request = predict_pb2.PredictRequest.FromString(encode_request(batch))
         try:
-            return decode_response(self.call(request))
+            return decode_response(self.call(request_message(batch)))
         except grpc.RpcError as exc:
             raise TargetError(f"grpc Predict on {self.address} failed: {exc.code().name}: "
                               f"{exc.details()}") from exc
