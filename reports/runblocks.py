@@ -151,16 +151,13 @@ class ColdStarts(TypedDict):
     definition: NotRequired[str | None]
 
 
-class Redeploys(TypedDict):
+class Redeploys(ColdStarts):
     """The scenario's redeploys: new model version to first good prediction
-    (runner._redeploys)."""
+    (runner._redeploys); a cold start's block, with why it could not run and how the
+    new version was handed over."""
 
-    supported: bool
-    samples: NotRequired[list[StartSample]]
     error: NotRequired[str | None]
-    total_ms: NotRequired[LatencySummary | None]
     kind: NotRequired[str | None]
-    definition: NotRequired[str | None]
 
 
 # -- the run's blocks --------------------------------------------------------------------
