@@ -51,7 +51,8 @@ def _loadgen_master(args: argparse.Namespace, endpoints: dict[str, str]) -> str 
         if args.loadgen_master:
             raise UserError("--loadgen-master is for --loadgen-remote-workers N")
         return None
-    functions = [n for n, url in endpoints.items() if url.startswith(("lambda://", "arn:"))]
+    functions = [n for n, url in endpoints.items()
+                 if registry.endpoint_kind(url).scheme == "lambda"]
     if functions:  # their REPORT records are written where the users run
         raise UserError(f"{', '.join(functions)}: a Lambda function's REPORT records are "
                         "kept by the load generator's own machine, so remote workers cannot "
