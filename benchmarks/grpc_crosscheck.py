@@ -37,7 +37,6 @@ def plain_client(address: str, method: str, messages: list[bytes], users: int,
     """N threads, one channel each, closed loop; counts calls completed in the window."""
     import grpc
 
-
     counts = [0] * users
     errors = [0] * users
     window = {"start": float("inf"), "end": 0.0}

@@ -207,7 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("run_dir", type=Path)
     upgrade.set_defaults(func=cmd_upgrade)
 
-
     cmp = sub.add_parser(
         "compare", help="compare run B against run A: per target and load, rps, p50, p99 "
                         "and error rate, with a 95%% interval; a CI gate with --fail-on",

@@ -111,7 +111,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_upgrade(args: argparse.Namespace) -> int:
     """Rewrite an older run.json at this version; the original is kept beside it."""
 
-
     run_dir = args.run_dir if args.run_dir.is_dir() else args.run_dir.parent
     run = load_run(run_dir)
     try:
@@ -133,7 +132,6 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare run B against run A per target and load; exit 3 when a --fail-on check fails."""
-
 
     run_a, run_b = load_run(args.run_a), load_run(args.run_b)
     targets = None
@@ -167,7 +165,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``deploybench serve NAME``: the deployment's server entry point, in this process."""
-
 
     deployment = registry.find(args.target)
     if deployment is None or deployment.server is None:

@@ -306,7 +306,6 @@ def payload_encodings(run: RunDoc) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
     involved, load, _ = rows(run)
     names = [t["name"] for t in involved]
     sizes: list[float | None] = [codec["request_bytes"] if (codec := t.get("codec")) else None

@@ -116,7 +116,6 @@ class Application:
                  reference: list[list[dict[str, Any]]] | None = None) -> None:
         import torch
 
-
         torch.set_num_threads(1)  # one torch thread per handler thread
         with contextlib.suppress(RuntimeError):  # settable only before first use
             torch.set_num_interop_threads(1)

@@ -58,7 +58,6 @@ def run_stage(ctx: StageContext, index: int, program: TimelinePlan, where: dict[
         tail = _cool_down_and_drain(ctx, where, edges[0], edges[-1])
         interrupted = ctx.stop.is_set()
 
-
     recorder = ctx.recorder
     window_start, window_end = edges[0], edges[-1]
     samples = recorder.columns()

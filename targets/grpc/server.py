@@ -105,7 +105,6 @@ def _status(exc: Exception) -> tuple[Any, str]:
     """The gRPC status code and message for a failed prediction."""
     import grpc
 
-
     if isinstance(exc, RequestError):
         return getattr(grpc.StatusCode, STATUS_CODES.get(exc.status, "INVALID_ARGUMENT")), \
             exc.message

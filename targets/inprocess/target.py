@@ -72,7 +72,6 @@ class InProcessTarget(TargetBase):
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """A fresh Python process that loads the bundle and predicts once, timed whole."""
 
-
         started = time.perf_counter()
         done = subprocess.run(  # pinned like the target; one torch thread
             ["taskset", "-c", format_cpus(self.cpus), sys.executable, "-m",

@@ -88,7 +88,6 @@ def test_stop_leaves_no_process(cpus: CpuPlan, digits) -> None:  # type: ignore[
 def test_serve_command_runs_the_target_standalone(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
                                                   tmp_path) -> None:  # type: ignore[no-untyped-def]
 
-
     port = free_port()
     server = ServerProcess(
         [sys.executable, "-m", "harness", "serve", "flask", "--bundle", "digits",

@@ -109,7 +109,6 @@ def test_a_user_bundle_in_containers(engine: object, tmp_path: Path) -> None:
     read-only at its own path into every container, and the containers answer as the
     orchestrator's own copy does; a redeploy starts a second container beside the first."""
 
-
     before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
     models, code = tmp_path / "models", tmp_path / "code"
     models.mkdir()

@@ -124,7 +124,6 @@ def test_lambda_cost_on_shared_cpus_is_flagged(run_dir: Path, tmp_path: Path) ->
 def test_open_loop_stages_are_their_own_series_on_the_p99_chart(
         monkeypatch: pytest.MonkeyPatch) -> None:
 
-
     drawn: list[Any] = []
 
     def keep(fig: Any, run: Any) -> bytes:

@@ -156,7 +156,6 @@ def test_timeline_keys_are_checked(tmp_path: Path, text: str, key: str) -> None:
 
 def test_slo_parsing() -> None:
 
-
     assert parse_slo("p99=50ms,rps=500") == {"p99": 50.0, "rps": 500.0}
     assert parse_slo("p99=0.2s") == {"p99": 200.0}
     assert parse_slo("P95=7") == {"p95": 7.0}

@@ -86,7 +86,6 @@ class _Job:
 
     def __init__(self, env: Any, local: bool) -> None:
 
-
         self.env, self.local = env, local
         self.control = LoadControl()
         self.recorder = SampleRecorder()
