@@ -20,6 +20,7 @@ import pytest
 
 from harness.cpus import CpuPlan
 from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.analysis.validity import LATE_LIMIT
 from harness.loadgen.launch import LoadJob, plan_document
 from harness.parity import ParityError
 from targets.bundles.protocol import Prediction, serve_batch
@@ -95,7 +96,11 @@ def test_open_loop_at_a_light_rate(one_cpu: CpuPlan, tmp_path: Path) -> None:
     assert stage["errors"] == 0
     open_loop = stage["open_loop"]
     assert open_loop["unsent"] == 0
-    assert open_loop["queued"] == 0  # 20% of one CPU: a free thread for every arrival
+    # 20% of one CPU: a free thread for every arrival. Not exactly none: a stall of the
+    # whole process (a busy CI machine) longer than the 8 in flight cover (~80 ms here)
+    # makes the next arrivals wait, as it would in any application; the figure stays
+    # under the share that marks the stage "offered rate not sustained".
+    assert open_loop["queued"] <= LATE_LIMIT * stage["requests"]
     service = open_loop["service_latency_ms"]
     assert service is not None
     assert service["p50"] >= SERVICE_MS * 0.95
