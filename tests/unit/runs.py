@@ -24,8 +24,10 @@ from targets.fake import FakeTarget
 def stage(users: int, rps: float, p50: float, p99: float,
           windows: list[tuple[float, float, float]] | None = None, valid: bool = True,
           cpu_ms: float = 0.5, rss_mb: float = 250.0, errors: int = 0,
-          platform: dict[str, Any] | None = None) -> StageResult:
-    """A closed-loop stage; ``windows`` are its kept windows as (rps, p50, p99)."""
+          platform: dict[str, Any] | None = None,
+          batch_sizes: dict[int, int] | None = None) -> StageResult:
+    """A closed-loop stage; ``windows`` are its kept windows as (rps, p50, p99);
+    ``batch_sizes``: a batched result's forward passes by requests served."""
     windows = windows if windows is not None else [(rps, p50, p99)] * 3
     requests = int(rps * 9) + errors
     out: dict[str, Any] = {
@@ -47,11 +49,17 @@ def stage(users: int, rps: float, p50: float, p99: float,
                      "rps": r, "p50_ms": a, "p99_ms": b}
                     for i, (r, a, b) in enumerate(windows)],
         "windows_kept": len(windows), "error_kinds": {"HTTP 500": errors} if errors else {},
-        "window_start": 0.0, "window_end": 9.0,
+        "window_start": 0.0, "window_end": 9.0, "batching": None,
         "locust": {"rps": rps, "p50_ms": round(p50), "p99_ms": round(p99)},
     }
     if platform is not None:
         out["platform"] = platform
+    if batch_sizes is not None:
+        batches = sum(batch_sizes.values())
+        served = sum(k * v for k, v in batch_sizes.items())
+        out["batching"] = {"sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+                           "batches": batches, "requests": served,
+                           "mean_size": served / batches if batches else None}
     result: StageResult = out  # type: ignore[assignment]
     return result
 
