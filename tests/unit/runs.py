@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.cpus import CpuPlan
-from harness.loadgen.simulated import SimulatedLoadGenerator
-from harness.runner import Runner, RunPlan
+from harness.encodings import Batching
+from harness.loadgen.simulated import EPOCH, SimulatedLoadGenerator
+from harness.runner import Runner, RunPlan, make_target
 from reports.pricing import DEFAULT_PRICES
 from reports.runblocks import CodecCost
 from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult
 from scenarios.catalogue import Scenario
+from targets.base import Target
+from targets.batching import BatchingSpec
 from targets.fake import FakeTarget
 
 
@@ -144,5 +147,26 @@ def simulate_fast_slow(out: Path, scenario: Scenario) -> RunDoc:
     def factory(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> FakeTarget:
         return FakeTarget(plan.bundle, name=name,
                           service_time_s=0.001 if name == "fast" else 0.004, capacity=2)
+
+    return Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()
+
+
+def simulate_batched(out: Path, scenario: Scenario) -> RunDoc:
+    """A simulated run of the fake target unbatched and batched (``--batching both``),
+    written to ``out``: its batched result's batch log holds a forward pass of 1 to 4
+    requests every 10 ms of the simulated clock's first hour."""
+    batch_log = out / "batch-log"
+    batch_log.mkdir(parents=True)
+    (batch_log / "batches-1.log").write_text("".join(
+        f"{EPOCH + i / 100:.6f} {1 + i % 4} {1 + i % 4}\n" for i in range(360_000)))
+    plan = RunPlan(targets=("fake",), bundle="digits", scenario=scenario,
+                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=out,
+                   batching=Batching(BatchingSpec(), unbatched=True))
+
+    def factory(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
+        target = make_target(name, plan, encoding, log_dir)
+        if name.endswith("+batch"):
+            target.batch_log_dir = batch_log  # type: ignore[attr-defined]
+        return target
 
     return Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()
