@@ -10,6 +10,7 @@ from harness.results import write_run
 from reports import batching, document, encodings, markdown
 from reports.blocks import Chart
 from reports.charts import render_all
+from reports.compare import compare
 from reports.render import render_run_dir
 from reports.schema import RunDoc, StageResult, TargetResult
 from tests.unit import runs
@@ -133,3 +134,13 @@ def test_rendered_files_have_the_section_and_its_chart(tmp_path: Path) -> None:
     assert (tmp_path / "charts" / "batching.png").read_bytes().startswith(PNG)
     assert "## Batching" in rendered.markdown.read_text()
     assert "<h2>Batching</h2>" in rendered.html.read_text()
+
+
+def test_compare_does_not_take_a_batched_result_for_a_renamed_one() -> None:
+    plain = runs.run([result("flask-json", [runs.stage(4, 1000.0, 4.0, 9.0)])])
+    batched = runs.run([result("flask+batch", [runs.stage(4, 1000.0, 4.0, 9.0,
+                                                          batch_sizes={2: 10})],
+                               batched=True)])
+    notes = compare(plain, batched).notes
+    assert "flask+batch: only in B" in notes
+    assert not any("same deployment and encoding" in n for n in notes)
