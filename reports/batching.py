@@ -231,8 +231,8 @@ def finding(p: Pair) -> str:
         means = [r.mean_batch for r in compared if r.mean_batch is not None]
         parts.append(f"batching did not pay at any load measured: throughput "
                      f"{low:.2f}x to {high:.2f}x {base}'s, p99 never "
-                     f"{SAME:.0%} lower" + (f", batches of {max(means):.1f} requests at "
-                                            "most on average" if means else ""))
+                     f"{SAME:.0%} lower" + (f", mean batch {max(means):.1f} at most"
+                                            if means else ""))
     lightest = min(compared, key=lambda r: r.load[1])
     light = _light_text(p, lightest) if lightest not in paid else None
     if light:

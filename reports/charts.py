@@ -336,6 +336,7 @@ def batch_sizes(run: RunDoc) -> bytes:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ps = batching.pairs(run)
     fig, axes = plt.subplots(1, len(ps), figsize=SIZE, dpi=DPI, squeeze=False)
@@ -352,6 +353,7 @@ def batch_sizes(run: RunDoc) -> bytes:
         ax.set(title=p.batched["name"], xlabel="requests per forward pass",
                ylabel="share of forward passes")
         ax.grid(True, axis="y", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a pass serves whole requests
         if loads:
             ax.legend(fontsize=7)
     return _png(fig, run)
