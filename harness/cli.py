@@ -31,6 +31,7 @@ from harness.errors import UserError
 from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
 from harness.options import (
     non_negative_float,
+    parse_batching,
     parse_encodings,
     parse_endpoint_option,
     parse_protocols,
@@ -100,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "endpoints are measured once per encoding, as results "
                            "NAME-ENCODING; grpc (protobuf) and inprocess once. The report "
                            "gets a 'Payload encodings' section")
+    run.add_argument("--batching", type=parse_batching, default=None, metavar="SPEC",
+                     help="dynamic batching in the servers that can batch (flask, grpc): "
+                          "max_batch=N,max_wait_ms=M measures them batched only, as "
+                          "results NAME+batch; 'both' (or both,max_batch=N,max_wait_ms=M) "
+                          "also unbatched, as NAME (defaults max_batch=16,max_wait_ms=2). "
+                          "Other targets and --endpoint ones are measured once, "
+                          "unbatched. The report gets a 'Batching' section")
     run.add_argument("--flask-workers", type=positive_int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
     run.add_argument("--flask-threads", type=positive_int, default=None,

@@ -1,4 +1,5 @@
-"""Which results a run measures when it compares wire encodings (``run --encodings``).
+"""Which results a run measures when it compares wire encodings (``run --encodings``)
+and batching (``run --batching``).
 
 With one encoding (``--encoding``, or the bundle's default) every target is one result
 named after it, as always. With several (``--encodings json,binary``):
@@ -13,9 +14,15 @@ named after it, as always. With several (``--encodings json,binary``):
 * a ``lambda://`` endpoint is measured once, in the first encoding listed: its
   direct-invocation events are not the HTTP bodies this comparison is about.
 
-Each result records ``deployment`` (what was deployed: ``flask``) and ``encoding`` (what
-its requests were on the wire), so the report groups results by those, not by parsing
-names.
+With ``--batching`` each deployment that can batch (its registry entry's ``batching``:
+flask, grpc) is measured batched, as ``NAME+batch`` after its encoding
+(``flask-binary+batch``); with ``--batching both`` also unbatched, as ``NAME``, just before
+it. A deployment that cannot batch (in-process, lambda), and every ``--endpoint`` (its
+server is not ours to configure), is measured once, unbatched.
+
+Each result records ``deployment`` (what was deployed: ``flask``), ``encoding`` (what
+its requests were on the wire) and ``batching`` (its batcher's settings, or None), so the
+report groups results by those, not by parsing names.
 """
 
 from __future__ import annotations
@@ -24,6 +31,29 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from targets import registry
+from targets.batching import BatchingSpec
+
+#: What a batched result's name ends with: ``flask+batch``.
+BATCHED_SUFFIX = "+batch"
+
+
+@dataclass(frozen=True)
+class Batching:
+    """``run --batching``: the batcher's settings, and whether each batching deployment
+    is also measured without it (``both``)."""
+
+    spec: BatchingSpec
+    unbatched: bool = False
+
+    def __str__(self) -> str:
+        return f"both,{self.spec}" if self.unbatched else str(self.spec)
+
+    def variants(self, deployment: str, endpoints: Mapping[str, str]
+                 ) -> list[BatchingSpec | None]:
+        """How ``deployment`` is measured: unbatched (None) and/or with the spec."""
+        if deployment in endpoints or not registry.can_batch(deployment):
+            return [None]
+        return [None, self.spec] if self.unbatched else [self.spec]
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,8 @@ class Measurement:
     encoding: str
     #: What its requests are on the wire: "json", "binary", "protobuf"; None in-process.
     wire: str | None
+    #: Its server's batcher (a ``NAME+batch`` result); None: unbatched.
+    batching: BatchingSpec | None = None
 
 
 def wire_of(deployment: str, endpoints: Mapping[str, str], encoding: str) -> str | None:
@@ -50,25 +82,37 @@ def per_encoding(deployment: str, endpoints: Mapping[str, str]) -> bool:
 
 
 def measurements(targets: Sequence[str], endpoints: Mapping[str, str],
-                 encodings: Sequence[str]) -> list[Measurement]:
+                 encodings: Sequence[str], batching: Batching | None = None
+                 ) -> list[Measurement]:
     """The results to measure, in order: each target's encodings together, in the order
-    given (``encodings`` holds at least one)."""
+    given (``encodings`` holds at least one), each unbatched then batched as
+    ``batching`` asks."""
     several = len(encodings) > 1
     out = []
     for deployment in targets:
+        wires: list[tuple[str, str, str | None]]
         if several and per_encoding(deployment, endpoints):
-            out += [Measurement(f"{deployment}-{e}", deployment, e, e) for e in encodings]
+            wires = [(f"{deployment}-{e}", e, e) for e in encodings]
         else:
-            out.append(Measurement(deployment, deployment, encodings[0],
-                                   wire_of(deployment, endpoints, encodings[0])))
+            wires = [(deployment, encodings[0], wire_of(deployment, endpoints, encodings[0]))]
+        variants = batching.variants(deployment, endpoints) if batching else [None]
+        out += [Measurement(name + (BATCHED_SUFFIX if spec else ""), deployment, encoding,
+                            wire, spec)
+                for name, encoding, wire in wires for spec in variants]
     return out
 
 
+def unbatchable(targets: Sequence[str], endpoints: Mapping[str, str]) -> list[str]:
+    """Those of ``targets`` that ``--batching`` measures unbatched all the same."""
+    return [t for t in targets if t in endpoints or not registry.can_batch(t)]
+
+
 def find(name: str, targets: Sequence[str], endpoints: Mapping[str, str],
-         encodings: Sequence[str]) -> Measurement | None:
+         encodings: Sequence[str], batching: Batching | None = None
+         ) -> Measurement | None:
     """The measurement a result name stands for (None: not one of this plan's)."""
-    return next((m for m in measurements(targets, endpoints, encodings) if m.name == name),
-                None)
+    return next((m for m in measurements(targets, endpoints, encodings, batching)
+                 if m.name == name), None)
 
 
 def duplicates(planned: Sequence[Measurement]) -> list[str]:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.calibrate import PROTOCOLS
+from harness.encodings import Batching
 from harness.runner import TARGETS, TEST_TARGETS
+from targets.batching import BatchingSpec
 from targets.registry import parse_endpoint
 from targets.wire.codec import ENCODINGS
 
@@ -39,6 +41,25 @@ def parse_encodings(text: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"an encoding is named twice in {text!r}")
     return names
+
+
+def parse_batching(text: str) -> Batching:
+    """``--batching``: ``max_batch=N,max_wait_ms=M`` (only batched), ``both`` (unbatched
+    and batched, the defaults) or ``both,max_batch=N,max_wait_ms=M``."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    unbatched = bool(parts) and parts[0].lower() == "both"
+    settings = parts[1:] if unbatched else parts
+    if not settings and not unbatched:
+        raise argparse.ArgumentTypeError(
+            f"bad --batching {text!r}: give max_batch=N,max_wait_ms=M, or both (unbatched "
+            "and batched), e.g. --batching both,max_batch=16,max_wait_ms=2")
+    if any(p.lower() == "both" for p in settings):
+        raise argparse.ArgumentTypeError(f"bad --batching {text!r}: 'both' comes first, once")
+    try:
+        spec = BatchingSpec.parse(",".join(settings))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--batching: {exc}") from None
+    return Batching(spec, unbatched)
 
 
 def parse_endpoint_option(text: str) -> tuple[str, str]:

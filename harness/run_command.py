@@ -113,9 +113,38 @@ def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str
     return wires
 
 
+def _batching(args: argparse.Namespace, endpoints: dict[str, str],
+              notes: list[str]) -> encodings.Batching | None:
+    """--batching, checked: refused when no target can batch; a note for each target
+    measured unbatched all the same."""
+    batching: encodings.Batching | None = getattr(args, "batching", None)
+    if batching is None:
+        return None
+    plain = encodings.unbatchable(args.targets, endpoints)
+    if len(plain) == len(args.targets):
+        raise UserError(f"--batching batches in deploybench's own servers, and none of "
+                        f"{', '.join(args.targets) or 'the targets'} can batch (--endpoint "
+                        "deployments are not ours to configure). Add flask or grpc to "
+                        "--targets")
+    for name in plain:
+        why = ("an --endpoint's server is not ours to configure" if name in endpoints
+               else "it has no batching server")
+        note = f"--batching: {name} is measured once, unbatched ({why})"
+        notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
+    wires = args.encodings or (args.encoding or "json",)
+    twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires,
+                                                        batching))
+    if twice:
+        raise UserError(f"two results would be named {twice[0]!r}: with --batching, batched "
+                        "results are named TARGET+batch. Give the --endpoint another name")
+    return batching
+
+
 def _result_names(args: argparse.Namespace) -> list[str]:
     wires = args.encodings or (args.encoding or "json",)
-    return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires)]
+    return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires,
+                                                   args.batching)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,7 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"note: {name} runs the model inside the load generator, so it is "
                   "driven by one process whatever --loadgen-workers says", file=sys.stderr)
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
-    notes = []
+    notes: list[str] = []
+    args.batching = _batching(args, endpoints, notes)
     if cpus.overlap:
         notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
         print(f"warning: the target and the load generator share CPUs {list(cpus.overlap)}: "
@@ -196,6 +226,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
         print(f"note: {calibration_note}", file=sys.stderr)
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
                    out_dir=out_dir, encoding=args.encoding, encodings=args.encodings,
+                   batching=args.batching,
                    flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads,
                    flask_worker_class=args.flask_worker_class, grpc_workers=args.grpc_workers,

@@ -19,7 +19,9 @@ import numpy as np
 from harness import encodings, metadata
 from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
+from harness.encodings import Batching
 from harness.errors import UserError
+from harness.loadgen.analysis.batches import summarize_batches
 from harness.loadgen.analysis.latency import summarize_latency
 from harness.loadgen.analysis.serverless import summarize_invocations
 from harness.loadgen.analysis.stats import summarize_stage
@@ -41,6 +43,7 @@ from reports.runblocks import (
 from reports.schema import SAMPLES_FILE, SCHEMA_VERSION
 from scenarios.catalogue import Scenario
 from targets import registry
+from targets.batching import read_batch_log
 from targets.bundles.check import CheckedBundle, check_bundle
 from targets.bundles.protocol import compare_predictions
 from targets.bundles.user import label
@@ -70,6 +73,9 @@ class RunPlan:
     #: --encodings: several, each HTTP-speaking target measured once per encoding as its
     #: own result NAME-ENCODING (harness.encodings); empty: one encoding, as ``encoding``.
     encodings: tuple[str, ...] = ()
+    #: --batching: the batcher's settings for the deployments that can batch, each a
+    #: result NAME+batch (and NAME unbatched too with ``both``); None: none batched.
+    batching: Batching | None = None
     flask_workers: int | None = None
     flask_threads: int | None = None
     #: gunicorn's worker class for flask; None = the server's default (gthread).
@@ -141,14 +147,17 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
-    """``name`` is a result's name: a target's, or with --encodings ``TARGET-ENCODING``
-    (its log and records files are named after it, so no two results share one)."""
-    planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,))
+    """``name`` is a result's name: a target's, or with --encodings ``TARGET-ENCODING``,
+    with --batching ``TARGET+batch`` (its log and records files are named after it, so no
+    two results share one)."""
+    planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,),
+                             plan.batching)
     deployment = planned.deployment if planned is not None else name
     setup = registry.Setup(name=name, bundle=plan.bundle, cpus=tuple(plan.cpus.target),
                            encoding=encoding, log_dir=log_dir, limits=plan.limits,
                            runtime=plan.docker or LOCAL,
-                           peak_concurrency=plan.scenario.peak_concurrency())
+                           peak_concurrency=plan.scenario.peak_concurrency(),
+                           batching=planned.batching if planned is not None else None)
     url = plan.endpoints.get(deployment)
     if url is not None:
         return registry.external(url, setup)
@@ -191,6 +200,7 @@ def _run_doc(plan: RunPlan, bundle: Bundle, wires: tuple[str, ...],
             "smt_shared_cores": [list(core) for core in plan.cpus.shared_cores],
             "encoding": ",".join(wires),
             "encodings": list(wires),
+            "batching": str(plan.batching) if plan.batching else None,
             "targets_requested": list(plan.targets),
             "results_planned": [m.name for m in planned],
             "endpoints": dict(plan.endpoints),
@@ -226,6 +236,8 @@ class Runner:
         self.observer = observer or SilentObserver()
         self.target_factory = target_factory
         self.encoding = plan.encoding or "json"
+        #: Whether the result being measured is batched (its target must keep a batch log).
+        self.batched = False
         #: The result measured last (its load job tells remote workers to exit after it).
         self.last_name = plan.targets[-1] if plan.targets else None
         #: Ctrl-C (or SIGTERM/SIGHUP) during a target's load: raised again once what that
@@ -242,7 +254,7 @@ class Runner:
         encoding = plan.encoding or bundle.default_encoding
         self.encoding = encoding
         wires = plan.encodings or (encoding,)
-        planned = encodings.measurements(plan.targets, plan.endpoints, wires)
+        planned = encodings.measurements(plan.targets, plan.endpoints, wires, plan.batching)
         self.last_name = planned[-1].name if planned else None
         doc = _run_doc(plan, bundle, wires, planned)
         write_run(out, doc)
@@ -250,11 +262,14 @@ class Runner:
         try:
             for measurement in planned:
                 self.encoding = measurement.encoding  # for its codec cost
+                self.batched = measurement.batching is not None
                 target = self.target_factory(measurement.name, plan, measurement.encoding,
                                              log_dir)
                 result = self._measure(target, examples, reference, samples, log_dir)
                 result["deployment"] = measurement.deployment
                 result["encoding"] = measurement.wire
+                result["batching"] = (str(measurement.batching) if measurement.batching
+                                      else None)
                 doc["targets"].append(result)
                 write_run(out, doc)
                 if self.interrupted is not None:  # its stages so far are kept above
@@ -336,6 +351,7 @@ class Runner:
         parity_in_loadgen = getattr(target, "parity_in_load_generator", False)
         try:
             with target:
+                self._check_batching(target)
                 self._before_load(target, examples, reference, result, parity_in_loadgen)
                 job = self._load_job(target, examples, reference, log_dir, parity_in_loadgen)
                 result["codec"] = codec_cost(str(job.spec.get("protocol")), self.encoding,
@@ -353,13 +369,27 @@ class Runner:
         if load.parity is not None:
             result["parity"] = load.parity
         result["loadgen"] = cast("LoadgenInfo", load.info)
-        result["stages"] = self._stages(name, load, records, samples, load_started)
+        # Read once the target has stopped: its servers have flushed their logs.
+        batches = self._batch_log(target)
+        result["stages"] = self._stages(name, load, records, samples, load_started, batches)
         self.interrupted = load.interrupted
         if load.error is not None:  # stopped before its last stage: keep what it measured
             result["error"] = load.error
             return result
         result["status"] = "ok"
         return result
+
+    def _check_batching(self, target: Target) -> None:
+        """A batched result's target, started, keeps a batch log: without one it would be
+        measured unbatched under a batched name."""
+        if self.batched and getattr(target, "batch_log_dir", None) is None:
+            raise TargetError(f"{target.name} was asked to batch (--batching) but its server "
+                              "keeps no batch log: this deploybench's servers cannot batch")
+
+    def _batch_log(self, target: Target) -> np.ndarray | None:
+        """A batched result's forward passes (read_batch_log); None when unbatched."""
+        folder = getattr(target, "batch_log_dir", None) if self.batched else None
+        return read_batch_log(folder) if folder is not None else None
 
     def _before_load(self, target: Target, examples: list[Any], reference: list[Any],
                      result: TargetResult, parity_in_loadgen: bool) -> None:
@@ -408,10 +438,11 @@ class Runner:
         return records
 
     def _stages(self, name: str, load: LoadResult, records: list[dict[str, Any]] | None,
-                samples: SampleWriter, load_started: float) -> list[StageResult]:
+                samples: SampleWriter, load_started: float,
+                batches: np.ndarray | None = None) -> list[StageResult]:
         """Each stage the load measured, summarised and judged (with the platform's
-        figures for its window where there are records); its samples appended to the
-        run's samples file."""
+        figures for its window where there are records, and the batches formed in it
+        for a batched result); its samples appended to the run's samples file."""
         stages = []
         previous_end = load_started
         rules = Rules(max_error_rate=self.plan.scenario.max_error_rate)
@@ -421,6 +452,8 @@ class Runner:
                 stage["platform"] = summarize_invocations(records, raw.window_start,
                                                           raw.window_end, self.plan.prices,
                                                           warmup_from=previous_end)
+            stage["batching"] = (None if batches is None else
+                                 summarize_batches(batches, raw.window_start, raw.window_end))
             previous_end = raw.window_end
             if raw.interrupted:
                 stage["valid"] = False

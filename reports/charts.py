@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from reports import batching
 from reports.breakdown import COMPONENTS, breakdown
 from reports.costs import VOLUMES, crossings, monthly_cost_at
 from reports.decision import figures
@@ -328,6 +329,36 @@ def payload_encodings(run: RunDoc) -> bytes:
     return _png(fig, run)
 
 
+def batch_sizes(run: RunDoc) -> bytes:
+    """Per batched result (a panel each): the share of its forward passes by requests
+    served, a bar per load level side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    ps = batching.pairs(run)
+    fig, axes = plt.subplots(1, len(ps), figsize=SIZE, dpi=DPI, squeeze=False)
+    for ax, p in zip(axes[0], ps, strict=True):
+        loads = batching.levels(p.batched)
+        width = 0.8 / max(1, len(loads))
+        for i, load in enumerate(loads):
+            sizes = batching.sizes_at(p.batched, load)
+            total = sum(sizes.values())
+            if total:
+                ax.bar([k - 0.4 + width * (i + 0.5) for k in sizes],
+                       [v / total for v in sizes.values()], width,
+                       label=batching.load_text(load))
+        ax.set(title=p.batched["name"], xlabel="requests per forward pass",
+               ylabel="share of forward passes")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a pass serves whole requests
+        if loads:
+            ax.legend(fontsize=7)
+    return _png(fig, run)
+
+
 def _timeline_lines(run: RunDoc) -> list[tuple[str, StageResult]]:
     out = []
     for t in run["targets"]:
@@ -447,6 +478,7 @@ def _timeline_memory_applies(run: RunDoc) -> bool:
 #: Charts of a section only some runs have, each drawn only when its section is there.
 SECTION_CHARTS: dict[str, tuple[Callable[[RunDoc], bool], Callable[[RunDoc], bytes]]] = {
     "encodings": (_encodings_apply, payload_encodings),
+    "batching": (batching.applies, batch_sizes),
     "timeline": (_timeline_applies, timeline),
     "timeline_memory": (_timeline_memory_applies, timeline_memory),
 }

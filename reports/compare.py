@@ -253,12 +253,14 @@ def _label(key: tuple[str, float, bool], a: StageResult, b: StageResult) -> str:
 
 def _renamed(target: TargetResult, side: str, other: RunDoc) -> str:
     """A hint when the other run measured the same deployment in the same encoding under
-    another name (``flask`` in a run of one encoding, ``flask-json`` with --encodings)."""
+    another name (``flask`` in a run of one encoding, ``flask-json`` with --encodings),
+    batched alike (``flask+batch`` is another deployment's figures, not a rename)."""
     if "encoding" not in target:
         return ""
     same = [t["name"] for t in other["targets"] if t["name"] != target["name"]
             and "encoding" in t and deployment(t) == deployment(target)
-            and t.get("encoding") == target.get("encoding")]
+            and t.get("encoding") == target.get("encoding")
+            and bool(t.get("batching")) == bool(target.get("batching"))]
     if not same:
         return ""
     return (f" ({side}'s {same[0]} is the same deployment and encoding: `run --encodings` "

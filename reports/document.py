@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reports import (
+    batching,
     breakdown,
     decision,
     encodings,
@@ -238,6 +239,7 @@ def build(run: RunDoc) -> list[Block]:
         Heading("Summary of measurements"),
         Bullets(tuple(summary_items(run))),
         *encodings.blocks(run),
+        *batching.blocks(run),
         *timeline.section(run),
         *_trials(run),
         Heading("Results per target"),

@@ -59,23 +59,26 @@ def _measured(run: RunDoc) -> list[TargetResult]:
 
 def pairs(run: RunDoc) -> list[Pair]:
     """Each deployment's other encodings against its JSON result (or its first), then
-    gRPC's protobuf against each HTTP deployment's binary."""
+    gRPC's protobuf against each HTTP deployment's binary; a batched result
+    (``run --batching``) only against another batched alike."""
     measured = _measured(run)
     out = []
-    by_deployment: dict[str, list[TargetResult]] = {}
+    by_deployment: dict[tuple[str, str | None], list[TargetResult]] = {}
     for t in measured:
-        by_deployment.setdefault(deployment(t), []).append(t)
-    for name, results in by_deployment.items():
+        by_deployment.setdefault((deployment(t), t.get("batching")), []).append(t)
+    for (name, batched), results in by_deployment.items():
+        subject = name + ("+batch" if batched else "")
         if len({encoding(t) for t in results}) < 2:
             continue
         base = next((t for t in results if encoding(t) == "json"), results[0])
         for t in results:
             if t is not base and encoding(t) != encoding(base):
-                out.append(Pair(name, base, _label(base), t, _label(t)))
+                out.append(Pair(subject, base, _label(base), t, _label(t)))
     binary = [t for t in measured if encoding(t) == "binary"]
     for proto in (t for t in measured if encoding(t) == "protobuf"):
         for http in binary:
-            if deployment(http) != deployment(proto):
+            if deployment(http) != deployment(proto) \
+                    and http.get("batching") == proto.get("batching"):
                 out.append(Pair(f"{deployment(proto)} vs {deployment(http)}", http,
                                 f"{deployment(http)}'s binary", proto, "protobuf"))
     return out

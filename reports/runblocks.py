@@ -325,6 +325,9 @@ class Metadata(TypedDict, total=False):
     #: The encodings asked for, joined with commas (``encodings``: as a list).
     encoding: str
     encodings: list[str]
+    #: --batching as given (``both,max_batch=16,max_wait_ms=2``: harness.encodings.Batching);
+    #: None: nothing batched (schema 6).
+    batching: str | None
     targets_requested: list[str]
     results_planned: list[str]
     endpoints: dict[str, str]

@@ -40,6 +40,13 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   with ``request_decode_ms + response_encode_ms``: before the users decoded answers, the
   server's decode and encode were the only encoding steps on the measured path. Every
   nested block is typed in reports.stageblocks and reports.runblocks.
+* 6 -- dynamic batching (``run --batching``): every stage has ``batching``, the forward
+  passes a batched result's servers made in its kept windows (reports.stageblocks.
+  BatchingBlock: passes by requests served, their count, requests and mean size), None
+  for an unbatched result; a target's ``batching`` (its batcher's settings as text,
+  ``max_batch=16,max_wait_ms=2``, or None; batched results are named ``NAME+batch``)
+  and metadata ``batching`` (the option as given, or None). Upgrading a version-5 file
+  fills each with None: nothing was batched before.
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -69,6 +76,7 @@ from reports.runblocks import (
 )
 from reports.stageblocks import (
     AllMeasured,
+    BatchingBlock,
     LatencyCdf,
     LatencySummary,
     LocustCrossCheck,
@@ -78,7 +86,7 @@ from reports.stageblocks import (
     WindowResult,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The oldest version :func:`upgrade` reads.
 OLDEST_SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -165,6 +173,9 @@ class StageResult(TypedDict):
     #: Timeline stages (schema 5): segments, a series every sample_s and the target's
     #: memory growth (TimelineBlock). The stage's own figures cover the whole timeline.
     timeline: NotRequired[TimelineBlock]
+    #: A batched result's forward passes in the kept windows, by requests served
+    #: (BatchingBlock; schema 6); None unbatched.
+    batching: BatchingBlock | None
     #: Errors by kind over the whole stage (warm-up and cool-down included).
     error_kinds: dict[str, int]
     window_start: float
@@ -201,6 +212,9 @@ class TargetResult(TypedDict):
     #: "protobuf", or None in-process. Absent before ``run --encodings`` existed.
     deployment: NotRequired[str]
     encoding: NotRequired[str | None]
+    #: Its server's batcher settings (``max_batch=16,max_wait_ms=2``) for a result
+    #: ``NAME+batch`` of ``run --batching``; None unbatched (schema 6).
+    batching: NotRequired[str | None]
 
 
 def deployment(target: TargetResult) -> str:
@@ -274,19 +288,33 @@ def upgrade(doc: dict[str, Any]) -> RunDoc:
         for target in doc.get("targets", []):
             for stage in target.get("stages", []):
                 _UPGRADE_STAGE[step](stage, step)
-            if step == 4:
-                _codec_4_to_5(target)
-        if step == 1:
-            doc.setdefault("metadata", {}).setdefault("smt_shared_cores", [])
-        if step == 2:
-            scenario = doc.setdefault("scenario", {})
-            if "window_s" not in scenario and "duration_s" in scenario:
-                scenario["window_s"] = scenario.pop("duration_s")
+            if step in _UPGRADE_TARGET:
+                _UPGRADE_TARGET[step](target)
+        if step in _UPGRADE_DOC:
+            _UPGRADE_DOC[step](doc)
     doc["schema_version"] = SCHEMA_VERSION
     if original != SCHEMA_VERSION:
         doc["upgraded_from"] = original
     run: RunDoc = doc  # type: ignore[assignment]
     return run
+
+
+def _doc_1_to_2(doc: dict[str, Any]) -> None:
+    doc.setdefault("metadata", {}).setdefault("smt_shared_cores", [])
+
+
+def _doc_2_to_3(doc: dict[str, Any]) -> None:
+    scenario = doc.setdefault("scenario", {})
+    if "window_s" not in scenario and "duration_s" in scenario:
+        scenario["window_s"] = scenario.pop("duration_s")
+
+
+def _doc_5_to_6(doc: dict[str, Any]) -> None:
+    doc.setdefault("metadata", {}).setdefault("batching", None)
+
+
+def _target_5_to_6(target: dict[str, Any]) -> None:
+    target.setdefault("batching", None)
 
 
 def _stage_1_to_2(stage: dict[str, Any], step: int) -> None:
@@ -321,6 +349,11 @@ def _stage_4_to_5(stage: dict[str, Any], step: int) -> None:
     pass
 
 
+def _stage_5_to_6(stage: dict[str, Any], step: int) -> None:
+    # Nothing was batched before version 6.
+    stage.setdefault("batching", None)
+
+
 def _codec_4_to_5(target: dict[str, Any]) -> None:
     # Before the load users decoded every answer (and on_path_ms existed), the measured
     # path held the server's two steps: its decode of the request, its encode of the answer.
@@ -330,7 +363,11 @@ def _codec_4_to_5(target: dict[str, Any]) -> None:
             codec.get("response_encode_ms") or 0.0)
 
 
-_UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4, 4: _stage_4_to_5}
+_UPGRADE_STAGE = {1: _stage_1_to_2, 2: _stage_2_to_3, 3: _stage_3_to_4, 4: _stage_4_to_5,
+                  5: _stage_5_to_6}
+#: Steps that change a target's own keys, and the document's, by the version upgraded from.
+_UPGRADE_TARGET = {4: _codec_4_to_5, 5: _target_5_to_6}
+_UPGRADE_DOC = {1: _doc_1_to_2, 2: _doc_2_to_3, 5: _doc_5_to_6}
 
 
 def read_samples(path: Path) -> dict[str, np.ndarray]:

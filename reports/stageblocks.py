@@ -194,3 +194,18 @@ class TimelineBlock(TypedDict):
     segments: list[TimelineSegment]
     series: list[TimelinePoint]
     memory: MemoryGrowth
+
+
+class BatchingBlock(TypedDict):
+    """A batched result's forward passes in the stage's kept measurement windows, from
+    its servers' batch logs (targets.batching; harness.loadgen.analysis.batches, schema 6).
+    None in the stage of an unbatched result."""
+
+    #: Forward passes by the number of requests each served: {"1": 40, "2": 310, ...}
+    #: (keys are strings: JSON's object keys).
+    sizes: dict[str, int]
+    #: Forward passes, and the requests they served, in the windows.
+    batches: int
+    requests: int
+    #: Requests per forward pass (None: no pass in the windows).
+    mean_size: float | None

@@ -24,6 +24,7 @@ from targets.awslambda.client import InvokeClient
 from targets.awslambda.invoke import parse_address
 from targets.awslambda.target import LambdaOptions, LambdaTarget
 from targets.base import PredictClient, Target
+from targets.batching import BatchingSpec
 from targets.fake import FakeTarget
 from targets.flask.target import FlaskOptions, FlaskTarget
 from targets.grpc.client import GrpcClient
@@ -57,6 +58,9 @@ class Setup:
     runtime: Runtime = LOCAL
     #: The scenario's highest concurrency (sizes Lambda's concurrency unless given).
     peak_concurrency: int = 1
+    #: --batching: the server's batcher settings (a ``TARGET+batch`` result); None: one
+    #: forward pass per request. Only deployments with ``batching`` take it.
+    batching: BatchingSpec | None = None
 
     def path(self, suffix: str) -> Path:
         return self.log_dir / f"{self.name}{suffix}"
@@ -110,6 +114,9 @@ class Deployment:
     image: bool = False
     #: Driven by the in-process driver, inside the load generator's process.
     in_load_generator: bool = False
+    #: Its server can batch requests into one forward pass (``run --batching``; its
+    #: target takes ``batching=`` and logs each pass in ``batch_log_dir``).
+    batching: bool = False
 
     def options_from(self, values: Mapping[str, Any]) -> Any:
         """Its options from ``run``'s values named NAME_FIELD (``flask_workers``), those
@@ -129,14 +136,15 @@ def _flask(setup: Setup, options: FlaskOptions) -> Target:
     return FlaskTarget(setup.bundle, list(setup.cpus), setup.encoding,
                        workers=options.workers, threads=options.threads,
                        log_path=setup.path(".log"), limits=setup.limits,
-                       runtime=setup.runtime, **worker_class)
+                       runtime=setup.runtime, batching=setup.batching, **worker_class)
 
 
 def _grpc(setup: Setup, options: GrpcOptions) -> Target:
     api = {"api": options.api} if options.api else {}
     return GrpcTarget(setup.bundle, list(setup.cpus), setup.encoding, workers=options.workers,
                       threads=options.threads, log_path=setup.path(".log"),
-                      limits=setup.limits, runtime=setup.runtime, **api)
+                      limits=setup.limits, runtime=setup.runtime, batching=setup.batching,
+                      **api)
 
 
 def _lambda(setup: Setup, options: LambdaOptions) -> Target:
@@ -169,16 +177,18 @@ DEPLOYMENTS: dict[str, Deployment] = {d.name: d for d in (
     Deployment("inprocess", "inprocess", NoOptions, _inprocess, NO_WIRE,
                in_load_generator=True),
     Deployment("flask", "http", FlaskOptions, _flask, HTTP_BODIES,
-               server="targets.flask.server", image=True),
+               server="targets.flask.server", image=True, batching=True),
     Deployment("grpc", "grpc", GrpcOptions, _grpc, PROTOBUF, server="targets.grpc.server",
-               image=True),
+               image=True, batching=True),
     Deployment("lambda", "http", LambdaOptions, _lambda, HTTP_BODIES,
                server="targets.awslambda.server", image=True),
     Deployment("null-http", "http", NullHttpOptions, _null_http, HTTP_BODIES,
                server="targets.nullhttp.server", role="calibrate"),
     # Its simulated load does not depend on the encoding; measured once per encoding, it
-    # stands in for flask and lambda in tests of the runner and the report.
-    Deployment("fake", "simulated", NoOptions, _fake, HTTP_BODIES, role="test"),
+    # stands in for flask and lambda in tests of the runner and the report. It keeps no
+    # batch log: marked batching so tests expand `fake+batch` and give it one.
+    Deployment("fake", "simulated", NoOptions, _fake, HTTP_BODIES, role="test",
+               batching=True),
 )}
 
 
@@ -211,6 +221,13 @@ def simulated(names: Sequence[str]) -> bool:
     """Every one of ``names`` is a deployment whose load is simulated."""
     found = [find(n) for n in names]
     return bool(found) and all(d is not None and d.protocol == "simulated" for d in found)
+
+
+def can_batch(name: str) -> bool:
+    """Whether the deployment ``name`` batches with ``run --batching`` (an endpoint, or
+    a name not registered, never does)."""
+    found = find(name)
+    return found is not None and found.batching
 
 
 def in_load_generator(names: Sequence[str]) -> list[str]:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from targets.base import LoadSpec
+    from targets.batching import BatchingSpec
     from targets.bundles.protocol import Prediction
     from targets.runtimes.protocol import Runtime, Server
 
@@ -50,7 +51,8 @@ class ServedTarget(TargetBase, Generic[C]):
                  threads: int | None = None,
                  log_path: Path | None = None,
                  limits: codec.Limits = codec.DEFAULT_LIMITS,
-                 runtime: Runtime = LOCAL) -> None:
+                 runtime: Runtime = LOCAL,
+                 batching: BatchingSpec | None = None) -> None:
         self.bundle = bundle
         self.cpus = list(cpus)
         self.encoding = encoding
@@ -62,6 +64,12 @@ class ServedTarget(TargetBase, Generic[C]):
         self.limits = limits
         #: Where the server runs: a local process, or a container (--runtime docker).
         self.runtime = runtime
+        #: --batching: the settings of the server's batcher (None: one forward pass per
+        #: request).
+        self.batching = batching
+        #: Where the server's processes log each forward pass (targets.batching); None:
+        #: they keep no batch log.
+        self.batch_log_dir: Path | None = None
         self.startup_s: float | None = None
         self._server: Server | None = None
         self._client: C | None = None

@@ -12,20 +12,25 @@ from pathlib import Path
 from typing import Any
 
 from harness.cpus import CpuPlan
-from harness.loadgen.simulated import SimulatedLoadGenerator
-from harness.runner import Runner, RunPlan
+from harness.encodings import Batching
+from harness.loadgen.simulated import EPOCH, SimulatedLoadGenerator
+from harness.runner import Runner, RunPlan, make_target
 from reports.pricing import DEFAULT_PRICES
 from reports.runblocks import CodecCost
 from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult
 from scenarios.catalogue import Scenario
+from targets.base import Target
+from targets.batching import BatchingSpec
 from targets.fake import FakeTarget
 
 
 def stage(users: int, rps: float, p50: float, p99: float,
           windows: list[tuple[float, float, float]] | None = None, valid: bool = True,
           cpu_ms: float = 0.5, rss_mb: float = 250.0, errors: int = 0,
-          platform: dict[str, Any] | None = None) -> StageResult:
-    """A closed-loop stage; ``windows`` are its kept windows as (rps, p50, p99)."""
+          platform: dict[str, Any] | None = None,
+          batch_sizes: dict[int, int] | None = None) -> StageResult:
+    """A closed-loop stage; ``windows`` are its kept windows as (rps, p50, p99);
+    ``batch_sizes``: a batched result's forward passes by requests served."""
     windows = windows if windows is not None else [(rps, p50, p99)] * 3
     requests = int(rps * 9) + errors
     out: dict[str, Any] = {
@@ -47,11 +52,17 @@ def stage(users: int, rps: float, p50: float, p99: float,
                      "rps": r, "p50_ms": a, "p99_ms": b}
                     for i, (r, a, b) in enumerate(windows)],
         "windows_kept": len(windows), "error_kinds": {"HTTP 500": errors} if errors else {},
-        "window_start": 0.0, "window_end": 9.0,
+        "window_start": 0.0, "window_end": 9.0, "batching": None,
         "locust": {"rps": rps, "p50_ms": round(p50), "p99_ms": round(p99)},
     }
     if platform is not None:
         out["platform"] = platform
+    if batch_sizes is not None:
+        batches = sum(batch_sizes.values())
+        served = sum(k * v for k, v in batch_sizes.items())
+        out["batching"] = {"sizes": {str(k): v for k, v in sorted(batch_sizes.items())},
+                           "batches": batches, "requests": served,
+                           "mean_size": served / batches if batches else None}
     result: StageResult = out  # type: ignore[assignment]
     return result
 
@@ -136,5 +147,26 @@ def simulate_fast_slow(out: Path, scenario: Scenario) -> RunDoc:
     def factory(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> FakeTarget:
         return FakeTarget(plan.bundle, name=name,
                           service_time_s=0.001 if name == "fast" else 0.004, capacity=2)
+
+    return Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()
+
+
+def simulate_batched(out: Path, scenario: Scenario) -> RunDoc:
+    """A simulated run of the fake target unbatched and batched (``--batching both``),
+    written to ``out``: its batched result's batch log holds a forward pass of 1 to 4
+    requests every 10 ms of the simulated clock's first hour."""
+    batch_log = out / "batch-log"
+    batch_log.mkdir(parents=True)
+    (batch_log / "batches-1.log").write_text("".join(
+        f"{EPOCH + i / 100:.6f} {1 + i % 4} {1 + i % 4}\n" for i in range(360_000)))
+    plan = RunPlan(targets=("fake",), bundle="digits", scenario=scenario,
+                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=out,
+                   batching=Batching(BatchingSpec(), unbatched=True))
+
+    def factory(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
+        target = make_target(name, plan, encoding, log_dir)
+        if name.endswith("+batch"):
+            target.batch_log_dir = batch_log  # type: ignore[attr-defined]
+        return target
 
     return Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()

@@ -90,6 +90,16 @@ def test_a_simulated_run_writes_the_declared_blocks(tmp_path: Path, name: str) -
     assert problems(doc, RunDoc) == []
 
 
+def test_a_batched_run_writes_the_declared_blocks(tmp_path: Path) -> None:
+    """``run --batching both``: a batched result's stages hold a BatchingBlock each."""
+    runs.simulate_batched(tmp_path, catalogue.load("smoke"))
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert problems(doc, RunDoc) == []
+    batched = doc["targets"][1]
+    assert batched["name"] == "fake+batch"
+    assert all(s["batching"]["batches"] > 0 for s in batched["stages"])
+
+
 @pytest.mark.parametrize("fixture", sorted(p.name for p in FIXTURES.glob("*.json")))
 def test_every_fixture_upgraded_holds_the_declared_blocks(fixture: str) -> None:
     """The fixtures were measured for real (four deployments, Lambda's REPORT summary,

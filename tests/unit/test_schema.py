@@ -49,6 +49,17 @@ def as_v1(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def without_batching(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` less what upgrading to version 6 fills (batching None everywhere)."""
+    doc = copy.deepcopy(doc)
+    assert doc["metadata"].pop("batching") is None
+    for t in doc["targets"]:
+        assert t.pop("batching") is None
+        for s in t["stages"]:
+            assert s.pop("batching") is None
+    return doc
+
+
 def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
     (tmp_path / "run.json").write_text(json.dumps(doc))
     return tmp_path
@@ -114,7 +125,7 @@ def test_version_4_codec_gains_its_path_from_the_server_steps(tmp_path: Path) ->
     original = json.loads(V4.read_text())
     assert original["schema_version"] == 4
     run = load_run(write(tmp_path, original))
-    assert run["schema_version"] == SCHEMA_VERSION == 5
+    assert run["schema_version"] == SCHEMA_VERSION == 6
     assert run["upgraded_from"] == 4
     codecs = {t["name"]: t.get("codec") for t in run["targets"]}
     assert codecs["inprocess"] is None
@@ -142,8 +153,10 @@ def test_version_4_timeline_stage_loads_unchanged_and_renders(tmp_path: Path) ->
     assert [s["mode"] for t in original["targets"] for s in t["stages"]] == ["timeline"]
     run = load_run(write(tmp_path, copy.deepcopy(original)))
     assert run["upgraded_from"] == 4
-    # The timeline stage already had version 5's shape: nothing but the version changes.
-    assert {k: v for k, v in run.items() if k not in ("schema_version", "upgraded_from")} \
+    # The timeline stage already had version 5's shape: nothing but the version changes
+    # (and version 6's batching, None: nothing was batched).
+    unbatched = without_batching(dict(run))
+    assert {k: v for k, v in unbatched.items() if k not in ("schema_version", "upgraded_from")} \
         == {k: v for k, v in original.items() if k != "schema_version"}
     [stage] = run["targets"][0]["stages"]
     timeline = stage.get("timeline")
@@ -162,14 +175,29 @@ def timeline_points(stage: StageResult) -> int:
     return round(stage["duration_s"] / timeline["sample_s"])
 
 
-def test_upgrade_command_brings_a_version_4_timeline_run_to_5(tmp_path: Path) -> None:
+def test_upgrade_command_brings_a_version_4_timeline_run_to_6(tmp_path: Path) -> None:
     original = json.loads(V4_TIMELINE.read_text())
     write(tmp_path, original)
     assert main(["upgrade", str(tmp_path)]) == 0
     assert json.loads((tmp_path / "run.v4.json").read_text()) == original
     upgraded = json.loads((tmp_path / "run.json").read_text())
-    assert (upgraded["schema_version"], upgraded["upgraded_from"]) == (5, 4)
-    assert upgraded["targets"] == original["targets"]
+    assert (upgraded["schema_version"], upgraded["upgraded_from"]) == (6, 4)
+    assert without_batching(upgraded)["targets"] == original["targets"]
+
+
+def test_version_5_gains_batching_none_and_keeps_the_rest(tmp_path: Path) -> None:
+    """Nothing was batched before version 6: every stage's, target's and the run's
+    ``batching`` is None, and nothing else changes."""
+    original = load_run(write(tmp_path, json.loads(V4.read_text())))
+    as_v5: dict[str, Any] = without_batching(dict(original))
+    as_v5["schema_version"] = 5
+    del as_v5["upgraded_from"]
+    run = load_run(write(tmp_path, copy.deepcopy(as_v5)))
+    assert (run["schema_version"], run["upgraded_from"]) == (6, 5)
+    assert run["metadata"].get("batching", "absent") is None
+    assert all(t.get("batching", "absent") is None for t in run["targets"])
+    assert all(s["batching"] is None for t in run["targets"] for s in t["stages"])
+    assert without_batching(dict(run)) == {**as_v5, "schema_version": 6, "upgraded_from": 5}
 
 
 def test_compare_reads_a_version_4_run_against_its_upgrade(

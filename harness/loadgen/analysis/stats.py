@@ -121,6 +121,8 @@ def summarize_stage(raw: RawStage, rules: Rules | None = None) -> StageResult:
         "windows": raw.windows,
         "windows_kept": raw.windows_kept,
         "error_kinds": raw.error_kinds,
+        # A batched result's batches: the runner adds them from its servers' batch logs.
+        "batching": None,
         "window_start": raw.window_start,
         "window_end": raw.window_end,
         "locust": raw.locust,
