@@ -7,7 +7,11 @@ Malformed requests: the shared corpus, tests/integration/test_bad_input.py (unba
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +21,10 @@ import numpy as np
 import psutil
 import pytest
 
+from harness.cli import build_parser
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
+from reports.schema import load_run
 from targets.batching import BatchingSpec, read_batch_log
 from targets.bundles.protocol import serve_batch
 from targets.rayserve.target import RayServeTarget
@@ -131,6 +137,53 @@ def test_unknown_path_and_method_are_json(rayserve: RayServeTarget) -> None:
         assert headers.get("allow") == "POST"
     finally:
         client.close()
+
+
+def _run(out: Path, *extra: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--targets", "rayserve", "--bundle", "digits",
+         "--scenario", "smoke", "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = load_run(out)
+    assert run["status"] == "complete"
+    [target] = run["targets"]
+    assert target["name"] == "rayserve"
+    assert target["status"] == "ok", target["error"]
+    assert target["parity"] is not None
+    assert target["parity"]["ok"]
+    for stage in target["stages"]:
+        assert stage["errors"] == 0
+        assert stage["rps"] > 0
+    return dict(target["describe"])
+
+
+def test_run_measures_rayserve_when_named(tmp_path: Path) -> None:
+    described = _run(tmp_path / "run", "--rayserve-workers", "1")
+    assert described["workers"] == 1
+    assert described["server"] == "Ray Serve (HTTP proxy + replicas)"
+    startup_s = described["startup_s"]
+    assert isinstance(startup_s, float)
+    assert startup_s > 0
+
+
+def _run_has_batching() -> bool:
+    """``run`` accepts --batching (argparse exits 2 on an option it does not know)."""
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            build_parser().parse_args(["run", "--batching", "max_batch=8"])
+    except SystemExit:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _run_has_batching(),
+                    reason="`run --batching` comes with branch batch (issue 20); until it is "
+                           "merged only the server's own --batching is tested, above")
+def test_run_measures_rayserve_batched(tmp_path: Path) -> None:
+    described = _run(tmp_path / "run", "--rayserve-workers", "1",
+                     "--batching", "max_batch=8,max_wait_ms=5")
+    assert described["batching"] == "max_batch=8,max_wait_ms=5"
 
 
 def test_stop_leaves_no_ray_process(rayserve: RayServeTarget) -> None:
