@@ -36,6 +36,11 @@ DEFAULT_THREADS = 5
 #: Ray's plasma object store: requests and answers here are kilobytes, so the floor Ray
 #: accepts (75 MiB) and a margin, not its default of 30% of the machine's memory.
 OBJECT_STORE_BYTES = 100 * 2**20
+#: Serve's logging for its proxy, controller and replicas: warnings and errors only, no
+#: access log. By default each request is logged by the proxy and the replica, and the
+#: lines are tailed, shipped through the GCS and printed by this process: a served
+#: request's CPU time several times over on one CPU.
+QUIET = {"log_level": "WARNING", "enable_access_log": False}
 #: A clear message when Ray is not installed (it is an optional extra).
 INSTALL_HINT = "pip install -e '.[ray]'"
 
@@ -110,10 +115,12 @@ def serve(args: argparse.Namespace) -> None:
         ray.init(num_cpus=len(setup.cpus), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir,
                  configure_logging=False)
-        ray_serve.start(http_options={"host": args.host, "port": args.port})
+        ray_serve.start(http_options={"host": args.host, "port": args.port},
+                        logging_config=QUIET)
         config = ReplicaConfig(args.bundle, setup.limits, setup.torch_threads,
                                args.batching, args.batch_log_dir)
-        ray_serve.run(application(config, _replica_options(setup, args)), route_prefix="/")
+        ray_serve.run(application(config, _replica_options(setup, args)), route_prefix="/",
+                      logging_config=QUIET)
         print(f"deploybench rayserve: serving on http://{args.host}:{args.port}",
               file=sys.stderr, flush=True)
         _wait_for_stop()
