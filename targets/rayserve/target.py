@@ -5,6 +5,7 @@ API, like the Flask target."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -45,5 +46,9 @@ class RayServeTarget(HttpServedTarget):
         return arguments
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(),
+        try:  # the run's metadata lists the core packages' versions; Ray is an extra
+            ray_version: str | None = metadata.version("ray")
+        except metadata.PackageNotFoundError:
+            ray_version = None
+        return {**super().describe(), "ray_version": ray_version,
                 "batching": str(self.batching) if self.batching is not None else None}

@@ -24,13 +24,14 @@ import pytest
 from harness.cli import build_parser
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
-from reports.schema import load_run
+from reports.schema import RunDoc, load_run
 from targets.batching import BatchingSpec, read_batch_log
 from targets.bundles.protocol import serve_batch
 from targets.rayserve.target import RayServeTarget
 from targets.wire import codec
 from targets.wire.httpclient import HttpClient
 from tests.integration.processes import alive, descendants
+from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
 
@@ -60,6 +61,7 @@ def test_health_answers_from_a_replica_inside_the_server_s_tree(
     described = rayserve.describe()
     assert described["workers"] == 1
     assert described["batching"] == "max_batch=8,max_wait_ms=5"
+    assert described["ray_version"] == "2.60.0"
     assert rayserve.server_pid is not None
     names = {p.name() for p in descendants(rayserve.server_pid)}
     # ray.init() started the cluster inside the server: its GCS and raylet are children.
@@ -147,6 +149,8 @@ def _run(out: Path, *extra: str) -> dict[str, object]:
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["status"] == "complete"
+    # As written, every block of its type (rayserve's description keys included).
+    assert problems(json.loads((out / "run.json").read_text()), RunDoc) == []
     [target] = run["targets"]
     assert target["name"] == "rayserve"
     assert target["status"] == "ok", target["error"]
