@@ -81,16 +81,24 @@ def _replica_options(setup: ServerSetup, args: argparse.Namespace) -> dict[str, 
             "ray_actor_options": {"num_cpus": len(setup.cpus) / setup.workers}}
 
 
-def _wait_for_stop() -> None:
-    """Block until SIGTERM or SIGINT (replacing ray.init's handler, which exits at once)."""
-    stop = threading.Event()
+class StopSignal:
+    """SIGTERM and SIGINT, noted rather than acted on at once: one that arrives while the
+    cluster is still starting lets the start finish, then shuts down as usual (Ray's own
+    handler, which ``ray.init`` installs, would exit in the middle of it)."""
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self.install()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stop.wait()
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._note)
+        signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self._stop.set()
+
+    def wait(self) -> None:
+        self._stop.wait()
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -111,10 +119,12 @@ def serve(args: argparse.Namespace) -> None:
     # a short folder of our own under /tmp, removed after.
     temp_dir = tempfile.mkdtemp(prefix="dbray-", dir="/tmp")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    stop = StopSignal()
     try:
         ray.init(num_cpus=len(setup.cpus), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir,
                  configure_logging=False)
+        stop.install()  # again: ray.init replaced it with its own
         ray_serve.start(http_options={"host": args.host, "port": args.port},
                         logging_config=QUIET)
         config = ReplicaConfig(args.bundle, setup.limits, setup.torch_threads,
@@ -123,12 +133,14 @@ def serve(args: argparse.Namespace) -> None:
                       logging_config=QUIET)
         print(f"deploybench rayserve: serving on http://{args.host}:{args.port}",
               file=sys.stderr, flush=True)
-        _wait_for_stop()
+        stop.wait()
     finally:
-        with contextlib.suppress(Exception):
-            ray_serve.shutdown()  # type: ignore[no-untyped-call]
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        try:
+            with contextlib.suppress(Exception):
+                ray_serve.shutdown()  # type: ignore[no-untyped-call]
+            ray.shutdown()
+        finally:
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
