@@ -40,7 +40,7 @@ from harness.options import (
     parse_volume,
 )
 from harness.run_command import EXIT_INVALID, cmd_run
-from harness.runner import TARGETS
+from harness.runner import RUNNABLE, TARGETS
 from reports.compare import parse_fail_on
 from reports.pricing import PricesError
 from reports.schema import ResultFileError
@@ -50,6 +50,7 @@ from targets.entrypoint import positive_int
 from targets.errors import TargetError
 from targets.flask.server import add_arguments as add_flask_arguments
 from targets.grpc.server import add_arguments as add_grpc_arguments
+from targets.rayserve.server import add_arguments as add_rayserve_arguments
 from targets.runtimes.cpuset import parse_cpus
 from targets.wire import codec
 from targets.wire.codec import ENCODINGS
@@ -64,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="deploy, check parity, load, measure, report")
     run.add_argument("--targets", type=parse_targets, default=None,
-                     help=f"comma-separated deployments to compare (default: "
-                          f"{','.join(TARGETS)}; none when --endpoint is given)")
+                     help=f"comma-separated deployments to compare, of "
+                          f"{','.join(RUNNABLE)} (default: {','.join(TARGETS)}; none when "
+                          f"--endpoint is given)")
     run.add_argument("--endpoint", type=parse_endpoint_option, action="append", default=[],
                      metavar="NAME=URL",
                      help="also measure a deployment already running elsewhere (repeatable): "
@@ -123,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--grpc-api", choices=("sync", "aio"), default=None,
                      help="gRPC's Python API for the server: sync (a thread pool) or aio "
                           "(asyncio; the model runs on the event loop). Default sync")
+    run.add_argument("--rayserve-workers", type=positive_int, default=None,
+                     help="Ray Serve replicas (default: one per target CPU)")
+    run.add_argument("--rayserve-threads", type=positive_int, default=None,
+                     help="requests a Ray Serve replica takes at once (Serve's "
+                          "max_ongoing_requests; default 5)")
     run.add_argument("--lambda-memory-mb", type=positive_int, default=None,
                      help="Lambda memory size, for REPORT and cost (default 1769: one vCPU)")
     run.add_argument("--lambda-concurrency", type=positive_int, default=None,
@@ -251,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     aws = serve_sub.add_parser("lambda", help="the Lambda emulator (Invoke API, Function URL)")
     add_lambda_arguments(aws)
     aws.set_defaults(func=cmd_serve)
+    ray = serve_sub.add_parser("rayserve", help="a Ray Serve deployment on a local Ray "
+                                                "cluster (needs the 'ray' extra)")
+    add_rayserve_arguments(ray)
+    ray.set_defaults(func=cmd_serve)
 
     worker = sub.add_parser(
         "loadgen-worker",

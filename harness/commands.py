@@ -169,6 +169,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     deployment = registry.find(args.target)
     if deployment is None or deployment.server is None:
         raise UserError(f"{args.target} has no server to run")
+    missing = deployment.missing()
+    if missing:
+        raise UserError(missing)
     code = importlib.import_module(deployment.server).serve(args)
     return int(code or 0)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from harness.calibrate import PROTOCOLS
 from harness.encodings import Batching
-from harness.runner import TARGETS, TEST_TARGETS
+from harness.runner import RUNNABLE, TEST_TARGETS
 from targets.batching import BatchingSpec
 from targets.registry import parse_endpoint
 from targets.wire.codec import ENCODINGS
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
 
 def parse_targets(text: str) -> tuple[str, ...]:
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in TARGETS + TEST_TARGETS]
+    unknown = [n for n in names if n not in RUNNABLE + TEST_TARGETS]
     if not names or unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown target {unknown[0] if unknown else text!r}; choose from {', '.join(TARGETS)}"
+            f"unknown target {unknown[0] if unknown else text!r}; choose from "
+            f"{', '.join(RUNNABLE)}"
         )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"a target is named twice in {text!r}")
@@ -67,7 +68,7 @@ def parse_endpoint_option(text: str) -> tuple[str, str]:
         name, url = parse_endpoint(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if name in TARGETS + TEST_TARGETS:
+    if name in RUNNABLE + TEST_TARGETS:
         raise argparse.ArgumentTypeError(
             f"endpoint name {name!r} is a built-in target's; name it after where it runs, "
             f"e.g. k8s-{name}")

@@ -147,6 +147,21 @@ def _result_names(args: argparse.Namespace) -> list[str]:
                                                    args.batching)]
 
 
+def _check_deployable(names: tuple[str, ...], runtime: str) -> None:
+    """Before anything starts: every named deployment can run here, as asked."""
+    for name in names:
+        deployment = registry.find(name)
+        if deployment is None:
+            continue  # an --endpoint
+        missing = deployment.missing()
+        if missing:
+            raise UserError(missing)
+        if runtime == "docker" and deployment.server and not deployment.image:
+            raise UserError(f"{name} has no container image: it runs as a local process "
+                            "only. Run it without --runtime docker, or leave it out of "
+                            "--targets")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     endpoints = dict(args.endpoint)
     if len(endpoints) != len(args.endpoint):
@@ -157,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     args.endpoints = endpoints
     args.encodings = _encodings(args, endpoints)
 
+    _check_deployable(args.targets, args.runtime)
     scenario = catalogue.load(args.scenario)
     args.bundle = bundle_spec(args)
     args.loadgen_master = _loadgen_master(args, endpoints)
@@ -231,6 +247,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    flask_threads=args.flask_threads,
                    flask_worker_class=args.flask_worker_class, grpc_workers=args.grpc_workers,
                    grpc_threads=args.grpc_threads, grpc_api=args.grpc_api,
+                   rayserve_workers=args.rayserve_workers,
+                   rayserve_threads=args.rayserve_threads,
                    lambda_memory_mb=args.lambda_memory_mb,
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),

@@ -56,8 +56,11 @@ if TYPE_CHECKING:
     from targets.bundles.protocol import Bundle
     from targets.runtimes.container import DockerRuntime
 
-#: The deployments `run` knows, in report order. "fake" is for tests of the runner.
+#: The deployments `run` measures unless --targets says otherwise, in report order.
 TARGETS = registry.BUILT_IN
+#: Every deployment --targets accepts (TARGETS, and those measured only when named:
+#: rayserve). "fake" is for tests of the runner.
+RUNNABLE = registry.RUNNABLE
 TEST_TARGETS = registry.FOR_TESTS
 
 
@@ -84,6 +87,9 @@ class RunPlan:
     grpc_threads: int | None = None
     #: gRPC's Python API for the server ("sync" or "aio"); None = the server's default.
     grpc_api: str | None = None
+    #: Ray Serve replicas, and the requests each takes at once; None: the server's default.
+    rayserve_workers: int | None = None
+    rayserve_threads: int | None = None
     lambda_memory_mb: int | None = None
     #: Environments at once; None = the scenario's highest concurrency, so the load is
     #: served (as Lambda's 1,000 default would) rather than throttled.
@@ -163,7 +169,7 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
         return registry.external(url, setup)
     found = registry.find(deployment)
     if found is None or found.role == "calibrate":
-        known = ", ".join(TARGETS)
+        known = ", ".join(RUNNABLE)
         raise UserError(f"unknown target ({deployment!r}). Choose from: {known}")
     return registry.build(found, setup, found.options_from(vars(plan)))
 

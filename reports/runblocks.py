@@ -83,6 +83,10 @@ class TargetDescription(TypedDict, total=False):
     #: --targets fake: the simulated service time (s) and capacity.
     service_time_s: float
     capacity: int
+    #: rayserve: the Ray version it ran on (an optional extra, so not in the run's
+    #: metadata), and its batching settings ("max_batch=N,max_wait_ms=M"; None: none).
+    ray_version: str | None
+    batching: str | None
 
 
 class LoadgenWorker(TypedDict):

@@ -39,7 +39,8 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   stages as they are (their shape has not changed) and fills a missing ``on_path_ms``
   with ``request_decode_ms + response_encode_ms``: before the users decoded answers, the
   server's decode and encode were the only encoding steps on the measured path. Every
-  nested block is typed in reports.stageblocks and reports.runblocks.
+  nested block is typed in reports.stageblocks and reports.runblocks. Added since, also
+  optional: a target description's ``ray_version`` (rayserve).
 * 6 -- dynamic batching (``run --batching``): every stage has ``batching``, the forward
   passes a batched result's servers made in its kept windows (reports.stageblocks.
   BatchingBlock: passes by requests served, their count, requests and mean size), None

@@ -14,6 +14,7 @@ a target and an options dataclass).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +32,7 @@ from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcOptions, GrpcTarget
 from targets.inprocess.target import InProcessTarget
 from targets.nullhttp.target import NullHttpOptions, NullHttpTarget
+from targets.rayserve.target import RayServeOptions, RayServeTarget
 from targets.runtimes.external import ExternalTarget
 from targets.runtimes.process import LOCAL
 from targets.runtimes.protocol import Runtime
@@ -117,6 +119,22 @@ class Deployment:
     #: Its server can batch requests into one forward pass (``run --batching``; its
     #: target takes ``batching=`` and logs each pass in ``batch_log_dir``).
     batching: bool = False
+    #: Measured by ``run`` when --targets is not given (role "run" only). False: only when
+    #: named, for a deployment too heavy to start on every run (rayserve: a Ray cluster).
+    by_default: bool = True
+    #: Modules its server needs beyond deploybench's own dependencies, and the extra
+    #: that installs them (``pip install -e '.[EXTRA]'``).
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def missing(self) -> str | None:
+        """Why it cannot run here (a module it needs is not installed), with the fix;
+        None when it can. Looked up without importing anything."""
+        absent = [m for m in self.requires if not _installed(m)]
+        if not absent:
+            return None
+        return (f"{self.name} needs {', '.join(absent)}, which is not installed. Install "
+                f"it with `pip install -e '.[{self.extra}]'`")
 
     def options_from(self, values: Mapping[str, Any]) -> Any:
         """Its options from ``run``'s values named NAME_FIELD (``flask_workers``), those
@@ -125,6 +143,13 @@ class Deployment:
         given = {f.name: values[prefix + f.name] for f in fields(self.options)
                  if values.get(prefix + f.name) is not None}
         return self.options(**given)
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def _inprocess(setup: Setup, options: NoOptions) -> Target:
@@ -168,6 +193,13 @@ def _null_http(setup: Setup, options: NullHttpOptions) -> Target:
                           stall_after_s=options.stall_after_s, stall_s=options.stall_s)
 
 
+def _rayserve(setup: Setup, options: RayServeOptions) -> Target:
+    return RayServeTarget(setup.bundle, list(setup.cpus), setup.encoding,
+                          workers=options.workers, threads=options.threads,
+                          log_path=setup.path(".log"), limits=setup.limits,
+                          runtime=setup.runtime)
+
+
 def _fake(setup: Setup, options: NoOptions) -> Target:
     return FakeTarget(setup.bundle)
 
@@ -182,6 +214,11 @@ DEPLOYMENTS: dict[str, Deployment] = {d.name: d for d in (
                image=True, batching=True),
     Deployment("lambda", "http", LambdaOptions, _lambda, HTTP_BODIES,
                server="targets.awslambda.server", image=True),
+    # A local process only (no container image: --runtime docker refuses it). Measured
+    # only when named: a Ray cluster takes ~10 s and ~1.3 GB to start on digits.
+    Deployment("rayserve", "http", RayServeOptions, _rayserve, HTTP_BODIES,
+               server="targets.rayserve.server", by_default=False,
+               requires=("ray", "ray.serve"), extra="ray"),
     Deployment("null-http", "http", NullHttpOptions, _null_http, HTTP_BODIES,
                server="targets.nullhttp.server", role="calibrate"),
     # Its simulated load does not depend on the encoding; measured once per encoding, it
@@ -201,8 +238,10 @@ def named(role: str) -> tuple[str, ...]:
     return tuple(d.name for d in DEPLOYMENTS.values() if d.role == role)
 
 
+#: What `run --targets` accepts, in report order.
+RUNNABLE = named("run")
 #: What `run` measures unless told, in report order.
-BUILT_IN = named("run")
+BUILT_IN = tuple(n for n in RUNNABLE if DEPLOYMENTS[n].by_default)
 #: Deployments for tests of the runner: "fake".
 FOR_TESTS = named("test")
 #: The deployments that have a container image (docker/build.sh builds them).

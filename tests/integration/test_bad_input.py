@@ -1,5 +1,6 @@
 """The shared corpus of malformed requests (tests/corpus.py) against every served target:
-flask, grpc, and the Lambda emulator's Invoke API and Function URL.
+flask, grpc, rayserve (through Serve's HTTP proxy), and the Lambda emulator's Invoke API
+and Function URL.
 
 Every case must get the protocol's client error (a 4xx with a JSON message, a gRPC status
 with details, a Lambda function error or the Invoke API's own 4xx), and afterwards the
@@ -22,6 +23,7 @@ from targets.awslambda.target import LambdaTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD
 from targets.grpc.target import GrpcTarget
+from targets.rayserve.target import RayServeTarget
 from targets.wire import codec
 from targets.wire.httpclient import HttpClient
 from tests.corpus import CORPUS, LIMITS, Case, cases
@@ -43,6 +45,14 @@ def test_the_corpus_is_big_enough_for_every_way_in() -> None:
 @pytest.fixture(scope="module")
 def flask(cpus: CpuPlan, digits) -> Iterator[FlaskTarget]:  # type: ignore[no-untyped-def]
     with FlaskTarget("digits", list(cpus.target), "json", limits=LIMITS) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def rayserve(cpus: CpuPlan, digits) -> Iterator[RayServeTarget]:  # type: ignore[no-untyped-def]
+    # One replica: every case is answered by the same process, whose pid must not change.
+    with RayServeTarget("digits", list(cpus.target), "json", workers=1,
+                        limits=LIMITS) as target:
         yield target
 
 
@@ -94,6 +104,12 @@ def _http_case(client: HttpClient, case: Case, health: str, prefix: str = "") ->
 @pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
 def test_flask(flask: FlaskTarget, case: Case) -> None:
     with _client(flask) as client:
+        _http_case(client, case, "/healthz")
+
+
+@pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
+def test_rayserve(rayserve: RayServeTarget, case: Case) -> None:
+    with _client(rayserve) as client:
         _http_case(client, case, "/healthz")
 
 

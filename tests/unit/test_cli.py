@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness.cli import main
+from targets import registry
 
 
 @pytest.fixture
@@ -61,3 +63,26 @@ def test_scenarios_and_bundles_list(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "digits" in out
     assert "vision" in out
+
+
+def test_rayserve_without_ray_says_how_to_install_it(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    absent = replace(registry.DEPLOYMENTS["rayserve"],
+                     requires=("deploybench_no_such_module",))
+    monkeypatch.setitem(registry.DEPLOYMENTS, "rayserve", absent)
+    out = tmp_path / "x"
+    assert main(["run", "--targets", "rayserve", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: rayserve needs deploybench_no_such_module")
+    assert "pip install -e '.[ray]'" in err
+    assert not out.exists()  # refused before anything started
+    assert main(["serve", "rayserve", "--port", "0"]) == 1
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
+
+
+def test_rayserve_has_no_container_image(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    assert main(["run", "--targets", "rayserve", "--runtime", "docker",
+                 "--out", str(tmp_path / "x")]) == 1
+    assert "rayserve has no container image" in capsys.readouterr().err

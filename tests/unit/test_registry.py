@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 from harness.cpus import CpuPlan
@@ -10,6 +11,7 @@ from harness.runner import TARGETS, RunPlan, make_target
 from scenarios import catalogue
 from targets import registry
 from targets.flask.target import FlaskOptions
+from targets.rayserve.target import RayServeOptions, RayServeTarget
 from targets.runtimes.container import DockerRuntime
 from targets.runtimes.process import LOCAL
 
@@ -61,3 +63,34 @@ def test_wires_follow_the_registry() -> None:
     assert registry.wire_of("k8s", "http://10.0.0.5:8000").per_encoding
     assert registry.wire_of("fn", "lambda://eu-west-1/fn").of("binary") == "binary"
     assert not registry.wire_of("fn", "lambda://eu-west-1/fn").per_encoding
+
+
+def test_rayserve_is_run_only_when_named() -> None:
+    assert "rayserve" in registry.RUNNABLE
+    assert "rayserve" not in registry.BUILT_IN
+    assert "rayserve" not in registry.WITH_IMAGE  # a local process only
+    rayserve = registry.DEPLOYMENTS["rayserve"]
+    assert rayserve.protocol == "http"
+    assert rayserve.wire.per_encoding
+    assert rayserve.options_from({"rayserve_workers": 2, "flask_workers": 3}) \
+        == RayServeOptions(workers=2)
+
+
+def test_rayserve_gets_its_options_and_the_run_s_limits(tmp_path: Path) -> None:
+    plan = RunPlan(targets=("rayserve",), bundle="digits", scenario=catalogue.load("smoke"),
+                   cpus=CpuPlan(target=(1, 2), loadgen=(0,)), out_dir=tmp_path,
+                   rayserve_workers=1, rayserve_threads=3)
+    target = make_target("rayserve", plan, "binary", tmp_path)
+    assert isinstance(target, RayServeTarget)
+    assert (target.workers, target.threads, target.encoding) == (1, 3, "binary")
+    assert target.server_arguments() == []  # no batching unless asked
+
+
+def test_a_missing_requirement_names_the_extra_that_installs_it() -> None:
+    rayserve = registry.DEPLOYMENTS["rayserve"]
+    assert rayserve.requires == ("ray", "ray.serve")
+    assert rayserve.extra == "ray"
+    absent = replace(rayserve, requires=("deploybench_no_such_module.sub",))
+    assert absent.missing() == ("rayserve needs deploybench_no_such_module.sub, which is not "
+                                "installed. Install it with `pip install -e '.[ray]'`")
+    assert registry.DEPLOYMENTS["flask"].missing() is None
