@@ -237,3 +237,13 @@ def _fail(request: _Request) -> None:
     if request is not _STOP:
         _answer(request, [], BatcherClosed("the batcher closed before this request was "
                                            "served: the server is stopping"))
+
+
+def worker_batcher(bundle: Bundle, spec: BatchingSpec | None,
+                   log_dir: str | None) -> Batcher | None:
+    """In a server worker, after the fork (the batcher starts a thread): its batcher for
+    the loaded ``bundle``, logging under ``log_dir`` when given; None when batching is
+    off."""
+    if spec is None:
+        return None
+    return Batcher(bundle, spec, BatchLog(log_dir) if log_dir else None)
