@@ -63,6 +63,13 @@ def _nothing() -> None:
     """A request's notify until its caller sets one."""
 
 
+def _wake_loop(loop: asyncio.AbstractEventLoop, future: asyncio.Future[list[Prediction]],
+               request: _Request) -> None:
+    """From the model thread: settle ``future`` on its own loop."""
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(_settle, future, request)
+
+
 def _settle(future: asyncio.Future[list[Prediction]], request: _Request) -> None:
     """On the caller's event loop: complete its future (unless it was cancelled)."""
     if future.done():
@@ -116,7 +123,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Prediction]] = loop.create_future()
         request = _Request(batch)
-        request.notify = functools.partial(loop.call_soon_threadsafe, _settle, future, request)
+        request.notify = functools.partial(_wake_loop, loop, future, request)
         self._submit(request)
         return await future
 
@@ -177,15 +184,20 @@ class Batcher:
         requests = [first]
         examples = first.size
         deadline = first.arrived + self._wait_s
-        get, max_batch = self._queue.get, self._max_batch
+        waiting, get, max_batch = self._wait_s > 0, self._queue.get, self._max_batch
         while examples < max_batch:
-            left = deadline - time.monotonic()
-            try:
-                # A first request that queued past its deadline (the model was busy) takes
-                # only what is queued already: the busier the worker, the fuller the batch.
-                nxt = get(timeout=left) if left > 0 else get(block=False)
-            except queue.Empty:
+            # A first request that queued past its deadline (the model was busy) takes
+            # only what is queued already: the busier the worker, the fuller the batch.
+            left = deadline - time.monotonic() if waiting else 0.0
+            if left > 0:
+                try:
+                    nxt = get(timeout=left)
+                except queue.Empty:
+                    break
+            elif self._queue.empty():  # cheaper than get()'s Empty exception
                 break
+            else:
+                nxt = get()
             if nxt is _STOP or examples + nxt.size > max_batch:
                 return requests, examples, nxt
             requests.append(nxt)
@@ -228,9 +240,7 @@ def _answer(request: _Request, predictions: list[Prediction],
             error: BaseException | None) -> None:
     request.predictions = predictions
     request.error = error
-    # RuntimeError: the caller's event loop is closed, nobody is waiting.
-    with contextlib.suppress(RuntimeError):
-        request.notify()
+    request.notify()
 
 
 def _fail(request: _Request) -> None:
