@@ -3,16 +3,19 @@
     .venv/bin/python benchmarks/batcher_overhead.py [--calls 2000] [--rounds 7]
 
 In one process pinned to one target CPU (as a server worker is), one caller sends
-single-example requests one after another, alternating rounds of the two ways a worker
-can serve them: ``serve_batch(bundle, x)`` called directly, and ``Batcher.predict(x)``
-(max_wait_ms=0, so it never waits for company: what is left is the queue, the hand-off
-to the model thread and back). For each bundle it prints the median per-request time of
-each and their ratio; ``null`` (no model) shows the batcher's absolute cost alone.
+single-example requests one after another, alternating rounds of three ways a worker
+can serve them: ``serve_batch(bundle, x)`` called directly; ``Batcher.predict(x)`` with
+max_wait_ms=0, where a caller alone runs its request itself (the batcher's bookkeeping
+only); and the same forced through the queue to the model thread and back (what a
+request pays when the model is busy or the batcher waits: two thread wake-ups). For each
+bundle it prints the median per-request time of each and the ratios to the direct call;
+``null`` (no model) shows the batcher's absolute cost alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -48,28 +51,31 @@ def main() -> int:
     set_torch_threads(1)
     print(f"one caller, pinned to CPU {cpus.target[0]}; {args.rounds} alternating rounds of "
           f"{args.calls} single-example calls; median per call")
-    print(f"{'bundle':8} {'direct us':>10} {'batcher us':>11} {'added us':>9} {'ratio':>6}")
+    print(f"{'bundle':8} {'direct us':>10} {'batcher us':>11} {'ratio':>6} "
+          f"{'hand-off us':>12} {'ratio':>6}")
     for name in args.bundles.split(","):
         bundle = get_bundle(name)
         bundle.prepare()
         bundle.load()
         examples = bundle.example_requests()
         batcher = Batcher(bundle, BatchingSpec(max_batch=16, max_wait_ms=0))
-
-        def direct(x: np.ndarray, bundle: object = bundle) -> object:
-            return serve_batch(bundle, x)  # type: ignore[arg-type]
+        queued = Batcher(bundle, BatchingSpec(max_batch=16, max_wait_ms=0))
+        queued._direct = False  # always through the queue, as when the model is busy
 
         try:
-            for call in (direct, batcher.predict):  # warm-up
+            ways: list[Callable[[np.ndarray], object]] = [
+                functools.partial(serve_batch, bundle), batcher.predict, queued.predict]
+            for call in ways:  # warm-up
                 per_call_us(call, examples, max(100, args.calls // 10))
-            direct_us, batched_us = [], []
+            times: list[list[float]] = [[] for _ in ways]
             for _ in range(args.rounds):
-                direct_us.append(per_call_us(direct, examples, args.calls))
-                batched_us.append(per_call_us(batcher.predict, examples, args.calls))
+                for call, per_way in zip(ways, times, strict=True):
+                    per_way.append(per_call_us(call, examples, args.calls))
         finally:
             batcher.close()
-        d, b = statistics.median(direct_us), statistics.median(batched_us)
-        print(f"{name:8} {d:10.1f} {b:11.1f} {b - d:9.1f} {b / d:6.2f}")
+            queued.close()
+        d, b, q = (statistics.median(t) for t in times)
+        print(f"{name:8} {d:10.1f} {b:11.1f} {b / d:6.2f} {q:12.1f} {q / d:6.2f}")
     return 0
 
 

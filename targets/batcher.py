@@ -13,8 +13,15 @@ each of its requests is run again alone, so only the request that fails by itsel
 its error (a non-finite output is a 400 for its own input, not for its neighbours'),
 and a model that fails outright fails only the callers of that batch.
 
+With ``max_wait_ms=0`` a blocking caller that finds the queue empty and the model idle
+runs its own request at once, in its own thread: nothing could join its batch anyway,
+and the hand-off to the model thread and back (two thread wake-ups, tens of microseconds
+on a busy machine) is what one client alone would otherwise pay on every request.
+Requests that arrive meanwhile queue for the model thread, which takes them all as soon
+as that pass is over.
+
 Every forward pass is one line of the worker's :class:`BatchLog` (requests, examples);
-a model thread idle for :data:`targets.batching.FLUSH_S` flushes it.
+the model thread flushes it every :data:`targets.batching.FLUSH_S` while idle.
 """
 
 from __future__ import annotations
@@ -99,6 +106,10 @@ class Batcher:
         # drained the queue (it would never be answered).
         self._accepting = threading.Lock()
         self._closed = False
+        # Held for every forward pass: one at a time, by the model thread or a caller.
+        self._model = threading.Lock()
+        # Whether a caller may run its own request when nothing else is queued.
+        self._direct = self._wait_s == 0
         self._thread = threading.Thread(target=self._run, name="deploybench-batcher",
                                         daemon=True)
         self._thread.start()
@@ -111,8 +122,16 @@ class Batcher:
         done = threading.Lock()
         done.acquire()
         request.notify = done.release
-        self._submit(request)
-        done.acquire()  # released by the model thread once request is served
+        if self._direct and self._queue.empty() and self._model.acquire(blocking=False):
+            try:  # the model is idle and nobody waits: no batch to form, no hand-off
+                if self._closed:
+                    raise BatcherClosed("the batcher is closed: the server is stopping")
+                self._serve([request], request.size)
+            finally:
+                self._model.release()
+        else:
+            self._submit(request)
+        done.acquire()  # released once request is served (at once on the direct path)
         if request.error is not None:
             raise request.error
         return request.predictions
@@ -156,7 +175,8 @@ class Batcher:
     # -- the model thread -----------------------------------------------------------------
     def _run(self) -> None:
         carry: _Request | None = None  # the request that did not fit the last batch
-        unflushed = False
+        # While idle, flush the log now and then (callers' direct passes write it too).
+        idle_s = FLUSH_S if self.log is not None else None
         while True:
             if self._closed:  # close() fails what is still queued
                 if carry is not None:
@@ -166,17 +186,19 @@ class Batcher:
             carry = None
             if first is None:
                 try:
-                    first = self._queue.get(timeout=FLUSH_S if unflushed else None)
+                    first = self._queue.get(timeout=idle_s)
                 except queue.Empty:
                     if self.log is not None:
                         self.log.flush()
-                    unflushed = False
                     continue
             if first is _STOP:
                 return
-            requests, examples, carry = self._gather(first)
-            self._serve(requests, examples)
-            unflushed = self.log is not None
+            with self._model:  # after a caller's direct pass: gathers what queued during it
+                if self._closed:  # closed during that pass: first is still only queued
+                    _fail(first)
+                    return
+                requests, examples, carry = self._gather(first)
+                self._serve(requests, examples)
 
     def _gather(self, first: _Request) -> tuple[list[_Request], int, _Request | None]:
         """``first`` and the requests that join its batch; and the one that came next but

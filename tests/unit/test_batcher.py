@@ -36,6 +36,7 @@ class EchoBundle:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.passes: list[int] = []
+        self.threads: set[int] = set()
         self.fail_next: Exception | None = None
         self.started = threading.Event()
 
@@ -44,6 +45,7 @@ class EchoBundle:
 
     def predict(self, inputs: Any) -> Any:
         self.passes.append(len(inputs))
+        self.threads.add(threading.get_ident())
         self.started.set()
         if self.delay_s:
             time.sleep(self.delay_s)
@@ -98,7 +100,7 @@ def test_concurrent_submitters_share_forward_passes(tmp_path: Path) -> None:
     assert list(log[:, 2].astype(int)) == bundle.passes
 
 
-def test_one_submitter_without_wait_runs_batches_of_one() -> None:
+def test_one_submitter_without_wait_runs_batches_of_one_in_its_own_thread() -> None:
     bundle = EchoBundle()
     batcher = Batcher(bundle, BatchingSpec(max_batch=16, max_wait_ms=0))  # type: ignore[arg-type]
     try:
@@ -107,11 +109,26 @@ def test_one_submitter_without_wait_runs_batches_of_one() -> None:
     finally:
         batcher.close()
     assert bundle.passes == [1] * 50
+    # Nothing to wait for: no hand-off to the model thread and back.
+    assert bundle.threads == {threading.get_ident()}
 
 
-def test_every_caller_gets_exactly_its_own_answers() -> None:
-    bundle = EchoBundle(delay_s=0.001)
-    batcher = Batcher(bundle, BatchingSpec(max_batch=8, max_wait_ms=5))  # type: ignore[arg-type]
+def test_one_submitter_with_a_wait_hands_off_to_the_model_thread() -> None:
+    bundle = EchoBundle()
+    batcher = Batcher(bundle, BatchingSpec(max_batch=16, max_wait_ms=1))  # type: ignore[arg-type]
+    try:
+        for i in range(5):
+            assert labels(batcher.predict(rows(i, 1))) == [i]
+    finally:
+        batcher.close()
+    assert bundle.passes == [1] * 5
+    assert threading.get_ident() not in bundle.threads
+
+
+@pytest.mark.parametrize("wait_ms", [0, 5])
+def test_every_caller_gets_exactly_its_own_answers(wait_ms: float) -> None:
+    bundle = EchoBundle(delay_s=0.002)
+    batcher = Batcher(bundle, BatchingSpec(max_batch=8, max_wait_ms=wait_ms))  # type: ignore[arg-type]
     sizes = [random.Random(i).choice([1, 1, 2, 3, 5, 8, 11]) for i in range(64)]
     order = list(range(64))
     random.Random(0).shuffle(order)
