@@ -86,7 +86,9 @@ class ServedTarget(TargetBase, Generic[C]):
     def batch_log_dir(self) -> Path | None:
         """Where the server's workers write their batch logs under batching (None when
         off): ``NAME-batches`` beside the server's log, or a temporary folder when it has
-        none. Read it with :func:`targets.batching.read_batch_log`."""
+        none (a container runtime mounts only the log's folder: without a log_path a
+        containerised server's batch log stays inside its container). Read it with
+        :func:`targets.batching.read_batch_log`."""
         if self.batching is None:
             return None
         if self.log_path is not None:
