@@ -22,9 +22,21 @@ from typing import IO
 
 import numpy as np
 
-#: The defaults of ``--batching both`` and of a spec that leaves a key out.
+#: The defaults of ``--batching both`` and of a spec that leaves a key out, chosen by
+#: measurement (benchmarks/batching_defaults.py: one gthread Flask worker on one CPU,
+#: `digits`, closed-loop clients, settings alternated over 6 rounds; December 2026, on a
+#: shared 2-core machine whose rates swung +-30% between rounds, so the within-round
+#: ratios to unbatched are the figures to trust). With 16 clients every setting served
+#: more: max_wait_ms=0 1.14-1.23x (max_batch 8, 16, 32 alike), 1 or 2 ms 1.30-1.33x; a
+#: busy worker's requests queue during each forward pass, so batches form without
+#: waiting. With 1 client a wait is pure delay: 1 ms served 0.29x and 2 ms 0.19x, while
+#: 0 lets the lone caller run its own request (no hand-off) and matched unbatched (1.05x,
+#: medians of 6 rounds). Hence no wait by default: most of the gain under load, no cost
+#: when light. max_batch=16 matches the usual 16 users and bounds the threads a worker
+#: needs (one per waiting request). On `vision` (a CNN, ~50 ms an example here) batching
+#: neither helped nor hurt at 16 clients (0.92-1.14x): the model's work is per example.
 DEFAULT_MAX_BATCH = 16
-DEFAULT_MAX_WAIT_MS = 2.0
+DEFAULT_MAX_WAIT_MS = 0.0
 #: The batch log's file names in its folder.
 LOG_GLOB = "batches-*.log"
 #: A worker's batch log is flushed at most this long after a forward pass.

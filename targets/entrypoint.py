@@ -3,6 +3,11 @@
 Arguments, then the same preparation before any worker starts: die with the harness
 that started it, set torch's thread count, train or verify the bundle once, pin to the
 target CPUs (workers inherit the set), and warn when binding beyond loopback.
+
+``--batching`` and ``--batch-log-dir`` are read here for every server; a server that
+batches builds its :class:`targets.batcher.Batcher` in each worker after the fork
+(:func:`targets.batcher.worker_batcher`), and one that cannot batch refuses the option
+(:func:`exit_if_batching`) rather than ignore it.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from targets.batching import BatchingSpec
 from targets.bundles.resolve import get_bundle
 from targets.bundles.user import label
 from targets.runtimes.cpuset import format_cpus, parse_cpus
@@ -45,13 +51,45 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_port: int,
                         help="CPU list to pin to, e.g. '1' or '2-3' (default: all allowed)")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="worker processes (default: one per CPU)")
-    parser.add_argument("--threads", type=positive_int, default=default_threads,
-                        help=f"{threads_help} (default {default_threads})")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help=f"{threads_help} (default {default_threads}; with --batching, "
+                             "at least its max_batch)")
+    parser.set_defaults(server_default_threads=default_threads)
     parser.add_argument("--max-body-bytes", type=positive_int,
                         default=codec.DEFAULT_LIMITS.max_body_bytes,
                         help="larger requests are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED)")
     parser.add_argument("--max-batch", type=positive_int, default=codec.DEFAULT_LIMITS.max_batch,
                         help="larger batches are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED)")
+    parser.add_argument("--batching", type=batching_spec, default=None, metavar="SPEC",
+                        help="dynamic batching: max_batch=N,max_wait_ms=M (either may be left "
+                             "out: its default); one forward pass serves the requests that "
+                             "arrive together (default: off, one pass per request)")
+    parser.add_argument("--batch-log-dir", default=None, metavar="DIR",
+                        help="with --batching, each worker writes one line per forward pass "
+                             "to DIR/batches-PID.log (default: no log)")
+
+
+def batching_spec(text: str) -> BatchingSpec:
+    try:
+        return BatchingSpec.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def threads_for(batching: BatchingSpec | None, default_threads: int) -> int:
+    """Threads per worker when ``--threads`` is not given. A worker batches only the
+    requests it has accepted: a threaded server needs a thread per request waiting in a
+    batch, so under batching at least ``max_batch`` (requests of one example each fill
+    a batch; more threads would only queue requests behind a full one)."""
+    return max(default_threads, batching.max_batch) if batching else default_threads
+
+
+def exit_if_batching(args: argparse.Namespace, why: str) -> None:
+    """For a server (or a mode of one) that does not batch: exit 2 with ``why`` when
+    ``--batching`` was given, rather than ignore it."""
+    if getattr(args, "batching", None) is not None:
+        print(f"error: --batching {args.batching}: {why}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
 
 
 def warn_if_exposed(host: str) -> None:
@@ -71,11 +109,17 @@ class ServerSetup:
     #: torch threads per worker: workers x torch threads = CPUs.
     torch_threads: int
     limits: codec.Limits
+    #: Threads per worker: ``--threads``, or the server's default (:func:`threads_for`).
+    threads: int
+    #: ``--batching`` (None: off) and ``--batch-log-dir`` (None: no log).
+    batching: BatchingSpec | None = None
+    batch_log_dir: str | None = None
 
     def banner(self, kind: str, args: argparse.Namespace) -> str:
+        batching = f" batching={self.batching}" if self.batching else ""
         return (f"deploybench {kind}: bundle={label(args.bundle)} bind={args.host}:{args.port} "
                 f"cpus={format_cpus(self.cpus)} workers={self.workers} "
-                f"threads={args.threads} torch_threads={self.torch_threads}")
+                f"threads={self.threads} torch_threads={self.torch_threads}{batching}")
 
 
 def exit_if_port_taken(host: str, port: int) -> None:
@@ -109,7 +153,10 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
     os.sched_setaffinity(0, cpus)  # before workers fork: they inherit it
     warn_if_exposed(args.host)
     limits = codec.Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
-    return ServerSetup(cpus, workers, torch_threads, limits)
+    batching: BatchingSpec | None = getattr(args, "batching", None)
+    threads = args.threads or threads_for(batching, args.server_default_threads)
+    return ServerSetup(cpus, workers, torch_threads, limits, threads, batching,
+                       getattr(args, "batch_log_dir", None))
 
 
 def fork_workers(count: int, serve_one: Callable[[], int]) -> int:

@@ -5,15 +5,21 @@ spoken to through its protocol's client, health-checked by PID, stopped by PID.
 A served target is composed, not specialised per runtime: its runtime (a local process,
 or a Docker container) is given to it, and its client (:class:`targets.base.PredictClient`)
 is the one an external endpoint of the same protocol uses.
+
+With ``batching`` the server is started with ``--batching`` and writes its batch log
+(:mod:`targets.batching`) to :attr:`ServedTarget.batch_log_dir`, beside its own log: the
+folder a container runtime mounts, at the same path, so the paths agree inside and out.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from targets.base import PredictClient, TargetBase
+from targets.entrypoint import threads_for
 from targets.runtimes.cpuset import format_cpus
 from targets.runtimes.process import LOCAL, free_port
 from targets.wire import codec
@@ -59,7 +65,10 @@ class ServedTarget(TargetBase, Generic[C]):
         self.host = host
         self.port = port
         self.workers = workers or max(1, len(self.cpus))
-        self.threads = threads or self.default_threads
+        #: Dynamic batching in every worker (None: one forward pass per request).
+        self.batching = batching
+        # Under batching, a thread per request waiting in a batch (threads_for says why).
+        self.threads = threads or threads_for(batching, self.default_threads)
         self.log_path = log_path
         self.limits = limits
         #: Where the server runs: a local process, or a container (--runtime docker).
@@ -73,10 +82,34 @@ class ServedTarget(TargetBase, Generic[C]):
         self.startup_s: float | None = None
         self._server: Server | None = None
         self._client: C | None = None
+        self._temp_batch_log_dir: Path | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def batch_log_dir(self) -> Path | None:
+        """Where the server's workers write their batch logs under batching (None when
+        off): ``NAME-batches`` beside the server's log, or a temporary folder when it has
+        none (a container runtime mounts only the log's folder: without a log_path a
+        containerised server's batch log stays inside its container). Read it with
+        :func:`targets.batching.read_batch_log`."""
+        if self.batching is None:
+            return None
+        if self.log_path is not None:
+            return self.log_path.parent / f"{self.name}-batches"
+        if self._temp_batch_log_dir is None:
+            self._temp_batch_log_dir = Path(tempfile.mkdtemp(
+                prefix=f"deploybench-{self.name}-batches-"))
+        return self._temp_batch_log_dir
+
+    def batching_arguments(self) -> list[str]:
+        """``--batching`` and ``--batch-log-dir``, when batching."""
+        folder = self.batch_log_dir
+        if self.batching is None or folder is None:
+            return []
+        return ["--batching", str(self.batching), "--batch-log-dir", str(folder)]
 
     # -- per deployment ---------------------------------------------------------------
     def make_client(self) -> C:
@@ -113,7 +146,8 @@ class ServedTarget(TargetBase, Generic[C]):
             ["--host", self.host, "--port", str(self.port), "--cpus", format_cpus(self.cpus),
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--max-body-bytes", str(self.limits.max_body_bytes),
-             "--max-batch", str(self.limits.max_batch), *self.server_arguments()],
+             "--max-batch", str(self.limits.max_batch), *self.batching_arguments(),
+             *self.server_arguments()],
             bundle=self.bundle, cpus=self.cpus, log_path=self.log_path,
             memory_mb=self.container_memory_mb())
         self._connect()
@@ -205,6 +239,9 @@ class ServedTarget(TargetBase, Generic[C]):
             "startup_s": self.startup_s,
             "max_body_bytes": self.limits.max_body_bytes,
             "max_batch": self.limits.max_batch,
+            "batching": None if self.batching is None else {
+                "max_batch": self.batching.max_batch,
+                "max_wait_ms": self.batching.max_wait_ms},
             "pid": self.server_pid,
             **(self._server.describe() if self._server is not None else {}),
         }

@@ -23,7 +23,7 @@ from targets.awslambda.environment import FunctionConfig
 from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, FrontDoor
 from targets.awslambda.function import LambdaFunction
 from targets.entrypoint import add_arguments as add_common_arguments
-from targets.entrypoint import positive_int, prepare_server
+from targets.entrypoint import exit_if_batching, positive_int, prepare_server
 from targets.wire import codec
 
 #: 1,769 MB is the memory size at which Lambda gives a function one full vCPU.
@@ -105,6 +105,7 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    exit_if_batching(args, "a Lambda environment serves one event at a time, as AWS's do")
     args.workers = 1  # one emulator process; environments come and go on demand
     setup = prepare_server(args)
     print(setup.banner("lambda", args), file=sys.stderr, flush=True)

@@ -1,6 +1,10 @@
 """The Flask application: ``POST /predict``, ``GET /healthz`` and its OpenAPI
 description, ``GET /openapi.json`` (:mod:`targets.flask.openapi`).
 
+With ``batching`` the worker's requests go through its :class:`targets.batcher.Batcher`
+(built here, in the worker, after gunicorn's fork; closed at the worker's exit): the
+gthread worker's threads wait in it while one forward pass serves them together.
+
 Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
 400, a body over the limit 413, a wrong content type 415 (all from
 :mod:`targets.wire.codec`), and nothing a client sends can produce a 500 or kill a worker.
@@ -8,6 +12,7 @@ Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed inp
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
@@ -16,6 +21,8 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from targets.batcher import worker_batcher
+from targets.batching import BatchingSpec
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
@@ -34,10 +41,16 @@ def _json(body: bytes, status: int) -> Response:
     return Response(body, status=status, mimetype=codec.JSON_TYPE)
 
 
-def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) -> Flask:
-    """Load the bundle (once per worker process) and build the app around it."""
+def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS,
+               batching: BatchingSpec | None = None, batch_log_dir: str | None = None
+               ) -> Flask:
+    """Load the bundle (once per worker process) and build the app around it; with
+    ``batching``, start the worker's batcher (call this in the worker, after the fork)."""
     bundle = get_bundle(bundle_name)
     bundle.load()
+    batcher = worker_batcher(bundle, batching, batch_log_dir)
+    if batcher is not None:
+        atexit.register(batcher.close)  # gunicorn's workers end with sys.exit: flushes the log
     input_shape = bundle.input_shape
     app = Flask("deploybench.flask")
     max_body = limits.max_body_bytes
@@ -62,7 +75,8 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS) ->
         headers: Any = req.headers if SHAPE_KEY in environ or DTYPE_KEY in environ else {}
         batch = codec.decode_request(environ.get("CONTENT_TYPE"), body, headers, input_shape,
                                      limits)
-        return _json(codec.encode_predictions(serve_batch(bundle, batch)), 200)
+        predictions = serve_batch(bundle, batch) if batcher is None else batcher.predict(batch)
+        return _json(codec.encode_predictions(predictions), 200)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -16,9 +16,15 @@ from typing import Any
 
 from targets.bundles.user import label
 from targets.entrypoint import add_arguments as add_common_arguments
-from targets.entrypoint import exit_if_port_taken, prepare_server, set_torch_threads
+from targets.entrypoint import (
+    exit_if_batching,
+    exit_if_port_taken,
+    prepare_server,
+    set_torch_threads,
+)
 
-#: Threads per gthread worker. The model is CPU-bound and each worker has one CPU's worth
+#: Threads per gthread worker (under --batching, at least max_batch: see
+#: targets.entrypoint.threads_for). The model is CPU-bound and each worker has one CPU's worth
 #: of torch threads, so more threads only interleave requests: measured on `digits` with
 #: wrk -c16 (docs/methodology.md, *Performance*), 4 threads gave a few percent more
 #: throughput than 1 but p99 ~50 ms against 25-40 ms. Keep-alive connections wait in the
@@ -40,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    if args.worker_class != "gthread":
+        # sync: one request at a time per worker, nothing to batch; gevent: the batcher's
+        # model thread would be a greenlet, and the forward pass would block the hub.
+        exit_if_batching(args, f"gunicorn's {args.worker_class} worker cannot batch; use "
+                               "--worker-class gthread")
     exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
     from gunicorn.app.base import BaseApplication
@@ -50,7 +61,7 @@ def serve(args: argparse.Namespace) -> None:
                 "bind": f"{args.host}:{args.port}",
                 "workers": setup.workers,
                 "worker_class": args.worker_class,
-                "threads": args.threads,
+                "threads": setup.threads,
                 "keepalive": KEEPALIVE_S,
                 "accesslog": None,
                 "errorlog": "-",
@@ -70,7 +81,8 @@ def serve(args: argparse.Namespace) -> None:
             # Flask loads in each worker (after a gevent worker class has patched it).
             from targets.flask.app import create_app  # noqa: PLC0415
 
-            return create_app(args.bundle, setup.limits)
+            # In the worker, after the fork: the batcher's thread is the worker's own.
+            return create_app(args.bundle, setup.limits, setup.batching, setup.batch_log_dir)
 
     print(setup.banner("flask", args), file=sys.stderr, flush=True)
     Application().run()

@@ -8,6 +8,11 @@ torch start, all bound to one port with SO_REUSEPORT (the kernel spreads connect
 each with ``CPUs / workers`` torch threads. With one worker SO_REUSEPORT stays off, so a
 port already taken is an error rather than a silent share.
 
+With ``--batching`` each server process builds its :class:`targets.batcher.Batcher` once
+it is forked: the sync server's pool threads wait in it (the pool is then at least
+``max_batch`` threads), and the aio server awaits it, its event loop free while the
+batcher's thread runs the model.
+
 A malformed request gets INVALID_ARGUMENT and one over ``--max-body-bytes`` or
 ``--max-batch`` RESOURCE_EXHAUSTED, each with a message naming the problem; the server
 keeps serving.
@@ -24,6 +29,7 @@ from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
+from targets.batcher import worker_batcher
 from targets.bundles.protocol import Prediction, serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.entrypoint import ServerSetup, fork_workers, prepare_server, set_torch_threads
@@ -67,12 +73,15 @@ def response_message(predictions: list[Prediction]) -> Any:
 
 
 class Predictor:
-    """The service's logic, shared by the sync and aio servers: the loaded bundle and
-    the two methods as plain functions (bytes or message in, message out)."""
+    """The service's logic, shared by the sync and aio servers: the loaded bundle (and
+    its batcher under --batching) and the two methods as plain functions (bytes or
+    message in, message out). Build it in the server process, after any fork."""
 
-    def __init__(self, bundle_name: str, limits: codec.Limits) -> None:
+    def __init__(self, bundle_name: str, setup: ServerSetup) -> None:
+        limits = setup.limits
         self.bundle = get_bundle(bundle_name)
         self.bundle.load()
+        self.batcher = worker_batcher(self.bundle, setup.batching, setup.batch_log_dir)
         self._serve, self._decode, self._pb2 = serve_batch, decode_predict_request, predict_pb2
         self._shape, self._limits = self.bundle.input_shape, limits
         self._info = predict_pb2.InfoResponse(bundle=self.bundle.name, pid=os.getpid())
@@ -80,7 +89,22 @@ class Predictor:
     def predict(self, data: bytes) -> Any:
         """Raises RequestError for the client's mistakes."""
         batch = self._decode(data, self._shape, self._limits)
+        if self.batcher is not None:
+            return response_message(self.batcher.predict(batch))
         return response_message(self._serve(self.bundle, batch))
+
+    async def apredict(self, data: bytes) -> Any:
+        """:meth:`predict` for the aio server: unbatched, the model runs on the event loop
+        (a hop to a thread would only add to a CPU-bound call); batched, the loop awaits
+        the batcher."""
+        if self.batcher is None:
+            return self.predict(data)
+        batch = self._decode(data, self._shape, self._limits)
+        return response_message(await self.batcher.apredict(batch))
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
 
     def info(self, request: Any) -> Any:
         return self._info
@@ -128,15 +152,15 @@ def _bind(server: Any, host: str, port: int) -> None:
         raise OSError(f"cannot bind {host}:{port} (in use?)")
 
 
-def build_server(bundle_name: str, host: str, port: int, threads: int, limits: codec.Limits,
+def build_server(service: Predictor, host: str, port: int, setup: ServerSetup,
                  reuse_port: bool) -> Any:
-    """A started sync server with the model loaded; raises OSError when the port is
-    taken."""
+    """A started sync server of ``service`` (its model loaded), ``setup.threads`` threads
+    in its pool; raises OSError when the port is taken."""
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
-    service = Predictor(bundle_name, limits)
+    limits = setup.limits
 
     def predict(data: bytes, context: Any) -> Any:
         try:
@@ -145,7 +169,7 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
             context.abort(*_status(exc))
             raise  # abort() raised already
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads),
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=setup.threads),
                          options=_options(limits, reuse_port))
     handlers = service.handlers(predict, lambda request, context: service.info(request))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -162,20 +186,19 @@ def build_server(bundle_name: str, host: str, port: int, threads: int, limits: c
     return server
 
 
-async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits,
+async def serve_aio(service: Predictor, host: str, port: int, limits: codec.Limits,
                     reuse_port: bool) -> int:
-    """The aio server until SIGTERM or SIGINT; the model runs on the event loop (it is
-    CPU-bound and each server process has its CPU's worth of torch threads, so handing
-    it to a thread would only add a hop). Returns the exit code."""
+    """The aio server of ``service`` until SIGTERM or SIGINT; unbatched, the model runs
+    on the event loop (it is CPU-bound and each server process has its CPU's worth of
+    torch threads, so handing it to a thread would only add a hop). Returns the exit
+    code."""
     import grpc
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
-    service = Predictor(bundle_name, limits)
-
     async def predict(data: bytes, context: Any) -> Any:
         try:
-            return service.predict(data)
+            return await service.apredict(data)
         except Exception as exc:
             await context.abort(*_status(exc))
             raise  # abort() raised already
@@ -209,12 +232,19 @@ async def serve_aio(bundle_name: str, host: str, port: int, limits: codec.Limits
 
 def _serve_one(args: argparse.Namespace, setup: ServerSetup, reuse_port: bool) -> int:
     set_torch_threads(setup.torch_threads)
-    if args.api == "aio":
-        return asyncio.run(serve_aio(args.bundle, args.host, args.port, setup.limits,
-                                     reuse_port))
+    service = Predictor(args.bundle, setup)
     try:
-        server = build_server(args.bundle, args.host, args.port, args.threads, setup.limits,
-                              reuse_port)
+        return _serve_api(service, args, setup, reuse_port)
+    finally:
+        service.close()  # the batcher's log flushed before fork_workers' os._exit
+
+
+def _serve_api(service: Predictor, args: argparse.Namespace, setup: ServerSetup,
+               reuse_port: bool) -> int:
+    if args.api == "aio":
+        return asyncio.run(serve_aio(service, args.host, args.port, setup.limits, reuse_port))
+    try:
+        server = build_server(service, args.host, args.port, setup, reuse_port)
     except OSError as exc:
         print(f"error: {exc}. Choose another --port", file=sys.stderr, flush=True)
         return 1

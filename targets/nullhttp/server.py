@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
-from targets.entrypoint import ServerSetup, fork_workers, prepare_server
+from targets.entrypoint import ServerSetup, exit_if_batching, fork_workers, prepare_server
 from targets.entrypoint import add_arguments as add_common_arguments
 from targets.wire import codec
 
@@ -384,12 +384,13 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                      f"fixed prediction; serve {args.bundle} with flask, grpc or lambda")
     if args.delay_ms < 0 or args.stall_s < 0 or (args.stall_after_s or 0) < 0:
         parser.error("--delay-ms, --stall-after-s and --stall-s must be >= 0")
-    if args.threads != 1:
+    if args.threads not in (None, 1):
         parser.error(f"--threads {args.threads}: each worker is one event loop; "
                      "use --workers for more")
 
 
 def serve(args: argparse.Namespace) -> int:
+    exit_if_batching(args, "the null HTTP server has no model to batch for")
     setup = prepare_server(args)
     print(setup.banner("null-http", args), file=sys.stderr, flush=True)
     if setup.workers == 1:
