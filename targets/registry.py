@@ -197,7 +197,7 @@ def _rayserve(setup: Setup, options: RayServeOptions) -> Target:
     return RayServeTarget(setup.bundle, list(setup.cpus), setup.encoding,
                           workers=options.workers, threads=options.threads,
                           log_path=setup.path(".log"), limits=setup.limits,
-                          runtime=setup.runtime)
+                          runtime=setup.runtime, batching=setup.batching)
 
 
 def _fake(setup: Setup, options: NoOptions) -> Target:
@@ -218,7 +218,7 @@ DEPLOYMENTS: dict[str, Deployment] = {d.name: d for d in (
     # only when named: a Ray cluster takes ~10 s and ~1.3 GB to start on digits.
     Deployment("rayserve", "http", RayServeOptions, _rayserve, HTTP_BODIES,
                server="targets.rayserve.server", by_default=False,
-               requires=("ray", "ray.serve"), extra="ray"),
+               requires=("ray", "ray.serve"), extra="ray", batching=True),
     Deployment("null-http", "http", NullHttpOptions, _null_http, HTTP_BODIES,
                server="targets.nullhttp.server", role="calibrate"),
     # Its simulated load does not depend on the encoding; measured once per encoding, it

@@ -73,12 +73,6 @@ class ServedTarget(TargetBase, Generic[C]):
         self.limits = limits
         #: Where the server runs: a local process, or a container (--runtime docker).
         self.runtime = runtime
-        #: --batching: the settings of the server's batcher (None: one forward pass per
-        #: request).
-        self.batching = batching
-        #: Where the server's processes log each forward pass (targets.batching); None:
-        #: they keep no batch log.
-        self.batch_log_dir: Path | None = None
         self.startup_s: float | None = None
         self._server: Server | None = None
         self._client: C | None = None

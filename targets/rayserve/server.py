@@ -26,7 +26,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from targets.batching import BatchingSpec
 from targets.entrypoint import ServerSetup, exit_if_port_taken, prepare_server
 from targets.entrypoint import add_arguments as add_common_arguments
 
@@ -51,24 +50,11 @@ def ray_installed() -> bool:
         and importlib.util.find_spec("ray.serve") is not None
 
 
-def parse_batching(text: str) -> BatchingSpec:
-    try:
-        return BatchingSpec.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # --batching and --batch-log-dir are the common ones: @serve.batch in every replica.
     add_common_arguments(parser, default_port=8000, default_threads=DEFAULT_THREADS,
                          threads_help="requests a replica takes at once (Serve's "
                                       "max_ongoing_requests)")
-    parser.add_argument("--batching", type=parse_batching, default=None,
-                        metavar="max_batch=N,max_wait_ms=M",
-                        help="batch requests with @serve.batch: up to N examples a forward "
-                             "pass, waiting up to M ms for them (default: no batching)")
-    parser.add_argument("--batch-log-dir", default=None,
-                        help="with --batching: each replica logs its batches here "
-                             "(batches-PID.log)")
 
 
 def _replica_options(setup: ServerSetup, args: argparse.Namespace) -> dict[str, Any]:

@@ -7,8 +7,6 @@ Malformed requests: the shared corpus, tests/integration/test_bad_input.py (unba
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -21,7 +19,6 @@ import numpy as np
 import psutil
 import pytest
 
-from harness.cli import build_parser
 from harness.cpus import CpuPlan
 from harness.parity import check_parity
 from reports.schema import RunDoc, load_run
@@ -141,7 +138,7 @@ def test_unknown_path_and_method_are_json(rayserve: RayServeTarget) -> None:
         client.close()
 
 
-def _run(out: Path, *extra: str) -> dict[str, object]:
+def _run(out: Path, *extra: str, name: str = "rayserve") -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-m", "harness", "run", "--targets", "rayserve", "--bundle", "digits",
          "--scenario", "smoke", "--out", str(out), *extra],
@@ -152,7 +149,7 @@ def _run(out: Path, *extra: str) -> dict[str, object]:
     # As written, every block of its type (rayserve's description keys included).
     assert problems(json.loads((out / "run.json").read_text()), RunDoc) == []
     [target] = run["targets"]
-    assert target["name"] == "rayserve"
+    assert target["name"] == name
     assert target["status"] == "ok", target["error"]
     assert target["parity"] is not None
     assert target["parity"]["ok"]
@@ -171,23 +168,15 @@ def test_run_measures_rayserve_when_named(tmp_path: Path) -> None:
     assert startup_s > 0
 
 
-def _run_has_batching() -> bool:
-    """``run`` accepts --batching (argparse exits 2 on an option it does not know)."""
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            build_parser().parse_args(["run", "--batching", "max_batch=8"])
-    except SystemExit:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _run_has_batching(),
-                    reason="`run --batching` comes with branch batch (issue 20); until it is "
-                           "merged only the server's own --batching is tested, above")
 def test_run_measures_rayserve_batched(tmp_path: Path) -> None:
-    described = _run(tmp_path / "run", "--rayserve-workers", "1",
-                     "--batching", "max_batch=8,max_wait_ms=5")
+    out = tmp_path / "run"
+    described = _run(out, "--rayserve-workers", "1", "--batching", "max_batch=8,max_wait_ms=5",
+                     name="rayserve+batch")
     assert described["batching"] == "max_batch=8,max_wait_ms=5"
+    # @serve.batch's forward passes, counted in the stages from the replica's batch log.
+    [target] = load_run(out)["targets"]
+    formed = [stage["batching"] for stage in target["stages"]]
+    assert all(block is not None and block["batches"] > 0 for block in formed)
 
 
 def test_stop_leaves_no_ray_process(rayserve: RayServeTarget) -> None:

@@ -1,13 +1,9 @@
 """`run --targets flask --batching both` as a user runs it: a real Flask server unbatched,
 then another with its batcher, real Locust, the batch log read back into each stage, and
-the report's "Batching" section.
-
-The servers' batcher is :mod:`targets.batcher` (issue 20's server side): until it is in
-this checkout the test is skipped, with that reason printed by ``pytest -rs``."""
+the report's "Batching" section."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +12,7 @@ import pytest
 
 from reports.schema import load_run
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(importlib.util.find_spec("targets.batcher") is None,
-                       reason="targets.batcher (the servers' batcher, issue 20) is not in "
-                              "this checkout yet"),
-]
+pytestmark = pytest.mark.integration
 
 
 def test_flask_measured_unbatched_and_batched(tmp_path: Path) -> None:
