@@ -84,8 +84,9 @@ class TargetDescription(TypedDict, total=False):
     service_time_s: float
     capacity: int
     #: rayserve: the Ray version it ran on (an optional extra, so not in the run's
-    #: metadata), and its batching settings ("max_batch=N,max_wait_ms=M"; None: none).
+    #: metadata).
     ray_version: str | None
+    #: A served target's batching settings ("max_batch=N,max_wait_ms=M"; None: none).
     batching: str | None
 
 

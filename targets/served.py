@@ -233,9 +233,8 @@ class ServedTarget(TargetBase, Generic[C]):
             "startup_s": self.startup_s,
             "max_body_bytes": self.limits.max_body_bytes,
             "max_batch": self.limits.max_batch,
-            "batching": None if self.batching is None else {
-                "max_batch": self.batching.max_batch,
-                "max_wait_ms": self.batching.max_wait_ms},
+            # As --batching writes it (max_batch=N,max_wait_ms=M); None: not batching.
+            "batching": None if self.batching is None else str(self.batching),
             "pid": self.server_pid,
             **(self._server.describe() if self._server is not None else {}),
         }

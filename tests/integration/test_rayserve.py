@@ -45,8 +45,7 @@ def rayserve(cpus: CpuPlan, digits, batch_dir: Path  # type: ignore[no-untyped-d
              ) -> Iterator[RayServeTarget]:
     with RayServeTarget("digits", list(cpus.target), "json", workers=1,
                         limits=codec.Limits(max_body_bytes=1 << 20, max_batch=16),
-                        log_path=batch_dir / "rayserve.log", batching=BATCHING,
-                        batch_log_dir=batch_dir) as target:
+                        log_path=batch_dir / "rayserve.log", batching=BATCHING) as target:
         yield target
 
 
@@ -109,7 +108,7 @@ def test_concurrent_requests_share_forward_passes(
                 == [p.label for p in expected]
     time.sleep(0.6)  # a batch log is flushed at a forward pass 0.5 s after the last flush
     rayserve.predict(examples[0])
-    log = read_batch_log(batch_dir)
+    log = read_batch_log(rayserve.batch_log_dir)
     during = log[log[:, 0] >= started]
     assert during[:, 1].sum() >= 32  # every request went through the batcher
     assert during[:, 2].max() <= BATCHING.max_batch

@@ -71,7 +71,7 @@ def test_a_batching_target_passes_its_spec_and_log_folder(tmp_path: Path) -> Non
     assert flask.batch_log_dir == tmp_path / "flask-json-batches"
     assert flask.batching_arguments() == ["--batching", "max_batch=32,max_wait_ms=1.5",
                                           "--batch-log-dir", str(tmp_path / "flask-json-batches")]
-    assert flask.describe()["batching"] == {"max_batch": 32, "max_wait_ms": 1.5}
+    assert flask.describe()["batching"] == "max_batch=32,max_wait_ms=1.5"
     grpc = GrpcTarget("digits", [1], "grpc", batching=BatchingSpec(max_batch=2), threads=3)
     assert grpc.threads == 3  # given: kept
     folder = grpc.batch_log_dir  # no server log: a temporary folder, the same each time
