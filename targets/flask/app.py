@@ -1,5 +1,5 @@
 """The Flask application: ``POST /predict``, ``GET /healthz`` and its OpenAPI
-description, ``GET /openapi.json`` (:mod:`targets.flask.openapi`).
+description, ``GET /openapi.json`` (:mod:`targets.wire.openapi`).
 
 Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
 400, a body over the limit 413, a wrong content type 415 (all from
@@ -19,8 +19,7 @@ from werkzeug.exceptions import HTTPException
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
-from targets.flask import openapi
-from targets.wire import codec
+from targets.wire import codec, openapi
 
 log = logging.getLogger(__name__)
 
