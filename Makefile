@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deploybench run --targets inprocess,flask,grpc,lambda --bundle digits --scenario quick \
+	$(BIN)/deploybench run --targets inprocess,flask,fastapi,grpc,lambda --bundle digits --scenario quick \
 		--out $(OUT)
 
 test: $(STAMP)

@@ -105,7 +105,7 @@ def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str
         raise UserError(f"--encodings compares HTTP request encodings, and none of "
                         f"{', '.join(args.targets) or 'the targets'} sends them (grpc always "
                         "sends protobuf, inprocess has no wire, a lambda:// endpoint takes "
-                        "events). Add flask, lambda or an http:// --endpoint to --targets")
+                        "events). Add flask, fastapi, lambda or an http:// --endpoint to --targets")
     twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires))
     if twice:
         raise UserError(f"two results would be named {twice[0]!r}: with --encodings, results "

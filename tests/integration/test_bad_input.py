@@ -1,5 +1,5 @@
 """The shared corpus of malformed requests (tests/corpus.py) against every served target:
-flask, grpc, and the Lambda emulator's Invoke API and Function URL.
+flask, fastapi, grpc, and the Lambda emulator's Invoke API and Function URL.
 
 Every case must get the protocol's client error (a 4xx with a JSON message, a gRPC status
 with details, a Lambda function error or the Invoke API's own 4xx), and afterwards the
@@ -19,6 +19,7 @@ import pytest
 
 from harness.cpus import CpuPlan
 from targets.awslambda.target import LambdaTarget
+from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD
 from targets.grpc.target import GrpcTarget
@@ -43,6 +44,12 @@ def test_the_corpus_is_big_enough_for_every_way_in() -> None:
 @pytest.fixture(scope="module")
 def flask(cpus: CpuPlan, digits) -> Iterator[FlaskTarget]:  # type: ignore[no-untyped-def]
     with FlaskTarget("digits", list(cpus.target), "json", limits=LIMITS) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def fastapi(cpus: CpuPlan, digits) -> Iterator[FastapiTarget]:  # type: ignore[no-untyped-def]
+    with FastapiTarget("digits", list(cpus.target), "json", limits=LIMITS) as target:
         yield target
 
 
@@ -94,6 +101,12 @@ def _http_case(client: HttpClient, case: Case, health: str, prefix: str = "") ->
 @pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
 def test_flask(flask: FlaskTarget, case: Case) -> None:
     with _client(flask) as client:
+        _http_case(client, case, "/healthz")
+
+
+@pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
+def test_fastapi(fastapi: FastapiTarget, case: Case) -> None:
+    with _client(fastapi) as client:
         _http_case(client, case, "/healthz")
 
 
