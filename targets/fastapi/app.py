@@ -30,6 +30,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -60,6 +61,12 @@ async def read_body(request: Request, max_body: int) -> bytes:
         if size > max_body:
             break
     return b"".join(chunks)
+
+
+async def body_of(request: Request) -> bytes:
+    """The body as a dependency (the "sync" pool's endpoint cannot await it), at module
+    level so that FastAPI resolves its annotation; the limit is the app's."""
+    return await read_body(request, request.app.state.max_body)
 
 
 def _offload(pool: str, threads: int) -> Callable[..., Any]:
@@ -103,9 +110,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
 
     app = FastAPI(title=f"deploybench fastapi target ({bundle.name})", openapi_url=None,
                   docs_url=None, redoc_url=None, lifespan=lifespan)
-
-    async def body_of(request: Request) -> bytes:
-        return await read_body(request, max_body)
+    app.state.max_body = max_body
 
     if pool == "sync":
         @app.post("/predict")
@@ -133,6 +138,11 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
     @app.exception_handler(RequestError)
     async def bad_request(request: Request, exc: RequestError) -> Response:
         return _json(codec.encode_error(exc.status, exc.message), exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        # No endpoint declares a parameter FastAPI validates; should one, its 422 is ours.
+        return _json(codec.encode_error(400, f"invalid request: {exc.errors()!s:.200}"), 400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
