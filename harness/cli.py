@@ -113,10 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fastapi-workers", type=positive_int, default=None,
                      help="uvicorn worker processes (default: one per target CPU)")
     run.add_argument("--fastapi-threads", type=positive_int, default=None,
-                     help="threads that run the model in each uvicorn worker (default 1)")
+                     help="threads that run the model in each uvicorn worker (default 2)")
     run.add_argument("--fastapi-pool", choices=FASTAPI_POOLS, default=None,
-                     help="where fastapi runs the model, off the event loop (default "
-                          "executor; see the measurements in docs/methodology.md)")
+                     help="where fastapi runs the model, off the event loop: executor (a "
+                          "ThreadPoolExecutor per worker, the default), anyio "
+                          "(run_in_threadpool) or sync (a def endpoint); see the "
+                          "measurements in docs/methodology.md")
     run.add_argument("--grpc-workers", type=positive_int, default=None,
                      help="gRPC server processes (default: one per target CPU)")
     run.add_argument("--grpc-threads", type=positive_int, default=None,

@@ -83,7 +83,7 @@ def _offload(pool: str, threads: int) -> Callable[..., Any]:
 
 
 def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
-               threads: int = 1, pool: str = "executor") -> FastAPI:
+               threads: int = 2, pool: str = "executor") -> FastAPI:
     """Load the bundle (once per worker process) and build the app around it, its model
     run in ``pool``: "executor", this worker's own ThreadPoolExecutor of ``threads``
     threads (``loop.run_in_executor``); "anyio", anyio's pool (``run_in_threadpool``, its

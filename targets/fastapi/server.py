@@ -7,9 +7,9 @@ is ours), each with one torch thread, uvloop and httptools, no access log, and k
 connections held 75 s as the Flask target's gunicorn holds them.
 
 Where the model runs (``--pool``, ``--threads``): never on the event loop, which would
-stop answering anything else for the length of a prediction. Measured with
-``deploybench run --targets fastapi,flask --bundle digits --scenario quick`` (see
-:data:`DEFAULT_POOL`).
+stop answering anything else for the length of a prediction. The default, a
+ThreadPoolExecutor of 2 threads per worker, was chosen by measurement (see
+:data:`DEFAULT_POOL`, and docs/methodology.md, *The FastAPI target: where its model runs*).
 """
 
 from __future__ import annotations
@@ -32,10 +32,19 @@ from targets.runtimes.process import signal_when_parent_dies
 
 #: Beside flask's 8000, so docker-compose can run both with host networking.
 DEFAULT_PORT = 8001
-#: Where the model runs (targets.fastapi.app.POOLS) and in how many threads per worker.
-#: MEASURED: see docs/methodology.md, *Performance*.
+#: Where the model runs, and in how many threads per worker. Measured with ``deploybench
+#: run --targets fastapi,flask --bundle digits`` (quick's 4- and 16-user stages, one CPU,
+#: 2026-12-02, up to four runs of each on a shared 2-core machine; medians of req/s at 16
+#: users and p99 at 4 users): an executor of 2 threads 3,671 req/s and 5.8 ms; of 1 thread
+#: 3,632 req/s and 8.1 ms; anyio's pool of 40 1,619 req/s and 8.9 ms; a plain ``def``
+#: endpoint (anyio's 40; two runs) 2,440 req/s and 6.1 ms. Flask's medians in the same
+#: runs: 1,455 to 2,810 req/s. The machine drifted more between runs than 1 and 2 threads differ; 2
+#: had the lower p99 in 3 of 4 runs. The table: docs/methodology.md.
 DEFAULT_POOL = "executor"
-DEFAULT_THREADS = 1
+DEFAULT_THREADS = 2
+#: "executor": this worker's ThreadPoolExecutor (``loop.run_in_executor``); "anyio":
+#: anyio's pool (``run_in_threadpool``); "sync": a plain ``def`` endpoint, which FastAPI
+#: runs in anyio's pool. --threads sizes each (anyio's limiter for the last two).
 POOLS = ("executor", "anyio", "sync")
 #: Idle keep-alive, as nginx's default and the Flask target's: longer than any pause
 #: between requests of a stage.
@@ -67,9 +76,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _serve_one(args: argparse.Namespace, setup: ServerSetup, sock: socket.socket) -> int:
+def _serve_one(args: argparse.Namespace, setup: ServerSetup, sock: socket.socket,
+               supervisor: int) -> int:
     """One worker: the app on uvicorn, accepting on the shared socket until SIGTERM."""
-    signal_when_parent_dies()  # a SIGKILLed supervisor leaves no worker behind
+    signal_when_parent_dies()  # a SIGKILLed supervisor leaves no worker behind...
+    if os.getppid() != supervisor:  # ...nor one whose supervisor died before it asked
+        return 1
     set_torch_threads(setup.torch_threads)
     import uvicorn
 
@@ -90,7 +102,8 @@ def serve(args: argparse.Namespace) -> int:
     setup = prepare_server(args)
     sock = bind(args.host, args.port)
     print(setup.banner("fastapi", args) + f" pool={args.pool}", file=sys.stderr, flush=True)
-    return fork_workers(setup.workers, lambda: _serve_one(args, setup, sock))
+    supervisor = os.getpid()
+    return fork_workers(setup.workers, lambda: _serve_one(args, setup, sock, supervisor))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
