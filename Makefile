@@ -26,7 +26,7 @@ $(STAMP_RAY): $(STAMP)
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/deploybench run --targets inprocess,flask,grpc,lambda --bundle digits --scenario quick \
+	$(BIN)/deploybench run --targets inprocess,flask,fastapi,grpc,lambda --bundle digits --scenario quick \
 		--out $(OUT)
 
 test: $(STAMP_RAY)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Build the images deploybench-flask, deploybench-grpc and deploybench-lambda (or those
-# named: docker/build.sh flask) from the wheelhouse, on the local base image that
+# Build the images deploybench-flask, deploybench-fastapi, deploybench-grpc and
+# deploybench-lambda (or those named: docker/build.sh flask) from the wheelhouse, on the local base image that
 # docker/setup.sh makes. Reuses what is up to date: the wheelhouse (docker/wheelhouse.sh)
 # and Docker's build cache, so a second run with nothing changed takes seconds.
 #
@@ -17,7 +17,7 @@ TAG=${DEPLOYBENCH_IMAGE_TAG:-latest}
 CONTEXT=build/wheelhouse
 LOG_DIR=build/docker-logs
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(flask grpc lambda)
+[ "${#targets[@]}" -gt 0 ] || targets=(flask fastapi grpc lambda)
 
 # One build at a time on this machine: the image names are the engine's, not this work
 # tree's, and the prune at the end must not catch another build's steps half-way.
@@ -38,7 +38,7 @@ fi
 
 for target in "${targets[@]}"; do
     [ -f "docker/$target.Dockerfile" ] || { echo "error: no docker/$target.Dockerfile \
-(a target to build: flask, grpc or lambda)" >&2; exit 2; }
+(a target to build: flask, fastapi, grpc or lambda)" >&2; exit 2; }
     started=$EPOCHREALTIME
     log="$LOG_DIR/$target.log"
     : >"$log"

@@ -2,7 +2,7 @@
 #
 # Build context: the wheelhouse (docker/wheelhouse.sh builds build/wheelhouse/). Nothing is
 # fetched from a package index, so it builds with no index in reach once BASE_IMAGE is at
-# hand (docker/build.sh builds all three images on the local base image):
+# hand (docker/build.sh builds all four images on the local base image):
 #   docker build -f docker/grpc.Dockerfile -t deploybench-grpc build/wheelhouse
 #   docker run --rm --network host --cpuset-cpus 1 --memory 2g deploybench-grpc
 # Arguments after the image name are appended to the entry point's (the last of a
@@ -32,7 +32,7 @@ RUN pip install --no-cache-dir --no-index --no-deps --disable-pip-version-check 
  && rm -rf /tmp/project \
  && python -c "from targets.bundles.resolve import get_bundle; get_bundle('digits').prepare()"
 
-# -- the image: the base, the venv, and the entry point. The three Dockerfiles agree up to
+# -- the image: the base, the venv, and the entry point. The four Dockerfiles agree up to
 # the entry point, so on one base the images share every layer but that last one. Steps
 # after the COPY are few on purpose: with the vfs storage driver each one copies the
 # whole file system.

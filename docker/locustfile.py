@@ -1,11 +1,12 @@
 """Load for docker-compose.yml's served targets, from Locust's own master and workers.
 
-``DEPLOYBENCH_TARGET`` (flask by default, grpc or lambda) picks the service, on the port
+``DEPLOYBENCH_TARGET`` (flask by default, fastapi, grpc or lambda) picks the service, on the port
 the compose file gives it. Closed loop: each user sends one of the digits bundle's 64
 example requests as soon as the previous one is answered:
 
 * flask: ``POST /predict`` on 127.0.0.1:8000 with ``{"inputs": [[64 floats]]}``, as the
   docs/wire-api.md's Flask API describes;
+* fastapi: the same request on 127.0.0.1:8001;
 * lambda: the same request through the emulator's Function URL on 127.0.0.1:9000;
 * grpc: ``Predict`` on 127.0.0.1:50051 with the tensor as raw float32 bytes (one channel
   per user, gRPC switched to gevent).
@@ -30,8 +31,8 @@ from locust import FastHttpUser, User, constant, task
 from targets.bundles.resolve import get_bundle
 from targets.wire.codec import answer_problem, decode_predictions
 
-TARGETS = {"flask": "http://127.0.0.1:8000", "lambda": "http://127.0.0.1:9000",
-           "grpc": "127.0.0.1:50051"}
+TARGETS = {"flask": "http://127.0.0.1:8000", "fastapi": "http://127.0.0.1:8001",
+           "lambda": "http://127.0.0.1:9000", "grpc": "127.0.0.1:50051"}
 TARGET = os.environ.get("DEPLOYBENCH_TARGET") or "flask"
 if TARGET not in TARGETS:
     raise SystemExit(f"DEPLOYBENCH_TARGET={TARGET!r}: expected one of {', '.join(TARGETS)}")
@@ -41,7 +42,7 @@ EXAMPLES = get_bundle("digits").example_requests()
 
 
 class HttpPredictUser(FastHttpUser):
-    """flask, or lambda's Function URL: the same body on both."""
+    """flask, fastapi, or lambda's Function URL: the same body on each."""
 
     abstract = TARGET == "grpc"
     host = TARGETS[TARGET] if TARGET != "grpc" else TARGETS["flask"]

@@ -48,6 +48,8 @@ from scenarios.catalogue import ScenarioError
 from targets.awslambda.server import add_arguments as add_lambda_arguments
 from targets.entrypoint import positive_int
 from targets.errors import TargetError
+from targets.fastapi.server import POOLS as FASTAPI_POOLS
+from targets.fastapi.server import add_arguments as add_fastapi_arguments
 from targets.flask.server import add_arguments as add_flask_arguments
 from targets.grpc.server import add_arguments as add_grpc_arguments
 from targets.rayserve.server import add_arguments as add_rayserve_arguments
@@ -99,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     wire.add_argument("--encoding", choices=ENCODINGS, default=None,
                       help="request encoding for served targets (default: the bundle's)")
     wire.add_argument("--encodings", type=parse_encodings, default=None, metavar="LIST",
-                      help="compare encodings, e.g. json,binary: flask, lambda and http:// "
-                           "endpoints are measured once per encoding, as results "
+                      help="compare encodings, e.g. json,binary: flask, fastapi, lambda and "
+                           "http:// endpoints are measured once per encoding, as results "
                            "NAME-ENCODING; grpc (protobuf) and inprocess once. The report "
                            "gets a 'Payload encodings' section")
     run.add_argument("--batching", type=parse_batching, default=None, metavar="SPEC",
@@ -118,6 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
                      default=None,
                      help="gunicorn's worker class (default gthread: keep-alive, fair; "
                           "see the measurements in docs/methodology.md)")
+    run.add_argument("--fastapi-workers", type=positive_int, default=None,
+                     help="uvicorn worker processes (default: one per target CPU)")
+    run.add_argument("--fastapi-threads", type=positive_int, default=None,
+                     help="threads that run the model in each uvicorn worker (default 2)")
+    run.add_argument("--fastapi-pool", choices=FASTAPI_POOLS, default=None,
+                     help="where fastapi runs the model, off the event loop: executor (a "
+                          "ThreadPoolExecutor per worker, the default), anyio "
+                          "(run_in_threadpool) or sync (a def endpoint); see the "
+                          "measurements in docs/methodology.md")
     run.add_argument("--grpc-workers", type=positive_int, default=None,
                      help="gRPC server processes (default: one per target CPU)")
     run.add_argument("--grpc-threads", type=positive_int, default=None,
@@ -152,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="service-level objective, e.g. p99=50ms,rps=500; sweeps stop once "
                           "p99 passes it (default: the scenario's slo_p99_ms, else p99=100ms)")
     run.add_argument("--runtime", choices=("process", "docker"), default="process",
-                     help="run flask, grpc and lambda as local processes (default) or as "
+                     help="run flask, fastapi, grpc and lambda as local processes (default) or as "
                           "containers (images deploybench-TARGET:TAG, built by "
                           "docker/build.sh when missing) with the same CPUs and a memory limit")
     run.add_argument("--network", choices=("host", "bridge"), default="host",
@@ -169,10 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "from the merged samples). Closed-loop stages only (default 1)")
     run.add_argument("--max-body-bytes", type=positive_int,
                      default=codec.DEFAULT_LIMITS.max_body_bytes,
-                     help="flask, grpc, lambda: larger requests are refused (413, "
+                     help="flask, fastapi, grpc, lambda: larger requests are refused (413, "
                           "RESOURCE_EXHAUSTED) (default 16 MiB)")
     run.add_argument("--max-batch", type=positive_int, default=codec.DEFAULT_LIMITS.max_batch,
-                     help="flask, grpc, lambda: larger batches are refused (default 64)")
+                     help="flask, fastapi, grpc, lambda: larger batches are refused (default 64)")
     run.add_argument("--loadgen-remote-workers", type=int, default=0, metavar="N",
                      help="also wait for N workers started on other machines with "
                           "`deploybench loadgen-worker --master HOST:PORT` (--endpoint "
@@ -252,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     flask = serve_sub.add_parser("flask", help="the Flask app under gunicorn")
     add_flask_arguments(flask)
     flask.set_defaults(func=cmd_serve)
+    fastapi = serve_sub.add_parser("fastapi", help="the FastAPI app under uvicorn")
+    add_fastapi_arguments(fastapi)
+    fastapi.set_defaults(func=cmd_serve)
     grpc = serve_sub.add_parser("grpc", help="the gRPC server (health, reflection)")
     add_grpc_arguments(grpc)
     grpc.set_defaults(func=cmd_serve)

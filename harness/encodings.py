@@ -4,8 +4,8 @@ and batching (``run --batching``).
 With one encoding (``--encoding``, or the bundle's default) every target is one result
 named after it, as always. With several (``--encodings json,binary``):
 
-* a deployment whose requests are the codec's HTTP bodies (flask, the Lambda emulator's
-  Function URL, an ``http://`` endpoint) is measured once per encoding, each its own
+* a deployment whose requests are the codec's HTTP bodies (flask, fastapi, the Lambda
+  emulator's Function URL, an ``http://`` endpoint) is measured once per encoding, each its own
   result named ``NAME-ENCODING`` (``flask-json``, ``flask-binary``): its own server
   start, parity check, load, log files and samples;
 * gRPC sends protobuf whatever is asked (the tensor as raw float32 bytes plus its shape),

@@ -21,7 +21,8 @@ import psutil
 import harness
 from reports.runblocks import Metadata
 
-PACKAGES = ("torch", "locust", "flask", "gunicorn", "numpy", "gevent", "geventhttpclient")
+PACKAGES = ("torch", "locust", "flask", "gunicorn", "fastapi", "uvicorn", "numpy", "gevent",
+            "geventhttpclient")
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 

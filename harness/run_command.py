@@ -105,7 +105,7 @@ def _encodings(args: argparse.Namespace, endpoints: dict[str, str]) -> tuple[str
         raise UserError(f"--encodings compares HTTP request encodings, and none of "
                         f"{', '.join(args.targets) or 'the targets'} sends them (grpc always "
                         "sends protobuf, inprocess has no wire, a lambda:// endpoint takes "
-                        "events). Add flask, lambda or an http:// --endpoint to --targets")
+                        "events). Add flask, fastapi, lambda or an http:// --endpoint to --targets")
     twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires))
     if twice:
         raise UserError(f"two results would be named {twice[0]!r}: with --encodings, results "
@@ -245,7 +245,10 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    batching=args.batching,
                    flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads,
-                   flask_worker_class=args.flask_worker_class, grpc_workers=args.grpc_workers,
+                   flask_worker_class=args.flask_worker_class,
+                   fastapi_workers=args.fastapi_workers,
+                   fastapi_threads=args.fastapi_threads, fastapi_pool=args.fastapi_pool,
+                   grpc_workers=args.grpc_workers,
                    grpc_threads=args.grpc_threads, grpc_api=args.grpc_api,
                    rayserve_workers=args.rayserve_workers,
                    rayserve_threads=args.rayserve_threads,

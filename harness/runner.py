@@ -83,6 +83,10 @@ class RunPlan:
     flask_threads: int | None = None
     #: gunicorn's worker class for flask; None = the server's default (gthread).
     flask_worker_class: str | None = None
+    fastapi_workers: int | None = None
+    fastapi_threads: int | None = None
+    #: Where fastapi runs the model ("executor", "anyio", "sync"); None = the default.
+    fastapi_pool: str | None = None
     grpc_workers: int | None = None
     grpc_threads: int | None = None
     #: gRPC's Python API for the server ("sync" or "aio"); None = the server's default.

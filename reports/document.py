@@ -491,6 +491,7 @@ def _stage_plan(sc: ScenarioBlock) -> str:
 def machine_table(run: RunDoc) -> Table:
     meta = run["metadata"]
     keys = ("cpu_model", "cpu_count", "memory_gb", "platform", "python", "torch", "locust",
-            "flask", "gunicorn", "numpy", "deploybench", "git_commit", "command")
+            "flask", "gunicorn", "fastapi", "uvicorn", "numpy", "deploybench", "git_commit",
+            "command")
     rows = tuple((k, str(meta.get(k))) for k in keys if k in meta)
     return Table(("", "value"), rows)

@@ -15,7 +15,8 @@ from reports.schema import RunDoc, TargetResult, deployment
 CROSSCHECK_TOLERANCE = 0.05
 #: Which harness protocol each deployment is driven through (``deploybench calibrate``
 #: measures each one's ceiling).
-PROTOCOL_OF = {"inprocess": "inprocess", "flask": "http", "grpc": "grpc", "lambda": "lambda"}
+PROTOCOL_OF = {"inprocess": "inprocess", "flask": "http", "fastapi": "http", "grpc": "grpc",
+               "lambda": "lambda"}
 #: A target at or above this share of its protocol's ceiling is flagged.
 NEAR_CEILING = 0.80
 

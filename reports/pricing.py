@@ -5,8 +5,8 @@
   and read in November 2026 (the research notes in
   shared/research/lambda-runtime-and-invoke.md, section 4). Since 1 August 2025 the Init
   phase is billed too; duration is billed per 1 ms, rounded up.
-* **Always on** (in-process, Flask, gRPC: a server that runs whether or not requests
-  come): AWS Fargate's on-demand Linux prices for us-east-1, per vCPU-hour and GB-hour,
+* **Always on** (in-process, Flask, FastAPI, gRPC: a server that runs whether or not
+  requests come): AWS Fargate's on-demand Linux prices for us-east-1, per vCPU-hour and GB-hour,
   as published on https://aws.amazon.com/fargate/pricing/ (rates of 2026: $0.04048 and
   $0.004445 on x86_64, $0.03238 and $0.00356 on arm64). A task of 1 vCPU needs at least
   2 GB of memory there (``container_min_gb_per_vcpu``).

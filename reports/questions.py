@@ -15,6 +15,7 @@ from reports.serverless import redeploy_p50_ms
 OFFLINE = {
     "inprocess": "yes: the model runs inside your application",
     "flask": "yes: a server on your own machines or containers",
+    "fastapi": "yes: a server on your own machines or containers",
     "grpc": "yes: a server on your own machines or containers",
     "lambda": "no: AWS Lambda is a cloud service (the emulator measured here runs "
               "offline, the real thing does not)",

@@ -313,6 +313,8 @@ class Metadata(TypedDict, total=False):
     locust: str | None
     flask: str | None
     gunicorn: str | None
+    fastapi: str | None
+    uvicorn: str | None
     numpy: str | None
     gevent: str | None
     geventhttpclient: str | None

@@ -27,6 +27,7 @@ from targets.awslambda.target import LambdaOptions, LambdaTarget
 from targets.base import PredictClient, Target
 from targets.batching import BatchingSpec
 from targets.fake import FakeTarget
+from targets.fastapi.target import FastapiOptions, FastapiTarget
 from targets.flask.target import FlaskOptions, FlaskTarget
 from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcOptions, GrpcTarget
@@ -164,6 +165,14 @@ def _flask(setup: Setup, options: FlaskOptions) -> Target:
                        runtime=setup.runtime, batching=setup.batching, **worker_class)
 
 
+def _fastapi(setup: Setup, options: FastapiOptions) -> Target:
+    pool = {"pool": options.pool} if options.pool else {}
+    return FastapiTarget(setup.bundle, list(setup.cpus), setup.encoding,
+                         workers=options.workers, threads=options.threads,
+                         log_path=setup.path(".log"), limits=setup.limits,
+                         runtime=setup.runtime, batching=setup.batching, **pool)
+
+
 def _grpc(setup: Setup, options: GrpcOptions) -> Target:
     api = {"api": options.api} if options.api else {}
     return GrpcTarget(setup.bundle, list(setup.cpus), setup.encoding, workers=options.workers,
@@ -210,6 +219,8 @@ DEPLOYMENTS: dict[str, Deployment] = {d.name: d for d in (
                in_load_generator=True),
     Deployment("flask", "http", FlaskOptions, _flask, HTTP_BODIES,
                server="targets.flask.server", image=True, batching=True),
+    Deployment("fastapi", "http", FastapiOptions, _fastapi, HTTP_BODIES,
+               server="targets.fastapi.server", image=True, batching=True),
     Deployment("grpc", "grpc", GrpcOptions, _grpc, PROTOBUF, server="targets.grpc.server",
                image=True, batching=True),
     Deployment("lambda", "http", LambdaOptions, _lambda, HTTP_BODIES,
@@ -304,7 +315,7 @@ def _invoke_client(name: str, url: str, encoding: str, setup: Setup | None
 
 
 ENDPOINT_KINDS: dict[str, EndpointKind] = {k.scheme: k for k in (
-    # The Flask API: the flask target, the Lambda emulator's Function URL, or anything
+    # The Flask API: the flask and fastapi targets, the Lambda emulator's Function URL, or anything
     # serving it (POST PREFIX/predict, GET PREFIX/healthz).
     EndpointKind("http", HTTP_BODIES, _http_client),
     # The gRPC API (targets/grpc/predict.proto), health service included.

@@ -1,6 +1,6 @@
-"""What the served targets (Flask, gRPC, the Lambda emulator, the null HTTP server) share
-as the orchestrator sees them: a server started by a runtime with the same arguments,
-spoken to through its protocol's client, health-checked by PID, stopped by PID.
+"""What the served targets (Flask, FastAPI, gRPC, the Lambda emulator, the null HTTP
+server) share as the orchestrator sees them: a server started by a runtime with the same
+arguments, spoken to through its protocol's client, health-checked by PID, stopped by PID.
 
 A served target is composed, not specialised per runtime: its runtime (a local process,
 or a Docker container) is given to it, and its client (:class:`targets.base.PredictClient`)
@@ -251,7 +251,8 @@ class ServedTarget(TargetBase, Generic[C]):
 
 
 class HttpServedTarget(ServedTarget[HttpApiClient]):
-    """A server of the HTTP prediction API (Flask, the Lambda Function URL, null HTTP)."""
+    """A server of the HTTP prediction API (Flask, FastAPI, the Lambda Function URL, null
+    HTTP)."""
 
     #: How long the orchestrator's own requests may take (a Lambda cold start included).
     client_timeout_s = 30.0

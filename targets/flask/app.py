@@ -1,5 +1,5 @@
 """The Flask application: ``POST /predict``, ``GET /healthz`` and its OpenAPI
-description, ``GET /openapi.json`` (:mod:`targets.flask.openapi`).
+description, ``GET /openapi.json`` (:mod:`targets.wire.openapi`).
 
 With ``batching`` the worker's requests go through its :class:`targets.batcher.Batcher`
 (built here, in the worker, after gunicorn's fork; closed at the worker's exit): the
@@ -26,8 +26,7 @@ from targets.batching import BatchingSpec
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
-from targets.flask import openapi
-from targets.wire import codec
+from targets.wire import codec, openapi
 
 log = logging.getLogger(__name__)
 

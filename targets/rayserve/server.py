@@ -59,11 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _replica_options(setup: ServerSetup, args: argparse.Namespace) -> dict[str, Any]:
     """Serve's deployment options: the replicas share the CPUs Ray was given."""
-    ongoing = args.threads
-    if args.batching is not None:
-        # A replica batches only the requests it has taken: at least a full batch.
-        ongoing = max(ongoing, args.batching.max_batch)
-    return {"num_replicas": setup.workers, "max_ongoing_requests": ongoing,
+    # --threads, or its default: under --batching at least a full batch (a replica batches
+    # only the requests it has taken).
+    return {"num_replicas": setup.workers, "max_ongoing_requests": setup.threads,
             "ray_actor_options": {"num_cpus": len(setup.cpus) / setup.workers}}
 
 

@@ -43,10 +43,16 @@ def die_with_parent() -> None:
     if not parent:
         return
     os.environ.pop(PARENT_ENV)  # not inherited further: gunicorn workers follow their master
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal_when_parent_dies()
     if os.getppid() != int(parent):  # the starter died before we asked
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def signal_when_parent_dies() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (a forked server worker:
+    the setting is not inherited across fork)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

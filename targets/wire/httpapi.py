@@ -1,7 +1,7 @@
 """The HTTP prediction API as the orchestrator speaks it: ``POST PREFIX/predict`` with the
 codec's bodies and a health check by ``GET``.
 
-Flask serves it (``GET /healthz``), and so do the Lambda emulator's Function URL and the
+Flask and FastAPI serve it (``GET /healthz``), and so do the Lambda emulator's Function URL and the
 null HTTP server (with their own health paths) and any ``http://`` endpoint: one client
 for all of them, whether deploybench started the server or it runs elsewhere.
 """

@@ -1,6 +1,6 @@
 """The shared corpus of malformed requests (tests/corpus.py) against every served target:
-flask, grpc, rayserve (through Serve's HTTP proxy), and the Lambda emulator's Invoke API
-and Function URL.
+flask, fastapi, grpc, rayserve (through Serve's HTTP proxy), and the Lambda emulator's
+Invoke API and Function URL.
 
 Every case must get the protocol's client error (a 4xx with a JSON message, a gRPC status
 with details, a Lambda function error or the Invoke API's own 4xx), and afterwards the
@@ -20,6 +20,7 @@ import pytest
 
 from harness.cpus import CpuPlan
 from targets.awslambda.target import LambdaTarget
+from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.client import PREDICT_METHOD
 from targets.grpc.target import GrpcTarget
@@ -53,6 +54,12 @@ def rayserve(cpus: CpuPlan, digits) -> Iterator[RayServeTarget]:  # type: ignore
     # One replica: every case is answered by the same process, whose pid must not change.
     with RayServeTarget("digits", list(cpus.target), "json", workers=1,
                         limits=LIMITS) as target:
+        yield target
+
+
+@pytest.fixture(scope="module")
+def fastapi(cpus: CpuPlan, digits) -> Iterator[FastapiTarget]:  # type: ignore[no-untyped-def]
+    with FastapiTarget("digits", list(cpus.target), "json", limits=LIMITS) as target:
         yield target
 
 
@@ -110,6 +117,12 @@ def test_flask(flask: FlaskTarget, case: Case) -> None:
 @pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
 def test_rayserve(rayserve: RayServeTarget, case: Case) -> None:
     with _client(rayserve) as client:
+        _http_case(client, case, "/healthz")
+
+
+@pytest.mark.parametrize("case", cases("http"), ids=lambda c: c.name)
+def test_fastapi(fastapi: FastapiTarget, case: Case) -> None:
+    with _client(fastapi) as client:
         _http_case(client, case, "/healthz")
 
 

@@ -1,4 +1,5 @@
-"""Dynamic batching in the real servers (Flask under gunicorn, gRPC sync and aio) on
+"""Dynamic batching in the real servers (Flask under gunicorn, FastAPI under uvicorn, gRPC
+sync and aio) on
 digits: concurrent clients share forward passes, as the batch log shows, and each still
 gets exactly the in-process answer for its own input; one client alone is never batched."""
 
@@ -16,13 +17,14 @@ import pytest
 from harness.cpus import CpuPlan
 from targets.batching import BatchingSpec, read_batch_log
 from targets.bundles.protocol import compare_predictions, serve_batch
+from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
 from targets.served import ServedTarget
 
 pytestmark = pytest.mark.integration
 
-KINDS = ("flask", "grpc-sync", "grpc-aio")
+KINDS = ("flask", "fastapi", "grpc-sync", "grpc-aio")
 CLIENTS = 16
 REQUESTS_PER_CLIENT = 12
 
@@ -32,6 +34,8 @@ def make_target(kind: str, cpus: CpuPlan, log_path: Path,
     common: dict[str, Any] = {"workers": 1, "log_path": log_path, "batching": batching}
     if kind == "flask":
         return FlaskTarget("digits", list(cpus.target), "binary", **common)
+    if kind == "fastapi":
+        return FastapiTarget("digits", list(cpus.target), "binary", **common)
     return GrpcTarget("digits", list(cpus.target), "grpc", api=kind.removeprefix("grpc-"),
                       **common)
 

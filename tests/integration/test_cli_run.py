@@ -19,13 +19,16 @@ from tests.unit.test_run_types import problems
 
 pytestmark = pytest.mark.integration
 
+#: Every built-in deployment, in report order.
+EVERY = ["inprocess", "flask", "fastapi", "grpc", "lambda"]
+
 
 def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--targets", "inprocess,flask,grpc,lambda",
+        [sys.executable, "-m", "harness", "run", "--targets", ",".join(EVERY),
          "--bundle", "digits", "--scenario", "smoke", "--out", str(out), "--max-batch", "32"],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True, text=True, timeout=300, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
@@ -34,8 +37,8 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
     written = json.loads((out / "run.json").read_text())
     assert written["schema_version"] == SCHEMA_VERSION
     assert problems(written, RunDoc) == []
-    assert [t["describe"].get("max_batch") for t in run["targets"][1:]] == [32, 32, 32]
-    assert [t["name"] for t in run["targets"]] == ["inprocess", "flask", "grpc", "lambda"]
+    assert [t["describe"].get("max_batch") for t in run["targets"][1:]] == [32, 32, 32, 32]
+    assert [t["name"] for t in run["targets"]] == EVERY
     for target in run["targets"]:
         assert target["status"] == "ok", target["error"]
         assert target["parity"] is not None
@@ -45,11 +48,11 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
             assert stage["errors"] == 0
             assert stage["rps"] > 0
     samples = read_samples(out)
-    assert set(samples["target"]) == {"inprocess", "flask", "grpc", "lambda"}
+    assert set(samples["target"]) == set(EVERY)
     # The breakdown splits each median into slices that add up to it (within 5%: medians
     # do not add exactly), none of them work that the measured requests did not do.
     rows = breakdown(run)
-    assert [r.name for r in rows] == ["inprocess", "flask", "grpc", "lambda"]
+    assert [r.name for r in rows] == EVERY
     for row in rows:
         assert row.overrun_ms <= 0.05 * row.total_low_ms, row
         assert row.low_sum_ms() == pytest.approx(row.total_low_ms, rel=0.05), row
@@ -61,7 +64,7 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
         assert row.parts["transport"] > 0
     md = (out / "report.md").read_text()
     assert "invocations" in md  # the serverless table
-    for name in ("inprocess", "flask", "grpc", "lambda"):
+    for name in EVERY:
         assert f"**{name}**: peak" in md
     assert (out / "report.html").stat().st_size > 20_000  # charts embedded
     assert "flask" in done.stdout  # the console table
@@ -75,6 +78,8 @@ def test_run_every_target_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("how", "target", "extra", "running"), [
     ("SIGTERM", "flask", [], ["harness.loadgen.driver", "targets.flask.server"]),
     ("SIGKILL", "flask", [], ["harness.loadgen.driver", "targets.flask.server"]),
+    # The fastapi server's forked uvicorn workers follow their supervisor.
+    ("SIGKILL", "fastapi", [], ["harness.loadgen.driver", "targets.fastapi.server"]),
     # Lambda's execution environments and two Locust worker processes too.
     ("SIGINT", "lambda", ["--loadgen-workers", "2"],
      ["harness.loadgen.swarm.worker", "targets.awslambda.server", "awslambdaric"]),

@@ -22,6 +22,7 @@ import pytest
 
 from harness.cpus import CpuPlan
 from targets.awslambda.target import LambdaTarget
+from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
 from targets.grpc.target import GrpcTarget
 
@@ -29,7 +30,8 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "docker" / "locustfile.py"
-TARGETS: dict[str, Any] = {"flask": FlaskTarget, "grpc": GrpcTarget, "lambda": LambdaTarget}
+TARGETS: dict[str, Any] = {"flask": FlaskTarget, "fastapi": FastapiTarget, "grpc": GrpcTarget,
+                           "lambda": LambdaTarget}
 
 
 @pytest.fixture(params=sorted(TARGETS))

@@ -59,7 +59,7 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
 REQUIRE_ENV = "DEPLOYBENCH_REQUIRE_DOCKER"
-TARGETS = ("flask", "grpc", "lambda")
+TARGETS = ("flask", "fastapi", "grpc", "lambda")
 TAG = os.environ.get("DEPLOYBENCH_IMAGE_TAG", "latest")
 #: Every container this module starts carries it, with the pytest process's PID as value.
 LABEL = "org.deploybench.test"
@@ -110,7 +110,7 @@ def engine() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def images(engine: Any) -> Iterator[dict[str, Any]]:
-    """docker/build.sh: builds the three images, or finds them up to date (seconds)."""
+    """docker/build.sh: builds the four images, or finds them up to date (seconds)."""
     started = time.perf_counter()
     done = subprocess.run([str(REPO / "docker" / "build.sh"), *TARGETS], capture_output=True,
                           text=True, timeout=1400, check=False, cwd=REPO)
@@ -316,11 +316,11 @@ def test_compose_file_validates(wheelhouse: Path) -> None:
     services = subprocess.run(
         [compose, "-f", str(REPO / "docker-compose.yml"), "config", "--services"],
         capture_output=True, text=True, timeout=60, check=True, cwd=REPO).stdout.split()
-    assert set(services) == {"flask", "grpc", "lambda", "locust-master", "locust-worker",
-                             "loadgen-worker"}
+    assert set(services) == {"flask", "fastapi", "grpc", "lambda", "locust-master",
+                             "locust-worker", "loadgen-worker"}
     # Every served target: the harness's CPU set and memory limit, bound to 127.0.0.1.
     config = yaml.safe_load(done.stdout)["services"]
-    for name in ("flask", "grpc", "lambda"):
+    for name in ("flask", "fastapi", "grpc", "lambda"):
         service = config[name]
         assert str(service["cpuset"]) == "1", name
         assert service["network_mode"] == "host", name
@@ -328,8 +328,8 @@ def test_compose_file_validates(wheelhouse: Path) -> None:
         assert service["mem_limit"], name
     # Lambda: every environment of its default concurrency gets its memory size.
     assert _bytes(config["lambda"]["mem_limit"]) == 10 * 1769 * 2**20
-    assert _bytes(config["flask"]["mem_limit"]) == _bytes(config["grpc"]["mem_limit"]) \
-        == 2 * 2**30
+    assert _bytes(config["flask"]["mem_limit"]) == _bytes(config["fastapi"]["mem_limit"]) \
+        == _bytes(config["grpc"]["mem_limit"]) == 2 * 2**30
     assert "127.0.0.1" in config["locust-master"]["command"]
 
 

@@ -12,6 +12,7 @@ from targets.awslambda.target import LambdaTarget
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import TargetError
+from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
 from targets.wire import codec
 
@@ -39,11 +40,13 @@ def test_lambda_code_update_retires_every_old_environment(cpus: CpuPlan, digits)
         assert stats["code_version"] == 2
 
 
-def test_served_redeploy_is_blue_green(cpus: CpuPlan, digits) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("kind", [FlaskTarget, FastapiTarget], ids=lambda k: k.name)
+def test_served_redeploy_is_blue_green(cpus: CpuPlan, digits,  # type: ignore[no-untyped-def]
+                                       kind: type[FlaskTarget] | type[FastapiTarget]) -> None:
     bundle = get_bundle("digits")
     bundle.load()
     example = bundle.example_requests()[0]
-    with FlaskTarget("digits", list(cpus.target), "json") as target:
+    with kind("digits", list(cpus.target), "json") as target:
         old_pid, old_port = target.server_pid, target.port
         sample = target.redeploy(example)
         assert 0 < sample["ready_s"] < sample["total_s"]

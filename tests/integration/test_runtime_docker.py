@@ -1,7 +1,7 @@
 """`run --runtime docker`: the harness runs a served target in its container, with the
 process runtime's CPUs and a memory limit, measures it, and leaves no container behind.
 
-Needs a Docker engine and the deploybench-flask image (docker/setup.sh and
+Needs a Docker engine and the deploybench-flask and -fastapi images (docker/setup.sh and
 docker/build.sh; `.ci/run` runs both). Without an engine it skips, unless
 DEPLOYBENCH_REQUIRE_DOCKER=1 (CI), which makes that a failure.
 """
@@ -50,7 +50,9 @@ def ours(engine: object) -> list[object]:
         all=True, filters={"label": "org.deploybench.target"}, ignore_removed=True))
 
 
-def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["flask", "fastapi"])
+def test_an_http_server_in_a_container_end_to_end(engine: object, tmp_path: Path,
+                                                  name: str) -> None:
     before = {c.id for c in ours(engine)}  # type: ignore[attr-defined]
     out = tmp_path / "run"
     # smoke's stages, after one cold start: a new container, launch to first answer.
@@ -58,14 +60,14 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     smoke = Path(__file__).resolve().parents[2] / "scenarios" / "smoke.yaml"
     scenario.write_text(smoke.read_text() + "\ncold_starts: 1\n")
     done = subprocess.run(  # a relative --out, as users write it
-        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", "flask",
+        [sys.executable, "-m", "harness", "run", "--runtime", "docker", "--targets", name,
          "--scenario", str(scenario), "--container-memory-mb", "1536", "--out", "run"],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     run = load_run(out)
     assert run["metadata"]["runtime"] == "docker"
-    flask = run["targets"][0]
+    flask = run["targets"][0]  # flask or fastapi
     assert flask["status"] == "ok", flask["error"]
     assert flask["parity"] is not None
     assert flask["parity"]["ok"]
@@ -76,7 +78,7 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     assert d["memory_limit_mb"] == 1536
     assert d["cpuset"] == run["metadata"]["target_cpus"]
     assert d["network"] == "host"
-    assert d["image"] == "deploybench-flask:latest"
+    assert d["image"] == f"deploybench-{name}:latest"
     assert d["image_size_mb"] > 100
     assert d["startup_s"] > 0
     assert d["container_memory_mb"] > 50
@@ -94,11 +96,11 @@ def test_flask_in_a_container_end_to_end(engine: object, tmp_path: Path) -> None
     report = (out / "report.md").read_text()
     assert "docker (host network)" in report
     # The report itself says what ran and under which limits, not only run.json.
-    assert f"image deploybench-flask:latest ({d['image_id']}" in report
+    assert f"image deploybench-{name}:latest ({d['image_id']}" in report
     assert f"container limits (docker inspect): cpuset " \
         f"{','.join(map(str, d['cpuset']))}, memory 1,536 MB, network host" in report
     # The images are brought up to date before the run, saying so.
-    assert "docker: bringing deploybench-flask:latest up to date" in done.stderr
+    assert f"docker: bringing deploybench-{name}:latest up to date" in done.stderr
     assert "docker: images ready in" in done.stderr
     # Stopped and removed by ID: nothing of this run is left.
     assert {c.id for c in ours(engine)} == before  # type: ignore[attr-defined]

@@ -34,7 +34,7 @@ def test_cli_reference_ignores_the_terminal_width(monkeypatch: pytest.MonkeyPatc
 def test_cli_reference_has_every_command() -> None:
     text = clidoc.render()
     for command in ("run", "calibrate", "report", "upgrade", "compare", "serve flask",
-                    "serve grpc", "serve lambda", "loadgen-worker", "scenarios",
+                    "serve fastapi", "serve grpc", "serve lambda", "loadgen-worker", "scenarios",
                     "init-bundle", "bundles"):
         assert f"\n## deploybench {command}\n" in text
         assert f"usage: deploybench {command}" in text

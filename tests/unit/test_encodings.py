@@ -29,11 +29,14 @@ def plan(out: Path, targets: tuple[str, ...], encodings: tuple[str, ...] = ("jso
 
 
 def test_http_targets_are_measured_once_per_encoding_the_others_once() -> None:
-    planned = measurements(("inprocess", "flask", "grpc", "lambda"), {}, ("json", "binary"))
+    planned = measurements(("inprocess", "flask", "fastapi", "grpc", "lambda"), {},
+                           ("json", "binary"))
     assert planned == [
         Measurement("inprocess", "inprocess", "json", None),
         Measurement("flask-json", "flask", "json", "json"),
         Measurement("flask-binary", "flask", "binary", "binary"),
+        Measurement("fastapi-json", "fastapi", "json", "json"),
+        Measurement("fastapi-binary", "fastapi", "binary", "binary"),
         Measurement("grpc", "grpc", "json", "protobuf"),
         Measurement("lambda-json", "lambda", "json", "json"),
         Measurement("lambda-binary", "lambda", "binary", "binary"),
@@ -124,7 +127,7 @@ def test_encodings_without_an_http_target_say_what_to_add(
                  "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: --encodings compares HTTP request encodings")
-    assert "Add flask, lambda or an http:// --endpoint" in err
+    assert "Add flask, fastapi, lambda or an http:// --endpoint" in err
     assert not out.exists()
 
 

@@ -29,7 +29,7 @@ def test_the_cli_and_the_orchestrator_load_no_heavy_or_patching_module() -> None
     and no command's module imports Locust or gevent (they patch the process on import),
     the load-generator worker's entry point included."""
     heavy = ("torch", "sklearn", "scipy", "locust", "gevent", "matplotlib", "boto3", "grpc",
-             "flask", "gunicorn")
+             "flask", "gunicorn", "fastapi", "starlette", "uvicorn")
     code = (
         "import sys\n"
         "import harness.cli, harness.commands, harness.run_command, harness.runner\n"

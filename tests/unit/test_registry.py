@@ -10,6 +10,7 @@ from harness.cpus import CpuPlan
 from harness.runner import TARGETS, RunPlan, make_target
 from scenarios import catalogue
 from targets import registry
+from targets.fastapi.target import FastapiOptions
 from targets.flask.target import FlaskOptions
 from targets.rayserve.target import RayServeOptions, RayServeTarget
 from targets.runtimes.container import DockerRuntime
@@ -19,7 +20,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_run_measures_the_built_in_deployments_in_report_order() -> None:
-    assert TARGETS == registry.BUILT_IN == ("inprocess", "flask", "grpc", "lambda")
+    assert TARGETS == registry.BUILT_IN == ("inprocess", "flask", "fastapi", "grpc",
+                                                  "lambda")
     assert registry.FOR_TESTS == ("fake",)
 
 
@@ -29,13 +31,25 @@ def test_every_server_entry_point_serves_and_every_image_has_a_dockerfile() -> N
             assert callable(importlib.import_module(deployment.server).serve), deployment.name
         if deployment.image:
             assert (REPO / "docker" / f"{deployment.name}.Dockerfile").is_file()
-    assert registry.WITH_IMAGE == ("flask", "grpc", "lambda")
+    assert registry.WITH_IMAGE == ("flask", "fastapi", "grpc", "lambda")
 
 
 def test_options_come_from_run_values_named_after_the_deployment() -> None:
     flask = registry.DEPLOYMENTS["flask"]
     values = {"flask_workers": 3, "flask_threads": None, "grpc_workers": 7}
     assert flask.options_from(values) == FlaskOptions(workers=3)
+    fastapi = registry.DEPLOYMENTS["fastapi"]
+    values = {"flask_workers": 3, "fastapi_threads": 2, "fastapi_pool": "anyio"}
+    assert fastapi.options_from(values) == FastapiOptions(threads=2, pool="anyio")
+
+
+def test_run_options_reach_the_fastapi_server(tmp_path: Path) -> None:
+    plan = RunPlan(targets=("fastapi",), bundle="digits", scenario=catalogue.load("smoke"),
+                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=tmp_path,
+                   fastapi_workers=1, fastapi_threads=2, fastapi_pool="sync")
+    target = make_target("fastapi", plan, "json", tmp_path)
+    assert (getattr(target, "workers", None), getattr(target, "threads", None)) == (1, 2)
+    assert getattr(target, "server_arguments", list)() == ["--pool", "sync"]
 
 
 def _plan(tmp_path: Path, docker: DockerRuntime | None = None) -> RunPlan:

@@ -1,4 +1,6 @@
-"""The Flask target's OpenAPI 3.0 description, served at ``GET /openapi.json``.
+"""The HTTP prediction API's OpenAPI 3.0 description, served at ``GET /openapi.json`` by
+the flask and fastapi targets (the same hand-written document: FastAPI's generated one
+could not describe the binary body).
 
 Written from the same facts the server checks (the bundle's input shape, the request
 limits), so a client generator or a fuzzer such as schemathesis sees exactly what is
@@ -30,12 +32,13 @@ def _error(description: str) -> dict[str, Any]:
             "content": {codec.JSON_TYPE: {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
-def document(bundle: str, input_shape: tuple[int, ...], limits: codec.Limits
-             ) -> dict[str, Any]:
+def document(bundle: str, input_shape: tuple[int, ...], limits: codec.Limits,
+             server: str = "flask") -> dict[str, Any]:
+    """The description of ``server``'s target (``flask``, ``fastapi``: its title only)."""
     shape = ",".join(str(d) for d in input_shape)
     return {
         "openapi": "3.0.3",
-        "info": {"title": f"deploybench flask target ({bundle})", "version": "1",
+        "info": {"title": f"deploybench {server} target ({bundle})", "version": "1",
                  "description": "Predictions from one model bundle. Every error is JSON "
                                 "{error, status}; nothing a client sends gets a 5xx."},
         "paths": {
