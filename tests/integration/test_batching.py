@@ -1,7 +1,7 @@
 """Dynamic batching in the real servers (Flask under gunicorn, FastAPI under uvicorn, gRPC
-sync and aio) on
-digits: concurrent clients share forward passes, as the batch log shows, and each still
-gets exactly the in-process answer for its own input; one client alone is never batched."""
+sync and aio) on digits: concurrent clients share forward passes, as the batch log shows,
+and each still gets exactly the in-process answer for its own input; one client alone is
+never batched."""
 
 from __future__ import annotations
 
