@@ -339,8 +339,15 @@ def batch_sizes(run: RunDoc) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
     ps = batching.pairs(run)
-    fig, axes = plt.subplots(1, len(ps), figsize=SIZE, dpi=DPI, squeeze=False)
-    for ax, p in zip(axes[0], ps, strict=True):
+    columns = min(2, len(ps))
+    rows = -(-len(ps) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(SIZE[0], 0.5 + 2.6 * rows), dpi=DPI,
+                             squeeze=False, sharey=True)
+    for index, ax in enumerate(axes.flat):
+        if index >= len(ps):
+            ax.set_visible(False)
+            continue
+        p = ps[index]
         loads = batching.levels(p.batched)
         width = 0.8 / max(1, len(loads))
         for i, load in enumerate(loads):
@@ -350,10 +357,15 @@ def batch_sizes(run: RunDoc) -> bytes:
                 ax.bar([k - 0.4 + width * (i + 0.5) for k in sizes],
                        [v / total for v in sizes.values()], width,
                        label=batching.load_text(load))
-        ax.set(title=p.batched["name"], xlabel="requests per forward pass",
-               ylabel="share of forward passes")
+        ax.set_title(p.batched["name"], fontsize=9)
+        if index % columns == 0:
+            ax.set_ylabel("share of forward passes", fontsize=8)
+        if index >= len(ps) - columns:
+            ax.set_xlabel("requests per forward pass", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a pass serves whole requests
+        # A pass serves whole requests; a few ticks, however large the batches.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.tick_params(labelsize=8)
         if loads:
             ax.legend(fontsize=7)
     return _png(fig, run)
