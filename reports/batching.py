@@ -204,6 +204,29 @@ def _light_text(p: Pair, light: Row) -> str | None:
             f"{NONE if light.mean_batch is None else f'{light.mean_batch:.1f}'}")
 
 
+#: A mean batch below this is "batches barely formed": the change is mostly not batching.
+FEW = 1.5
+
+
+def _threads_text(p: Pair) -> str | None:
+    """When the batched server also took more requests at once per worker (a threaded
+    server holds a thread per request waiting in a batch), say so: with few batches
+    formed, that, not batching, is most of what changed."""
+    assert p.base is not None
+    mine = p.batched.get("describe", {}).get("threads_per_worker")
+    theirs = p.base.get("describe", {}).get("threads_per_worker")
+    if not mine or not theirs or mine == theirs:
+        return None
+    means = [r.mean_batch for r in rows(p) if r.mean_batch is not None]
+    text = (f"{p.batched['name']} took up to {mine} requests at once per worker against "
+            f"{theirs} (its threads, or Ray Serve's max_ongoing_requests: room for a "
+            "batch's requests)")
+    if means and max(means) < FEW:
+        text += (f", and its mean batch stayed under {FEW:g}: what changed is mostly that, "
+                 "not batching")
+    return text
+
+
 def finding(p: Pair) -> str:
     """One batched result in plain words, from its rows: where batching paid (the level
     where throughput rose most), what it cost at the lightest load, or that it never
@@ -237,6 +260,9 @@ def finding(p: Pair) -> str:
     light = _light_text(p, lightest) if lightest not in paid else None
     if light:
         parts.append(light)
+    threads = _threads_text(p)
+    if threads:
+        parts.append(threads)
     several = min(r.trials for r in compared) > 1
     how = "medians over trials" if several else "one run's figures"
     text = f"**{name}** against {base}: " + "; ".join(parts) + f" ({how}, untested)."

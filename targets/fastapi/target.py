@@ -31,6 +31,12 @@ class FastapiTarget(HttpServedTarget):
         #: Where the model runs, off the event loop.
         self.pool = pool
         self.server_kind = f"uvicorn + FastAPI ({pool} pool)"
+        if self.batching is not None:
+            # The event loop holds any number of requests waiting in a batch: no thread
+            # each, so the pool keeps its size (it is not used: the batcher's thread runs
+            # the model).
+            self.threads = kwargs.get("threads") or self.default_threads
+            self.server_kind = "uvicorn + FastAPI (batcher)"
 
     def server_arguments(self) -> list[str]:
         return ["--pool", self.pool]

@@ -143,3 +143,22 @@ def test_compare_does_not_take_a_batched_result_for_a_renamed_one() -> None:
     notes = compare(plain, batched).notes
     assert "flask+batch: only in B" in notes
     assert not any("same deployment and encoding" in n for n in notes)
+
+
+def test_more_threads_with_few_batches_is_named_as_the_cause() -> None:
+    """flask+batch ran 16 gthread threads against flask's 1 and barely batched: the
+    sentence says its gain is mostly those threads."""
+    plain = result("flask", [runs.stage(16, 1000.0, 15.0, 40.0)])
+    batched = result("flask+batch", [runs.stage(16, 1250.0, 12.0, 80.0,
+                                                batch_sizes={1: 9000, 2: 500})], batched=True)
+    plain["describe"]["threads_per_worker"] = 1
+    batched["describe"]["threads_per_worker"] = 16
+    [text] = [batching.finding(p) for p in batching.pairs(runs.run([plain, batched]))]
+    assert ("flask+batch took up to 16 requests at once per worker against 1 (its threads, "
+            "or Ray Serve's max_ongoing_requests: room for a batch's requests), and its mean "
+            "batch stayed under 1.5: what changed is mostly that, not batching") in text
+    # The same thread counts with real batches: the threads are named, not blamed.
+    batched["stages"] = [runs.stage(16, 1800.0, 8.0, 28.0, batch_sizes={5: 1000})]
+    [text] = [batching.finding(p) for p in batching.pairs(runs.run([plain, batched]))]
+    assert "against 1 (its threads, or Ray Serve's max_ongoing_requests: room for a " \
+           "batch's requests) (one run's figures" in text
