@@ -79,8 +79,10 @@ def pairs(run: RunDoc) -> list[Pair]:
         for http in binary:
             if deployment(http) != deployment(proto) \
                     and http.get("batching") == proto.get("batching"):
-                out.append(Pair(f"{deployment(proto)} vs {deployment(http)}", http,
-                                f"{deployment(http)}'s binary", proto, "protobuf"))
+                suffix = "+batch" if proto.get("batching") else ""
+                out.append(Pair(f"{deployment(proto)}{suffix} vs {deployment(http)}{suffix}",
+                                http, f"{deployment(http)}{suffix}'s binary", proto,
+                                "protobuf"))
     return out
 
 

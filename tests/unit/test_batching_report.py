@@ -162,3 +162,19 @@ def test_more_threads_with_few_batches_is_named_as_the_cause() -> None:
     [text] = [batching.finding(p) for p in batching.pairs(runs.run([plain, batched]))]
     assert "against 1 (its threads, or Ray Serve's max_ongoing_requests: room for a " \
            "batch's requests) (one run's figures" in text
+
+
+def test_grpc_against_http_binary_is_labelled_batched_when_both_are() -> None:
+    stages = [runs.stage(4, 1000.0, 4.0, 9.0)]
+    batched = [runs.stage(4, 1000.0, 4.0, 9.0, batch_sizes={2: 10})]
+    grpc, grpc_batch = (result(n, s, batched=b, wire="protobuf")
+                        for n, s, b in (("grpc", stages, False), ("grpc+batch", batched, True)))
+    for t in (grpc, grpc_batch):
+        t["deployment"] = "grpc"
+    run = runs.run([result("flask", stages, wire="binary"),
+                    result("flask+batch", batched, batched=True, wire="binary"),
+                    grpc, grpc_batch])
+    assert [(p.subject, p.base["name"], p.other["name"], p.base_label)
+            for p in encodings.pairs(run)] == [
+        ("grpc vs flask", "flask", "grpc", "flask's binary"),
+        ("grpc+batch vs flask+batch", "flask+batch", "grpc+batch", "flask+batch's binary")]
