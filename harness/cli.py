@@ -106,10 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "NAME-ENCODING; grpc (protobuf) and inprocess once. The report "
                            "gets a 'Payload encodings' section")
     run.add_argument("--batching", type=parse_batching, default=None, metavar="SPEC",
-                     help="dynamic batching in the servers that can batch (flask, grpc): "
+                     help="dynamic batching in the servers that can batch (flask, fastapi, "
+                          "grpc, rayserve): "
                           "max_batch=N,max_wait_ms=M measures them batched only, as "
                           "results NAME+batch; 'both' (or both,max_batch=N,max_wait_ms=M) "
-                          "also unbatched, as NAME (defaults max_batch=16,max_wait_ms=2). "
+                          "also unbatched, as NAME (defaults max_batch=16,max_wait_ms=0). "
                           "Other targets and --endpoint ones are measured once, "
                           "unbatched. The report gets a 'Batching' section")
     run.add_argument("--flask-workers", type=positive_int, default=None,

@@ -15,7 +15,7 @@ named after it, as always. With several (``--encodings json,binary``):
   direct-invocation events are not the HTTP bodies this comparison is about.
 
 With ``--batching`` each deployment that can batch (its registry entry's ``batching``:
-flask, grpc) is measured batched, as ``NAME+batch`` after its encoding
+flask, fastapi, grpc, rayserve) is measured batched, as ``NAME+batch`` after its encoding
 (``flask-binary+batch``); with ``--batching both`` also unbatched, as ``NAME``, just before
 it. A deployment that cannot batch (in-process, lambda), and every ``--endpoint`` (its
 server is not ours to configure), is measured once, unbatched.

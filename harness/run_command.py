@@ -124,8 +124,8 @@ def _batching(args: argparse.Namespace, endpoints: dict[str, str],
     if len(plain) == len(args.targets):
         raise UserError(f"--batching batches in deploybench's own servers, and none of "
                         f"{', '.join(args.targets) or 'the targets'} can batch (--endpoint "
-                        "deployments are not ours to configure). Add flask or grpc to "
-                        "--targets")
+                        "deployments are not ours to configure). Add flask, fastapi, grpc "
+                        "or rayserve to --targets")
     for name in plain:
         why = ("an --endpoint's server is not ours to configure" if name in endpoints
                else "it has no batching server")

@@ -29,6 +29,8 @@ from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
 #: Ratios within this of 1 are "about the same" (one run's figures move this much).
 SAME = 0.05
+#: A mean batch below this is "batches barely formed": the change is mostly not batching.
+FEW = 1.5
 
 #: A load level: ("closed", users) or ("open", rate).
 Load = tuple[str, float]
@@ -40,6 +42,9 @@ class Pair:
 
     batched: TargetResult
     base: TargetResult | None
+    #: An unbatched result of the same deployment and encoding that was not measured (it
+    #: failed): why there is no base although the run asked for one.
+    unmeasured: str | None = None
 
 
 def is_batched(t: TargetResult) -> bool:
@@ -58,9 +63,11 @@ def pairs(run: RunDoc) -> list[Pair]:
     for t in run["targets"]:
         if not (_measured(t) and is_batched(t)):
             continue
-        base = next((p for p in plain if deployment(p) == deployment(t)
-                     and p.get("encoding") == t.get("encoding")), None)
-        out.append(Pair(t, base))
+        twins = [p for p in run["targets"] if not is_batched(p)
+                 and deployment(p) == deployment(t) and p.get("encoding") == t.get("encoding")]
+        base = next((p for p in twins if p in plain), None)
+        failed = next((p["name"] for p in twins if p not in plain), None)
+        out.append(Pair(t, base, failed if base is None else None))
     return out
 
 
@@ -173,10 +180,15 @@ def _pct(value: float | None, base: float | None) -> str:
 
 
 def _paid(r: Row) -> bool:
-    """Batching paid at this level: more throughput, or a lower p99, beyond noise."""
+    """Batching paid at this level: more throughput, or a lower p99, beyond noise; not at
+    the price of a higher p99; and from batches actually formed (a mean under
+    :data:`FEW` is mostly single passes: a change then is not batching's)."""
     more = ratio(r.rps, r.base_rps)
-    lower = ratio(r.p99, r.base_p99)
-    return (more is not None and more > 1 + SAME) or (lower is not None and lower < 1 - SAME)
+    p99 = ratio(r.p99, r.base_p99)
+    gained = (more is not None and more > 1 + SAME) or (p99 is not None and p99 < 1 - SAME)
+    worse = p99 is not None and p99 > 1 + SAME
+    batched = r.mean_batch is None or r.mean_batch >= FEW
+    return gained and not worse and batched
 
 
 def _spec_wait(t: TargetResult) -> str:
@@ -204,16 +216,15 @@ def _light_text(p: Pair, light: Row) -> str | None:
             f"{NONE if light.mean_batch is None else f'{light.mean_batch:.1f}'}")
 
 
-#: A mean batch below this is "batches barely formed": the change is mostly not batching.
-FEW = 1.5
-
-
 def _threads_text(p: Pair) -> str | None:
     """When the batched server also took more requests at once per worker (a threaded
     server holds a thread per request waiting in a batch), say so: with few batches
     formed, that, not batching, is most of what changed."""
     assert p.base is not None
-    mine = p.batched.get("describe", {}).get("threads_per_worker")
+    described = p.batched.get("describe", {})
+    if "asyncio" in str(described.get("server", "")):  # gRPC aio: no thread per request
+        return None
+    mine = described.get("threads_per_worker")
     theirs = p.base.get("describe", {}).get("threads_per_worker")
     if not mine or not theirs or mine == theirs:
         return None
@@ -236,8 +247,10 @@ def finding(p: Pair) -> str:
     if p.base is None:
         sizes = ", ".join(f"{load_text(r.load)} {r.mean_batch:.1f}" for r in rs
                           if r.mean_batch is not None)
-        return (f"**{name}**: measured batched only, so there is nothing to compare with "
-                f"(run with `--batching both`); mean batch size: {sizes or NONE}.")
+        why = (f"its unbatched result {p.unmeasured} was not measured (it failed)"
+               if p.unmeasured else "measured batched only (run with `--batching both`)")
+        return (f"**{name}**: {why}, so there is nothing to compare with; mean batch "
+                f"size: {sizes or NONE}.")
     base = p.base["name"]
     compared = [r for r in rs if r.rps is not None and r.base_rps]
     if not compared:
@@ -252,7 +265,9 @@ def finding(p: Pair) -> str:
         low, high = (min(ratio(r.rps, r.base_rps) or 0.0 for r in compared),
                      max(ratio(r.rps, r.base_rps) or 0.0 for r in compared))
         means = [r.mean_batch for r in compared if r.mean_batch is not None]
-        parts.append(f"batching did not pay at any load measured: throughput "
+        parts.append(f"batching did not pay at any load measured (more throughput or a "
+                     f"lower p99, with no higher p99, from batches averaging {FEW:g} or "
+                     f"more): throughput "
                      f"{low:.2f}x to {high:.2f}x {base}'s, p99 never "
                      f"{SAME:.0%} lower" + (f", mean batch {max(means):.1f} at most"
                                             if means else ""))
@@ -282,7 +297,9 @@ def blocks(run: RunDoc) -> list[Block]:
                   "max_batch of them, or those that arrived within max_wait_ms of the "
                   "first) and without. Batching trades a wait for fewer, larger forward "
                   "passes: it pays when requests arrive together faster than the model "
-                  "serves them one by one, and costs up to max_wait_ms when they do not. "
+                  "serves them one by one. When they do not, it costs the wait "
+                  "(max_wait_ms), the hand-off to the batcher's model thread, and in a "
+                  "threaded server the extra threads a batch's requests need. "
                   "In closed loop, users wait for their answers, so a batch holds at most "
                   "as many requests as there are users."),
     ]

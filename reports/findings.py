@@ -16,7 +16,7 @@ CROSSCHECK_TOLERANCE = 0.05
 #: Which harness protocol each deployment is driven through (``deploybench calibrate``
 #: measures each one's ceiling).
 PROTOCOL_OF = {"inprocess": "inprocess", "flask": "http", "fastapi": "http", "grpc": "grpc",
-               "lambda": "lambda"}
+               "rayserve": "http", "lambda": "lambda"}
 #: A target at or above this share of its protocol's ceiling is flagged.
 NEAR_CEILING = 0.80
 

@@ -17,6 +17,7 @@ OFFLINE = {
     "flask": "yes: a server on your own machines or containers",
     "fastapi": "yes: a server on your own machines or containers",
     "grpc": "yes: a server on your own machines or containers",
+    "rayserve": "yes: a Ray cluster on your own machines (here a single node)",
     "lambda": "no: AWS Lambda is a cloud service (the emulator measured here runs "
               "offline, the real thing does not)",
 }

@@ -54,7 +54,7 @@ class BatcherClosed(RuntimeError):
 class _Request:
     """One caller's batch, and its outcome once the model thread has served it."""
 
-    __slots__ = ("arrived", "batch", "error", "notify", "predictions", "size")
+    __slots__ = ("answered", "arrived", "batch", "error", "notify", "predictions", "size")
 
     def __init__(self, batch: np.ndarray) -> None:
         self.batch = batch
@@ -62,6 +62,7 @@ class _Request:
         self.arrived = time.monotonic()
         self.predictions: list[Prediction] = []
         self.error: BaseException | None = None
+        self.answered = False
         #: Wakes the caller; called once, from the model thread (or close()).
         self.notify: Callable[[], object] = _nothing
 
@@ -198,7 +199,12 @@ class Batcher:
                     _fail(first)
                     return
                 requests, examples, carry = self._gather(first)
-                self._serve(requests, examples)
+                try:
+                    self._serve(requests, examples)
+                except Exception as exc:  # a bug: this pass's callers get it, none waits
+                    for request in requests:  # forever, and the thread serves on
+                        if not request.answered:
+                            _answer(request, [], exc)
 
     def _gather(self, first: _Request) -> tuple[list[_Request], int, _Request | None]:
         """``first`` and the requests that join its batch; and the one that came next but
@@ -228,11 +234,9 @@ class Batcher:
 
     def _serve(self, requests: list[_Request], examples: int) -> None:
         """One forward pass for ``requests``; each caller woken with its own answer."""
-        if len(requests) == 1:
-            stacked = requests[0].batch
-        else:
-            stacked = np.concatenate([r.batch for r in requests])
         try:
+            stacked = requests[0].batch if len(requests) == 1 \
+                else np.concatenate([r.batch for r in requests])
             predictions = serve_batch(self.bundle, stacked)
             if len(predictions) != examples:
                 raise RuntimeError(f"the model answered {len(predictions)} predictions for "
@@ -262,6 +266,7 @@ def _answer(request: _Request, predictions: list[Prediction],
             error: BaseException | None) -> None:
     request.predictions = predictions
     request.error = error
+    request.answered = True
     request.notify()
 
 

@@ -13,7 +13,9 @@ sizes formed during each stage.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -92,7 +94,10 @@ class BatchLog:
     """One server process's record of the batches it formed: thread-safe, buffered, flushed
     at most :data:`FLUSH_S` after a batch (and by :meth:`close`)."""
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(self, folder: Path | str, flush_s: float = FLUSH_S) -> None:
+        #: Flushed at most this long after a batch (0: at every batch, for a process that
+        #: may be killed without warning, as Ray's replicas are).
+        self.flush_s = flush_s
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / f"batches-{os.getpid()}.log"
@@ -104,17 +109,33 @@ class BatchLog:
         with self._lock:
             if self._file is None:
                 return
-            self._file.write(f"{time.time():.6f} {requests} {examples}\n")
-            now = time.monotonic()
-            if now - self._flushed >= FLUSH_S:
-                self._file.flush()
-                self._flushed = now
+            try:
+                self._file.write(f"{time.time():.6f} {requests} {examples}\n")
+                now = time.monotonic()
+                if now - self._flushed >= self.flush_s:
+                    self._file.flush()
+                    self._flushed = now
+            except OSError as exc:
+                self._give_up(exc)
 
     def flush(self) -> None:
         with self._lock:
             if self._file is not None:
-                self._file.flush()
+                try:
+                    self._file.flush()
+                except OSError as exc:
+                    self._give_up(exc)
                 self._flushed = time.monotonic()
+
+    def _give_up(self, exc: OSError) -> None:
+        """Logging is best effort: a full or broken disk stops the log (said once on
+        stderr, where the server's log is), never the serving."""
+        print(f"warning: batch log {self.path}: {exc}; no more batches are logged",
+              file=sys.stderr, flush=True)
+        with contextlib.suppress(OSError):
+            assert self._file is not None
+            self._file.close()
+        self._file = None
 
     def close(self) -> None:
         with self._lock:
@@ -129,7 +150,9 @@ def read_batch_log(folder: Path | str) -> np.ndarray:
     line cut short by a process killed mid-write is skipped."""
     rows: list[tuple[float, float, float]] = []
     for path in sorted(Path(folder).glob(LOG_GLOB)):
-        for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+        text = path.read_text(encoding="ascii", errors="replace")
+        # A last line without its newline may have been cut short mid-write: skipped.
+        for line in text.splitlines()[:None if text.endswith("\n") else -1]:
             parts = line.split()
             if len(parts) != 3:
                 continue

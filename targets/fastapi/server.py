@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -94,8 +95,14 @@ def _serve_one(args: argparse.Namespace, setup: ServerSetup, sock: socket.socket
                             timeout_keep_alive=KEEPALIVE_S,
                             timeout_graceful_shutdown=GRACEFUL_S)
     print(f"worker {os.getpid()} serving", file=sys.stderr, flush=True)
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    # uvicorn raises a SIGTERM it caught again once it has shut down gracefully; with the
+    # default action that would kill the worker (exit 241 for a clean stop): a handler
+    # that does nothing lets it return.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0 if server.started else 1  # its start-up (the lifespan) failed
 
 
 def serve(args: argparse.Namespace) -> int:

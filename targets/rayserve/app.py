@@ -14,6 +14,7 @@ requests); a request larger than ``max_batch`` is served alone, past the batcher
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -97,7 +98,9 @@ class Predictor:
         self.input_shape = self.bundle.input_shape
         self.limits = config.limits
         self.batching = config.batching
-        self.batch_log = (BatchLog(config.batch_log_dir)
+        # Flushed at every pass: Ray may stop a replica without letting it flush (a pass
+        # costs milliseconds here; a write, microseconds).
+        self.batch_log = (BatchLog(config.batch_log_dir, flush_s=0.0)
                           if config.batching is not None and config.batch_log_dir else None)
         if config.batching is not None:
             # The batcher's setters, which Serve's type hints do not declare.
@@ -139,8 +142,10 @@ class Predictor:
             if isinstance(answer, RequestError):
                 raise answer
             predictions = answer
-        else:
-            predictions = serve_batch(self.bundle, batch)
+        else:  # in a thread: the replica's event loop keeps answering meanwhile
+            if self.batch_log is not None:  # over max_batch, served alone: a pass of 1
+                self.batch_log.record(1, len(batch))
+            predictions = await asyncio.to_thread(serve_batch, self.bundle, batch)
         return _json(codec.encode_predictions(predictions), 200)
 
     @serve.batch(batch_size_fn=_examples)
@@ -153,7 +158,7 @@ class Predictor:
         if self.batch_log is not None:
             self.batch_log.record(len(batches), _examples(batches))
         try:
-            merged = serve_batch(self.bundle, np.concatenate(batches))
+            merged = await asyncio.to_thread(serve_batch, self.bundle, np.concatenate(batches))
         except RequestError:
             return [self._alone(b) for b in batches]
         answers: list[list[Prediction] | RequestError] = []

@@ -105,7 +105,9 @@ def serve(args: argparse.Namespace) -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     stop = StopSignal()
     try:
-        ray.init(num_cpus=len(setup.cpus), include_dashboard=False,
+        # address="local": always a cluster of its own, even where RAY_ADDRESS names one
+        # (a KubeRay pod): the target is this server and what it starts.
+        ray.init(address="local", num_cpus=len(setup.cpus), include_dashboard=False,
                  object_store_memory=OBJECT_STORE_BYTES, _temp_dir=temp_dir,
                  configure_logging=False)
         stop.install()  # again: ray.init replaced it with its own

@@ -248,3 +248,47 @@ def test_apredict_raises_its_own_error() -> None:
             asyncio.run(batcher.apredict(batch))
     finally:
         batcher.close()
+
+
+class BrokenLog(BatchLog):
+    """A batch log whose writes fail as on a full disk."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.breaks = True
+
+    def record(self, requests: int, examples: int) -> None:
+        if self.breaks:
+            self.breaks = False
+            raise OSError(28, "No space left on device")
+        super().record(requests, examples)
+
+
+def test_a_failure_outside_the_model_fails_its_callers_and_the_thread_serves_on(
+        tmp_path: Path) -> None:
+    """A pass that raises where no caller's request is to blame (here its log) must not
+    kill the model thread: its callers get the error, and the next request is served."""
+    batcher = Batcher(EchoBundle(), BatchingSpec(max_batch=16, max_wait_ms=1),  # type: ignore[arg-type]
+                      BrokenLog(tmp_path))
+    try:
+        with pytest.raises(OSError, match="No space"):
+            batcher.predict(rows(0, 1))
+        assert labels(batcher.predict(rows(7, 1))) == [7]
+    finally:
+        batcher.close()
+
+
+def test_the_log_stops_on_a_disk_error_and_serving_goes_on(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    log = BatchLog(tmp_path)
+    log.record(1, 1)
+    assert log._file is not None
+    log._file.close()  # every later write fails (ValueError is not OSError: use a real one)
+    log._file = open("/dev/full", "w", encoding="ascii")  # noqa: SIM115
+    for _ in range(5000):  # enough to fill the buffer and force a write
+        log.record(1, 1)
+    log.flush()
+    assert "no more batches are logged" in capsys.readouterr().err
+    log.record(1, 1)  # after giving up: silently nothing
+    log.close()

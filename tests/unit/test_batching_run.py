@@ -202,5 +202,5 @@ def test_batching_without_a_target_that_can_batch_says_what_to_add(
         os.sched_setaffinity(0, before)
     err = capsys.readouterr().err
     assert err.startswith("error: --batching batches in deploybench's own servers")
-    assert "Add flask or grpc to --targets" in err
+    assert "Add flask, fastapi, grpc or rayserve to --targets" in err
     assert not out.exists()

@@ -50,9 +50,11 @@ def test_the_log_round_trips_and_counts_by_window(tmp_path: Path) -> None:
     log.record(9, 9)  # after close: dropped, not an error
     # A second process's file, with a line cut short by a kill.
     (tmp_path / "b" / "batches-1.log").write_text("1.0 4 4\n2.0 5\n")
+    # One whose last line has no newline yet: it may be cut short ("3" of "32"), skipped.
+    (tmp_path / "b" / "batches-2.log").write_text("1.2 6 6\n3.0 32 3")
     rows = read_batch_log(tmp_path / "b")
-    assert rows.shape == (5, 3)
+    assert rows.shape == (6, 3)
     assert rows[0].tolist() == [1.0, 4.0, 4.0]
-    assert sizes_between(rows, 0.0, 1.5) == {4: 1}
+    assert sizes_between(rows, 0.0, 1.5) == {4: 1, 6: 1}
     assert sizes_between(rows, 1.5, float("inf")) == {1: 1, 2: 1, 3: 2}
     assert sizes_between(read_batch_log(tmp_path / "none"), 0, 1) == {}
