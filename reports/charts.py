@@ -343,11 +343,9 @@ def batch_sizes(run: RunDoc) -> bytes:
     rows = -(-len(ps) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(SIZE[0], 0.5 + 2.6 * rows), dpi=DPI,
                              squeeze=False, sharey=True)
-    for index, ax in enumerate(axes.flat):
-        if index >= len(ps):
-            ax.set_visible(False)
-            continue
-        p = ps[index]
+    for ax in axes.flat[len(ps):]:
+        ax.set_visible(False)
+    for index, (ax, p) in enumerate(zip(axes.flat, ps, strict=False)):
         loads = batching.levels(p.batched)
         width = 0.8 / max(1, len(loads))
         for i, load in enumerate(loads):
@@ -363,8 +361,7 @@ def batch_sizes(run: RunDoc) -> bytes:
         if index >= len(ps) - columns:
             ax.set_xlabel("requests per forward pass", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-        # A pass serves whole requests; a few ticks, however large the batches.
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))  # whole requests
         ax.tick_params(labelsize=8)
         if loads:
             ax.legend(fontsize=7)
