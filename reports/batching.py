@@ -229,9 +229,10 @@ def _threads_text(p: Pair) -> str | None:
     if not mine or not theirs or mine == theirs:
         return None
     means = [r.mean_batch for r in rows(p) if r.mean_batch is not None]
+    what = ("Ray Serve's max_ongoing_requests" if "Ray Serve" in str(described.get("server"))
+            else "its threads")
     text = (f"{p.batched['name']} took up to {mine} requests at once per worker against "
-            f"{theirs} (its threads, or Ray Serve's max_ongoing_requests: room for a "
-            "batch's requests)")
+            f"{theirs} ({what}: room for a batch's requests)")
     if means and max(means) < FEW:
         text += (f", and its mean batch stayed under {FEW:g}: what changed is mostly that, "
                  "not batching")

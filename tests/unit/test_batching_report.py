@@ -164,14 +164,13 @@ def test_more_threads_with_few_batches_is_named_as_the_cause() -> None:
     # 1.25x the throughput, but from single passes and with p99 doubled: not "paid".
     assert text.startswith("**flask+batch** against flask: batching did not pay at any "
                            "load measured")
-    assert ("flask+batch took up to 16 requests at once per worker against 1 (its threads, "
-            "or Ray Serve's max_ongoing_requests: room for a batch's requests), and its mean "
-            "batch stayed under 1.5: what changed is mostly that, not batching") in text
+    assert ("flask+batch took up to 16 requests at once per worker against 1 (its threads: "
+            "room for a batch's requests), and its mean batch stayed under 1.5: what changed "
+            "is mostly that, not batching") in text
     # The same thread counts with real batches: the threads are named, not blamed.
     batched["stages"] = [runs.stage(16, 1800.0, 8.0, 28.0, batch_sizes={5: 1000})]
     [text] = [batching.finding(p) for p in batching.pairs(runs.run([plain, batched]))]
-    assert "against 1 (its threads, or Ray Serve's max_ongoing_requests: room for a " \
-           "batch's requests) (one run's figures" in text
+    assert "against 1 (its threads: room for a batch's requests) (one run's figures" in text
 
 
 def test_grpc_against_http_binary_is_labelled_batched_when_both_are() -> None:
