@@ -106,7 +106,9 @@ def test_concurrent_clients_are_batched_and_each_gets_its_own_answers(
                      BatchingSpec(max_batch=32, max_wait_ms=5)) as target:
         assert target.batch_log_dir == tmp_path / f"{target.name}-batches"
         assert target.describe()["batching"] == "max_batch=32,max_wait_ms=5"
-        assert target.threads >= 32
+        # A thread per request waiting in a batch, where the server needs one (FastAPI's
+        # event loop holds them: its pool keeps its size, unused by the batcher).
+        assert target.threads >= 32 if kind != "fastapi" else target.threads == 2
         answers = drive(target, per_client)
         examples = sum(len(b) for sent in per_client for b in sent)
         log = logged(target.batch_log_dir, examples)
