@@ -44,29 +44,13 @@ from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
 from targets.wire import codec, openapi
+from targets.wire.asgi import read_body
 
 log = logging.getLogger(__name__)
 
 
 def _json(body: bytes, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status_code=status, media_type=codec.JSON_TYPE, headers=headers)
-
-
-async def read_body(request: Request, max_body: int) -> bytes:
-    """The body, at most ``max_body + 1`` bytes of it: a declared length over the limit
-    is refused unread, and a chunked body (which declares none) is read only until it
-    passes the limit (the codec then answers 413)."""
-    declared = request.headers.get("content-length") or ""
-    if declared.isdigit() and int(declared) > max_body:
-        raise RequestError(413, f"body of {declared} bytes exceeds {max_body}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_body:
-            break
-    return b"".join(chunks)
 
 
 async def body_of(request: Request) -> bytes:

@@ -33,6 +33,7 @@ from targets.bundles.resolve import get_bundle
 from targets.entrypoint import set_torch_threads
 from targets.errors import RequestError
 from targets.wire import codec
+from targets.wire.asgi import read_body
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +65,6 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def _examples(batches: list[np.ndarray]) -> int:
     """The size of a batch of requests for ``@serve.batch``: its examples."""
     return sum(len(b) for b in batches)
-
-
-async def _read_body(request: Request, max_body: int) -> bytes:
-    """The body, refused (413) when its declared length is over the limit, and never read
-    past the limit and a byte (a chunked body declares none)."""
-    declared = request.headers.get("content-length") or ""
-    if declared.isdigit() and int(declared) > max_body:
-        raise RequestError(413, f"body of {declared} bytes exceeds {max_body}")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_body:
-            break
-    return b"".join(chunks)
 
 
 def application(config: ReplicaConfig, options: dict[str, Any]) -> Application:
@@ -134,7 +119,7 @@ class Predictor:
         return _error(404, f"no such path {path!r}: POST /predict or GET /healthz")
 
     async def _predict(self, request: Request) -> Response:
-        body = await _read_body(request, self.limits.max_body_bytes)
+        body = await read_body(request, self.limits.max_body_bytes)
         batch = codec.decode_request(request.headers.get("content-type"), body,
                                      request.headers, self.input_shape, self.limits)
         if self.batching is not None and len(batch) <= self.batching.max_batch:
