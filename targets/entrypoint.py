@@ -41,7 +41,8 @@ def positive_int(text: str) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, default_port: int,
-                  default_threads: int, threads_help: str) -> None:
+                  default_threads: int, threads_help: str,
+                  batch_waits_in_threads: bool = True) -> None:
     parser.add_argument("--bundle", default="digits", help="bundle to serve (default: digits)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: not reachable from outside)")
@@ -54,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     parser.add_argument("--threads", type=positive_int, default=None,
                         help=f"{threads_help} (default {default_threads}; with --batching, "
                              "at least its max_batch)")
-    parser.set_defaults(server_default_threads=default_threads)
+    parser.set_defaults(server_default_threads=default_threads,
+                        batch_waits_in_threads=batch_waits_in_threads)
     parser.add_argument("--max-body-bytes", type=positive_int,
                         default=codec.DEFAULT_LIMITS.max_body_bytes,
                         help="larger requests are refused (HTTP 413, gRPC RESOURCE_EXHAUSTED)")
@@ -76,12 +78,17 @@ def batching_spec(text: str) -> BatchingSpec:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def threads_for(batching: BatchingSpec | None, default_threads: int) -> int:
+def threads_for(batching: BatchingSpec | None, default_threads: int,
+                waits_in_threads: bool = True) -> int:
     """Threads per worker when ``--threads`` is not given. A worker batches only the
     requests it has accepted: a threaded server needs a thread per request waiting in a
     batch, so under batching at least ``max_batch`` (requests of one example each fill
-    a batch; more threads would only queue requests behind a full one)."""
-    return max(default_threads, batching.max_batch) if batching else default_threads
+    a batch; more threads would only queue requests behind a full one). A server whose
+    event loop holds the waiting requests (``waits_in_threads`` False: FastAPI) keeps
+    its default."""
+    if batching is None or not waits_in_threads:
+        return default_threads
+    return max(default_threads, batching.max_batch)
 
 
 def exit_if_batching(args: argparse.Namespace, why: str) -> None:
@@ -154,7 +161,8 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
     warn_if_exposed(args.host)
     limits = codec.Limits(max_body_bytes=args.max_body_bytes, max_batch=args.max_batch)
     batching: BatchingSpec | None = getattr(args, "batching", None)
-    threads = args.threads or threads_for(batching, args.server_default_threads)
+    threads = args.threads or threads_for(batching, args.server_default_threads,
+                                          args.batch_waits_in_threads)
     return ServerSetup(cpus, workers, torch_threads, limits, threads, batching,
                        getattr(args, "batch_log_dir", None))
 

@@ -51,6 +51,10 @@ class ServedTarget(TargetBase, Generic[C]):
     server_kind: str
     #: Threads per worker when not given (the server module's own default).
     default_threads: int
+    #: Under batching, each request waiting in a batch holds one of the worker's threads
+    #: (gthread, gRPC's pool; Ray Serve's max_ongoing_requests): at least max_batch of
+    #: them. False where an event loop holds them (FastAPI). As the server module says.
+    batch_waits_in_threads = True
 
     def __init__(self, bundle: str, cpus: list[int], encoding: str, *, host: str = "127.0.0.1",
                  port: int | None = None, workers: int | None = None,
@@ -68,7 +72,8 @@ class ServedTarget(TargetBase, Generic[C]):
         #: Dynamic batching in every worker (None: one forward pass per request).
         self.batching = batching
         # Under batching, a thread per request waiting in a batch (threads_for says why).
-        self.threads = threads or threads_for(batching, self.default_threads)
+        self.threads = threads or threads_for(batching, self.default_threads,
+                                              self.batch_waits_in_threads)
         self.log_path = log_path
         self.limits = limits
         #: Where the server runs: a local process, or a container (--runtime docker).

@@ -58,7 +58,8 @@ BACKLOG = 2048
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=DEFAULT_PORT, default_threads=DEFAULT_THREADS,
-                         threads_help="threads that run the model in each worker")
+                         threads_help="threads that run the model in each worker",
+                         batch_waits_in_threads=False)  # the event loop holds them
     parser.add_argument("--pool", choices=POOLS, default=DEFAULT_POOL,
                         help="where the model runs, off the event loop: executor (a "
                              "ThreadPoolExecutor per worker), anyio (anyio's pool, "

@@ -25,18 +25,16 @@ class FastapiTarget(HttpServedTarget):
     name = "fastapi"
     server_module = "targets.fastapi.server"
     default_threads = DEFAULT_THREADS
+    # Under batching the event loop holds the waiting requests: the pool keeps its size
+    # (and is not used: the batcher's thread runs the model).
+    batch_waits_in_threads = False
 
     def __init__(self, *args: Any, pool: str = DEFAULT_POOL, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         #: Where the model runs, off the event loop.
         self.pool = pool
-        self.server_kind = f"uvicorn + FastAPI ({pool} pool)"
-        if self.batching is not None:
-            # The event loop holds any number of requests waiting in a batch: no thread
-            # each, so the pool keeps its size (it is not used: the batcher's thread runs
-            # the model).
-            self.threads = kwargs.get("threads") or self.default_threads
-            self.server_kind = "uvicorn + FastAPI (batcher)"
+        self.server_kind = ("uvicorn + FastAPI (batcher)" if self.batching is not None
+                            else f"uvicorn + FastAPI ({pool} pool)")
 
     def server_arguments(self) -> list[str]:
         return ["--pool", self.pool]

@@ -87,3 +87,8 @@ def test_an_unbatched_target_says_so() -> None:
     assert target.batch_log_dir is None
     assert target.batching_arguments() == []
     assert target.describe()["batching"] is None
+
+
+def test_an_event_loop_server_keeps_its_pool_under_batching() -> None:
+    """FastAPI's event loop holds the requests waiting in a batch: no thread each."""
+    assert threads_for(BatchingSpec(max_batch=16), 2, waits_in_threads=False) == 2
