@@ -225,9 +225,27 @@ class Prices(TypedDict, total=False):
     lambda_request: float
     lambda_gb_second: dict[str, float]
     lambda_bill_init: bool
+    #: Provisioned concurrency (issue 21): per GB-second kept configured and per GB-second
+    #: of duration while serving, by architecture; its source and date.
+    provisioned_source: str
+    provisioned_as_of: str
+    provisioned_gb_second: dict[str, float]
+    provisioned_duration_gb_second: dict[str, float]
+    #: Lambda Managed Instances (issue 21): the instance type, its EC2 on-demand price an
+    #: hour and its vCPUs, by architecture; the management fee (a fraction of the EC2
+    #: price), the per-request fee, the instances always kept; its source and date.
+    managed_source: str
+    managed_as_of: str
+    managed_instance_type: dict[str, str]
+    managed_instance_hour: dict[str, float]
+    managed_instance_vcpus: dict[str, int]
+    managed_fee: float
+    managed_request: float
+    managed_min_instances: int
     #: An always-on container (schema 4): per vCPU-hour and GB-hour, its smallest
     #: memory per vCPU, how many always run, and hours in a month.
     container_source: str
+    container_as_of: str
     container_vcpu_hour: dict[str, float]
     container_gb_hour: dict[str, float]
     container_min_gb_per_vcpu: float
