@@ -73,6 +73,8 @@ def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
             a: v / 1e6 for a, v in per_million.items()}}
         f.instance = (f"{platform['memory_mb']} MB function, "
                       f"durations as measured at {stage_load(stage)}")
+        f.way, f.prices_as_of, f.prices_source = "on demand", prices.get("as_of"), \
+            prices.get("source")
         return
     if f.capacity is None or f.capacity.mean <= 0:
         return
@@ -100,19 +102,42 @@ def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
     f.cost_model = {"kind": "always_on", "monthly_per_instance": {
         a: h * hours for a, h in hourly.items()}, "capacity_rps": f.capacity.mean,
         "min_instances": minimum, "hours": hours}
+    f.way, f.prices_as_of, f.prices_source = "always on", prices.get("container_as_of"), \
+        prices.get("container_source")
 
 
 def monthly_cost_at(f: Figures, volume: float, arch: str = ARCH,
                     peak_rps: float | None = None) -> float | None:
-    """This deployment's monthly cost at ``volume`` requests a month."""
+    """This deployment's monthly cost at ``volume`` requests a month (instances and warm
+    environments sized for the volume's average rate, or ``peak_rps`` if higher)."""
     model = f.cost_model
     if not model:
         return None
     if model["kind"] == "per_request":
         return float(volume * model["per_request"].get(arch, 0.0))
     rate = max(volume / (model["hours"] * 3600.0), peak_rps or 0.0)
+    if model["kind"] == "provisioned":
+        seconds = model["hours"] * 3600.0
+        n = warm_environments(rate, model["duration_s"])
+        per_invocation = (model["duration_s"] * model["memory_gb"]
+                          * model["duration_gb_s"].get(arch, 0.0) + model["per_request"])
+        return float(n * model["memory_gb"] * seconds * model["configured_gb_s"].get(arch, 0.0)
+                     + volume * per_invocation)
+    if model["kind"] == "managed_instances":
+        capacity = model["capacity_rps"].get(arch, 0.0)
+        n = max(model["min_instances"], math.ceil(rate / capacity - 1e-9)) \
+            if capacity > 0 else model["min_instances"]
+        return float(n * model["monthly_per_instance"].get(arch, 0.0)
+                     + volume * model["per_request"])
     n = max(model["min_instances"], math.ceil(rate / model["capacity_rps"] - 1e-9))
     return float(n * model["monthly_per_instance"].get(arch, 0.0))
+
+
+def warm_environments(rate: float, duration_s: float) -> int:
+    """Environments busy on average at ``rate`` requests a second each taking
+    ``duration_s`` (Little's law: concurrency = rate x time in the system), rounded up,
+    at least one."""
+    return max(1, math.ceil(rate * duration_s - 1e-9))
 
 
 #: The volume range the cost chart and the break-even search cover (requests/month).

@@ -18,6 +18,10 @@ The rules, each stated in the report:
   loaded stage; always-on (the others) as instances x (vCPUs x vCPU-hour + GB x GB-hour)
   x hours, with as many instances as the volume's average rate (or the objective's peak,
   if higher) needs at the measured capacity, and at least ``container_min_instances``.
+* **Other ways to pay** for a Lambda result (:mod:`reports.waystopay`): with provisioned
+  concurrency and on Lambda Managed Instances, priced from the same measurements; they
+  are compared in cost (the cost section, the break-even lines and chart), not chosen
+  among: their latency is the measured function's.
 * **Ties**: two deployments tie when their cost ranges overlap (the range follows from
   the uncertainty of the capacity, or of the duration that Lambda bills) and their p99 at
   the common load does not differ significantly (Welch's t-test at 5% over trials, with
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reports import trials
+from reports import trials, waystopay
 from reports.costs import ARCH, pay_per_request, price
 from reports.figures import Figures
 from reports.format import fmt_ms, stage_load
@@ -139,6 +143,7 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
         # unless it is a Lambda function whose REPORT lines said what it billed.
         if f.ok and prices and (not f.external or f.pay_per_request):
             price(f, t, obj, prices, cpus)
+            f.alternatives = waystopay.alternatives(f, t, obj, prices, cpus)
         out.append(f)
     return out
 

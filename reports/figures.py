@@ -28,6 +28,37 @@ class AlwaysOnCost(TypedDict):
     hours: float
 
 
+class ProvisionedCost(TypedDict):
+    """Lambda with provisioned concurrency: environments kept warm (as many as Little's law
+    gives at the rate, at least one), each GB-second of them configured billed, and each
+    invocation's duration and request; USD by architecture."""
+
+    kind: Literal["provisioned"]
+    memory_gb: float
+    #: One warm invocation's billed duration, seconds.
+    duration_s: float
+    configured_gb_s: dict[str, float]
+    duration_gb_s: dict[str, float]
+    per_request: float
+    hours: float
+
+
+class ManagedInstancesCost(TypedDict):
+    """Lambda Managed Instances: USD a month per instance (EC2 price and management fee)
+    and requests a second one serves, by architecture; the per-request fee, how many
+    always run, and hours in a month."""
+
+    kind: Literal["managed_instances"]
+    monthly_per_instance: dict[str, float]
+    capacity_rps: dict[str, float]
+    per_request: float
+    min_instances: int
+    hours: float
+
+
+CostModel = PerRequestCost | AlwaysOnCost | ProvisionedCost | ManagedInstancesCost
+
+
 @dataclass
 class Figures:
     name: str
@@ -73,7 +104,16 @@ class Figures:
     monthly_range: tuple[float, float] | None = None
     per_million_usd: dict[str, float] = field(default_factory=dict)
     #: For the cost chart: how cost grows with volume (see monthly_cost_at).
-    cost_model: PerRequestCost | AlwaysOnCost | None = None
+    cost_model: CostModel | None = None
+    #: How this deployment is paid for: "on demand" (Lambda), "provisioned concurrency",
+    #: "managed instances", or "always on" (a server).
+    way: str = ""
+    #: The prices' date and source for that way to pay.
+    prices_as_of: str | None = None
+    prices_source: str | None = None
+    #: A Lambda result's other ways to pay (reports.waystopay): the same measurements,
+    #: priced as provisioned concurrency and as Managed Instances.
+    alternatives: list[Figures] = field(default_factory=list)
 
     @property
     def meets(self) -> bool:
