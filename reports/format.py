@@ -21,6 +21,19 @@ def fmt_ms(value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def fmt_usd(value: float | None) -> str:
+    if value is None:
+        return NONE
+    return f"${value:,.2f}" if value >= 0.995 else f"${value:.3f}"
+
+
+def fmt_volume(value: float) -> str:
+    for size, unit in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
+        if value >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.0f}"
+
+
 def fmt_rps(value: float | None) -> str:
     if value is None:
         return NONE

@@ -182,7 +182,28 @@ def prices_line(run: RunDoc) -> str | None:
             f"${prices.get('lambda_request', 0) * 1e6:.2f} per million requests, "
             + ", ".join(f"${v:.10f}/GB-s {k}" for k, v in per_gb.items())
             + ("; Init billed" if prices.get("lambda_bill_init") else "")
-            + ". Override with --prices FILE.")
+            + ". " + other_ways_line(run) + " Override with --prices FILE.")
+
+
+def other_ways_line(run: RunDoc) -> str:
+    """The rates of provisioned concurrency and Managed Instances, each dated and sourced
+    (this deploybench's defaults where the run recorded none)."""
+    p = effective_prices(run)
+    configured, served = p["provisioned_gb_second"], p["provisioned_duration_gb_second"]
+    kinds, hourly = p["managed_instance_type"], p["managed_instance_hour"]
+    return (
+        f"Provisioned concurrency, as of {p['provisioned_as_of']} "
+        f"({p['provisioned_source']}): "
+        + ", ".join(f"${configured[a]:.10f}/GB-s configured and ${served[a]:.10f}/GB-s of "
+                    f"duration {a}" for a in configured if a in served)
+        + f", plus the request fee. Lambda Managed Instances, as of {p['managed_as_of']} "
+          f"({p['managed_source']}): "
+        + ", ".join(f"{kinds.get(a, '?')} ${h:g} an hour ({a}, "
+                    f"{p['managed_instance_vcpus'].get(a, 0):g} vCPUs)"
+                    for a, h in hourly.items())
+        + f", a management fee of {p['managed_fee']:.0%} of that, "
+          f"${p['managed_request'] * 1e6:.2f} per million requests, at least "
+          f"{p['managed_min_instances']:g} instances.")
 
 
 def always_on_prices_line(run: RunDoc) -> str:
@@ -197,7 +218,8 @@ def always_on_prices_line(run: RunDoc) -> str:
     least = p["container_min_instances"]
     return (f"Always-on cost (a server that runs whether requests come or not: every "
             f"deployment not billed per request) uses {p.get('currency', 'USD')} prices as of "
-            f"{p.get('as_of')}{' (defaults: the run recorded none)' if filled else ''} "
+            f"{p.get('container_as_of')}"
+            f"{' (defaults: the run recorded none)' if filled else ''} "
             f"({p.get('container_source', 'user file')}): {rates}. An instance has the "
             f"vCPUs it was measured on and its peak RSS rounded up to whole GB, at least "
             f"{p['container_min_gb_per_vcpu']:g} GB per vCPU; at least {least:g} "

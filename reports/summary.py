@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import itertools
 
+from reports import costsection
 from reports.blocks import Block, Bullets, Paragraph, Table
 from reports.costs import ARCH, VOLUMES, crossings
 from reports.decision import UNTESTED_TIE, Decision, latency_differs
 from reports.figures import Figures
-from reports.format import fmt_ms, fmt_num, fmt_rps, stage_load
+from reports.format import fmt_ms, fmt_num, fmt_rps, fmt_usd, fmt_volume, stage_load
 from reports.loads import describe_common
 from reports.objective import goodput
 from reports.schema import RunDoc, StageResult
 from reports.trials import ALPHA, Estimate
-
-
-def fmt_usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value:,.2f}" if value >= 0.995 else f"${value:.3f}"
-
-
-def fmt_volume(value: float) -> str:
-    for size, unit in ((1e9, "billion"), (1e6, "million"), (1e3, "thousand")):
-        if value >= size:
-            return f"{value / size:.3g} {unit}"
-    return f"{value:.0f}"
 
 
 def fmt_est(est: Estimate | None, unit: str = "") -> str:
@@ -280,7 +268,31 @@ def break_even_items(d: Decision) -> list[str]:
                     f"Cost: {who} (always on) {verb} cheaper than {p.name} (pay per "
                     f"request) {spans} requests a month, and {p.name} elsewhere: each added "
                     "instance costs a step, so the cheaper one alternates.")
-    return items
+    return items + [i for p in serverless for a in p.alternatives
+                    if (i := _alternative_item(p, a, d))]
+
+
+def _alternative_item(p: Figures, a: Figures, d: Decision) -> str | None:
+    """Where paying for a Lambda result another way (provisioned concurrency, Managed
+    Instances) becomes cheaper than on demand."""
+    if a.cost_model is None:
+        return None
+    ranges = _ranges(*crossings(a, p, peak_rps=d.objective.rps))
+    other = f"{p.name} with {a.way}"
+    if not ranges:
+        return (f"Cost: {p.name} on demand stays cheaper than {other} up to "
+                f"{fmt_volume(VOLUMES[1])} requests a month.")
+    if ranges == [(None, None)]:
+        return f"Cost: {other} is cheaper than on demand at every volume."
+    if len(ranges) == 1 and ranges[0][1] is None and ranges[0][0] is not None:
+        volume = ranges[0][0]
+        return (f"Cost: {p.name} on demand is cheaper than {other} below "
+                f"{fmt_volume(volume)} requests a month "
+                f"({fmt_rps(volume / (d.objective.hours_per_month * 3600))} req/s on "
+                f"average); from there up, {a.way} costs less.")
+    spans = ", ".join(_span(lo, hi) for lo, hi in ranges)
+    return (f"Cost: {other} is cheaper than on demand {spans} requests a month: each added "
+            "environment or instance costs a step, so the cheaper one alternates.")
 
 
 def _span(low: float | None, high: float | None) -> str:
@@ -345,4 +357,4 @@ def _errors(f: Figures) -> str:
 
 def summary_blocks(run: RunDoc, d: Decision) -> list[Block]:
     return [Paragraph(objective_text(run, d)), Bullets(tuple(decision_items(d))),
-            at_a_glance(d)]
+            at_a_glance(d), *costsection.blocks(run, d)]
