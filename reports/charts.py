@@ -6,7 +6,6 @@ so charts render on machines with no display.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -14,43 +13,19 @@ import numpy as np
 
 from reports import batching
 from reports.breakdown import COMPONENTS, breakdown
-from reports.costs import VOLUMES, crossings, monthly_cost_at
+from reports.chartbase import DPI, SIZE
+from reports.chartbase import figure as _figure
+from reports.chartbase import png as _png
+from reports.costchart import cost_vs_volume
 from reports.decision import figures
 from reports.encodings import applies, rows
 from reports.loads import at_load, common_load, describe_common
 from reports.objective import objective
-from reports.schema import RunDoc, StageResult, TargetResult, simulated_targets
+from reports.schema import RunDoc, StageResult, TargetResult
 from reports.stageblocks import TimelinePoint
 from reports.timeline import has_memory, has_timeline
 from reports.timeline import stages as timeline_stages
 from reports.trials import level_key
-
-DPI = 110
-SIZE = (7.0, 4.2)
-
-
-def _figure() -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=SIZE, dpi=DPI)
-    ax.grid(True, which="both", alpha=0.3)
-    return fig, ax
-
-
-def _png(fig: Any, run: RunDoc) -> bytes:
-    import matplotlib.pyplot as plt
-
-    if simulated_targets(run):  # on the chart itself: it may be shown alone
-        fig.text(0.5, 0.5, "SIMULATED", fontsize=48, color="crimson", alpha=0.18,
-                 ha="center", va="center", rotation=20)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def _measured(run: RunDoc) -> list[TargetResult]:
@@ -244,41 +219,6 @@ def memory(run: RunDoc) -> bytes:
     _bars([f.name for f in figs], [f.memory_mb for f in figs], ax)
     ax.set_ylabel("memory (MB): peak RSS of one instance")
     ax.set_title("Memory per target (Lambda: one environment; in-process: the model's share)")
-    return _png(fig, run)
-
-
-def cost_vs_volume(run: RunDoc) -> bytes:
-    """Monthly cost against monthly requests, with the break-even points marked."""
-    fig, ax = _figure()
-    obj = objective(run)
-    figs = [f for f in figures(run, obj) if f.cost_model]
-    volumes = np.geomspace(VOLUMES[0], VOLUMES[1] / 10, 500)
-    # Always-on deployments of one size draw the same line: widest first, so each shows.
-    widths = iter(np.linspace(5.0, 1.5, max(1, len(figs))))
-    for f in figs:
-        costs = [monthly_cost_at(f, v, peak_rps=obj.rps) for v in volumes]
-        kind = "pay per request" if f.pay_per_request else "always on"
-        label = f"{f.name} ({kind})" + ("" if f.meets else ", misses objective")
-        ax.plot(volumes, costs, "--" if f.pay_per_request else "-", label=label,
-                linewidth=next(widths), alpha=0.85)
-    meeting = [f for f in figs if f.meets]
-    for p in (f for f in meeting if f.pay_per_request):
-        for a in (f for f in meeting if not f.pay_per_request):
-            for v in crossings(a, p, peak_rps=obj.rps)[1]:
-                cost = monthly_cost_at(p, v, peak_rps=obj.rps)
-                if cost is not None and v <= volumes[-1]:
-                    ax.plot([v], [cost], "ko", markersize=4)
-                    ax.annotate(f"{v / 1e6:,.3g}M", (v, cost), textcoords="offset points",
-                                xytext=(4, -10), fontsize=7)
-    ax.axvline(obj.monthly_requests, color="grey", linestyle=":", linewidth=1,
-               label="expected volume")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("requests per month (log scale)")
-    ax.set_ylabel("cost per month (USD, x86_64, log scale)")
-    ax.set_title("Cost per month vs traffic (dots: break-even points)")
-    if figs:
-        ax.legend(fontsize=8)
     return _png(fig, run)
 
 
