@@ -11,7 +11,7 @@ import numpy as np
 from reports.chartbase import figure, png
 from reports.costs import VOLUMES, crossings, monthly_cost_at
 from reports.costsection import cheapest_lambda
-from reports.decision import decide
+from reports.decision import Decision, decide
 from reports.figures import Figures
 from reports.objective import objective
 from reports.schema import RunDoc
@@ -31,14 +31,21 @@ def _breaks(ax: Any, a: Figures, p: Figures, volumes: Any, peak: float | None) -
                         xytext=(4, -10), fontsize=7)
 
 
+def series(d: Decision) -> tuple[list[Figures], list[Figures]]:
+    """The chart's lines: (every priced deployment, the other ways to pay for the cheapest
+    Lambda size only, so that several sizes keep the chart readable)."""
+    cheapest = cheapest_lambda(d)
+    return ([f for f in d.figures if f.cost_model],
+            list(cheapest.alternatives) if cheapest is not None else [])
+
+
 def cost_vs_volume(run: RunDoc) -> bytes:
     """Monthly cost against monthly requests, with the break-even points marked."""
     fig, ax = figure()
     obj = objective(run)
     d = decide(run, obj)
-    figs = [f for f in d.figures if f.cost_model]
+    figs, others = series(d)
     cheapest = cheapest_lambda(d)
-    others = cheapest.alternatives if cheapest is not None else []
     volumes = np.geomspace(VOLUMES[0], VOLUMES[1] / 10, 500)
     # Always-on deployments of one size draw the same line: widest first, so each shows.
     widths = iter(np.linspace(5.0, 1.5, max(1, len(figs) + len(others))))
