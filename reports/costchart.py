@@ -21,14 +21,16 @@ STYLES = {"on demand": "--", "provisioned concurrency": "-.", "managed instances
           "always on": "-"}
 
 
-def _breaks(ax: Any, a: Figures, p: Figures, volumes: Any, peak: float | None) -> None:
-    """Dots where ``a`` and ``p`` change places as the cheaper one."""
+def _breaks(ax: Any, a: Figures, p: Figures, volumes: Any, peak: float | None,
+            above: bool = False) -> None:
+    """Dots where ``a`` and ``p`` change places as the cheaper one (labelled below the
+    dot, or ``above`` it: the other ways to pay's, so that the two sets do not collide)."""
     for v in crossings(a, p, peak_rps=peak)[1]:
         cost = monthly_cost_at(p, v, peak_rps=peak)
         if cost is not None and v <= volumes[-1]:
             ax.plot([v], [cost], "ko", markersize=4)
             ax.annotate(f"{v / 1e6:,.3g}M", (v, cost), textcoords="offset points",
-                        xytext=(4, -10), fontsize=7)
+                        xytext=(4, 4 if above else -10), fontsize=7)
 
 
 def series(d: Decision) -> tuple[list[Figures], list[Figures]]:
@@ -52,7 +54,7 @@ def cost_vs_volume(run: RunDoc) -> bytes:
     for f in [*figs, *others]:
         costs = [monthly_cost_at(f, v, peak_rps=obj.rps) for v in volumes]
         alternative = any(f is o for o in others)
-        kind = "pay per request" if f.pay_per_request else "always on"
+        kind = "on demand" if f.pay_per_request else "always on"
         label = f.name if alternative else f"{f.name} ({kind})"
         label += "" if f.meets else ", misses objective"
         ax.plot(volumes, costs, STYLES.get(f.way, "-"), label=label,
@@ -63,7 +65,7 @@ def cost_vs_volume(run: RunDoc) -> bytes:
             _breaks(ax, a, p, volumes, obj.rps)
     if cheapest is not None and cheapest.meets:
         for a in others:
-            _breaks(ax, a, cheapest, volumes, obj.rps)
+            _breaks(ax, a, cheapest, volumes, obj.rps, above=True)
     ax.axvline(obj.monthly_requests, color="grey", linestyle=":", linewidth=1,
                label="expected volume")
     ax.set_xscale("log")
