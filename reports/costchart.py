@@ -23,12 +23,16 @@ STYLES = {"on demand": "--", "provisioned concurrency": "-.", "managed instances
 
 def _breaks(ax: Any, a: Figures, p: Figures, volumes: Any, peak: float | None,
             above: bool = False) -> None:
-    """Dots where ``a`` and ``p`` change places as the cheaper one (labelled below the
-    dot, or ``above`` it: the other ways to pay's, so that the two sets do not collide)."""
-    for v in crossings(a, p, peak_rps=peak)[1]:
+    """Dots where ``a`` and ``p`` change places as the cheaper one, labelled below the
+    dot; or, for the other ways to pay (``above``), hollow and only the first labelled,
+    above it: their steps can flip many times close together."""
+    for i, v in enumerate(crossings(a, p, peak_rps=peak)[1]):
         cost = monthly_cost_at(p, v, peak_rps=peak)
-        if cost is not None and v <= volumes[-1]:
-            ax.plot([v], [cost], "ko", markersize=4)
+        if cost is None or v > volumes[-1]:
+            continue
+        ax.plot([v], [cost], "o", markersize=4, color="k",
+                markerfacecolor="none" if above else "k")
+        if not above or i == 0:
             ax.annotate(f"{v / 1e6:,.3g}M", (v, cost), textcoords="offset points",
                         xytext=(4, 4 if above else -10), fontsize=7)
 
@@ -72,7 +76,8 @@ def cost_vs_volume(run: RunDoc) -> bytes:
     ax.set_yscale("log")
     ax.set_xlabel("requests per month (log scale)")
     ax.set_ylabel("cost per month (USD, x86_64, log scale)")
-    title = "Cost per month vs traffic (dots: break-even points)"
+    title = "Cost per month vs traffic (dots: break-even points; hollow: other ways to pay)" \
+        if others else "Cost per month vs traffic (dots: break-even points)"
     if others and cheapest is not None and len([f for f in figs if f.pay_per_request]) > 1:
         title += f"\nother ways to pay drawn for {cheapest.name} (cheapest Lambda size)"
     ax.set_title(title, fontsize=10 if "\n" in title else None)
