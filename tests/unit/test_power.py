@@ -18,7 +18,7 @@ from harness.encodings import measurements
 from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.options import parse_memory_sizes
 from harness.runner import Runner, RunPlan, make_target
-from reports import power
+from reports import encodings, power
 from reports.markdown import render
 from reports.render import render_run_dir
 from reports.schema import TargetResult, deployment
@@ -309,3 +309,16 @@ def test_render_writes_the_power_chart(tmp_path: Path) -> None:
     plain.mkdir()
     render_run_dir(plain, sized_run(lam(512, 100.0, 0.9)))
     assert not (plain / "charts" / "power.png").exists()
+
+
+def test_encodings_are_compared_within_each_memory_size() -> None:
+    results = []
+    for mb in (512, 1769):
+        for wire in ("json", "binary"):
+            t = lam(mb, 50.0 if wire == "json" else 40.0, 0.9)
+            t["name"], t["encoding"] = f"lambda-{mb}-{wire}", wire
+            results.append(t)
+    pairs = encodings.pairs(sized_run(*results))
+    assert [(p.subject, p.base["name"], p.other["name"]) for p in pairs] == [
+        ("lambda-512", "lambda-512-json", "lambda-512-binary"),
+        ("lambda-1769", "lambda-1769-json", "lambda-1769-binary")]
