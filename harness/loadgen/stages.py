@@ -204,14 +204,15 @@ class _Windows:
     interrupted: bool = False
 
 
-def _stretch(ctx: StageRunner, opened: float, cursor: int) -> None:
+def _stretch(ctx: StageRunner, opened: float, cursor: int, watch: Watch) -> None:
     """A window past window_s, up to window_max_s, until it holds its share of the
     requests p99 needs (answers recorded since ``cursor``, a few from the previous window
     among them: close enough to decide when to close it; the window is measured
     exactly after)."""
     t = ctx.timing
     share = math.ceil(min_requests(HEADLINE_PERCENTILE[1]) / t.stability_windows)
-    while len(ctx.recorder) - cursor < share and not ctx.stop.is_set():
+    while (len(ctx.recorder) - cursor < share and not ctx.stop.is_set()
+           and watch.died_at is None):
         left = opened + t.window_max_s - time.time()
         if left <= 0:
             return
@@ -238,7 +239,7 @@ def _measure_windows(ctx: StageRunner, loop: Any, where: dict[str, Any], watch: 
     while True:
         emit("stage", phase="measure", window=len(windows) + 1, of=t.max_windows, **where)
         stop.wait(max(0.0, edges[-1] + t.window_s - time.time()))
-        _stretch(ctx, edges[-1], cursor)
+        _stretch(ctx, edges[-1], cursor, watch)
         edges.append(time.time())
         ran.cpu.append(meter.cpu())
         if engine.crosscheck:
