@@ -93,6 +93,30 @@ def test_several_sizes_without_the_emulator_are_refused(
     assert not (tmp_path / "x").exists()
 
 
+def test_power_says_which_sizes_it_measures(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    # A bundle that does not exist stops the run after the options are checked, before
+    # anything starts.
+    assert main(["run", "--targets", "lambda", "--scenario", "power", "--bundle", "nope",
+                 "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "scenario power: lambda measured at 512, 1024, 1769, 3008 MB" in err
+    assert main(["run", "--targets", "lambda", "--scenario", "power", "--bundle", "nope",
+                 "--lambda-memory-mb", "256,512", "--endpoint", "fn=lambda://us-east-1/fn",
+                 "--out", str(tmp_path / "y")]) == 1
+    err = capsys.readouterr().err
+    assert "measured at" not in err
+    assert "fn is measured once, at its own memory size" in err
+
+
+def test_a_result_name_taken_by_an_endpoint_is_refused(capsys: pytest.CaptureFixture[str],
+                                                       tmp_path: Path) -> None:
+    assert main(["run", "--targets", "lambda", "--lambda-memory-mb", "512,1024",
+                 "--endpoint", "lambda-512=http://127.0.0.1:9", "--scenario", "smoke",
+                 "--out", str(tmp_path / "x")]) == 1
+    assert "two results would be named 'lambda-512'" in capsys.readouterr().err
+
+
 # -- the scenario -------------------------------------------------------------------------
 
 
