@@ -162,8 +162,9 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
     """``name`` is a result's name: a target's, or with --encodings ``TARGET-ENCODING``,
-    with --batching ``TARGET+batch`` (its log and records files are named after it, so no
-    two results share one)."""
+    with --batching ``TARGET+batch``, with several --lambda-memory-mb sizes ``lambda-MB``
+    (built at that size) (its log and records files are named after it, so no two results
+    share one)."""
     planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,),
                              plan.batching, plan.lambda_memory_sizes)
     deployment = planned.deployment if planned is not None else name
