@@ -264,8 +264,9 @@ def _stops_text(c: Choices) -> str:
         return (f"**Every size up paid**: each bigger size measured cut p50 by "
                 f"{WORTH:.0%} or more, or cost no more")
     a, b = c.stops_paying
-    return (f"**A bigger size stops paying above {a.label}**: {b.label} cuts p50 by only "
-            f"{_pct(b.p50, a.p50) if b.p50 <= a.p50 else '0%'} (under {WORTH:.0%}; "
+    gain = (f"cuts p50 by only {_pct(b.p50, a.p50)} (under {WORTH:.0%}; "
+            if b.p50 < a.p50 else "is no faster (p50 ")
+    return (f"**A bigger size stops paying above {a.label}**: {b.label} {gain}"
             f"{fmt_ms(a.p50_ms)} to {fmt_ms(b.p50_ms)} ms) while a million invocations "
             f"cost {_pct(b.cost, a.cost)} more")
 
