@@ -28,14 +28,17 @@ def power_tuning(run: RunDoc) -> bytes:
                         textcoords="offset points", xytext=(2, 4), fontsize=7, color="grey")
     ax.set_xlabel("memory size (MB)")
     ax.set_ylabel("warm duration (ms)", color=DURATION_COLOUR)
-    ax.set_ylim(bottom=0)
+    # Headroom above the slowest p99 for the legend, which sits at the top.
+    tops = [v for s in ok for v in (s.p50_ms, s.p99_ms) if v is not None]
+    ax.set_ylim(0, max(tops) * 1.35 if tops else 1.0)
     ax.set_xticks([s.memory_mb for s in measured])
     ax.tick_params(axis="x", labelrotation=45, labelsize=8)
     cost = ax.twinx()
     cost.plot(mb, [s.cost_x86 for s in ok], "s--", color=COST_COLOUR,
               label=f"$ per million ({power.ARCH})")
     cost.set_ylabel(f"$ per million invocations ({power.ARCH})", color=COST_COLOUR)
-    cost.set_ylim(bottom=0)
+    costs = [s.cost_x86 for s in ok if s.cost_x86 is not None]
+    cost.set_ylim(0, max(costs) * 1.35 if costs else 1.0)
     lines = ax.get_legend_handles_labels()
     more = cost.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="upper center")
