@@ -34,6 +34,7 @@ from harness.options import (
     parse_batching,
     parse_encodings,
     parse_endpoint_option,
+    parse_memory_sizes,
     parse_protocols,
     parse_slo,
     parse_targets,
@@ -142,8 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rayserve-threads", type=positive_int, default=None,
                      help="requests a Ray Serve replica takes at once (Serve's "
                           "max_ongoing_requests; default 5)")
-    run.add_argument("--lambda-memory-mb", type=positive_int, default=None,
-                     help="Lambda memory size, for REPORT and cost (default 1769: one vCPU)")
+    run.add_argument("--lambda-memory-mb", type=parse_memory_sizes, default=None,
+                     metavar="MB[,MB...]",
+                     help="Lambda memory size, 128 to 10240: it sets the REPORT, the cost "
+                          "and (as on AWS) the CPU share (default 1769: one vCPU). Several "
+                          "(e.g. 512,1024,1769,3008) measure lambda once per size, as "
+                          "results lambda-MB, and the report adds 'Lambda power tuning'; "
+                          "scenario power has its own list")
     run.add_argument("--lambda-concurrency", type=positive_int, default=None,
                      help="most Lambda environments at once; more requests are throttled "
                           "(default: the scenario's highest concurrency, at most 64)")

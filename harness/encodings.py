@@ -20,6 +20,12 @@ flask, fastapi, grpc, rayserve) is measured batched, as ``NAME+batch`` after its
 it. A deployment that cannot batch (in-process, lambda), and every ``--endpoint`` (its
 server is not ours to configure), is measured once, unbatched.
 
+With several Lambda memory sizes (``--lambda-memory-mb 512,1769``) the lambda target is
+measured once per size, each its own result ``lambda-MB`` (``lambda-512``; with several
+encodings too ``lambda-512-json``): its own emulator started with that ``--memory-mb``,
+cold starts, stages and log files. An ``--endpoint`` (a ``lambda://`` function included)
+is not ours to size: measured once.
+
 Each result records ``deployment`` (what was deployed: ``flask``), ``encoding`` (what
 its requests were on the wire) and ``batching`` (its batcher's settings, or None), so the
 report groups results by those, not by parsing names.
@@ -28,7 +34,7 @@ report groups results by those, not by parsing names.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from targets import registry
 from targets.batching import BatchingSpec
@@ -69,6 +75,9 @@ class Measurement:
     wire: str | None
     #: Its server's batcher (a ``NAME+batch`` result); None: unbatched.
     batching: BatchingSpec | None = None
+    #: The Lambda memory size it is measured at, when several are (a ``lambda-MB``
+    #: result); None: the deployment's own (``--lambda-memory-mb`` or its default).
+    memory_mb: int | None = None
 
 
 def wire_of(deployment: str, endpoints: Mapping[str, str], encoding: str) -> str | None:
@@ -81,24 +90,37 @@ def per_encoding(deployment: str, endpoints: Mapping[str, str]) -> bool:
     return registry.wire_of(deployment, endpoints.get(deployment)).per_encoding
 
 
+def per_memory_size(deployment: str, endpoints: Mapping[str, str]) -> bool:
+    """Whether ``deployment`` is measured once per Lambda memory size when there are
+    several: a built-in deployment whose options take a memory size (lambda's); never an
+    ``--endpoint``, whose size is not ours to set."""
+    found = None if deployment in endpoints else registry.find(deployment)
+    return found is not None and "memory_mb" in {f.name for f in fields(found.options)}
+
+
 def measurements(targets: Sequence[str], endpoints: Mapping[str, str],
-                 encodings: Sequence[str], batching: Batching | None = None
-                 ) -> list[Measurement]:
-    """The results to measure, in order: each target's encodings together, in the order
+                 encodings: Sequence[str], batching: Batching | None = None,
+                 memory_sizes: Sequence[int] = ()) -> list[Measurement]:
+    """The results to measure, in order: each target's memory sizes (``memory_sizes``,
+    when it holds two or more) and within each its encodings together, in the order
     given (``encodings`` holds at least one), each unbatched then batched as
     ``batching`` asks."""
     several = len(encodings) > 1
     out = []
     for deployment in targets:
-        wires: list[tuple[str, str, str | None]]
-        if several and per_encoding(deployment, endpoints):
-            wires = [(f"{deployment}-{e}", e, e) for e in encodings]
-        else:
-            wires = [(deployment, encodings[0], wire_of(deployment, endpoints, encodings[0]))]
-        variants = batching.variants(deployment, endpoints) if batching else [None]
-        out += [Measurement(name + (BATCHED_SUFFIX if spec else ""), deployment, encoding,
-                            wire, spec)
-                for name, encoding, wire in wires for spec in variants]
+        sizes: list[tuple[str, int | None]] = [(deployment, None)]
+        if len(memory_sizes) > 1 and per_memory_size(deployment, endpoints):
+            sizes = [(f"{deployment}-{mb}", mb) for mb in memory_sizes]
+        for base, memory_mb in sizes:
+            wires: list[tuple[str, str, str | None]]
+            if several and per_encoding(deployment, endpoints):
+                wires = [(f"{base}-{e}", e, e) for e in encodings]
+            else:
+                wires = [(base, encodings[0], wire_of(deployment, endpoints, encodings[0]))]
+            variants = batching.variants(deployment, endpoints) if batching else [None]
+            out += [Measurement(name + (BATCHED_SUFFIX if spec else ""), deployment,
+                                encoding, wire, spec, memory_mb)
+                    for name, encoding, wire in wires for spec in variants]
     return out
 
 
@@ -108,10 +130,11 @@ def unbatchable(targets: Sequence[str], endpoints: Mapping[str, str]) -> list[st
 
 
 def find(name: str, targets: Sequence[str], endpoints: Mapping[str, str],
-         encodings: Sequence[str], batching: Batching | None = None
-         ) -> Measurement | None:
+         encodings: Sequence[str], batching: Batching | None = None,
+         memory_sizes: Sequence[int] = ()) -> Measurement | None:
     """The measurement a result name stands for (None: not one of this plan's)."""
-    return next((m for m in measurements(targets, endpoints, encodings, batching)
+    return next((m for m in measurements(targets, endpoints, encodings, batching,
+                                         memory_sizes)
                  if m.name == name), None)
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from harness.calibrate import PROTOCOLS
 from harness.encodings import Batching
 from harness.runner import RUNNABLE, TEST_TARGETS
+from targets.awslambda.shape import check_memory_mb
 from targets.batching import BatchingSpec
 from targets.registry import parse_endpoint
 from targets.wire.codec import ENCODINGS
@@ -42,6 +43,23 @@ def parse_encodings(text: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"an encoding is named twice in {text!r}")
     return names
+
+
+def parse_memory_sizes(text: str) -> tuple[int, ...]:
+    """``--lambda-memory-mb``: ``1769`` or ``512,1024,1769``, each a size Lambda allows
+    (128 to 10,240 MB), none twice."""
+    sizes = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            sizes.append(check_memory_mb(int(part)))
+        except ValueError as exc:
+            why = str(exc) if part.isdigit() else f"not a whole number of MB ({part!r})"
+            raise argparse.ArgumentTypeError(
+                f"bad --lambda-memory-mb {text!r}: {why}; give sizes in MB, e.g. "
+                "--lambda-memory-mb 512,1024,1769,3008") from None
+    if len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"a memory size is named twice in {text!r}")
+    return tuple(sizes)
 
 
 def parse_batching(text: str) -> Batching:

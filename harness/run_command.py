@@ -141,10 +141,48 @@ def _batching(args: argparse.Namespace, endpoints: dict[str, str],
     return batching
 
 
+def _memory_sizes(args: argparse.Namespace, endpoints: dict[str, str], scenario: Scenario,
+                  notes: list[str]) -> tuple[int, ...]:
+    """--lambda-memory-mb, checked: the Lambda memory sizes to compare (each a result
+    lambda-MB), or () for one size (then ``args.lambda_memory_mb`` is that size). Without
+    the option, the scenario's ``lambda_memory_mb`` list (``power``'s) when lambda is
+    measured."""
+    sizes = tuple(args.lambda_memory_mb or ())
+    sized = [t for t in args.targets if encodings.per_memory_size(t, endpoints)]
+    if not sizes and scenario.lambda_memory_mb and sized:
+        sizes = scenario.lambda_memory_mb
+        print(f"note: scenario {scenario.name}: {', '.join(sized)} measured at "
+              f"{', '.join(str(mb) for mb in sizes)} MB (its lambda_memory_mb); give "
+              "--lambda-memory-mb to choose the sizes", file=sys.stderr)
+    args.lambda_memory_mb = sizes[0] if len(sizes) == 1 else None
+    if len(sizes) < 2:
+        return ()
+    functions = [n for n, url in endpoints.items()
+                 if registry.endpoint_kind(url).scheme == "lambda"]
+    if not sized:
+        raise UserError(f"--lambda-memory-mb with several sizes measures deploybench's own "
+                        f"Lambda emulator once per size, and none of "
+                        f"{', '.join(args.targets) or 'the targets'} is it (a lambda:// "
+                        "function's memory size is not ours to set). Add lambda to --targets")
+    for name in functions:
+        note = (f"--lambda-memory-mb: {name} is measured once, at its own memory size (a "
+                "lambda:// function is not ours to size)")
+        notes.append(note)
+        print(f"note: {note}", file=sys.stderr)
+    wires = args.encodings or (args.encoding or "json",)
+    twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires,
+                                                        args.batching, sizes))
+    if twice:
+        raise UserError(f"two results would be named {twice[0]!r}: with several "
+                        "--lambda-memory-mb sizes, results are named lambda-MB. Give the "
+                        "--endpoint another name")
+    return sizes
+
+
 def _result_names(args: argparse.Namespace) -> list[str]:
     wires = args.encodings or (args.encoding or "json",)
     return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires,
-                                                   args.batching)]
+                                                   args.batching, args.lambda_memory_sizes)]
 
 
 def _check_deployable(names: tuple[str, ...], runtime: str) -> None:
@@ -187,6 +225,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     notes: list[str] = []
     args.batching = _batching(args, endpoints, notes)
+    args.lambda_memory_sizes = _memory_sizes(args, endpoints, scenario, notes)
     if cpus.overlap:
         notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
         print(f"warning: the target and the load generator share CPUs {list(cpus.overlap)}: "
@@ -253,6 +292,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    rayserve_workers=args.rayserve_workers,
                    rayserve_threads=args.rayserve_threads,
                    lambda_memory_mb=args.lambda_memory_mb,
+                   lambda_memory_sizes=args.lambda_memory_sizes,
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
                    lambda_platform_init_ms=(PLATFORM_INIT_MS if args.lambda_platform_init_ms

@@ -95,6 +95,10 @@ class RunPlan:
     rayserve_workers: int | None = None
     rayserve_threads: int | None = None
     lambda_memory_mb: int | None = None
+    #: --lambda-memory-mb with two or more sizes: the lambda target measured once per
+    #: size, each its own result lambda-MB (harness.encodings); empty: one size, as
+    #: ``lambda_memory_mb``.
+    lambda_memory_sizes: tuple[int, ...] = ()
     #: Environments at once; None = the scenario's highest concurrency, so the load is
     #: served (as Lambda's 1,000 default would) rather than throttled.
     lambda_concurrency: int | None = None
@@ -158,10 +162,11 @@ TargetFactory = Callable[[str, RunPlan, str, Path], "Target"]
 
 def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Target:
     """``name`` is a result's name: a target's, or with --encodings ``TARGET-ENCODING``,
-    with --batching ``TARGET+batch`` (its log and records files are named after it, so no
-    two results share one)."""
+    with --batching ``TARGET+batch``, with several --lambda-memory-mb sizes ``lambda-MB``
+    (built at that size) (its log and records files are named after it, so no two results
+    share one)."""
     planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,),
-                             plan.batching)
+                             plan.batching, plan.lambda_memory_sizes)
     deployment = planned.deployment if planned is not None else name
     setup = registry.Setup(name=name, bundle=plan.bundle, cpus=tuple(plan.cpus.target),
                            encoding=encoding, log_dir=log_dir, limits=plan.limits,
@@ -175,7 +180,10 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
     if found is None or found.role == "calibrate":
         known = ", ".join(RUNNABLE)
         raise UserError(f"unknown target ({deployment!r}). Choose from: {known}")
-    return registry.build(found, setup, found.options_from(vars(plan)))
+    values = dict(vars(plan))
+    if planned is not None and planned.memory_mb is not None:  # a lambda-MB result
+        values[f"{deployment.replace('-', '_')}_memory_mb"] = planned.memory_mb
+    return registry.build(found, setup, found.options_from(values))
 
 
 def _stopped_by(exc: BaseException) -> str:
@@ -264,7 +272,8 @@ class Runner:
         encoding = plan.encoding or bundle.default_encoding
         self.encoding = encoding
         wires = plan.encodings or (encoding,)
-        planned = encodings.measurements(plan.targets, plan.endpoints, wires, plan.batching)
+        planned = encodings.measurements(plan.targets, plan.endpoints, wires, plan.batching,
+                                         plan.lambda_memory_sizes)
         self.last_name = planned[-1].name if planned else None
         doc = _run_doc(plan, bundle, wires, planned)
         write_run(out, doc)

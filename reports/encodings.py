@@ -63,11 +63,14 @@ def pairs(run: RunDoc) -> list[Pair]:
     (``run --batching``) only against another batched alike."""
     measured = _measured(run)
     out = []
-    by_deployment: dict[tuple[str, str | None], list[TargetResult]] = {}
+    by_deployment: dict[tuple[str, str | None, str], list[TargetResult]] = {}
+    sized = {_size(t) for t in measured if _size(t)}
     for t in measured:
-        by_deployment.setdefault((deployment(t), t.get("batching")), []).append(t)
-    for (name, batched), results in by_deployment.items():
-        subject = name + ("+batch" if batched else "")
+        # Lambda at several memory sizes (lambda-512-json): each size's encodings apart.
+        size = _size(t) if len(sized) > 1 else ""
+        by_deployment.setdefault((deployment(t), t.get("batching"), size), []).append(t)
+    for (name, batched, size), results in by_deployment.items():
+        subject = name + (f"-{size}" if size else "") + ("+batch" if batched else "")
         if len({encoding(t) for t in results}) < 2:
             continue
         base = next((t for t in results if encoding(t) == "json"), results[0])
@@ -84,6 +87,11 @@ def pairs(run: RunDoc) -> list[Pair]:
                                 http, f"{deployment(http)}{suffix}'s binary", proto,
                                 "protobuf"))
     return out
+
+
+def _size(t: TargetResult) -> str:
+    """A Lambda result's memory size ("" for other deployments)."""
+    return str((t.get("describe") or {}).get("memory_mb") or "")
 
 
 def _label(t: TargetResult) -> str:

@@ -212,6 +212,10 @@ class ScenarioBlock(TypedDict):
     #: A timeline stage's segments and its series' interval (schema 5).
     timeline: NotRequired[list[SegmentSettings]]
     sample_s: NotRequired[float]
+    #: A window stretches up to this until it holds p99's share of requests (None: it
+    #: lasts window_s), and the Lambda memory sizes ``run`` compares by default.
+    window_max_s: NotRequired[float | None]
+    lambda_memory_mb: NotRequired[list[int]]
 
 
 class Prices(TypedDict, total=False):

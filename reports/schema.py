@@ -47,9 +47,11 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   for an unbatched result; a target's ``batching`` (its batcher's settings as text,
   ``max_batch=16,max_wait_ms=2``, or None; batched results are named ``NAME+batch``)
   and metadata ``batching`` (the option as given, or None). Upgrading a version-5 file
-  fills each with None: nothing was batched before. Added since, also optional: prices
-  for provisioned concurrency and Managed Instances and each way to pay's date
-  (``provisioned_*``, ``managed_*``, ``container_as_of``); reports.pricing fills them.
+  fills each with None: nothing was batched before. Added since, also optional (issue
+  21): prices for provisioned concurrency and Managed Instances and each way to pay's
+  date (``provisioned_*``, ``managed_*``, ``container_as_of``; reports.pricing fills
+  them); the scenario's ``window_max_s`` and ``lambda_memory_mb``; results ``lambda-MB``,
+  one per memory size, each with ``deployment`` "lambda".
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and

@@ -26,6 +26,13 @@ new server beside the old one, then the old stopped; Lambda: the function's code
 updated, so its next invocation is a new environment's; in-process: the application
 loading the new model in its running process).
 
+A window lasts ``window_s``; with ``window_max_s`` (longer) it goes on until it holds its
+share of the requests p99 needs (662 over the kept windows, so 221 each of 3), at most
+``window_max_s``: a slow target measures long windows, a fast one short ones, and every
+stage still ends. ``lambda_memory_mb: [512, 1769]`` is the list of Lambda memory sizes
+``run`` compares when lambda is measured and ``--lambda-memory-mb`` is not given
+(``power``).
+
 A **timeline** stage (``timeline:``, after the others) is a transient by design: a list
 of segments ``{users: N, seconds: S, label: text}`` run back to back in one Locust run,
 the number of closed-loop users changing at once at each segment's edge (no warm-up or
@@ -49,6 +56,8 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 import yaml
+
+from targets.awslambda.shape import MAX_MEMORY_MB, MIN_MEMORY_MB
 
 HERE = Path(__file__).resolve().parent
 
@@ -141,6 +150,11 @@ class Scenario:
     timeline: tuple[Segment, ...] = ()
     #: The timeline's series: one point every sample_s seconds.
     sample_s: float = 1.0
+    #: A window goes on past window_s, up to this, until it holds its share of the
+    #: requests p99 needs; None: every window lasts window_s.
+    window_max_s: float | None = None
+    #: Lambda memory sizes to compare when --lambda-memory-mb is not given; () none.
+    lambda_memory_mb: tuple[int, ...] = ()
 
     @property
     def has_load(self) -> bool:
@@ -165,6 +179,11 @@ class Scenario:
         """The shortest a stage can take (a stable first measurement)."""
         return self.warmup_s + self.window_s * self.stability_windows + self.cooldown_s
 
+    @property
+    def longest_window_s(self) -> float:
+        """The longest one measurement window may last."""
+        return self.window_max_s or self.window_s
+
     def timeline_s(self) -> float:
         """The timeline stage's length (0 without one): warm-up, segments, cool-down."""
         if not self.timeline:
@@ -183,6 +202,7 @@ class Scenario:
         out["rate"] = list(self.rate)
         out["rate_fractions"] = list(self.rate_fractions)
         out["timeline"] = [asdict(s) for s in self.timeline]
+        out["lambda_memory_mb"] = list(self.lambda_memory_mb)
         return out
 
 
@@ -198,7 +218,7 @@ KNOWN_KEYS = {"description", "concurrency", "warmup_s", "window_s", "cooldown_s"
               "stability_windows",
               "stability_tolerance", "max_windows", "max_error_rate", "sweep", "rate",
               "rate_fractions", "arrival", "max_inflight", "late_tolerance_ms", "seed",
-              "slo_p99_ms", "timeline", "sample_s"}
+              "slo_p99_ms", "timeline", "sample_s", "window_max_s", "lambda_memory_mb"}
 RENAMED = {"duration_s": "'duration_s' is now 'window_s' (one measurement window; a stage "
                          "measures several until they agree)"}
 SWEEP_KEYS = {"start", "factor", "max", "min_gain", "patience"}
@@ -403,6 +423,26 @@ def _windows(doc: dict[str, Any], where: str) -> tuple[int, int]:
     return stability_windows, max_windows
 
 
+def _window_max_s(doc: dict[str, Any], where: str, window_s: float) -> float | None:
+    """window_max_s, if given: at least window_s."""
+    if doc.get("window_max_s") is None:
+        return None
+    longest = _number(doc, "window_max_s", where, 0.1)
+    if longest < window_s:
+        raise ScenarioError(f"{where}: 'window_max_s' ({longest:g}) must be >= 'window_s' "
+                            f"({window_s:g})")
+    return longest
+
+
+def _memory_sizes(doc: dict[str, Any], where: str) -> tuple[int, ...]:
+    """lambda_memory_mb: distinct sizes Lambda allows (128 to 10,240 MB)."""
+    sizes = _numbers(doc, "lambda_memory_mb", where, whole=True, low=MIN_MEMORY_MB,
+                     high=MAX_MEMORY_MB)
+    if len(set(sizes)) != len(sizes):
+        raise ScenarioError(f"{where}: 'lambda_memory_mb' names a size twice ({list(sizes)})")
+    return sizes
+
+
 def load(name_or_path: str) -> Scenario:
     """Load a built-in scenario by name, or a YAML file by path."""
     path = _find(name_or_path)
@@ -414,12 +454,15 @@ def load(name_or_path: str) -> Scenario:
     description = _description(doc, where)
     slo = doc.get("slo_p99_ms")
     stability_windows, max_windows = _windows(doc, where)
+    window_s = _number(doc, "window_s", where, 0.1)
     return Scenario(
         name=path.stem,
         description=description,
         **stages,
         warmup_s=_number(doc, "warmup_s", where, 0.0),
-        window_s=_number(doc, "window_s", where, 0.1),
+        window_s=window_s,
+        window_max_s=_window_max_s(doc, where, window_s),
+        lambda_memory_mb=_memory_sizes(doc, where),
         cooldown_s=_number(doc, "cooldown_s", where, 0.0),
         drain_timeout_s=_number(doc, "drain_timeout_s", where, 0.1),
         sha256=hashlib.sha256(raw).hexdigest(),

@@ -117,7 +117,7 @@ class LoadGenerator(Protocol):
 def stage_budget_s(scenario: Scenario) -> float:
     """The longest one stage may take: warm-up, every window, cool-down and drain."""
     return (max(scenario.warmup_max_s, scenario.warmup_s)
-            + scenario.window_s * scenario.max_windows + scenario.cooldown_s
+            + scenario.longest_window_s * scenario.max_windows + scenario.cooldown_s
             + scenario.drain_timeout_s)
 
 

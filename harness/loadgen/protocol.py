@@ -49,6 +49,9 @@ class Timing:
     #: The warm-up's upper bound: it waits for every user's first answer up to this.
     warmup_max_s: float
     window_s: float
+    #: A window goes on past window_s, up to this, until it holds its share of the
+    #: requests p99 needs (the scenario's window_max_s, else window_s).
+    window_max_s: float
     cooldown_s: float
     drain_timeout_s: float
     stability_windows: int
@@ -66,7 +69,8 @@ class Timing:
     def from_scenario(cls, scenario: Scenario) -> Timing:
         return cls(warmup_s=scenario.warmup_s,
                    warmup_max_s=max(scenario.warmup_max_s, scenario.warmup_s),
-                   window_s=scenario.window_s, cooldown_s=scenario.cooldown_s,
+                   window_s=scenario.window_s, window_max_s=scenario.longest_window_s,
+                   cooldown_s=scenario.cooldown_s,
                    drain_timeout_s=scenario.drain_timeout_s,
                    stability_windows=scenario.stability_windows,
                    stability_tolerance=scenario.stability_tolerance,

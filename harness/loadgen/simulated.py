@@ -14,6 +14,7 @@ passes, so statistics and reports can be tested exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,7 +112,11 @@ class _Simulation:
         start = self.clock + sc.warmup_s
         while True:
             m = next(self.noise, 1.0)
-            w = Window(start, start + sc.window_s, round(rate * m * sc.window_s), rate * m,
+            # As the real one: past window_s, up to window_max_s, until the window holds
+            # its share of the requests p99 needs.
+            share = math.ceil(min_requests(HEADLINE_PERCENTILE[1]) / sc.stability_windows)
+            length = min(sc.longest_window_s, max(sc.window_s, share / (rate * m)))
+            w = Window(start, start + length, round(rate * m * length), rate * m,
                        latency_ms * m, latency_ms * m)
             windows.append(w)
             start = w.end

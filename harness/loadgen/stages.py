@@ -12,12 +12,21 @@ thing whatever drove it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any
 
 from harness.loadgen import timeline as timeline_stage
 from harness.loadgen.analysis.sweep import capacity, stage_figures, sweep_should_stop
-from harness.loadgen.analysis.validity import Rules, measure_window, reasons, settled, stability
+from harness.loadgen.analysis.validity import (
+    HEADLINE_PERCENTILE,
+    Rules,
+    measure_window,
+    min_requests,
+    reasons,
+    settled,
+    stability,
+)
 from harness.loadgen.protocol import (
     PARTIAL_FILE,
     Program,
@@ -36,6 +45,10 @@ from harness.loadgen.stagekit import (
     spawn_and_warm_up,
 )
 from targets.files import atomic_write_json
+
+#: How often a stretched window (window_max_s) checks whether it holds enough answers:
+#: often enough that a window overshoots its share by a fraction of a second's answers.
+STRETCH_STEP_S = 0.25
 
 
 def run_program(stages: StageRunner, program: Program, trial: int) -> None:
@@ -191,6 +204,21 @@ class _Windows:
     interrupted: bool = False
 
 
+def _stretch(ctx: StageRunner, opened: float, cursor: int, watch: Watch) -> None:
+    """A window past window_s, up to window_max_s, until it holds its share of the
+    requests p99 needs (answers recorded since ``cursor``, a few from the previous window
+    among them: close enough to decide when to close it; the window is measured
+    exactly after)."""
+    t = ctx.timing
+    share = math.ceil(min_requests(HEADLINE_PERCENTILE[1]) / t.stability_windows)
+    while (len(ctx.recorder) - cursor < share and not ctx.stop.is_set()
+           and watch.died_at is None):
+        left = opened + t.window_max_s - time.time()
+        if left <= 0:
+            return
+        ctx.stop.wait(min(STRETCH_STEP_S, left))
+
+
 def _measure_windows(ctx: StageRunner, loop: Any, where: dict[str, Any], watch: Watch
                      ) -> _Windows:
     """Windows until the last few agree (or the scenario's maximum, or the target died).
@@ -211,6 +239,7 @@ def _measure_windows(ctx: StageRunner, loop: Any, where: dict[str, Any], watch: 
     while True:
         emit("stage", phase="measure", window=len(windows) + 1, of=t.max_windows, **where)
         stop.wait(max(0.0, edges[-1] + t.window_s - time.time()))
+        _stretch(ctx, edges[-1], cursor, watch)
         edges.append(time.time())
         ran.cpu.append(meter.cpu())
         if engine.crosscheck:
