@@ -373,10 +373,17 @@ class Shaper:
             cpu_dir, mem_dir = dirs["cpu"], dirs["memory"]
             (cpu_dir / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
             (cpu_dir / "cpu.cfs_quota_us").write_text(str(quota))
-            # The memory limit before memsw's: memsw may never be below it.
-            (mem_dir / "memory.limit_in_bytes").write_text(str(limit))
-            if (mem_dir / "memory.memsw.limit_in_bytes").exists():
-                (mem_dir / "memory.memsw.limit_in_bytes").write_text(str(limit))
+            # memsw (memory + swap) may never be below the memory limit: lowered, the
+            # memory limit goes first; raised (a cgroup reused), memsw first.
+            names = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+            if not (mem_dir / names[1]).exists():
+                names.pop()
+            try:
+                for name in names:
+                    (mem_dir / name).write_text(str(limit))
+            except OSError:
+                for name in reversed(names):
+                    (mem_dir / name).write_text(str(limit))
             return enclosure
         except OSError:
             Enclosure(self.layout, dirs, self.freeze_by).remove()
