@@ -1,14 +1,17 @@
 """What freezing idle Lambda environments costs a warm invocation.
 
-    .venv/bin/python benchmarks/lambda_freeze.py [--rounds 3] [--invocations 300] [--bundle digits]
+    .venv/bin/python benchmarks/lambda_freeze.py [--rounds 3] [--invocations 300]
+        [--bundle digits] [--gap-ms 0]
 
 Starts the emulator twice per round, ``--freeze`` and ``--no-freeze`` alternately (so
 both see the machine in the same state), pinned to the target CPUs. From a client pinned
 to the load-generator CPUs, one user sends ``--invocations`` warm invocations one after
-another through the Invoke API (keep-alive). Between two of them the environment has
-polled for its next event and found none, so with ``--freeze`` every one is thawed first:
-the difference is what the freeze costs at 1 user. Prints the warm latency p50/p99 with
-and without, their ratio, and the emulator's own thaw times (``thaw_ms`` in its records).
+another through the Invoke API (keep-alive), ``--gap-ms`` apart. An environment that
+polled for its next event and found none was frozen, and is thawed first; back to back,
+the next event often arrives before the runtime polls, and finds it running (a gap of a
+few ms makes every one a thawed one). Prints the warm latency p50/p99 with and without,
+their ratio, the latency of the invocations that were thawed and of those that were not,
+and the emulator's own thaw times (``thaw_ms`` in its records).
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ INVOKE = "/2015-03-31/functions/function/invocations"
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 
 
+WARMUP = 11  # the cold start, then warm-up
+
+
 def run_once(bundle: str, freeze: bool, cpus: list[int], invocations: int,
-             payload: bytes, records: Path) -> list[float]:
+             payload: bytes, records: Path, gap_s: float) -> list[float]:
     """Warm latencies (ms) of ``invocations`` sequential invocations, after a cold one
     and 10 warm-up ones."""
     port = free_port()
@@ -59,12 +65,14 @@ def run_once(bundle: str, freeze: bool, cpus: list[int], invocations: int,
                 raise SystemExit("error: the emulator did not start")
             time.sleep(0.2)
         headers = {"Content-Type": "application/json"}
-        for _ in range(11):  # the cold start, then warm-up
+        for _ in range(WARMUP):
             status, body = client.request("POST", INVOKE, payload, headers)
             if status != 200:
                 raise SystemExit(f"error: the emulator answered {status}: {body[:200]!r}")
         latencies = []
         for _ in range(invocations):
+            if gap_s:
+                time.sleep(gap_s)
             started = time.perf_counter()
             client.request("POST", INVOKE, payload, headers)
             latencies.append((time.perf_counter() - started) * 1000.0)
@@ -84,6 +92,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--invocations", type=int, default=300)
     parser.add_argument("--bundle", default="digits")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="pause between invocations (default 0: back to back)")
     args = parser.parse_args()
     cpus = plan_cpus(None, None)
     os.sched_setaffinity(0, cpus.loadgen)
@@ -92,19 +102,24 @@ def main() -> int:
     example = bundle.example_requests()[0]
     payload = json.dumps({"inputs": np.asarray(example).tolist()}).encode()
     print(f"{cpus.describe()}; {args.rounds} rounds x {args.invocations} warm invocations "
-          f"at 1 user, bundle {args.bundle}, through the Invoke API")
+          f"at 1 user, {args.gap_ms:g} ms apart, bundle {args.bundle}, through the Invoke API")
     latencies: dict[bool, list[float]] = {True: [], False: []}
     thaws: list[float] = []
+    #: --freeze latencies of the invocations that were thawed first, and of the others.
+    split: dict[bool, list[float]] = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for freeze in (True, False) if r % 2 == 0 else (False, True):
                 records = Path(tmp) / f"records-{r}-{freeze}.jsonl"
-                latencies[freeze] += run_once(args.bundle, freeze, list(cpus.target),
-                                              args.invocations, payload, records)
-                if freeze:
-                    thaws += [rec["thaw_ms"] for rec in map(json.loads,
-                                                            records.read_text().splitlines())
-                              if rec.get("thaw_ms") is not None]
+                measured = run_once(args.bundle, freeze, list(cpus.target),
+                                    args.invocations, payload, records, args.gap_ms / 1000)
+                latencies[freeze] += measured
+                if freeze:  # one user: the records are in the order of the invocations
+                    rows = [json.loads(line) for line in records.read_text().splitlines()]
+                    for latency, rec in zip(measured, rows[WARMUP:], strict=True):
+                        split[rec.get("thaw_ms") is not None].append(latency)
+                        if rec.get("thaw_ms") is not None:
+                            thaws.append(rec["thaw_ms"])
     print(f"\nwarm invocation latency (ms)   {'p50':>8} {'p99':>8}")
     p = {}
     for freeze in (False, True):
@@ -114,6 +129,12 @@ def main() -> int:
               f"{p[freeze][1]:8.3f}")
     print(f"  ratio freeze / no-freeze       {p[True][0] / p[False][0]:8.3f} "
           f"{p[True][1] / p[False][1]:8.3f}")
+    for thawed in (True, False):
+        if split[thawed]:
+            ordered = np.sort(np.array(split[thawed]))
+            label = "--freeze, thawed first" if thawed else "--freeze, found running"
+            print(f"  {label:<28} {nearest_rank(ordered, .5):8.3f} "
+                  f"{nearest_rank(ordered, .99):8.3f}  ({len(ordered)} invocations)")
     if thaws:
         ordered = np.sort(np.array(thaws))
         print(f"  thaw (emulator's thaw_ms)      {nearest_rank(ordered, .5):8.3f} "
