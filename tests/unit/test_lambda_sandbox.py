@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,65 @@ def test_launch_command_fails_clearly_when_it_cannot_join(tmp_path: Path) -> Non
 ])
 def test_exits_are_worded_as_lambda_words_them(code: int, said: str) -> None:
     assert exit_description(code) == said
+
+
+def test_v2_delegates_controllers_and_writes_cpu_max_and_memory_max(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    own = tmp_path / "job"
+    own.mkdir()
+    (own / "cgroup.procs").touch()
+    shaper = Shaper(512, 4, root=tmp_path, proc_text="0::/job\n")
+    described = shaper.describe()
+    assert (described["cpu"], described["memory"], described["freeze"]) == \
+        ("cgroup-v2", "cgroup-v2", "cgroup-v2")
+    base = own / f"deploybench-{os.getpid()}"
+    assert (own / "cgroup.subtree_control").read_text() == "+cpu +memory"
+    assert (base / "cgroup.subtree_control").read_text() == "+cpu +memory"
+    (base / "env-3").mkdir()
+    (base / "env-3" / "memory.swap.max").write_text("max")
+    enclosure = shaper.enclose(3)
+    assert (base / "env-3" / "cpu.max").read_text() == "28943 100000"
+    assert (base / "env-3" / "memory.max").read_text() == str(512 * 2**20)
+    assert (base / "env-3" / "memory.swap.max").read_text() == "0"
+    (base / "env-3" / "memory.peak").write_text(f"{300 * 2**20}\n")
+    assert enclosure.peak_mb() == 300.0
+    (base / "env-3" / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+    assert enclosure.oom_killed()
+
+
+def test_the_v1_freezer_is_written_and_the_thaw_timed(tmp_path: Path) -> None:
+    fake_v1(tmp_path)
+    enclosure = Shaper(1769, 2, root=tmp_path, proc_text=V1_PROC).enclose(1)
+    state = enclosure.dirs["freezer"] / "freezer.state"
+    assert enclosure.thaw(123) is None  # not frozen: nothing to thaw
+    enclosure.freeze(123)
+    assert state.read_text() == "FROZEN"
+    thaw_ms = enclosure.thaw(123)
+    assert state.read_text() == "THAWED"
+    assert thaw_ms is not None
+    assert 0 <= thaw_ms < 1000
+
+
+def test_without_a_freezer_sigstop_stops_the_process_group(tmp_path: Path) -> None:
+    shaper = Shaper(1769, 2, root=tmp_path, proc_text=V1_PROC)  # no cgroups here
+    enclosure = shaper.enclose(1)
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        enclosure.freeze(child.pid)
+        assert _state(child.pid, {"T"}) == "T"  # stopped
+        assert enclosure.thaw(child.pid) is not None
+        assert _state(child.pid, {"S", "R"}) in {"S", "R"}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _state(pid: int, expect: set[str]) -> str:
+    """The process's state letter from /proc, once it is one of ``expect`` (a signal
+    lands a moment after it is sent) or after a second."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in expect or time.monotonic() > deadline:
+            return state
+        time.sleep(0.005)
