@@ -44,6 +44,9 @@ MIN_QUOTA_US = 1000
 #: How long a thaw may take before we stop waiting for the freezer to say THAWED.
 THAW_WAIT_S = 1.0
 SandboxMode = Literal["auto", "off"]
+#: How long stale environments, once thawed, get to exit (on the SIGTERM they had
+#: pending) and leave their cgroups, before those are left for the next emulator.
+STALE_EXIT_S = 1.0
 
 #: Exit signals as Lambda's runtime interface (Go) names them in "Runtime exited with
 #: error: signal: killed".
@@ -133,24 +136,52 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale(parents: list[Path]) -> list[Path]:
     """Remove ``deploybench-<pid>`` cgroups (and their ``env-*`` children) left by
-    emulators that are gone; only empty ones can go (rmdir refuses the others).
+    emulators that are gone; only empty ones can go (rmdir refuses the others). Frozen
+    ones are thawed first, so that environments left behind can die.
     Returns the directories removed."""
-    removed: list[Path] = []
+    stale: list[Path] = []
     for parent in parents:
         with contextlib.suppress(OSError):
             for entry in parent.iterdir():
                 match = re.fullmatch(re.escape(PREFIX) + r"(\d+)", entry.name)
-                if not match or not entry.is_dir() or _pid_alive(int(match.group(1))):
-                    continue
-                for child in entry.iterdir():
-                    if child.is_dir() and child.name.startswith("env-"):
-                        with contextlib.suppress(OSError):
-                            child.rmdir()
-                            removed.append(child)
-                with contextlib.suppress(OSError):
-                    entry.rmdir()
-                    removed.append(entry)
+                if match and entry.is_dir() and not _pid_alive(int(match.group(1))):
+                    stale.append(entry)
+    envs = [child for entry in stale for child in _children(entry)]
+    # Thawed everywhere before anything is removed: a thawed environment takes a moment
+    # to die and leave its cgroups (in every controller).
+    wait_s = STALE_EXIT_S if any([_thaw_stale(env) for env in envs]) else 0.0
+    deadline = time.monotonic() + wait_s
+    removed: list[Path] = []
+    for path in [*envs, *stale]:
+        while True:
+            try:
+                path.rmdir()
+                removed.append(path)
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.02)
     return removed
+
+
+def _children(entry: Path) -> list[Path]:
+    with contextlib.suppress(OSError):
+        return [c for c in entry.iterdir() if c.is_dir() and c.name.startswith("env-")]
+    return []
+
+
+def _thaw_stale(env_dir: Path) -> bool:
+    """Thaw an environment whose emulator died while it was frozen: the SIGTERM its
+    parent's death sent it (die_with_parent) lands only once it runs again. True if it
+    had a freezer and a process in it."""
+    thawed = False
+    for name, value in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+        if (env_dir / name).exists():
+            with contextlib.suppress(OSError):
+                (env_dir / name).write_text(value)
+                thawed = bool((env_dir / "cgroup.procs").read_text().strip())
+    return thawed
 
 
 def launch_command(join: list[Path], argv: list[str]) -> list[str]:

@@ -249,3 +249,13 @@ def _state(pid: int, expect: set[str]) -> str:
         if state in expect or time.monotonic() > deadline:
             return state
         time.sleep(0.005)
+
+
+def test_a_stale_frozen_environment_is_thawed_so_it_can_die(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    env = tmp_path / f"deploybench-{dead.pid}" / "env-1"
+    env.mkdir(parents=True)
+    (env / "freezer.state").write_text("FROZEN")
+    remove_stale([tmp_path])
+    assert (env / "freezer.state").read_text() == "THAWED"
