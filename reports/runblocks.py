@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import NotRequired, TypedDict
 
 from reports.stageblocks import LatencySummary
+from targets.awslambda.shape import Sandbox
 
 # -- a target's blocks -------------------------------------------------------------------
 
@@ -52,6 +53,9 @@ class TargetDescription(TypedDict, total=False):
     concurrency_limit: int
     timeout_s: float
     keepalive_s: float
+    #: Lambda emulator: how its environments were shaped (CPU share, memory limit,
+    #: freeze) and whether the kernel enforced it; None where it could not be read.
+    sandbox: Sandbox | None
     #: --endpoint: not started or measured by deploybench; how it bills ("per_request"
     #: for a Lambda function), the function, and whether requests are signed with AWS
     #: credentials.

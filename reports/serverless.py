@@ -15,7 +15,7 @@ from reports.stageblocks import LatencySummary
 
 PLATFORM_HEADERS = ("load", "invocations", "cold", "throttled", "new envs in warm-up",
                     "init p50 ms", "init CPU p50 ms", "warm duration p50 ms",
-                    "warm duration p99 ms", "max memory used MB", "billed GB-s",
+                    "warm duration p99 ms", "thaw p50 ms", "max memory used MB", "billed GB-s",
                     "window $/1M x86_64", "window $/1M arm64")
 
 
@@ -51,6 +51,7 @@ def platform_table(target: TargetResult) -> Table | None:
             fmt_ms(_get(init, "p50")), fmt_ms(_get(init_cpu, "p50")),
             fmt_ms(_get(p.get("duration_warm_ms"), "p50")),
             fmt_ms(_get(p.get("duration_warm_ms"), "p99")),
+            fmt_ms(_get(p.get("thaw_ms"), "p50")),
             fmt_num(p.get("max_memory_used_mb"), 0), fmt_num(p.get("billed_gb_s"), 2),
             fmt_num(per_million.get("x86_64"), 3), fmt_num(per_million.get("arm64"), 3),
         ))
@@ -63,9 +64,35 @@ def platform_table(target: TargetResult) -> Table | None:
              "(duration: the invocation inside its environment). Init is wall time here, "
              "where environments starting together share the target CPUs; Init CPU is what "
              "it would take with a CPU of its own, as on Lambda")
+    shaped = sandbox_text(target)
     return Table(PLATFORM_HEADERS, tuple(rows), frozenset(range(len(PLATFORM_HEADERS))),
                  caption=f"{target['name']}: {where}. Cost per million covers the window's "
-                         "requests, after the warm-up's cold starts")
+                         "requests, after the warm-up's cold starts"
+                         + (f". {shaped}" if shaped else ""))
+
+
+def sandbox_text(target: TargetResult) -> str | None:
+    """How the emulator shaped the environments (describe["sandbox"]): the CPU share and
+    memory limit the kernel enforced, or that the results ran unthrottled and why."""
+    box = target["describe"].get("sandbox")
+    if not box:
+        return None
+    mb = box["memory_mb"]
+    share = box["cpu_share_effective"]
+    if box["enforced"]:
+        capped = ", capped by the target CPUs" if share < box["cpu_share"] else ""
+        text = (f"Each environment was held to {share:.2f} CPU (memory size {mb:,} MB / "
+                f"1,769{capped}) by a {box['cpu']} CPU quota, and killed past {mb:,} MB by a "
+                f"{box['memory']} memory limit (page cache counts)")
+    else:
+        text = (f"UNTHROTTLED: every environment ran at the full speed of the target CPUs "
+                f"with unlimited memory, not held to the {box['cpu_share']:.2f} CPU and "
+                f"{mb:,} MB a {mb:,} MB function gets on AWS ({box['reason']}); its "
+                "durations are those of a bigger function")
+    if box["freeze"] == "none":
+        return f"{text}; not frozen between invocations (background threads ran)"
+    return (f"{text}; frozen between invocations ({box['freeze']}), thaw: the time to "
+            "thaw before each warm invocation")
 
 
 def _median(values: list[float]) -> float | None:

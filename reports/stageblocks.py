@@ -120,6 +120,12 @@ class PlatformSummary(TypedDict):
     cost_usd: dict[str, float]
     cost_per_million_usd: dict[str, float]
     scale_out: NotRequired[ScaleOut]
+    #: How long thawing a frozen environment took before its event (warm invocations
+    #: that were frozen; None: none was).
+    thaw_ms: NotRequired[LatencySummary | None]
+    #: The CPUs each environment was held to (memory/1,769, capped by the target CPUs);
+    #: None: unthrottled.
+    cpu_share: NotRequired[float | None]
 
 
 class LocustCrossCheck(TypedDict):

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from targets.awslambda import httpserver
 from targets.awslambda.httpserver import Request, Response, json_response
+from targets.awslambda.sandbox import Enclosure, exit_description, launch_command
 from targets.runtimes.process import PARENT_ENV
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -65,6 +66,10 @@ class FunctionConfig:
     region: str = "us-east-1"
     account: str = "123456789012"
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: ``MODULE.FUNCTION`` the runtime calls, importable from ``code_dir`` (None: this
+    #: deploybench's source, which holds the default handler).
+    handler: str = HANDLER
+    code_dir: Path | None = None
 
     @property
     def arn(self) -> str:
@@ -82,6 +87,8 @@ class Outcome:
     duration_ms: float
     init_ms: float | None = None
     log: list[str] = field(default_factory=list)
+    #: How long thawing the frozen environment took before the event was delivered.
+    thaw_ms: float | None = None
 
     @property
     def failed(self) -> bool:
@@ -104,6 +111,7 @@ class _Assigned:
     cold: bool
     delivered_at: float | None = None
     log_from: int = 0
+    thaw_ms: float | None = None
 
 
 class Environment:
@@ -117,9 +125,12 @@ class Environment:
     """
 
     def __init__(self, env_id: int, config: FunctionConfig, log: Callable[[str], None],
-                 on_dead: Callable[[Environment], None] = lambda env: None) -> None:
+                 on_dead: Callable[[Environment], None] = lambda env: None,
+                 enclosure: Enclosure | None = None) -> None:
         self.env_id = env_id
         self.config = config
+        #: Its cgroups (CPU quota, memory limit, freezer; :mod:`.sandbox`), if any.
+        self.enclosure = enclosure or Enclosure(None, {}, "none")
         self.emit = log
         self.on_dead = on_dead
         self.state = State.STARTING
@@ -162,10 +173,12 @@ class Environment:
         port = httpserver.bound_port(self.server)
         cfg = self.config
         stream = f"{dt.datetime.now(dt.UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        task_root = cfg.code_dir or SOURCE_ROOT
+        path = [str(p) for p in (cfg.code_dir, SOURCE_ROOT) if p is not None]
         env = {
             **os.environ, **cfg.extra_env,
             "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{port}",
-            "_HANDLER": HANDLER,
+            "_HANDLER": cfg.handler,
             "AWS_REGION": cfg.region, "AWS_DEFAULT_REGION": cfg.region,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info[0]}.{sys.version_info[1]}",
             "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
@@ -174,17 +187,23 @@ class Environment:
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{cfg.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
-            "LAMBDA_TASK_ROOT": str(SOURCE_ROOT),
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "PYTHONPATH": os.pathsep.join([*path, *filter(None, [os.environ.get("PYTHONPATH")])]),
             "TZ": ":UTC",
             "PYTHONUNBUFFERED": "1",  # log lines reach us as they are written
-            # One torch thread per environment: environments share the target CPUs.
+            # One torch thread per environment: the handler serves one event at a time,
+            # single-threaded, within its CPU share.
             "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             PARENT_ENV: str(os.getpid()),
         }
         env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)  # would switch to Managed Instances mode
         self.spawned_at = time.perf_counter()
+        # Through a shell that joins the environment's cgroups before Python starts, so
+        # its whole Init runs throttled and charged (sandbox.launch_command).
+        argv = launch_command(self.enclosure.join,
+                              [sys.executable, "-m", "awslambdaric", cfg.handler])
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "awslambdaric", HANDLER, env=env, cwd=SOURCE_ROOT,
+            *argv, env=env, cwd=task_root,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, start_new_session=True,
         )
@@ -205,8 +224,9 @@ class Environment:
         if current is not None and not current.future.done():
             if error is None:
                 what = "Runtime exited" if current.delivered_at else "Runtime exited during Init"
+                detail = reason if reason.startswith("Runtime exited") else f"{what}: {reason}"
                 error = error_body("Runtime.ExitError", f"RequestId: {current.request_id} "
-                                                        f"Error: {what}: {reason}")
+                                                        f"Error: {detail}")
                 kind = "init_error" if current.cold and not current.delivered_at else kind
             self._complete(current, kind, error, "application/json")
         self.state = State.DEAD
@@ -217,6 +237,9 @@ class Environment:
             # The whole group, by the leader's PID: awslambdaric and anything it started.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+            # A frozen process dies only once thawed (cgroup v1's freezer; SIGCONT after a
+            # SIGSTOP is harmless).
+            self.enclosure.thaw(self.process.pid)
         if self.server:
             self.server.close()
         if self._waiting and not self._waiting.done():
@@ -236,14 +259,18 @@ class Environment:
                 await self.server.wait_closed()
 
     def max_memory_mb(self) -> float | None:
-        """Peak resident memory of the runtime process (VmHWM): Max Memory Used. Once the
-        process is gone, the last value read."""
+        """Max Memory Used: the larger of the environment's memory cgroup peak (what it
+        was charged, page cache included) and the runtime's peak resident memory (VmHWM,
+        which counts shared libraries another process loaded first). Once the process is
+        gone, the last value read."""
+        found = [v for v in (self._peak_mb, self.enclosure.peak_mb()) if v is not None]
         if self.pid is not None:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
                     if line.startswith("VmHWM:"):
-                        self._peak_mb = int(line.split()[1]) / 1024
+                        found.append(int(line.split()[1]) / 1024)
                         break
+        self._peak_mb = max(found, default=None)
         return self._peak_mb
 
     # -- invoking -------------------------------------------------------------------
@@ -281,6 +308,7 @@ class Environment:
         self._polling.clear()
         self.state = State.BUSY
         current.log_from = self._log_total
+        current.thaw_ms = self.enclosure.thaw(self.pid)
         self._append_log(f"START RequestId: {current.request_id} Version: $LATEST")
         current.delivered_at = time.perf_counter()
         self._waiting.set_result(current)
@@ -300,7 +328,8 @@ class Environment:
             if current.delivered_at else []
         if self._current is current:
             self._current = None  # free before anyone can see the runtime poll again
-        current.future.set_result(Outcome(kind, body, content_type, duration_ms, init_ms, log))
+        current.future.set_result(Outcome(kind, body, content_type, duration_ms, init_ms, log,
+                                          current.thaw_ms))
 
     def _timed_out(self, current: _Assigned) -> None:
         if current.future.done():
@@ -338,11 +367,17 @@ class Environment:
     async def _watch_exit(self) -> None:
         assert self.process is not None
         code = await self.process.wait()
-        how = f"signal: {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        how = exit_description(code)
+        if self.enclosure.oom_killed():
+            self.emit(f"[env {self.env_id}] out of memory: past its {self.config.memory_mb} MB")
         if self._init_error is not None and self.init_ms is None:
             self.kill(f"Init failed ({how})", "init_error", self._init_error)
         else:
             self.kill(f"Runtime exited with error: {how}")
+        for _ in range(50):  # its processes are gone; the kernel frees the cgroup just after
+            if self.enclosure.remove():
+                break
+            await asyncio.sleep(0.01)
 
     def _append_log(self, line: str) -> None:
         self._log.append(line)
@@ -407,6 +442,8 @@ class Environment:
         self.idle_since = time.monotonic()
         self._waiting = asyncio.get_running_loop().create_future()
         self._polling.set()
+        if self._current is None:  # nothing pending: frozen until its next event
+            self.enclosure.freeze(self.pid)
         event = await self._waiting
         if event is None:  # killed while waiting: the runtime process is gone already
             return json_response(500, error_body("Runtime.Stopped", "environment stopped"))

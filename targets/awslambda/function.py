@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from targets.awslambda.environment import Environment, FunctionConfig, Outcome, State, tail
+from targets.awslambda.sandbox import Shaper
 
 #: Reaper period: idle environments are checked this often.
 REAP_EVERY_S = 1.0
@@ -52,8 +54,13 @@ class Invocation:
 
 class LambdaFunction:
     def __init__(self, config: FunctionConfig, concurrency: int, keepalive_s: float,
-                 records_path: Path | None, log: Callable[[str], None]) -> None:
+                 records_path: Path | None, log: Callable[[str], None],
+                 shaper: Shaper | None = None) -> None:
         self.config = config
+        #: How environments are shaped (CPU share, memory limit, freeze); by default not
+        #: at all, every environment at the full speed of the CPUs this process may use.
+        self.shaper = shaper or Shaper(config.memory_mb, len(os.sched_getaffinity(0)),
+                                       mode="off", freeze=False)
         self.concurrency = concurrency
         self.keepalive_s = keepalive_s
         self.log = log
@@ -129,7 +136,8 @@ class LambdaFunction:
 
     async def _spawn(self) -> Environment:
         self._next_id += 1
-        env = Environment(self._next_id, self.config, self.log, on_dead=self._env_dead)
+        env = Environment(self._next_id, self.config, self.log, on_dead=self._env_dead,
+                          enclosure=self.shaper.enclose(self._next_id))
         self.envs[env.env_id] = env
         self._env_version[env.env_id] = self.code_version
         # Forget processes already gone; keep the rest for close() to wait on.
@@ -161,6 +169,9 @@ class LambdaFunction:
             "billed_ms": inv.billed_ms, "memory_mb": self.config.memory_mb,
             "max_memory_used_mb": memory, "outcome": inv.outcome.kind,
             "environments": len(self.envs),
+            # The CPUs the environment was held to (None: unthrottled), and how long its
+            # thaw took before the event (None: it was not frozen).
+            "cpu_share": self.shaper.enforced_share, "thaw_ms": inv.outcome.thaw_ms,
         })
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -225,7 +236,7 @@ class LambdaFunction:
         return {"function": self.config.name, "environments": len(self.envs),
                 "states": states, "in_flight": self.in_flight, "throttled": self.throttled,
                 "concurrency": self.concurrency, "memory_mb": self.config.memory_mb,
-                "code_version": self.code_version,
+                "code_version": self.code_version, "sandbox": self.shaper.describe(),
                 "pids": [e.pid for e in self.envs.values() if e.pid]}
 
     async def close(self) -> None:
@@ -234,6 +245,7 @@ class LambdaFunction:
         self.reset()
         await asyncio.gather(*(env.wait_closed() for env in self._started))
         self._started.clear()
+        self.shaper.close()
         await asyncio.sleep(0)  # let records scheduled with call_soon be written
         if self._records is not None:
             self._records.close()

@@ -6,6 +6,11 @@ environment is ``python -m awslambdaric targets.awslambda.handler.handler``, sta
 demand up to ``--concurrency``; the emulator and every environment run pinned to
 ``--cpus``, one torch thread per environment (all environments share those CPUs: the
 deployment gets the same CPU budget as the other targets).
+
+Each environment is shaped as AWS shapes it where the kernel allows (``--sandbox auto``,
+:mod:`.sandbox`): a cgroup CPU quota of memory/1,769 CPUs, a memory limit of the memory
+size, and frozen while idle (``--freeze``). Where it cannot, a warning says so and the
+stats' ``sandbox`` says why.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from targets.awslambda import httpserver
-from targets.awslambda.environment import FunctionConfig
+from targets.awslambda.environment import HANDLER, FunctionConfig
 from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, FrontDoor
 from targets.awslambda.function import LambdaFunction
+from targets.awslambda.sandbox import Shaper
+from targets.awslambda.shape import check_memory_mb
 from targets.entrypoint import add_arguments as add_common_arguments
 from targets.entrypoint import exit_if_batching, positive_int, prepare_server
 from targets.wire import codec
@@ -39,15 +47,39 @@ DEFAULT_KEEPALIVE_S = 600.0
 DEFAULT_CONCURRENCY = 10
 
 
+def memory_size(text: str) -> int:
+    """``--memory-mb``: a whole number of MB that AWS allows."""
+    try:
+        return check_memory_mb(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def handler_name(text: str) -> str:
+    """``--handler``: ``MODULE.FUNCTION``, as Lambda's handler setting."""
+    module, dot, function = text.rpartition(".")
+    if not dot or not module or not function.isidentifier():
+        raise argparse.ArgumentTypeError(f"a handler is MODULE.FUNCTION (got {text!r})")
+    return text
+
+
+def code_dir(text: str) -> Path:
+    path = Path(text).resolve()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {text}")
+    return path
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, default_port=9000, default_threads=1,
                          threads_help="unused (one event per environment)")
     parser.add_argument("--function-name", default="deploybench",
                         help="function name in URLs and ARNs (default deploybench; the "
                              "Invoke API also accepts 'function', as AWS's emulator does)")
-    parser.add_argument("--memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB,
-                        help=f"memory size, for REPORT lines and cost (default "
-                             f"{DEFAULT_MEMORY_MB}: one vCPU)")
+    parser.add_argument("--memory-mb", type=memory_size, default=DEFAULT_MEMORY_MB,
+                        help=f"memory size, 128 to 10240: each environment's memory limit "
+                             f"and CPU share (memory/1769 CPUs), REPORT lines and cost "
+                             f"(default {DEFAULT_MEMORY_MB}: one vCPU)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                         help=f"function timeout in seconds (default {DEFAULT_TIMEOUT_S:g}; "
                              "AWS's default is 3)")
@@ -59,23 +91,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keepalive", type=float, default=DEFAULT_KEEPALIVE_S,
                         help="seconds an idle environment lives before it is reaped "
                              f"(default {DEFAULT_KEEPALIVE_S:g})")
+    parser.add_argument("--sandbox", choices=("auto", "off"), default="auto",
+                        help="auto: enforce each environment's CPU share and memory limit "
+                             "with cgroups where this machine allows; off: no cgroups, "
+                             "every environment at the full speed of --cpus, memory "
+                             "unlimited (default auto)")
+    parser.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=True,
+                        help="freeze an idle environment (cgroup freezer, else SIGSTOP) "
+                             "and thaw it for its next event, as Lambda does (default on)")
+    parser.add_argument("--handler", type=handler_name, default=HANDLER,
+                        help=f"the function's handler, MODULE.FUNCTION (default {HANDLER})")
+    parser.add_argument("--code-dir", type=code_dir, default=None,
+                        help="directory holding the handler's module (LAMBDA_TASK_ROOT, "
+                             "first on the PYTHONPATH; default: deploybench's source)")
     parser.add_argument("--records", type=Path, default=None,
                         help="append one JSON line per invocation (the REPORT fields) here")
 
 
 async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
+    shaper = Shaper(args.memory_mb, len(os.sched_getaffinity(0)), args.sandbox, args.freeze)
+    # Init's limit is on its CPU time; the wall-clock cap (for an Init that hangs) stretches
+    # by the quota, which slows a 128 MB function's Init 14-fold by the clock.
+    quota = shaper.enforced_share
     config = FunctionConfig(
         name=args.function_name, memory_mb=args.memory_mb,
         timeout_s=args.timeout, init_timeout_s=args.init_timeout,
         extra_env={"DEPLOYBENCH_BUNDLE": args.bundle,
                    "DEPLOYBENCH_MAX_BODY_BYTES": str(limits.max_body_bytes),
                    "DEPLOYBENCH_MAX_BATCH": str(limits.max_batch)},
+        handler=args.handler, code_dir=args.code_dir,
+        init_wall_factor=FunctionConfig.init_wall_factor / min(1.0, quota or 1.0),
     )
 
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    function = LambdaFunction(config, args.concurrency, args.keepalive, args.records, log)
+    sandbox = shaper.describe()
+    if not sandbox["enforced"]:
+        log(f"warning: Lambda environments run unthrottled (every one at the full speed of "
+            f"the target CPUs, memory unlimited): {sandbox['reason']}")
+    function = LambdaFunction(config, args.concurrency, args.keepalive, args.records, log,
+                              shaper)
     front = FrontDoor(function)
     try:
         # Past Lambda's 6 MB the front door answers as AWS does (413 RequestTooLarge);
@@ -85,6 +141,7 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
     except OSError as exc:
         print(f"error: cannot bind {args.host}:{args.port}: {exc.strerror}. Choose another "
               "--port", file=sys.stderr, flush=True)
+        shaper.close()
         return 1
     function.start()
     stop = asyncio.Event()
@@ -93,7 +150,9 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
         loop.add_signal_handler(sig, stop.set)
     log(f"lambda emulator: function {config.name} ({config.memory_mb} MB, timeout "
         f"{config.timeout_s:g} s, concurrency {args.concurrency}, keep-alive "
-        f"{args.keepalive:g} s) at http://{args.host}:{args.port}")
+        f"{args.keepalive:g} s; CPU share {sandbox['cpu_share_effective']:g} by "
+        f"{sandbox['cpu']}, memory limit by {sandbox['memory']}, freeze by "
+        f"{sandbox['freeze']}) at http://{args.host}:{args.port}")
     try:
         await stop.wait()
     finally:

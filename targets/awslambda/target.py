@@ -47,7 +47,7 @@ class LambdaTarget(HttpServedTarget):
     def __init__(self, *args: Any, memory_mb: int = DEFAULT_MEMORY_MB,
                  concurrency: int = DEFAULT_CONCURRENCY, timeout_s: float = DEFAULT_TIMEOUT_S,
                  keepalive_s: float = DEFAULT_KEEPALIVE_S, records_path: Path | None = None,
-                 **kwargs: Any) -> None:
+                 sandbox: str = "auto", freeze: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = 1
         self.memory_mb = memory_mb
@@ -55,6 +55,11 @@ class LambdaTarget(HttpServedTarget):
         self.timeout_s = timeout_s
         self.keepalive_s = keepalive_s
         self.records_path = records_path
+        #: The emulator's ``--sandbox``/``--freeze``; what it could enforce is read back
+        #: from its stats (:meth:`sandbox`).
+        self.sandbox_mode = sandbox
+        self.freeze = freeze
+        self._sandbox: dict[str, Any] | None = None
         self.client_timeout_s = timeout_s + 30  # a cold start, then the invocation
 
     def container_memory_mb(self) -> int | None:
@@ -66,7 +71,8 @@ class LambdaTarget(HttpServedTarget):
 
     def server_arguments(self) -> list[str]:
         extra = ["--memory-mb", str(self.memory_mb), "--concurrency", str(self.concurrency),
-                 "--timeout", str(self.timeout_s), "--keepalive", str(self.keepalive_s)]
+                 "--timeout", str(self.timeout_s), "--keepalive", str(self.keepalive_s),
+                 "--sandbox", self.sandbox_mode, "--freeze" if self.freeze else "--no-freeze"]
         if self.records_path is not None:
             extra += ["--records", str(self.records_path)]
         return extra
@@ -130,8 +136,16 @@ class LambdaTarget(HttpServedTarget):
                               "version retired), then one request through the Function "
                               "URL: a new environment's Init and the invocation"}
 
+    def sandbox(self) -> dict[str, Any] | None:
+        """How the running emulator shapes its environments (shape.Sandbox: the CPU
+        share, memory limit and freeze it enforces, or why not); None before start."""
+        if self._sandbox is None:
+            found = self.stats().get("sandbox")
+            self._sandbox = found if isinstance(found, dict) else None
+        return self._sandbox
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "memory_mb": self.memory_mb,
+        return {**super().describe(), "memory_mb": self.memory_mb, "sandbox": self.sandbox(),
                 "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,
                 "keepalive_s": self.keepalive_s, "workers": None, "threads_per_worker": None,
                 "torch_threads_per_worker": 1}

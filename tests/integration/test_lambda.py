@@ -455,7 +455,8 @@ def test_a_crash_mid_invocation_is_reported_not_hung(tmp_path: Path) -> None:
     assert invocation.outcome.kind == "crash"
     error = json.loads(invocation.outcome.body)
     assert error["errorType"] == "Runtime.ExitError"
-    assert "signal: SIGKILL" in error["errorMessage"]
+    # As Lambda words it (Go's signal names): "Runtime exited with error: signal: killed".
+    assert error["errorMessage"].endswith("Error: Runtime exited with error: signal: killed")
     assert (envs, in_flight) == (0, 0)
 
 
