@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "(default: the scenario's highest concurrency, at most 64)")
     run.add_argument("--lambda-timeout", type=float, default=None,
                      help="Lambda function timeout in seconds (default 30)")
+    run.add_argument("--lambda-sandbox", choices=("auto", "off"), default=None,
+                     help="auto (default): each Lambda environment held by cgroups to its "
+                          "memory size's CPU share (memory/1,769 CPUs) and memory, as on AWS, "
+                          "where this machine allows; off: every environment unthrottled")
+    run.add_argument("--lambda-freeze", action=argparse.BooleanOptionalAction, default=None,
+                     help="freeze an idle Lambda environment until its next invocation, as "
+                          "AWS does (default on)")
     run.add_argument("--lambda-platform-init-ms", type=non_negative_float, default=None,
                      help="modelled milliseconds AWS adds to each Lambda cold start (a "
                           "microVM and its container), reported beside the measured cold "

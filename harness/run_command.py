@@ -295,6 +295,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                    lambda_memory_sizes=args.lambda_memory_sizes,
                    lambda_concurrency=args.lambda_concurrency,
                    lambda_timeout_s=args.lambda_timeout, prices=load_prices(args.prices),
+                   lambda_sandbox=args.lambda_sandbox, lambda_freeze=args.lambda_freeze,
                    lambda_platform_init_ms=(PLATFORM_INIT_MS if args.lambda_platform_init_ms
                                             is None else args.lambda_platform_init_ms),
                    notes=tuple(notes), trials=args.trials, slo=args.slo or {},

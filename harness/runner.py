@@ -103,6 +103,8 @@ class RunPlan:
     #: served (as Lambda's 1,000 default would) rather than throttled.
     lambda_concurrency: int | None = None
     lambda_timeout_s: float | None = None
+    lambda_sandbox: str | None = None
+    lambda_freeze: bool | None = None
     #: Modelled platform share of a Lambda cold start, reported beside the measured one.
     lambda_platform_init_ms: float = 0.0
     prices: Prices = field(default_factory=Prices)

@@ -187,6 +187,10 @@ def _lambda(setup: Setup, options: LambdaOptions) -> Target:
         given["memory_mb"] = options.memory_mb
     if options.timeout_s is not None:
         given["timeout_s"] = options.timeout_s
+    if options.sandbox is not None:
+        given["sandbox"] = options.sandbox
+    if options.freeze is not None:
+        given["freeze"] = options.freeze
     concurrency = options.concurrency or min(setup.peak_concurrency,
                                              LAMBDA_DEFAULT_CONCURRENCY_CAP)
     return LambdaTarget(setup.bundle, list(setup.cpus), setup.encoding,

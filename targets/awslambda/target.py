@@ -29,12 +29,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class LambdaOptions:
-    """``run --lambda-memory-mb/--lambda-concurrency/--lambda-timeout`` (None: the
+    """``run --lambda-memory-mb/--lambda-concurrency/--lambda-timeout/--lambda-sandbox/
+    --lambda-freeze`` (None: the
     default; for concurrency, the scenario's highest, capped)."""
 
     memory_mb: int | None = None
     concurrency: int | None = None
     timeout_s: float | None = None
+    #: ``run --lambda-sandbox``: "auto" (enforce what the machine allows) or "off".
+    sandbox: str | None = None
+    #: ``run --lambda-freeze/--no-lambda-freeze``.
+    freeze: bool | None = None
 
 
 class LambdaTarget(HttpServedTarget):

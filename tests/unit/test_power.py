@@ -5,6 +5,7 @@ p99's requests, and the report's "Lambda power tuning" section and chart."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,20 @@ def test_each_size_builds_its_emulator_at_that_size(tmp_path: Path) -> None:
     assert small.log_path != big.log_path  # type: ignore[attr-defined]
     # The plan itself is not changed by building a size.
     assert plan.lambda_memory_mb is None
+
+
+def test_sandbox_and_freeze_options_reach_each_size(tmp_path: Path) -> None:
+    plan = RunPlan(targets=("lambda",), bundle="digits", scenario=catalogue.load("power"),
+                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=tmp_path,
+                   lambda_memory_sizes=(512, 1769), lambda_sandbox="off", lambda_freeze=False)
+    built = make_target("lambda-512", plan, "json", tmp_path)
+    arguments = built.server_arguments()  # type: ignore[attr-defined]
+    assert arguments[arguments.index("--sandbox") + 1] == "off"
+    assert "--no-freeze" in arguments and "--freeze" not in arguments
+    default = make_target("lambda-512", dataclasses.replace(
+        plan, lambda_sandbox=None, lambda_freeze=None), "json", tmp_path)
+    arguments = default.server_arguments()  # type: ignore[attr-defined]
+    assert arguments[arguments.index("--sandbox") + 1] == "auto" and "--freeze" in arguments
 
 
 # -- the option ---------------------------------------------------------------------------
