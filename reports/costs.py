@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +40,18 @@ def lambda_stage(target: TargetResult, cpus: int) -> StageResult | None:
     return min(pool, key=lambda s: s.get("concurrency") or 0) if pool else None
 
 
+def billed_per_million(platform: Mapping[str, Any], prices: Prices) -> dict[str, float]:
+    """What a million invocations like the stage's cost, by architecture: from what they
+    billed (GB-s and requests), at ``prices`` (the run's, or ``report --prices``'s), so
+    every section that prices a Lambda result agrees. {} without invocations."""
+    invocations = platform.get("invocations") or 0
+    if not invocations:
+        return {}
+    gb_s = float(platform.get("billed_gb_s") or 0.0) / invocations
+    return {a: 1e6 * (float(prices.get("lambda_request", 0.0)) + gb_s * price)
+            for a, price in (prices.get("lambda_gb_second") or {}).items()}
+
+
 def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
           cpus: int) -> None:
     hours = float(prices.get("hours_per_month", 730.0))
@@ -46,13 +60,9 @@ def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
         if stage is None:
             return
         platform = stage.get("platform")
-        invocations = platform["invocations"] if platform else 0
-        if not platform or not invocations:
+        if not platform or not platform["invocations"]:
             return
-        # From what was billed, at the prices in force now (report --prices changes them).
-        gb_s = float(platform.get("billed_gb_s") or 0.0) / invocations
-        per_million = {a: 1e6 * (float(prices.get("lambda_request", 0.0)) + gb_s * price)
-                       for a, price in (prices.get("lambda_gb_second") or {}).items()}
+        per_million = billed_per_million(platform, prices)
         f.per_million_usd = per_million
         cold = target.get("cold_starts")
         inits = [x["init_ms"] for x in (cold.get("samples", []) if cold else [])

@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.costs import pay_per_request
+from reports.costs import billed_per_million, pay_per_request
 from reports.format import NONE, fmt_ms, fmt_num, stage_load
+from reports.pricing import effective_prices
+from reports.runblocks import Prices
 from reports.schema import RunDoc, StageResult, TargetResult
 from targets.awslambda.shape import ONE_VCPU_MB, cpu_share
 
@@ -163,12 +165,17 @@ def _sandbox(t: TargetResult, memory_mb: int) -> tuple[float | None, bool]:
     return capped, bool(box.get("enforced"))
 
 
-def size_of(t: TargetResult, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> Size:
+def size_of(t: TargetResult, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
+            prices: Prices | None = None) -> Size:
     memory_mb = _memory_mb(t) or 0
     stage = power_stage(t) if t["status"] == "ok" else None
     platform: Mapping[str, Any] = (stage.get("platform") if stage else None) or {}
     warm = platform.get("duration_warm_ms") or {}
-    per_million = platform.get("cost_per_million_usd") or {}
+    # What it billed at the report's prices (as the cost section prices it: report
+    # --prices changes both), else the cost the run recorded at its own.
+    per_million = (billed_per_million(platform, prices) if prices is not None
+                   and platform.get("billed_gb_s") is not None else None) \
+        or platform.get("cost_per_million_usd") or {}
     errors = int(stage["errors"]) if stage else 0
     failed = None
     if t["status"] != "ok":
@@ -191,7 +198,8 @@ def size_of(t: TargetResult, max_error_rate: float = DEFAULT_MAX_ERROR_RATE) -> 
 def sizes(run: RunDoc) -> list[Size]:
     """Every Lambda result's size, smallest first."""
     bound = run["scenario"].get("max_error_rate", DEFAULT_MAX_ERROR_RATE)
-    return sorted((size_of(t, bound) for t in lambda_results(run)),
+    prices = effective_prices(run)
+    return sorted((size_of(t, bound, prices) for t in lambda_results(run)),
                   key=lambda s: (s.memory_mb, s.name))
 
 

@@ -20,6 +20,7 @@ from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.options import parse_memory_sizes
 from harness.runner import Runner, RunPlan, make_target
 from reports import encodings, power
+from reports.decision import figures
 from reports.markdown import render
 from reports.render import render_run_dir
 from reports.schema import TargetResult, deployment
@@ -73,11 +74,13 @@ def test_sandbox_and_freeze_options_reach_each_size(tmp_path: Path) -> None:
     built = make_target("lambda-512", plan, "json", tmp_path)
     arguments = built.server_arguments()  # type: ignore[attr-defined]
     assert arguments[arguments.index("--sandbox") + 1] == "off"
-    assert "--no-freeze" in arguments and "--freeze" not in arguments
+    assert "--no-freeze" in arguments
+    assert "--freeze" not in arguments
     default = make_target("lambda-512", dataclasses.replace(
         plan, lambda_sandbox=None, lambda_freeze=None), "json", tmp_path)
     arguments = default.server_arguments()  # type: ignore[attr-defined]
-    assert arguments[arguments.index("--sandbox") + 1] == "auto" and "--freeze" in arguments
+    assert arguments[arguments.index("--sandbox") + 1] == "auto"
+    assert "--freeze" in arguments
 
 
 # -- the option ---------------------------------------------------------------------------
@@ -369,3 +372,18 @@ def test_encodings_are_compared_within_each_memory_size() -> None:
     assert [(p.subject, p.base["name"], p.other["name"]) for p in pairs] == [
         ("lambda-512", "lambda-512-json", "lambda-512-binary"),
         ("lambda-1769", "lambda-1769-json", "lambda-1769-binary")]
+
+
+def test_power_and_cost_sections_price_a_size_alike_at_the_reports_prices() -> None:
+    # report --prices (or any run whose recorded cost was at other prices): the power
+    # section's cost per million is the cost section's, from what the size billed.
+    doc = sized_run(*(lam(*s) for s in TYPICAL))
+    doc["prices"]["lambda_gb_second"] = {"x86_64": 0.0000333334, "arm64": 0.0000266668}
+    by_name = {s.name: s for s in power.sizes(doc)}
+    priced = {f.name: f for f in figures(doc) if f.pay_per_request}
+    assert priced
+    for name, f in priced.items():
+        assert by_name[name].cost_x86 == pytest.approx(f.per_million_usd["x86_64"])
+        assert by_name[name].cost_arm == pytest.approx(f.per_million_usd["arm64"])
+    # Twice the GB-second price: 0.90 at the defaults, less the request fee, doubled.
+    assert by_name["lambda-512"].cost_x86 == pytest.approx(0.20 + 2 * (0.90 - 0.20), rel=1e-4)
