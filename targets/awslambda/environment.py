@@ -70,6 +70,9 @@ class FunctionConfig:
     #: deploybench's source, which holds the default handler).
     handler: str = HANDLER
     code_dir: Path | None = None
+    #: OMP/MKL threads of the runtime (sandbox.Shaper.torch_threads: the vCPUs AWS shows
+    #: the memory size, where its CPU share is enforced; else one).
+    torch_threads: int = 1
 
     @property
     def arn(self) -> str:
@@ -191,9 +194,9 @@ class Environment:
             "PYTHONPATH": os.pathsep.join([*path, *filter(None, [os.environ.get("PYTHONPATH")])]),
             "TZ": ":UTC",
             "PYTHONUNBUFFERED": "1",  # log lines reach us as they are written
-            # One torch thread per environment: the handler serves one event at a time,
-            # single-threaded, within its CPU share.
-            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            # As many torch threads as AWS shows the size vCPUs (one up to 1,769 MB), held
+            # to its CPU share by the quota; one where nothing holds it (Shaper).
+            "OMP_NUM_THREADS": str(cfg.torch_threads), "MKL_NUM_THREADS": str(cfg.torch_threads),
             PARENT_ENV: str(os.getpid()),
         }
         env.pop("AWS_LAMBDA_MAX_CONCURRENCY", None)  # would switch to Managed Instances mode

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from targets.awslambda.shape import Mechanism, Sandbox, cpu_share
+from targets.awslambda.shape import Mechanism, Sandbox, cpu_share, visible_vcpus
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -317,7 +317,8 @@ class Shaper:
                  proc_text: str | None = None) -> None:
         self.memory_mb = memory_mb
         self.share = cpu_share(memory_mb)
-        self.share_effective = min(self.share, float(max(1, target_cpus)))
+        self.target_cpus = max(1, target_cpus)
+        self.share_effective = min(self.share, float(self.target_cpus))
         self.layout: Layout | None = None
         self.reason: str | None = None
         #: Controller to this emulator's ``deploybench-<pid>`` cgroup in it.
@@ -375,6 +376,16 @@ class Shaper:
                 "cpu_share_effective": round(self.share_effective, 4),
                 "cpu": cpu, "memory": memory, "freeze": self.freeze_by,
                 "enforced": cpu != "none" and memory != "none", "reason": self.reason}
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads (OMP/MKL) each environment runs: as many as the vCPUs AWS
+        shows that size (``nproc``: 2 from 1,770 MB), which PyTorch uses by default, capped
+        by the target CPUs, where the CPU quota holds them to the share; one where it does
+        not (unthrottled environments share the target CPUs, one thread each)."""
+        if self._mechanism("cpu") == "none":
+            return 1
+        return max(1, min(visible_vcpus(self.memory_mb), self.target_cpus))
 
     @property
     def enforced_share(self) -> float | None:

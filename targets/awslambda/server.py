@@ -4,8 +4,9 @@ One process (asyncio) serves the Invoke API, the Function URL front door and adm
 ``--port``, and a Runtime API per execution environment on its own loopback port. Each
 environment is ``python -m awslambdaric targets.awslambda.handler.handler``, started on
 demand up to ``--concurrency``; the emulator and every environment run pinned to
-``--cpus``, one torch thread per environment (all environments share those CPUs: the
-deployment gets the same CPU budget as the other targets).
+``--cpus`` (all environments share those CPUs: the deployment gets the same CPU budget
+as the other targets), with as many torch threads as the vCPUs AWS shows the memory size
+where its CPU share is enforced, else one.
 
 Each environment is shaped as AWS shapes it where the kernel allows (``--sandbox auto``,
 :mod:`.sandbox`): a cgroup CPU quota of memory/1,769 CPUs, a memory limit of the memory
@@ -119,7 +120,7 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
         extra_env={"DEPLOYBENCH_BUNDLE": args.bundle,
                    "DEPLOYBENCH_MAX_BODY_BYTES": str(limits.max_body_bytes),
                    "DEPLOYBENCH_MAX_BATCH": str(limits.max_batch)},
-        handler=args.handler, code_dir=args.code_dir,
+        handler=args.handler, code_dir=args.code_dir, torch_threads=shaper.torch_threads,
         init_wall_factor=FunctionConfig.init_wall_factor / min(1.0, quota or 1.0),
     )
 

@@ -18,6 +18,7 @@ from targets.awslambda.server import (
     DEFAULT_MEMORY_MB,
     DEFAULT_TIMEOUT_S,
 )
+from targets.awslambda.shape import visible_vcpus
 from targets.base import LoadSpec
 from targets.errors import TargetError
 from targets.served import HttpServedTarget
@@ -153,7 +154,15 @@ class LambdaTarget(HttpServedTarget):
         return {**super().describe(), "memory_mb": self.memory_mb, "sandbox": self.sandbox(),
                 "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,
                 "keepalive_s": self.keepalive_s, "workers": None, "threads_per_worker": None,
-                "torch_threads_per_worker": 1}
+                "torch_threads_per_worker": self._torch_threads()}
+
+    def _torch_threads(self) -> int:
+        """The environments' torch threads, as the emulator set them (its Shaper): the
+        vCPUs AWS shows the size where the CPU share was enforced, else one."""
+        box = self.sandbox()
+        if not box or box.get("cpu", "none") == "none":
+            return 1
+        return max(1, min(visible_vcpus(self.memory_mb), len(self.cpus)))
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
         return {**super().load_spec(examples), "cold_header": COLD_HEADER}

@@ -259,3 +259,20 @@ def test_a_stale_frozen_environment_is_thawed_so_it_can_die(tmp_path: Path) -> N
     (env / "freezer.state").write_text("FROZEN")
     remove_stale([tmp_path])
     assert (env / "freezer.state").read_text() == "THAWED"
+
+
+@pytest.mark.parametrize(("memory_mb", "cpus", "threads"),
+                         [(512, 4, 1), (1769, 4, 1), (3008, 4, 2), (3008, 1, 1), (10240, 4, 4)])
+def test_torch_threads_are_the_vcpus_aws_shows_the_size(tmp_path: Path, memory_mb: int,
+                                                        cpus: int, threads: int) -> None:
+    """On AWS PyTorch runs as many threads as the size's vCPUs (nproc): one thread at
+    3,008 MB would make every size above 1,769 MB look no faster than it."""
+    fake_v1(tmp_path)
+    assert Shaper(memory_mb, cpus, root=tmp_path, proc_text=V1_PROC).torch_threads == threads
+
+
+def test_unthrottled_environments_keep_one_torch_thread(tmp_path: Path) -> None:
+    fake_v1(tmp_path)
+    off = Shaper(3008, 4, mode="off", root=tmp_path, proc_text=V1_PROC)
+    assert off.torch_threads == 1
+    assert Shaper(3008, 4, root=tmp_path / "none", proc_text=V1_PROC).torch_threads == 1
