@@ -102,6 +102,8 @@ def figures(run: RunDoc, obj: Objective | None = None) -> list[Figures]:
     for t in run["targets"]:
         f = Figures(t["name"], t["status"] == "ok", t["error"], pay_per_request(t),
                     bool(t["describe"].get("external")))
+        box = t["describe"].get("sandbox")
+        f.unthrottled = isinstance(box, dict) and not box.get("enforced", True)
         f.stages = len(t["stages"])
         f.valid = sum(1 for s in t["stages"] if s.get("valid", True))
         f.error_rate = _error_rate(t)

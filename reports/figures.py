@@ -67,6 +67,10 @@ class Figures:
     pay_per_request: bool
     #: Measured at an --endpoint: running elsewhere, its size (so its cost) unknown here.
     external: bool = False
+    #: An emulated Lambda result whose CPU share and memory limit the emulator could not
+    #: enforce (describe["sandbox"]["enforced"] false): it ran at the full speed of the
+    #: target CPUs, so its figures are a bigger function's than AWS would run.
+    unthrottled: bool = False
     valid: int = 0
     stages: int = 0
     #: The stage that set the capacity, and the capacity's estimate (req/s).

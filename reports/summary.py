@@ -308,6 +308,19 @@ AT_A_GLANCE = ("target", "meets", "max req/s within SLO", "p50 ms @ common", "p9
                "$/M req arm64", "$/month x86", "errors", "valid stages")
 
 
+def unthrottled_item(d: Decision) -> str | None:
+    """Lambda results that ran without their CPU share and memory limit enforced."""
+    loose = [f.name for f in d.figures if f.unthrottled]
+    if not loose:
+        return None
+    their = "their" if len(loose) > 1 else "its"
+    return (f"**Unthrottled**: {_names(loose)} ran without the CPU share and memory limit "
+            f"of {their} memory size enforced (each result's platform table says why): "
+            "every environment had the full speed of the target CPUs, so "
+            f"{their} latency, capacity and cost are a faster function's than AWS would "
+            "run; they are compared here as measured.")
+
+
 def at_a_glance(d: Decision) -> Table:
     rows = []
     for f in d.figures:
@@ -322,7 +335,8 @@ def at_a_glance(d: Decision) -> Table:
                 and f.pay_per_request:
             memory += f" (x envs: {fmt_num(f.memory_total_mb, 0)})"
         rows.append((
-            f.name, "yes" if f.meets else "no", fmt_est(f.capacity), fmt_ms(p50) + _mark(common),
+            f.name + (" (unthrottled)" if f.unthrottled else ""), "yes" if f.meets else "no",
+            fmt_est(f.capacity), fmt_ms(p50) + _mark(common),
             fmt_est(f.common_p99, unit="ms") + _mark(common),
             fmt_ms(f.min_p50_ms) + _mark(f.min_p50_stage),
             (fmt_num(f.cold_start_ms / 1000.0, 2) + ("" if f.cold_start_measured else "‡"))
@@ -356,5 +370,7 @@ def _errors(f: Figures) -> str:
 
 
 def summary_blocks(run: RunDoc, d: Decision) -> list[Block]:
-    return [Paragraph(objective_text(run, d)), Bullets(tuple(decision_items(d))),
+    loose = unthrottled_item(d)
+    return [Paragraph(objective_text(run, d)),
+            Bullets(tuple([*decision_items(d), *([loose] if loose else [])])),
             at_a_glance(d), *costsection.blocks(run, d)]

@@ -20,10 +20,11 @@ from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.options import parse_memory_sizes
 from harness.runner import Runner, RunPlan, make_target
 from reports import encodings, power
-from reports.decision import figures
+from reports.decision import decide, figures
 from reports.markdown import render
 from reports.render import render_run_dir
 from reports.schema import TargetResult, deployment
+from reports.summary import summary_blocks
 from scenarios import catalogue
 from scenarios.catalogue import ScenarioError
 from targets.fake import FakeTarget
@@ -387,3 +388,14 @@ def test_power_and_cost_sections_price_a_size_alike_at_the_reports_prices() -> N
         assert by_name[name].cost_arm == pytest.approx(f.per_million_usd["arm64"])
     # Twice the GB-second price: 0.90 at the defaults, less the request fee, doubled.
     assert by_name["lambda-512"].cost_x86 == pytest.approx(0.20 + 2 * (0.90 - 0.20), rel=1e-4)
+
+
+def test_unthrottled_results_are_marked_in_the_decision() -> None:
+    doc = sized_run(lam(512, 30.0, 0.3, enforced=False), lam(1769, 29.0, 0.9))
+    md = render(summary_blocks(doc, decide(doc)), {})
+    assert "| lambda-512 (unthrottled) |" in md
+    assert "| lambda-1769 |" in md
+    assert "**Unthrottled**: lambda-512 ran without the CPU share" in md
+    shaped = sized_run(lam(512, 30.0, 0.3), lam(1769, 29.0, 0.9))
+    older = render(summary_blocks(shaped, decide(shaped)), {})
+    assert "(unthrottled)" not in older
