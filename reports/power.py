@@ -296,9 +296,10 @@ def _one_vcpu_text(ok: list[Size]) -> str | None:
         return (f"Sizes above {base.label} were faster than it: the handler uses more "
                 "than one CPU at a time (threads), so the second vCPU (from 1,770 MB) pays")
     return (f"Sizes above {base.label} ({', '.join(s.label for s in above)}) were no "
-            f"faster than it (p50 within {WORTH:.0%}): the handler runs on one CPU at a "
-            "time, and single-threaded code gains nothing above one vCPU (1,769 MB); "
-            "they only cost more")
+            f"faster than it (p50 within {WORTH:.0%}), though their environments ran as "
+            "many torch threads as AWS shows them vCPUs: the handler does not use a second "
+            "CPU (single-threaded code gains nothing above one vCPU, 1,769 MB, and small "
+            "work does not split across threads); they only cost more")
 
 
 def findings(measured: list[Size]) -> list[str]:
