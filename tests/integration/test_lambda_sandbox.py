@@ -168,7 +168,9 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
                 stretch[mb].append(durations[mb][-1] / body["cpu_ms"])
     fastest = {mb: min(values) for mb, values in stretch.items()}
     assert fastest[512] >= 2.5 * fastest[1769], (stretch, durations)
-    assert fastest[3008] >= 0.85 * fastest[1769], (stretch, durations)
+    # Within 15% both ways: per ms of CPU a single thread is never faster than 1 ms, so
+    # only the upper bound can catch a 3,008 MB quota set below one CPU.
+    assert 0.85 * fastest[1769] <= fastest[3008] <= 1.15 * fastest[1769], (stretch, durations)
 
 
 def test_past_its_memory_size_an_environment_is_killed_and_replaced(tmp_path: Path) -> None:
