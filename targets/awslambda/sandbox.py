@@ -23,6 +23,7 @@ runtime's container, ``--sandbox off``), :meth:`Shaper.describe` says so and why
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -308,6 +309,17 @@ class Enclosure:
         return not self.dirs
 
 
+def _failed_reason(layout: Layout, exc: OSError) -> str:
+    """Why the environments' cgroups could not be made, in words a user can act on."""
+    own = next(iter(layout.dirs.values()))
+    if layout.version == 2 and exc.errno == errno.EBUSY:
+        return (f"cgroup v2: cannot enable the cpu and memory controllers below {own}: it "
+                "holds processes (this emulator's among them), and v2 allows controllers "
+                "only below a cgroup without processes, except at the root; cgroup v1, or "
+                "deploybench started in the root cgroup, enforces them")
+    return f"cannot create cgroups under {layout.dirs} ({exc})"
+
+
 class Shaper:
     """What a function's environments get here: CPU share, memory limit and freeze,
     enforced as far as the machine allows (``mode="off"``: no cgroups at all)."""
@@ -335,7 +347,7 @@ class Shaper:
                     self.layout = found
                 except OSError as exc:
                     self._remove_bases()
-                    self.reason = f"cannot create cgroups under {found.dirs} ({exc})"
+                    self.reason = _failed_reason(found, exc)
         self.freeze_by: Mechanism = "none"
         if freeze:
             self.freeze_by = self._mechanism("freezer") if self.layout else "sigstop"

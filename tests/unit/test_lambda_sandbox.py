@@ -4,6 +4,7 @@ ones it removes."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -276,3 +277,25 @@ def test_unthrottled_environments_keep_one_torch_thread(tmp_path: Path) -> None:
     off = Shaper(3008, 4, mode="off", root=tmp_path, proc_text=V1_PROC)
     assert off.torch_threads == 1
     assert Shaper(3008, 4, root=tmp_path / "none", proc_text=V1_PROC).torch_threads == 1
+
+
+def test_v2_refusing_controllers_below_a_busy_cgroup_says_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """v2's no-internal-process rule: enabling controllers in the subtree_control of a
+    cgroup that holds processes fails with EBUSY (the emulator's own cgroup always does)."""
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    own = tmp_path / "job"
+    own.mkdir()
+    (own / "cgroup.procs").touch()
+    write = Path.write_text
+
+    def busy(self: Path, data: str, *args: object, **kwargs: object) -> int:
+        if self == own / "cgroup.subtree_control":
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return write(self, data, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "write_text", busy)
+    described = Shaper(512, 4, root=tmp_path, proc_text="0::/job\n").describe()
+    assert described["enforced"] is False
+    assert "holds processes" in (described["reason"] or "")
+    assert not list(own.glob("deploybench-*"))
