@@ -399,3 +399,13 @@ def test_unthrottled_results_are_marked_in_the_decision() -> None:
     shaped = sized_run(lam(512, 30.0, 0.3), lam(1769, 29.0, 0.9))
     older = render(summary_blocks(shaped, decide(shaped)), {})
     assert "(unthrottled)" not in older
+
+
+def test_a_share_rounded_by_the_emulator_is_not_called_capped() -> None:
+    # The emulator's describe rounds to 4 places (512 MB: 0.2894); the table showed
+    # "0.29 (0.29 here)" as if this machine had given less.
+    doc = sized_run(lam(512, 100.0, 0.9), lam(1769, 30.0, 0.92))
+    doc["targets"][0]["describe"]["sandbox"].update(cpu_share=0.2894, cpu_share_effective=0.2894)
+    md = render(power.blocks(doc), {"power": "x.png"})
+    assert "| 512 MB | lambda-512 | 0.29 |" in md
+    assert "here)" not in md
