@@ -10,7 +10,7 @@ import numpy as np
 
 from reports.chartbase import figure, png
 from reports.costs import VOLUMES, crossings, monthly_cost_at
-from reports.costsection import cheapest_lambda
+from reports.costsection import cheapest_lambda, passed_over
 from reports.decision import Decision, decide
 from reports.figures import Figures
 from reports.objective import objective
@@ -79,7 +79,8 @@ def cost_vs_volume(run: RunDoc) -> bytes:
     title = "Cost per month vs traffic (dots: break-even points; hollow: other ways to pay)" \
         if others else "Cost per month vs traffic (dots: break-even points)"
     if others and cheapest is not None and len([f for f in figs if f.pay_per_request]) > 1:
-        title += f"\nother ways to pay drawn for {cheapest.name} (cheapest Lambda size)"
+        title += (f"\nother ways to pay drawn for {cheapest.name} (cheapest Lambda size"
+                  + (" meeting the objective)" if passed_over(d) else ")"))
     ax.set_title(title, fontsize=10 if "\n" in title else None)
     if figs:
         ax.legend(fontsize=7)

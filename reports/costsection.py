@@ -37,6 +37,14 @@ def cheapest_lambda(d: Decision) -> Figures | None:
     return min(pool, key=lambda f: f.monthly_usd.get(ARCH, 0.0)) if pool else None
 
 
+def passed_over(d: Decision) -> bool:
+    """Whether :func:`cheapest_lambda` chose among the sizes meeting the objective while
+    some priced size does not (it may be cheaper)."""
+    chart = cheapest_lambda(d)
+    return chart is not None and chart.meets and any(
+        not f.meets for f in lambdas(d) if f.alternatives)
+
+
 def table(d: Decision) -> Table | None:
     rows = []
     for f in lambdas(d):
@@ -121,8 +129,9 @@ def blocks(run: RunDoc, d: Decision) -> list[Block]:
     items += [i for f in lambdas(d) if (i := _cold_start_item(run, f, volume))]
     chart = cheapest_lambda(d)
     if chart is not None and len(lambdas(d)) > 1:
+        among = " among those meeting the objective" if passed_over(d) else ""
         items.append(f"The cost chart draws the other ways to pay for {chart.name} only: the "
-                     "Lambda size cheapest on demand at the expected volume.")
+                     f"Lambda size cheapest on demand at the expected volume{among}.")
     managed = any(a.way == MANAGED for f in lambdas(d) for a in f.alternatives)
     return [Heading("Every way to pay", 3), Paragraph(rules(d)), t,
             *([Bullets(tuple(items))] if items else []),

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from harness.cli import main
-from reports import costchart, costs, decision, pricing
+from reports import costchart, costs, costsection, decision, pricing
+from reports.markdown import render as markdown
 from reports.pricing import DEFAULT_PRICES, PricesError, load_prices
 from reports.schema import RunDoc, TargetResult
 from reports.summary import decision_items
@@ -211,3 +212,18 @@ def test_an_old_run_without_the_new_prices_still_renders(tmp_path: Path) -> None
     md = render(tmp_path, doc)
     assert "| lambda-1769 | managed instances |" in md
     assert "prices as of 2026-10 (https://aws.amazon.com/fargate" in md
+
+
+def test_the_chart_note_says_when_a_cheaper_size_was_passed_over() -> None:
+    # lambda-512 is cheaper on demand but misses the objective (INVALID): the chart draws
+    # lambda-1769's other ways, and the note must not call it the cheapest size outright.
+    doc = grpc_and_lambdas()
+    doc["targets"][1]["stages"][0]["valid"] = False
+    d = decision.decide(doc)
+    by_name = {f.name: f for f in d.figures}
+    cheap, chosen = by_name["lambda-512"], by_name["lambda-1769"]
+    assert cheap.monthly_usd["x86_64"] < chosen.monthly_usd["x86_64"]
+    assert costsection.cheapest_lambda(d) is chosen
+    text = markdown(costsection.blocks(doc, d), {})
+    assert "for lambda-1769 only: the Lambda size cheapest on demand at the expected volume " \
+           "among those meeting the objective" in text
