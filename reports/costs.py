@@ -131,8 +131,12 @@ def monthly_cost_at(f: Figures, volume: float, arch: str = ARCH,
         n = warm_environments(rate, model["duration_s"])
         per_invocation = (model["duration_s"] * model["memory_gb"]
                           * model["duration_gb_s"].get(arch, 0.0) + model["per_request"])
+        # Requests that find all n busy run on demand, billed at its price: their share
+        # is Erlang's loss formula at the volume's average rate.
+        spill = erlang_b(n, volume / seconds * model["duration_s"])
+        on_demand = model.get("spill_per_request", {}).get(arch, per_invocation)
         return float(n * model["memory_gb"] * seconds * model["configured_gb_s"].get(arch, 0.0)
-                     + volume * per_invocation)
+                     + volume * ((1 - spill) * per_invocation + spill * on_demand))
     if model["kind"] == "managed_instances":
         capacity = model["capacity_rps"].get(arch, 0.0)
         n = max(model["min_instances"], math.ceil(rate / capacity - 1e-9)) \
@@ -141,6 +145,16 @@ def monthly_cost_at(f: Figures, volume: float, arch: str = ARCH,
                      + volume * model["per_request"])
     n = max(model["min_instances"], math.ceil(rate / model["capacity_rps"] - 1e-9))
     return float(n * model["monthly_per_instance"].get(arch, 0.0))
+
+
+def erlang_b(servers: int, load: float) -> float:
+    """The share of requests that find all ``servers`` busy when requests arrive at random
+    (Poisson) with ``load`` = rate x duration in flight on average (Erlang's loss formula,
+    any duration distribution): 1 environment at a load of 0.6 turns away 37.5%."""
+    blocked = 1.0
+    for k in range(1, servers + 1):
+        blocked = load * blocked / (k + load * blocked)
+    return blocked if servers > 0 else 1.0
 
 
 def warm_environments(rate: float, duration_s: float) -> int:

@@ -4,7 +4,7 @@ fills them in; :mod:`reports.costs` prices them)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, TypedDict
+from typing import Literal, NotRequired, TypedDict
 
 from reports import trials
 from reports.schema import StageResult
@@ -41,6 +41,9 @@ class ProvisionedCost(TypedDict):
     duration_gb_s: dict[str, float]
     per_request: float
     hours: float
+    #: What an invocation costs on demand, by architecture: the price of those that find
+    #: every provisioned environment busy and spill over.
+    spill_per_request: NotRequired[dict[str, float]]
 
 
 class ManagedInstancesCost(TypedDict):

@@ -7,7 +7,9 @@ provisioned concurrency, and on Lambda Managed Instances (on demand is priced in
   duration at the (lower) provisioned duration price and the request fee; no Init is
   billed. N is the concurrency the traffic needs by Little's law: the objective's peak
   rate (``--slo rps=``; else the volume's average rate) x the measured warm duration,
-  rounded up, at least 1. Traffic above N spills over to on-demand environments.
+  rounded up, at least 1. Requests that find all N busy spill over to on-demand
+  environments and are billed on demand; their share is Erlang's loss formula (Poisson
+  arrivals) at the volume's average rate.
 * **Managed Instances** run the function on EC2 instances Lambda manages, an environment
   serving several requests at once on the instance's vCPUs: instances x (EC2 price x (1 +
   management fee)) x hours, plus the request fee; no duration charge. An instance serves
@@ -128,6 +130,8 @@ def provisioned(f: Figures, target: TargetResult, obj: Objective, prices: Prices
         "duration_gb_s": dict(prices.get("provisioned_duration_gb_second") or {}),
         "per_request": float(prices.get("lambda_request", 0.0)),
         "hours": float(prices.get("hours_per_month", 730.0))}
+    if f.cost_model is not None and f.cost_model["kind"] == "per_request":
+        model["spill_per_request"] = dict(f.cost_model["per_request"])
     n = warm_environments(max(obj.average_rps, obj.rps or 0.0), duration_s)
     alt = dataclasses.replace(
         f, name=f"{f.name} (provisioned)", way=PROVISIONED, cost_model=model,
