@@ -70,6 +70,8 @@ class Size:
     errors: int
     #: Why this size takes no part in the choices (failed, no REPORT records); None: it does.
     failed: str | None
+    #: CPU time a warm invocation used in its environment (p50; None: not recorded).
+    cpu_p50_ms: float | None = None
 
     @property
     def valid(self) -> bool:
@@ -195,7 +197,8 @@ def size_of(t: TargetResult, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     return Size(t["name"], memory_mb, cpu_share(memory_mb), capped, enforced, stage,
                 None if failed else warm.get("p50"), None if failed else warm.get("p99"),
                 _init_p50(t), platform.get("max_memory_used_mb"),
-                per_million.get("x86_64"), per_million.get("arm64"), errors, failed)
+                per_million.get("x86_64"), per_million.get("arm64"), errors, failed,
+                (platform.get("cpu_warm_ms") or {}).get("p50"))
 
 
 def sizes(run: RunDoc) -> list[Size]:
@@ -243,20 +246,23 @@ def table(measured: list[Size]) -> Table:
         failed = s.failed is not None
         rows.append((
             s.label, _name(s), _cpu(s), NONE if failed else fmt_ms(s.p50_ms),
-            NONE if failed else fmt_ms(s.p99_ms), fmt_ms(s.init_p50_ms),
+            NONE if failed else fmt_ms(s.p99_ms), NONE if failed else fmt_ms(s.cpu_p50_ms),
+            fmt_ms(s.init_p50_ms),
             fmt_num(s.max_memory_mb, 0), s.failed or str(s.errors),
             NONE if failed else fmt_num(s.cost_x86, 3),
             NONE if failed else fmt_num(s.cost_arm, 3),
             (stage_load(s.stage) + ("" if s.valid else " INVALID")) if s.stage else NONE,
         ))
     headers = ("memory", "result", "CPU share", "warm p50 ms", "warm p99 ms",
-               "cold Init p50 ms", "max memory used MB", "failures", "$/1M x86_64",
-               "$/1M arm64", "stage")
-    return Table(headers, tuple(rows), frozenset({2, 3, 4, 5, 6, 8, 9}),
+               "warm CPU p50 ms", "cold Init p50 ms", "max memory used MB", "failures",
+               "$/1M x86_64", "$/1M arm64", "stage")
+    return Table(headers, tuple(rows), frozenset({2, 3, 4, 5, 6, 7, 9, 10}),
                  caption="Per memory size: the CPU share AWS gives it (memory / 1,769 MB; "
                          "what this machine could give, when less, in brackets); the warm "
                          "invocation's duration and Max Memory Used from the emulator's "
-                         "REPORT records in the stage shown; the median Init of its cold "
+                         "REPORT records in the stage shown; the CPU time a warm invocation "
+                         "used in its environment (duration / CPU time is what the CPU "
+                         "share stretched it by); the median Init of its cold "
                          "starts; and what a million such invocations cost")
 
 

@@ -123,6 +123,8 @@ class PlatformSummary(TypedDict):
     #: How long thawing a frozen environment took before its event (warm invocations
     #: that were frozen; None: none was).
     thaw_ms: NotRequired[LatencySummary | None]
+    #: CPU time a warm invocation used in its environment (all its threads).
+    cpu_warm_ms: NotRequired[LatencySummary | None]
     #: The CPUs each environment was held to (memory/1,769, capped by the target CPUs);
     #: None: unthrottled.
     cpu_share: NotRequired[float | None]

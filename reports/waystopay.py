@@ -13,8 +13,9 @@ provisioned concurrency, and on Lambda Managed Instances (on demand is priced in
 * **Managed Instances** run the function on EC2 instances Lambda manages, an environment
   serving several requests at once on the instance's vCPUs: instances x (EC2 price x (1 +
   management fee)) x hours, plus the request fee; no duration charge. An instance serves
-  its vCPUs x what one environment served per CPU here (1,000 / the warm duration in ms,
-  per CPU the environment had); instances = max(the minimum kept, ceil(peak rate /
+  its vCPUs x 1,000 / the CPU ms a warm invocation used in its environment here (the
+  same at every memory size; runs without that figure: the warm duration x the CPUs
+  the environment had); instances = max(the minimum kept, ceil(peak rate /
   that)).
 
 Both reuse the result's figures (latency, capacity, verdict): only how it is paid changes.
@@ -63,8 +64,15 @@ def environment_cpus(target: TargetResult, memory_mb: int) -> float:
 
 
 def per_vcpu_rps(target: TargetResult, stage: StageResult) -> float | None:
-    """Requests a second one environment served per CPU it had, kept busy."""
+    """Requests a second one vCPU serves: 1,000 / the CPU time a warm invocation used in
+    its environment, where recorded (the same at every memory size); else one
+    environment's rate per CPU it had, kept busy (runs before the emulator recorded CPU
+    time: overstated for a function that waits rather than computes)."""
     platform = stage.get("platform")
+    summary = platform.get("cpu_warm_ms") if platform else None
+    cpu = summary.get("mean") if summary else None
+    if cpu:
+        return 1000.0 / float(cpu)
     duration = warm_duration_ms(stage)
     if not platform or not duration or not platform.get("memory_mb"):
         return None

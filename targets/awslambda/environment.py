@@ -29,7 +29,12 @@ from pathlib import Path
 
 from targets.awslambda import httpserver
 from targets.awslambda.httpserver import Request, Response, json_response
-from targets.awslambda.sandbox import Enclosure, exit_description, launch_command
+from targets.awslambda.sandbox import (
+    Enclosure,
+    exit_description,
+    launch_command,
+    process_cpu_ms,
+)
 from targets.runtimes.process import PARENT_ENV
 
 RUNTIME_PREFIX = "/2018-06-01/runtime"
@@ -144,6 +149,8 @@ class Environment:
         #: CPU time the runtime process spent in Init: what Init would take with a CPU
         #: of its own, as on Lambda.
         self.init_cpu_ms: float | None = None
+        #: The process's CPU time when last read (:meth:`cpu_since_last_ms`).
+        self._cpu_mark: float | None = None
         self.idle_since = time.monotonic()
         self._init_error: bytes | None = None
         #: Resolved with the next event for the runtime's pending ``/next`` (None: stop).
@@ -341,6 +348,15 @@ class Environment:
                    f"{self.config.timeout_s:.2f} seconds")
         self.kill("function timeout", "timeout", error_body("Sandbox.Timedout", message))
 
+    def cpu_since_last_ms(self) -> float | None:
+        """CPU time the environment used since the last call (the first: since Init
+        ended): an invocation's own work and the runtime's polling after the one before."""
+        now = process_cpu_ms(self.pid) if self.pid is not None else None
+        if now is None or self._cpu_mark is None:
+            return None
+        used, self._cpu_mark = now - self._cpu_mark, now
+        return used if used >= 0 else None  # a thread ended, taking its time with it
+
     def _cpu_ms(self) -> float | None:
         """CPU time (user + system) the runtime process has used so far."""
         if self.pid is None:
@@ -437,6 +453,7 @@ class Environment:
         if self.state is State.STARTING:
             self.init_ms = (time.perf_counter() - self.spawned_at) * 1000.0
             self.init_cpu_ms = self._cpu_ms()
+            self._cpu_mark = process_cpu_ms(self.pid) if self.pid is not None else None
             if self._timer:
                 self._timer.cancel()
             self.emit(f"[env {self.env_id}] ready: init {self.init_ms:.1f} ms "

@@ -156,6 +156,7 @@ class LambdaFunction:
     def _finish_record(self, inv: Invocation, env: Environment,
                        record: tuple[float, str]) -> None:
         memory = env.max_memory_mb()
+        cpu_ms = env.cpu_since_last_ms()
         inv.report = env.report(inv.request_id, inv.outcome, memory, inv.billed_ms)
         self.log(f"END RequestId: {inv.request_id}")
         self.log(inv.report)
@@ -172,6 +173,9 @@ class LambdaFunction:
             # The CPUs the environment was held to (None: unthrottled), and how long its
             # thaw took before the event (None: it was not frozen).
             "cpu_share": self.shaper.enforced_share, "thaw_ms": inv.outcome.thaw_ms,
+            # CPU the environment used for it after Init (read after the answer, so the
+            # runtime's polling after it counts towards the next one).
+            "cpu_ms": cpu_ms,
         })
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -157,6 +157,7 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
     sizes = (1769, 512, 3008)
     durations: dict[int, list[float]] = {mb: [] for mb in sizes}
     stretch: dict[int, list[float]] = {mb: [] for mb in sizes}
+    handler_cpu: dict[int, list[float]] = {mb: [] for mb in sizes}
     with ExitStack() as stack:
         clients = {mb: stack.enter_context(emulator(tmp_path, mb, "spin")) for mb in sizes}
         for client in clients.values():
@@ -166,7 +167,16 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
                 body, report, _ = invoke(client, {"n": SPIN_N})
                 durations[mb].append(number(report["Duration"], "ms"))
                 stretch[mb].append(durations[mb][-1] / body["cpu_ms"])
+                handler_cpu[mb].append(body["cpu_ms"])
     fastest = {mb: min(values) for mb, values in stretch.items()}
+    # The emulator's own account of each warm invocation's CPU time (every thread of the
+    # environment, its runtime's work included) covers at least the handler's.
+    for mb in sizes:
+        records = [json.loads(line) for line in
+                   (tmp_path / f"records-{mb}-spin.jsonl").read_text().splitlines()]
+        used = sorted(r["cpu_ms"] for r in records if not r["cold"])
+        assert len(used) == 4, (mb, used)
+        assert used[1] >= 0.95 * sorted(handler_cpu[mb])[1], (mb, used, handler_cpu[mb])
     assert fastest[512] >= 2.5 * fastest[1769], (stretch, durations)
     # Within 15% both ways: per ms of CPU a single thread is never faster than 1 ms, so
     # only the upper bound can catch a 3,008 MB quota set below one CPU.

@@ -20,6 +20,7 @@ from targets.awslambda.sandbox import (
     exit_description,
     launch_command,
     own_cgroups,
+    process_cpu_ms,
     remove_stale,
 )
 
@@ -299,3 +300,16 @@ def test_v2_refusing_controllers_below_a_busy_cgroup_says_why(
     assert described["enforced"] is False
     assert "holds processes" in (described["reason"] or "")
     assert not list(own.glob("deploybench-*"))
+
+
+def test_process_cpu_time_is_read_to_well_under_a_tick() -> None:
+    before = process_cpu_ms(os.getpid())
+    end = time.thread_time() + 0.03
+    while time.thread_time() < end:
+        pass
+    after = process_cpu_ms(os.getpid())
+    assert before is not None
+    assert after is not None
+    # 30 ms of spin: /proc/PID/stat's 10 ms ticks would say 20, 30 or 40.
+    assert 29.9 <= after - before <= 45.0
+    assert process_cpu_ms(2**22 + 12345) is None  # no such process

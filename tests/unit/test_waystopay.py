@@ -118,6 +118,22 @@ def test_managed_instances_keep_their_minimum_and_count_the_cpu_share() -> None:
     assert shared["managed instances"].instances == 5
 
 
+def test_managed_instances_size_the_fleet_from_measured_cpu_time() -> None:
+    # The same function at 512 and 1,769 MB: held to 0.29 CPU it took 140 ms, with a CPU
+    # 40 ms, but each used 40 ms of CPU: both are 25 req/s per vCPU, 50 per instance.
+    fleets = []
+    for memory_mb, warm_ms, share in ((512, 140.0, 0.2894), (1769, 40.0, 1.0)):
+        t = lambda_target(warm_ms=warm_ms, memory_mb=memory_mb,
+                          sandbox={"cpu_share_effective": share, "enforced": True})
+        platform = t["stages"][0]["platform"]
+        assert platform is not None
+        platform["cpu_warm_ms"] = {"p50": 40.0, "p90": 40.0, "p95": 40.0, "p99": 40.0,
+                                   "p999": None, "min": 40.0, "max": 40.0, "mean": 40.0}
+        fleets.append(options(runs.run([t], slo={"p99": 200, "rps": 500}))[
+            "managed instances"].instances)
+    assert fleets == [10, 10]
+
+
 def test_cold_starts_removed_are_estimated_from_the_measured_share(tmp_path: Path) -> None:
     doc = runs.run([lambda_target(cold=10, invocations=1000)])
     md = render(tmp_path, doc)
