@@ -1,17 +1,18 @@
 """What freezing idle Lambda environments costs a warm invocation.
 
     .venv/bin/python benchmarks/lambda_freeze.py [--rounds 3] [--invocations 300]
-        [--bundle digits] [--gap-ms 0]
+        [--bundle digits] [--gap-ms 0] [--freeze-after-ms 10]
 
 Starts the emulator twice per round, ``--freeze`` and ``--no-freeze`` alternately (so
 both see the machine in the same state), pinned to the target CPUs. From a client pinned
 to the load-generator CPUs, one user sends ``--invocations`` warm invocations one after
 another through the Invoke API (keep-alive), ``--gap-ms`` apart. An environment that
-polled for its next event and found none was frozen, and is thawed first; back to back,
-the next event often arrives before the runtime polls, and finds it running (a gap of a
-few ms makes every one a thawed one). Prints the warm latency p50/p99 with and without,
-their ratio, the latency of the invocations that were thawed and of those that were not,
-and the emulator's own thaw times (``thaw_ms`` in its records).
+polled for its next event and found none for ``--freeze-after-ms`` was frozen, and is
+thawed first; back to back none is frozen (a gap longer than ``--freeze-after-ms`` makes
+every one a thawed one; ``--freeze-after-ms 0 --gap-ms 0``: AWS's immediate freeze, where
+the next event often finds the runtime still running). Prints the warm latency p50/p99
+with and without, their ratio, the latency of the invocations that were thawed and of
+those that were not, and the emulator's own thaw times (``thaw_ms`` in its records).
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ WARMUP = 11  # the cold start, then warm-up
 
 
 def run_once(bundle: str, freeze: bool, cpus: list[int], invocations: int,
-             payload: bytes, records: Path, gap_s: float) -> list[float]:
+             payload: bytes, records: Path, gap_s: float,
+             freeze_after_ms: float = 10.0) -> list[float]:
     """Warm latencies (ms) of ``invocations`` sequential invocations, after a cold one
     and 10 warm-up ones."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "targets.awslambda.server", "--bundle", bundle,
          "--port", str(port), "--cpus", format_cpus(cpus), "--concurrency", "1",
-         "--freeze" if freeze else "--no-freeze", "--records", str(records)],
+         "--freeze" if freeze else "--no-freeze", "--freeze-after-ms", str(freeze_after_ms),
+         "--records", str(records)],
         cwd=SOURCE_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = HttpClient("127.0.0.1", port, timeout_s=120)
     try:
@@ -94,6 +97,8 @@ def main() -> int:
     parser.add_argument("--bundle", default="digits")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="pause between invocations (default 0: back to back)")
+    parser.add_argument("--freeze-after-ms", type=float, default=10.0,
+                        help="the emulator's --freeze-after-ms (default 10)")
     args = parser.parse_args()
     cpus = plan_cpus(None, None)
     os.sched_setaffinity(0, cpus.loadgen)
@@ -112,7 +117,8 @@ def main() -> int:
             for freeze in (True, False) if r % 2 == 0 else (False, True):
                 records = Path(tmp) / f"records-{r}-{freeze}.jsonl"
                 measured = run_once(args.bundle, freeze, list(cpus.target),
-                                    args.invocations, payload, records, args.gap_ms / 1000)
+                                    args.invocations, payload, records, args.gap_ms / 1000,
+                                    args.freeze_after_ms)
                 latencies[freeze] += measured
                 if freeze:  # one user: the records are in the order of the invocations
                     rows = [json.loads(line) for line in records.read_text().splitlines()]

@@ -29,11 +29,12 @@ from pathlib import Path
 
 from targets.awslambda import httpserver
 from targets.awslambda.httpserver import Request, Response, json_response
+from targets.awslambda.proc import process_cpu_ms
 from targets.awslambda.sandbox import (
+    FREEZE_AFTER_S,
     Enclosure,
     exit_description,
     launch_command,
-    process_cpu_ms,
 )
 from targets.runtimes.process import PARENT_ENV
 
@@ -75,6 +76,8 @@ class FunctionConfig:
     #: deploybench's source, which holds the default handler).
     handler: str = HANDLER
     code_dir: Path | None = None
+    #: An idle environment is frozen after this long (sandbox.FREEZE_AFTER_S).
+    freeze_after_s: float = FREEZE_AFTER_S
     #: OMP/MKL threads of the runtime (sandbox.Shaper.torch_threads: the vCPUs AWS shows
     #: the memory size, where its CPU share is enforced; else one).
     torch_threads: int = 1
@@ -149,8 +152,7 @@ class Environment:
         #: CPU time the runtime process spent in Init: what Init would take with a CPU
         #: of its own, as on Lambda.
         self.init_cpu_ms: float | None = None
-        #: The process's CPU time when last read (:meth:`cpu_since_last_ms`).
-        self._cpu_mark: float | None = None
+        self._cpu_mark: float | None = None  # CPU time when last read
         self.idle_since = time.monotonic()
         self._init_error: bytes | None = None
         #: Resolved with the next event for the runtime's pending ``/next`` (None: stop).
@@ -349,8 +351,7 @@ class Environment:
         self.kill("function timeout", "timeout", error_body("Sandbox.Timedout", message))
 
     def cpu_since_last_ms(self) -> float | None:
-        """CPU time the environment used since the last call (the first: since Init
-        ended): an invocation's own work and the runtime's polling after the one before."""
+        """CPU time used since the last call (the first: since Init ended)."""
         now = process_cpu_ms(self.pid) if self.pid is not None else None
         if now is None or self._cpu_mark is None:
             return None
@@ -462,8 +463,10 @@ class Environment:
         self.idle_since = time.monotonic()
         self._waiting = asyncio.get_running_loop().create_future()
         self._polling.set()
-        if self._current is None:  # nothing pending: frozen until its next event
-            self.enclosure.freeze(self.pid)
+        if self._current is None:  # nothing pending: frozen (once idle a moment) until
+            self.enclosure.freeze_after(  # its next event
+                self.pid, self.config.freeze_after_s,
+                lambda: self.state is State.IDLE and self._current is None)
         event = await self._waiting
         if event is None:  # killed while waiting: the runtime process is gone already
             return json_response(500, error_body("Runtime.Stopped", "environment stopped"))

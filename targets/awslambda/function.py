@@ -130,6 +130,7 @@ class LambdaFunction:
 
     def _env_dead(self, env: Environment) -> None:
         self.envs.pop(env.env_id, None)
+        self.shaper.weigh(len(self.envs))
         self._env_version.pop(env.env_id, None)
         if env in self.idle:
             self.idle.remove(env)
@@ -139,6 +140,7 @@ class LambdaFunction:
         env = Environment(self._next_id, self.config, self.log, on_dead=self._env_dead,
                           enclosure=self.shaper.enclose(self._next_id))
         self.envs[env.env_id] = env
+        self.shaper.weigh(len(self.envs))
         self._env_version[env.env_id] = self.code_version
         # Forget processes already gone; keep the rest for close() to wait on.
         self._started = {e for e in self._started

@@ -4,6 +4,7 @@ ones it removes."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from targets.awslambda.proc import process_cpu_ms
 from targets.awslambda.sandbox import (
     Layout,
     Shaper,
@@ -20,7 +22,6 @@ from targets.awslambda.sandbox import (
     exit_description,
     launch_command,
     own_cgroups,
-    process_cpu_ms,
     remove_stale,
 )
 
@@ -108,6 +109,18 @@ def test_v1_environment_gets_quota_memory_limit_and_is_removed(tmp_path: Path) -
     assert not cpu.exists()
     shaper.close()
     assert not base.exists()
+
+
+def test_the_function_weighs_as_many_processes_as_it_has_environments(
+        tmp_path: Path) -> None:
+    fake_v1(tmp_path)
+    shaper = Shaper(1769, 1, root=tmp_path, proc_text=V1_PROC)
+    base = tmp_path / "cpu" / "user.slice" / f"deploybench-{os.getpid()}"
+    shaper.weigh(32)
+    assert (base / "cpu.shares").read_text() == str(32 * 1024)
+    shaper.weigh(0)  # never below one process's weight
+    assert (base / "cpu.shares").read_text() == "1024"
+    shaper.close()
 
 
 def test_the_share_is_capped_by_the_target_cpus(tmp_path: Path) -> None:
@@ -237,6 +250,39 @@ def test_without_a_freezer_sigstop_stops_the_process_group(tmp_path: Path) -> No
         assert _state(child.pid, {"T"}) == "T"  # stopped
         assert enclosure.thaw(child.pid) is not None
         assert _state(child.pid, {"S", "R"}) in {"S", "R"}
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_an_environment_is_frozen_only_once_idle_a_moment(tmp_path: Path) -> None:
+    """Back-to-back invocations are not frozen in between (the freeze and thaw would cost
+    the target CPU); an environment still idle after the delay is; a thaw cancels it."""
+    shaper = Shaper(1769, 2, root=tmp_path, proc_text=V1_PROC)  # no cgroups: SIGSTOP
+    enclosure = shaper.enclose(1)
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+
+    async def scenario() -> list[str]:
+        seen = []
+        enclosure.freeze_after(child.pid, 0.05, lambda: True)
+        seen.append(_state(child.pid, {"S", "R"}))  # not yet
+        assert enclosure.thaw(child.pid) is None  # the next event came first: no freeze
+        await asyncio.sleep(0.1)
+        seen.append(_state(child.pid, {"S", "R"}))
+        enclosure.freeze_after(child.pid, 0.05, lambda: False)  # busy again when due
+        await asyncio.sleep(0.1)
+        seen.append(_state(child.pid, {"S", "R"}))
+        enclosure.freeze_after(child.pid, 0.05, lambda: True)
+        await asyncio.sleep(0.1)
+        seen.append(_state(child.pid, {"T"}))
+        assert enclosure.thaw(child.pid) is not None
+        return seen
+
+    try:
+        running, stopped = {"S", "R"}, "T"  # sleeping or just starting; stopped
+        seen = asyncio.run(scenario())
+        assert [state in running for state in seen[:3]] == [True] * 3, seen
+        assert seen[3] == stopped
     finally:
         child.kill()
         child.wait()
