@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -151,8 +152,9 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
     duration on a full CPU): on a shared machine the same work's CPU time varies by half
     (other processes on the core's sibling thread slow its instructions), which would
     decide a comparison of raw durations. The three sizes run side by side, invoked in
-    turn, and each is judged by its fastest invocation, the one least disturbed by other
-    processes (a quota caps the fastest one too)."""
+    turn, and each is judged by the median of its invocations (the fastest one was not
+    safe: CFS hands a quota out in slices, and a CI run saw one 512 MB invocation finish
+    at 2.3x its CPU time between three at 3.1-3.4x)."""
     cgroups_or_skip()
     sizes = (1769, 512, 3008)
     durations: dict[int, list[float]] = {mb: [] for mb in sizes}
@@ -168,7 +170,7 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
                 durations[mb].append(number(report["Duration"], "ms"))
                 stretch[mb].append(durations[mb][-1] / body["cpu_ms"])
                 handler_cpu[mb].append(body["cpu_ms"])
-    fastest = {mb: min(values) for mb, values in stretch.items()}
+    typical = {mb: statistics.median(values) for mb, values in stretch.items()}
     # The emulator's own account of each warm invocation's CPU time (every thread of the
     # environment, its runtime's work included) covers at least the handler's.
     for mb in sizes:
@@ -177,10 +179,10 @@ def test_the_cpu_share_follows_the_memory_size(tmp_path: Path) -> None:
         used = sorted(r["cpu_ms"] for r in records if not r["cold"])
         assert len(used) == 4, (mb, used)
         assert used[1] >= 0.95 * sorted(handler_cpu[mb])[1], (mb, used, handler_cpu[mb])
-    assert fastest[512] >= 2.5 * fastest[1769], (stretch, durations)
+    assert typical[512] >= 2.5 * typical[1769], (stretch, durations)
     # Within 15% both ways: per ms of CPU a single thread is never faster than 1 ms, so
     # only the upper bound can catch a 3,008 MB quota set below one CPU.
-    assert 0.85 * fastest[1769] <= fastest[3008] <= 1.15 * fastest[1769], (stretch, durations)
+    assert 0.85 * typical[1769] <= typical[3008] <= 1.15 * typical[1769], (stretch, durations)
 
 
 def test_past_its_memory_size_an_environment_is_killed_and_replaced(tmp_path: Path) -> None:
