@@ -52,6 +52,25 @@ def billed_per_million(platform: Mapping[str, Any], prices: Prices) -> dict[str,
             for a, price in (prices.get("lambda_gb_second") or {}).items()}
 
 
+def init_ms(target: TargetResult) -> float | None:
+    """The median measured Init: the cold-start samples', else the stages' new
+    environments'."""
+    cold = target.get("cold_starts")
+    inits = sorted(x["init_ms"] for x in (cold.get("samples", []) if cold else [])
+                   if x.get("init_ms"))
+    if inits:
+        return float(inits[math.ceil(len(inits) / 2) - 1])
+    for s in target["stages"]:
+        p = s.get("platform")
+        if not p:
+            continue
+        scale = p.get("scale_out")
+        summary = p["init_ms"] or (scale["init_ms"] if scale else None)
+        if summary:
+            return float(summary["p50"])
+    return None
+
+
 def price(f: Figures, target: TargetResult, obj: Objective, prices: Prices,
           cpus: int) -> None:
     hours = float(prices.get("hours_per_month", 730.0))

@@ -6,13 +6,13 @@ volume, each with its prices' date and source; and what provisioned concurrency 
 from __future__ import annotations
 
 from reports.blocks import Block, Bullets, Heading, Paragraph, Table
-from reports.costs import ARCH
+from reports.costs import ARCH, init_ms
 from reports.decision import Decision
 from reports.figures import Figures
 from reports.format import fmt_ms, fmt_usd, fmt_volume
 from reports.schema import RunDoc
 from reports.serverless import platform_init_ms
-from reports.waystopay import MANAGED, PROVISIONED, cold_share, init_ms
+from reports.waystopay import MANAGED, PROVISIONED, cold_share
 
 HEADERS = ("deployment", "way to pay", "sized as", "$/month x86_64", "$/month arm64",
            "$/1M req x86_64", "prices as of", "source")

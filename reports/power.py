@@ -24,13 +24,12 @@ durations do not reflect AWS's CPU shares.
 from __future__ import annotations
 
 import itertools
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.costs import billed_per_million, pay_per_request
+from reports.costs import billed_per_million, init_ms, pay_per_request
 from reports.format import NONE, fmt_ms, fmt_num, stage_load
 from reports.pricing import effective_prices
 from reports.runblocks import Prices
@@ -140,21 +139,6 @@ def _rate(stage: StageResult) -> float:
     return float(loop.get("rate") or 0.0)
 
 
-def _init_p50(t: TargetResult) -> float | None:
-    """The median Init of the size's measured cold starts, else of its stage's new
-    environments."""
-    cold: Mapping[str, Any] = t.get("cold_starts") or {}
-    inits = [s["init_ms"] for s in cold.get("samples", []) if s.get("init_ms") is not None]
-    if inits:
-        return float(statistics.median_low(inits))
-    for s in t["stages"]:
-        p: Mapping[str, Any] = s.get("platform") or {}
-        init = p.get("init_ms") or (p.get("scale_out") or {}).get("init_ms")
-        if init:
-            return float(init["p50"])
-    return None
-
-
 def _sandbox(t: TargetResult, memory_mb: int) -> tuple[float | None, bool]:
     """The CPU share this machine gave, when less than AWS's, and whether the share was
     enforced (no sandbox description: a run from before it was, so unthrottled)."""
@@ -196,7 +180,7 @@ def size_of(t: TargetResult, max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     capped, enforced = _sandbox(t, memory_mb)
     return Size(t["name"], memory_mb, cpu_share(memory_mb), capped, enforced, stage,
                 None if failed else warm.get("p50"), None if failed else warm.get("p99"),
-                _init_p50(t), platform.get("max_memory_used_mb"),
+                init_ms(t), platform.get("max_memory_used_mb"),
                 per_million.get("x86_64"), per_million.get("arm64"), errors, failed,
                 (platform.get("cpu_warm_ms") or {}).get("p50"))
 

@@ -86,25 +86,6 @@ def cold_share(target: TargetResult) -> tuple[int, int]:
     return sum(p["cold"] for p in stages), sum(p["invocations"] for p in stages)
 
 
-def init_ms(target: TargetResult) -> float | None:
-    """The median measured Init: the cold-start samples', else the stages' new
-    environments'."""
-    cold = target.get("cold_starts")
-    inits = sorted(x["init_ms"] for x in (cold.get("samples", []) if cold else [])
-                   if x.get("init_ms"))
-    if inits:
-        return float(inits[math.ceil(len(inits) / 2) - 1])
-    for s in target["stages"]:
-        p = s.get("platform")
-        if not p:
-            continue
-        scale = p.get("scale_out")
-        summary = p["init_ms"] or (scale["init_ms"] if scale else None)
-        if summary:
-            return float(summary["p50"])
-    return None
-
-
 def _relative(f: Figures) -> float:
     """The on-demand cost's relative uncertainty (the billed duration's)."""
     point = f.monthly_usd.get("x86_64")
