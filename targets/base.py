@@ -48,6 +48,13 @@ class LoadSpec(TypedDict, total=False):
     cpus: list[int]
     #: Process IDs whose CPU time and memory are the target's (children included).
     watch_pids: list[int]
+    #: run --metrics: the target's Prometheus metrics, scraped by the load generator at
+    #: each stage's edges (targets.monitoring.INPROCESS_URL: the in-process registry).
+    metrics_url: str
+    #: inprocess: --metrics and --log-predictions (Monitoring.describe()), and where the
+    #: in-process application logs its predictions.
+    monitoring: dict[str, Any]
+    prediction_log_dir: str
     #: simulated: a fixed service time and how many requests it serves at once.
     service_time_s: float
     capacity: int

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from targets.batching import BatchingSpec
 from targets.bundles.resolve import get_bundle
 from targets.bundles.user import label
+from targets.monitoring import OFF, Monitoring
 from targets.runtimes.cpuset import format_cpus, parse_cpus
 from targets.runtimes.process import die_with_parent
 from targets.wire import codec
@@ -69,6 +70,26 @@ def add_arguments(parser: argparse.ArgumentParser, *, default_port: int,
     parser.add_argument("--batch-log-dir", default=None, metavar="DIR",
                         help="with --batching, each worker writes one line per forward pass "
                              "to DIR/batches-PID.log (default: no log)")
+    parser.add_argument("--metrics", action="store_true",
+                        help="expose Prometheus metrics (requests, errors, latency, model "
+                             "time, batch size) on GET /metrics, or on --metrics-port "
+                             "(default: off)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="with --metrics, the port of a separate metrics endpoint "
+                             "(gRPC needs one; default: the HTTP servers' own port)")
+    parser.add_argument("--log-predictions", type=log_rate, default=0.0, metavar="RATE",
+                        help="append this fraction of the requests (input, output, model "
+                             "version, time) to --prediction-log-dir (default 0: off)")
+    parser.add_argument("--prediction-log-dir", default=None, metavar="DIR",
+                        help="where --log-predictions writes: DIR/predictions-PID.sqlite")
+
+
+def log_rate(text: str) -> float:
+    try:
+        return Monitoring(log_rate=float(text)).log_rate
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction from 0 to 1 (got {text!r})") from None
 
 
 def batching_spec(text: str) -> BatchingSpec:
@@ -121,12 +142,18 @@ class ServerSetup:
     #: ``--batching`` (None: off) and ``--batch-log-dir`` (None: no log).
     batching: BatchingSpec | None = None
     batch_log_dir: str | None = None
+    #: ``--metrics`` and ``--log-predictions`` (OFF: neither).
+    monitoring: Monitoring = OFF
+    metrics_port: int | None = None
+    prediction_log_dir: str | None = None
 
     def banner(self, kind: str, args: argparse.Namespace) -> str:
         batching = f" batching={self.batching}" if self.batching else ""
+        monitoring = "" if self.monitoring.off else f" monitoring={self.monitoring.mode}"
         return (f"deploybench {kind}: bundle={label(args.bundle)} bind={args.host}:{args.port} "
                 f"cpus={format_cpus(self.cpus)} workers={self.workers} "
-                f"threads={self.threads} torch_threads={self.torch_threads}{batching}")
+                f"threads={self.threads} torch_threads={self.torch_threads}{batching}"
+                f"{monitoring}")
 
 
 def exit_if_port_taken(host: str, port: int) -> None:
@@ -163,8 +190,16 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
     batching: BatchingSpec | None = getattr(args, "batching", None)
     threads = args.threads or threads_for(batching, args.server_default_threads,
                                           args.batch_waits_in_threads)
+    monitoring = Monitoring(metrics=bool(getattr(args, "metrics", False)),
+                            log_rate=getattr(args, "log_predictions", 0.0) or 0.0)
+    log_dir = getattr(args, "prediction_log_dir", None)
+    if monitoring.log_rate and not log_dir:
+        print("error: --log-predictions needs --prediction-log-dir DIR", file=sys.stderr,
+              flush=True)
+        raise SystemExit(2)
     return ServerSetup(cpus, workers, torch_threads, limits, threads, batching,
-                       getattr(args, "batch_log_dir", None))
+                       getattr(args, "batch_log_dir", None), monitoring,
+                       getattr(args, "metrics_port", None), log_dir)
 
 
 def fork_workers(count: int, serve_one: Callable[[], int]) -> int:

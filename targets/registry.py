@@ -32,6 +32,7 @@ from targets.flask.target import FlaskOptions, FlaskTarget
 from targets.grpc.client import GrpcClient
 from targets.grpc.target import GrpcOptions, GrpcTarget
 from targets.inprocess.target import InProcessTarget
+from targets.monitoring import OFF, Monitoring
 from targets.nullhttp.target import NullHttpOptions, NullHttpTarget
 from targets.rayserve.target import RayServeOptions, RayServeTarget
 from targets.runtimes.external import ExternalTarget
@@ -64,6 +65,9 @@ class Setup:
     #: --batching: the server's batcher settings (a ``TARGET+batch`` result); None: one
     #: forward pass per request. Only deployments with ``batching`` take it.
     batching: BatchingSpec | None = None
+    #: --metrics, --log-predictions, or one mode of --monitoring (a ``TARGET+metrics``
+    #: result): what the target does besides serving.
+    monitoring: Monitoring = OFF
 
     def path(self, suffix: str) -> Path:
         return self.log_dir / f"{self.name}{suffix}"
@@ -154,7 +158,9 @@ def _installed(module: str) -> bool:
 
 
 def _inprocess(setup: Setup, options: NoOptions) -> Target:
-    return InProcessTarget(setup.bundle, list(setup.cpus))
+    return InProcessTarget(setup.bundle, list(setup.cpus), monitoring=setup.monitoring,
+                           prediction_log_dir=setup.path("-predictions")
+                           if setup.monitoring.log_rate else None)
 
 
 def _flask(setup: Setup, options: FlaskOptions) -> Target:
@@ -162,7 +168,8 @@ def _flask(setup: Setup, options: FlaskOptions) -> Target:
     return FlaskTarget(setup.bundle, list(setup.cpus), setup.encoding,
                        workers=options.workers, threads=options.threads,
                        log_path=setup.path(".log"), limits=setup.limits,
-                       runtime=setup.runtime, batching=setup.batching, **worker_class)
+                       runtime=setup.runtime, batching=setup.batching,
+                       monitoring=setup.monitoring, **worker_class)
 
 
 def _fastapi(setup: Setup, options: FastapiOptions) -> Target:
@@ -170,7 +177,8 @@ def _fastapi(setup: Setup, options: FastapiOptions) -> Target:
     return FastapiTarget(setup.bundle, list(setup.cpus), setup.encoding,
                          workers=options.workers, threads=options.threads,
                          log_path=setup.path(".log"), limits=setup.limits,
-                         runtime=setup.runtime, batching=setup.batching, **pool)
+                         runtime=setup.runtime, batching=setup.batching,
+                         monitoring=setup.monitoring, **pool)
 
 
 def _grpc(setup: Setup, options: GrpcOptions) -> Target:
@@ -178,7 +186,7 @@ def _grpc(setup: Setup, options: GrpcOptions) -> Target:
     return GrpcTarget(setup.bundle, list(setup.cpus), setup.encoding, workers=options.workers,
                       threads=options.threads, log_path=setup.path(".log"),
                       limits=setup.limits, runtime=setup.runtime, batching=setup.batching,
-                      **api)
+                      monitoring=setup.monitoring, **api)
 
 
 def _lambda(setup: Setup, options: LambdaOptions) -> Target:
@@ -196,7 +204,7 @@ def _lambda(setup: Setup, options: LambdaOptions) -> Target:
     return LambdaTarget(setup.bundle, list(setup.cpus), setup.encoding,
                         concurrency=concurrency, log_path=setup.path(".log"),
                         limits=setup.limits, records_path=setup.path("-invocations.jsonl"),
-                        runtime=setup.runtime, **given)
+                        runtime=setup.runtime, monitoring=setup.monitoring, **given)
 
 
 def _null_http(setup: Setup, options: NullHttpOptions) -> Target:
@@ -210,7 +218,8 @@ def _rayserve(setup: Setup, options: RayServeOptions) -> Target:
     return RayServeTarget(setup.bundle, list(setup.cpus), setup.encoding,
                           workers=options.workers, threads=options.threads,
                           log_path=setup.path(".log"), limits=setup.limits,
-                          runtime=setup.runtime, batching=setup.batching)
+                          runtime=setup.runtime, batching=setup.batching,
+                          monitoring=setup.monitoring)
 
 
 def _fake(setup: Setup, options: NoOptions) -> Target:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from targets.base import PredictClient, TargetBase
 from targets.entrypoint import threads_for
+from targets.monitoring import OFF, Monitoring
 from targets.runtimes.cpuset import format_cpus
 from targets.runtimes.process import LOCAL, free_port
 from targets.wire import codec
@@ -62,7 +63,8 @@ class ServedTarget(TargetBase, Generic[C]):
                  log_path: Path | None = None,
                  limits: codec.Limits = codec.DEFAULT_LIMITS,
                  runtime: Runtime = LOCAL,
-                 batching: BatchingSpec | None = None) -> None:
+                 batching: BatchingSpec | None = None,
+                 monitoring: Monitoring = OFF) -> None:
         self.bundle = bundle
         self.cpus = list(cpus)
         self.encoding = encoding
@@ -76,12 +78,17 @@ class ServedTarget(TargetBase, Generic[C]):
                                               self.batch_waits_in_threads)
         self.log_path = log_path
         self.limits = limits
+        #: --metrics and --log-predictions (targets.monitoring).
+        self.monitoring = monitoring
+        #: The metrics endpoint's port, when it is a side port (chosen at start).
+        self.metrics_port: int | None = None
         #: Where the server runs: a local process, or a container (--runtime docker).
         self.runtime = runtime
         self.startup_s: float | None = None
         self._server: Server | None = None
         self._client: C | None = None
         self._temp_batch_log_dir: Path | None = None
+        self._temp_prediction_log_dir: Path | None = None
 
     @property
     def address(self) -> str:
@@ -102,6 +109,46 @@ class ServedTarget(TargetBase, Generic[C]):
             self._temp_batch_log_dir = Path(tempfile.mkdtemp(
                 prefix=f"deploybench-{self.name}-batches-"))
         return self._temp_batch_log_dir
+
+    #: Whether the server's metrics are on a side port (--metrics-port), not its own.
+    metrics_side_port = False
+
+    @property
+    def prediction_log_dir(self) -> Path | None:
+        """Where the server logs predictions (``NAME-predictions`` beside its log, or a
+        temporary folder without one); None when it does not log."""
+        if not self.monitoring.log_rate:
+            return None
+        if self.log_path is not None:
+            return self.log_path.parent / f"{self.name}-predictions"
+        if self._temp_prediction_log_dir is None:
+            self._temp_prediction_log_dir = Path(tempfile.mkdtemp(
+                prefix=f"deploybench-{self.name}-predictions-"))
+        return self._temp_prediction_log_dir
+
+    @property
+    def metrics_url(self) -> str | None:
+        """The URL the load generator scrapes (None: metrics off)."""
+        if not self.monitoring.metrics or self.port is None:
+            return None
+        port = self.metrics_port if self.metrics_side_port else self.port
+        return f"http://{self.host}:{port}/metrics"
+
+    def monitoring_arguments(self) -> list[str]:
+        """``--metrics`` (and ``--metrics-port``), ``--log-predictions`` and
+        ``--prediction-log-dir``, as asked."""
+        out: list[str] = []
+        if self.monitoring.metrics:
+            out.append("--metrics")
+            if self.metrics_side_port:
+                if self.metrics_port is None:
+                    self.metrics_port = free_port(self.host)
+                out += ["--metrics-port", str(self.metrics_port)]
+        folder = self.prediction_log_dir
+        if folder is not None:
+            out += ["--log-predictions", repr(self.monitoring.log_rate),
+                    "--prediction-log-dir", str(folder)]
+        return out
 
     def batching_arguments(self) -> list[str]:
         """``--batching`` and ``--batch-log-dir``, when batching."""
@@ -146,7 +193,7 @@ class ServedTarget(TargetBase, Generic[C]):
              "--workers", str(self.workers), "--threads", str(self.threads),
              "--max-body-bytes", str(self.limits.max_body_bytes),
              "--max-batch", str(self.limits.max_batch), *self.batching_arguments(),
-             *self.server_arguments()],
+             *self.monitoring_arguments(), *self.server_arguments()],
             bundle=self.bundle, cpus=self.cpus, log_path=self.log_path,
             memory_mb=self.container_memory_mb())
         self._connect()
@@ -168,8 +215,11 @@ class ServedTarget(TargetBase, Generic[C]):
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
         assert self._server is not None, "start() first"
-        return {**self.client.load_spec(examples), "cpus": self.cpus,
-                "watch_pids": [self._server.pid]}
+        spec: LoadSpec = {**self.client.load_spec(examples), "cpus": self.cpus,
+                          "watch_pids": [self._server.pid]}
+        if self.metrics_url is not None:
+            spec["metrics_url"] = self.metrics_url
+        return spec
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """Restart the server and time it from launch to its first good answer."""
@@ -240,6 +290,9 @@ class ServedTarget(TargetBase, Generic[C]):
             "max_batch": self.limits.max_batch,
             # As --batching writes it (max_batch=N,max_wait_ms=M); None: not batching.
             "batching": None if self.batching is None else str(self.batching),
+            "monitoring": {**self.monitoring.describe(), "metrics_url": self.metrics_url,
+                           "prediction_log_dir": None if self.prediction_log_dir is None
+                           else str(self.prediction_log_dir)},
             "pid": self.server_pid,
             **(self._server.describe() if self._server is not None else {}),
         }

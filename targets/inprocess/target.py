@@ -18,12 +18,14 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from targets.base import LoadSpec, TargetBase
 from targets.bundles.protocol import Bundle, serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import TargetError
+from targets.monitoring import INPROCESS_URL, OFF, Monitoring
 from targets.runtimes.cpuset import format_cpus
 from targets.runtimes.process import child_env
 
@@ -38,9 +40,14 @@ class InProcessTarget(TargetBase):
     #: Parity is checked by the in-process driver, on the path it measures.
     parity_in_load_generator = True
 
-    def __init__(self, bundle: str, cpus: list[int]) -> None:
+    def __init__(self, bundle: str, cpus: list[int], *, monitoring: Monitoring = OFF,
+                 prediction_log_dir: Path | None = None) -> None:
         self.bundle_name = bundle
         self.cpus = list(cpus)
+        #: --metrics and --log-predictions: done by the in-process application, in the
+        #: load generator's process (harness.loadgen.embedded).
+        self.monitoring = monitoring
+        self.prediction_log_dir = prediction_log_dir if monitoring.log_rate else None
         self._bundle: Bundle | None = None
 
     def start(self) -> None:
@@ -64,10 +71,22 @@ class InProcessTarget(TargetBase):
             "workers": 1,
             "torch_threads_per_worker": 1,
             "encoding": "none (numpy arrays)",
+            "monitoring": {**self.monitoring.describe(),
+                           "metrics_url": INPROCESS_URL if self.monitoring.metrics else None,
+                           "prediction_log_dir": None if self.prediction_log_dir is None
+                           else str(self.prediction_log_dir)},
         }
 
     def load_spec(self, examples: list[np.ndarray]) -> LoadSpec:
-        return {"protocol": "inprocess", "bundle": self.bundle_name, "cpus": self.cpus}
+        spec: LoadSpec = {"protocol": "inprocess", "bundle": self.bundle_name,
+                          "cpus": self.cpus}
+        if not self.monitoring.off:
+            spec["monitoring"] = self.monitoring.describe()
+        if self.monitoring.metrics:
+            spec["metrics_url"] = INPROCESS_URL
+        if self.prediction_log_dir is not None:
+            spec["prediction_log_dir"] = str(self.prediction_log_dir)
+        return spec
 
     def cold_start(self, example: np.ndarray) -> dict[str, Any]:
         """A fresh Python process that loads the bundle and predicts once, timed whole."""
