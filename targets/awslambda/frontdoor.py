@@ -10,6 +10,9 @@
   environments of the old one take no new invocation.
 * ``/_deploybench/health``, ``/_deploybench/stats``, ``POST /_deploybench/reset`` (kill
   every environment: the next invocations are cold starts).
+* With ``--metrics``, ``GET /metrics`` (and ``/_deploybench/metrics``): the function's
+  CloudWatch metrics in Prometheus's text format (:mod:`.metrics`), answered by the
+  emulator, not the function: no invocation.
 * Any other request is a Function URL call: it becomes a payload format 2.0 event and the
   function's answer becomes the HTTP response (502 on a function error, 429 throttled).
   A cold invocation's answer carries ``X-Deploybench-Init-Ms`` (not an AWS header) so the
@@ -25,18 +28,23 @@ import json
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from targets.awslambda.environment import error_body
 from targets.awslambda.function import Invocation, LambdaFunction, Throttled
 from targets.awslambda.httpserver import Request, Response, json_response
 
+if TYPE_CHECKING:
+    from targets.awslambda.metrics import FunctionMetrics
+
 INVOKE_PREFIX = "/2015-03-31/functions/"
 ADMIN_PREFIX = "/_deploybench/"
 #: Lambda's synchronous request payload limit.
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 COLD_HEADER = "X-Deploybench-Init-Ms"
+#: Where the emulator serves its metrics when they are on (not function calls then).
+METRICS_PATHS = ("/metrics", ADMIN_PREFIX + "metrics")
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 
 
@@ -46,11 +54,17 @@ def _aws_error(status: int, error_type: str, message: str, **extra: str) -> Resp
 
 
 class FrontDoor:
-    def __init__(self, function: LambdaFunction) -> None:
+    def __init__(self, function: LambdaFunction, metrics: FunctionMetrics | None = None
+                 ) -> None:
         self.function = function
+        #: Served on GET /metrics when given (``--metrics``).
+        self.metrics = metrics
         self.url_id = uuid.uuid4().hex[:32]
 
     async def route(self, request: Request) -> Response:
+        if self.metrics is not None and request.path in METRICS_PATHS \
+                and request.method in ("GET", "HEAD"):
+            return self.metrics_response()
         if request.path.startswith(INVOKE_PREFIX):
             return await self._invoke_api(request)
         if request.path.startswith(ADMIN_PREFIX):
@@ -105,6 +119,11 @@ class FrontDoor:
         if tail:
             headers.append(("X-Amz-Log-Result", base64.b64encode(inv.log_tail()).decode()))
         return Response(200, inv.outcome.body, headers)
+
+    def metrics_response(self) -> Response:
+        assert self.metrics is not None
+        body, content_type = self.metrics.exposition()
+        return Response(200, body, [("Content-Type", content_type)])
 
     def _throttle_error(self) -> Response:
         return _aws_error(

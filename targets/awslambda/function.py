@@ -23,10 +23,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from targets.awslambda.environment import Environment, FunctionConfig, Outcome, State, tail
 from targets.awslambda.sandbox import Shaper
+
+if TYPE_CHECKING:
+    from targets.awslambda.metrics import FunctionMetrics
 
 #: Reaper period: idle environments are checked this often.
 REAP_EVERY_S = 1.0
@@ -55,8 +58,10 @@ class Invocation:
 class LambdaFunction:
     def __init__(self, config: FunctionConfig, concurrency: int, keepalive_s: float,
                  records_path: Path | None, log: Callable[[str], None],
-                 shaper: Shaper | None = None) -> None:
+                 shaper: Shaper | None = None, metrics: FunctionMetrics | None = None) -> None:
         self.config = config
+        #: CloudWatch's metrics of the function (``--metrics``), if counted.
+        self.metrics = metrics
         #: How environments are shaped (CPU share, memory limit, freeze); by default not
         #: at all, every environment at the full speed of the CPUs this process may use.
         self.shaper = shaper or Shaper(config.memory_mb, len(os.sched_getaffinity(0)),
@@ -95,8 +100,12 @@ class LambdaFunction:
         if self.in_flight >= self.concurrency:
             self.throttled += 1
             self._write({"ts": received_at, "source": source, "outcome": "throttled"})
+            if self.metrics is not None:
+                self.metrics.throttled()
             raise Throttled
         self.in_flight += 1
+        if self.metrics is not None:
+            self.metrics.running(self.in_flight)
         try:
             env = self._take_idle()
             cold = env is None
@@ -106,6 +115,10 @@ class LambdaFunction:
         finally:
             self.in_flight -= 1
             self._freed.set()
+            if self.metrics is not None:
+                self.metrics.running(self.in_flight)
+        if self.metrics is not None:  # its REPORT: Invocations, Errors, Duration
+            self.metrics.invoked(outcome.duration_ms, outcome.failed)
         if env.dead:
             pass
         elif self._env_version.get(env.env_id) != self.code_version:

@@ -11,6 +11,11 @@ here, once per execution environment. Two kinds of events are served:
   ``{"data": "<base64 float32>", "shape": [1, 64], "dtype": "float32"}``. Answers
   ``{"predictions": [...]}``; a bad request raises :class:`InvalidRequest`, which Lambda
   reports as a function error (``X-Amz-Function-Error: Unhandled``, errorType InvalidRequest).
+
+With ``DEPLOYBENCH_LOG_PREDICTIONS`` set (the emulator's ``--log-predictions``), each
+successful prediction, of either kind of event, is committed to the environment's
+prediction log before the answer is returned (:mod:`.predictions`: there is no time
+after it).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from typing import Any
 
 from targets.awslambda.events import decode_direct_event, decode_url_event
+from targets.awslambda.predictions import open_log
 from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
@@ -36,6 +42,8 @@ LIMITS = codec.Limits(
                                       codec.DEFAULT_LIMITS.max_body_bytes)),
     max_batch=int(os.environ.get("DEPLOYBENCH_MAX_BATCH", codec.DEFAULT_LIMITS.max_batch)),
 )
+#: The environment's prediction log (None: not logging).
+PREDICTIONS = open_log(BUNDLE)
 #: Response header carrying the handler's own time, so the platform's overhead can be
 #: told apart from the model's (not an AWS header; harmless to clients).
 HANDLER_TIME_HEADER = "x-deploybench-handler-ms"
@@ -63,9 +71,12 @@ def _http_event(event: dict[str, Any], started: float) -> dict[str, Any]:
     if method != "POST":
         return _http_response(405, codec.encode_error(405, "use POST"), started)
     try:
-        predictions = serve_batch(BUNDLE, decode_url_event(event, BUNDLE.input_shape, LIMITS))
+        batch = decode_url_event(event, BUNDLE.input_shape, LIMITS)
+        predictions = serve_batch(BUNDLE, batch)
     except RequestError as exc:
         return _http_response(exc.status, codec.encode_error(exc.status, exc.message), started)
+    if PREDICTIONS is not None:
+        PREDICTIONS.record(batch, predictions)
     return _http_response(200, codec.encode_predictions(predictions), started)
 
 
@@ -75,6 +86,8 @@ def _direct(event: Any) -> dict[str, Any]:
         predictions = serve_batch(BUNDLE, batch)
     except RequestError as exc:
         raise InvalidRequest(exc.message) from None
+    if PREDICTIONS is not None:
+        PREDICTIONS.record(batch, predictions)
     return {"predictions": [{"label": p.label, "probabilities": list(p.probabilities)}
                             for p in predictions]}
 

@@ -27,13 +27,15 @@ from pathlib import Path
 
 from targets.awslambda import httpserver
 from targets.awslambda.environment import HANDLER, FunctionConfig
-from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, FrontDoor
+from targets.awslambda.frontdoor import MAX_PAYLOAD_BYTES, METRICS_PATHS, FrontDoor
 from targets.awslambda.function import LambdaFunction
+from targets.awslambda.httpserver import Request, Response
+from targets.awslambda.metrics import FunctionMetrics
+from targets.awslambda.predictions import LOG_DIR_ENV, LOG_RATE_ENV
 from targets.awslambda.sandbox import FREEZE_AFTER_S, Shaper
 from targets.awslambda.shape import check_memory_mb
+from targets.entrypoint import ServerSetup, exit_if_batching, positive_int, prepare_server
 from targets.entrypoint import add_arguments as add_common_arguments
-from targets.entrypoint import exit_if_batching, positive_int, prepare_server
-from targets.wire import codec
 
 #: 1,769 MB is the memory size at which Lambda gives a function one full vCPU.
 DEFAULT_MEMORY_MB = 1769
@@ -112,9 +114,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "first on the PYTHONPATH; default: deploybench's source)")
     parser.add_argument("--records", type=Path, default=None,
                         help="append one JSON line per invocation (the REPORT fields) here")
+    parser.add_argument("--cloudwatch-file", type=Path, default=None, metavar="PATH",
+                        help="append the per-minute statistics CloudWatch keeps for the "
+                             "function (Invocations, Errors, Throttles, Duration, "
+                             "ConcurrentExecutions) here, one JSON line per metric per "
+                             "minute, as each minute ends and at exit (default: none)")
 
 
-async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
+def monitoring_env(setup: ServerSetup) -> dict[str, str]:
+    """What tells every environment's handler to log predictions (handler.py reads it)."""
+    if not setup.monitoring.log_rate or setup.prediction_log_dir is None:
+        return {}
+    return {LOG_RATE_ENV: repr(setup.monitoring.log_rate),
+            LOG_DIR_ENV: str(Path(setup.prediction_log_dir).resolve())}
+
+
+async def _serve(args: argparse.Namespace, setup: ServerSetup) -> int:
+    limits = setup.limits
     shaper = Shaper(args.memory_mb, len(os.sched_getaffinity(0)), args.sandbox, args.freeze)
     # Init's limit is on its CPU time; the wall-clock cap (for an Init that hangs) stretches
     # by the quota, which slows a 128 MB function's Init 14-fold by the clock.
@@ -124,7 +140,7 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
         timeout_s=args.timeout, init_timeout_s=args.init_timeout,
         extra_env={"DEPLOYBENCH_BUNDLE": args.bundle,
                    "DEPLOYBENCH_MAX_BODY_BYTES": str(limits.max_body_bytes),
-                   "DEPLOYBENCH_MAX_BATCH": str(limits.max_batch)},
+                   "DEPLOYBENCH_MAX_BATCH": str(limits.max_batch), **monitoring_env(setup)},
         handler=args.handler, code_dir=args.code_dir, torch_threads=shaper.torch_threads,
         freeze_after_s=max(0.0, args.freeze_after_ms / 1000),
         init_wall_factor=FunctionConfig.init_wall_factor / min(1.0, quota or 1.0),
@@ -137,20 +153,20 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
     if not sandbox["enforced"]:
         log(f"warning: Lambda environments run unthrottled (every one at the full speed of "
             f"the target CPUs, memory unlimited): {sandbox['reason']}")
+    metrics = None
+    if setup.monitoring.metrics or args.cloudwatch_file is not None:
+        metrics = FunctionMetrics(config.name, args.cloudwatch_file)
     function = LambdaFunction(config, args.concurrency, args.keepalive, args.records, log,
-                              shaper)
-    front = FrontDoor(function)
-    try:
-        # Past Lambda's 6 MB the front door answers as AWS does (413 RequestTooLarge);
-        # the server itself only refuses what is absurd.
-        server = await httpserver.start(front.route, args.host, args.port,
-                                        8 * MAX_PAYLOAD_BYTES)
-    except OSError as exc:
-        print(f"error: cannot bind {args.host}:{args.port}: {exc.strerror}. Choose another "
-              "--port", file=sys.stderr, flush=True)
+                              shaper, metrics)
+    front = FrontDoor(function, metrics if setup.monitoring.metrics else None)
+    servers = await _listen(args, setup, front)
+    if servers is None:
         shaper.close()
+        if metrics is not None:
+            metrics.close()
         return 1
     function.start()
+    flusher = asyncio.create_task(metrics.flush_periods()) if metrics is not None else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -163,11 +179,50 @@ async def _serve(args: argparse.Namespace, limits: codec.Limits) -> int:
     try:
         await stop.wait()
     finally:
-        server.close()
+        for server in servers:
+            server.close()
         await function.close()
-        with contextlib.suppress(Exception):
-            await server.wait_closed()
+        if flusher is not None:
+            flusher.cancel()
+        if metrics is not None:
+            metrics.close()
+        for server in servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
     return 0
+
+
+async def _listen(args: argparse.Namespace, setup: ServerSetup, front: FrontDoor
+                  ) -> list[asyncio.Server] | None:
+    """The public port (and ``--metrics-port``'s, if any); None: one is taken."""
+    servers: list[asyncio.Server] = []
+    port = args.port
+    try:
+        # Past Lambda's 6 MB the front door answers as AWS does (413 RequestTooLarge);
+        # the server itself only refuses what is absurd.
+        servers.append(await httpserver.start(front.route, args.host, args.port,
+                                              8 * MAX_PAYLOAD_BYTES))
+        if setup.monitoring.metrics and setup.metrics_port is not None:
+            port = setup.metrics_port
+            servers.append(await httpserver.start(_metrics_only(front), args.host, port,
+                                                  1024))
+    except OSError as exc:
+        which = "--port" if port == args.port else "--metrics-port"
+        print(f"error: cannot bind {args.host}:{port}: {exc.strerror}. Choose another "
+              f"{which}", file=sys.stderr, flush=True)
+        for server in servers:
+            server.close()
+        return None
+    return servers
+
+
+def _metrics_only(front: FrontDoor) -> httpserver.Handler:
+    """``--metrics-port``'s handler: GET /metrics, nothing else."""
+    async def route(request: Request) -> Response:
+        if request.path in METRICS_PATHS and request.method in ("GET", "HEAD"):
+            return front.metrics_response()
+        return Response(404, b"only GET /metrics here")
+    return route
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -175,7 +230,7 @@ def serve(args: argparse.Namespace) -> int:
     args.workers = 1  # one emulator process; environments come and go on demand
     setup = prepare_server(args)
     print(setup.banner("lambda", args), file=sys.stderr, flush=True)
-    return asyncio.run(_serve(args, setup.limits))
+    return asyncio.run(_serve(args, setup))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

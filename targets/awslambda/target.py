@@ -27,6 +27,10 @@ from targets.wire import codec
 if TYPE_CHECKING:
     import numpy as np
 
+#: The registry names the records ``NAME-invocations.jsonl``; the CloudWatch view is
+#: ``NAME-cloudwatch.jsonl`` beside them.
+RECORDS_SUFFIX = "-invocations.jsonl"
+
 
 @dataclass(frozen=True)
 class LambdaOptions:
@@ -81,7 +85,21 @@ class LambdaTarget(HttpServedTarget):
                  "--sandbox", self.sandbox_mode, "--freeze" if self.freeze else "--no-freeze"]
         if self.records_path is not None:
             extra += ["--records", str(self.records_path)]
+        if self.cloudwatch_path is not None:
+            extra += ["--cloudwatch-file", str(self.cloudwatch_path)]
         return extra
+
+    @property
+    def cloudwatch_path(self) -> Path | None:
+        """With metrics on, where the emulator writes CloudWatch's per-minute view of the
+        function: ``NAME-cloudwatch.jsonl`` beside the records (None: metrics off, or no
+        records file)."""
+        if not self.monitoring.metrics or self.records_path is None:
+            return None
+        name = self.records_path.name
+        stem = name[:-len(RECORDS_SUFFIX)] if name.endswith(RECORDS_SUFFIX) \
+            else self.records_path.stem
+        return self.records_path.with_name(f"{stem}-cloudwatch.jsonl")
 
     def _admin(self, method: str, what: str) -> dict[str, Any] | None:
         if self._client is None:
@@ -154,7 +172,9 @@ class LambdaTarget(HttpServedTarget):
         return {**super().describe(), "memory_mb": self.memory_mb, "sandbox": self.sandbox(),
                 "concurrency_limit": self.concurrency, "timeout_s": self.timeout_s,
                 "keepalive_s": self.keepalive_s, "workers": None, "threads_per_worker": None,
-                "torch_threads_per_worker": self._torch_threads()}
+                "torch_threads_per_worker": self._torch_threads(),
+                "cloudwatch_file": None if self.cloudwatch_path is None
+                else str(self.cloudwatch_path)}
 
     def _torch_threads(self) -> int:
         """The environments' torch threads, as the emulator set them (its Shaper): the
