@@ -18,10 +18,10 @@ import os
 from typing import TYPE_CHECKING
 
 from targets.monitoring import Monitoring
-from targets.predlog import PredictionLog, model_version
 
 if TYPE_CHECKING:
     from targets.bundles.protocol import Bundle
+    from targets.predlog import PredictionLog
 
 #: The fraction of requests to log (absent or 0: off) and the folder of the log.
 LOG_RATE_ENV = "DEPLOYBENCH_LOG_PREDICTIONS"
@@ -38,5 +38,8 @@ def open_log(bundle: Bundle) -> PredictionLog | None:
     folder = os.environ.get(LOG_DIR_ENV, "").strip()
     if not folder:
         raise ValueError(f"{LOG_RATE_ENV}={text} needs {LOG_DIR_ENV}, the log's folder")
+    # Only when logging: sqlite3's import (~2.5 ms) would lengthen every cold start's Init.
+    from targets.predlog import PredictionLog, model_version  # noqa: PLC0415
+
     return PredictionLog(folder, rate, bundle.name, model_version(bundle.name, bundle.info()),
                          synchronous=True)
