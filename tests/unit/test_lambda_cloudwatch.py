@@ -4,6 +4,7 @@ of each, and what the cross-check reads back from a scrape."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
@@ -116,3 +117,22 @@ def test_private_registries_do_not_share_counts() -> None:
     one.invoked(1.0, error=False)
     assert parse_scrape(two.exposition()[0].decode(), at=0.0).requests == 0
     assert parse_scrape(one.exposition()[0].decode(), at=0.0).requests == 1
+
+
+def test_each_period_is_written_once_it_ends(tmp_path: Path) -> None:
+    path = tmp_path / "cw.jsonl"
+    metrics = FunctionMetrics("fn", path, period_s=0.2)
+
+    async def scenario() -> list[dict[str, Any]]:
+        flusher = asyncio.create_task(metrics.flush_periods())
+        metrics.invoked(5.0, error=False)
+        await asyncio.sleep(0.5)  # past the period's end: written while running
+        written = [json.loads(line) for line in path.read_text().splitlines()]
+        flusher.cancel()
+        return written
+
+    written = asyncio.run(scenario())
+    assert {line["metric"]: line for line in written}["Invocations"]["Sum"] == 1
+    assert all("complete" not in line for line in written)  # whole periods
+    metrics.close()
+    assert len(path.read_text().splitlines()) == len(written)  # nothing left to add
