@@ -257,3 +257,11 @@ def test_rendered_files_have_both_sections_and_the_chart(tmp_path: Path) -> None
         assert f"## {heading}" in md
         assert f"<h2>{heading}</h2>" in html
     assert "+3.0%, more than 2% apart" in html
+
+
+def test_peaks_are_not_compared_across_deployments_and_modes() -> None:
+    summary = section(markdown_of(cost_run()), "Summary of measurements")
+    assert "grpc reached 2.00x the peak throughput of flask:" in summary
+    assert "peak throughput of flask+metrics" not in summary
+    assert "peak throughput of grpc+metrics" not in summary
+    assert "- **flask+metrics**: peak 900 req/s" in summary  # still measured and listed
