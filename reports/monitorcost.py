@@ -307,6 +307,9 @@ def blocks(run: RunDoc) -> list[Block]:
     ]
     for g in gs:
         out += [Heading(g.label, 3), table(g, figs)]
+        if g.failed:
+            out.append(Paragraph(f"Not measured (failed): {', '.join(g.failed)}; the "
+                                 f"changes above are against {g.base['name']}."))
     out += [Bullets(tuple(ranking(run))), Paragraph(hedge(run)),
             Chart("monitoring", "What monitoring costs, per deployment and mode",
                   "Grouped bars per deployment, one per monitoring mode: the change in "

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from reports.schema import RunDoc, TargetResult, deployment
 from targets.monitoring import MODES, OFF
 
-#: Group key: (deployment, encoding, batching).
-GroupKey = tuple[str, str | None, str | None]
+#: Group key: (the result's name less its mode, deployment, encoding, batching): the name
+#: tells apart what the three do not (Lambda's memory sizes: lambda-512, lambda-1769).
+GroupKey = tuple[str, str, str | None, str | None]
 
 
 def mode(t: TargetResult) -> str:
@@ -28,7 +29,7 @@ def mode(t: TargetResult) -> str:
 
 
 def key(t: TargetResult) -> GroupKey:
-    return deployment(t), t.get("encoding"), t.get("batching") or None
+    return label(t), deployment(t), t.get("encoding"), t.get("batching") or None
 
 
 def measured(t: TargetResult) -> bool:
@@ -53,6 +54,8 @@ class Group:
     label: str
     #: Its measured results by mode, lightest first (off, metrics, log, metrics+log).
     results: dict[str, TargetResult]
+    #: Its results that were not measured (they failed), by name.
+    failed: tuple[str, ...] = ()
 
     @property
     def base(self) -> TargetResult:
@@ -64,15 +67,17 @@ class Group:
 def groups(run: RunDoc) -> list[Group]:
     """Each deployment measured in two or more modes, in the run's order."""
     found: dict[GroupKey, list[TargetResult]] = {}
+    failed: dict[GroupKey, list[str]] = {}
     for t in run["targets"]:
         if measured(t):
             found.setdefault(key(t), []).append(t)
+        else:
+            failed.setdefault(key(t), []).append(t["name"])
     out = []
-    for results in found.values():
+    for k, results in found.items():
         by_mode = {mode(t): t for t in sorted(results, key=lambda t: _order(mode(t)))}
         if len(by_mode) >= 2:
-            first = next(iter(by_mode.values()))
-            out.append(Group(label(first), by_mode))
+            out.append(Group(k[0], by_mode, tuple(failed.get(k, []))))
     return out
 
 

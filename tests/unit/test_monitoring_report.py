@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.results import write_run
-from reports import document, findings, markdown, monitorcheck, monitorcost
+from reports import document, findings, markdown, monitorcheck, monitorcost, monitormodes
 from reports.blocks import Chart
 from reports.charts import render_all
+from reports.compare import compare
 from reports.decision import decide
 from reports.monitorchart import render_all as render_monitoring
 from reports.render import render_run_dir
@@ -265,3 +266,29 @@ def test_peaks_are_not_compared_across_deployments_and_modes() -> None:
     assert "peak throughput of flask+metrics" not in summary
     assert "peak throughput of grpc+metrics" not in summary
     assert "- **flask+metrics**: peak 900 req/s" in summary  # still measured and listed
+
+
+def test_lambda_sizes_are_grouped_apart_and_a_failed_off_is_said() -> None:
+    stages = [runs.stage(1, 500.0, 1.0, 2.0)]
+    results = [result(f"lambda-{mb}", m, stages) for mb in (512, 1769)
+               for m in ("off", "metrics")]
+    for t in results:
+        t["deployment"] = "lambda"
+    run = runs.run(results)
+    assert [g.label for g in monitormodes.groups(run)] == ["lambda-512", "lambda-1769"]
+    assert [f.name for f in decide(run).figures] == ["lambda-512", "lambda-1769"]
+    results[0]["status"] = "failed"
+    results[0]["stages"] = []
+    results.append(result("lambda-512", "metrics+log", stages))
+    results[-1]["deployment"] = "lambda"
+    md = section(markdown_of(runs.run(results)), "What monitoring costs")
+    assert ("Not measured (failed): lambda-512; the changes above are against "
+            "lambda-512+metrics.") in md
+
+
+def test_compare_does_not_take_a_monitored_result_for_a_renamed_one() -> None:
+    plain = runs.run([result("flask", "off", [runs.stage(4, 1000.0, 4.0, 9.0)])])
+    watched = runs.run([result("flask", "metrics", [runs.stage(4, 990.0, 4.0, 9.0)])])
+    notes = compare(plain, watched).notes
+    assert "flask+metrics: only in B" in notes
+    assert not any("same deployment and encoding" in n for n in notes)
