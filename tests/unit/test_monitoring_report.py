@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.results import write_run
-from reports import document, findings, markdown, monitorcheck, monitorcost, monitormodes
+from reports import (
+    document,
+    encodings,
+    findings,
+    markdown,
+    monitorcheck,
+    monitorcost,
+    monitormodes,
+)
 from reports.blocks import Chart
 from reports.charts import render_all
 from reports.compare import compare
@@ -292,3 +300,15 @@ def test_compare_does_not_take_a_monitored_result_for_a_renamed_one() -> None:
     notes = compare(plain, watched).notes
     assert "flask+metrics: only in B" in notes
     assert not any("same deployment and encoding" in n for n in notes)
+
+
+def test_encodings_compare_results_of_one_monitoring_mode() -> None:
+    stages = [runs.stage(4, 1000.0, 4.0, 9.0)]
+    run = runs.run([result("flask-json", m, stages) for m in ("off", "metrics")]
+                   + [result("flask-binary", m, stages) for m in ("off", "metrics")])
+    for t in run["targets"]:
+        t["deployment"] = "flask"
+        t["encoding"] = t["name"].split("+")[0].removeprefix("flask-")
+    assert [(p.subject, p.base["name"], p.other["name"]) for p in encodings.pairs(run)] == [
+        ("flask", "flask-json", "flask-binary"),
+        ("flask+metrics", "flask-json+metrics", "flask-binary+metrics")]
