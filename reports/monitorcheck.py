@@ -125,10 +125,11 @@ def table(run: RunDoc) -> Table:
         "between the scrape when the stage started and the one after it drained, against "
         "those the load generator sent in the same span; the difference (target over load "
         "generator); each side's errors; the target's mean and p99 time "
-        "(`deploybench_request_seconds`; Lambda: `lambda_duration_milliseconds`, its p99 "
-        "read from the histogram's buckets) against the load generator's mean and p99 "
-        "latency; and the target's mean over the client's, the share of the latency spent "
-        f"inside the application. NO: counts more than {COUNT_TOLERANCE:.0%} apart, a "
+        "(`deploybench_request_seconds`; Lambda: `lambda_duration_milliseconds`; "
+        "histograms, so the p99 is read from their buckets, the mean exact) against the "
+        "load generator's mean and p99 latency; and the target's mean over the "
+        "client's, the share of the latency spent inside the application."
+        f" NO: counts more than {COUNT_TOLERANCE:.0%} apart, a "
         f"target mean above the client's by more than {TIME_TOLERANCE:.0%}, or a failed "
         "scrape."))
 
