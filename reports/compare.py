@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from reports import monitormodes
 from reports.format import fmt_ms, fmt_rps, stage_load
 from reports.loads import WINDOW_FIELD
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
@@ -254,13 +255,15 @@ def _label(key: tuple[str, float, bool], a: StageResult, b: StageResult) -> str:
 def _renamed(target: TargetResult, side: str, other: RunDoc) -> str:
     """A hint when the other run measured the same deployment in the same encoding under
     another name (``flask`` in a run of one encoding, ``flask-json`` with --encodings),
-    batched alike (``flask+batch`` is another deployment's figures, not a rename)."""
+    batched and monitored alike (``flask+batch`` and ``flask+metrics`` are other figures,
+    not a rename)."""
     if "encoding" not in target:
         return ""
     same = [t["name"] for t in other["targets"] if t["name"] != target["name"]
             and "encoding" in t and deployment(t) == deployment(target)
             and t.get("encoding") == target.get("encoding")
-            and bool(t.get("batching")) == bool(target.get("batching"))]
+            and bool(t.get("batching")) == bool(target.get("batching"))
+            and monitormodes.mode(t) == monitormodes.mode(target)]
     if not same:
         return ""
     return (f" ({side}'s {same[0]} is the same deployment and encoding: `run --encodings` "

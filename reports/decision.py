@@ -27,6 +27,10 @@ The rules, each stated in the report:
   the common load does not differ significantly (Welch's t-test at 5% over trials, with
   ``--trials 3`` or more). One run is not tested: p99s within 10% of each other are
   treated as close, and the report says that is one run's figures, not a test.
+* **Monitoring modes** (``run --monitoring``): results that measured one deployment with
+  metrics or a prediction log on (``flask+metrics``) are not candidates beside it; the
+  decision weighs each deployment in its lightest mode measured (off), and says so. What
+  monitoring costs is the section of its own (:mod:`reports.monitorcost`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reports import trials, waystopay
+from reports import monitormodes, trials, waystopay
 from reports.costs import ARCH, pay_per_request, price
 from reports.figures import Figures
 from reports.format import fmt_ms, stage_load
@@ -206,6 +210,9 @@ class Decision:
     #: was chosen among them by latency), overall and as a service.
     tier: tuple[Figures, ...] = ()
     service_tier: tuple[Figures, ...] = ()
+    #: Results left out as another monitoring mode of a deployment weighed (name, the
+    #: result weighed instead): reports.monitormodes.set_aside.
+    set_aside: tuple[tuple[str, str], ...] = ()
 
 
 def _cost_tie(a: Figures, b: Figures) -> bool:
@@ -251,11 +258,12 @@ def _choose(candidates: list[Figures]) -> Choice:
 
 def decide(run: RunDoc, obj: Objective | None = None) -> Decision:
     obj = obj or objective(run)
-    figs = figures(run, obj)
+    aside = monitormodes.set_aside(run)
+    figs = [f for f in figures(run, obj) if f.name not in aside]
     candidates = [f for f in figs if f.meets]
     best, ties, tier = _choose(candidates)
     service: Choice = (None, (), ())
     if best is not None and best.name == "inprocess":
         service = _choose([f for f in candidates if f.name != "inprocess"])
     return Decision(obj, common_load(run), figs, best, ties, service[0], service[1], tier,
-                    service[2])
+                    service[2], tuple(aside.items()))

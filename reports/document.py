@@ -16,6 +16,7 @@ from reports import (
     encodings,
     findings,
     loads,
+    monitoring,
     power,
     questions,
     serverless,
@@ -88,7 +89,9 @@ def validity_counts(run: RunDoc) -> tuple[int, int]:
 
 
 def summary_items(run: RunDoc) -> list[str]:
-    measured = [t for t in run["targets"] if t["status"] == "ok" and peak_stage(t)]
+    aside = monitoring.set_aside(run)  # other monitoring modes: compared in their section
+    measured = [t for t in run["targets"] if t["status"] == "ok" and peak_stage(t)
+                and t["name"] not in aside]
     items = [line for t in run["targets"] if (line := _target_summary(run, t)) is not None]
     items += _sweep_stops(run)
     items += timeline.summary_lines(run)
@@ -231,8 +234,7 @@ def build(run: RunDoc) -> list[Block]:
         *_title(run),
         Heading("Decision"),
         *summary.summary_blocks(run, choice),
-        *_invalid_stages(run),
-        *_warnings(run),
+        *_invalid_stages(run), *_warnings(run),
         Heading("Caveats"), Bullets(tuple(questions.caveats(run, choice))),
         Heading("Questions to ask before choosing"),
         questions.questions_table(run, choice),
@@ -240,9 +242,8 @@ def build(run: RunDoc) -> list[Block]:
         Heading("Summary of measurements"),
         Bullets(tuple(summary_items(run))),
         *encodings.blocks(run),
-        *batching.blocks(run),
-        *power.blocks(run),
-        *timeline.section(run),
+        *batching.blocks(run), *monitoring.blocks(run),
+        *power.blocks(run), *timeline.section(run),
         *_trials(run),
         Heading("Results per target"),
         *(block for t in run["targets"] for block in _target_results(t)),

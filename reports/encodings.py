@@ -27,6 +27,7 @@ from reports import trials
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.format import NONE, fmt_ms, fmt_rps, users
 from reports.loads import at_load, common_load, describe_common, figure_values
+from reports.monitormodes import mode
 from reports.runblocks import Metadata
 from reports.schema import RunDoc, StageResult, TargetResult, deployment
 
@@ -63,14 +64,16 @@ def pairs(run: RunDoc) -> list[Pair]:
     (``run --batching``) only against another batched alike."""
     measured = _measured(run)
     out = []
-    by_deployment: dict[tuple[str, str | None, str], list[TargetResult]] = {}
+    by_deployment: dict[tuple[str, str | None, str, str], list[TargetResult]] = {}
     sized = {_size(t) for t in measured if _size(t)}
     for t in measured:
-        # Lambda at several memory sizes (lambda-512-json): each size's encodings apart.
+        # Lambda at several memory sizes (lambda-512-json): each size's encodings apart;
+        # and each monitoring mode's (run --monitoring) apart.
         size = _size(t) if len(sized) > 1 else ""
-        by_deployment.setdefault((deployment(t), t.get("batching"), size), []).append(t)
-    for (name, batched, size), results in by_deployment.items():
-        subject = name + (f"-{size}" if size else "") + ("+batch" if batched else "")
+        by_deployment.setdefault((deployment(t), t.get("batching"), size, _watch(t)),
+                                 []).append(t)
+    for (name, batched, size, watch), results in by_deployment.items():
+        subject = name + (f"-{size}" if size else "") + ("+batch" if batched else "") + watch
         if len({encoding(t) for t in results}) < 2:
             continue
         base = next((t for t in results if encoding(t) == "json"), results[0])
@@ -81,12 +84,19 @@ def pairs(run: RunDoc) -> list[Pair]:
     for proto in (t for t in measured if encoding(t) == "protobuf"):
         for http in binary:
             if deployment(http) != deployment(proto) \
-                    and http.get("batching") == proto.get("batching"):
-                suffix = "+batch" if proto.get("batching") else ""
+                    and http.get("batching") == proto.get("batching") \
+                    and _watch(http) == _watch(proto):
+                suffix = ("+batch" if proto.get("batching") else "") + _watch(proto)
                 out.append(Pair(f"{deployment(proto)}{suffix} vs {deployment(http)}{suffix}",
                                 http, f"{deployment(http)}{suffix}'s binary", proto,
                                 "protobuf"))
     return out
+
+
+def _watch(t: TargetResult) -> str:
+    """A result's monitoring mode as its name's suffix ("" with monitoring off)."""
+    watched = mode(t)
+    return "" if watched == "off" else "+" + watched
 
 
 def _size(t: TargetResult) -> str:

@@ -7,6 +7,7 @@ stages; these are the other things a reader must know.
 
 from __future__ import annotations
 
+from reports import monitorcheck
 from reports.format import fmt_cpus, fmt_ms, stage_load
 from reports.runblocks import Ceiling
 from reports.schema import RunDoc, TargetResult, deployment
@@ -193,6 +194,7 @@ def warnings(run: RunDoc) -> list[str]:
         out.append(f"The target and the load generator shared CPUs {overlap}: every figure "
                    "mixes both. Give them separate CPUs with --target-cpus/--loadgen-cpus.")
     out += stalls(run)
+    out += monitorcheck.findings(run)
     out += near_ceiling(run)
     out += unusable_calibrations(run)
     target_cpus = len(run["metadata"].get("target_cpus") or []) or 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from reports import charts, document, html, markdown, powerchart
+from reports import charts, document, html, markdown, monitorchart, powerchart
 from reports.schema import RunDoc, load_run
 from targets.files import atomic_write_bytes
 
@@ -22,8 +22,9 @@ class Rendered:
 def render_run_dir(run_dir: Path, run: RunDoc | None = None) -> Rendered:
     run = run if run is not None else load_run(run_dir)
     blocks = document.build(run)
-    # The power chart lives apart from reports.charts (at its size limit).
-    images = {**charts.render_all(run), **powerchart.render_all(run)}
+    # The power and monitoring charts live apart from reports.charts (at its size limit).
+    images = {**charts.render_all(run), **powerchart.render_all(run),
+              **monitorchart.render_all(run)}
     chart_dir = run_dir / CHART_DIR
     chart_dir.mkdir(exist_ok=True)
     chart_paths = {}

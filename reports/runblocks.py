@@ -29,6 +29,26 @@ class LambdaFunction(TypedDict):
     endpoint_url: str | None
 
 
+class MonitoringDescription(TypedDict, total=False):
+    """What a target was asked to do besides serving (targets.monitoring, issue 22): the
+    mode ("off", "metrics", "log", "metrics+log"), whether it exposed metrics, the share
+    of requests it logged, where its metrics were scraped and its predictions logged."""
+
+    mode: str
+    metrics: bool
+    log_rate: float
+    metrics_url: str | None
+    prediction_log_dir: str | None
+
+
+class PredictionLogInfo(TypedDict):
+    """A logging result's prediction log, read after its load: the folder (relative to the
+    run folder) and the rows it held."""
+
+    dir: str
+    rows: int
+
+
 class TargetDescription(TypedDict, total=False):
     """What was deployed and how (each target's ``describe()``, then for containers the
     figures read after the load). Each deployment writes the keys that apply to it."""
@@ -77,6 +97,8 @@ class TargetDescription(TypedDict, total=False):
     #: cache, and its peak (MB, as Docker counts them).
     container_memory_mb: float | None
     container_memory_peak_mb: float | None
+    #: run --metrics / --log-predictions (issue 22).
+    monitoring: MonitoringDescription
     #: deploybench calibrate's null targets: the fixed delay and stall they answer with
     #: (ms, s), and what they answer.
     calibration: bool

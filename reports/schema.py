@@ -51,7 +51,11 @@ Schema versions of ``run.json`` (bump on any incompatible change and say what ch
   21): prices for provisioned concurrency and Managed Instances and each way to pay's
   date (``provisioned_*``, ``managed_*``, ``container_as_of``; reports.pricing fills
   them); the scenario's ``window_max_s`` and ``lambda_memory_mb``; results ``lambda-MB``,
-  one per memory size, each with ``deployment`` "lambda".
+  one per memory size, each with ``deployment`` "lambda". Also optional (issue 22,
+  monitoring): a target's ``monitoring`` ("off", "metrics", "log", "metrics+log"; absent
+  means off) and, when it logged predictions, ``prediction_log`` (folder and rows); a
+  stage's ``target_metrics``, the target's own count and time beside the load
+  generator's (reports.stageblocks.TargetMetricsBlock).
 
 Older files load: :func:`upgrade` brings them to this version in memory, filling what
 was not measured then with ``None`` (or, for a verdict, INVALID with the reason), and
@@ -74,6 +78,7 @@ from reports.runblocks import (
     ColdStarts,
     LoadgenInfo,
     Metadata,
+    PredictionLogInfo,
     Prices,
     Redeploys,
     ScenarioBlock,
@@ -87,6 +92,7 @@ from reports.stageblocks import (
     LocustCrossCheck,
     OpenLoopBlock,
     PlatformSummary,
+    TargetMetricsBlock,
     TimelineBlock,
     WindowResult,
 )
@@ -187,6 +193,8 @@ class StageResult(TypedDict):
     window_end: float
     #: Locust's own (bucketed) figures for the window: a cross-check, not the source.
     locust: LocustCrossCheck
+    #: run --metrics: the target's own metrics for the stage beside the load generator's.
+    target_metrics: NotRequired[TargetMetricsBlock]
 
 
 class ParityResult(TypedDict):
@@ -220,6 +228,11 @@ class TargetResult(TypedDict):
     #: Its server's batcher settings (``max_batch=16,max_wait_ms=2``) for a result
     #: ``NAME+batch`` of ``run --batching``; None unbatched (schema 6).
     batching: NotRequired[str | None]
+    #: What it monitored (``run --monitoring``): "off", "metrics", "log" or "metrics+log";
+    #: results of a mode other than off are named ``NAME+MODE``. Absent: off.
+    monitoring: NotRequired[str]
+    #: A result that logged predictions: its log's folder and rows.
+    prediction_log: NotRequired[PredictionLogInfo]
 
 
 def deployment(target: TargetResult) -> str:

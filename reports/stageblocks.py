@@ -217,3 +217,30 @@ class BatchingBlock(TypedDict):
     requests: int
     #: Requests per forward pass (None: no pass in the windows).
     mean_size: float | None
+
+
+class TargetMetricsBlock(TypedDict, total=False):
+    """The target's own metrics for the stage (``run --metrics``: scraped when the stage
+    started and once it had drained, issue 22) beside the load generator's figures for the
+    same requests, or ``error`` alone when a scrape failed. reports.monitorcheck reads it."""
+
+    #: Prediction requests the target counted, and those the load generator sent.
+    target_requests: int
+    loadgen_requests: int
+    #: (target - load generator) / load generator, in percent.
+    count_diff_percent: float | None
+    target_errors: int
+    loadgen_errors: int
+    #: The target's time per request (its handler; Lambda: REPORT's Duration) and the
+    #: load generator's latency, ms: mean and p99.
+    target_mean_ms: float | None
+    loadgen_mean_ms: float | None
+    target_p99_ms: float | None
+    loadgen_p99_ms: float | None
+    #: Scrapes taken in the stage.
+    scrapes: int
+    #: The harness's verdict on the two counts, and why not when they disagree.
+    agrees: bool
+    why: str | None
+    #: The scrape failed: why (the other keys are then absent).
+    error: str

@@ -193,7 +193,7 @@ def decision_items(d: Decision) -> list[str]:
         else:
             items.append(f"**No deployment met {d.objective.describe()}.**")
             items += [_why_not(f, f, (), d) + "." for f in d.figures]
-        return items + break_even_items(d)
+        return items + set_aside_items(d) + break_even_items(d)
     items += _recommend(d.best, d.ties, d, "Recommended:")
     if d.best_service is not None:
         items += _recommend(d.best_service, d.service_ties, d,
@@ -211,7 +211,22 @@ def decision_items(d: Decision) -> list[str]:
             items.append(_why_not(f, d.best_service, d.service_tier, d) + ".")
         else:
             items.append(_why_not(f, d.best, d.tier, d) + ".")
-    return items + break_even_items(d)
+    return items + set_aside_items(d) + break_even_items(d)
+
+
+def set_aside_items(d: Decision) -> list[str]:
+    """What the decision left out as another monitoring mode of a deployment it weighed."""
+    if not d.set_aside:
+        return []
+    by_base: dict[str, list[str]] = {}
+    for name, base in d.set_aside:
+        by_base.setdefault(base, []).append(name)
+    pairs = [f"{_names(names)} (weighed as {base})" for base, names in by_base.items()]
+    return [f"Monitoring modes: {'; '.join(pairs)} measured the same deployment"
+            f"{'s' if len(by_base) > 1 else ''} with metrics or a "
+            "prediction log on (`run --monitoring`), so they are not candidates here: the "
+            "decision compares each deployment in its lightest mode measured (off). What "
+            "monitoring costs each one is under *What monitoring costs*."]
 
 
 def _names(names: list[str]) -> str:
