@@ -199,8 +199,8 @@ def _write_reference(args: argparse.Namespace) -> int:
     if args.reference_inputs is not None:
         batch = _load_npy(args.reference_inputs, bundle)
         source, batches = f"{args.reference_inputs.name} ({len(batch)} examples)", [batch]
-    elif hasattr(bundle, "drift_reference_inputs"):
-        source, batches = bundle.drift_reference_inputs()
+    elif (generator := drift.optional_member(bundle, "drift_reference_inputs")) is not None:
+        source, batches = generator()
     else:
         raise UserError(f"bundle {bundle.name} has no drift_reference_inputs(): pass "
                         "--reference-inputs FILE.npy (its training inputs)")

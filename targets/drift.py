@@ -75,12 +75,17 @@ def default_features(batch: np.ndarray) -> tuple[list[str], np.ndarray]:
     return names, np.concatenate([channels.mean(axis=2), channels.std(axis=2)], axis=1)
 
 
+def optional_member(bundle: Any, name: str) -> Any:
+    """A bundle's optional member (``drift_features``, ``drift_reference_inputs``), the
+    user's own where targets.bundles.user.FileBundle wraps their object; None without."""
+    own = getattr(bundle, name, None)
+    return own if own is not None else getattr(getattr(bundle, "inner", None), name, None)
+
+
 def features(bundle: Any, batch: np.ndarray) -> tuple[list[str], np.ndarray]:
     """The bundle's drift features of ``batch``: its ``drift_features(batch)`` where it
     defines one (a user bundle module's object too), else :func:`default_features`."""
-    own = getattr(bundle, "drift_features", None)
-    if own is None:  # a user's bundle module, wrapped by targets.bundles.user.FileBundle
-        own = getattr(getattr(bundle, "inner", None), "drift_features", None)
+    own = optional_member(bundle, "drift_features")
     if own is None:
         return default_features(batch)
     names, matrix = own(batch)

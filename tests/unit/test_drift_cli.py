@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_iris
 
 from harness.cli import main
 from harness.drift import EXIT_DRIFT
@@ -171,3 +172,20 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     with pytest.raises(SystemExit) as info:
         main(["drift", str(tmp_path), "--top", "-1"])
     assert info.value.code == 2
+
+
+def test_the_template_bundle_names_its_features_and_writes_its_reference(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A user bundle's own drift_features() and drift_reference_inputs() (the template's)."""
+    assert main(["init-bundle", "iris", "--dir", str(tmp_path)]) == 0
+    bundle_file = tmp_path / "iris.py"
+    ref = tmp_path / "iris-reference.json"
+    assert main(["drift", "--write-reference", str(bundle_file), "--out", str(ref)]) == 0
+    assert "4 features of iris from iris (150 flowers)" in capsys.readouterr().out
+    flowers = load_iris().data.astype(np.float32)
+    flowers[:, 2] += 2.0  # petal length, in cm
+    log_dir = write_log(tmp_path / "log", flowers, bundle="iris")
+    assert main(["drift", str(log_dir), "--bundle", str(bundle_file), "--reference",
+                 str(ref)]) == EXIT_DRIFT
+    out = capsys.readouterr().out
+    assert "1 of 4 features moved (PSI >= 0.25): petal_length" in out
