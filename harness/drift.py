@@ -94,6 +94,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
     reference = _reference(bundle, args)
     try:
         names, matrix = drift.features(bundle, inputs)
+        if not np.isfinite(matrix).all():
+            raise UserError(f"the log in {args.log_dir} holds inputs that are not finite "
+                            "numbers (NaN or infinity): no drift figure is defined for them")
         results = drift.compare(reference, names, matrix, args.psi_threshold)
     except DriftError as exc:
         raise UserError(str(exc)) from exc

@@ -189,3 +189,12 @@ def test_the_template_bundle_names_its_features_and_writes_its_reference(
                  str(ref)]) == EXIT_DRIFT
     out = capsys.readouterr().out
     assert "1 of 4 features moved (PSI >= 0.25): petal_length" in out
+
+
+def test_non_finite_logged_inputs_are_a_clear_error(
+        tmp_path: Path, test_images: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = test_images[:120].copy()
+    rows[5, 0] = np.nan
+    log_dir = write_log(tmp_path / "log", rows)
+    assert main(["drift", str(log_dir)]) == 1
+    assert "not finite" in capsys.readouterr().err
