@@ -56,7 +56,7 @@ def add_drift_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     dr.add_argument("--reference-inputs", type=Path, default=None, metavar="FILE.npy",
                     help="compute the reference from these training inputs, an array of "
                          "shape (N, *input_shape) saved with numpy.save")
-    dr.add_argument("--psi-threshold", type=float, default=0.25, metavar="X",
+    dr.add_argument("--psi-threshold", type=float, default=drift.MOVED, metavar="X",
                     help="a feature moved when its PSI is at least X (default 0.25)")
     dr.add_argument("--top", type=non_negative_int, default=20, metavar="N",
                     help="print the N most shifted features (default 20; 0: all)")
@@ -81,22 +81,20 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+#: Logged examples summarised at a time: a vision log is read 256 images (150 MB) at a
+#: time, never whole.
+CHUNK = 256
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
+    _check_options(args)
     if args.write_reference is not None:
         return _write_reference(args)
-    if args.log_dir is None:
-        raise UserError("name the prediction log's folder: `deploybench drift LOG_DIR` (a "
-                        "target's NAME-predictions folder, written with --log-predictions)")
-    if args.psi_threshold <= 0 or not math.isfinite(args.psi_threshold):
-        raise UserError(f"--psi-threshold must be a positive number (got {args.psi_threshold})")
-    logged_bundle, inputs = _read_log(args.log_dir)
+    logged_bundle = _first_bundle(args.log_dir)
     bundle = _bundle(args.bundle or logged_bundle, logged_bundle)
     reference = _reference(bundle, args)
+    names, matrix = _logged_features(args.log_dir, bundle)
     try:
-        names, matrix = drift.features(bundle, inputs)
-        if not np.isfinite(matrix).all():
-            raise UserError(f"the log in {args.log_dir} holds inputs that are not finite "
-                            "numbers (NaN or infinity): no drift figure is defined for them")
         results = drift.compare(reference, names, matrix, args.psi_threshold)
     except DriftError as exc:
         raise UserError(str(exc)) from exc
@@ -105,7 +103,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     if distinct < drift.MIN_EXAMPLES:
         warnings.append(
             f"only {distinct} distinct example{'s' if distinct != 1 else ''} logged "
-            f"({len(inputs)} in all; fewer than {drift.MIN_EXAMPLES}): the figures are mostly "
+            f"({len(matrix)} in all; fewer than {drift.MIN_EXAMPLES}): the figures are mostly "
             "sampling noise, not trustworthy (64 unshifted digits examples average a PSI of "
             "~0.1 and flag 1 to 7 of 64 features by chance). Log more real traffic before "
             "reading them")
@@ -113,14 +111,33 @@ def cmd_drift(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     moved = [r for r in results if r.moved]
     if args.json:
-        print(json.dumps(_document(args, bundle, reference, len(inputs), distinct, results,
+        print(json.dumps(_document(args, bundle, reference, len(matrix), distinct, results,
                                    warnings), indent=2, allow_nan=False))
     else:
-        _print_table(args, bundle, reference, len(inputs), distinct, results)
+        _print_table(args, bundle, reference, len(matrix), distinct, results)
     return EXIT_DRIFT if moved else 0
 
 
-def _read_log(log_dir: Path) -> tuple[str, np.ndarray]:
+def _check_options(args: argparse.Namespace) -> None:
+    if args.write_reference is not None:
+        if args.log_dir is not None or args.reference is not None:
+            raise UserError("--write-reference writes a reference and checks no log: drop "
+                            "LOG_DIR and --reference (its inputs: --reference-inputs)")
+        return
+    if args.out is not None:
+        raise UserError("--out names the file --write-reference writes; checking a log "
+                        "writes nothing (--json prints the result)")
+    if args.log_dir is None:
+        raise UserError("name the prediction log's folder: `deploybench drift LOG_DIR` (a "
+                        "target's NAME-predictions folder, written with --log-predictions)")
+    if args.reference is not None and args.reference_inputs is not None:
+        raise UserError("give one reference: --reference or --reference-inputs")
+    if args.psi_threshold <= 0 or not math.isfinite(args.psi_threshold):
+        raise UserError(f"--psi-threshold must be a positive number (got {args.psi_threshold})")
+
+
+def _first_bundle(log_dir: Path) -> str:
+    """The bundle the log's first row names; a clear error for a missing or empty log."""
     if not log_dir.is_dir():
         raise UserError(f"no prediction log folder {log_dir}: give the folder a target "
                         "logged into (NAME-predictions beside its log, or "
@@ -129,13 +146,56 @@ def _read_log(log_dir: Path) -> tuple[str, np.ndarray]:
         raise UserError(f"no prediction log in {log_dir} (no {predlog.LOG_GLOB}): was the "
                         "target run with --log-predictions RATE?")
     try:
-        bundle, inputs = predlog.read_inputs(log_dir)
+        first = next(iter(predlog.read_log(log_dir)), None)
     except (ValueError, OSError, sqlite3.Error) as exc:
         raise UserError(f"cannot read the prediction log in {log_dir} ({exc})") from exc
-    if bundle is None or inputs is None or len(inputs) == 0:
+    if first is None:
         raise UserError(f"the prediction log in {log_dir} is empty: no request was logged "
                         "yet (a rate of 0.01 logs one request in a hundred)")
-    return bundle, inputs
+    return first.bundle
+
+
+def _logged_features(log_dir: Path, bundle: Bundle) -> tuple[list[str], np.ndarray]:
+    """The drift features of every logged example, read request by request and summarised
+    :data:`CHUNK` examples at a time. One bundle's log of one input shape, finite."""
+    names: list[str] = []
+    parts: list[np.ndarray] = []
+    pending: list[np.ndarray] = []
+    first: predlog.LoggedRequest | None = None
+
+    def summarise() -> None:
+        nonlocal names
+        chunk_names, matrix = drift.features(bundle, np.concatenate(pending))
+        names = chunk_names
+        parts.append(matrix)
+        pending.clear()
+
+    try:
+        for logged in predlog.read_log(log_dir):
+            if first is None:
+                first = logged
+                if logged.input.shape[1:] != tuple(bundle.input_shape):
+                    raise UserError(f"the log in {log_dir} holds examples of shape "
+                                    f"{logged.input.shape[1:]}, bundle {bundle.name} takes "
+                                    f"{tuple(bundle.input_shape)}")
+            elif logged.bundle != first.bundle:
+                raise UserError(f"the log in {log_dir} mixes bundles ({first.bundle}, "
+                                f"{logged.bundle}): check one bundle's log at a time")
+            if logged.input.shape[1:] != first.input.shape[1:]:
+                raise UserError(f"the log in {log_dir} mixes input shapes "
+                                f"({first.input.shape[1:]}, {logged.input.shape[1:]})")
+            if not np.isfinite(logged.input).all():
+                raise UserError(f"the log in {log_dir} holds inputs that are not finite "
+                                "numbers (NaN or infinity): no drift figure is defined for "
+                                "them")
+            pending.append(logged.input)
+            if sum(len(p) for p in pending) >= CHUNK:
+                summarise()
+        if pending:
+            summarise()
+    except (ValueError, OSError, sqlite3.Error) as exc:
+        raise UserError(f"cannot read the prediction log in {log_dir} ({exc})") from exc
+    return names, np.concatenate(parts)
 
 
 def _bundle(spec: str, logged: str | None) -> Bundle:

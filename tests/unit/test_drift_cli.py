@@ -15,6 +15,7 @@ from harness.cli import main
 from harness.drift import EXIT_DRIFT
 from targets.bundles.digits import _split
 from targets.bundles.protocol import Prediction
+from targets.bundles.vision import VisionBundle
 from targets.predlog import PredictionLog
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +199,36 @@ def test_non_finite_logged_inputs_are_a_clear_error(
     log_dir = write_log(tmp_path / "log", rows)
     assert main(["drift", str(log_dir)]) == 1
     assert "not finite" in capsys.readouterr().err
+
+
+def test_a_vision_log_is_checked_on_its_summary_features(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = np.concatenate(VisionBundle().example_requests())
+    log_dir = write_log(tmp_path / "log", images, bundle="vision")
+    main(["drift", str(log_dir), "--json"])
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert len(doc["features"]) == 22
+    assert {f["name"] for f in doc["features"]} >= {"R.mean", "B.std", "bright[3,3]"}
+    assert doc["trustworthy"] is False
+    assert "only 8 distinct examples" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["drift", "LOG", "--write-reference", "digits"], "checks no log"),
+    (["drift", "LOG", "--out", "x.json"], "checking a log writes nothing"),
+    (["drift", "LOG", "--reference", "examples", "--reference-inputs", "x.npy"],
+     "give one reference"),
+    (["drift", "LOG", "--psi-threshold", "0"], "must be a positive number"),
+])
+def test_conflicting_options_are_refused(argv: list[str], message: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_a_log_of_another_shape_is_refused(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    log_dir = write_log(tmp_path / "log", np.zeros((5, 4), dtype=np.float32))  # not 64
+    assert main(["drift", str(log_dir)]) == 1
+    assert "holds examples of shape (4,), bundle digits takes (64,)" in capsys.readouterr().err
