@@ -27,6 +27,7 @@ from harness.commands import (
     cmd_serve,
     cmd_upgrade,
 )
+from harness.drift import add_drift_parser
 from harness.errors import UserError
 from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
 from harness.options import (
@@ -309,6 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", type=Path, default=Path("."),
                       help="folder to write it in (default: here)")
     init.set_defaults(func=cmd_init_bundle)
+
+    add_drift_parser(sub)
 
     bundles = sub.add_parser("bundles", help="list the built-in bundles")
     bundles.add_argument("--time", action="store_true",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -186,6 +187,18 @@ class DigitsBundle(TorchClassifier):
     def example_requests(self) -> list[np.ndarray]:
         _, _, x_test, _ = _split()
         return [x_test[i : i + 1].copy() for i in range(N_EXAMPLES)]
+
+    # -- the drift check (deploybench drift) ------------------------------------------
+    def drift_features(self, batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Every pixel, named by its row and column in the 8x8 image."""
+        names = [f"px[{r},{c}]" for r in range(8) for c in range(8)]
+        return names, batch.reshape(len(batch), 64)
+
+    def drift_reference_inputs(self) -> tuple[str, Iterable[np.ndarray]]:
+        """What the reference is computed from: the training split, as the model saw it."""
+        x_train, _, _, _ = _split()
+        return (f"the training split ({len(x_train)} images; seed {SEED}, "
+                f"{1 - TEST_FRACTION:.0%} of scikit-learn's digits)", [x_train])
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "accuracy": self._meta.get("accuracy"),

@@ -10,6 +10,7 @@ predicting is building a list.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,12 +22,19 @@ if TYPE_CHECKING:
 
 SEED = 0
 N_EXAMPLES = 8
+#: The drift reference: rows from the examples' generator, from their own seed.
+REFERENCE_SEED = 1
+REFERENCE_ROWS = 2000
 CLASSES = 10
 #: Powers of two summing to exactly 1: every one is exact in float32 (gRPC's wire type)
 #: and in JSON, so parity between any two targets is exact, not within a tolerance.
 PROBABILITIES: tuple[float, ...] = (*(2.0 ** -k for k in range(1, CLASSES)), 2.0 ** -(CLASSES - 1))
 #: The answer for every row, whatever it holds: class 0, the most probable.
 ANSWER = Prediction(label=0, probabilities=PROBABILITIES)
+
+
+def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 17, size=(n, *NullBundle.input_shape)).astype(np.float32)
 
 
 class NullBundle:
@@ -61,9 +69,15 @@ class NullBundle:
     def example_requests(self) -> list[np.ndarray]:
         """Single rows (every served null target answers one prediction per request) of
         whole numbers 0..16, as digits' pixels are: short to encode and to parse."""
-        rng = np.random.default_rng(SEED)
-        rows = rng.integers(0, 17, size=(N_EXAMPLES, 1, *self.input_shape)).astype(np.float32)
-        return [row.copy() for row in rows]
+        rows = _rows(np.random.default_rng(SEED), N_EXAMPLES)
+        return [row[None].copy() for row in rows]
+
+    def drift_reference_inputs(self) -> tuple[str, Iterable[np.ndarray]]:
+        """Its inputs' own distribution (whole numbers 0..16, uniform): more rows from the
+        examples' generator, from their own seed."""
+        return (f"{REFERENCE_ROWS} rows from the example requests' generator (seed "
+                f"{REFERENCE_SEED})", [_rows(np.random.default_rng(REFERENCE_SEED),
+                                             REFERENCE_ROWS)])
 
     def info(self) -> dict[str, Any]:
         return {

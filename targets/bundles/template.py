@@ -114,6 +114,19 @@ class Bundle:
         x, _ = _data()
         return [x[i : i + 1].copy() for i in range(0, len(x), 10)]
 
+    def drift_features(self, batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Optional. What `deploybench drift` compares between logged and training inputs:
+        names and a matrix (examples, features). Without it: every value when an example
+        holds at most 256, else each channel's mean and standard deviation."""
+        names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+        return names, batch.reshape(len(batch), 4)
+
+    def drift_reference_inputs(self) -> tuple[str, list[np.ndarray]]:
+        """Optional. The training inputs `deploybench drift --write-reference` computes the
+        reference from: a description and batches of shape (B, *input_shape)."""
+        x, _ = _data()
+        return f"iris ({len(x)} flowers)", [x]
+
     def info(self) -> dict[str, Any]:
         """Optional. Facts for the report; "sha256" of the weights lets `deploybench
         compare` warn when two runs served different models."""

@@ -8,6 +8,7 @@ costs tens of milliseconds on one core (``deploybench bundles`` prints the figur
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,6 +22,12 @@ SEED = 1234
 CLASSES = 10
 WIDTHS = (64, 128, 256, 512)
 N_EXAMPLES = 8
+#: The drift reference: this many images like the examples, from their own seed.
+REFERENCE_SEED = 4321
+REFERENCE_IMAGES = 1000
+#: Summary drift features: a GRID x GRID grid of brightness means.
+GRID = 4
+CHANNELS = ("R", "G", "B")
 #: ImageNet channel statistics, the usual normalisation for 0..255 RGB input.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -83,6 +90,12 @@ def _build_net() -> torch.nn.Module:
     return net.eval()
 
 
+def _image(rng: np.random.Generator) -> np.ndarray:
+    """A smooth random image: low-resolution noise upsampled, as 0..255 RGB floats."""
+    low = rng.uniform(0, 255, size=(1, 3, 28, 28)).astype(np.float32)
+    return np.ascontiguousarray(low.repeat(8, axis=2).repeat(8, axis=3))
+
+
 class VisionBundle(TorchClassifier):
     name = "vision"
     description = "ResNet-18-like CNN, 3x224x224 input, seeded random weights (compute-heavy)"
@@ -115,12 +128,35 @@ class VisionBundle(TorchClassifier):
 
     def example_requests(self) -> list[np.ndarray]:
         rng = np.random.default_rng(SEED)
-        # Smooth random images: low-resolution noise upsampled, as 0..255 RGB floats.
-        out = []
-        for _ in range(N_EXAMPLES):
-            low = rng.uniform(0, 255, size=(1, 3, 28, 28)).astype(np.float32)
-            out.append(np.ascontiguousarray(low.repeat(8, axis=2).repeat(8, axis=3)))
-        return out
+        return [_image(rng) for _ in range(N_EXAMPLES)]
+
+    # -- the drift check (deploybench drift) ------------------------------------------
+    def drift_features(self, batch: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Summaries, not 150,528 pixels (a pixel's own distribution says little about an
+        image): each channel's mean and standard deviation, and the brightness (mean of
+        the channels) of a 4x4 grid of 56x56 blocks, ``bright[row,col]``."""
+        n = len(batch)
+        flat = batch.reshape(n, 3, -1)
+        side = self.input_shape[1] // GRID
+        # Summed in float64 without a float64 copy of the batch (8 bytes a value).
+        blocks = batch.reshape(n, 3, GRID, side, GRID, side).mean(axis=(1, 3, 5),
+                                                                    dtype=np.float64)
+        names = ([f"{c}.mean" for c in CHANNELS] + [f"{c}.std" for c in CHANNELS]
+                 + [f"bright[{r},{c}]" for r in range(GRID) for c in range(GRID)])
+        return names, np.concatenate([flat.mean(axis=2, dtype=np.float64),
+                                      flat.std(axis=2, dtype=np.float64),
+                                      blocks.reshape(n, GRID * GRID)], axis=1)
+
+    def drift_reference_inputs(self) -> tuple[str, Iterable[np.ndarray]]:
+        """No training set (the weights are random): images from the examples' generator,
+        more of them, from their own seed, made 50 at a time."""
+        def batches() -> Iterator[np.ndarray]:
+            rng = np.random.default_rng(REFERENCE_SEED)
+            for _ in range(REFERENCE_IMAGES // 50):
+                yield np.concatenate([_image(rng) for _ in range(50)])
+
+        return (f"{REFERENCE_IMAGES} images from the example requests' generator "
+                f"(seed {REFERENCE_SEED})", batches())
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "examples": N_EXAMPLES}
