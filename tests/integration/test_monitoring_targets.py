@@ -1,0 +1,139 @@
+"""Monitoring inside the real servers (#22): started with ``--metrics`` and
+``--log-predictions 1.0``, sent good and bad requests through their clients, scraped.
+
+The target's own count must equal what was sent (its health checks not counted), the
+errors the bad requests, across two worker processes on one CPU (prometheus_client's
+multiprocess mode); the log must hold one row per good request, and read back to the
+answers the server gave."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from prometheus_client import generate_latest
+
+from harness.cpus import CpuPlan
+from harness.loadgen.embedded import Application
+from targets.bundles.protocol import Prediction, serve_batch
+from targets.fastapi.target import FastapiTarget
+from targets.flask.target import FlaskTarget
+from targets.grpc.client import request_message
+from targets.grpc.target import GrpcTarget
+from targets.monitoring import MODEL_INFO, Monitoring, parse_scrape
+from targets.predlog import count_rows, read_log
+
+pytestmark = pytest.mark.integration
+
+TARGETS: dict[str, Any] = {"flask": FlaskTarget, "fastapi": FastapiTarget, "grpc": GrpcTarget}
+GOOD, BAD = 12, 3
+ON = Monitoring(metrics=True, log_rate=1.0)
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return str(response.read().decode())
+
+
+def _serving(text: str) -> float:
+    """Processes serving, from MODEL_INFO (a live-sum gauge over the workers)."""
+    return sum(float(v) for v in re.findall(rf"^{MODEL_INFO}\{{[^}}]*\}} (\S+)$", text,
+                                            re.M))
+
+
+def _bad_request(target: Any) -> None:
+    """One request the server refuses as the client's mistake."""
+    if isinstance(target, GrpcTarget):
+        wrong = request_message(np.zeros((1, 3), dtype=np.float32))  # not digits' shape
+        with pytest.raises(grpc.RpcError) as caught:
+            target.client.call(wrong)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return
+    status, _ = target.request(json.dumps({"wrong": 1}).encode(),
+                               {"Content-Type": "application/json"})
+    assert status == 400
+
+
+def _same(a: tuple[int, tuple[float, ...]], b: Prediction) -> bool:
+    return a[0] == b.label and np.allclose(a[1], b.probabilities, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_counts_and_log_across_two_workers(name: str, cpus: CpuPlan, digits: Any,
+                                           tmp_path: Path) -> None:
+    examples = digits.example_requests()
+    target = TARGETS[name]("digits", [cpus.target[0]], "json", workers=2,
+                           log_path=tmp_path / f"{name}.log", monitoring=ON)
+    answers: dict[bytes, list[Prediction]] = {}
+    with target:
+        url = target.metrics_url
+        assert url is not None
+        if name == "grpc":
+            assert f":{target.port}/" not in url  # the side port
+        # Both workers up (the server is healthy once one is): each renders both's metrics.
+        deadline = time.monotonic() + 60
+        while _serving(_scrape(url)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        before = parse_scrape(_scrape(url), time.time())
+        for k in range(GOOD):
+            example = examples[k % len(examples)]
+            answers[example.tobytes()] = target.predict(example)
+        for _ in range(BAD):
+            _bad_request(target)
+        assert target.health()  # health checks are never counted
+        text = _scrape(url)
+        after = parse_scrape(text, time.time())
+        folder = target.prediction_log_dir
+    assert folder is not None
+    assert folder.parent == tmp_path  # beside the server's log
+    counted = after.since(before)
+    assert counted.requests == GOOD + BAD
+    assert counted.errors == BAD
+    assert counted.latency_count == GOOD + BAD
+    assert counted.latency_sum_s > 0
+    assert sum(n for le, n in counted.buckets if le == float("inf")) == GOOD + BAD
+    assert _serving(text) == 2
+    # The log, flushed at the workers' exit: one row per good request, as answered.
+    assert count_rows(folder) == GOOD
+    rows = list(read_log(folder))
+    assert {row.model_version for row in rows} == {rows[0].model_version}
+    assert rows[0].model_version.startswith("digits@")
+    for row in rows:
+        answer = answers[np.ascontiguousarray(row.input, dtype=np.float32).tobytes()]
+        assert len(row.output) == len(answer)
+        assert all(_same(a, b) for a, b in zip(row.output, answer, strict=True))
+
+
+
+def test_inprocess_application_counts_and_logs(cpus: CpuPlan, digits: Any,
+                                               tmp_path: Path) -> None:
+    """The in-process application (harness.loadgen.embedded): its handler threads observe
+    the default registry (what the load generator scrapes, INPROCESS_URL) and log in the
+    background, flushed when it closes."""
+    before = parse_scrape(generate_latest().decode(), time.time()) \
+        if b"deploybench_requests" in generate_latest() else None
+    app = Application("digits", [cpus.target[0]], None, ON, str(tmp_path / "log"))
+    try:
+        app.reserve(2)  # thread 0 answers every example, thread 1 its first
+    finally:
+        app.stop()
+        app.close()
+    sent = len(digits.example_requests()) + 1
+    after = parse_scrape(generate_latest().decode(), time.time())
+    counted = after.since(before) if before is not None else after
+    assert counted.requests == sent
+    assert counted.errors == 0
+    assert count_rows(tmp_path / "log") == sent
+    examples = {e.tobytes(): e for e in digits.example_requests()}
+    for row in read_log(tmp_path / "log"):
+        example = examples[np.ascontiguousarray(row.input, dtype=np.float32).tobytes()]
+        assert _same(row.output[0], serve_batch(digits, example)[0])
