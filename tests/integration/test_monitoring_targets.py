@@ -22,6 +22,7 @@ from prometheus_client import generate_latest
 
 from harness.cpus import CpuPlan
 from harness.loadgen.embedded import Application
+from targets.batching import BatchingSpec
 from targets.bundles.protocol import Prediction, serve_batch
 from targets.fastapi.target import FastapiTarget
 from targets.flask.target import FlaskTarget
@@ -112,6 +113,43 @@ def test_counts_and_log_across_two_workers(name: str, cpus: CpuPlan, digits: Any
         assert len(row.output) == len(answer)
         assert all(_same(a, b) for a, b in zip(row.output, answer, strict=True))
 
+
+
+VARIANTS = {"flask-batching": (FlaskTarget, {}), "fastapi-batching": (FastapiTarget, {}),
+            "grpc-aio-batching": (GrpcTarget, {"api": "aio"}),
+            "grpc-aio": (GrpcTarget, {"api": "aio", "batching": None})}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_batching_and_aio_count_and_log(variant: str, cpus: CpuPlan, digits: Any,
+                                        tmp_path: Path) -> None:
+    """Under --batching the batcher observes each forward pass and every request is
+    logged with its own predictions; gRPC's aio server counts as the sync one."""
+    cls, options = VARIANTS[variant]
+    options = {"batching": BatchingSpec(max_batch=8, max_wait_ms=2), **options}
+    examples = digits.example_requests()
+    target = cls("digits", [cpus.target[0]], "json", workers=1,
+                 log_path=tmp_path / "server.log", monitoring=ON, **options)
+    answers: dict[bytes, list[Prediction]] = {}
+    with target:
+        url = target.metrics_url
+        before = parse_scrape(_scrape(url), time.time())
+        for example in examples[:GOOD]:
+            answers[example.tobytes()] = target.predict(example)
+        _bad_request(target)
+        text = _scrape(url)
+        counted = parse_scrape(text, time.time()).since(before)
+        folder = target.prediction_log_dir
+    assert counted.requests == min(GOOD, len(examples)) + 1
+    assert counted.errors == 1
+    model_passes = re.search(r"^deploybench_batch_examples_count (\S+)$", text, re.M)
+    assert model_passes is not None
+    assert float(model_passes.group(1)) >= len(answers)
+    rows = list(read_log(folder))
+    assert len(rows) == len(answers)
+    for row in rows:
+        answer = answers[np.ascontiguousarray(row.input, dtype=np.float32).tobytes()]
+        assert all(_same(a, b) for a, b in zip(row.output, answer, strict=True))
 
 
 def test_inprocess_application_counts_and_logs(cpus: CpuPlan, digits: Any,
