@@ -41,7 +41,7 @@ class MetricsWSGI:
             body, content_type = self.monitor.exposition()
             start_response("200 OK", [("Content-Type", content_type),
                                       ("Content-Length", str(len(body)))])
-            return [body]
+            return [body if environ.get("REQUEST_METHOD") == "GET" else b""]
         if path != PREDICT_PATH:
             return self.app(environ, start_response)
         started = time.perf_counter()
