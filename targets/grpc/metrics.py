@@ -10,6 +10,7 @@ every server process's metrics from the multiprocess folder
 
 from __future__ import annotations
 
+import socket
 import threading
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
@@ -38,7 +39,11 @@ class MetricsServer:
     def __init__(self, host: str, port: int) -> None:
         from prometheus_client.exposition import ThreadingWSGIServer
 
-        self.httpd = make_server(host, port, _app, server_class=ThreadingWSGIServer,
+        class Server(ThreadingWSGIServer):
+            # As the gRPC server binds: an IPv6 address ("::", "::1") on an IPv6 socket.
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.httpd = make_server(host, port, _app, server_class=Server,
                                  handler_class=_Quiet)
         self._thread: threading.Thread | None = None
 
