@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from targets.batching import BatchingSpec
 from targets.bundles.null import NullBundle
 from targets.bundles.protocol import Prediction
 from targets.errors import RequestError
+from targets.grpc.metrics import MetricsServer
 from targets.grpc.server import main as grpc_main
 from targets.monitor import (
     MULTIPROC_ENV,
@@ -237,3 +240,23 @@ def test_servers_that_cannot_monitor_refuse_the_flags(capsys: pytest.CaptureFixt
 def test_grpc_metrics_need_a_side_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert grpc_main(["--metrics", "--port", "0"]) == 2
     assert "--metrics-port" in capsys.readouterr().err
+
+
+def test_grpc_side_port_serves_the_multiprocess_folder(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    server = MetricsServer("127.0.0.1", 0)
+    server.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics",
+                                    timeout=5) as answer:
+            assert answer.status == 200
+            assert answer.headers["Content-Type"].startswith("text/plain")
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/other", timeout=5)
+        assert missing.value.code == 404
+        missing.value.close()
+    finally:
+        server.stop()
+    with pytest.raises(urllib.error.URLError):  # the port is gone with it
+        urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5)
