@@ -21,7 +21,9 @@ Requests that arrive meanwhile queue for the model thread, which takes them all 
 as that pass is over.
 
 Every forward pass is one line of the worker's :class:`BatchLog` (requests, examples);
-the model thread flushes it every :data:`targets.batching.FLUSH_S` while idle.
+the model thread flushes it every :data:`targets.batching.FLUSH_S` while idle. Under
+``--metrics`` each forward pass's time and examples are observed here
+(:meth:`targets.monitor.Monitor.forward`), where the model runs.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from targets.bundles.protocol import serve_batch
 
 if TYPE_CHECKING:
     from targets.bundles.protocol import Bundle, Prediction
+    from targets.monitor import Monitor
 
 #: How long close() waits for the forward pass in progress to finish.
 CLOSE_WAIT_S = 5.0
@@ -96,10 +99,14 @@ class Batcher:
     """One worker's batcher: :meth:`predict` (blocking, for threaded servers) and
     :meth:`apredict` (for asyncio servers) until :meth:`close`."""
 
-    def __init__(self, bundle: Bundle, spec: BatchingSpec, log: BatchLog | None = None) -> None:
+    def __init__(self, bundle: Bundle, spec: BatchingSpec, log: BatchLog | None = None,
+                 monitor: Monitor | None = None) -> None:
         self.bundle = bundle
         self.spec = spec
         self.log = log
+        #: --metrics: each forward pass's time and examples (None: not observed).
+        self.monitor = monitor if monitor is not None and monitor.metrics is not None \
+            else None
         self._max_batch = spec.max_batch
         self._wait_s = spec.max_wait_ms / 1000.0
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
@@ -237,7 +244,14 @@ class Batcher:
         try:
             stacked = requests[0].batch if len(requests) == 1 \
                 else np.concatenate([r.batch for r in requests])
-            predictions = serve_batch(self.bundle, stacked)
+            if self.monitor is None:
+                predictions = serve_batch(self.bundle, stacked)
+            else:
+                started = time.perf_counter()
+                try:
+                    predictions = serve_batch(self.bundle, stacked)
+                finally:
+                    self.monitor.forward(time.perf_counter() - started, examples)
             if len(predictions) != examples:
                 raise RuntimeError(f"the model answered {len(predictions)} predictions for "
                                    f"{examples} examples")
@@ -277,10 +291,10 @@ def _fail(request: _Request) -> None:
 
 
 def worker_batcher(bundle: Bundle, spec: BatchingSpec | None,
-                   log_dir: str | None) -> Batcher | None:
+                   log_dir: str | None, monitor: Monitor | None = None) -> Batcher | None:
     """In a server worker, after the fork (the batcher starts a thread): its batcher for
-    the loaded ``bundle``, logging under ``log_dir`` when given; None when batching is
-    off."""
+    the loaded ``bundle``, logging under ``log_dir`` when given, its forward passes
+    observed by ``monitor`` (--metrics); None when batching is off."""
     if spec is None:
         return None
-    return Batcher(bundle, spec, BatchLog(log_dir) if log_dir else None)
+    return Batcher(bundle, spec, BatchLog(log_dir) if log_dir else None, monitor)

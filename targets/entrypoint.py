@@ -202,13 +202,15 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
                        getattr(args, "metrics_port", None), log_dir)
 
 
-def fork_workers(count: int, serve_one: Callable[[], int]) -> int:
+def fork_workers(count: int, serve_one: Callable[[], int],
+                 on_forked: Callable[[], None] | None = None) -> int:
     """Fork ``count`` workers, each running ``serve_one`` (its return is the exit code),
     and supervise them; returns the exit code of the first worker to exit.
 
     SIGTERM and SIGINT are forwarded to the workers. Any worker exiting ends the server:
     a half-sized server would measure something else. Call it before anything starts
-    threads in this process.
+    threads in this process; ``on_forked`` runs here once every worker is forked (it may
+    start one: the gRPC target's metrics endpoint).
     """
     children: list[int] = []
     for _ in range(count):
@@ -220,6 +222,8 @@ def fork_workers(count: int, serve_one: Callable[[], int]) -> int:
             finally:
                 os._exit(code)
         children.append(pid)
+    if on_forked is not None:
+        on_forked()
 
     alive = set(children)
 

@@ -46,6 +46,8 @@ from harness.loadgen.stages import StageRunner, run_trials
 from reports.stageblocks import LocustCrossCheck
 from targets.bundles.protocol import Prediction, compare_predictions, serve_batch
 from targets.bundles.resolve import get_bundle
+from targets.monitor import inprocess_monitor
+from targets.monitoring import OFF, Monitoring
 
 IDLE, CLOSED, OPEN = "idle", "closed", "open"
 
@@ -113,7 +115,9 @@ class Application:
     crosscheck = False  # no Locust here: the samples are the only figures
 
     def __init__(self, bundle_name: str, cpus: list[int],
-                 reference: list[list[dict[str, Any]]] | None = None) -> None:
+                 reference: list[list[dict[str, Any]]] | None = None,
+                 monitoring: Monitoring = OFF, prediction_log_dir: str | None = None
+                 ) -> None:
         import torch
 
         torch.set_num_threads(1)  # one torch thread per handler thread
@@ -126,6 +130,12 @@ class Application:
         self.bundle.load()
         self.examples = self.bundle.example_requests()
         serve_batch(self.bundle, self.examples[0])  # first call: lazy initialisation
+        #: --metrics / --log-predictions: the application's own (None: off); the handler
+        #: threads call through it (metrics in the default registry, which the stages'
+        #: scraper reads; a background thread logs).
+        self.monitor = inprocess_monitor(monitoring, self.bundle, prediction_log_dir)
+        if self.monitor is not None:
+            self.serve = self.monitor.handle
         #: Model load and first prediction, in this already running process.
         self.load_s = time.perf_counter() - started
         self.reference = reference
@@ -356,6 +366,11 @@ class Application:
             busy[k] = None  # after the record: see _closed
             self._answered(k, error)
 
+    def close(self) -> None:
+        """The application stops: its prediction log flushed."""
+        if self.monitor is not None:
+            self.monitor.close()
+
     def _answered(self, k: int, error: BaseException | None) -> None:
         if error is None:
             self.control.answered[k] = True
@@ -369,7 +384,19 @@ def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     spec = plan.spec
     # Before torch is imported: the driver's own memory, not the model's.
     rss_before_model = ResourceMeter([]).memory().loadgen_rss_mb
-    app = Application(spec["bundle"], list(spec["cpus"]), plan.reference)
+    monitoring = Monitoring(**{k: v for k, v in spec.get("monitoring", {}).items()
+                               if k in ("metrics", "log_rate")})
+    app = Application(spec["bundle"], list(spec["cpus"]), plan.reference, monitoring,
+                      spec.get("prediction_log_dir"))
+    try:
+        return _run(app, plan, out_dir, rss_before_model)
+    finally:
+        app.close()
+
+
+def _run(app: Application, plan: Plan, out_dir: Path, rss_before_model: float
+         ) -> dict[str, Any]:
+    spec = plan.spec
     extra: dict[str, Any] = {"load_s": app.load_s, "rss_before_model_mb": rss_before_model}
     try:
         if app.reference is not None:

@@ -37,12 +37,15 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from targets.batcher import Batcher, worker_batcher
 from targets.batching import BatchingSpec
-from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
+from targets.monitor import Monitor, predictor, worker_monitor
+from targets.monitorapp import MetricsASGI
+from targets.monitoring import OFF, Monitoring
 from targets.wire import codec, openapi
 from targets.wire.asgi import read_body
 
@@ -97,31 +100,43 @@ def _answer_errors(app: FastAPI) -> None:
 
 
 def _batched(app: FastAPI, batcher: Batcher, input_shape: tuple[int, ...],
-             limits: codec.Limits) -> None:
-    """``POST /predict`` through the worker's batcher."""
+             limits: codec.Limits, monitor: Monitor | None) -> None:
+    """``POST /predict`` through the worker's batcher (each request logged with its own
+    predictions under --log-predictions)."""
     max_body = limits.max_body_bytes
+    log = monitor.log if monitor is not None else None
 
     @app.post("/predict")
     async def predict_batched(request: Request) -> Response:
         body = await read_body(request, max_body)
         batch = codec.decode_request(request.headers.get("content-type"), body,
                                      request.headers, input_shape, limits)
-        return _json(codec.encode_predictions(await batcher.apredict(batch)), 200)
+        predictions = await batcher.apredict(batch)
+        if log is not None:
+            log.record(batch, predictions)
+        return _json(codec.encode_predictions(predictions), 200)
 
 
 def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
                threads: int = 2, pool: str = "executor",
                batching: BatchingSpec | None = None,
-               batch_log_dir: str | None = None) -> FastAPI:
+               batch_log_dir: str | None = None, monitoring: Monitoring = OFF,
+               prediction_log_dir: str | None = None) -> ASGIApp:
     """Load the bundle (once per worker process) and build the app around it, its model
     run in ``pool``: "executor", this worker's own ThreadPoolExecutor of ``threads``
     threads (``loop.run_in_executor``); "anyio", anyio's pool (``run_in_threadpool``, its
     limiter set to ``threads``); "sync", a plain ``def`` endpoint, which FastAPI runs in
     anyio's pool (the same limiter). With ``batching``, the worker's batcher serves every
-    prediction instead (call this in the worker, after the fork: it starts a thread)."""
+    prediction instead (call this in the worker, after the fork: it starts a thread). With
+    ``monitoring``, the worker's metrics (the app wrapped: :mod:`targets.monitorapp`) and
+    prediction log, closed at the app's shutdown."""
     bundle = get_bundle(bundle_name)
     bundle.load()
-    batcher = worker_batcher(bundle, batching, batch_log_dir)
+    monitor = worker_monitor(monitoring, bundle, prediction_log_dir)
+    batcher = worker_batcher(bundle, batching, batch_log_dir, monitor)
+    # batch -> predictions, chosen once: without monitoring, the model's call and no more
+    # (batched, the batcher serves and _batched logs).
+    infer = predictor(bundle, None, monitor)
     input_shape = bundle.input_shape
     max_body = limits.max_body_bytes
     health = json.dumps({"status": "ok", "bundle": bundle.name, "pid": os.getpid()}).encode()
@@ -131,7 +146,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
     def answer(content_type: str | None, body: bytes, headers: Any) -> bytes:
         """Decode, predict, encode: the CPU's work of a request, off the event loop."""
         batch = codec.decode_request(content_type, body, headers, input_shape, limits)
-        return codec.encode_predictions(serve_batch(bundle, batch))
+        return codec.encode_predictions(infer(batch))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -140,13 +155,15 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
         yield
         if batcher is not None:  # answers what it holds and flushes its batch log
             batcher.close()
+        if monitor is not None:  # flushes the prediction log
+            monitor.close()
 
     app = FastAPI(title=f"deploybench fastapi target ({bundle.name})", openapi_url=None,
                   docs_url=None, redoc_url=None, lifespan=lifespan)
     app.state.max_body = max_body
 
     if batcher is not None:
-        _batched(app, batcher, input_shape, limits)
+        _batched(app, batcher, input_shape, limits, monitor)
     elif pool == "sync":
         @app.post("/predict")
         def predict_sync(request: Request, body: Annotated[bytes, Depends(body_of)]
@@ -171,4 +188,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS, *,
         return _json(description, 200)
 
     _answer_errors(app)
+    if monitor is not None and monitor.metrics is not None:
+        # GET /metrics, and every /predict answer counted (error handlers' included).
+        return MetricsASGI(app, monitor)
     return app

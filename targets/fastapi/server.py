@@ -29,6 +29,7 @@ from targets.entrypoint import (
     set_torch_threads,
 )
 from targets.entrypoint import add_arguments as add_common_arguments
+from targets.monitor import multiprocess_dir
 from targets.runtimes.process import signal_when_parent_dies
 
 #: Beside flask's 8000, so docker-compose can run both with host networking.
@@ -90,7 +91,9 @@ def _serve_one(args: argparse.Namespace, setup: ServerSetup, sock: socket.socket
     from targets.fastapi.app import create_app  # noqa: PLC0415
 
     app = create_app(args.bundle, setup.limits, threads=setup.threads, pool=args.pool,
-                     batching=setup.batching, batch_log_dir=setup.batch_log_dir)
+                     batching=setup.batching, batch_log_dir=setup.batch_log_dir,
+                     monitoring=setup.monitoring,
+                     prediction_log_dir=setup.prediction_log_dir)
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on",
                             access_log=False, log_level="info", server_header=False,
                             timeout_keep_alive=KEEPALIVE_S,
@@ -109,6 +112,7 @@ def _serve_one(args: argparse.Namespace, setup: ServerSetup, sock: socket.socket
 def serve(args: argparse.Namespace) -> int:
     exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
+    multiprocess_dir(setup.monitoring)  # before any worker imports prometheus_client
     sock = bind(args.host, args.port)
     print(setup.banner("fastapi", args) + f" pool={args.pool}", file=sys.stderr, flush=True)
     supervisor = os.getpid()

@@ -5,6 +5,10 @@ With ``batching`` the worker's requests go through its :class:`targets.batcher.B
 (built here, in the worker, after gunicorn's fork; closed at the worker's exit): the
 gthread worker's threads wait in it while one forward pass serves them together.
 
+With ``--metrics`` (:mod:`targets.monitorapp`) ``GET /metrics`` answers the worker's
+and its siblings' metrics and every ``/predict`` answer is counted; with
+``--log-predictions`` the worker logs them (:class:`targets.monitor.Monitor`).
+
 Every error is answered as JSON ``{"error": ..., "status": ...}``: malformed input gets
 400, a body over the limit 413, a wrong content type 415 (all from
 :mod:`targets.wire.codec`), and nothing a client sends can produce a 500 or kill a worker.
@@ -21,11 +25,13 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from targets.batcher import worker_batcher
+from targets.batcher import Batcher, worker_batcher
 from targets.batching import BatchingSpec
-from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.errors import RequestError
+from targets.monitor import Monitor, predictor, worker_monitor
+from targets.monitorapp import MetricsWSGI
+from targets.monitoring import OFF, Monitoring
 from targets.wire import codec, openapi
 
 log = logging.getLogger(__name__)
@@ -40,16 +46,31 @@ def _json(body: bytes, status: int) -> Response:
     return Response(body, status=status, mimetype=codec.JSON_TYPE)
 
 
+def _worker_batcher(bundle: Any, batching: BatchingSpec | None, batch_log_dir: str | None,
+                    monitor: Monitor | None) -> Batcher | None:
+    """The worker's batcher (None: not batching); it and the monitor closed at the
+    worker's exit (gunicorn's workers end with sys.exit): the logs flushed."""
+    if monitor is not None:
+        atexit.register(monitor.close)  # after the batcher's close (atexit runs LIFO)
+    batcher = worker_batcher(bundle, batching, batch_log_dir, monitor)
+    if batcher is not None:
+        atexit.register(batcher.close)
+    return batcher
+
+
 def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS,
-               batching: BatchingSpec | None = None, batch_log_dir: str | None = None
+               batching: BatchingSpec | None = None, batch_log_dir: str | None = None,
+               monitoring: Monitoring = OFF, prediction_log_dir: str | None = None
                ) -> Flask:
     """Load the bundle (once per worker process) and build the app around it; with
-    ``batching``, start the worker's batcher (call this in the worker, after the fork)."""
+    ``batching``, start the worker's batcher, with ``monitoring`` its metrics and
+    prediction log (call this in the worker, after the fork)."""
     bundle = get_bundle(bundle_name)
     bundle.load()
-    batcher = worker_batcher(bundle, batching, batch_log_dir)
-    if batcher is not None:
-        atexit.register(batcher.close)  # gunicorn's workers end with sys.exit: flushes the log
+    monitor = worker_monitor(monitoring, bundle, prediction_log_dir)
+    # batch -> predictions, chosen once: without monitoring, the model's call and no more.
+    infer = predictor(bundle, _worker_batcher(bundle, batching, batch_log_dir, monitor),
+                      monitor)
     input_shape = bundle.input_shape
     app = Flask("deploybench.flask")
     max_body = limits.max_body_bytes
@@ -74,8 +95,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS,
         headers: Any = req.headers if SHAPE_KEY in environ or DTYPE_KEY in environ else {}
         batch = codec.decode_request(environ.get("CONTENT_TYPE"), body, headers, input_shape,
                                      limits)
-        predictions = serve_batch(bundle, batch) if batcher is None else batcher.predict(batch)
-        return _json(codec.encode_predictions(predictions), 200)
+        return _json(codec.encode_predictions(infer(batch)), 200)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -103,4 +123,7 @@ def create_app(bundle_name: str, limits: codec.Limits = codec.DEFAULT_LIMITS,
         log.exception("unexpected error serving a request")
         return _json(codec.encode_error(500, f"internal error: {type(exc).__name__}"), 500)
 
+    if monitor is not None and monitor.metrics is not None:
+        # GET /metrics, and every /predict answer counted (error handlers' included).
+        app.wsgi_app = MetricsWSGI(app.wsgi_app, monitor)  # type: ignore[method-assign]
     return app

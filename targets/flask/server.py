@@ -22,6 +22,7 @@ from targets.entrypoint import (
     prepare_server,
     set_torch_threads,
 )
+from targets.monitor import mark_dead, multiprocess_dir
 
 #: Threads per gthread worker (under --batching, at least max_batch: see
 #: targets.entrypoint.threads_for). The model is CPU-bound and each worker has one CPU's worth
@@ -53,6 +54,8 @@ def serve(args: argparse.Namespace) -> None:
                                "--worker-class gthread")
     exit_if_port_taken(args.host, args.port)
     setup = prepare_server(args)
+    # Before gunicorn forks, before any worker imports prometheus_client.
+    metrics_dir = multiprocess_dir(setup.monitoring)
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):  # type: ignore[misc]
@@ -70,6 +73,8 @@ def serve(args: argparse.Namespace) -> None:
                 "proc_name": f"deploybench-flask-{label(args.bundle)}",
                 "post_fork": lambda server, worker: set_torch_threads(setup.torch_threads),
             }
+            if metrics_dir is not None:  # an exited worker's live gauges stop counting
+                settings["child_exit"] = lambda server, worker: mark_dead(worker.pid)
             # gunicorn >= 24 opens a control socket at one fixed path per user: two
             # servers would fight over it, and we manage processes by PID anyway.
             if "control_socket_disable" in self.cfg.settings:
@@ -82,7 +87,8 @@ def serve(args: argparse.Namespace) -> None:
             from targets.flask.app import create_app  # noqa: PLC0415
 
             # In the worker, after the fork: the batcher's thread is the worker's own.
-            return create_app(args.bundle, setup.limits, setup.batching, setup.batch_log_dir)
+            return create_app(args.bundle, setup.limits, setup.batching, setup.batch_log_dir,
+                              setup.monitoring, setup.prediction_log_dir)
 
     print(setup.banner("flask", args), file=sys.stderr, flush=True)
     Application().run()

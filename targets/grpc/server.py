@@ -13,6 +13,12 @@ it is forked: the sync server's pool threads wait in it (the pool is then at lea
 ``max_batch`` threads), and the aio server awaits it, its event loop free while the
 batcher's thread runs the model.
 
+With ``--metrics`` every server process counts its Predict answers by outcome (OK; the
+client's INVALID_ARGUMENT or RESOURCE_EXHAUSTED; anything else a server error) and times
+them, and the supervising process answers ``GET /metrics`` for all of them on
+``--metrics-port`` (:mod:`targets.grpc.metrics`); a message gRPC itself refuses for its
+size never reaches the handler and is not counted.
+
 A malformed request gets INVALID_ARGUMENT and one over ``--max-body-bytes`` or
 ``--max-batch`` RESOURCE_EXHAUSTED, each with a message naming the problem; the server
 keeps serving.
@@ -25,18 +31,21 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from concurrent import futures
 from typing import Any
 
 from targets.batcher import worker_batcher
-from targets.bundles.protocol import Prediction, serve_batch
+from targets.bundles.protocol import Prediction
 from targets.bundles.resolve import get_bundle
 from targets.entrypoint import ServerSetup, fork_workers, prepare_server, set_torch_threads
 from targets.entrypoint import add_arguments as add_common_arguments
 from targets.errors import RequestError
 from targets.grpc import predict_pb2
 from targets.grpc.decode import decode_predict_request
+from targets.grpc.metrics import MetricsServer
+from targets.monitor import OK, multiprocess_dir, outcome_of_error, predictor, worker_monitor
 from targets.wire import codec
 
 #: Threads in each server's pool, chosen by measurement (docs/methodology.md,
@@ -81,17 +90,18 @@ class Predictor:
         limits = setup.limits
         self.bundle = get_bundle(bundle_name)
         self.bundle.load()
-        self.batcher = worker_batcher(self.bundle, setup.batching, setup.batch_log_dir)
-        self._serve, self._decode, self._pb2 = serve_batch, decode_predict_request, predict_pb2
+        #: --metrics / --log-predictions (None: off); the handlers count the answers.
+        self.monitor = worker_monitor(setup.monitoring, self.bundle, setup.prediction_log_dir)
+        self.batcher = worker_batcher(self.bundle, setup.batching, setup.batch_log_dir,
+                                      self.monitor)
+        self._infer = predictor(self.bundle, self.batcher, self.monitor)
+        self._decode, self._pb2 = decode_predict_request, predict_pb2
         self._shape, self._limits = self.bundle.input_shape, limits
         self._info = predict_pb2.InfoResponse(bundle=self.bundle.name, pid=os.getpid())
 
     def predict(self, data: bytes) -> Any:
         """Raises RequestError for the client's mistakes."""
-        batch = self._decode(data, self._shape, self._limits)
-        if self.batcher is not None:
-            return response_message(self.batcher.predict(batch))
-        return response_message(self._serve(self.bundle, batch))
+        return response_message(self._infer(self._decode(data, self._shape, self._limits)))
 
     async def apredict(self, data: bytes) -> Any:
         """:meth:`predict` for the aio server: unbatched, the model runs on the event loop
@@ -100,11 +110,16 @@ class Predictor:
         if self.batcher is None:
             return self.predict(data)
         batch = self._decode(data, self._shape, self._limits)
-        return response_message(await self.batcher.apredict(batch))
+        predictions = await self.batcher.apredict(batch)
+        if self.monitor is not None:
+            self.monitor.served(batch, predictions)
+        return response_message(predictions)
 
     def close(self) -> None:
         if self.batcher is not None:
             self.batcher.close()
+        if self.monitor is not None:  # after the batcher: flushes the prediction log
+            self.monitor.close()
 
     def info(self, request: Any) -> Any:
         return self._info
@@ -161,6 +176,8 @@ def build_server(service: Predictor, host: str, port: int, setup: ServerSetup,
     from grpc_reflection.v1alpha import reflection
 
     limits = setup.limits
+    monitor = service.monitor if service.monitor is not None \
+        and service.monitor.metrics is not None else None
 
     def predict(data: bytes, context: Any) -> Any:
         try:
@@ -169,9 +186,24 @@ def build_server(service: Predictor, host: str, port: int, setup: ServerSetup,
             context.abort(*_status(exc))
             raise  # abort() raised already
 
+    clock = time.perf_counter
+
+    def counted(data: bytes, context: Any) -> Any:
+        assert monitor is not None
+        started = clock()
+        try:
+            answer = service.predict(data)
+        except Exception as exc:
+            monitor.answered(outcome_of_error(exc), clock() - started)
+            context.abort(*_status(exc))
+            raise  # abort() raised already
+        monitor.answered(OK, clock() - started)
+        return answer
+
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=setup.threads),
                          options=_options(limits, reuse_port))
-    handlers = service.handlers(predict, lambda request, context: service.info(request))
+    handlers = service.handlers(predict if monitor is None else counted,
+                                lambda request, context: service.info(request))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     health_servicer = health.HealthServicer()
@@ -196,6 +228,9 @@ async def serve_aio(service: Predictor, host: str, port: int, limits: codec.Limi
     from grpc_health.v1 import health, health_pb2, health_pb2_grpc
     from grpc_reflection.v1alpha import reflection
 
+    monitor = service.monitor if service.monitor is not None \
+        and service.monitor.metrics is not None else None
+
     async def predict(data: bytes, context: Any) -> Any:
         try:
             return await service.apredict(data)
@@ -203,11 +238,25 @@ async def serve_aio(service: Predictor, host: str, port: int, limits: codec.Limi
             await context.abort(*_status(exc))
             raise  # abort() raised already
 
+    clock = time.perf_counter
+
+    async def counted(data: bytes, context: Any) -> Any:
+        assert monitor is not None
+        started = clock()
+        try:
+            answer = await service.apredict(data)
+        except Exception as exc:
+            monitor.answered(outcome_of_error(exc), clock() - started)
+            await context.abort(*_status(exc))
+            raise  # abort() raised already
+        monitor.answered(OK, clock() - started)
+        return answer
+
     async def info(request: Any, context: Any) -> Any:
         return service.info(request)
 
     server = grpc.aio.server(options=_options(limits, reuse_port))
-    handlers = service.handlers(predict, info)
+    handlers = service.handlers(predict if monitor is None else counted, info)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)
     health_servicer = health.aio.HealthServicer()
@@ -262,12 +311,40 @@ def _serve_api(service: Predictor, args: argparse.Namespace, setup: ServerSetup,
 
 
 def serve(args: argparse.Namespace) -> int:
+    if args.metrics and args.metrics_port is None:
+        print("error: --metrics: the gRPC server exposes its metrics over HTTP on a side "
+              "port: give --metrics-port PORT", file=sys.stderr, flush=True)
+        return 2
     setup = prepare_server(args)
     print(setup.banner("grpc", args), file=sys.stderr, flush=True)
+    # Before any server process imports prometheus_client; bound now (no thread yet),
+    # served from this process once the workers are forked.
+    metrics = None
+    if multiprocess_dir(setup.monitoring) is not None:
+        try:
+            metrics = MetricsServer(args.host, args.metrics_port)
+        except OSError as exc:
+            print(f"error: cannot bind the metrics port {args.host}:{args.metrics_port}: "
+                  f"{exc.strerror or exc}. Choose another --metrics-port", file=sys.stderr,
+                  flush=True)
+            return 1
     if setup.workers == 1:
-        return _serve_one(args, setup, reuse_port=False)
+        if metrics is not None:
+            metrics.start()
+        try:
+            return _serve_one(args, setup, reuse_port=False)
+        finally:
+            if metrics is not None:
+                metrics.stop()
+
+    def serve_one() -> int:
+        if metrics is not None:
+            metrics.close_in_child()  # the supervisor answers /metrics, not the workers
+        return _serve_one(args, setup, reuse_port=True)
+
     # Several workers: fork them now, before gRPC or torch start threads in this process.
-    return fork_workers(setup.workers, lambda: _serve_one(args, setup, reuse_port=True))
+    return fork_workers(setup.workers, serve_one,
+                        on_forked=metrics.start if metrics is not None else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,6 +26,8 @@ class GrpcTarget(ServedTarget[GrpcClient]):
     server_module = "targets.grpc.server"
     server_kind = "grpc.server (thread pool) + health + reflection"
     default_threads = DEFAULT_THREADS
+    #: gRPC's metrics are on an HTTP side port (--metrics-port), served by the supervisor.
+    metrics_side_port = True
 
     def __init__(self, *args: Any, api: str = DEFAULT_API, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -45,6 +45,7 @@ from targets.bundles.protocol import serve_batch
 from targets.bundles.resolve import get_bundle
 from targets.entrypoint import ServerSetup, exit_if_batching, fork_workers, prepare_server
 from targets.entrypoint import add_arguments as add_common_arguments
+from targets.monitor import exit_if_monitoring
 from targets.wire import codec
 
 NULL_BUNDLE = "null"
@@ -391,6 +392,8 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 def serve(args: argparse.Namespace) -> int:
     exit_if_batching(args, "the null HTTP server has no model to batch for")
+    exit_if_monitoring(args, "the null HTTP server is the load generator's calibration: it "
+                             "has no model to watch")
     setup = prepare_server(args)
     print(setup.banner("null-http", args), file=sys.stderr, flush=True)
     if setup.workers == 1:

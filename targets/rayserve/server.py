@@ -28,6 +28,7 @@ from typing import Any
 
 from targets.entrypoint import ServerSetup, exit_if_port_taken, prepare_server
 from targets.entrypoint import add_arguments as add_common_arguments
+from targets.monitor import exit_if_monitoring
 
 #: Requests a replica takes at once: Serve's own default ``max_ongoing_requests`` (5).
 #: Beyond it, requests wait in the proxy for a free replica.
@@ -86,6 +87,10 @@ class StopSignal:
 
 
 def serve(args: argparse.Namespace) -> None:
+    exit_if_monitoring(args, "not supported by the rayserve target yet: its replicas are "
+                             "processes Ray starts, whose deploybench metrics and prediction "
+                             "log are not wired (Ray's own metrics are on its dashboard "
+                             "agent's port); run it without them")
     exit_if_port_taken(args.host, args.port)
     if not ray_installed():
         print(f"error: the rayserve target needs Ray Serve, which is not installed. Run "

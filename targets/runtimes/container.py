@@ -285,6 +285,9 @@ class ContainerProcess:
             port = arguments[arguments.index("--port") + 1]
             arguments[arguments.index("--host") + 1] = "0.0.0.0"  # inside the container
             ports = {f"{port}/tcp": ("127.0.0.1", int(port))}
+            if "--metrics-port" in arguments:  # gRPC's metrics, on a side port
+                side = arguments[arguments.index("--metrics-port") + 1]
+                ports[f"{side}/tcp"] = ("127.0.0.1", int(side))
         cache = cache_dir().resolve()
         volumes = {str(cache): {"bind": str(cache), "mode": "ro"}}
         for host, inside in self.read_only.items():  # Docker wants absolute paths
