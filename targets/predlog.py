@@ -136,21 +136,26 @@ class PredictionLog:
 
     def record(self, batch: np.ndarray, predictions: Sequence[Any]) -> None:
         """Log this request if the sampler picks it (``predictions``: its Prediction
-        objects). Never raises into the request path for a full queue."""
+        objects). Never raises into the request path for a full queue. In the background
+        mode the request path only queues references (a served request's batch and
+        predictions are not modified after): the writer thread encodes them."""
         if self._closed or not self.sample():
             return
-        row = (time.time(), self.bundle, self.version, json.dumps(list(batch.shape)),
-               np.ascontiguousarray(batch, dtype=np.float32).tobytes(),
-               json.dumps([{"label": p.label, "probabilities": list(p.probabilities)}
-                           for p in predictions]))
         if self.synchronous:
-            self._insert([row])
+            self._insert([self._row(time.time(), batch, predictions)])
             return
         if self._queued >= MAX_QUEUED:
             self.dropped += 1
             return
         self._queued += 1
-        self._queue.put(row)
+        self._queue.put((time.time(), batch, predictions))
+
+    def _row(self, ts: float, batch: np.ndarray, predictions: Sequence[Any]
+             ) -> tuple[Any, ...]:
+        return (ts, self.bundle, self.version, json.dumps(list(batch.shape)),
+                np.ascontiguousarray(batch, dtype=np.float32).tobytes(),
+                json.dumps([{"label": p.label, "probabilities": list(p.probabilities)}
+                            for p in predictions]))
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         with self._db:  # one transaction
@@ -170,7 +175,7 @@ class PredictionLog:
             if row is None:  # close()
                 break
             if row:
-                pending.append(row)
+                pending.append(self._row(*row))
             if pending and (len(pending) >= FLUSH_ROWS or time.monotonic() >= deadline):
                 self._flush(pending)
                 pending = []
