@@ -383,6 +383,7 @@ def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
     stages = StageRunner(app, app.control, app.recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), plan.timing)
+    stages.metrics_url = spec.get("metrics_url")
     # The handler runs in this thread between two bytecodes, possibly while it holds the
     # stop event's lock: the event is set from a thread of its own.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(
