@@ -16,6 +16,9 @@ def parse_modes(value: Any) -> tuple[str, ...]:
     """The modes listed, each one of MODES, none twice; raises ValueError saying why."""
     if value is None:
         return ()
+    if isinstance(value, list):
+        # YAML 1.1 reads a bare `off` as false: that is the mode "off" written plainly.
+        value = ["off" if m is False else m for m in value]
     if not isinstance(value, list) or not value \
             or not all(isinstance(m, str) for m in value):
         raise ValueError(f"'monitoring' must be a list of modes, e.g. [off, metrics, "
