@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from reports.schema import PredictionLogBlock, TargetResult
 from targets import predlog
 from targets.monitoring import MODES, Monitoring
 
@@ -99,7 +100,7 @@ def resolve(args: argparse.Namespace, scenario: Scenario, endpoints: dict[str, s
     return modes
 
 
-def add_prediction_log(result: dict[str, Any], target: Any, out_dir: Path) -> None:
+def add_prediction_log(result: TargetResult, target: Any, out_dir: Path) -> None:
     """A logging result's ``prediction_log``, read once its target stopped: its folder
     (relative to the run folder when inside it), the rows logged, and an error when the
     log could not be read. Nothing for a target that did not log."""
@@ -108,7 +109,7 @@ def add_prediction_log(result: dict[str, Any], target: Any, out_dir: Path) -> No
         result["prediction_log"] = prediction_log(Path(folder), out_dir)
 
 
-def prediction_log(folder: Path, out_dir: Path) -> dict[str, Any]:
+def prediction_log(folder: Path, out_dir: Path) -> PredictionLogBlock:
     """What the prediction log in ``folder`` holds (``add_prediction_log``)."""
     try:
         shown = str(folder.resolve().relative_to(out_dir.resolve()))

@@ -297,7 +297,7 @@ class Runner:
                 result["encoding"] = measurement.wire
                 result["batching"] = (str(measurement.batching) if measurement.batching
                                       else None)
-                cast("dict[str, Any]", result)["monitoring"] = measurement.monitoring.mode
+                result["monitoring"] = measurement.monitoring.mode
                 doc["targets"].append(result)
                 write_run(out, doc)
                 if self.interrupted is not None:  # its stages so far are kept above
@@ -399,7 +399,7 @@ class Runner:
         result["loadgen"] = cast("LoadgenInfo", load.info)
         # Read once the target has stopped: its servers have flushed their logs.
         batches = self._batch_log(target)
-        monitoring.add_prediction_log(cast("dict[str, Any]", result), target, plan.out_dir)
+        monitoring.add_prediction_log(result, target, plan.out_dir)
         result["stages"] = self._stages(name, load, records, samples, load_started, batches)
         self.interrupted = load.interrupted
         if load.error is not None:  # stopped before its last stage: keep what it measured
@@ -485,7 +485,7 @@ class Runner:
                                  summarize_batches(batches, raw.window_start, raw.window_end))
             previous_end = raw.window_end
             if raw.target_metrics is not None:  # run --metrics: the target's own count
-                cast("dict[str, Any]", stage)["target_metrics"] = cross_check(raw)
+                stage["target_metrics"] = cross_check(raw)
             if raw.interrupted:
                 stage["valid"] = False
                 stage["reasons"].insert(0, (

@@ -220,6 +220,9 @@ class ScenarioBlock(TypedDict):
     #: lasts window_s), and the Lambda memory sizes ``run`` compares by default.
     window_max_s: NotRequired[float | None]
     lambda_memory_mb: NotRequired[list[int]]
+    #: The monitoring modes ``run`` compares by default, and the scrapes' interval.
+    monitoring: NotRequired[list[str]]
+    scrape_interval_s: NotRequired[float]
 
 
 class Prices(TypedDict, total=False):

@@ -87,6 +87,7 @@ from reports.stageblocks import (
     LocustCrossCheck,
     OpenLoopBlock,
     PlatformSummary,
+    TargetMetricsBlock,
     TimelineBlock,
     WindowResult,
 )
@@ -187,6 +188,8 @@ class StageResult(TypedDict):
     window_end: float
     #: Locust's own (bucketed) figures for the window: a cross-check, not the source.
     locust: LocustCrossCheck
+    #: run --metrics: the target's own count and latency against the load generator's.
+    target_metrics: NotRequired[TargetMetricsBlock | None]
 
 
 class ParityResult(TypedDict):
@@ -220,6 +223,17 @@ class TargetResult(TypedDict):
     #: Its server's batcher settings (``max_batch=16,max_wait_ms=2``) for a result
     #: ``NAME+batch`` of ``run --batching``; None unbatched (schema 6).
     batching: NotRequired[str | None]
+    #: Its monitoring mode (off, metrics, log, metrics+log; harness.monitoring), and for
+    #: a logging result its prediction log once its target stopped.
+    monitoring: NotRequired[str]
+    prediction_log: NotRequired[PredictionLogBlock]
+
+
+class PredictionLogBlock(TypedDict):
+    #: The log's folder, relative to the run folder; rows logged (None: unreadable).
+    dir: str
+    rows: int | None
+    error: str | None
 
 
 def deployment(target: TargetResult) -> str:

@@ -217,3 +217,26 @@ class BatchingBlock(TypedDict):
     requests: int
     #: Requests per forward pass (None: no pass in the windows).
     mean_size: float | None
+
+
+class TargetMetricsBlock(TypedDict):
+    """A stage's ``target_metrics`` (``run --metrics``): the target's own figures between
+    the scrapes just before its users started and right after its drain, against the
+    load generator's samples of the whole stage (harness.loadgen.analysis.targetmetrics).
+    The target's side is None when a scrape failed."""
+
+    target_requests: int | None
+    loadgen_requests: int
+    count_diff_percent: float | None
+    target_errors: int | None
+    loadgen_errors: int
+    #: Mean time in the target's handler (Lambda: REPORT's Duration) and the round trip.
+    target_mean_ms: float | None
+    loadgen_mean_ms: float | None
+    #: The target's from its histogram's buckets; the load generator's exact.
+    target_p99_ms: float | None
+    loadgen_p99_ms: float | None
+    scrapes: int
+    #: Counts within 2% and the target's mean at most the client's x 1.02.
+    agrees: bool
+    why: str | None

@@ -20,11 +20,12 @@ HTTP parsing, queueing). The target's p99 comes from its histogram's buckets
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
 from harness.loadgen.protocol import RawStage
+from reports.stageblocks import TargetMetricsBlock
 from targets.monitoring import Scrape
 
 #: Counts may differ by this share of the load generator's before the stage is flagged:
@@ -35,30 +36,12 @@ MAX_COUNT_DIFF_PERCENT = 2.0
 MEAN_SLACK = 1.02
 
 
-class TargetMetricsCheck(TypedDict):
-    """A stage's ``target_metrics`` in run.json."""
-
-    target_requests: int | None
-    loadgen_requests: int
-    count_diff_percent: float | None
-    target_errors: int | None
-    loadgen_errors: int
-    target_mean_ms: float | None
-    loadgen_mean_ms: float | None
-    target_p99_ms: float | None
-    loadgen_p99_ms: float | None
-    scrapes: int
-    agrees: bool
-    #: Why it does not agree (None when it does).
-    why: str | None
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
 
 
 def compare(before: Scrape, after: Scrape, latency_ms: np.ndarray, ok: np.ndarray,
-            scrapes: int) -> TargetMetricsCheck:
+            scrapes: int) -> TargetMetricsBlock:
     """The target's figures between two scrapes against the load generator's samples
     of the same span (one entry per request: its latency and whether it succeeded)."""
     target = after.since(before)
@@ -86,7 +69,7 @@ def compare(before: Scrape, after: Scrape, latency_ms: np.ndarray, ok: np.ndarra
             "scrapes": scrapes, "agrees": not why, "why": "; ".join(why) or None}
 
 
-def cross_check(raw: RawStage) -> TargetMetricsCheck | None:
+def cross_check(raw: RawStage) -> TargetMetricsBlock | None:
     """The stage's cross-check, from its record's ``target_metrics`` (None: metrics
     were off). A scrape that failed leaves the target's side unknown and the stage
     flagged, with why."""
