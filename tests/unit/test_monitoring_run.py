@@ -5,6 +5,7 @@ result records (the fake target under a simulated load: no server runs)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from harness.cli import main
 from harness.cpus import CpuPlan
 from harness.encodings import Batching, measurements
+from harness.loadgen.launch import EventSink, LoadJob, LoadResult
 from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.monitoring import parse_log_rate, parse_modes, prediction_log
 from harness.runner import Runner, RunPlan, make_target
@@ -20,7 +22,7 @@ from scenarios import catalogue
 from scenarios.catalogue import ScenarioError
 from targets.batching import BatchingSpec
 from targets.bundles.protocol import Prediction
-from targets.monitoring import OFF, Monitoring
+from targets.monitoring import OFF, Monitoring, Scrape
 from targets.predlog import PredictionLog
 
 METRICS = Monitoring(metrics=True)
@@ -174,3 +176,45 @@ def test_a_prediction_log_is_counted_relative_to_the_run(tmp_path: Path) -> None
     assert found["error"] is None
     assert found["rows"] == 1
     assert prediction_log(tmp_path / "none", tmp_path)["rows"] == 0
+
+
+class ScrapedLoad(SimulatedLoadGenerator):
+    """The simulated load, each stage's record holding two scrapes whose difference is
+    the stage's samples less ``missing`` (as a target that missed requests would)."""
+
+    def __init__(self, missing: int = 0) -> None:
+        self.missing = missing
+
+    def run(self, job: LoadJob, on_event: EventSink) -> LoadResult:
+        load = super().run(job, on_event)
+        stages = []
+        for raw in load.stages:
+            n = len(raw.ok)
+            before = Scrape(at=0.0, requests=5, errors=0, latency_sum_s=0.0, latency_count=5)
+            after = Scrape(at=1.0, requests=5 + n - self.missing, errors=0,
+                           latency_sum_s=float(raw.latency_ms.sum()) / 2000.0,
+                           latency_count=5 + n - self.missing)
+            stages.append(dataclasses.replace(raw, target_metrics={
+                "before": before.to_json(), "after": after.to_json(), "scrapes": 3,
+                "error": None}))
+        load.stages = stages
+        return load
+
+
+@pytest.mark.parametrize(("missing", "agrees"), [(0, True), (50, False)])
+def test_each_stage_records_its_cross_check(tmp_path: Path, missing: int,
+                                            agrees: bool) -> None:
+    plan = RunPlan(targets=("fake",), bundle="digits", scenario=catalogue.load("smoke"),
+                   cpus=CpuPlan(target=(1,), loadgen=(0,)), out_dir=tmp_path,
+                   monitoring=(METRICS,))
+    run = Runner(plan, ScrapedLoad(missing)).run()
+    (result,) = run["targets"]
+    assert result["name"] == "fake"
+    for stage in result["stages"]:
+        check = stage.get("target_metrics")
+        assert check is not None
+        assert check["loadgen_requests"] - check["target_requests"] == missing  # type: ignore[operator]
+        assert check["agrees"] is agrees
+        assert check["scrapes"] == 3
+        if not missing:  # half the client's time in the handler (as made up above)
+            assert check["target_mean_ms"] == pytest.approx(check["loadgen_mean_ms"] / 2)  # type: ignore[operator]
