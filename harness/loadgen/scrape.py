@@ -56,8 +56,6 @@ class StageScraper:
 
     def __init__(self, engine: Engine, url: str, interval_s: float,
                  timeout_s: float = SCRAPE_TIMEOUT_S) -> None:
-        if not url.startswith(("http://", "https://")) and url != INPROCESS_URL:
-            raise ValueError(f"metrics_url {url!r}: not http(s):// nor {INPROCESS_URL!r}")
         self.engine, self.url = engine, url
         self.interval_s, self.timeout_s = interval_s, timeout_s
         self.first: Scrape | None = None
@@ -67,8 +65,15 @@ class StageScraper:
         self.error: str | None = None
         self.failed = 0
         self._task: Task | None = None
+        #: A URL no scrape can read is said once, not tried (nor raised: see the module).
+        self._unreadable = not url.startswith(("http://", "https://")) \
+            and url != INPROCESS_URL
+        if self._unreadable:
+            self.error = f"metrics_url {url!r} is neither http(s):// nor {INPROCESS_URL!r}"
 
     def _one(self, edge: str) -> Scrape | None:
+        if self._unreadable:
+            return None
         try:
             found = scrape(self.url, self.timeout_s)
         except (OSError, ValueError) as exc:

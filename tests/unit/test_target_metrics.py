@@ -157,8 +157,11 @@ def test_the_inprocess_url_reads_this_processs_default_registry() -> None:
         assert scrape(INPROCESS_URL).requests == 5
     finally:
         REGISTRY.unregister(counter)
-    with pytest.raises(ValueError, match="not http"):
-        StageScraper(ThreadEngine(), "ftp://x/metrics", 5.0)  # type: ignore[arg-type]
+    odd = StageScraper(ThreadEngine(), "ftp://x/metrics", 0.0)  # type: ignore[arg-type]
+    odd.before()
+    odd.after()
+    assert odd.report()["scrapes"] == 0
+    assert "is neither http(s)://" in (odd.report()["error"] or "")
 
 
 # -- the cross-check ----------------------------------------------------------------------
