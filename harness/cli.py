@@ -30,6 +30,7 @@ from harness.commands import (
 from harness.drift import add_drift_parser
 from harness.errors import UserError
 from harness.loadgen.swarm.messages import DEFAULT_MASTER_PORT
+from harness.monitoring import parse_log_rate, parse_modes
 from harness.options import (
     non_negative_float,
     parse_batching,
@@ -115,6 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
                           "also unbatched, as NAME (defaults max_batch=16,max_wait_ms=0). "
                           "Other targets and --endpoint ones are measured once, "
                           "unbatched. The report gets a 'Batching' section")
+    run.add_argument("--metrics", action="store_true",
+                     help="every target exposes Prometheus metrics (GET /metrics; gRPC on a "
+                          "side port; the Lambda emulator CloudWatch's) and the load "
+                          "generator scrapes them at each stage's edges and every "
+                          "scrape_interval_s (default 5 s) in between; each stage's "
+                          "target_metrics cross-checks the target's count and latency "
+                          "against the load generator's. With --monitoring: only when every "
+                          "mode has metrics")
+    run.add_argument("--log-predictions", type=parse_log_rate, default=None,
+                     metavar="RATE",
+                     help="every target logs this fraction (0 < RATE <= 1) of its requests "
+                          "(input, output, model version, time) to SQLite in "
+                          "OUT/logs/NAME-predictions/. With --monitoring: the rate of its "
+                          "log modes (default 1), refused when no mode logs")
+    run.add_argument("--monitoring", type=parse_modes, default=None, metavar="MODES",
+                     help="measure each target once per mode, e.g. off,metrics,metrics+log "
+                          "(modes: off, metrics, log, metrics+log), as results NAME, "
+                          "NAME+metrics, NAME+metrics+log (after +batch): the cost of "
+                          "monitoring. One mode: every result in it, names unchanged. "
+                          "--endpoint targets are measured once, monitoring off. Default: "
+                          "the scenario's monitoring list (scenario monitoring), else off")
     run.add_argument("--flask-workers", type=positive_int, default=None,
                      help="gunicorn workers (default: one per target CPU)")
     run.add_argument("--flask-threads", type=positive_int, default=None,

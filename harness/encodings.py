@@ -26,9 +26,15 @@ encodings too ``lambda-512-json``): its own emulator started with that ``--memor
 cold starts, stages and log files. An ``--endpoint`` (a ``lambda://`` function included)
 is not ours to size: measured once.
 
+With several monitoring modes (``run --monitoring off,metrics,metrics+log``, or a
+scenario's ``monitoring`` list) each deployment is measured once per mode, the mode's
+suffix last (``flask``, ``flask+metrics``, ``flask+metrics+log``; ``flask+batch+metrics``):
+its own server started with those flags. With one mode every result has it and keeps its
+name. An ``--endpoint`` is not ours to instrument: measured once, monitoring off.
+
 Each result records ``deployment`` (what was deployed: ``flask``), ``encoding`` (what
-its requests were on the wire) and ``batching`` (its batcher's settings, or None), so the
-report groups results by those, not by parsing names.
+its requests were on the wire), ``batching`` (its batcher's settings, or None) and
+``monitoring`` (its mode), so the report groups results by those, not by parsing names.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from dataclasses import dataclass, fields
 
 from targets import registry
 from targets.batching import BatchingSpec
+from targets.monitoring import OFF, Monitoring
 
 #: What a batched result's name ends with: ``flask+batch``.
 BATCHED_SUFFIX = "+batch"
@@ -78,6 +85,8 @@ class Measurement:
     #: The Lambda memory size it is measured at, when several are (a ``lambda-MB``
     #: result); None: the deployment's own (``--lambda-memory-mb`` or its default).
     memory_mb: int | None = None
+    #: What the target is asked to do besides serving (metrics, a prediction log).
+    monitoring: Monitoring = OFF
 
 
 def wire_of(deployment: str, endpoints: Mapping[str, str], encoding: str) -> str | None:
@@ -98,14 +107,26 @@ def per_memory_size(deployment: str, endpoints: Mapping[str, str]) -> bool:
     return found is not None and "memory_mb" in {f.name for f in fields(found.options)}
 
 
+def monitoring_modes(deployment: str, endpoints: Mapping[str, str],
+                     modes: Sequence[Monitoring]) -> list[Monitoring]:
+    """The monitoring modes ``deployment`` is measured in: ``modes`` (none: off); an
+    ``--endpoint`` only off (its server is not ours to instrument)."""
+    if deployment in endpoints or not modes:
+        return [OFF]
+    return list(modes)
+
+
 def measurements(targets: Sequence[str], endpoints: Mapping[str, str],
                  encodings: Sequence[str], batching: Batching | None = None,
-                 memory_sizes: Sequence[int] = ()) -> list[Measurement]:
+                 memory_sizes: Sequence[int] = (),
+                 modes: Sequence[Monitoring] = ()) -> list[Measurement]:
     """The results to measure, in order: each target's memory sizes (``memory_sizes``,
     when it holds two or more) and within each its encodings together, in the order
     given (``encodings`` holds at least one), each unbatched then batched as
-    ``batching`` asks."""
+    ``batching`` asks, each of those in every monitoring mode of ``modes`` (suffixed
+    when there are two or more)."""
     several = len(encodings) > 1
+    suffixed = len(modes) > 1
     out = []
     for deployment in targets:
         sizes: list[tuple[str, int | None]] = [(deployment, None)]
@@ -118,9 +139,12 @@ def measurements(targets: Sequence[str], endpoints: Mapping[str, str],
             else:
                 wires = [(base, encodings[0], wire_of(deployment, endpoints, encodings[0]))]
             variants = batching.variants(deployment, endpoints) if batching else [None]
-            out += [Measurement(name + (BATCHED_SUFFIX if spec else ""), deployment,
-                                encoding, wire, spec, memory_mb)
-                    for name, encoding, wire in wires for spec in variants]
+            watched = monitoring_modes(deployment, endpoints, modes)
+            out += [Measurement(name + (BATCHED_SUFFIX if spec else "")
+                                + (mode.suffix if suffixed else ""), deployment,
+                                encoding, wire, spec, memory_mb, mode)
+                    for name, encoding, wire in wires for spec in variants
+                    for mode in watched]
     return out
 
 
@@ -131,10 +155,11 @@ def unbatchable(targets: Sequence[str], endpoints: Mapping[str, str]) -> list[st
 
 def find(name: str, targets: Sequence[str], endpoints: Mapping[str, str],
          encodings: Sequence[str], batching: Batching | None = None,
-         memory_sizes: Sequence[int] = ()) -> Measurement | None:
+         memory_sizes: Sequence[int] = (), modes: Sequence[Monitoring] = ()
+         ) -> Measurement | None:
     """The measurement a result name stands for (None: not one of this plan's)."""
     return next((m for m in measurements(targets, endpoints, encodings, batching,
-                                         memory_sizes)
+                                         memory_sizes, modes)
                  if m.name == name), None)
 
 

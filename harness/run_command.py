@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import calibrate, encodings
+from harness import calibrate, encodings, monitoring
 from harness.console import ConsoleObserver
 from harness.cpus import plan_cpus
 from harness.errors import UserError
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from harness.cpus import CpuPlan
     from scenarios.catalogue import Scenario
     from targets.bundles.check import CheckedBundle
+    from targets.monitoring import Monitoring
 
 
 #: `run --strict`: every target ran, but some stage's figures are not to be trusted.
@@ -171,7 +172,7 @@ def _memory_sizes(args: argparse.Namespace, endpoints: dict[str, str], scenario:
         print(f"note: {note}", file=sys.stderr)
     wires = args.encodings or (args.encoding or "json",)
     twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires,
-                                                        args.batching, sizes))
+                                                        args.batching, sizes, args.modes))
     if twice:
         raise UserError(f"two results would be named {twice[0]!r}: with several "
                         "--lambda-memory-mb sizes, results are named lambda-MB. Give the "
@@ -179,10 +180,26 @@ def _memory_sizes(args: argparse.Namespace, endpoints: dict[str, str], scenario:
     return sizes
 
 
+def _monitoring(args: argparse.Namespace, endpoints: dict[str, str], scenario: Scenario,
+                notes: list[str]) -> tuple[Monitoring, ...]:
+    """--metrics, --log-predictions and --monitoring (or the scenario's list), checked
+    (harness.monitoring); no two results named alike once the modes' suffixes are on."""
+    modes = monitoring.resolve(args, scenario, endpoints, notes)
+    wires = args.encodings or (args.encoding or "json",)
+    twice = encodings.duplicates(encodings.measurements(args.targets, endpoints, wires,
+                                                        args.batching, (), modes))
+    if twice:
+        raise UserError(f"two results would be named {twice[0]!r}: with several monitoring "
+                        "modes, results are named TARGET+MODE. Give the --endpoint another "
+                        "name")
+    return modes
+
+
 def _result_names(args: argparse.Namespace) -> list[str]:
     wires = args.encodings or (args.encoding or "json",)
     return [m.name for m in encodings.measurements(args.targets, args.endpoints, wires,
-                                                   args.batching, args.lambda_memory_sizes)]
+                                                   args.batching, args.lambda_memory_sizes,
+                                                   args.modes)]
 
 
 def _check_deployable(names: tuple[str, ...], runtime: str) -> None:
@@ -225,6 +242,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cpus = plan_cpus(args.target_cpus, args.loadgen_cpus)
     notes: list[str] = []
     args.batching = _batching(args, endpoints, notes)
+    args.modes = _monitoring(args, endpoints, scenario, notes)
     args.lambda_memory_sizes = _memory_sizes(args, endpoints, scenario, notes)
     if cpus.overlap:
         notes.append(f"target and load generator share CPUs {list(cpus.overlap)}")
@@ -281,7 +299,7 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
         print(f"note: {calibration_note}", file=sys.stderr)
     plan = RunPlan(targets=args.targets, bundle=args.bundle, scenario=scenario, cpus=cpus,
                    out_dir=out_dir, encoding=args.encoding, encodings=args.encodings,
-                   batching=args.batching,
+                   batching=args.batching, monitoring=args.modes,
                    flask_workers=args.flask_workers,
                    flask_threads=args.flask_threads,
                    flask_worker_class=args.flask_worker_class,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
-from harness import encodings, metadata
+from harness import encodings, metadata, monitoring
 from harness.breakdown import codec_cost
 from harness.cpus import CpuPlan
 from harness.encodings import Batching
@@ -25,6 +25,7 @@ from harness.loadgen.analysis.batches import summarize_batches
 from harness.loadgen.analysis.latency import summarize_latency
 from harness.loadgen.analysis.serverless import summarize_invocations
 from harness.loadgen.analysis.stats import summarize_stage
+from harness.loadgen.analysis.targetmetrics import cross_check
 from harness.loadgen.analysis.validity import Rules
 from harness.loadgen.launch import LoadGenerator, LoadJob, LoadResult
 from harness.parity import ParityError, check_parity
@@ -48,6 +49,7 @@ from targets.bundles.check import CheckedBundle, check_bundle
 from targets.bundles.protocol import compare_predictions
 from targets.bundles.user import label
 from targets.errors import TargetError
+from targets.monitoring import OFF, Monitoring
 from targets.runtimes.process import LOCAL
 from targets.wire import codec
 
@@ -79,6 +81,9 @@ class RunPlan:
     #: --batching: the batcher's settings for the deployments that can batch, each a
     #: result NAME+batch (and NAME unbatched too with ``both``); None: none batched.
     batching: Batching | None = None
+    #: --metrics/--log-predictions (one mode: every result in it) or --monitoring (each
+    #: target once per mode, results NAME+MODE; harness.monitoring); empty: off.
+    monitoring: tuple[Monitoring, ...] = ()
     flask_workers: int | None = None
     flask_threads: int | None = None
     #: gunicorn's worker class for flask; None = the server's default (gthread).
@@ -168,13 +173,14 @@ def make_target(name: str, plan: RunPlan, encoding: str, log_dir: Path) -> Targe
     (built at that size) (its log and records files are named after it, so no two results
     share one)."""
     planned = encodings.find(name, plan.targets, plan.endpoints, plan.encodings or (encoding,),
-                             plan.batching, plan.lambda_memory_sizes)
+                             plan.batching, plan.lambda_memory_sizes, plan.monitoring)
     deployment = planned.deployment if planned is not None else name
     setup = registry.Setup(name=name, bundle=plan.bundle, cpus=tuple(plan.cpus.target),
                            encoding=encoding, log_dir=log_dir, limits=plan.limits,
                            runtime=plan.docker or LOCAL,
                            peak_concurrency=plan.scenario.peak_concurrency(),
-                           batching=planned.batching if planned is not None else None)
+                           batching=planned.batching if planned is not None else None,
+                           monitoring=planned.monitoring if planned is not None else OFF)
     url = plan.endpoints.get(deployment)
     if url is not None:
         return registry.external(url, setup)
@@ -275,7 +281,7 @@ class Runner:
         self.encoding = encoding
         wires = plan.encodings or (encoding,)
         planned = encodings.measurements(plan.targets, plan.endpoints, wires, plan.batching,
-                                         plan.lambda_memory_sizes)
+                                         plan.lambda_memory_sizes, plan.monitoring)
         self.last_name = planned[-1].name if planned else None
         doc = _run_doc(plan, bundle, wires, planned)
         write_run(out, doc)
@@ -291,6 +297,7 @@ class Runner:
                 result["encoding"] = measurement.wire
                 result["batching"] = (str(measurement.batching) if measurement.batching
                                       else None)
+                result["monitoring"] = measurement.monitoring.mode
                 doc["targets"].append(result)
                 write_run(out, doc)
                 if self.interrupted is not None:  # its stages so far are kept above
@@ -392,6 +399,7 @@ class Runner:
         result["loadgen"] = cast("LoadgenInfo", load.info)
         # Read once the target has stopped: its servers have flushed their logs.
         batches = self._batch_log(target)
+        monitoring.add_prediction_log(result, target, plan.out_dir)
         result["stages"] = self._stages(name, load, records, samples, load_started, batches)
         self.interrupted = load.interrupted
         if load.error is not None:  # stopped before its last stage: keep what it measured
@@ -476,6 +484,8 @@ class Runner:
             stage["batching"] = (None if batches is None else
                                  summarize_batches(batches, raw.window_start, raw.window_end))
             previous_end = raw.window_end
+            if raw.target_metrics is not None:  # run --metrics: the target's own count
+                stage["target_metrics"] = cross_check(raw)
             if raw.interrupted:
                 stage["valid"] = False
                 stage["reasons"].insert(0, (

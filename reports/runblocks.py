@@ -41,14 +41,6 @@ class MonitoringDescription(TypedDict, total=False):
     prediction_log_dir: str | None
 
 
-class PredictionLogInfo(TypedDict):
-    """A logging result's prediction log, read after its load: the folder (relative to the
-    run folder) and the rows it held."""
-
-    dir: str
-    rows: int
-
-
 class TargetDescription(TypedDict, total=False):
     """What was deployed and how (each target's ``describe()``, then for containers the
     figures read after the load). Each deployment writes the keys that apply to it."""
@@ -242,6 +234,9 @@ class ScenarioBlock(TypedDict):
     #: lasts window_s), and the Lambda memory sizes ``run`` compares by default.
     window_max_s: NotRequired[float | None]
     lambda_memory_mb: NotRequired[list[int]]
+    #: The monitoring modes ``run`` compares by default, and the scrapes' interval.
+    monitoring: NotRequired[list[str]]
+    scrape_interval_s: NotRequired[float]
 
 
 class Prices(TypedDict, total=False):

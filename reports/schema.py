@@ -78,7 +78,6 @@ from reports.runblocks import (
     ColdStarts,
     LoadgenInfo,
     Metadata,
-    PredictionLogInfo,
     Prices,
     Redeploys,
     ScenarioBlock,
@@ -193,8 +192,8 @@ class StageResult(TypedDict):
     window_end: float
     #: Locust's own (bucketed) figures for the window: a cross-check, not the source.
     locust: LocustCrossCheck
-    #: run --metrics: the target's own metrics for the stage beside the load generator's.
-    target_metrics: NotRequired[TargetMetricsBlock]
+    #: run --metrics: the target's own count and latency against the load generator's.
+    target_metrics: NotRequired[TargetMetricsBlock | None]
 
 
 class ParityResult(TypedDict):
@@ -228,11 +227,17 @@ class TargetResult(TypedDict):
     #: Its server's batcher settings (``max_batch=16,max_wait_ms=2``) for a result
     #: ``NAME+batch`` of ``run --batching``; None unbatched (schema 6).
     batching: NotRequired[str | None]
-    #: What it monitored (``run --monitoring``): "off", "metrics", "log" or "metrics+log";
-    #: results of a mode other than off are named ``NAME+MODE``. Absent: off.
+    #: Its monitoring mode (off, metrics, log, metrics+log; harness.monitoring), and for
+    #: a logging result its prediction log once its target stopped.
     monitoring: NotRequired[str]
-    #: A result that logged predictions: its log's folder and rows.
-    prediction_log: NotRequired[PredictionLogInfo]
+    prediction_log: NotRequired[PredictionLogBlock]
+
+
+class PredictionLogBlock(TypedDict):
+    #: The log's folder, relative to the run folder; rows logged (None: unreadable).
+    dir: str
+    rows: int | None
+    error: str | None
 
 
 def deployment(target: TargetResult) -> str:

@@ -219,28 +219,26 @@ class BatchingBlock(TypedDict):
     mean_size: float | None
 
 
-class TargetMetricsBlock(TypedDict, total=False):
-    """The target's own metrics for the stage (``run --metrics``: scraped when the stage
-    started and once it had drained, issue 22) beside the load generator's figures for the
-    same requests, or ``error`` alone when a scrape failed. reports.monitorcheck reads it."""
+class TargetMetricsBlock(TypedDict):
+    """A stage's ``target_metrics`` (``run --metrics``): the target's own figures between
+    the scrapes just before its users started and right after its drain, against the
+    load generator's samples of the whole stage (harness.loadgen.analysis.targetmetrics).
+    The target's side is None when a scrape failed."""
 
-    #: Prediction requests the target counted, and those the load generator sent.
-    target_requests: int
+    target_requests: int | None
     loadgen_requests: int
-    #: (target - load generator) / load generator, in percent.
     count_diff_percent: float | None
-    target_errors: int
+    target_errors: int | None
     loadgen_errors: int
-    #: The target's time per request (its handler; Lambda: REPORT's Duration) and the
-    #: load generator's latency, ms: mean and p99.
+    #: Mean time in the target's handler (Lambda: REPORT's Duration) and the round trip.
     target_mean_ms: float | None
     loadgen_mean_ms: float | None
+    #: The target's from its histogram's buckets; the load generator's exact.
     target_p99_ms: float | None
     loadgen_p99_ms: float | None
-    #: Scrapes taken in the stage.
     scrapes: int
-    #: The harness's verdict on the two counts, and why not when they disagree.
+    #: Counts within 2% and the target's mean at most the client's x 1.02.
     agrees: bool
     why: str | None
-    #: The scrape failed: why (the other keys are then absent).
-    error: str
+    #: A scrape failed: why (the target's side is then None).
+    error: NotRequired[str]

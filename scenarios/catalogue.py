@@ -31,7 +31,9 @@ share of the requests p99 needs (662 over the kept windows, so 221 each of 3), a
 ``window_max_s``: a slow target measures long windows, a fast one short ones, and every
 stage still ends. ``lambda_memory_mb: [512, 1769]`` is the list of Lambda memory sizes
 ``run`` compares when lambda is measured and ``--lambda-memory-mb`` is not given
-(``power``).
+(``power``); ``monitoring: [off, metrics, metrics+log]`` the monitoring modes it compares
+when ``--monitoring`` is not given (``monitoring``). With metrics on, the load generator
+scrapes them at each stage's edges and every ``scrape_interval_s`` (default 5 s) between.
 
 A **timeline** stage (``timeline:``, after the others) is a transient by design: a list
 of segments ``{users: N, seconds: S, label: text}`` run back to back in one Locust run,
@@ -57,6 +59,7 @@ from typing import Any, TypedDict
 
 import yaml
 
+from scenarios import monitoring
 from targets.awslambda.shape import MAX_MEMORY_MB, MIN_MEMORY_MB
 
 HERE = Path(__file__).resolve().parent
@@ -155,6 +158,11 @@ class Scenario:
     window_max_s: float | None = None
     #: Lambda memory sizes to compare when --lambda-memory-mb is not given; () none.
     lambda_memory_mb: tuple[int, ...] = ()
+    #: Monitoring modes to compare when --monitoring is not given; () none.
+    monitoring: tuple[str, ...] = ()
+    #: With metrics on, a scrape every this many seconds during a stage (as a
+    #: Prometheus job's scrape_interval), besides the two at its edges.
+    scrape_interval_s: float = 5.0
 
     @property
     def has_load(self) -> bool:
@@ -203,6 +211,7 @@ class Scenario:
         out["rate_fractions"] = list(self.rate_fractions)
         out["timeline"] = [asdict(s) for s in self.timeline]
         out["lambda_memory_mb"] = list(self.lambda_memory_mb)
+        out["monitoring"] = list(self.monitoring)
         return out
 
 
@@ -211,14 +220,15 @@ DEFAULTS: dict[str, Any] = {
     "cold_starts": 0, "redeploys": 0, "window_s": 5.0, "stability_windows": 3,
     "stability_tolerance": 0.10,
     "max_windows": 10, "max_error_rate": 0.01, "max_inflight": 256, "late_tolerance_ms": 2.0,
-    "sample_s": 1.0,
+    "sample_s": 1.0, "scrape_interval_s": 5.0,
 }
 KNOWN_KEYS = {"description", "concurrency", "warmup_s", "window_s", "cooldown_s",
               "drain_timeout_s", "warmup_max_s", "cold_starts", "redeploys",
               "stability_windows",
               "stability_tolerance", "max_windows", "max_error_rate", "sweep", "rate",
               "rate_fractions", "arrival", "max_inflight", "late_tolerance_ms", "seed",
-              "slo_p99_ms", "timeline", "sample_s", "window_max_s", "lambda_memory_mb"}
+              "slo_p99_ms", "timeline", "sample_s", "window_max_s", "lambda_memory_mb",
+              "monitoring", "scrape_interval_s"}
 RENAMED = {"duration_s": "'duration_s' is now 'window_s' (one measurement window; a stage "
                          "measures several until they agree)"}
 SWEEP_KEYS = {"start", "factor", "max", "min_gain", "patience"}
@@ -455,6 +465,10 @@ def load(name_or_path: str) -> Scenario:
     slo = doc.get("slo_p99_ms")
     stability_windows, max_windows = _windows(doc, where)
     window_s = _number(doc, "window_s", where, 0.1)
+    try:
+        modes = monitoring.parse_modes(doc.get("monitoring"))
+    except ValueError as exc:
+        raise ScenarioError(f"{where}: {exc}") from None
     return Scenario(
         name=path.stem,
         description=description,
@@ -462,7 +476,8 @@ def load(name_or_path: str) -> Scenario:
         warmup_s=_number(doc, "warmup_s", where, 0.0),
         window_s=window_s,
         window_max_s=_window_max_s(doc, where, window_s),
-        lambda_memory_mb=_memory_sizes(doc, where),
+        lambda_memory_mb=_memory_sizes(doc, where), monitoring=modes,
+        scrape_interval_s=_number(doc, "scrape_interval_s", where, 0.1),
         cooldown_s=_number(doc, "cooldown_s", where, 0.0),
         drain_timeout_s=_number(doc, "drain_timeout_s", where, 0.1),
         sha256=hashlib.sha256(raw).hexdigest(),

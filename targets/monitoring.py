@@ -182,14 +182,19 @@ def parse_scrape(text: str, at: float) -> Scrape:
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    # A labelled counter exposes no sample before its first request, only its HELP and
+    # TYPE: the family's name says which metrics the target has (all zero so far).
+    names: set[str] = set()
     for family in text_string_to_metric_families(text):
+        names.add(family.name)
         for sample in family.samples:
             key = (sample.name, tuple(sorted(sample.labels.items())))
             values[key] = values.get(key, 0.0) + sample.value
-    if any(name.startswith(REQUESTS) for name, _ in values):
+    names.update(name for name, _ in values)
+    if any(name.startswith(REQUESTS) for name in names):
         return _figures(values, at, requests=(REQUESTS + "_total",),
                         errors=(REQUESTS + "_total",), histogram=REQUEST_SECONDS, scale=1.0)
-    if any(name.startswith("lambda_") for name, _ in values):
+    if any(name.startswith("lambda_") for name in names):
         return _figures(values, at,
                         requests=(LAMBDA_INVOCATIONS + "_total", LAMBDA_THROTTLES + "_total"),
                         errors=(LAMBDA_ERRORS + "_total", LAMBDA_THROTTLES + "_total"),

@@ -287,7 +287,11 @@ class Application:
         """A new thread's first answers: thread 0 answers every example (the run's parity
         check), later ones their first, each compared with the reference."""
         examples = self.examples if k == 0 else [self.examples[k % len(self.examples)]]
-        answers = [self.serve(self.bundle, example) for example in examples]
+        # Thread 0's is the run's parity check, served as a served target's is (counted
+        # and logged, before the first stage's scrape); a later thread's check comes
+        # inside a stage, so it bypasses the monitor: it is no user's request.
+        serve = self.serve if k == 0 else serve_batch
+        answers = [serve(self.bundle, example) for example in examples]
         if k == 0:
             self._first_answers = answers
         elif self.reference is not None:
@@ -410,6 +414,7 @@ def _run(app: Application, plan: Plan, out_dir: Path, rss_before_model: float
     emit("ready", **{k: v for k, v in extra.items() if k != "parity"})
     stages = StageRunner(app, app.control, app.recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), plan.timing)
+    stages.metrics_url = spec.get("metrics_url")
     # The handler runs in this thread between two bytecodes, possibly while it holds the
     # stop event's lock: the event is set from a thread of its own.
     signal.signal(signal.SIGTERM, lambda signum, frame: threading.Thread(

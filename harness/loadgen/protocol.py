@@ -64,6 +64,9 @@ class Timing:
     max_inflight: int
     late_tolerance_ms: float
     seed: int
+    #: With a metrics_url in the load spec: a scrape every this many seconds during a
+    #: stage, besides the two at its edges (harness.loadgen.scrape).
+    scrape_interval_s: float = 5.0
 
     @classmethod
     def from_scenario(cls, scenario: Scenario) -> Timing:
@@ -76,7 +79,8 @@ class Timing:
                    stability_tolerance=scenario.stability_tolerance,
                    max_windows=scenario.max_windows, max_error_rate=scenario.max_error_rate,
                    arrival=scenario.arrival, max_inflight=scenario.max_inflight,
-                   late_tolerance_ms=scenario.late_tolerance_ms, seed=scenario.seed)
+                   late_tolerance_ms=scenario.late_tolerance_ms, seed=scenario.seed,
+                   scrape_interval_s=scenario.scrape_interval_s)
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -324,6 +328,12 @@ class StageReport:
     #: segments as run (users, seconds, label, start, end wall clock, CPU figures) and
     #: the target's RSS read every sample_s ({"t", "rss_mb", "users"}).
     timeline: dict[str, Any] | None = None
+    #: With a metrics_url in the load spec (run --metrics): the target's own metrics
+    #: scraped just before the stage's users started and right after its drain
+    #: (``before``/``after``, targets.monitoring.Scrape.to_json()), ``scrapes`` made in
+    #: all (those every scrape_interval_s between included), and ``error`` when one
+    #: failed (harness.loadgen.scrape.StageScraper.report). None: metrics off.
+    target_metrics: dict[str, Any] | None = None
 
     def quick(self) -> QuickFigures:
         """The load generator's quick figures (a stage it ran always has them)."""

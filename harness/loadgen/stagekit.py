@@ -137,6 +137,9 @@ class StageContext:
         self.signal_handler: Any = None
         #: With workers: the load generator's CPUs, which all of them share.
         self.loadgen_cores = 1
+        #: The target's metrics (the load spec's metrics_url, run --metrics), scraped at
+        #: each stage's edges and every scrape_interval_s; None: metrics off.
+        self.metrics_url: str | None = None
         #: Set on SIGTERM: the stage under way ends at its next wait, keeping what it
         #: measured, and no further stage starts (see StageInterrupted).
         self.stop = engine.event()

@@ -34,6 +34,7 @@ from harness.loadgen.protocol import (
     StageReport,
     TimelinePlan,
 )
+from harness.loadgen.scrape import StageScraper
 from harness.loadgen.stagekit import (
     StageContext,
     StageError,
@@ -171,12 +172,20 @@ def _load_label(result: StageReport) -> str:
 def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
                timeline: TimelinePlan | None = None) -> StageReport:
     """One stage, with the target's main processes watched: a stage in which the target
-    died ends after its current window and says when it died."""
+    died ends after its current window and says when it died. With a metrics URL, the
+    target's metrics are scraped just before its users start, every scrape_interval_s
+    while it runs and right after its drain (harness.loadgen.scrape): the two edge
+    scrapes bracket every sample the stage records, warm-up to drain."""
     ctx.control.reset()
     ctx.recorder.clear()
     ctx.control.open_loop = loop
     where = {"index": index, "concurrency": users if loop is None else None,
              "rate": None if loop is None else label}
+    scraper = None if ctx.metrics_url is None else StageScraper(
+        ctx.engine, ctx.metrics_url, ctx.timing.scrape_interval_s)
+    if scraper is not None:
+        scraper.before()
+        scraper.start()
     emit("stage", phase="spawn", **where)
     stage_started_at = time.time()
     watch = Watch(ctx.engine, ctx.meter)
@@ -187,8 +196,13 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
             result = _run_watched_stage(ctx, index, users, loop, where, watch)
     finally:
         watch.stop()
+        if scraper is not None:
+            scraper.stop()
+    if scraper is not None:  # the drain is over: nothing of this stage is in flight
+        scraper.after()
     return dataclasses.replace(result, stage_started_at=stage_started_at,
-                               target_died_at=watch.died_at, dead_pids=list(watch.dead))
+                               target_died_at=watch.died_at, dead_pids=list(watch.dead),
+                               target_metrics=None if scraper is None else scraper.report())
 
 
 @dataclasses.dataclass

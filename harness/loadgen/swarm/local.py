@@ -35,6 +35,7 @@ def run(plan: Plan, out_dir: Path) -> dict[str, Any]:
     stages = StageRunner(LocustEngine(env, runner), control, recorder, meter, out_dir,
                          max(1, len(spec["cpus"])), plan.timing)
     stages.signal_handler = on_sigterm(stages)
+    stages.metrics_url = spec.get("metrics_url")
     error = run_trials(stages, plan.program)
     runner.quit()
     result: dict[str, Any] = {"stages": stages.reports(), "target_in_loadgen": False}

@@ -260,6 +260,7 @@ def run_master(plan: Plan, out_dir: Path, workers: int) -> dict[str, Any]:
                              meter, out_dir, max(1, len(spec["cpus"])),
                              plan.timing)
         stages.loadgen_cores = max(1, len(plan.loadgen_cpus))
+        stages.metrics_url = spec.get("metrics_url")
         stages.signal_handler = on_sigterm(stages)
         error = run_trials(stages, plan.program)
         if error is not None:

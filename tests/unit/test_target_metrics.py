@@ -1,0 +1,240 @@
+"""The load generator's scrapes of a target's metrics (a prometheus_client HTTP server on
+127.0.0.1 stands in for the target), what a stage's record keeps of them, and the
+cross-check's arithmetic on made-up scrape pairs."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, start_http_server
+
+from harness.loadgen.analysis.targetmetrics import compare, cross_check
+from harness.loadgen.protocol import RawStage, StageReport
+from harness.loadgen.scrape import StageScraper, fetch, scrape
+from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape
+
+
+@pytest.fixture
+def metrics_server() -> Iterator[tuple[str, Any, Any]]:
+    """A registry with deploybench's request metrics, served on 127.0.0.1."""
+    registry = CollectorRegistry()
+    requests = Counter("deploybench_requests", "requests", ["outcome"], registry=registry)
+    seconds = Histogram("deploybench_request_seconds", "time", registry=registry,
+                        buckets=LATENCY_BUCKETS_S)
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/metrics", requests, seconds
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_scrape_reads_the_targets_counts_and_histogram(
+        metrics_server: tuple[str, Any, Any]) -> None:
+    url, requests, seconds = metrics_server
+    before = scrape(url)
+    for outcome, latency in (("ok", 0.001), ("ok", 0.003), ("server_error", 0.002)):
+        requests.labels(outcome=outcome).inc()
+        seconds.observe(latency)
+    after = scrape(url).since(before)
+    assert (after.requests, after.errors, after.latency_count) == (3, 1, 3)
+    assert after.mean_latency_s == pytest.approx(0.002)
+    assert after.quantile_s(0.99) is not None
+
+
+class Killed(Exception):
+    """A helper told to stop, at its next sleep (as gevent's kill ends a greenlet)."""
+
+
+class ThreadEngine:
+    """The stage loop's engine as far as the scraper uses it: threads, killable sleeps."""
+
+    def __init__(self) -> None:
+        self.killed = threading.Event()
+
+    def sleep(self, seconds: float) -> None:
+        if self.killed.wait(seconds):
+            raise Killed
+
+    def spawn(self, fn: Callable[[], None]) -> Any:
+        def run() -> None:
+            with contextlib.suppress(Killed):
+                fn()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        engine = self
+
+        class Task:
+            def kill(self) -> None:
+                engine.killed.set()
+                thread.join(timeout=5)
+        return Task()
+
+
+def test_a_stage_is_scraped_at_its_edges_and_every_interval(
+        metrics_server: tuple[str, Any, Any]) -> None:
+    url, requests, _ = metrics_server
+    scraper = StageScraper(ThreadEngine(), url, interval_s=0.05)  # type: ignore[arg-type]
+    scraper.before()
+    scraper.start()
+    requests.labels(outcome="ok").inc(7)
+    time.sleep(0.3)
+    scraper.after()
+    report = scraper.report()
+    assert report["error"] is None
+    assert report["scrapes"] >= 4  # two edges and a few periodic ones
+    before, after = Scrape.from_json(report["before"]), Scrape.from_json(report["after"])
+    assert after.since(before).requests == 7
+    assert StageReport.from_json(StageReport(
+        concurrency=1, window_start=0.0, window_end=1.0, truncated=0, unanswered=0,
+        target_cpu_percent=None, target_cpu_s=None, loadgen_cpu_percent=None,
+        loadgen_cpu_s=0.0, target_rss_mb=None, target_pss_mb=None,
+        target_metrics=report).to_json()).target_metrics == report
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NotMetrics(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"# HELP up whether\n# TYPE up gauge\nup 1\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_failed_scrape_is_recorded_never_raised() -> None:
+    scraper = StageScraper(ThreadEngine(), f"http://127.0.0.1:{closed_port()}/metrics",  # type: ignore[arg-type]
+                           interval_s=0, timeout_s=1.0)
+    scraper.before()
+    scraper.after()
+    report = scraper.report()
+    assert (report["before"], report["after"], report["scrapes"]) == (None, None, 0)
+    assert report["failed"] == 2
+    assert "the stage's first scrape of http://127.0.0.1:" in report["error"]
+    assert "URLError" in report["error"]
+
+
+def test_a_page_without_our_metrics_is_an_error() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotMetrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        with pytest.raises(ValueError, match="neither deploybench's metrics"):
+            scrape(url)
+        scraper = StageScraper(ThreadEngine(), url, interval_s=0)  # type: ignore[arg-type]
+        scraper.before()
+        assert "ValueError: the scrape holds neither" in (scraper.report()["error"] or "")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_the_inprocess_url_reads_this_processs_default_registry() -> None:
+    counter = Counter("deploybench_requests", "requests", ["outcome"])
+    try:
+        counter.labels(outcome="ok").inc(5)
+        assert "deploybench_requests_total" in fetch(INPROCESS_URL)
+        assert scrape(INPROCESS_URL).requests == 5
+    finally:
+        REGISTRY.unregister(counter)
+    odd = StageScraper(ThreadEngine(), "ftp://x/metrics", 0.0)  # type: ignore[arg-type]
+    odd.before()
+    odd.after()
+    assert odd.report()["scrapes"] == 0
+    assert "is neither http(s)://" in (odd.report()["error"] or "")
+
+
+# -- the cross-check ----------------------------------------------------------------------
+def scrape_pair(requests: float, errors: float, sum_s: float,
+                buckets: tuple[tuple[float, float], ...]) -> tuple[Scrape, Scrape]:
+    before = Scrape(at=0.0, requests=10, errors=1, latency_sum_s=0.5, latency_count=10,
+                    buckets=((0.001, 4), (0.01, 10), (float("inf"), 10)))
+    after = Scrape(at=1.0, requests=10 + requests, errors=1 + errors,
+                   latency_sum_s=0.5 + sum_s, latency_count=10 + requests,
+                   buckets=tuple((le, dict(before.buckets)[le] + n) for le, n in buckets))
+    return before, after
+
+
+def test_equal_counts_and_a_faster_server_agree() -> None:
+    # 100 requests, 2 failed; the server's 100 took 0.1 s in all (1 ms each), the
+    # client saw 1.5 ms each: 0.5 ms outside the handler.
+    before, after = scrape_pair(100, 2, 0.1, ((0.001, 50), (0.01, 100), (float("inf"), 100)))
+    ok = np.ones(100, dtype=bool)
+    ok[:2] = False
+    check = compare(before, after, np.full(100, 1.5), ok, scrapes=4)
+    assert check["agrees"]
+    assert check["why"] is None
+    assert (check["target_requests"], check["loadgen_requests"]) == (100, 100)
+    assert check["count_diff_percent"] == 0.0
+    assert (check["target_errors"], check["loadgen_errors"]) == (2, 2)
+    assert check["target_mean_ms"] == pytest.approx(1.0)
+    assert check["loadgen_mean_ms"] == pytest.approx(1.5)
+    # 99th of 100 in the (1 ms, 10 ms] bucket, holding ranks 51..100: 1 + 9 * 49/50 ms.
+    assert check["target_p99_ms"] == pytest.approx(1.0 + 9.0 * 49 / 50)
+    assert check["loadgen_p99_ms"] == pytest.approx(1.5)
+    assert check["scrapes"] == 4
+
+
+def test_a_count_off_by_more_than_2_percent_disagrees() -> None:
+    before, after = scrape_pair(97, 0, 0.097, ((0.001, 97), (0.01, 97), (float("inf"), 97)))
+    check = compare(before, after, np.full(100, 1.5), np.ones(100, dtype=bool), scrapes=2)
+    assert not check["agrees"]
+    assert check["count_diff_percent"] == pytest.approx(-3.0)
+    assert "counted 97 requests, the load generator sent 100 (-3.0%)" in (check["why"] or "")
+    within = compare(*scrape_pair(98, 0, 0.098, ((float("inf"), 98),)), np.full(100, 1.5),
+                     np.ones(100, dtype=bool), scrapes=2)
+    assert within["agrees"]
+
+
+def test_a_server_slower_than_its_client_disagrees() -> None:
+    before, after = scrape_pair(100, 0, 0.2, ((float("inf"), 100),))  # 2 ms each
+    check = compare(before, after, np.full(100, 1.5), np.ones(100, dtype=bool), scrapes=2)
+    assert not check["agrees"]
+    assert "exceeds the load generator's mean latency" in (check["why"] or "")
+
+
+def raw_stage(target_metrics: dict[str, Any] | None, n: int = 10,
+              unanswered: int = 0) -> RawStage:
+    return RawStage(concurrency=1, window_start=0.0, window_end=1.0, truncated=0,
+                    unanswered=unanswered, target_cpu_percent=None, target_cpu_s=None,
+                    loadgen_cpu_percent=None, loadgen_cpu_s=0.0, target_rss_mb=None,
+                    target_pss_mb=None, target_metrics=target_metrics,
+                    start_s=np.zeros(n), latency_ms=np.full(n, 2.0),
+                    ok=np.ones(n, dtype=bool))
+
+
+def test_the_stage_cross_check_reads_its_record() -> None:
+    assert cross_check(raw_stage(None)) is None
+    before, after = scrape_pair(9, 0, 0.009, ((float("inf"), 9),))
+    check = cross_check(raw_stage({"before": before.to_json(), "after": after.to_json(),
+                                   "scrapes": 3, "error": None}, unanswered=1))
+    assert check is not None
+    assert not check["agrees"]
+    assert "given up on at the drain timeout" in (check["why"] or "")
+    failed = cross_check(raw_stage({"before": None, "after": after.to_json(), "scrapes": 1,
+                                    "error": "the stage's first scrape failed: boom"}))
+    assert failed is not None
+    assert failed["target_requests"] is None
+    assert not failed["agrees"]
+    assert failed["why"] == "the stage's first scrape failed: boom"
+    assert failed["loadgen_requests"] == 10
