@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
 from reports.schema import PredictionLogBlock, TargetResult
-from targets import predlog
+from targets import predlog, registry
 from targets.monitoring import MODES, Monitoring
 
 if TYPE_CHECKING:
@@ -92,6 +92,13 @@ def resolve(args: argparse.Namespace, scenario: Scenario, endpoints: dict[str, s
                         "deploybench's own targets, and every one of "
                         f"{', '.join(args.targets) or 'the targets'} is an --endpoint (not "
                         "ours to instrument). Add a built-in target to --targets")
+    refused = [t for t in served if (d := registry.find(t)) is not None and not d.monitors]
+    if refused:
+        raise UserError(f"{', '.join(refused)} cannot expose metrics or log predictions "
+                        "(docs/deployments.md says why), and monitoring "
+                        f"({', '.join(m.mode for m in modes)}) is switched on: leave "
+                        f"{', '.join(refused)} out of --targets, or measure it without "
+                        "--metrics, --log-predictions and --monitoring")
     for name in (t for t in args.targets if t in endpoints):
         note = (f"monitoring: {name} is measured once, monitoring off (an --endpoint's "
                 "server is not ours to instrument)")

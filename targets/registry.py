@@ -131,6 +131,9 @@ class Deployment:
     #: that installs them (``pip install -e '.[EXTRA]'``).
     requires: tuple[str, ...] = ()
     extra: str | None = None
+    #: It can expose metrics and log predictions (``run --metrics``, ``--log-predictions``,
+    #: ``--monitoring``); False: its server refuses them, so the run does before starting.
+    monitors: bool = True
 
     def missing(self) -> str | None:
         """Why it cannot run here (a module it needs is not installed), with the fix;
@@ -242,9 +245,9 @@ DEPLOYMENTS: dict[str, Deployment] = {d.name: d for d in (
     # only when named: a Ray cluster takes ~10 s and ~1.3 GB to start on digits.
     Deployment("rayserve", "http", RayServeOptions, _rayserve, HTTP_BODIES,
                server="targets.rayserve.server", by_default=False,
-               requires=("ray", "ray.serve"), extra="ray", batching=True),
+               requires=("ray", "ray.serve"), extra="ray", batching=True, monitors=False),
     Deployment("null-http", "http", NullHttpOptions, _null_http, HTTP_BODIES,
-               server="targets.nullhttp.server", role="calibrate"),
+               server="targets.nullhttp.server", role="calibrate", monitors=False),
     # Its simulated load does not depend on the encoding; measured once per encoding, it
     # stands in for flask and lambda in tests of the runner and the report. It keeps no
     # batch log: marked batching so tests expand `fake+batch` and give it one.

@@ -112,6 +112,17 @@ def test_contradicting_options_are_refused(argv: list[str], says: str, tmp_path:
     assert not (tmp_path / "x").exists()
 
 
+def test_a_deployment_that_cannot_monitor_is_refused_before_anything_starts(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Ray Serve's server refuses --metrics (its replicas are Ray's processes): the run says
+    # so up front rather than fail at the server's start, whether ray is installed or not.
+    assert main(["run", "--targets", "flask,rayserve", "--metrics",
+                 "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert "rayserve cannot expose metrics" in err or "rayserve needs" in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_consistent_options_pass_and_the_scenario_says_its_modes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # A bundle that does not exist stops the run after the options are checked.
