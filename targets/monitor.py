@@ -114,7 +114,7 @@ class Monitor:
 
     def __init__(self, monitoring: Monitoring, bundle: Bundle,
                  prediction_log_dir: str | Path | None = None, *, registry: Any = None,
-                 synchronous_log: bool = False) -> None:
+                 synchronous_log: bool = False, log_cpus: list[int] | None = None) -> None:
         self.monitoring = monitoring
         self.bundle = bundle
         self.version = model_version(bundle.name, bundle.info())
@@ -134,7 +134,8 @@ class Monitor:
             if prediction_log_dir is None:
                 raise ValueError("logging predictions needs a prediction log folder")
             self.log = PredictionLog(prediction_log_dir, monitoring.log_rate, bundle.name,
-                                     self.version, synchronous=synchronous_log)
+                                     self.version, synchronous=synchronous_log,
+                                     cpus=log_cpus)
 
     # -- the request path ------------------------------------------------------------------
     def serve(self, batch: np.ndarray) -> list[Prediction]:
@@ -248,15 +249,17 @@ def worker_monitor(monitoring: Monitoring, bundle: Bundle,
 
 
 def inprocess_monitor(monitoring: Monitoring, bundle: Bundle,
-                      prediction_log_dir: str | Path | None) -> Monitor | None:
+                      prediction_log_dir: str | Path | None,
+                      cpus: list[int] | None = None) -> Monitor | None:
     """The in-process application's Monitor: metrics in prometheus_client's default
     registry (what the load generator scrapes in its own process, ``INPROCESS_URL``), a
-    background-thread prediction log; None when monitoring is off."""
+    background-thread prediction log whose thread runs on ``cpus`` (the target's: its
+    writing is the application's work, not the load generator's); None when off."""
     if monitoring.off:
         return None
     from prometheus_client import REGISTRY
 
-    return Monitor(monitoring, bundle, prediction_log_dir, registry=REGISTRY)
+    return Monitor(monitoring, bundle, prediction_log_dir, registry=REGISTRY, log_cpus=cpus)
 
 
 def multiprocess_dir(monitoring: Monitoring) -> str | None:

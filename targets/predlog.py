@@ -107,7 +107,7 @@ class PredictionLog:
     a server's fork)."""
 
     def __init__(self, directory: Path | str, rate: float, bundle: str, version: str, *,
-                 synchronous: bool = False) -> None:
+                 synchronous: bool = False, cpus: list[int] | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.path = self.directory / f"predictions-{os.getpid()}.sqlite"
@@ -120,6 +120,8 @@ class PredictionLog:
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
         self._queued = 0
         self._closed = False
+        #: The CPUs the writer thread runs on (None: where it was started from's).
+        self._cpus = cpus
         self._thread: threading.Thread | None = None
         if not synchronous:
             self._thread = threading.Thread(target=self._write_loop,
@@ -165,6 +167,8 @@ class PredictionLog:
                 "output) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def _write_loop(self) -> None:
+        if self._cpus:  # pid 0: this thread only
+            os.sched_setaffinity(0, self._cpus)
         pending: list[tuple[Any, ...]] = []
         deadline = time.monotonic() + FLUSH_S
         while True:

@@ -132,8 +132,8 @@ class Application:
         serve_batch(self.bundle, self.examples[0])  # first call: lazy initialisation
         #: --metrics / --log-predictions: the application's own (None: off); the handler
         #: threads call through it (metrics in the default registry, which the stages'
-        #: scraper reads; a background thread logs).
-        self.monitor = inprocess_monitor(monitoring, self.bundle, prediction_log_dir)
+        #: scraper reads; a background thread on the target CPUs logs).
+        self.monitor = inprocess_monitor(monitoring, self.bundle, prediction_log_dir, cpus)
         if self.monitor is not None:
             self.serve = self.monitor.handle
         #: Model load and first prediction, in this already running process.
