@@ -176,7 +176,7 @@ class Scrape:
 def parse_scrape(text: str, at: float) -> Scrape:
     """The cross-check's figures from a scrape in Prometheus's text format: deploybench's
     own metrics, or the Lambda emulator's CloudWatch ones. Raises ValueError when the
-    text holds neither."""
+    text holds neither, or is not that format."""
     # Here, not at the top: prometheus_client picks its multiprocess mode at import, from
     # PROMETHEUS_MULTIPROC_DIR, which a server sets before its workers import it.
     from prometheus_client.parser import text_string_to_metric_families
@@ -185,20 +185,26 @@ def parse_scrape(text: str, at: float) -> Scrape:
     # A labelled counter exposes no sample before its first request, only its HELP and
     # TYPE: the family's name says which metrics the target has (all zero so far).
     names: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        names.add(family.name)
-        for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            values[key] = values.get(key, 0.0) + sample.value
-    names.update(name for name, _ in values)
-    if any(name.startswith(REQUESTS) for name in names):
-        return _figures(values, at, requests=(REQUESTS + "_total",),
-                        errors=(REQUESTS + "_total",), histogram=REQUEST_SECONDS, scale=1.0)
-    if any(name.startswith("lambda_") for name in names):
-        return _figures(values, at,
-                        requests=(LAMBDA_INVOCATIONS + "_total", LAMBDA_THROTTLES + "_total"),
-                        errors=(LAMBDA_ERRORS + "_total", LAMBDA_THROTTLES + "_total"),
-                        histogram=LAMBDA_DURATION_MS, scale=0.001)
+    try:
+        for family in text_string_to_metric_families(text):
+            names.add(family.name)
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                values[key] = values.get(key, 0.0) + sample.value
+        names.update(name for name, _ in values)
+        if any(name.startswith(REQUESTS) for name in names):
+            return _figures(values, at, requests=(REQUESTS + "_total",),
+                            errors=(REQUESTS + "_total",), histogram=REQUEST_SECONDS,
+                            scale=1.0)
+        if any(name.startswith("lambda_") for name in names):
+            return _figures(values, at,
+                            requests=(LAMBDA_INVOCATIONS + "_total",
+                                      LAMBDA_THROTTLES + "_total"),
+                            errors=(LAMBDA_ERRORS + "_total", LAMBDA_THROTTLES + "_total"),
+                            histogram=LAMBDA_DURATION_MS, scale=0.001)
+    except (LookupError, TypeError) as exc:  # the parser's, or a bucket without its "le"
+        raise ValueError(f"the scrape is not Prometheus's text format ({type(exc).__name__}: "
+                         f"{exc})") from exc
     raise ValueError("the scrape holds neither deploybench's metrics "
                      f"({REQUESTS}_total) nor the Lambda emulator's ({LAMBDA_INVOCATIONS}_total)")
 

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from harness.loadgen.analysis.targetmetrics import compare, cross_check
 from harness.loadgen.protocol import RawStage, StageReport
 from harness.loadgen.scrape import StageScraper, fetch, scrape
-from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape
+from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape, parse_scrape
 
 
 @pytest.fixture
@@ -147,6 +147,52 @@ def test_a_page_without_our_metrics_is_an_error() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def not_http() -> Iterator[str]:
+    """A TCP port that answers every connection with bytes that are not HTTP (a gRPC
+    port scraped by mistake answers HTTP/2 frames)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"\x00\x00\x12\x04garbage, not HTTP\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/metrics"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_an_answer_that_is_not_http_is_a_failed_scrape_not_a_failed_stage() -> None:
+    with not_http() as url:
+        scraper = StageScraper(ThreadEngine(), url, interval_s=0, timeout_s=2.0)  # type: ignore[arg-type]
+        scraper.before()
+        scraper.after()
+    report = scraper.report()
+    assert (report["before"], report["after"], report["failed"]) == (None, None, 2)
+    assert "BadStatusLine" in (report["error"] or "")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("deploybench_requests_total{outcome=\"ok\" 3\n", "could not convert"),  # unclosed {
+    ("deploybench_requests_total{outcome=\"ok\"} 3\n"
+     "# TYPE deploybench_request_seconds histogram\n"
+     "deploybench_request_seconds_bucket 3\n", "not Prometheus's text format \\(KeyError"),
+    ("\x00\x01 binary\n", "invalid metric name"),
+])
+def test_a_scrape_that_is_not_the_text_format_is_a_value_error(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_scrape(text, 0.0)
 
 
 def test_the_inprocess_url_reads_this_processs_default_registry() -> None:
