@@ -6,8 +6,11 @@ monitoring off, and that older runs render nothing new."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from harness.results import write_run
 from reports import (
@@ -22,7 +25,8 @@ from reports import (
 from reports.blocks import Chart
 from reports.charts import render_all
 from reports.compare import compare
-from reports.decision import decide
+from reports.decision import decide, figures
+from reports.monitorchart import bar_heights
 from reports.monitorchart import render_all as render_monitoring
 from reports.render import render_run_dir
 from reports.schema import RunDoc, StageResult, TargetResult
@@ -312,3 +316,16 @@ def test_encodings_compare_results_of_one_monitoring_mode() -> None:
     assert [(p.subject, p.base["name"], p.other["name"]) for p in encodings.pairs(run)] == [
         ("flask", "flask-json", "flask-binary"),
         ("flask+metrics", "flask-json+metrics", "flask-binary+metrics")]
+
+
+def test_the_chart_draws_no_bar_for_a_mode_a_deployment_did_not_run() -> None:
+    run = cost_run()
+    run["targets"] = [t for t in run["targets"] if t["name"] != "grpc+metrics+log"]
+    figs = {f.name: f for f in figures(run)}
+    per_group = [{r.mode: r for r in monitorcost.rows(g, figs)}
+                 for g in monitormodes.groups(run)]
+    heights = bar_heights(per_group, "metrics+log", lambda r: r.heavy_rps)
+    assert heights[0] == pytest.approx(-14.5)  # flask: 1000 -> 855
+    assert math.isnan(heights[1])  # grpc ran no metrics+log: no bar, not a 0% one
+    assert bar_heights(per_group, "metrics", lambda r: r.heavy_rps) == \
+        pytest.approx([-10.0, -2.0])
