@@ -121,7 +121,8 @@ def table(run: RunDoc) -> Table:
     return Table(HEADERS, tuple(_row(c) for c in checks(run)), frozenset(range(2, 11)),
                  caption=(
         "Per result and stage: the prediction requests the target counted in its own "
-        "metrics (`deploybench_requests_total`; Lambda: `lambda_invocations_total`) "
+        "metrics (`deploybench_requests_total`; Lambda: `lambda_invocations_total` and "
+        "`lambda_throttles_total`) "
         "between the scrape when the stage started and the one after it drained, against "
         "those the load generator sent in the same span; the difference (target over load "
         "generator); each side's errors; the target's mean and p99 time "
@@ -140,10 +141,12 @@ def _is_lambda(t: TargetResult) -> bool:
 
 def covers(run: RunDoc) -> str:
     """What the target's time covers, in one sentence."""
-    text = ("The target's time covers its application's handler, from the request reaching "
-            "it to the answer leaving it (decoding, the model, encoding), not the socket, "
-            "the server's parsing or the queueing before it, so it is at most the client's "
-            "latency, and the rest of that latency is the network, the server and waiting")
+    text = ("The target's time covers its application, from the server handing it the "
+            "request (headers parsed) to the answer starting: reading the body, any wait for "
+            "a model thread or a batch, decoding, the model, encoding; not the connection, "
+            "the server's parsing of the headers or the wait for a worker. So it is at most "
+            "the client's latency, and the rest of that latency is the network, the server "
+            "and waiting for it")
     if any(_is_lambda(c.target) for c in checks(run)):
         text += ("; for Lambda it is REPORT's Duration (the invocation in its environment, "
                  "not the Invoke API's routing nor an Init)")

@@ -35,8 +35,10 @@ INPROCESS_URL = "inprocess:"
 REQUESTS = "deploybench_requests"
 OUTCOMES = ("ok", "client_error", "server_error")
 #: Histogram of the time the application spent on a prediction request, in seconds: from
-#: the request reaching the application's handler to its answer being returned (decoding,
-#: the model, encoding; not the socket, the HTTP parser or queueing before the handler).
+#: the server handing the request to the application (its headers parsed) to the answer
+#: starting: reading the body, any wait for a model thread of the worker or for a batch,
+#: decoding, the model, encoding (gRPC: from its handler's call, the message already
+#: read). Not the connection, the server's header parsing or the wait for a worker.
 REQUEST_SECONDS = "deploybench_request_seconds"
 #: Histogram of the model's time per forward pass, in seconds (serve_batch).
 MODEL_SECONDS = "deploybench_model_seconds"

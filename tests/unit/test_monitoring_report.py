@@ -202,7 +202,7 @@ def test_the_crosscheck_tabulates_both_sides() -> None:
     assert ("| flask+metrics | 1 user | 1,010 | 1,000 | +1.0% | 0 / 0 | 0.800 | 1.00 | 2.00 "
             "| 2.50 | 80% | yes |") in md
     assert "All 2 stages agree within 2%." in md
-    assert "not the socket" in md
+    assert "reading the body, any wait for a model thread or a batch" in md
     assert not any("monitoring" in w for w in findings.warnings(check_run(2000)))
 
 

@@ -11,10 +11,11 @@ request one side saw and the other did not (a connection refused before the hand
 a request given up on at the drain timeout, a handler that does not count).
 
 The latencies are different clocks of the same requests: the target's histogram times
-its handler (decode, model, encode; Lambda: REPORT's Duration), the load generator the
-whole round trip, so the target's mean must not exceed the client's (with 2% for the
-histograms' float sums); the difference is the time outside the handler (network,
-HTTP parsing, queueing). The target's p99 comes from its histogram's buckets
+its application (reading the body, any wait for a model thread or a batch, decode,
+model, encode; Lambda: REPORT's Duration), the load generator the whole round trip, so
+the target's mean must not exceed the client's (with 2% for the histograms' float
+sums); the difference is the time outside the application (network, HTTP parsing,
+queueing for a worker). The target's p99 comes from its histogram's buckets
 (Prometheus's histogram_quantile), so it is known within a bucket only.
 """
 
