@@ -259,6 +259,27 @@ def test_a_server_slower_than_its_client_disagrees() -> None:
     assert "exceeds the load generator's mean latency" in (check["why"] or "")
 
 
+def test_fast_failures_only_the_client_timed_do_not_make_the_server_slower() -> None:
+    # Lambda: 100 requests, 30 throttled in 1 ms (the target counts them, but they have
+    # no Duration); 70 invocations of 5 ms each, 6 ms round trip. The client's mean
+    # (4.5 ms) is below the target's (5 ms), yet every invocation fits in its round trip.
+    before = Scrape(at=0.0, requests=0, errors=0, latency_sum_s=0.0, latency_count=0)
+    after = Scrape(at=1.0, requests=100, errors=30, latency_sum_s=0.35, latency_count=70,
+                   buckets=((0.005, 70), (float("inf"), 70)))
+    latency = np.concatenate([np.full(70, 6.0), np.full(30, 1.0)])
+    ok = np.concatenate([np.ones(70, dtype=bool), np.zeros(30, dtype=bool)])
+    check = compare(before, after, latency, ok, scrapes=2)
+    assert check["target_mean_ms"] == pytest.approx(5.0)
+    assert check["loadgen_mean_ms"] == pytest.approx(4.5)
+    assert check["agrees"], check["why"]
+    # The same requests at 4 ms round trip: 350 ms in the target, 310 in the client.
+    slower = compare(before, after, np.concatenate([np.full(70, 4.0), np.full(30, 1.0)]),
+                     ok, scrapes=2)
+    assert not slower["agrees"]
+    assert "time in all (350.0 ms) the client's 100 round trips' (310.0 ms)" in \
+        (slower["why"] or "")
+
+
 def raw_stage(target_metrics: dict[str, Any] | None, n: int = 10,
               unanswered: int = 0) -> RawStage:
     return RawStage(concurrency=1, window_start=0.0, window_end=1.0, truncated=0,
