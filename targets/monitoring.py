@@ -21,6 +21,7 @@ against the load generator's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,20 @@ class Monitoring:
 
 MODES = ("off", "metrics", "log", "metrics+log")
 OFF = Monitoring()
+
+
+def check_modes(names: Sequence[str], where: str) -> tuple[str, ...]:
+    """A list of modes as typed in ``where`` (``--monitoring``, a scenario's key):
+    trimmed and lower-cased, each one of :data:`MODES`, none twice. Raises ValueError
+    saying which is wrong."""
+    modes = tuple(name.strip().lower() for name in names)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown monitoring mode {unknown[0]!r} in {where}; choose from "
+                         f"{', '.join(MODES)}, e.g. off,metrics,metrics+log")
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"a monitoring mode is named twice in {where} ({', '.join(modes)})")
+    return modes
 
 
 # -- what a scrape says -----------------------------------------------------------------
