@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from harness.errors import UserError
 from reports.schema import PredictionLogBlock, TargetResult
 from targets import predlog, registry
-from targets.monitoring import MODES, Monitoring
+from targets.monitoring import MODES, Monitoring, check_modes
 
 if TYPE_CHECKING:
     from scenarios.catalogue import Scenario
@@ -45,16 +45,16 @@ def parse_log_rate(text: str) -> float:
 
 
 def parse_modes(text: str) -> tuple[str, ...]:
-    """``--monitoring``: a comma list of modes (targets.monitoring.MODES), none twice."""
-    modes = tuple(m.strip().lower() for m in text.split(",") if m.strip())
-    unknown = [m for m in modes if m not in MODES]
-    if not modes or unknown:
+    """``--monitoring``: a comma list of modes (targets.monitoring.check_modes)."""
+    names = [m for m in text.split(",") if m.strip()]
+    if not names:
         raise argparse.ArgumentTypeError(
-            f"unknown monitoring mode {unknown[0] if unknown else text!r}; choose from "
-            f"{', '.join(MODES)}, e.g. --monitoring off,metrics,metrics+log")
-    if len(set(modes)) != len(modes):
-        raise argparse.ArgumentTypeError(f"a monitoring mode is named twice in {text!r}")
-    return modes
+            f"no monitoring mode in --monitoring {text!r}; choose from {', '.join(MODES)}, "
+            "e.g. --monitoring off,metrics,metrics+log")
+    try:
+        return check_modes(names, "--monitoring")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def resolve(args: argparse.Namespace, scenario: Scenario, endpoints: dict[str, str],

@@ -5,12 +5,15 @@ when the section is there (:func:`reports.monitorcost.applies`)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 from reports import monitorcost
 from reports.chartbase import DPI, SIZE, png
 from reports.decision import figures
-from reports.monitormodes import groups
+from reports.monitormodes import groups, mode
 from reports.schema import RunDoc
-from targets.monitoring import MODES
+from targets.monitoring import MODES, OFF
 
 
 def _throughput(r: monitorcost.Row) -> monitorcost.Change:
@@ -19,6 +22,14 @@ def _throughput(r: monitorcost.Row) -> monitorcost.Change:
 
 def _p99(r: monitorcost.Row) -> monitorcost.Change:
     return r.light_p99
+
+
+def bar_heights(per_group: list[dict[str, monitorcost.Row]], m: str,
+                pick: Callable[[monitorcost.Row], monitorcost.Change]) -> list[float]:
+    """Mode ``m``'s change per group, in percent. A mode a deployment did not run, or a
+    figure it lacks, has no bar (NaN): a bar at 0% would read as "costs nothing"."""
+    return [math.nan if m not in rows or (r := pick(rows[m]).ratio) is None else 100.0 * r
+            for rows in per_group]
 
 
 def monitoring(run: RunDoc) -> bytes:
@@ -37,9 +48,7 @@ def monitoring(run: RunDoc) -> bytes:
     for i, m in enumerate(modes):
         offsets = [x - 0.4 + width * (i + 0.5) for x in xs]
         for ax, pick in ((left, _throughput), (right, _p99)):
-            values = [100.0 * (pick(rows[m]).ratio or 0.0) if m in rows else 0.0
-                      for rows in per_group]
-            ax.bar(offsets, values, width, label=m)
+            ax.bar(offsets, bar_heights(per_group, m, pick), width, label=m)
     for ax, title in ((left, "throughput change, heaviest shared load (%)"),
                       (right, "p99 change, lightest shared load (%)")):
         ax.axhline(0.0, color="black", linewidth=0.8)
@@ -49,7 +58,10 @@ def monitoring(run: RunDoc) -> bytes:
         ax.grid(True, axis="y", alpha=0.3)
         ax.tick_params(labelsize=8)
     if modes:
-        left.legend(fontsize=7, title="against off", title_fontsize=7)
+        # A group whose off result failed is compared with its lightest mode measured.
+        base = "against off" if all(mode(g.base) == OFF.mode for g in gs) \
+            else "against off, else the lightest mode run"
+        left.legend(fontsize=7, title=base, title_fontsize=7)
     return png(fig, run)
 
 

@@ -237,7 +237,7 @@ class TargetMetricsBlock(TypedDict):
     target_p99_ms: float | None
     loadgen_p99_ms: float | None
     scrapes: int
-    #: Counts within 2% and the target's mean at most the client's x 1.02.
+    #: Counts within 2% and the target's total time at most the client's x 1.02.
     agrees: bool
     why: str | None
     #: A scrape failed: why (the target's side is then None).

@@ -225,7 +225,8 @@ def set_aside_items(d: Decision) -> list[str]:
     return [f"Monitoring modes: {'; '.join(pairs)} measured the same deployment"
             f"{'s' if len(by_base) > 1 else ''} with metrics or a "
             "prediction log on (`run --monitoring`), so they are not candidates here: the "
-            "decision compares each deployment in its lightest mode measured (off). What "
+            "decision compares each deployment in its lightest mode measured (off when it "
+            "ran). What "
             "monitoring costs each one is under *What monitoring costs*."]
 
 

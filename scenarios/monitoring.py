@@ -1,15 +1,16 @@
 """A scenario's ``monitoring`` key: the monitoring modes ``run`` compares when
 ``--monitoring`` is not given (scenario ``monitoring``: off, metrics, metrics+log).
 
-Checked here, against :data:`targets.monitoring.MODES`, so a typo is refused when the
-scenario is loaded, not after the first target has been measured.
+Checked here (:func:`targets.monitoring.check_modes`, as ``--monitoring`` is), so a
+typo is refused when the scenario is loaded, not after the first target has been
+measured.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from targets.monitoring import MODES
+from targets.monitoring import check_modes
 
 
 def parse_modes(value: Any) -> tuple[str, ...]:
@@ -23,11 +24,4 @@ def parse_modes(value: Any) -> tuple[str, ...]:
             or not all(isinstance(m, str) for m in value):
         raise ValueError(f"'monitoring' must be a list of modes, e.g. [off, metrics, "
                          f"metrics+log] (got {value!r})")
-    modes = tuple(m.strip().lower() for m in value)
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        raise ValueError(f"'monitoring' names an unknown mode {unknown[0]!r}; modes: "
-                         f"{', '.join(MODES)}")
-    if len(set(modes)) != len(modes):
-        raise ValueError(f"'monitoring' names a mode twice ({list(modes)})")
-    return modes
+    return check_modes(value, "the scenario's 'monitoring'")

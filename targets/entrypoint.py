@@ -176,6 +176,13 @@ def exit_if_port_taken(host: str, port: int) -> None:
 def prepare_server(args: argparse.Namespace) -> ServerSetup:
     """Everything a server does before it forks workers or imports torch's kernels."""
     die_with_parent()
+    # Before the bundle is trained or any worker starts: a log folder no worker could
+    # write would otherwise be each worker's traceback at its first request's log.
+    monitoring = Monitoring(metrics=bool(getattr(args, "metrics", False)),
+                            log_rate=getattr(args, "log_predictions", 0.0) or 0.0)
+    log_dir = getattr(args, "prediction_log_dir", None)
+    if monitoring.log_rate:
+        exit_if_unwritable(log_dir)
     cpus = sorted(args.cpus or os.sched_getaffinity(0))
     workers = args.workers or len(cpus)
     torch_threads = max(1, len(cpus) // workers)
@@ -190,16 +197,29 @@ def prepare_server(args: argparse.Namespace) -> ServerSetup:
     batching: BatchingSpec | None = getattr(args, "batching", None)
     threads = args.threads or threads_for(batching, args.server_default_threads,
                                           args.batch_waits_in_threads)
-    monitoring = Monitoring(metrics=bool(getattr(args, "metrics", False)),
-                            log_rate=getattr(args, "log_predictions", 0.0) or 0.0)
-    log_dir = getattr(args, "prediction_log_dir", None)
-    if monitoring.log_rate and not log_dir:
-        print("error: --log-predictions needs --prediction-log-dir DIR", file=sys.stderr,
-              flush=True)
-        raise SystemExit(2)
     return ServerSetup(cpus, workers, torch_threads, limits, threads, batching,
                        getattr(args, "batch_log_dir", None), monitoring,
                        getattr(args, "metrics_port", None), log_dir)
+
+
+def exit_if_unwritable(log_dir: str | None) -> None:
+    """``--log-predictions``' folder, made if missing; exit 2 with what to do when there
+    is none or this process cannot write in it (its workers could not either)."""
+    if not log_dir:
+        print("error: --log-predictions needs --prediction-log-dir DIR", file=sys.stderr,
+              flush=True)
+        raise SystemExit(2)
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+        writable = os.access(log_dir, os.W_OK | os.X_OK)
+        why = "permission denied"
+    except OSError as exc:
+        writable, why = False, exc.strerror or str(exc)
+    if not writable:
+        print(f"error: --prediction-log-dir {log_dir}: cannot write the prediction log "
+              f"there ({why}). Give a folder this user can write", file=sys.stderr,
+              flush=True)
+        raise SystemExit(2)
 
 
 def fork_workers(count: int, serve_one: Callable[[], int],

@@ -45,12 +45,12 @@ from targets.monitoring import (
     REQUESTS,
     Monitoring,
 )
-from targets.predlog import PredictionLog, model_version
 
 if TYPE_CHECKING:
     import numpy as np
 
     from targets.bundles.protocol import Bundle, Prediction
+    from targets.predlog import PredictionLog
 
 #: The environment variable prometheus_client reads at import (multiprocess mode).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -115,6 +115,10 @@ class Monitor:
     def __init__(self, monitoring: Monitoring, bundle: Bundle,
                  prediction_log_dir: str | Path | None = None, *, registry: Any = None,
                  synchronous_log: bool = False, log_cpus: list[int] | None = None) -> None:
+        # Here, not at the top: servers import this module with monitoring off too, and
+        # the log's sqlite3 would lengthen every cold start for nothing.
+        from targets.predlog import PredictionLog, model_version  # noqa: PLC0415
+
         self.monitoring = monitoring
         self.bundle = bundle
         self.version = model_version(bundle.name, bundle.info())

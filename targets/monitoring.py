@@ -21,6 +21,7 @@ against the load generator's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,10 @@ INPROCESS_URL = "inprocess:"
 REQUESTS = "deploybench_requests"
 OUTCOMES = ("ok", "client_error", "server_error")
 #: Histogram of the time the application spent on a prediction request, in seconds: from
-#: the request reaching the application's handler to its answer being returned (decoding,
-#: the model, encoding; not the socket, the HTTP parser or queueing before the handler).
+#: the server handing the request to the application (its headers parsed) to the answer
+#: starting: reading the body, any wait for a model thread of the worker or for a batch,
+#: decoding, the model, encoding (gRPC: from its handler's call, the message already
+#: read). Not the connection, the server's header parsing or the wait for a worker.
 REQUEST_SECONDS = "deploybench_request_seconds"
 #: Histogram of the model's time per forward pass, in seconds (serve_batch).
 MODEL_SECONDS = "deploybench_model_seconds"
@@ -110,6 +113,20 @@ MODES = ("off", "metrics", "log", "metrics+log")
 OFF = Monitoring()
 
 
+def check_modes(names: Sequence[str], where: str) -> tuple[str, ...]:
+    """A list of modes as typed in ``where`` (``--monitoring``, a scenario's key):
+    trimmed and lower-cased, each one of :data:`MODES`, none twice. Raises ValueError
+    saying which is wrong."""
+    modes = tuple(name.strip().lower() for name in names)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown monitoring mode {unknown[0]!r} in {where}; choose from "
+                         f"{', '.join(MODES)}, e.g. off,metrics,metrics+log")
+    if len(set(modes)) != len(modes):
+        raise ValueError(f"a monitoring mode is named twice in {where} ({', '.join(modes)})")
+    return modes
+
+
 # -- what a scrape says -----------------------------------------------------------------
 @dataclass(frozen=True)
 class Scrape:
@@ -176,7 +193,7 @@ class Scrape:
 def parse_scrape(text: str, at: float) -> Scrape:
     """The cross-check's figures from a scrape in Prometheus's text format: deploybench's
     own metrics, or the Lambda emulator's CloudWatch ones. Raises ValueError when the
-    text holds neither."""
+    text holds neither, or is not that format."""
     # Here, not at the top: prometheus_client picks its multiprocess mode at import, from
     # PROMETHEUS_MULTIPROC_DIR, which a server sets before its workers import it.
     from prometheus_client.parser import text_string_to_metric_families
@@ -185,20 +202,26 @@ def parse_scrape(text: str, at: float) -> Scrape:
     # A labelled counter exposes no sample before its first request, only its HELP and
     # TYPE: the family's name says which metrics the target has (all zero so far).
     names: set[str] = set()
-    for family in text_string_to_metric_families(text):
-        names.add(family.name)
-        for sample in family.samples:
-            key = (sample.name, tuple(sorted(sample.labels.items())))
-            values[key] = values.get(key, 0.0) + sample.value
-    names.update(name for name, _ in values)
-    if any(name.startswith(REQUESTS) for name in names):
-        return _figures(values, at, requests=(REQUESTS + "_total",),
-                        errors=(REQUESTS + "_total",), histogram=REQUEST_SECONDS, scale=1.0)
-    if any(name.startswith("lambda_") for name in names):
-        return _figures(values, at,
-                        requests=(LAMBDA_INVOCATIONS + "_total", LAMBDA_THROTTLES + "_total"),
-                        errors=(LAMBDA_ERRORS + "_total", LAMBDA_THROTTLES + "_total"),
-                        histogram=LAMBDA_DURATION_MS, scale=0.001)
+    try:
+        for family in text_string_to_metric_families(text):
+            names.add(family.name)
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                values[key] = values.get(key, 0.0) + sample.value
+        names.update(name for name, _ in values)
+        if any(name.startswith(REQUESTS) for name in names):
+            return _figures(values, at, requests=(REQUESTS + "_total",),
+                            errors=(REQUESTS + "_total",), histogram=REQUEST_SECONDS,
+                            scale=1.0)
+        if any(name.startswith("lambda_") for name in names):
+            return _figures(values, at,
+                            requests=(LAMBDA_INVOCATIONS + "_total",
+                                      LAMBDA_THROTTLES + "_total"),
+                            errors=(LAMBDA_ERRORS + "_total", LAMBDA_THROTTLES + "_total"),
+                            histogram=LAMBDA_DURATION_MS, scale=0.001)
+    except (LookupError, TypeError) as exc:  # the parser's, or a bucket without its "le"
+        raise ValueError(f"the scrape is not Prometheus's text format ({type(exc).__name__}: "
+                         f"{exc})") from exc
     raise ValueError("the scrape holds neither deploybench's metrics "
                      f"({REQUESTS}_total) nor the Lambda emulator's ({LAMBDA_INVOCATIONS}_total)")
 

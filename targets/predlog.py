@@ -34,6 +34,7 @@ import math
 import os
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -118,7 +119,8 @@ class PredictionLog:
         self.dropped = 0
         self._db = self._open()
         self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._queued = 0
+        #: The first write that failed (the writer keeps going; its rows are dropped).
+        self.error: str | None = None
         self._closed = False
         #: The CPUs the writer thread runs on (None: where it was started from's).
         self._cpus = cpus
@@ -138,18 +140,20 @@ class PredictionLog:
 
     def record(self, batch: np.ndarray, predictions: Sequence[Any]) -> None:
         """Log this request if the sampler picks it (``predictions``: its Prediction
-        objects). Never raises into the request path for a full queue. In the background
-        mode the request path only queues references (a served request's batch and
-        predictions are not modified after): the writer thread encodes them."""
+        objects). Never raises into the request path for a full queue or a failed write
+        (:meth:`_flush`). In the background mode the request path only queues references
+        (a served request's batch and predictions are not modified after): the writer
+        thread encodes them."""
         if self._closed or not self.sample():
             return
-        if self.synchronous:
-            self._insert([self._row(time.time(), batch, predictions)])
+        if self.synchronous:  # a failed write drops the row: the answer still goes out
+            self._flush([self._row(time.time(), batch, predictions)])
             return
-        if self._queued >= MAX_QUEUED:
+        # The queue's own size: a counter shared by the request threads and the writer
+        # would need a lock on the request path.
+        if self._queue.qsize() >= MAX_QUEUED:
             self.dropped += 1
             return
-        self._queued += 1
         self._queue.put((time.time(), batch, predictions))
 
     def _row(self, ts: float, batch: np.ndarray, predictions: Sequence[Any]
@@ -188,9 +192,19 @@ class PredictionLog:
         self._flush(pending)
 
     def _flush(self, rows: list[tuple[Any, ...]]) -> None:
-        if rows:
+        """Writes ``rows``. A write that fails (a full disk, a database removed under it)
+        drops them, counted, and is said once: the background writer goes on (dead, it
+        would leave every later row queued in memory), a synchronous one still answers."""
+        if not rows:
+            return
+        try:
             self._insert(rows)
-            self._queued -= len(rows)
+        except sqlite3.Error as exc:
+            self.dropped += len(rows)
+            if self.error is None:
+                self.error = f"{type(exc).__name__}: {exc}"
+                print(f"warning: prediction log {self.path}: a write failed ({self.error}); "
+                      "its rows are dropped and counted", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         """Flush what waits and close the database. Idempotent."""
@@ -200,9 +214,10 @@ class PredictionLog:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=30)
-        if self.dropped:
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)",
-                             (str(self.dropped),))
+        with contextlib.suppress(sqlite3.Error):
+            if self.dropped:
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('dropped', ?)",
+                                 (str(self.dropped),))
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
 
@@ -220,14 +235,24 @@ def read_log(directory: Path | str) -> Iterator[LoggedRequest]:
         try:
             for row in db.execute("SELECT id, ts, bundle, model_version, input_shape, input, "
                                   "output FROM predictions ORDER BY id"):
-                shape = tuple(json.loads(row[4]))
-                answers = json.loads(row[6])
-                yield LoggedRequest(
-                    id=row[0], ts=row[1], bundle=row[2], model_version=row[3],
-                    input=np.frombuffer(row[5], dtype=np.float32).reshape(shape),
-                    output=[(int(a["label"]), tuple(a["probabilities"])) for a in answers])
+                yield _logged(path, row)
         finally:
             db.close()
+
+
+def _logged(path: Path, row: tuple[Any, ...]) -> LoggedRequest:
+    """One row read back; ValueError, naming the database and row, for one this module
+    did not write (a shape that is not its input's, an answer without its label)."""
+    try:
+        shape = tuple(int(n) for n in json.loads(row[4]))
+        answers = json.loads(row[6])
+        return LoggedRequest(
+            id=row[0], ts=row[1], bundle=row[2], model_version=row[3],
+            input=np.frombuffer(row[5], dtype=np.float32).reshape(shape),
+            output=[(int(a["label"]), tuple(a["probabilities"])) for a in answers])
+    except (ValueError, TypeError, LookupError) as exc:
+        raise ValueError(f"{path}: row {row[0]} is not a logged prediction "
+                         f"({type(exc).__name__}: {exc})") from exc
 
 
 def count_rows(directory: Path | str) -> int:

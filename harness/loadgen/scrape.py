@@ -14,6 +14,7 @@ raised: it must not fail the stage it observes.
 
 from __future__ import annotations
 
+import http.client
 import time
 import urllib.request
 from typing import Any
@@ -28,7 +29,8 @@ SCRAPE_TIMEOUT_S = 5.0
 
 def fetch(url: str, timeout_s: float = SCRAPE_TIMEOUT_S) -> str:
     """The metrics at ``url`` in Prometheus's text format (INPROCESS_URL: this
-    process's default registry). Raises OSError (urllib's errors among them) or
+    process's default registry). Raises OSError (urllib's errors among them),
+    http.client.HTTPException (an answer that is not HTTP: a gRPC port, say) or
     ValueError."""
     if url == INPROCESS_URL:
         # Here, not at the top: prometheus_client picks its multiprocess mode at import.
@@ -76,7 +78,7 @@ class StageScraper:
             return None
         try:
             found = scrape(self.url, self.timeout_s)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
             self.failed += 1
             if self.error is None:
                 self.error = f"{edge} scrape of {self.url} failed: {_why(exc)}"

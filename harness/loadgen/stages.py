@@ -185,11 +185,12 @@ def _run_stage(ctx: StageRunner, index: int, users: int, loop: Any, label: Any,
         ctx.engine, ctx.metrics_url, ctx.timing.scrape_interval_s)
     if scraper is not None:
         scraper.before()
-        scraper.start()
     emit("stage", phase="spawn", **where)
     stage_started_at = time.time()
     watch = Watch(ctx.engine, ctx.meter)
     try:
+        if scraper is not None:  # inside: the finally stops its periodic scrapes
+            scraper.start()
         if timeline is not None:
             result = timeline_stage.run_stage(ctx, index, timeline, where, watch)
         else:

@@ -101,6 +101,7 @@ def test_the_command_runs_as_deploybench(tmp_path: Path, test_images: np.ndarray
     ("missing", "no prediction log folder"),
     ("no-databases", "was the target run with --log-predictions"),
     ("empty", "is empty"),
+    ("corrupt", "cannot read the prediction log"),
 ])
 def test_an_unusable_log_dir_is_a_clear_error(tmp_path: Path, setup: str, message: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,6 +110,8 @@ def test_an_unusable_log_dir_is_a_clear_error(tmp_path: Path, setup: str, messag
         log_dir.mkdir()
     if setup == "empty":
         PredictionLog(log_dir, 1.0, "digits", "digits", synchronous=True).close()
+    if setup == "corrupt":  # a database file that is not one (a copy cut short, say)
+        (log_dir / "predictions-1.sqlite").write_bytes(b"not a database" * 100)
     assert main(["drift", str(log_dir)]) == 1
     assert message in capsys.readouterr().err
 

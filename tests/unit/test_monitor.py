@@ -18,6 +18,7 @@ from targets.batcher import Batcher
 from targets.batching import BatchingSpec
 from targets.bundles.null import NullBundle
 from targets.bundles.protocol import Prediction
+from targets.entrypoint import exit_if_unwritable
 from targets.errors import RequestError
 from targets.grpc.metrics import MetricsServer
 from targets.grpc.server import main as grpc_main
@@ -235,6 +236,22 @@ def test_servers_that_cannot_monitor_refuse_the_flags(capsys: pytest.CaptureFixt
         with pytest.raises(SystemExit) as stopped:
             main(["--metrics", "--port", "0"])
         assert stopped.value.code == 2
+
+
+@pytest.mark.parametrize(("folder", "says"), [
+    (None, "--log-predictions needs --prediction-log-dir DIR"),
+    ("a-file/log", "cannot write the prediction log"),  # under a file: none can be made
+])
+def test_a_prediction_log_folder_no_worker_can_write_is_refused_at_once(
+        tmp_path: Path, folder: str | None, says: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as stopped:
+        exit_if_unwritable(None if folder is None else str(tmp_path / folder))
+    assert stopped.value.code == 2
+    assert says in capsys.readouterr().err
+    exit_if_unwritable(str(tmp_path / "new" / "log"))  # a missing folder is made
+    assert (tmp_path / "new" / "log").is_dir()
 
 
 def test_grpc_metrics_need_a_side_port(capsys: pytest.CaptureFixture[str]) -> None:

@@ -87,8 +87,10 @@ def test_log_rates_and_modes_parse() -> None:
     assert parse_modes(" off, Metrics ,metrics+log") == ("off", "metrics", "metrics+log")
     with pytest.raises(argparse.ArgumentTypeError, match="unknown monitoring mode 'logs'"):
         parse_modes("off,logs")
-    with pytest.raises(argparse.ArgumentTypeError, match="named twice"):
+    with pytest.raises(argparse.ArgumentTypeError, match="named twice in --monitoring"):
         parse_modes("off,off")
+    with pytest.raises(argparse.ArgumentTypeError, match="no monitoring mode"):
+        parse_modes(" , ")
 
 
 def test_a_bad_rate_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,8 +155,8 @@ def test_the_monitoring_scenario_compares_three_modes() -> None:
 
 
 @pytest.mark.parametrize(("extra", "said"), [
-    ("monitoring: [off, logs]", "unknown mode 'logs'"),
-    ("monitoring: [off, off]", "names a mode twice"),
+    ("monitoring: [off, logs]", "unknown monitoring mode 'logs' in the scenario's"),
+    ("monitoring: [off, off]", "a monitoring mode is named twice in the scenario's"),
     ("monitoring: metrics", "must be a list of modes"),
     ("scrape_interval_s: 0", "'scrape_interval_s' must be a number >= 0.1"),
 ])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,29 @@ def test_model_version_names_the_weights_when_known() -> None:
     assert predlog.model_version("digits", {"sha256": "0123456789abcdef"}) == \
         "digits@0123456789ab"
     assert predlog.model_version("vision", {"sha256": None}) == "vision"
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_a_failed_write_drops_its_rows_and_the_log_goes_on(tmp_path: Path,
+                                                           synchronous: bool) -> None:
+    log = PredictionLog(tmp_path, 1.0, "digits", "digits", synchronous=synchronous)
+    other = sqlite3.connect(log.path)
+    other.execute("DROP TABLE predictions")  # every later write fails
+    other.close()
+    for i in range(3):
+        log.record(np.full((1, 64), i, np.float32), _answer(i))  # never raises
+    log.close()
+    assert log.dropped == 3
+    assert "no such table" in (log.error or "")
+
+
+def test_a_row_it_did_not_write_is_a_value_error_naming_it(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path, 1.0, "digits", "digits", synchronous=True)
+    log.record(np.zeros((1, 64), np.float32), _answer(0))
+    log.close()
+    db = sqlite3.connect(tmp_path / f"predictions-{os.getpid()}.sqlite")
+    with db:
+        db.execute("UPDATE predictions SET output = '[{\"class\": 3}]'")
+    db.close()
+    with pytest.raises(ValueError, match="row 1 is not a logged prediction"):
+        list(read_log(tmp_path))

@@ -19,7 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from harness.loadgen.analysis.targetmetrics import compare, cross_check
 from harness.loadgen.protocol import RawStage, StageReport
 from harness.loadgen.scrape import StageScraper, fetch, scrape
-from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape
+from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape, parse_scrape
 
 
 @pytest.fixture
@@ -149,6 +149,52 @@ def test_a_page_without_our_metrics_is_an_error() -> None:
         thread.join(timeout=5)
 
 
+@contextlib.contextmanager
+def not_http() -> Iterator[str]:
+    """A TCP port that answers every connection with bytes that are not HTTP (a gRPC
+    port scraped by mistake answers HTTP/2 frames)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(5)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"\x00\x00\x12\x04garbage, not HTTP\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/metrics"
+    finally:
+        listener.close()
+        thread.join(timeout=5)
+
+
+def test_an_answer_that_is_not_http_is_a_failed_scrape_not_a_failed_stage() -> None:
+    with not_http() as url:
+        scraper = StageScraper(ThreadEngine(), url, interval_s=0, timeout_s=2.0)  # type: ignore[arg-type]
+        scraper.before()
+        scraper.after()
+    report = scraper.report()
+    assert (report["before"], report["after"], report["failed"]) == (None, None, 2)
+    assert "BadStatusLine" in (report["error"] or "")
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("deploybench_requests_total{outcome=\"ok\" 3\n", "could not convert"),  # unclosed {
+    ("deploybench_requests_total{outcome=\"ok\"} 3\n"
+     "# TYPE deploybench_request_seconds histogram\n"
+     "deploybench_request_seconds_bucket 3\n", "not Prometheus's text format \\(KeyError"),
+    ("\x00\x01 binary\n", "invalid metric name"),
+])
+def test_a_scrape_that_is_not_the_text_format_is_a_value_error(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_scrape(text, 0.0)
+
+
 def test_the_inprocess_url_reads_this_processs_default_registry() -> None:
     counter = Counter("deploybench_requests", "requests", ["outcome"])
     try:
@@ -211,6 +257,27 @@ def test_a_server_slower_than_its_client_disagrees() -> None:
     check = compare(before, after, np.full(100, 1.5), np.ones(100, dtype=bool), scrapes=2)
     assert not check["agrees"]
     assert "exceeds the load generator's mean latency" in (check["why"] or "")
+
+
+def test_fast_failures_only_the_client_timed_do_not_make_the_server_slower() -> None:
+    # Lambda: 100 requests, 30 throttled in 1 ms (the target counts them, but they have
+    # no Duration); 70 invocations of 5 ms each, 6 ms round trip. The client's mean
+    # (4.5 ms) is below the target's (5 ms), yet every invocation fits in its round trip.
+    before = Scrape(at=0.0, requests=0, errors=0, latency_sum_s=0.0, latency_count=0)
+    after = Scrape(at=1.0, requests=100, errors=30, latency_sum_s=0.35, latency_count=70,
+                   buckets=((0.005, 70), (float("inf"), 70)))
+    latency = np.concatenate([np.full(70, 6.0), np.full(30, 1.0)])
+    ok = np.concatenate([np.ones(70, dtype=bool), np.zeros(30, dtype=bool)])
+    check = compare(before, after, latency, ok, scrapes=2)
+    assert check["target_mean_ms"] == pytest.approx(5.0)
+    assert check["loadgen_mean_ms"] == pytest.approx(4.5)
+    assert check["agrees"], check["why"]
+    # The same requests at 4 ms round trip: 350 ms in the target, 310 in the client.
+    slower = compare(before, after, np.concatenate([np.full(70, 4.0), np.full(30, 1.0)]),
+                     ok, scrapes=2)
+    assert not slower["agrees"]
+    assert "time in all (350.0 ms) the client's 100 round trips' (310.0 ms)" in \
+        (slower["why"] or "")
 
 
 def raw_stage(target_metrics: dict[str, Any] | None, n: int = 10,
