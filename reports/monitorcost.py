@@ -257,26 +257,39 @@ def _loss(c: Cost) -> float:
     return lat if lat is not None else 0.0
 
 
+def _valid_cost(c: Cost) -> bool:
+    return c.throughput.valid and c.latency.valid
+
+
 def ranking(run: RunDoc) -> list[str]:
-    """For metrics and for logging, who pays most and least, from the figures."""
+    """For metrics and for logging, who pays most and least, from the figures. Only
+    comparisons whose stages are all VALID are ranked: one resting on an INVALID stage is
+    named after them, unranked (its figure may be the instability, not the cost)."""
     out = []
     for what, cs in costs(run).items():
-        ranked = sorted(cs, key=_loss, reverse=True)
+        ranked = sorted((c for c in cs if _valid_cost(c)), key=_loss, reverse=True)
+        unranked = [c for c in cs if not _valid_cost(c)]
         name = what[0].upper() + what[1:]
         if len(ranked) == 1:
-            out.append(f"{name} cost {_cost_text(ranked[0])}.")
-            continue
-        out.append(f"{name} cost most on {_cost_text(ranked[0])} and least on "
-                   f"{_cost_text(ranked[-1])}" + (f"; in between: "
-                                                   f"{', '.join(map(_cost_text, ranked[1:-1]))}"
-                                                   if len(ranked) > 2 else "") + ".")
+            text = f"{name} cost {_cost_text(ranked[0])}"
+        elif ranked:
+            text = (f"{name} cost most on {_cost_text(ranked[0])} and least on "
+                    f"{_cost_text(ranked[-1])}"
+                    + (f"; in between: {', '.join(map(_cost_text, ranked[1:-1]))}"
+                       if len(ranked) > 2 else ""))
+        else:
+            text = f"{name}: every comparison rests on an INVALID stage, so none is ranked"
+        if unranked:
+            text += (f"; not ranked: {', '.join(map(_cost_text, unranked))}")
+        out.append(text + ".")
     return out
 
 
 def hedge(run: RunDoc) -> str:
     several = trials.has_trials(run)
     text = ("Ranked by the throughput lost at the heaviest load every mode ran (the p50 "
-            "added at the lightest beside it). ")
+            "added at the lightest beside it), among the comparisons whose stages are all "
+            "VALID. ")
     if several:
         return text + (f"Changes are tested over trials (Welch's t at 5%); {NOISE} marks "
                        "a tie.")

@@ -146,6 +146,9 @@ def test_changes_within_noise_and_invalid_stages_are_hedged() -> None:
         "1 user; within the run's noise)" in metrics_line
     assert "**flask** (metrics against off: throughput -10.0% at 16 users, p50 +0.050 ms " \
         "at 1 user; from an INVALID stage)" in metrics_line
+    # An INVALID stage's figure may be its instability, not the cost: named, not ranked.
+    assert metrics_line.startswith("Metrics cost **grpc**")
+    assert "; not ranked: **flask**" in metrics_line
     assert "These are one run's figures" in md
     assert "10-15% between runs" in md
 
