@@ -87,8 +87,8 @@ class ServedTarget(TargetBase, Generic[C]):
         self.startup_s: float | None = None
         self._server: Server | None = None
         self._client: C | None = None
-        self._temp_batch_log_dir: Path | None = None
-        self._temp_prediction_log_dir: Path | None = None
+        #: Folders made for what the server writes when it has no log_path, by kind.
+        self._temp_dirs: dict[str, Path] = {}
 
     @property
     def address(self) -> str:
@@ -101,14 +101,17 @@ class ServedTarget(TargetBase, Generic[C]):
         none (a container runtime mounts only the log's folder: without a log_path a
         containerised server's batch log stays inside its container). Read it with
         :func:`targets.batching.read_batch_log`."""
-        if self.batching is None:
-            return None
+        return None if self.batching is None else self._beside_log("batches")
+
+    def _beside_log(self, what: str) -> Path:
+        """``NAME-WHAT`` beside the server's log, or a temporary folder made once when it
+        has none (kept after the run: it holds what the server wrote)."""
         if self.log_path is not None:
-            return self.log_path.parent / f"{self.name}-batches"
-        if self._temp_batch_log_dir is None:
-            self._temp_batch_log_dir = Path(tempfile.mkdtemp(
-                prefix=f"deploybench-{self.name}-batches-"))
-        return self._temp_batch_log_dir
+            return self.log_path.parent / f"{self.name}-{what}"
+        if what not in self._temp_dirs:
+            self._temp_dirs[what] = Path(tempfile.mkdtemp(
+                prefix=f"deploybench-{self.name}-{what}-"))
+        return self._temp_dirs[what]
 
     #: Whether the server's metrics are on a side port (--metrics-port), not its own.
     metrics_side_port = False
@@ -117,14 +120,7 @@ class ServedTarget(TargetBase, Generic[C]):
     def prediction_log_dir(self) -> Path | None:
         """Where the server logs predictions (``NAME-predictions`` beside its log, or a
         temporary folder without one); None when it does not log."""
-        if not self.monitoring.log_rate:
-            return None
-        if self.log_path is not None:
-            return self.log_path.parent / f"{self.name}-predictions"
-        if self._temp_prediction_log_dir is None:
-            self._temp_prediction_log_dir = Path(tempfile.mkdtemp(
-                prefix=f"deploybench-{self.name}-predictions-"))
-        return self._temp_prediction_log_dir
+        return self._beside_log("predictions") if self.monitoring.log_rate else None
 
     @property
     def metrics_url(self) -> str | None:
