@@ -68,6 +68,9 @@ class TargetDescription(TypedDict, total=False):
     #: Lambda emulator: how its environments were shaped (CPU share, memory limit,
     #: freeze) and whether the kernel enforced it; None where it could not be read.
     sandbox: Sandbox | None
+    #: Lambda emulator with --metrics: its per-minute CloudWatch statistics file (None:
+    #: metrics off).
+    cloudwatch_file: str | None
     #: --endpoint: not started or measured by deploybench; how it bills ("per_request"
     #: for a Lambda function), the function, and whether requests are signed with AWS
     #: credentials.
@@ -161,6 +164,8 @@ class StartSample(TypedDict, total=False):
     ready_s: float
     first_request_ms: float
     init_ms: float
+    #: A Lambda redeploy: the function's code version the new environments run.
+    code_version: int | None
     kind: str
     definition: str
 
