@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, s
 from harness.loadgen.analysis.targetmetrics import compare, cross_check
 from harness.loadgen.protocol import RawStage, StageReport
 from harness.loadgen.scrape import StageScraper, fetch, scrape
+from targets.monitor import _registered
 from targets.monitoring import INPROCESS_URL, LATENCY_BUCKETS_S, Scrape, parse_scrape
 
 
@@ -196,13 +197,14 @@ def test_a_scrape_that_is_not_the_text_format_is_a_value_error(text: str, says: 
 
 
 def test_the_inprocess_url_reads_this_processs_default_registry() -> None:
-    counter = Counter("deploybench_requests", "requests", ["outcome"])
-    try:
-        counter.labels(outcome="ok").inc(5)
-        assert "deploybench_requests_total" in fetch(INPROCESS_URL)
-        assert scrape(INPROCESS_URL).requests == 5
-    finally:
-        REGISTRY.unregister(counter)
+    # The in-process application's metrics, made once per registry and kept for the
+    # process's life (an earlier in-process run in this pytest may have counted already):
+    # the scrape must see exactly the 5 added here.
+    metrics = _registered(REGISTRY)
+    before = scrape(INPROCESS_URL).requests
+    metrics.by_outcome["ok"].inc(5)
+    assert "deploybench_requests_total" in fetch(INPROCESS_URL)
+    assert scrape(INPROCESS_URL).requests == before + 5
     odd = StageScraper(ThreadEngine(), "ftp://x/metrics", 0.0)  # type: ignore[arg-type]
     odd.before()
     odd.after()
