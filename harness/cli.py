@@ -44,9 +44,12 @@ from harness.options import (
 )
 from harness.run_command import EXIT_INVALID, cmd_run
 from harness.runner import RUNNABLE, TARGETS
+from harness.suites.command import add_suite_parser
+from harness.suites.history import add_history_parser
 from reports.compare import parse_fail_on
 from reports.pricing import PricesError
 from reports.schema import ResultFileError
+from reports.suiteschema import SuiteError
 from scenarios.catalogue import ScenarioError
 from targets.awslambda.server import add_arguments as add_lambda_arguments
 from targets.entrypoint import positive_int
@@ -334,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(func=cmd_init_bundle)
 
     add_drift_parser(sub)
+    add_suite_parser(sub)
+    add_history_parser(sub)
 
     bundles = sub.add_parser("bundles", help="list the built-in bundles")
     bundles.add_argument("--time", action="store_true",
@@ -376,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(sig, _raise_interrupted)
     try:
         code: int = args.func(args)
-    except (UserError, TargetError, ScenarioError, ResultFileError, PricesError) as exc:
+    except (UserError, TargetError, ScenarioError, ResultFileError, PricesError,
+            SuiteError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as exc:
