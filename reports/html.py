@@ -22,9 +22,19 @@ code { background: #f3f3f3; padding: 0 0.2em; border-radius: 3px; }
 """
 
 
+#: A Markdown link to a file beside the report (``[report](cells/X/report.html)``); links
+#: with a scheme or to an absolute path are left as text: the file stays self-contained.
+_LINK = re.compile(r"\[([^\]]+)\]\(((?![a-zA-Z][a-zA-Z0-9+.-]*:|/)[^)\s]+)\)")
+
+
+def _links(escaped: str) -> str:
+    return _LINK.sub(r'<a href="\2">\1</a>', escaped)
+
+
 def _inline(text: str) -> str:
-    """Escape, then render the Markdown the blocks use: **bold** and `code`."""
-    out = html.escape(text)
+    """Escape, then render the Markdown the blocks use: **bold**, `code` and relative
+    links."""
+    out = _links(html.escape(text))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
@@ -35,7 +45,8 @@ def table(block: Table) -> str:
 
     head = "".join(f"<th{cls(i)}>{html.escape(h)}</th>" for i, h in enumerate(block.headers))
     body = "".join(
-        "<tr>" + "".join(f"<td{cls(i)}>{html.escape(c)}</td>" for i, c in enumerate(row))
+        "<tr>" + "".join(f"<td{cls(i)}>{_links(html.escape(c))}</td>"
+                         for i, c in enumerate(row))
         + "</tr>"
         for row in block.rows
     )
