@@ -5,10 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from reports.decision import Decision, decide
 from reports.schema import RUN_FILE, ResultFileError, RunDoc, load_run, simulated_targets
 from reports.suiteschema import COMPLETE, PENDING, CellRecord, SuiteManifest
+
+
+def fmt_value(value: Any) -> str:
+    """A matrix value as the suite file wrote it (a list joined with commas, as the
+    command line takes it)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class SuiteCell:
 
     def label(self, with_scenario: bool) -> str:
         """The cell's options in a few words: its matrix values (and scenario)."""
-        parts = [f"{k}={v}" for k, v in self.record["matrix"].items()]
+        parts = [f"{k}={fmt_value(v)}" for k, v in self.record["matrix"].items()]
         if with_scenario or not parts:
             parts.insert(0, self.record["scenario"])
         return ", ".join(parts)

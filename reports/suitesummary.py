@@ -14,7 +14,7 @@ from reports import breakdown
 from reports.decision import UNTESTED_TIE
 from reports.figures import Figures
 from reports.format import fmt_ms, fmt_rps, stage_load
-from reports.suitecells import SuiteCell
+from reports.suitecells import SuiteCell, fmt_value
 
 #: A model share of the fastest served deployment's median at or above this: the model
 #: dominates (more than half of a request's time is the model's).
@@ -150,14 +150,15 @@ def option_effect(cells: list[SuiteCell], key: str) -> Effect | None:
     the other settings (scenario, other matrix values) the same."""
     groups: dict[tuple[str, str], list[SuiteCell]] = {}
     for c in cells:
-        others = repr(sorted((k, str(v)) for k, v in c.record["matrix"].items() if k != key))
+        others = repr(sorted((k, fmt_value(v)) for k, v in c.record["matrix"].items()
+                             if k != key))
         groups.setdefault((c.record["scenario"], others), []).append(c)
     best: Effect | None = None
     for group in groups.values():
         per_name: dict[str, dict[str, float]] = {}
         for c in group:
             for name, cap in _caps(c).items():
-                per_name.setdefault(name, {})[str(c.record["matrix"].get(key))] = cap
+                per_name.setdefault(name, {})[fmt_value(c.record["matrix"].get(key))] = cap
         for name, by_value in per_name.items():
             if len(by_value) < 2:
                 continue
@@ -186,7 +187,7 @@ def deployment_effect(cells: list[SuiteCell], key: str) -> Effect | None:
         if best is None or ratio > best.ratio:
             best = Effect(ratio, f"`{low}` {fmt_rps(caps[low])} req/s against `{high}` "
                                  f"{fmt_rps(caps[high])} with {key}="
-                                 f"{c.record['matrix'].get(key)}")
+                                 f"{fmt_value(c.record['matrix'].get(key))}")
     return best
 
 
@@ -246,7 +247,7 @@ def weighed_keys(cells: list[SuiteCell]) -> list[str]:
     that is the choice of deployment itself)."""
     keys = sorted({k for c in cells for k in c.record["matrix"]})
     return [k for k in keys if k != TARGETS_KEY and len(
-        {str(c.record["matrix"].get(k)) for c in cells if c.run is not None}) >= 2]
+        {fmt_value(c.record["matrix"].get(k)) for c in cells if c.run is not None}) >= 2]
 
 
 def headline(bundle: str, cells: list[SuiteCell]) -> str | None:

@@ -11,7 +11,7 @@ from reports.decision import Decision
 from reports.figures import Figures
 from reports.format import NONE, fmt_ms, fmt_rps, fmt_usd, stage_load
 from reports.loads import describe_common
-from reports.suitecells import SuiteCell
+from reports.suitecells import SuiteCell, fmt_value
 from reports.suiteschema import CELL_STATUSES, COMPLETE, SuiteManifest
 
 WHAT_A_CELL_IS = (
@@ -109,7 +109,7 @@ def decision_table(cells: list[SuiteCell], matrix_keys: list[str]) -> Table:
         if cell.run is None:
             best = f"no run ({cell.record['status']})"
         rows.append((cell.id + _marks(cell), cell.record["scenario"],
-                     *(str(cell.record["matrix"].get(k, NONE)) for k in matrix_keys),
+                     *(fmt_value(cell.record["matrix"].get(k, NONE)) for k in matrix_keys),
                      best, ties, service, _valid(cell), report_link(cell)))
     objective = next((c.decision.objective.describe() for c in cells if c.decision), None)
     return Table(("cell", "scenario", *matrix_keys, "chosen", "tied with", "best as a service",

@@ -15,6 +15,9 @@ import pytest
 from harness.cpus import CpuPlan
 from harness.loadgen.simulated import SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan
+from reports import suitesummary
+from reports.decision import decide
+from reports.suitecells import SuiteCell
 from reports.suiteindex import render_suite_dir
 from reports.suiteschema import (
     COMPLETE,
@@ -28,6 +31,7 @@ from reports.suiteschema import (
 )
 from scenarios.catalogue import Scenario
 from targets.fake import FakeTarget
+from tests.unit import runs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -233,3 +237,49 @@ def test_an_unreadable_run_json_is_listed(tmp_path: Path) -> None:
 def test_no_manifest_is_a_suite_error(tmp_path: Path) -> None:
     with pytest.raises(SuiteError, match=r"no suite\.json"):
         render_suite_dir(tmp_path)
+
+
+# -- the summary's rules on hand-built runs (tests/unit/runs.py: every figure chosen) ----
+
+def cell(cell_id: str, targets: list[tuple[str, float, float]],
+         matrix: dict[str, Any]) -> SuiteCell:
+    """A cell whose deployments each ran 1 and 4 users: (name, p50 ms at 1 user, capacity
+    req/s at 4 users, p99 well within the objective)."""
+    doc = runs.run([runs.target(name, [runs.stage(1, cap / 4, p50, p50 * 2),
+                                       runs.stage(4, cap, p50 * 2, p50 * 4)])
+                    for name, p50, cap in targets])
+    rec = record(1, "d-s-k=v", COMPLETE)
+    rec["id"], rec["matrix"] = cell_id, matrix
+    return SuiteCell(rec, doc, None, decide(doc), Path("/nowhere"))
+
+
+def test_the_deployment_can_matter_more_than_the_option() -> None:
+    cells = [cell("d-s-encoding=json", [("flask", 2.0, 100.0), ("grpc", 1.0, 400.0)],
+                  {"encoding": "json"}),
+             cell("d-s-encoding=binary", [("flask", 2.0, 110.0), ("grpc", 1.0, 420.0)],
+                  {"encoding": "binary"})]
+    text = suitesummary.matrix_item(cells, "encoding")
+    # flask 100 -> 110 (+10%); grpc 400 against flask 100 at json (+300%).
+    assert "by up to 10% (`flask`: 100 req/s with encoding=json, 110 with binary" in text
+    assert "by up to 300% at a fixed encoding (`flask` 100 req/s against `grpc` 400" in text
+    assert text.endswith("the deployment matters more than the encoding.")
+
+
+def test_close_effects_matter_about_as_much_and_lists_are_one_value() -> None:
+    cells = [cell("d-s-a", [("flask", 2.0, 100.0), ("grpc", 1.0, 200.0)],
+                  {"target_cpus": ["1", "2"]}),
+             cell("d-s-b", [("flask", 2.0, 195.0), ("grpc", 1.0, 210.0)],
+                  {"target_cpus": ["2", "3"]})]
+    text = suitesummary.matrix_item(cells, "target_cpus")
+    assert "100 req/s with target_cpus=1,2, 195 with 2,3" in text
+    assert text.endswith("the target_cpus and the deployment matter about as much.")
+
+
+def test_model_share_unknown_without_an_in_process_result() -> None:
+    cells = [cell("d-s-x", [("flask", 2.0, 100.0), ("grpc", 1.0, 200.0)], {}),
+             cell("d-s-y", [("inprocess", 0.9, 900.0), ("flask", 1.0, 200.0)], {})]
+    text = suitesummary.dominance_item(cells)
+    assert "unknown in `d-s-x` (no in-process result" in text
+    # 0.9 ms of flask's 1.0 ms: the model dominates.
+    assert "the model dominates in 1 of 1 cells" in text
+    assert "is 90% of `flask`'s median (1.00 ms at 1 user)" in text
