@@ -10,6 +10,9 @@ from typing import Any
 from reports.chartbase import DPI
 from reports.suitecells import SuiteCell
 
+#: Bars spanning more than this factor are drawn on a log scale: in-process's capacity can
+#: be 20x a served deployment's (digits on 2 cores), which would flatten the others' bars.
+LOG_SCALE = 20.0
 #: Two panels side by side: wider than a run report's chart.
 SIZE = (11.0, 4.4)
 
@@ -49,7 +52,9 @@ def _panel(ax: Any, names: list[str], bars: list[dict[str, Bar]], ylabel: str,
             x = n + (i - (len(bars) - 1) / 2) * width
             height, invalid = values[name]
             if height is None:
-                ax.annotate(missing, (x, 0), xytext=(0, 3), textcoords="offset points",
+                # At the axis's foot whatever its scale (a log axis has no 0).
+                ax.annotate(missing, (x, 0), xycoords=ax.get_xaxis_transform(),
+                            xytext=(0, 3), textcoords="offset points",
                             ha="center", va="bottom", rotation=90, fontsize=8,
                             color="crimson")
             else:
@@ -57,6 +62,10 @@ def _panel(ax: Any, names: list[str], bars: list[dict[str, Bar]], ylabel: str,
                        edgecolor="white" if invalid else None)
     ax.set_xticks(range(len(names)), names)
     ax.set_xlim(-0.5, len(names) - 0.5)
+    heights = [h for values in bars for h, _ in values.values() if h is not None and h > 0]
+    if heights and max(heights) > LOG_SCALE * min(heights):
+        ax.set_yscale("log")
+        ylabel += ", log scale"
     ax.set_ylabel(ylabel)
 
 

@@ -22,6 +22,9 @@ MODEL_DOMINATES = 0.5
 #: Two effects whose ratios are within this of each other are said to matter about as much
 #: (one run's figures differ by this much from run to run: reports.decision.UNTESTED_TIE).
 AS_MUCH = UNTESTED_TIE
+INPROCESS = "inprocess"
+#: How many cells' shares are spelled out before only the lowest and highest are.
+SAID_CELLS = 3
 #: The matrix key that is the choice of deployment itself, not an option of it.
 TARGETS_KEY = "targets"
 
@@ -125,8 +128,13 @@ def dominance_item(cells: list[SuiteCell]) -> str:
     for group, what in ((model, "the model dominates"),
                         (overhead, "the serving overhead dominates")):
         if group:
+            # Past a few cells, the two ends of the range stand for the rest.
+            said = sorted(group, key=lambda s: s.share)
+            said = said if len(said) <= SAID_CELLS else [said[0], said[-1]]
             parts.append(f"{what} in {len(group)} of {len(known)} cells with an in-process "
-                         "and a served result: " + "; ".join(s.text() for s in group))
+                         "and a served result: "
+                         + ("" if len(said) == len(group) else "from the lowest share to "
+                            "the highest, ") + "; ".join(s.text() for s in said))
     if unknown:
         parts.append(f"unknown in {', '.join(f'`{i}`' for i in unknown)} (no in-process "
                      "result beside a served one to compare with)")
@@ -147,7 +155,9 @@ def _caps(c: SuiteCell) -> dict[str, float]:
 
 def option_effect(cells: list[SuiteCell], key: str) -> Effect | None:
     """The largest ratio between a deployment's capacities under two values of ``key``,
-    the other settings (scenario, other matrix values) the same."""
+    the other settings (scenario, other matrix values) the same; among the served
+    deployments when one ran under two values (options such as the encoding do not reach
+    in-process, whose differences between cells are then run-to-run noise)."""
     groups: dict[tuple[str, str], list[SuiteCell]] = {}
     for c in cells:
         others = repr(sorted((k, fmt_value(v)) for k, v in c.record["matrix"].items()
@@ -159,9 +169,9 @@ def option_effect(cells: list[SuiteCell], key: str) -> Effect | None:
         for c in group:
             for name, cap in _caps(c).items():
                 per_name.setdefault(name, {})[fmt_value(c.record["matrix"].get(key))] = cap
-        for name, by_value in per_name.items():
-            if len(by_value) < 2:
-                continue
+        varied = {n: v for n, v in per_name.items() if len(v) >= 2}
+        served = {n: v for n, v in varied.items() if n != INPROCESS}
+        for name, by_value in (served or varied).items():
             low = min(by_value, key=lambda v: by_value[v])
             high = max(by_value, key=lambda v: by_value[v])
             ratio = by_value[high] / by_value[low] if by_value[low] > 0 else math.inf
@@ -177,7 +187,7 @@ def deployment_effect(cells: list[SuiteCell], key: str) -> Effect | None:
     best: Effect | None = None
     for c in cells:
         caps = _caps(c)
-        served = {n: v for n, v in caps.items() if n != "inprocess"}
+        served = {n: v for n, v in caps.items() if n != INPROCESS}
         caps = served if len(served) >= 2 else caps
         if len(caps) < 2:
             continue

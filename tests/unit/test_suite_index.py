@@ -283,3 +283,29 @@ def test_model_share_unknown_without_an_in_process_result() -> None:
     # 0.9 ms of flask's 1.0 ms: the model dominates.
     assert "the model dominates in 1 of 1 cells" in text
     assert "is 90% of `flask`'s median (1.00 ms at 1 user)" in text
+
+
+def test_many_cells_shares_said_by_their_ends() -> None:
+    cells = [cell(f"d-s-{i}", [("inprocess", p50, 900.0), ("flask", 4.0, 200.0)], {})
+             for i, p50 in enumerate((0.4, 1.2, 0.8, 1.6))]
+    text = suitesummary.dominance_item(cells)
+    assert "the serving overhead dominates in 4 of 4 cells" in text
+    assert "from the lowest share to the highest, in `d-s-0`" in text
+    assert "is 10% of `flask`'s median" in text
+    assert "is 40% of `flask`'s median" in text
+    assert "`d-s-1`" not in text
+
+
+def test_an_option_is_weighed_on_the_served_deployments() -> None:
+    # in-process varies by 50% between the cells (noise: the encoding does not reach it),
+    # flask by 20%: the option's effect is flask's.
+    cells = [cell("d-s-j", [("inprocess", 0.1, 20_000.0), ("flask", 1.0, 1_000.0)],
+                  {"encoding": "json"}),
+             cell("d-s-b", [("inprocess", 0.1, 30_000.0), ("flask", 1.0, 1_200.0)],
+                  {"encoding": "binary"})]
+    text = suitesummary.matrix_item(cells, "encoding")
+    assert "by up to 20% (`flask`: 1,000 req/s with encoding=json, 1,200 with binary" in text
+    # One served deployment a cell: the deployment's effect is in-process against it (the
+    # largest ratio: 25x with binary).
+    assert "more than 10x at a fixed encoding (`flask` 1,200 req/s against `inprocess` " \
+           "30,000 with encoding=binary)" in text
