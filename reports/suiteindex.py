@@ -42,7 +42,8 @@ def build(manifest: SuiteManifest, cells: list[SuiteCell],
         items = suitesummary.bundle_items(group)
         lead = suitesummary.headline(bundle, group)
         blocks += [Heading(f"`{bundle}`", 3), *([Paragraph(lead)] if lead else []),
-                   Bullets(tuple(items)) if items else Paragraph("No cell of it has run.")]
+                   Bullets(tuple(items)) if items
+                   else Paragraph("No cell of it has a run to read.")]
     for bundle, group in bundles.items():
         blocks += [Heading(f"Bundle `{bundle}`"),
                    suitetables.decision_table(group, _matrix_keys(group))]

@@ -79,6 +79,8 @@ def capacity_item(cells: list[SuiteCell]) -> str | None:
         if top is None or lead.capacity.median > top[0]:
             top = (lead.capacity.median, lead.name, c.id)
     if top is None:
+        if not any(c.decision is not None for c in cells):
+            return None
         return "No deployment met the objective in any cell: no capacity to lead in."
     return (f"Leads in capacity within the objective: {_count(leaders, n)} cells where one "
             f"met it (highest: `{top[1]}`, {fmt_rps(top[0])} req/s in `{top[2]}`).")

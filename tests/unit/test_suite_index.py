@@ -232,6 +232,7 @@ def test_an_unreadable_run_json_is_listed(tmp_path: Path) -> None:
     md = render_suite_dir(tmp_path)[0].read_text()
     assert "is not valid JSON" in md
     assert "no run (failed)" in md
+    assert "No cell of it has a run to read." in md
 
 
 def test_no_manifest_is_a_suite_error(tmp_path: Path) -> None:
