@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from reports.schema import load_run
 from reports.suiteschema import (
@@ -56,9 +55,3 @@ def write_manifest(suite_dir: Path, cells: dict[str, str], name: str = "nightly"
     (suite_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
-
-def edit_manifest(suite_dir: Path, **changes: Any) -> None:
-    path = suite_dir / MANIFEST_FILE
-    doc = json.loads(path.read_text())
-    doc.update(changes)
-    path.write_text(json.dumps(doc, indent=2) + "\n")

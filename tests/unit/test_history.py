@@ -22,7 +22,7 @@ from reports import decision, history
 from reports.schema import RunDoc, load_run
 from reports.suiteschema import COMPLETE, FAILED, SuiteError, load_entry
 from scenarios.catalogue import Scenario
-from tests.suitefolders import edit_manifest, write_manifest
+from tests.suitefolders import write_manifest
 from tests.unit import runs
 
 SPREAD = (0.97, 1.0, 1.03)
