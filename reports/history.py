@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reports import compare, decision
-from reports.schema import ResultFileError, RunDoc, upgrade
+from reports.schema import RUN_FILE, ResultFileError, RunDoc, upgrade
 from reports.suiteschema import (
     ENTRY_FILE,
     MANIFEST_FILE,
@@ -123,6 +123,10 @@ def load_history(hdir: Path) -> History:
     if (hdir / MANIFEST_FILE).exists():
         raise SuiteError(f"{hdir} is a suite folder, not a history: give the history folder "
                          "the suite added its entry to (default results/history/SUITE_NAME)")
+    if (hdir / RUN_FILE).exists():
+        raise SuiteError(f"{hdir} is a run folder, not a history: compare two runs with "
+                         "`deploybench compare A B`, or give a suite's history folder "
+                         "(default results/history/SUITE_NAME)")
     dirs = _entry_dirs(hdir)
     if not dirs:
         nested = sorted(p.name for p in hdir.iterdir() if p.is_dir() and _entry_dirs(p))

@@ -8,6 +8,9 @@ import re
 from reports import chartbase
 from reports.history import TREND_METRICS, History, Trend
 
+#: More x labels than this overlap at the chart's width (7 inches, 7-point text).
+MAX_LABELS = 10
+
 
 def chart_name(cell_id: str, metric: str) -> str:
     """A file-safe, unique-enough name: trend-CELL-METRIC."""
@@ -23,8 +26,11 @@ def trend_chart(history: History, series: dict[str, list[float | None]], metric:
         points = [(x, v) for x, v in zip(xs, values, strict=True) if v is not None]
         if points:
             ax.plot([x for x, _ in points], [v for _, v in points], marker="o", label=name)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([e.label for e in history.entries], fontsize=7)
+    # Every entry's label up to MAX_LABELS; past that every k-th, the latest always.
+    step = max(1, -(-len(xs) // MAX_LABELS))
+    ticks = sorted({*xs[::-1][::step]})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([history.entries[x].label for x in ticks], fontsize=7)
     ax.set_ylabel(f"{what} ({unit})")
     ax.set_title(f"{cell_id}: {what}", fontsize=10)
     ax.set_ylim(bottom=0)

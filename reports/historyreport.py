@@ -12,6 +12,7 @@ from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.compare import Change
 from reports.format import fmt_ms, fmt_rps
 from reports.history import TREND_METRICS, Entry, History, Latest, Trend
+from reports.schema import simulated_targets
 from targets.files import atomic_write_bytes
 
 CHART_DIR = "charts"
@@ -135,6 +136,12 @@ def build(history: History, trend: Trend, latest: Latest | None,
                   "by the project version and commit, each bundle's sha256 and the time."),
     ]
     aside = [f"{entry_id} left out: {why}" for entry_id, why in history.left_out]
+    simulated = sorted({cell_id for e in history.entries for cell_id in history.cell_ids()
+                        if (run := history.run(e, cell_id)) and simulated_targets(run)})
+    if simulated:
+        aside.insert(0, f"**SIMULATED**: {', '.join(simulated)} ran the test target "
+                        "(`--targets fake`): a fixed service time under a simulated load, "
+                        "not a measurement")
     if aside or history.notes:
         blocks.append(Bullets(tuple([*aside, *history.notes])))
     blocks += [Heading("Entries"), entries_table(history)]

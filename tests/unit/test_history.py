@@ -157,6 +157,8 @@ def test_the_loader_says_which_folder_to_give(base_run: RunDoc, tmp_path: Path,
         append_entry(sdir, root / name)
     with pytest.raises(SuiteError, match=r"several suites \(nightly, weekly\).*nightly"):
         history.load_history(root)
+    with pytest.raises(SuiteError, match="is a run folder, not a history"):
+        history.load_history(sdir / "cells" / "a")
     (tmp_path / "empty").mkdir()
     with pytest.raises(SuiteError, match="no history entry in"):
         history.load_history(tmp_path / "empty")
@@ -238,6 +240,7 @@ def test_a_slower_latest_entry_is_flagged_and_fails_the_gate(
     assert "digits-smoke: fast at" in out.split("FAIL")[1]
     md = (hdir / "history.md").read_text()
     assert "worse beyond spread (untested)" in md
+    assert "**SIMULATED**: digits-smoke ran the test target" in md
     assert "deploybench 0.1.0 (000000000000) -> 0.1.0 (111111111111)" in md
     charts = sorted(p.name for p in (hdir / "charts").iterdir())
     assert charts == ["trend-digits-smoke-capacity.png", "trend-digits-smoke-p99.png",
@@ -280,3 +283,13 @@ def test_one_entry_compares_nothing(base_run: RunDoc, tmp_path: Path,
     assert "nothing to compare yet" in out
     assert "nothing compared" in out
     assert json.loads((entries(hdir)[0] / "entry.json").read_text())["cells"]
+
+
+def test_a_damaged_entry_is_named(base_run: RunDoc, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    hdir = two_entries(base_run, tmp_path, base_run)
+    damaged = entries(hdir)[0]
+    (damaged / "runs" / "digits-smoke.json.gz").write_bytes(b"not gzip")
+    assert main(["history", str(hdir)]) == 1
+    err = capsys.readouterr().err
+    assert f"remove the entry {damaged.name}" in err
