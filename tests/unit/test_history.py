@@ -175,11 +175,13 @@ def test_entries_of_another_machine_class_are_left_out(base_run: RunDoc,
         append_entry(suite(tmp_path / f"s{i}", {"a": (COMPLETE, base_run)},
                            finished_at=f"2026-12-{day}T00:00:00+00:00",
                            machine=other if day == "02" else None), hdir)
+    append_entry(suite(tmp_path / "weekly", {"a": (COMPLETE, base_run)}, name="weekly",
+                       finished_at="2026-11-30T00:00:00+00:00"), hdir)
     hist = history.load_history(hdir)
     assert [e.id[:8] for e in hist.entries] == ["20261201", "20261203"]
-    assert len(hist.left_out) == 1
-    assert hist.left_out[0][0].startswith("20261202")
-    assert "another machine class (Other CPU, 64 CPUs, 256 GiB)" in hist.left_out[0][1]
+    assert [(i[:8], why) for i, why in hist.left_out] == [
+        ("20261130", "another suite (weekly, not nightly)"),
+        ("20261202", "another machine class (Other CPU, 64 CPUs, 256 GiB)")]
     latest = history.latest_changes(hist)
     assert latest is not None
     assert any("machine class changed" in n for n in latest.notes)
