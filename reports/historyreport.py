@@ -109,6 +109,29 @@ def latest_blocks(latest: Latest | None, history: History) -> list[Block]:
     return blocks
 
 
+def _figure(metric: str, v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{fmt_ms(v)} ms" if metric == "p99" else f"{fmt_rps(v)} req/s"
+
+
+def figures_table(by_metric: dict[str, dict[str, list[float | None]]]) -> Table:
+    """Each deployment's figures in the entry before the latest and in the latest."""
+    names = list(dict.fromkeys(n for series in by_metric.values() for n in series))
+    rows = []
+    for name in names:
+        row = [name]
+        for metric, _, _ in TREND_METRICS:
+            values = by_metric.get(metric, {}).get(name) or [None]
+            last = _figure(metric, values[-1])
+            row.append(last if len(values) < 2 else f"{_figure(metric, values[-2])} -> {last}")
+        rows.append(tuple(row))
+    return Table(("deployment", *(what for _, what, _ in TREND_METRICS)), tuple(rows),
+                 numeric=frozenset({1, 2, 3}),
+                 caption="the entry before the latest -> the latest; - : not met or not "
+                         "measured in that entry")
+
+
 def trend_blocks(history: History, trend: Trend, charts: dict[str, bytes]) -> list[Block]:
     blocks: list[Block] = [Heading("Trend"), Paragraph(
         "Per cell, one chart per figure, one line per deployment, over the entries in time "
@@ -116,6 +139,7 @@ def trend_blocks(history: History, trend: Trend, charts: dict[str, bytes]) -> li
         "decision's figures), and the peak throughput.")]
     for cell_id, by_metric in trend.items():
         blocks.append(Heading(f"`{cell_id}`", 3))
+        blocks.append(figures_table(by_metric))
         for metric, what, _ in TREND_METRICS:
             name = historychart.chart_name(cell_id, metric)
             if name in charts:

@@ -243,6 +243,8 @@ def test_a_slower_latest_entry_is_flagged_and_fails_the_gate(
     md = (hdir / "history.md").read_text()
     assert "worse beyond spread (untested)" in md
     assert "**SIMULATED**: digits-smoke ran the test target" in md
+    # The figures table: the entry before against the latest (p99 at the common load).
+    assert "| fast | 2,000 req/s -> 2,000 req/s | 1.00 ms -> 1.50 ms |" in md
     assert "deploybench 0.1.0 (000000000000) -> 0.1.0 (111111111111)" in md
     charts = sorted(p.name for p in (hdir / "charts").iterdir())
     assert charts == ["trend-digits-smoke-capacity.png", "trend-digits-smoke-p99.png",
