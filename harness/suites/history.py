@@ -55,17 +55,19 @@ def _entry_time(manifest: SuiteManifest, ends: list[dt.datetime]) -> dt.datetime
     return max(ends)
 
 
-def _existing(history_dir: Path, source: str) -> Path | None:
-    """The entry an earlier append from the same suite folder wrote, if any."""
+def _existing(history_dir: Path, source: str, started_at: str) -> Path | None:
+    """The entry an earlier append from the same suite run wrote, if any: the same folder
+    and the same start (a folder reused for a new suite run starts again)."""
     if not history_dir.is_dir():
         return None
     for d in sorted(history_dir.iterdir()):
         if d.is_dir() and not d.name.startswith(".") and (d / ENTRY_FILE).exists():
             try:
-                if load_entry(d)["source"] == source:
-                    return d
+                entry = load_entry(d)
             except SuiteError:
                 continue  # a damaged entry is another's; `history` names it
+            if entry["source"] == source and entry.get("source_started_at") == started_at:
+                return d
     return None
 
 
@@ -85,7 +87,8 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
     is complete (nothing to keep).
 
     Written whole in a temporary folder, then renamed: a reader sees the old entry or the
-    new one. An entry from the same suite folder (a resumed suite) is replaced."""
+    new one. The entry of the same suite run (the same folder and ``started_at``: a resumed
+    suite) is replaced; a new suite run in a reused folder adds an entry."""
     suite_dir = suite_dir.resolve()
     manifest = load_manifest(suite_dir)
     runs: list[tuple[CellRecord, RunDoc, bytes, Path]] = []
@@ -117,10 +120,11 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
         "git_dirty": True if any(dirty) else (False if all(d is False for d in dirty)
                                               else None),
         "time": when.isoformat(timespec="seconds"), "source": str(suite_dir),
+        "source_started_at": manifest["started_at"],
         "cells": cells, "left_out": [c["id"] for c in manifest["cells"] if c["id"] not in kept],
     }
     history_dir.mkdir(parents=True, exist_ok=True)
-    old = _existing(history_dir, str(suite_dir))
+    old = _existing(history_dir, str(suite_dir), manifest["started_at"])
     entry_id = _entry_id(history_dir, when, manifest["deploybench"], old)
     tmp = history_dir / f".new-{entry_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -127,6 +127,20 @@ def test_a_resumed_suite_replaces_its_entry(base_run: RunDoc, tmp_path: Path) ->
     assert entry["left_out"] == []
 
 
+def test_a_new_suite_run_in_a_reused_folder_adds_an_entry(base_run: RunDoc,
+                                                           tmp_path: Path) -> None:
+    hdir = tmp_path / "history"
+    sdir = suite(tmp_path / "nightly", {"a": (COMPLETE, base_run)})
+    first = append_entry(sdir, hdir)
+    manifest = json.loads((sdir / "suite.json").read_text())
+    manifest.update(started_at="2026-12-01T23:00:00+00:00",
+                    finished_at="2026-12-02T00:00:00+00:00")
+    (sdir / "suite.json").write_text(json.dumps(manifest))
+    second = append_entry(sdir, hdir)
+    assert first is not None and second is not None  # noqa: PT018
+    assert entries(hdir) == [first, second]
+
+
 def test_no_complete_cell_writes_nothing(tmp_path: Path) -> None:
     sdir = suite(tmp_path / "s1", {"a": (FAILED, None)})
     assert append_entry(sdir, tmp_path / "history") is None
