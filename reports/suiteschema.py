@@ -130,6 +130,9 @@ class HistoryEntry(TypedDict):
     time: str
     #: The suite folder it was taken from (absolute).
     source: str
+    #: That suite folder's ``started_at``: with ``source``, what tells a resumed suite
+    #: (its entry is replaced) from a new suite run in a reused folder (a new entry).
+    source_started_at: NotRequired[str]
     #: Its complete cells only; the others are named in ``left_out``.
     cells: list[HistoryCell]
     left_out: list[str]
