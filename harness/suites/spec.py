@@ -82,7 +82,8 @@ class _RaisingParser(argparse.ArgumentParser):
 
 
 def _cell_parser() -> argparse.ArgumentParser:
-    holder = _RaisingParser(prog="deploybench")
+    holder: argparse.ArgumentParser = _RaisingParser(prog="deploybench")
+    # The subparsers are of the holder's class: run's parser raises too.
     return add_run_parser(holder.add_subparsers(dest="command"))
 
 
@@ -213,6 +214,9 @@ def _bundles(check: _Checker, doc: dict[str, Any]) -> list[tuple[str, list[str]]
             out.append(_named_bundle(check, where, item))
         elif isinstance(item, dict):
             out.append(_model_bundle(check, where, item))
+        elif item is None:
+            check.fail(where, "empty (YAML reads a bare null as no value: write the null "
+                              "bundle as 'null', in quotes)")
         else:
             check.fail(where, f"a bundle is a name, a file or a saved model (model: PATH), "
                               f"not {item!r}")
@@ -257,7 +261,7 @@ def _matrix(check: _Checker, doc: dict[str, Any],
     matrix = doc.get("matrix") or {}
     if not isinstance(matrix, dict):
         check.fail("matrix", f"a mapping of run options to lists of values, not {matrix!r}")
-    out = []
+    out: list[tuple[str, str, list[Any]]] = []
     for raw, values in matrix.items():
         key = check.key("matrix", raw)
         if key in fixed:
@@ -269,13 +273,14 @@ def _matrix(check: _Checker, doc: dict[str, Any],
             check.fail(f"matrix.{raw}", f"a matrix key takes a non-empty list of values, "
                                         f"not {values!r}")
         for value in values:
-            check.argv(f"matrix.{raw}", key, value)
+            check.argv(f"matrix.{raw} (its cells *-{key}={_text(value)})", key, value)
         out.append((key, str(raw), values))
     return out
 
 
 def cell_id(bundle: str, scenario: str, matrix: list[tuple[str, Any]]) -> str:
-    """``BUNDLE-SCENARIO[-key=value...]``, safe for a folder name."""
+    """``BUNDLE-SCENARIO[-key=value...]`` (keys as run's options, ``target-cpus``), safe
+    for a folder name."""
     text = "-".join([bundle, scenario, *(f"{k}={_text(v)}" for k, v in matrix)])
     return re.sub(r"[^A-Za-z0-9._,=+-]", "_", text)
 
@@ -335,16 +340,17 @@ def load_suite(ref: str) -> Suite:
     matrix = _matrix(check, doc, fixed)
     cells: list[CellRecord] = []
     notes: dict[str, str] = {}
-    seen: dict[str, str] = {}
+    seen: set[str] = set()
     combos = list(itertools.product(*(values for _, _, values in matrix)))
     for (label, bundle_args), (scen_label, scen), combo in itertools.product(bundles, scens,
                                                                              combos):
         chosen = [(raw, value) for (_, raw, _), value in zip(matrix, combo, strict=True)]
-        cid = cell_id(label, scen_label, chosen)
+        cid = cell_id(label, scen_label, [(key, value) for (key, _, _), value
+                                          in zip(matrix, combo, strict=True)])
         if cid in seen:
-            check.fail(f"cell {cid}", f"two cells would share this id ({seen[cid]} and "
-                                      f"{bundle_args}): give the bundles distinct names")
-        seen[cid] = str(bundle_args)
+            check.fail(f"cell {cid}", "two cells would share this id: give the bundles "
+                                      "distinct names (or files), the matrix distinct values")
+        seen.add(cid)
         argv = [*bundle_args, f"--scenario={scen}"]
         for key, (value, _) in fixed.items():
             argv += _option_argv(key, check.options[key], value)
