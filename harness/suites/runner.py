@@ -166,14 +166,18 @@ class _Progress:
         return self.actual_s / self.estimated_s if self.estimated_s > 0 else 1.0
 
 
-def _run_cell(argv: list[str], cell_dir: Path, progress: _Progress
+#: How a cell is run: ``deploybench run`` by this interpreter, then the cell's arguments
+#: and ``--out``.
+RUN_COMMAND = (sys.executable, "-m", "harness", "run")
+
+
+def _run_cell(command: tuple[str, ...], cell_dir: Path, progress: _Progress
               ) -> tuple[int, str | None]:
-    """One ``deploybench run`` in its own process group (a terminal's Ctrl-C reaches the
-    suite only); a signal to the suite is forwarded to it once, and waited out while it
-    writes its partial run.json. (exit code, its last error line)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", *argv, "--out", str(cell_dir)],
-        stderr=subprocess.PIPE, process_group=0)
+    """One run in its own process group (a terminal's Ctrl-C reaches the suite only); a
+    signal to the suite is forwarded to it once, and waited out while it writes its
+    partial run.json. (exit code, its last error line)."""
+    proc = subprocess.Popen([*command, "--out", str(cell_dir)], stderr=subprocess.PIPE,
+                            process_group=0)
     assert proc.stderr is not None
     relay = _StderrRelay(proc.stderr)
     try:
@@ -198,6 +202,8 @@ class SuiteRun:
     manifest: SuiteManifest
     resume_command: str
     progress: _Progress = field(default_factory=_Progress)
+    #: What runs a cell (tests give a stand-in for ``deploybench run``).
+    run_command: tuple[str, ...] = RUN_COMMAND
 
     def run_cells(self) -> None:
         """Every cell not complete on disk, in order; stops starting cells on a signal."""
@@ -231,7 +237,8 @@ class SuiteRun:
         write_manifest(self.out, self.manifest)
         cell_dir = self.out / cell["dir"]
         started = time.monotonic()
-        code, last_error = _run_cell(cell["argv"], cell_dir, self.progress)
+        code, last_error = _run_cell((*self.run_command, *cell["argv"]), cell_dir,
+                                     self.progress)
         wall = time.monotonic() - started
         self.progress.estimated_s += cell["estimated_s"]
         self.progress.actual_s += wall

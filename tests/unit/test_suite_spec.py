@@ -48,7 +48,8 @@ def test_cells_are_bundles_by_scenarios_by_matrix_in_the_files_order(tmp_path: P
         "null-smoke-trials=1-target-cpus=1", "null-smoke-trials=1-target-cpus=0",
         "null-smoke-trials=2-target-cpus=1", "null-smoke-trials=2-target-cpus=0"]
     first = suite.cells[0]
-    assert first["index"] == 1 and suite.cells[-1]["index"] == 8
+    assert first["index"] == 1
+    assert suite.cells[-1]["index"] == 8
     assert first["argv"] == ["--bundle=digits", "--scenario=smoke", "--targets=inprocess",
                              "--trials=1", "--target-cpus=1"]
     assert first["matrix"] == {"trials": 1, "target_cpus": "1"}
@@ -74,7 +75,8 @@ def test_an_option_list_is_joined_and_a_flag_takes_a_boolean(tmp_path: Path) -> 
                                  + "options:\n  encodings: [json, binary]\n"
                                    "  strict: true\n  metrics: false\n")))
     argv = suite.cells[0]["argv"]
-    assert "--encodings=json,binary" in argv and "--strict" in argv
+    assert "--encodings=json,binary" in argv
+    assert "--strict" in argv
     assert not any(a.startswith("--metrics") for a in argv)
 
 
@@ -115,8 +117,10 @@ def test_two_cells_with_one_id_are_refused(tmp_path: Path) -> None:
     ("matrix:\n  targets: [[flask]]\n", "matrix.targets", "also given as 'targets'"),
     ("matrix:\n  trials: 2\n", "matrix.trials", "a non-empty list of values"),
     ("matrix:\n  trials: []\n", "matrix.trials", "a non-empty list of values"),
-    ("matrix:\n  encoding: [json, xml]\n", "matrix.encoding (its cells *-encoding=xml)",
+    ("matrix:\n  encoding: [json, xml]\n", "cell digits-smoke-encoding=xml: matrix.encoding",
      "invalid choice: 'xml'"),
+    ("matrix:\n  metrics: [true, 3]\n", "cell digits-smoke-metrics=3: matrix.metrics",
+     "takes true or false"),
     ("options:\n  trials: zero\n", "options.trials", "argument --trials"),
     ("options:\n  metrics: 3\n", "options.metrics", "takes true or false"),
 ])
@@ -134,7 +138,8 @@ def test_a_bad_key_is_named(tmp_path: Path, extra: str, where: str, what: str) -
 def test_runs_own_checks_name_the_cell(tmp_path: Path, extra: str, cell: str,
                                        what: str) -> None:
     message = error(tmp_path, BASE + extra)
-    assert f": cell {cell}: " in message and what in message
+    assert f": cell {cell}: " in message
+    assert what in message
 
 
 @pytest.mark.parametrize(("bundles", "where", "what"), [
@@ -147,7 +152,8 @@ def test_runs_own_checks_name_the_cell(tmp_path: Path, extra: str, cell: str,
 ])
 def test_a_bad_bundle_is_named(tmp_path: Path, bundles: str, where: str, what: str) -> None:
     message = error(tmp_path, BASE.replace("[digits, 'null']", bundles))
-    assert f": {where}: " in message and what in message
+    assert f": {where}: " in message
+    assert what in message
 
 
 def test_a_scenario_that_does_not_exist_names_the_cell(tmp_path: Path) -> None:
