@@ -95,7 +95,7 @@ def _finish(run: SuiteRun, args: argparse.Namespace, started: float) -> int:
     if signum is None and not args.no_history:
         _add_history(manifest, args, out)
     print(f"suite {manifest['name']}: {len(complete)} of {len(cells)} cells complete; "
-          f"this invocation ran {len(run.progress.cells_run)} in "
+          f"this invocation ran {len(run.progress.cells_run)} of them; wall time "
           f"{(time.monotonic() - started) / 60:.1f} min; wrote {out / 'suite.json'}",
           file=sys.stderr)
     if signum is not None:
