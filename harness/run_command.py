@@ -32,6 +32,7 @@ from targets.bundles.user import file_spec, is_file_spec, label, model_spec, par
 from targets.errors import TargetError
 from targets.runtimes.container import DockerRuntime, client
 from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import die_with_parent
 from targets.wire import codec
 
 if TYPE_CHECKING:
@@ -281,6 +282,7 @@ def preflight(args: argparse.Namespace) -> Preflight:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    die_with_parent()  # a cell of a suite: SIGTERM (a partial run.json) if the suite dies
     checks = preflight(args)
     scenario, cpus, notes = checks.scenario, checks.cpus, checks.notes
     # The orchestrator stays off the target's CPUs, from here (torch's threads, started

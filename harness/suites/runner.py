@@ -9,7 +9,6 @@ right. Anything else in a cell's folder is an earlier attempt, moved to
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import datetime as dt
 import json
@@ -17,12 +16,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 from harness.results import atomic_write_text
 from harness.suites.spec import Suite
@@ -41,6 +38,7 @@ from reports.suiteschema import (
     SuiteManifest,
     load_manifest,
 )
+from targets.runtimes.process import child_env
 
 
 def now_iso() -> str:
@@ -127,32 +125,6 @@ def write_manifest(out: Path, manifest: SuiteManifest) -> None:
     atomic_write_text(out / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
-class _StderrRelay:
-    """Copies a child's stderr to ours as it comes, keeping its last ``error:`` line."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self.last_error: str | None = None
-        self._stream = stream
-        self._thread = threading.Thread(target=self._relay, daemon=True)
-        self._thread.start()
-
-    def _relay(self) -> None:
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        line = ""
-        while chunk := os.read(self._stream.fileno(), 65536):
-            text = decoder.decode(chunk)
-            sys.stderr.write(text)
-            sys.stderr.flush()
-            line += text
-            *done, line = line.split("\n")
-            for whole in done:
-                if whole.startswith("error:"):
-                    self.last_error = whole[len("error:"):].strip()
-
-    def join(self) -> None:
-        self._thread.join(timeout=30)
-
-
 @dataclass
 class _Progress:
     """Estimated against actual time over the cells run in this invocation."""
@@ -171,26 +143,23 @@ class _Progress:
 RUN_COMMAND = (sys.executable, "-m", "harness", "run")
 
 
-def _run_cell(command: tuple[str, ...], cell_dir: Path, progress: _Progress
-              ) -> tuple[int, str | None]:
-    """One run in its own process group (a terminal's Ctrl-C reaches the suite only); a
-    signal to the suite is forwarded to it once, and waited out while it writes its
-    partial run.json. (exit code, its last error line)."""
-    proc = subprocess.Popen([*command, "--out", str(cell_dir)], stderr=subprocess.PIPE,
-                            process_group=0)
-    assert proc.stderr is not None
-    relay = _StderrRelay(proc.stderr)
+def _run_cell(command: tuple[str, ...], cell_dir: Path, progress: _Progress) -> int:
+    """One run in its own process group (a terminal's Ctrl-C reaches the suite only), its
+    output the suite's own; a signal to the suite is forwarded to it once, and waited out
+    while it writes its partial run.json. Its exit code."""
+    # child_env: a suite killed outright (SIGKILL) takes its cell with it, by SIGTERM, so
+    # the run still writes what it measured as partial (run_command.cmd_run). Its output
+    # is not piped through the suite, which could die first.
+    proc = subprocess.Popen([*command, "--out", str(cell_dir)], process_group=0,
+                            env=child_env())
     try:
-        code = proc.wait()
+        return proc.wait()
     except KeyboardInterrupt as exc:
         signum = int(getattr(exc, "signum", signal.SIGINT))
         progress.interrupted = signum
         with contextlib.suppress(ProcessLookupError):  # it had ended on its own
             os.kill(proc.pid, signum)
-        code = proc.wait()
-    relay.join()
-    proc.stderr.close()
-    return code, relay.last_error
+        return proc.wait()
 
 
 @dataclass
@@ -237,8 +206,7 @@ class SuiteRun:
         write_manifest(self.out, self.manifest)
         cell_dir = self.out / cell["dir"]
         started = time.monotonic()
-        code, last_error = _run_cell((*self.run_command, *cell["argv"]), cell_dir,
-                                     self.progress)
+        code = _run_cell((*self.run_command, *cell["argv"]), cell_dir, self.progress)
         wall = time.monotonic() - started
         self.progress.estimated_s += cell["estimated_s"]
         self.progress.actual_s += wall
@@ -249,9 +217,9 @@ class SuiteRun:
             why = why or "interrupted before it wrote run.json"
         elif status is None:
             status = FAILED
-            why = last_error or f"exit code {code} and no run.json (see its output above)"
+            why = f"exit code {code} and no run.json: its error is in the output above"
         elif status == COMPLETE and code != 0:
-            status, why = FAILED, last_error or f"exit code {code}"
+            status, why = FAILED, f"exit code {code} (run.json complete)"
         cell["status"], cell["exit_code"], cell["wall_s"] = status, code, round(wall, 1)
         if why:
             cell["error"] = why

@@ -181,7 +181,7 @@ def test_resuming_skips_what_disk_says_is_complete_and_reruns_the_rest(
     assert run.progress.interrupted is None
 
 
-def test_a_cell_that_wrote_no_run_json_keeps_its_last_error_line(tmp_path: Path,
+def test_a_cell_that_wrote_no_run_json_is_failed_with_its_exit_code(tmp_path: Path,
                                                                  suite: Suite) -> None:
     script = tmp_path / "broken.py"
     script.write_text("import sys\nprint('note: starting', file=sys.stderr)\n"
@@ -194,4 +194,5 @@ def test_a_cell_that_wrote_no_run_json_keeps_its_last_error_line(tmp_path: Path,
     run.run_cells()
     cells = load_manifest(out)["cells"]
     assert {c["status"] for c in cells} == {FAILED}
-    assert cells[0]["error"] == "no such thing (x). Fix it"
+    assert cells[0]["exit_code"] == 1
+    assert cells[0]["error"] == "exit code 1 and no run.json: its error is in the output above"
