@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cli import main
 from harness.suites.spec import (
     RESULT_OVERHEAD_S,
     RUN_OVERHEAD_S,
@@ -183,3 +184,26 @@ def test_builtin_suites_are_found_by_name() -> None:
         suite_file("nosuch")
     suite = load_suite("standard")
     assert [c["id"] for c in suite.cells] == ["digits-quick", "vision-quick"]
+
+
+def test_check_lists_the_cells_and_runs_nothing(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    file = write(tmp_path, BASE + "matrix:\n  trials: [1, 2]\n")
+    assert main(["suite", str(file), "--check", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    suite = load_suite(str(file))
+    assert f"suite mine ({file}): 4 cells, hash {suite.suite_hash[:12]}" in out
+    for cell in suite.cells:
+        assert f"{cell['index']:>3}. {cell['id']}" in out
+    assert f"total: ~{suite.estimated_s / 60:.1f} min" in out
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_suite_is_an_error_message(tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    file = write(tmp_path, BASE + "options:\n  encodng: json\n")
+    assert main(["suite", str(file), "--out", str(tmp_path / "out")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: {file}: options.encodng: not an option of deploybench run; did you mean "
+        "'encoding'?\n")
+    assert not (tmp_path / "out").exists()
