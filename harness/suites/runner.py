@@ -26,6 +26,7 @@ from harness.suites.spec import Suite
 from reports.schema import ResultFileError, load_run
 from reports.suiteschema import (
     ATTEMPTS_DIR,
+    CELLS_DIR,
     COMPLETE,
     FAILED,
     MANIFEST_FILE,
@@ -70,7 +71,7 @@ def is_complete(cell_dir: Path) -> bool:
 
 def move_aside(suite_dir: Path, cell_id: str) -> Path | None:
     """Move an incomplete cell's folder to attempts/ID-N (the next free N)."""
-    cell_dir = suite_dir / "cells" / cell_id
+    cell_dir = suite_dir / CELLS_DIR / cell_id
     if not cell_dir.exists():
         return None
     attempts = suite_dir / ATTEMPTS_DIR
