@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 STAMP_RAY := $(VENV)/.installed-ray
 OUT ?= results/demo
 
-.PHONY: setup demo test lint check stubs docs clean
+.PHONY: setup demo suite test lint check stubs docs clean
 
 $(STAMP): pyproject.toml
 	@# A file, not a folder, at .venv is a tool's redirect (tox's): the venv goes there.
@@ -28,6 +28,11 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/deploybench run --targets inprocess,flask,fastapi,grpc,lambda --bundle digits --scenario quick \
 		--out $(OUT)
+
+# The built-in standard suite (docs/suites.md), in results/suites/standard-TIMESTAMP unless
+# OUT=DIR is given (OUT's default is the demo's folder): an existing suite folder resumes.
+suite: $(STAMP)
+	$(BIN)/deploybench suite standard $(if $(filter command line environment,$(origin OUT)),--out $(OUT))
 
 test: $(STAMP_RAY)
 	$(BIN)/pytest

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from targets.bundles.user import file_spec, is_file_spec, label, model_spec, par
 from targets.errors import TargetError
 from targets.runtimes.container import DockerRuntime, client
 from targets.runtimes.cpuset import format_cpus
+from targets.runtimes.process import die_with_parent
 from targets.wire import codec
 
 if TYPE_CHECKING:
@@ -217,7 +219,27 @@ def _check_deployable(names: tuple[str, ...], runtime: str) -> None:
                             "--targets")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@dataclass(frozen=True)
+class Preflight:
+    """What run's checks before the bundle check decided: the scenario, the CPU plan, the
+    notes for run.json, and the names of the results the run will measure."""
+
+    scenario: Scenario
+    cpus: CpuPlan
+    notes: list[str]
+    result_names: list[str]
+
+    @property
+    def load_s(self) -> float:
+        """The scenario's load time per result, times the results (trials not counted)."""
+        return self.scenario.estimated_s * len(self.result_names)
+
+
+def preflight(args: argparse.Namespace) -> Preflight:
+    """Every check of run's options that needs no server and no bundle loaded: endpoints,
+    targets, deployability, the scenario, encodings, batching, monitoring, memory sizes,
+    the CPU plan. Completes ``args`` as the run reads it. Notes go to stderr (the suite
+    captures them)."""
     endpoints = dict(args.endpoint)
     if len(endpoints) != len(args.endpoint):
         raise UserError("two --endpoint options have the same name")
@@ -255,6 +277,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"warning: the target and the load generator run on hardware threads of the "
               f"same physical cores ({cores}); they compete for those cores. Give each side "
               f"whole cores with --target-cpus/--loadgen-cpus", file=sys.stderr)
+    return Preflight(scenario=scenario, cpus=cpus, notes=notes,
+                     result_names=_result_names(args))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    die_with_parent()  # a cell of a suite: SIGTERM (a partial run.json) if the suite dies
+    checks = preflight(args)
+    scenario, cpus, notes = checks.scenario, checks.cpus, checks.notes
     # The orchestrator stays off the target's CPUs, from here (torch's threads, started
     # by the bundle check, inherit the set), restored after so main() can be called
     # again in one process, as tests do.
