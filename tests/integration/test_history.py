@@ -1,6 +1,7 @@
-"""A suite's history over real runs: two suite folders of one in-process cell, the second
-with a slowdown planted in the model (a bundle whose predict sleeps 5 ms), appended to one
-history; `deploybench history` draws the trend and flags the slowdown, and its gate fails."""
+"""A suite's history over real runs: one suite file run twice by `deploybench suite` (one
+in-process cell), the second time with a slowdown planted in the model (its bundle's predict
+sleeps 5 ms), each run adding its entry to one history; `deploybench history` draws the trend and
+flags the slowdown, and its gate fails."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.commands import EXIT_REGRESSION
-from harness.suites.history import append_entry
-from reports.suiteschema import COMPLETE, load_entry
-from tests.suitefolders import write_manifest
+from reports.suiteschema import load_entry
 
 pytestmark = pytest.mark.integration
 
@@ -24,43 +23,43 @@ SLOW_S = 0.005
 
 
 def _bundle(folder: Path, sleep_s: float) -> Path:
-    """deploybench init-bundle's example, its predict sleeping ``sleep_s`` first."""
-    folder.mkdir(parents=True)
+    """deploybench init-bundle's example as ``folder``/sleepy.py, its predict sleeping
+    ``sleep_s`` first (rewritten in place: the suite file names the same path each time)."""
+    scratch = folder / f"template-{sleep_s}"
     subprocess.run([sys.executable, "-m", "harness", "init-bundle", "sleepy", "--dir",
-                    str(folder)], check=True, capture_output=True, timeout=60)
-    path = folder / "sleepy.py"
-    text = path.read_text()
+                    str(scratch)], check=True, capture_output=True, timeout=60)
+    text = (scratch / "sleepy.py").read_text()
     step = "        out: torch.Tensor = self.net(inputs)\n"
     assert step in text, "the template's predict changed: update this test's edit"
     text = text.replace(step, f"        time.sleep({sleep_s!r})\n{step}")
     text = text.replace("import hashlib\n", "import hashlib\nimport time\n", 1)
+    path = folder / "sleepy.py"
     path.write_text(text)
     return path
 
 
-def _suite_folder(suite_dir: Path, bundle_file: Path) -> Path:
-    """A suite folder of one cell (the bundle on inprocess, smoke), as `deploybench suite`
-    writes it: the cell's ordinary run in cells/CELL and the manifest. The suite command
-    can stand in here (with --no-history: the test appends itself)."""
-    run_dir = suite_dir / "cells" / CELL
+def _suite(suite_file: Path, out: Path, hdir: Path) -> None:
+    """`deploybench suite` over the suite file, adding its entry to ``hdir``."""
     done = subprocess.run(
-        [sys.executable, "-m", "harness", "run", "--targets", "inprocess", "--scenario",
-         "smoke", "--bundle", str(bundle_file), "--out", str(run_dir)],
-        capture_output=True, text=True, timeout=300, check=False)
+        [sys.executable, "-m", "harness", "suite", str(suite_file), "--out", str(out),
+         "--history", str(hdir)], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    write_manifest(suite_dir, {CELL: COMPLETE}, name="sleepy", finished_at=None,
-                   bundle="sleepy")
-    return suite_dir
 
 
 def test_a_slowdown_between_two_suite_runs_is_flagged(tmp_path: Path) -> None:
     hdir = tmp_path / "history"
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    suite_file = folder / "suite.yaml"
+    suite_file.write_text("name: sleepy\nbundles: [./sleepy.py]\ntargets: [inprocess]\n"
+                          "scenarios: [smoke]\n")
     for i, sleep_s in enumerate((0.0, SLOW_S)):
-        suite_dir = _suite_folder(tmp_path / f"suite{i}", _bundle(tmp_path / f"b{i}", sleep_s))
-        entry = append_entry(suite_dir, hdir)
-        assert entry is not None
+        _bundle(folder, sleep_s)
+        _suite(suite_file, tmp_path / f"suite{i}", hdir)
+    entries = sorted(p for p in hdir.iterdir() if (p / "entry.json").exists())
+    assert len(entries) == 2
+    for entry in entries:
         assert [c["id"] for c in load_entry(entry)["cells"]] == [CELL]
-    assert len([p for p in hdir.iterdir() if (p / "entry.json").exists()]) == 2
 
     done = subprocess.run([sys.executable, "-m", "harness", "history", str(hdir)],
                           capture_output=True, text=True, timeout=120, check=False)
