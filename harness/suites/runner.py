@@ -31,6 +31,7 @@ from reports.suiteschema import (
     FAILED,
     MANIFEST_FILE,
     PARTIAL,
+    PENDING,
     RUNNING,
     SUITE_SCHEMA,
     CellRecord,
@@ -105,6 +106,13 @@ def open_suite_dir(out: Path, suite: Suite, fresh: Callable[[], SuiteManifest]
                 f"{old['suite_hash']}, {suite.file}'s is {suite.suite_hash}. Give a new "
                 "--out to run this one")
         manifest = fresh()
+        # Cells measured on two kinds of machine are not one suite's figures (the index
+        # compares them, the history files them under one machine class).
+        ran_on, here = old["machine"].get("label"), manifest["machine"].get("label")
+        if ran_on != here:
+            raise SuiteError(
+                f"{out}'s cells ran on another machine ({ran_on}); this one is {here}. "
+                "Give a new --out to run the suite here")
         manifest["started_at"] = old["started_at"]
         before = {c["id"]: c for c in old["cells"]}
         for cell in manifest["cells"]:
@@ -183,6 +191,10 @@ class SuiteRun:
             if is_complete(self.out / cell["dir"]):
                 cell["status"] = COMPLETE
             else:
+                # The files decide: a cell the manifest calls complete whose run.json is
+                # gone or incomplete is not counted complete if the suite stops first.
+                if cell["status"] == COMPLETE:
+                    cell["status"] = PENDING
                 todo.append(cell)
         skipped = len(cells) - len(todo)
         self.manifest["status"] = RUNNING

@@ -25,6 +25,7 @@ from reports.suiteschema import (
     COMPLETE,
     FAILED,
     PARTIAL,
+    PENDING,
     RUNNING,
     SuiteError,
     SuiteManifest,
@@ -196,3 +197,31 @@ def test_a_cell_that_wrote_no_run_json_is_failed_with_its_exit_code(tmp_path: Pa
     assert {c["status"] for c in cells} == {FAILED}
     assert cells[0]["exit_code"] == 1
     assert cells[0]["error"] == "exit code 1 and no run.json: its error is in the output above"
+
+
+def test_a_folder_whose_cells_ran_on_another_machine_is_refused(tmp_path: Path,
+                                                                suite: Suite) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    write_manifest(out, new_manifest(suite, machine_class({"cpu_model": "other", "cpu_count": 64}),
+                                     "0.1.0", None))
+    with pytest.raises(SuiteError, match=r"ran on another machine \(other, 64 CPUs, \? GiB\); "
+                                         r"this one is test, 2 CPUs, \? GiB. Give a new --out"):
+        open_suite_dir(out, suite, lambda: manifest(suite))
+
+
+def test_a_cell_the_manifest_calls_complete_is_not_once_its_run_json_is_gone(
+        tmp_path: Path, suite: Suite) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    old = manifest(suite)
+    for cell in old["cells"]:
+        cell["status"] = COMPLETE
+    write_manifest(out, old)
+    resumed, _ = open_suite_dir(out, suite, lambda: manifest(suite))
+    # Stopped (as by a signal) before the first cell is run again.
+    run = SuiteRun(suite=suite, out=out, manifest=resumed, resume_command="again",
+                   run_command=fake_run(tmp_path))
+    run._run_one = lambda cell: setattr(run.progress, "interrupted", 2)  # type: ignore[method-assign]
+    run.run_cells()
+    assert {c["status"] for c in load_manifest(out)["cells"]} == {PENDING}
