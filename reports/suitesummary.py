@@ -30,10 +30,13 @@ TARGETS_KEY = "targets"
 
 
 NONE_MET = "none met the objective"
+#: A cell whose two highest capacities are within AS_MUCH of each other has no leader: a
+#: difference that small is within one run's run-to-run spread.
+TIED = f"a tie (the two highest within {AS_MUCH:.0%})"
 
 
 def _count(counter: Counter[str], total: int) -> str:
-    return ", ".join(f"{name if name == NONE_MET else f'`{name}`'} in {n}"
+    return ", ".join(f"{name if name in (NONE_MET, TIED) else f'`{name}`'} in {n}"
                      for name, n in counter.most_common()) + f" of {total}"
 
 
@@ -64,18 +67,33 @@ def _meeting(c: SuiteCell) -> list[Figures]:
     return [f for f in d.figures if f.capacity is not None] if d else []
 
 
+def leader(c: SuiteCell) -> str | None:
+    """The deployment with the highest capacity within the objective in one cell, TIED
+    when the next is within AS_MUCH of it; None when none met the objective."""
+    ranked = sorted(_meeting(c), key=lambda f: f.capacity.median if f.capacity else 0.0,
+                    reverse=True)
+    if not ranked:
+        return None
+    first, rest = ranked[0], ranked[1:]
+    if rest and first.capacity and rest[0].capacity and \
+            first.capacity.median <= rest[0].capacity.median * (1 + AS_MUCH):
+        return TIED
+    return first.name
+
+
 def capacity_item(cells: list[SuiteCell]) -> str | None:
     leaders: Counter[str] = Counter()
     top: tuple[float, str, str] | None = None
     n = 0
     for c in cells:
         meeting = _meeting(c)
-        if not meeting:
+        name = leader(c)
+        if name is None:
             continue
         n += 1
         lead = max(meeting, key=lambda f: f.capacity.median if f.capacity else 0.0)
         assert lead.capacity is not None
-        leaders[lead.name] += 1
+        leaders[name] += 1
         if top is None or lead.capacity.median > top[0]:
             top = (lead.capacity.median, lead.name, c.id)
     if top is None:
@@ -279,11 +297,11 @@ def headline(bundle: str, cells: list[SuiteCell]) -> str | None:
                 "the model dominates in some cells and the serving overhead in others")
         parts.append(f"{what} (the model's median is {span} of the fastest served "
                      "deployment's)")
-    leaders = Counter(max(m, key=lambda f: f.capacity.median if f.capacity else 0.0).name
-                      for c in ran if (m := _meeting(c)))
+    # Every leader with its count: naming the first two alone would hide a third, and
+    # "a and b lead" would not say that one led in most cells.
+    leaders = Counter(name for c in ran if (name := leader(c)) is not None)
     if leaders:
-        parts.append(" and ".join(f"`{n}`" for n, _ in leaders.most_common(2))
-                     + (" lead" if len(leaders) > 1 else " leads") + " in capacity")
+        parts.append(f"leads in capacity: {_count(leaders, leaders.total())} cells")
     services = Counter(c.decision.best_service.name for c in ran
                        if c.decision and c.decision.best_service)
     if services:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
@@ -166,9 +167,9 @@ def test_summary_weighs_the_option_against_the_deployment(rendered: tuple[str, s
            "1,000 with encoding=json): the encoding matters more than the deployment." in digits
     assert "one run's (no trials)" in digits
     assert ("For `digits` the serving overhead dominates (the model's median is 25%-40% of "
-            "the fastest served deployment's); `inprocess` leads in capacity; best as a "
-            "service: `grpc` in 1, `flask` in 1 of 2 cells; the encoding matters more than "
-            "the deployment.") in digits
+            "the fastest served deployment's); leads in capacity: `inprocess` in 2 of 2 "
+            "cells; best as a service: `grpc` in 1, `flask` in 1 of 2 cells; the encoding "
+            "matters more than the deployment.") in digits
     vision = section(rendered[0], "### `vision`", "## Bundle")
     # Only the complete cell met the objective: the encoding's effect cannot be told.
     assert "`encoding`: its effect cannot be told from these cells" in vision
@@ -310,3 +311,23 @@ def test_an_option_is_weighed_on_the_served_deployments() -> None:
     # largest ratio: 25x with binary).
     assert "more than 10x at a fixed encoding (`flask` 1,200 req/s against `inprocess` " \
            "30,000 with encoding=binary)" in text
+
+
+def a_cell(cid: str, capacities: dict[str, float]) -> SuiteCell:
+    """A cell whose decision holds only these capacities (what the leader is read from)."""
+    figures = [SimpleNamespace(name=n, capacity=SimpleNamespace(median=v))
+               for n, v in capacities.items()]
+    return cast(SuiteCell, SimpleNamespace(id=cid, decision=SimpleNamespace(figures=figures)))
+
+
+def test_a_lead_within_one_runs_spread_is_a_tie_and_every_leader_is_counted() -> None:
+    cells = [a_cell("a", {"flask": 1000.0, "grpc": 1090.0}),  # 9% apart: a tie
+             a_cell("b", {"flask": 1000.0, "grpc": 1200.0}),
+             a_cell("c", {"flask": 1000.0, "grpc": 1300.0}),
+             a_cell("d", {"fastapi": 900.0, "flask": 500.0})]
+    assert [suitesummary.leader(c) for c in cells] == [suitesummary.TIED, "grpc", "grpc",
+                                                       "fastapi"]
+    assert suitesummary.capacity_item(cells) == (
+        "Leads in capacity within the objective: `grpc` in 2, a tie (the two highest within "
+        "10%) in 1, `fastapi` in 1 of 4 cells where one met it (highest: `grpc`, 1,300 req/s "
+        "in `c`).")
