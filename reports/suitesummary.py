@@ -241,6 +241,9 @@ def matrix_item(cells: list[SuiteCell], key: str) -> str:
                 f"objective under two of its values with the other settings the same.")
     text = (f"`{key}` changes a deployment's capacity by up to {_pct(option.ratio)} "
             f"({option.text}, other settings the same)")
+    if option.ratio <= 1 + AS_MUCH:
+        # Within one run's spread: no change can be claimed from it.
+        text += f", within {AS_MUCH:.0%}: no effect can be told from it"
     if deployment is None:
         return text + ("; the choice of deployment cannot be weighed against it (fewer than "
                        "two deployments met the objective in any cell).")

@@ -331,3 +331,17 @@ def test_a_lead_within_one_runs_spread_is_a_tie_and_every_leader_is_counted() ->
         "Leads in capacity within the objective: `grpc` in 2, a tie (the two highest within "
         "10%) in 1, `fastapi` in 1 of 4 cells where one met it (highest: `grpc`, 1,300 req/s "
         "in `c`).")
+
+
+def test_an_option_effect_within_one_runs_spread_is_not_claimed() -> None:
+    def cell(cid: str, encoding: str, caps: dict[str, float]) -> SuiteCell:
+        c = a_cell(cid, caps)
+        c.record = {"scenario": "s", "matrix": {"encoding": encoding}}  # type: ignore[misc]
+        return c
+
+    cells = [cell("j", "json", {"flask": 1000.0, "grpc": 2000.0}),
+             cell("b", "binary", {"flask": 1050.0, "grpc": 2000.0})]
+    text = suitesummary.matrix_item(cells, "encoding")
+    assert "by up to 5% (`flask`: 1,000 req/s with encoding=json, 1,050 with binary, other " \
+           "settings the same), within 10%: no effect can be told from it while" in text
+    assert text.endswith("the deployment matters more than the encoding.")
