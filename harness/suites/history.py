@@ -127,6 +127,7 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
     old = _existing(history_dir, str(suite_dir), manifest["started_at"])
     entry_id = _entry_id(history_dir, when, manifest["deploybench"], old)
     tmp = history_dir / f".new-{entry_id}-{os.getpid()}"
+    aside: Path | None = None
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / RUNS_DIR).mkdir(parents=True)
     try:
@@ -138,9 +139,11 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
         if old is not None:
             aside = history_dir / f".old-{old.name}-{os.getpid()}"
             old.rename(aside)
-        (tmp).rename(history_dir / entry_id)
+        tmp.rename(history_dir / entry_id)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and aside is not None and aside.exists() and not old.exists():
+            aside.rename(old)  # the old entry back, not left hidden as .old-*
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

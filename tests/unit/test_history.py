@@ -127,6 +127,29 @@ def test_a_resumed_suite_replaces_its_entry(base_run: RunDoc, tmp_path: Path) ->
     assert entry["left_out"] == []
 
 
+def test_a_failed_replacement_puts_the_old_entry_back(base_run: RunDoc, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    sdir = suite(tmp_path / "s1", {"a": (COMPLETE, base_run)}, finished_at=None)
+    hdir = tmp_path / "history"
+    first = append_entry(sdir, hdir)
+    assert first is not None
+    before = (first / "entry.json").read_text()
+    write_manifest(sdir, {"a": COMPLETE}, finished_at="2026-12-02T08:00:00Z")
+    real = Path.rename
+
+    def rename(self: Path, target: Path) -> Path:
+        if self.name.startswith(".new-"):
+            raise OSError("disk full (made up)")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="made up"):
+        append_entry(sdir, hdir)
+    monkeypatch.undo()
+    assert [p.name for p in hdir.iterdir()] == [first.name]
+    assert (first / "entry.json").read_text() == before
+
+
 def test_a_new_suite_run_in_a_reused_folder_adds_an_entry(base_run: RunDoc,
                                                            tmp_path: Path) -> None:
     hdir = tmp_path / "history"
