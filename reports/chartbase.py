@@ -25,9 +25,14 @@ def figure() -> tuple[Any, Any]:
 
 
 def png(fig: Any, run: RunDoc) -> bytes:
+    return png_of(fig, bool(simulated_targets(run)))
+
+
+def png_of(fig: Any, simulated: bool) -> bytes:
+    """The figure as PNG bytes, marked SIMULATED when it is; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    if simulated_targets(run):  # on the chart itself: it may be shown alone
+    if simulated:  # on the chart itself: it may be shown alone
         fig.text(0.5, 0.5, "SIMULATED", fontsize=48, color="crimson", alpha=0.18,
                  ha="center", va="center", rotation=20)
     buffer = io.BytesIO()

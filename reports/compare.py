@@ -352,12 +352,13 @@ def gate(comparison: Comparison, checks: Sequence[FailOn]) -> list[str]:
             elif c.half_width is not None and not c.tested:
                 why = ("; beyond the spread of one run's windows, untested: --trials 3 on "
                        "both runs tests it")
-            out.append(f"{c.target} at {c.load} {c.metric} {_change(c)} "
+            out.append(f"{c.target} at {c.load} {c.metric} {change_text(c)} "
                        f"(beyond {', '.join(failing)}{why})")
     return out + comparison.failed_in_b
 
 
-def _value(metric: str, value: float | None) -> str:
+def metric_value(metric: str, value: float | None) -> str:
+    """A metric's value with its unit (req/s, ms, % of requests)."""
     if value is None:
         return "-"
     if metric == "rps":
@@ -367,7 +368,8 @@ def _value(metric: str, value: float | None) -> str:
     return f"{fmt_ms(value)} ms"
 
 
-def _change(c: Change) -> str:
+def change_text(c: Change) -> str:
+    """A change and its uncertainty: +12% ± 3%, or in points for the error rate."""
     if c.delta is None:
         return "-"
     if c.metric == "errors":
@@ -411,8 +413,8 @@ def render(comparison: Comparison, checks: Sequence[FailOn] = ()) -> list[str]:
             marks.append(f"fails {', '.join(failing)}")
         if c.invalid:
             marks.append(f"INVALID in {','.join(c.invalid)}")
-        rows.append((c.target, c.load, c.metric, _value(c.metric, c.a.value), "→",
-                     _value(c.metric, c.b.value), _change(c), "  ".join(marks)))
+        rows.append((c.target, c.load, c.metric, metric_value(c.metric, c.a.value), "→",
+                     metric_value(c.metric, c.b.value), change_text(c), "  ".join(marks)))
     lines = []
     if rows:
         header = ("target", "load", "metric", "A", "", "B", "change", "verdict")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from reports import historychart, html, markdown
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
-from reports.compare import Change
+from reports.compare import change_text, metric_value
 from reports.format import fmt_ms, fmt_rps
 from reports.history import TREND_METRICS, Entry, History, Latest, Trend
 from reports.schema import simulated_targets
@@ -49,24 +49,6 @@ def entries_table(history: History) -> Table:
                                       "when it changes, the model itself changed.")
 
 
-def value(metric: str, v: float | None) -> str:
-    if v is None:
-        return "-"
-    if metric == "rps":
-        return f"{fmt_rps(v)} req/s"
-    if metric == "errors":
-        return f"{v * 100:.2f}%"
-    return f"{fmt_ms(v)} ms"
-
-
-def change(c: Change) -> str:
-    if c.delta is None:
-        return "-"
-    scale, unit = (100, " pp") if c.metric == "errors" else (100, "%")
-    half = "?" if c.half_width is None else f"{c.half_width * scale:.1f}{unit}"
-    return f"{c.delta * scale:+.1f}{unit} ± {half}"
-
-
 def verdict_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{n} {v}" for v, n in sorted(counts.items(), key=lambda kv: -kv[1])) \
         or "nothing measured in both"
@@ -99,8 +81,9 @@ def latest_blocks(latest: Latest | None, history: History) -> list[Block]:
         if worse:
             blocks.append(Table(
                 ("deployment", "load", "metric", "previous", "latest", "change", "verdict"),
-                tuple((c.target, c.load, c.metric, value(c.metric, c.a.value),
-                       value(c.metric, c.b.value), change(c), c.verdict) for c in worse),
+                tuple((c.target, c.load, c.metric, metric_value(c.metric, c.a.value),
+                       metric_value(c.metric, c.b.value), change_text(c), c.verdict)
+                      for c in worse),
                 numeric=frozenset({3, 4, 5}),
                 caption="± the 95% half-width; untested: the spread is one run's windows "
                         "(`--trials 3` tests it)"))

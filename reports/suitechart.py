@@ -4,10 +4,9 @@ objective or did not run is marked on its axis, not drawn as a zero."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from reports.chartbase import DPI
+from reports.chartbase import DPI, png_of
 from reports.suitecells import SuiteCell
 
 #: Bars spanning more than this factor are drawn on a log scale: in-process's capacity can
@@ -93,11 +92,4 @@ def render(cells: list[SuiteCell]) -> bytes | None:
     left.legend(handles=[Patch(color=f"C{i}", label=label)
                          for i, (label, _, _) in enumerate(series)],
                 fontsize=8, title="cell", title_fontsize=8)
-    if any(c.simulated for c in cells):  # on the chart itself: it may be shown alone
-        fig.text(0.5, 0.5, "SIMULATED", fontsize=48, color="crimson", alpha=0.18,
-                 ha="center", va="center", rotation=20)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return png_of(fig, any(c.simulated for c in cells))

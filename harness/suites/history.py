@@ -12,7 +12,7 @@ from pathlib import Path
 
 from harness.commands import EXIT_REGRESSION
 from reports import history, historyreport
-from reports.compare import parse_fail_on
+from reports.compare import change_text, metric_value, parse_fail_on
 from reports.schema import RUN_FILE, ResultFileError, RunDoc, load_run
 from reports.suiteschema import (
     COMPLETE,
@@ -201,9 +201,9 @@ def cmd_history(args: argparse.Namespace) -> int:
                 print(f"    note: {note}")
             for c in cell.worse:
                 print(f"    worse: {c.target} at {c.load} {c.metric} "
-                      f"{historyreport.value(c.metric, c.a.value)} -> "
-                      f"{historyreport.value(c.metric, c.b.value)} "
-                      f"({historyreport.change(c)}, {c.verdict})")
+                      f"{metric_value(c.metric, c.a.value)} -> "
+                      f"{metric_value(c.metric, c.b.value)} "
+                      f"({change_text(c)}, {c.verdict})")
             for line in cell.comparison.failed_in_b:
                 print(f"    {line}")
         failures = history.gate(latest, checks)
