@@ -283,10 +283,21 @@ def cell_id(bundle: str, scenario: str, matrix: list[tuple[str, Any]]) -> str:
     return re.sub(r"[^A-Za-z0-9._,=+-]", "_", text)
 
 
-def suite_hash(name: str, cells: list[CellRecord]) -> str:
+def suite_hash(name: str, cells: list[CellRecord], base: Path | None = None) -> str:
     """sha256 of what the suite measures: its name and each cell's id and arguments (not
-    the file's text: comments, key spelling and layout do not change it)."""
-    normal = {"name": name, "cells": [[c["id"], c["argv"]] for c in cells]}
+    the file's text: comments, key spelling and layout do not change it). Paths under
+    ``base`` (the suite file's folder) count as relative to it: a checkout moved (a CI
+    job's workspace) is the same suite, resumable and one history."""
+    prefix = f"{base}/" if base is not None else None
+
+    def relative(arg: str) -> str:
+        flag, eq, value = arg.partition("=")
+        if prefix and eq and value.startswith(prefix):
+            return f"{flag}=./{value[len(prefix):]}"
+        return arg
+
+    normal = {"name": name, "cells": [[c["id"], [relative(a) for a in c["argv"]]]
+                                      for c in cells]}
     return hashlib.sha256(json.dumps(normal, sort_keys=True).encode()).hexdigest()
 
 
@@ -363,4 +374,4 @@ def load_suite(ref: str) -> Suite:
             argv=argv, dir=f"{CELLS_DIR}/{cid}", status=PENDING, exit_code=None,
             wall_s=None, estimated_s=estimated, attempts=0))
     return Suite(name=name, description=str(doc.get("description") or ""), file=file,
-                 suite_hash=suite_hash(name, cells), cells=cells, notes=notes)
+                 suite_hash=suite_hash(name, cells, file.parent), cells=cells, notes=notes)

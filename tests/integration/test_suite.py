@@ -64,8 +64,8 @@ def test_a_two_bundle_two_target_suite_completes(tmp_path: Path) -> None:
     assert "suite pair: cell 1 of 2: digits-smoke - about" in stderr
     assert "suite pair: cell 2 of 2: fixed_service-smoke - about" in stderr
     assert "suite pair: 2 of 2 cells complete" in stderr
-    # The index (reports.suiteindex, built on another branch): passes once it is merged.
     assert (out / "suite.md").exists(), stderr[-2000:]
+    assert (out / "suite.html").exists()
 
 
 def test_an_interrupted_suite_resumes_where_it_stopped(tmp_path: Path) -> None:

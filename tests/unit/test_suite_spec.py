@@ -173,6 +173,16 @@ def test_the_hash_is_of_what_is_measured_not_the_text(tmp_path: Path) -> None:
     assert other.suite_hash != first.suite_hash
 
 
+def test_the_hash_does_not_change_with_the_suite_folders_place(tmp_path: Path) -> None:
+    text = "bundles: [digits, ./b/tiny.py]\ntargets: [inprocess]\nscenarios: [smoke]\n"
+    hashes = []
+    for where in ("one", "two"):
+        (tmp_path / where / "b").mkdir(parents=True)
+        (tmp_path / where / "b" / "tiny.py").write_text("# a bundle\n")
+        hashes.append(load_suite(str(write(tmp_path / where, text))).suite_hash)
+    assert hashes[0] == hashes[1]
+
+
 def test_a_matrix_value_given_twice_is_refused(tmp_path: Path) -> None:
     message = error(tmp_path, BASE + "matrix:\n  trials: [1, 1]\n")
     assert "cell digits-smoke-trials=1: two cells would share this id" in message
