@@ -69,7 +69,10 @@ def _meeting(c: SuiteCell) -> list[Figures]:
 
 def leader(c: SuiteCell) -> str | None:
     """The deployment with the highest capacity within the objective in one cell, TIED
-    when the next is within AS_MUCH of it; None when none met the objective."""
+    when the next is within AS_MUCH of it; None when none met the objective, or when the
+    cell measured one deployment only (`targets` as a matrix key): it led no other."""
+    if c.decision is None or len(c.decision.figures) < 2:
+        return None
     ranked = sorted(_meeting(c), key=lambda f: f.capacity.median if f.capacity else 0.0,
                     reverse=True)
     if not ranked:
@@ -99,6 +102,9 @@ def capacity_item(cells: list[SuiteCell]) -> str | None:
     if top is None:
         if not any(c.decision is not None for c in cells):
             return None
+        if any(_meeting(c) for c in cells):
+            return ("Leads in capacity: no cell measured two or more deployments side by "
+                    "side: compare their capacities across cells in the tables below.")
         return "No deployment met the objective in any cell: no capacity to lead in."
     return (f"Leads in capacity within the objective: {_count(leaders, n)} cells where one "
             f"met it (highest: `{top[1]}`, {fmt_rps(top[0])} req/s in `{top[2]}`).")

@@ -345,3 +345,11 @@ def test_an_option_effect_within_one_runs_spread_is_not_claimed() -> None:
     assert "by up to 5% (`flask`: 1,000 req/s with encoding=json, 1,050 with binary, other " \
            "settings the same), within 10%: no effect can be told from it while" in text
     assert text.endswith("the deployment matters more than the encoding.")
+
+
+def test_a_deployment_alone_in_its_cell_leads_nothing() -> None:
+    cells = [a_cell("f", {"flask": 1000.0}), a_cell("g", {"grpc": 2000.0})]
+    assert [suitesummary.leader(c) for c in cells] == [None, None]
+    assert suitesummary.capacity_item(cells) == (
+        "Leads in capacity: no cell measured two or more deployments side by side: compare "
+        "their capacities across cells in the tables below.")
