@@ -270,9 +270,17 @@ def latest_changes(history: History) -> Latest | None:
 
 
 def gate(latest: Latest, checks: Sequence[compare.FailOn]) -> list[str]:
-    """``--fail-on`` over every matched cell: one line per failure, naming the cell."""
+    """``--fail-on`` over every matched cell: one line per failure, naming the cell; and,
+    as compare fails a target that failed in B, every cell complete in the previous entry
+    that the latest ran but did not complete (a cell taken out of the suite file does not
+    fail)."""
+    if not checks:
+        return []
+    broken = [i for i in latest.only_in_previous if i in latest.latest.record["left_out"]]
     return [f"{cell.cell}: {line}" for cell in latest.cells
-            for line in compare.gate(cell.comparison, checks)]
+            for line in compare.gate(cell.comparison, checks)] + [
+        f"{i}: complete in {latest.previous.id}, not complete in {latest.latest.id} "
+        "(failed or partial: see that suite's index)" for i in broken]
 
 
 def _short(sha: str | None) -> str:

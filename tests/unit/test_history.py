@@ -304,6 +304,23 @@ def test_an_unchanged_latest_entry_passes(base_run: RunDoc, tmp_path: Path,
     assert not (hdir / "history.md").exists()
 
 
+def test_a_cell_that_no_longer_completes_fails_the_gate(
+        base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hdir = tmp_path / "history"
+    first = suite(tmp_path / "s1", {"a": (COMPLETE, base_run), "b": (COMPLETE, base_run)},
+                  finished_at="2026-12-01T00:00:00Z")
+    append_entry(first, hdir)
+    second = suite(tmp_path / "s2", {"a": (COMPLETE, base_run), "b": (FAILED, None)},
+                   finished_at="2026-12-02T00:00:00Z")
+    append_entry(second, hdir)
+    assert main(["history", str(hdir)]) == 0  # without --fail-on: reported, no gate
+    assert main(["history", str(hdir), "--fail-on", "p99:+10%"]) == EXIT_REGRESSION
+    out = capsys.readouterr().out.split("FAIL (p99:+10%):")[1]
+    assert "  b: complete in 20261201T000000Z-0.1.0, not complete in " \
+           "20261202T000000Z-0.1.0 (failed or partial: see that suite's index)" in out
+    assert "  a:" not in out
+
+
 def test_a_changed_bundle_is_noted(base_run: RunDoc, tmp_path: Path,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     other = copy.deepcopy(base_run)
