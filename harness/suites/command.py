@@ -40,11 +40,13 @@ def add_suite_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     suite.add_argument("--out", type=Path, default=None,
                        help="the suite folder (default results/suites/NAME-TIMESTAMP); give "
                             "an existing one to resume it")
-    suite.add_argument("--history", type=Path, default=None, metavar="DIR",
-                       help="the history folder to which the suite adds its entry at the end "
-                            "(default results/history/NAME)")
-    suite.add_argument("--no-history", action="store_true",
-                       help="add no history entry")
+    # One or the other: --no-history beside --history would silently drop the history.
+    keep = suite.add_mutually_exclusive_group()
+    keep.add_argument("--history", type=Path, default=None, metavar="DIR",
+                      help="the history folder to which the suite adds its entry at the end "
+                           "(default results/history/NAME)")
+    keep.add_argument("--no-history", action="store_true",
+                      help="add no history entry")
     suite.add_argument("--check", action="store_true",
                        help="check the suite file and list its cells with their estimated "
                             "time; run nothing")
