@@ -16,6 +16,7 @@ from harness.metadata import collect_cpu, collect_git
 from harness.suites import history
 from harness.suites.runner import (
     SuiteRun,
+    locked,
     new_manifest,
     now_iso,
     open_suite_dir,
@@ -145,14 +146,16 @@ def cmd_suite(args: argparse.Namespace) -> int:
         return new_manifest(suite, machine_class(dict(collect_cpu())), harness.__version__,
                             collect_git().get("git_commit"))
 
-    manifest, resumed = open_suite_dir(out, suite, fresh)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"suite {suite.name}: {len(suite.cells)} cells, ~{suite.estimated_s / 60:.0f} min "
-          f"estimated; {'resuming' if resumed else 'results in'} {out}", file=sys.stderr)
-    run = SuiteRun(suite=suite, out=out, manifest=manifest,
-                   resume_command=_resume_command(args, out))
-    try:
-        run.run_cells()
-    except KeyboardInterrupt as exc:  # between cells: stop there
-        run.progress.interrupted = int(getattr(exc, "signum", signal.SIGINT))
-    return _finish(run, args, started)
+    open_suite_dir(out, suite, fresh)  # its refusals, before the folder is touched
+    with locked(out):  # then again under the lock: what another suite left is read whole
+        manifest, resumed = open_suite_dir(out, suite, fresh)
+        print(f"suite {suite.name}: {len(suite.cells)} cells, ~{suite.estimated_s / 60:.0f} "
+              f"min estimated; {'resuming' if resumed else 'results in'} {out}",
+              file=sys.stderr)
+        run = SuiteRun(suite=suite, out=out, manifest=manifest,
+                       resume_command=_resume_command(args, out))
+        try:
+            run.run_cells()
+        except KeyboardInterrupt as exc:  # between cells: stop there
+            run.progress.interrupted = int(getattr(exc, "signum", signal.SIGINT))
+        return _finish(run, args, started)

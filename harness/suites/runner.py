@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,10 +125,35 @@ def open_suite_dir(out: Path, suite: Suite, fresh: Callable[[], SuiteManifest]
         if "history_entry" in old:
             manifest["history_entry"] = old["history_entry"]
         return manifest, True
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
         raise SuiteError(f"{out} exists and is not a suite folder (no {MANIFEST_FILE}). Give "
                          "a new --out, or a suite folder to resume")
     return fresh(), False
+
+
+#: Held (flock) by the suite running in a folder; the kernel drops it when that process
+#: ends, however it ends.
+LOCK_FILE = ".suite.lock"
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold the suite folder's lock: a second suite in the same folder (a CI retry, a
+    second terminal) would move the first one's running cell aside as an earlier attempt."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / LOCK_FILE).open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise SuiteError(f"another deploybench suite (PID {holder}) is running in {out}: "
+                             "wait for it, or give another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield
 
 
 def write_manifest(out: Path, manifest: SuiteManifest) -> None:

@@ -6,6 +6,7 @@ prepared run.json, so the decisions are tested without a server."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 from harness.suites.runner import (
     SuiteRun,
     cell_outcome,
+    locked,
     move_aside,
     new_manifest,
     open_suite_dir,
@@ -225,3 +227,16 @@ def test_a_cell_the_manifest_calls_complete_is_not_once_its_run_json_is_gone(
     run._run_one = lambda cell: setattr(run.progress, "interrupted", 2)  # type: ignore[method-assign]
     run.run_cells()
     assert {c["status"] for c in load_manifest(out)["cells"]} == {PENDING}
+
+
+def test_a_second_suite_in_a_running_suites_folder_is_refused(tmp_path: Path,
+                                                              suite: Suite) -> None:
+    out = tmp_path / "out"
+    with locked(out):
+        held = rf"another deploybench suite \(PID {os.getpid()}\) is running in {out}: wait"
+        with pytest.raises(SuiteError, match=held), locked(out):
+            pass
+        # The lock file does not make a new folder look like someone else's.
+        assert not open_suite_dir(out, suite, lambda: manifest(suite))[1]
+    with locked(out):  # released when its holder ends
+        pass
