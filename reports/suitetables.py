@@ -47,9 +47,10 @@ def header(manifest: SuiteManifest, cells: list[SuiteCell]) -> list[Block]:
         f"Machine class: {manifest['machine']['label']}. deploybench "
         f"{manifest.get('deploybench')}, commit {commit}.",
         f"Wall time: {_duration(sum(walls) if walls else None)} in the cells' runs "
-        f"({len(walls)} timed); the suite started {manifest.get('started_at')} and "
-        + (f"finished {manifest['finished_at']} "
-           f"({_duration(_elapsed(manifest.get('started_at'), manifest['finished_at']))})."
+        f"({len(walls)} timed); the suite first started {manifest.get('started_at')} and "
+        + (f"last finished {manifest['finished_at']} "
+           f"({_duration(_elapsed(manifest.get('started_at'), manifest['finished_at']))}, "
+           "with any pause between a stop and its resume)."
            if manifest.get("finished_at") else "has not finished."),
         WHAT_A_CELL_IS,
     ]

@@ -138,7 +138,8 @@ def test_header_counts_cells_and_names_the_machine(rendered: tuple[str, str]) ->
     assert "commit abc1234" in md
     # 5 cells ran 30 s each; the suite's own clock: 3 min 30 s.
     assert "Wall time: 2m30s in the cells' runs (5 timed)" in md
-    assert "(3m30s)" in md
+    assert "last finished 2026-12-03T00:03:30+00:00 (3m30s, with any pause between a stop " \
+           "and its resume)" in md
     assert "A cell is one ordinary `deploybench run`" in md
 
 
