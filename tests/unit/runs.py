@@ -17,7 +17,7 @@ from harness.loadgen.simulated import EPOCH, SimulatedLoadGenerator
 from harness.runner import Runner, RunPlan, make_target
 from reports.pricing import DEFAULT_PRICES
 from reports.runblocks import CodecCost
-from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult
+from reports.schema import SCHEMA_VERSION, RunDoc, StageResult, TargetResult, load_run
 from scenarios.catalogue import Scenario
 from targets.base import Target
 from targets.batching import BatchingSpec
@@ -170,3 +170,26 @@ def simulate_batched(out: Path, scenario: Scenario) -> RunDoc:
         return target
 
     return Runner(plan, SimulatedLoadGenerator(), target_factory=factory).run()
+
+
+#: Each stage's kept windows are spread by these factors (mean 1, a few percent apart), so
+#: the windows give every figure a standard error, as on a real machine.
+SPREAD = (0.97, 1.0, 1.03)
+
+
+def spread_fast_slow(out: Path) -> RunDoc:
+    """simulate_fast_slow over three kept windows a stage, spread by SPREAD, read back."""
+    scenario = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
+                        stability_windows=3, max_windows=3, window_s=2.0, cooldown_s=0.5,
+                        drain_timeout_s=1.0, sha256="0" * 64, path="unit.yaml")
+    simulate_fast_slow(out, scenario)
+    run = load_run(out)
+    for target in run["targets"]:
+        for stage in target["stages"]:
+            kept = stage["windows"][-stage["windows_kept"]:]
+            assert len(kept) == 3
+            assert all("p99_ms" in w for w in kept)
+            for window, factor in zip(kept, SPREAD, strict=True):
+                for key in ("rps", "p50_ms", "p99_ms"):
+                    window[key] *= factor  # type: ignore[literal-required]
+    return run

@@ -18,31 +18,14 @@ from harness.commands import EXIT_REGRESSION
 from harness.results import write_run
 from reports.compare import Estimate, combine
 from reports.schema import RunDoc, StageResult, load_run
-from scenarios.catalogue import Scenario
 from tests.unit import runs
-
-#: Each stage's kept windows are spread by these factors (mean 1, a few percent apart), so
-#: the windows give every figure a standard error, as on a real machine.
-SPREAD = (0.97, 1.0, 1.03)
 
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> RunDoc:
-    out = tmp_path_factory.mktemp("run")
-    scenario = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
-                        stability_windows=3, max_windows=3, window_s=2.0, cooldown_s=0.5,
-                        drain_timeout_s=1.0, sha256="0" * 64, path="unit.yaml")
-    runs.simulate_fast_slow(out, scenario)
-    run = load_run(out)
-    for target in run["targets"]:
-        for stage in target["stages"]:
-            kept = stage["windows"][-stage["windows_kept"]:]
-            assert len(kept) == 3
-            assert all("p99_ms" in w for w in kept)
-            for window, factor in zip(kept, SPREAD, strict=True):
-                for key in ("rps", "p50_ms", "p99_ms"):
-                    window[key] *= factor
-    return run
+    """Two simulated deployments ("fast", "slow"), their kept windows a few percent apart
+    so every figure has a spread, as on a real machine."""
+    return runs.spread_fast_slow(tmp_path_factory.mktemp("run"))
 
 
 def stage(run: RunDoc, target: str, users: int) -> StageResult:

@@ -19,32 +19,17 @@ from harness.commands import EXIT_REGRESSION
 from harness.results import write_run
 from harness.suites.history import append_entry
 from reports import decision, history
-from reports.schema import RunDoc, load_run
+from reports.schema import RunDoc
 from reports.suiteschema import COMPLETE, FAILED, SuiteError, load_entry
-from scenarios.catalogue import Scenario
 from tests.suitefolders import write_manifest
 from tests.unit import runs
-
-SPREAD = (0.97, 1.0, 1.03)
 
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory: pytest.TempPathFactory) -> RunDoc:
     """Two simulated deployments ("fast", "slow"), their kept windows a few percent apart
     so every figure has a spread, as on a real machine."""
-    out = tmp_path_factory.mktemp("run")
-    scenario = Scenario(name="unit", description="", concurrency=(1, 4), warmup_s=0.5,
-                        stability_windows=3, max_windows=3, window_s=2.0, cooldown_s=0.5,
-                        drain_timeout_s=1.0, sha256="0" * 64, path="unit.yaml")
-    runs.simulate_fast_slow(out, scenario)
-    run = load_run(out)
-    for target in run["targets"]:
-        for stage in target["stages"]:
-            for window, factor in zip(stage["windows"][-stage["windows_kept"]:], SPREAD,
-                                      strict=True):
-                for key in ("rps", "p50_ms", "p99_ms"):
-                    window[key] *= factor  # type: ignore[literal-required]
-    return run
+    return runs.spread_fast_slow(tmp_path_factory.mktemp("run"))
 
 
 def slower(run: RunDoc, target: str, factor: float) -> RunDoc:
