@@ -65,8 +65,14 @@ def latest_blocks(latest: Latest | None, history: History) -> list[Block]:
         "compare`'s statistics (the previous entry's run as A, the latest's as B). Listed: "
         "every change in the worse direction not within noise."))
     notes = list(latest.notes)
-    if latest.only_in_previous:
-        notes.append(f"only in the previous entry: {', '.join(latest.only_in_previous)}")
+    broken = [i for i in latest.only_in_previous if i in latest.latest.record["left_out"]]
+    gone = [i for i in latest.only_in_previous if i not in broken]
+    if broken:
+        notes.append(f"complete in the previous entry, NOT complete in the latest (failed or "
+                     f"partial; `--fail-on` fails on it): {', '.join(broken)}")
+    if gone:
+        notes.append(f"only in the previous entry (not in the latest suite): "
+                     f"{', '.join(gone)}")
     if latest.only_in_latest:
         notes.append(f"new in the latest entry: {', '.join(latest.only_in_latest)}")
     if notes:

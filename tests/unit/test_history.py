@@ -304,6 +304,8 @@ def test_a_cell_that_no_longer_completes_fails_the_gate(
     assert "  b: complete in 20261201T000000Z-0.1.0, not complete in " \
            "20261202T000000Z-0.1.0 (failed or partial: see that suite's index)" in out
     assert "  a:" not in out
+    assert "NOT complete in the latest (failed or partial; `--fail-on` fails on it): b" in \
+        (hdir / "history.md").read_text()
 
 
 def test_a_changed_bundle_is_noted(base_run: RunDoc, tmp_path: Path,
