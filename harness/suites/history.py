@@ -166,7 +166,8 @@ def add_history_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     hist.add_argument("--fail-on", type=parse_fail_on, action="append", default=None,
                       metavar="SPEC",
                       help="exit 3 when the latest entry is worse than the one before beyond "
-                           "SPEC, as `compare --fail-on` (e.g. p99:+10%%,rps:-5%%)")
+                           "SPEC, as `compare --fail-on` (e.g. p99:+10%%,rps:-5%%), or a cell "
+                           "complete in the one before is not complete in the latest")
     hist.set_defaults(func=cmd_history)
 
 
