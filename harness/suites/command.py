@@ -13,6 +13,7 @@ from pathlib import Path
 
 import harness
 from harness.metadata import collect_cpu, collect_git
+from harness.run_command import EXIT_INVALID
 from harness.suites import history
 from harness.suites.runner import (
     SuiteRun,
@@ -113,6 +114,11 @@ def _finish(run: SuiteRun, args: argparse.Namespace, started: float) -> int:
         print(f"{len(cells) - len(complete)} cell(s) not complete; re-run to retry them: "
               f"{run.resume_command}", file=sys.stderr)
         return 1
+    strict = [c["id"] for c in cells if c["exit_code"] == EXIT_INVALID]
+    if strict:  # this invocation's cells: a skipped one keeps its earlier code
+        print(f"{len(strict)} cell(s) with INVALID stages (--strict): {', '.join(strict)}",
+              file=sys.stderr)
+        return EXIT_INVALID
     return 0
 
 

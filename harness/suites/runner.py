@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.results import atomic_write_text
+from harness.run_command import EXIT_INVALID
 from harness.suites.spec import Suite
 from reports.schema import ResultFileError, load_run
 from reports.suiteschema import (
@@ -257,6 +258,10 @@ class SuiteRun:
         elif status is None:
             status = FAILED
             why = f"exit code {code} and no run.json: its error is in the output above"
+        elif status == COMPLETE and code == EXIT_INVALID:
+            # Complete, as a resume would find it on disk: --strict's verdict on its
+            # INVALID stages is said, and makes the suite's exit code (command._finish).
+            why = f"exit code {code}: INVALID stages (--strict)"
         elif status == COMPLETE and code != 0:
             status, why = FAILED, f"exit code {code} (run.json complete)"
         cell["status"], cell["exit_code"], cell["wall_s"] = status, code, round(wall, 1)

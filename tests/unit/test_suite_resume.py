@@ -240,3 +240,27 @@ def test_a_second_suite_in_a_running_suites_folder_is_refused(tmp_path: Path,
         assert not open_suite_dir(out, suite, lambda: manifest(suite))[1]
     with locked(out):  # released when its holder ends
         pass
+
+
+def test_a_strict_run_with_invalid_stages_is_complete_as_a_resume_finds_it(
+        tmp_path: Path, suite: Suite) -> None:
+    # `run --strict` writes a complete run.json and exits 4 for INVALID stages: the cell is
+    # complete (a resume reads the same from disk and skips it), its code said.
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    (runs_dir / "done.json").write_text(json.dumps(a_run()))
+    script = tmp_path / "strict_run.py"
+    script.write_text("import shutil, sys\nfrom pathlib import Path\n"
+                      "out = Path(sys.argv[sys.argv.index('--out') + 1])\n"
+                      "out.mkdir(parents=True)\n"
+                      "shutil.copy(Path(sys.argv[1]) / 'done.json', out / 'run.json')\n"
+                      "sys.exit(4)\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    run = SuiteRun(suite=suite, out=out, manifest=manifest(suite), resume_command="again",
+                   run_command=(sys.executable, str(script), str(runs_dir)))
+    run.run_cells()
+    cells = load_manifest(out)["cells"]
+    assert {c["status"] for c in cells} == {COMPLETE}
+    assert cells[0]["exit_code"] == 4
+    assert cells[0]["error"] == "exit code 4: INVALID stages (--strict)"
