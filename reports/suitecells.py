@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,16 @@ class SuiteCell:
             return 0, 0
         stages = [s for t in self.run["targets"] for s in t["stages"]]
         return sum(1 for s in stages if not s.get("valid", True)), len(stages)
+
+    def invalid_reason(self) -> str | None:
+        """The most common reason its INVALID stages give, up to its colon ("too few
+        requests for p99", "unstable")."""
+        if self.run is None:
+            return None
+        reasons = Counter(str(s["reasons"][0]).split(":", 1)[0]
+                          for t in self.run["targets"] for s in t["stages"]
+                          if not s.get("valid", True) and s.get("reasons"))
+        return reasons.most_common(1)[0][0] if reasons else None
 
     def label(self, with_scenario: bool) -> str:
         """The cell's options in a few words: its matrix values (and scenario)."""

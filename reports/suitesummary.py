@@ -124,9 +124,12 @@ class Share:
         return self.model_ms / self.served_ms if self.served_ms > 0 else math.inf
 
     def text(self) -> str:
-        return (f"in `{self.cell}` the model (in-process median {fmt_ms(self.model_ms)} ms at "
+        said = (f"in `{self.cell}` the model (in-process median {fmt_ms(self.model_ms)} ms at "
                 f"{self.model_at}) is {self.share:.0%} of `{self.served}`'s median "
                 f"({fmt_ms(self.served_ms)} ms at {self.served_at})")
+        if self.share >= 1.0:  # the in-process call includes the load generator's own time
+            said += ": the serving overhead is lost in the model's time and the noise"
+        return said
 
 
 def model_share(c: SuiteCell) -> Share | None:
@@ -266,10 +269,11 @@ def caveats(cells: list[SuiteCell]) -> list[str]:
         out.append(f"{'All' if len(one) == len(runs) else f'{len(one)} of {len(runs)}'} "
                    "cells' figures are one run's (no trials): differences are not tested, "
                    f"and p99s within {UNTESTED_TIE:.0%} are treated as close.")
-    invalid = [(c.id, *c.invalid_stages()) for c in runs if c.invalid_stages()[0]]
+    invalid = [(c, *c.invalid_stages()) for c in runs if c.invalid_stages()[0]]
     if invalid:
         out.append("INVALID stages (shown, not to be relied on): " + ", ".join(
-            f"{n} of {total} in `{i}`" for i, n, total in invalid) + ".")
+            f"{n} of {total} in `{c.id}` (mostly: {c.invalid_reason()})"
+            for c, n, total in invalid) + ".")
     partial = [c.id for c in runs if not c.complete]
     if partial:
         out.append("Not complete, figures from what was measured: "
@@ -306,6 +310,7 @@ def headline(bundle: str, cells: list[SuiteCell]) -> str | None:
                 "the model dominates in some cells and the serving overhead in others")
         parts.append(f"{what} (the model's median is {span} of the fastest served "
                      "deployment's)")
+
     # Every leader with its count: naming the first two alone would hide a third, and
     # "a and b lead" would not say that one led in most cells.
     leaders = Counter(name for c in ran if (name := leader(c)) is not None)
@@ -321,7 +326,10 @@ def headline(bundle: str, cells: list[SuiteCell]) -> str | None:
             parts.append(_weigh(option, deployment, key))
     if not parts:
         return None
-    return f"For `{bundle}` " + "; ".join(parts) + "."
+    # Every stage INVALID: said first, the figures below are not settled ones.
+    hedge = " (from INVALID stages only)" if all(
+        n == total and total for n, total in (c.invalid_stages() for c in ran)) else ""
+    return f"For `{bundle}`{hedge} " + "; ".join(parts) + "."
 
 
 def bundle_items(cells: list[SuiteCell]) -> list[str]:

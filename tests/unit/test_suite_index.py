@@ -174,8 +174,11 @@ def test_summary_weighs_the_option_against_the_deployment(rendered: tuple[str, s
     vision = section(rendered[0], "### `vision`", "## Bundle")
     # Only the complete cell met the objective: the encoding's effect cannot be told.
     assert "`encoding`: its effect cannot be told from these cells" in vision
-    assert "INVALID stages (shown, not to be relied on): 1 of 9 in `vision-unit-encoding=json`, " \
-           "6 of 6 in `vision-unit-encoding=binary`" in vision
+    assert ("INVALID stages (shown, not to be relied on): 1 of 9 in "
+            "`vision-unit-encoding=json` (mostly: too few requests for p99), 6 of 6 in "
+            "`vision-unit-encoding=binary` (mostly: too few requests for p99).") in vision
+    # One cell with VALID stages: the headline is not hedged as from INVALID ones only.
+    assert "For `vision` the model dominates" in vision
 
 
 def test_chosen_and_figures_tables(rendered: tuple[str, str]) -> None:
@@ -354,3 +357,19 @@ def test_a_deployment_alone_in_its_cell_leads_nothing() -> None:
     assert suitesummary.capacity_item(cells) == (
         "Leads in capacity: no cell measured two or more deployments side by side: compare "
         "their capacities across cells in the tables below.")
+
+
+def test_a_bundle_measured_in_invalid_stages_only_says_so_first() -> None:
+    share = suitesummary.Share("c", 28.0, "1 user", "grpc", 26.4, "1 user")
+    assert share.text().endswith(": the serving overhead is lost in the model's time and "
+                                 "the noise")
+    fast = suitesummary.Share("c", 1.0, "1 user", "grpc", 4.0, "1 user")
+    assert "lost in" not in fast.text()
+    doc = runs.run([runs.target(name, [runs.stage(1, 30.0, p50, p50 * 2, valid=False)])
+                    for name, p50 in (("inprocess", 28.0), ("grpc", 26.4))])
+    rec = record(1, "vision-quick-k=v", COMPLETE)
+    invalid = SuiteCell(rec, doc, None, decide(doc), Path("/nowhere"))
+    assert invalid.invalid_reason() == "unstable"
+    said = suitesummary.headline("vision", [invalid])
+    assert said is not None
+    assert said.startswith("For `vision` (from INVALID stages only) "), said
