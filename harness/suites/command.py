@@ -65,7 +65,7 @@ def _check(suite: Suite) -> int:
         for line in suite.notes[cell["id"]].splitlines():
             print(f"       {line}")
     print(f"total: ~{suite.estimated_s / 60:.1f} min (estimated: each scenario's load x "
-          "results x trials, plus start-up)")
+          "results x trials, plus start-up, cold starts and redeploys)")
     return 0
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from harness.cli import main
 from harness.suites.spec import (
+    COLD_START_S,
+    REDEPLOY_S,
     RESULT_OVERHEAD_S,
     RUN_OVERHEAD_S,
     cell_id,
@@ -69,6 +71,13 @@ def test_estimate_is_load_times_results_times_trials_plus_start_up(tmp_path: Pat
     assert cell["estimated_s"] == pytest.approx(load * 2 * 2 + RUN_OVERHEAD_S
                                                 + 2 * RESULT_OVERHEAD_S, abs=0.1)
     assert suite.estimated_s == cell["estimated_s"]
+    # quick measures 3 cold starts and 1 redeploy of each result: they are counted.
+    quick = load_suite(str(write(tmp_path, "bundles: [digits]\nscenarios: [quick]\n"
+                                           "targets: [inprocess, flask]\n", "q.yaml")))
+    scenario = catalogue.load("quick")
+    assert quick.cells[0]["estimated_s"] == pytest.approx(
+        scenario.estimated_s * 2 + RUN_OVERHEAD_S
+        + 2 * (RESULT_OVERHEAD_S + 3 * COLD_START_S + REDEPLOY_S), abs=0.1)
 
 
 def test_an_option_list_is_joined_and_a_flag_takes_a_boolean(tmp_path: Path) -> None:
