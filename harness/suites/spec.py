@@ -352,6 +352,10 @@ def load_suite(ref: str) -> Suite:
         hint = f"; did you mean {close[0]!r}?" if close else f" (keys: {', '.join(TOP_KEYS)})"
         check.fail(str(unknown[0]), f"not a key of a suite file{hint}")
     name = str(doc.get("name") or file.stem)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        # It names folders: results/suites/NAME-..., results/history/NAME.
+        check.fail("name", f"{name!r}: a suite's name is letters, digits, '.', '_' and "
+                           "'-', starting with a letter or digit (it names its folders)")
     bundles, scens = _bundles(check, doc), _scenarios(check, doc)
     fixed = _fixed_options(check, doc)
     if "targets" in fixed:

@@ -133,6 +133,7 @@ def test_two_cells_with_one_id_are_refused(tmp_path: Path) -> None:
      "takes true or false"),
     ("options:\n  trials: zero\n", "options.trials", "argument --trials"),
     ("options:\n  metrics: 3\n", "options.metrics", "takes true or false"),
+    ("name: ../../elsewhere\n", "name", "a suite's name is letters, digits"),
 ])
 def test_a_bad_key_is_named(tmp_path: Path, extra: str, where: str, what: str) -> None:
     message = error(tmp_path, BASE + extra)
