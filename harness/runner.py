@@ -46,7 +46,7 @@ from scenarios.catalogue import Scenario
 from targets import registry
 from targets.batching import read_batch_log
 from targets.bundles.check import CheckedBundle, check_bundle
-from targets.bundles.protocol import compare_predictions
+from targets.bundles.protocol import compare_predictions, recorded_info
 from targets.bundles.user import label
 from targets.errors import TargetError
 from targets.monitoring import OFF, Monitoring
@@ -243,7 +243,7 @@ def _run_doc(plan: RunPlan, bundle: Bundle, wires: tuple[str, ...],
         },
         "scenario": cast("ScenarioBlock", plan.scenario.to_json()),
         "prices": plan.prices,
-        "bundle": cast("BundleInfo", bundle.info()),
+        "bundle": cast("BundleInfo", recorded_info(bundle)),
         "targets": [],
         "samples_file": SAMPLES_FILE,
         "notes": list(plan.notes),

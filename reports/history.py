@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,14 +260,57 @@ def latest_changes(history: History) -> Latest | None:
         assert cb is not None
         comparison = compare.compare(a, b)
         cell_notes = [w for w in comparison.warnings if not w.startswith(_OWN_WARNINGS)]
-        if ca["bundle_sha256"] != cb["bundle_sha256"]:
+        missing = [side for side, c in (("the previous", ca), ("the latest", cb))
+                   if c["bundle_sha256"] is None]
+        if missing:
+            cell_notes.insert(0, f"the sha256 of the bundle {cb['bundle']} is not "
+                                 f"recorded in {' or '.join(missing)} entry: whether the "
+                                 "model changed is not known")
+        elif ca["bundle_sha256"] != cb["bundle_sha256"]:
             cell_notes.insert(0, f"the bundle {cb['bundle']} changed (sha256 "
                                  f"{_short(ca['bundle_sha256'])} -> "
                                  f"{_short(cb['bundle_sha256'])}): the model itself is not "
                                  "the same")
         cells.append(CellChange(cell_id, comparison, cell_notes))
+    shift = common_shift(cells)
+    if shift:
+        notes.append(shift)
     return Latest(prev, last, cells, [i for i in ids_prev if i not in ids_last],
                   [i for i in ids_last if i not in ids_prev], notes)
+
+
+#: A deployment's median p50 change past which it counts as moved (the common shift).
+SHIFT_FLOOR = 0.02
+
+
+def common_shift(cells: Sequence[CellChange]) -> str | None:
+    """A sentence when every deployment of every cell moved the same way: each one's
+    median p50 change over its loads beyond ``SHIFT_FLOOR``, all of one sign. Every
+    deployment at once, the in-process model among them, is what a slower or faster
+    machine looks like (a busy neighbour, another clock), as much as a change in code they
+    all share; one cell's own figures cannot tell the two apart, a rerun of the previous
+    commit can. None when fewer than two deployments were compared or any did not move."""
+    medians = []
+    for cell in cells:
+        by_target: dict[str, list[float]] = {}
+        for c in cell.comparison.changes:
+            if c.metric == "p50" and c.delta is not None:
+                by_target.setdefault(c.target, []).append(c.delta)
+        medians += [(statistics.median(d), f"{t} in {cell.cell}") for t, d in by_target.items()]
+    if len(medians) < 2 or not (all(m > SHIFT_FLOOR for m, _ in medians)
+                                or all(m < -SHIFT_FLOOR for m, _ in medians)):
+        return None
+    slower = medians[0][0] > 0
+    low, high = min(medians), max(medians)
+    model = (", the in-process model (no serving code) among them"
+             if any(name.startswith("inprocess in ") for _, name in medians) else "")
+    return (f"every deployment in every cell is {'slower' if slower else 'faster'} "
+            f"(median p50 change over its loads from {low[0]:+.1%}, {low[1]}, to "
+            f"{high[0]:+.1%}, {high[1]}){model}: a shift "
+            f"this uniform is what a {'slower' if slower else 'faster'} machine looks like "
+            "(a busy neighbour, another clock) as much as a change in code they all share. "
+            "Run the previous commit again on this machine to tell them apart before "
+            "acting on it")
 
 
 def gate(latest: Latest, checks: Sequence[compare.FailOn]) -> list[str]:

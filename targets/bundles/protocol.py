@@ -8,6 +8,7 @@ model code's.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -170,6 +171,22 @@ class TorchClassifier:
     def postprocess(self, outputs: torch.Tensor) -> list[Prediction]:
         return softmax_predictions(outputs)
 
+    def weights_sha256(self) -> str | None:
+        """The SHA-256 of the loaded module's state (each entry's name, dtype, shape and
+        bytes, in order), for a bundle whose weights are no file (``vision``'s come from a
+        seed): a history then sees when the model changed. None before ``load()``.
+
+        Not part of ``info()``: a server reads ``info()`` at start-up (the prediction
+        log's model version), and hashing ``vision``'s 45 MB (~30 ms) there would add to
+        the cold start it measures. The harness asks for it once per run."""
+        if self._net is None:
+            return None
+        digest = hashlib.sha256()
+        for key, value in self._net.state_dict().items():
+            digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
+            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
     def info(self) -> dict[str, Any]:
         net = self._net
         return {
@@ -182,3 +199,15 @@ class TorchClassifier:
             "accuracy": None,
             "sha256": None,
         }
+
+
+def recorded_info(bundle: Any) -> dict[str, Any]:
+    """The bundle's facts as run.json records them: ``info()``, with the weights' SHA-256
+    from the loaded module where ``info()`` has none and the bundle can give it (a seeded
+    model has no weights file): `compare` and a suite's history tell two models apart by
+    it."""
+    info = dict(bundle.info())
+    digest = getattr(bundle, "weights_sha256", None)
+    if info.get("sha256") is None and callable(digest):
+        info["sha256"] = digest()
+    return info

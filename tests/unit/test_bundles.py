@@ -79,6 +79,22 @@ def test_vision_is_deterministic_and_shaped() -> None:
     assert np.isfinite(pa.probabilities).all()
 
 
+def test_vision_weights_have_a_checksum_the_runner_records() -> None:
+    a, b = get_bundle("vision"), get_bundle("vision")
+    assert a.weights_sha256() is None  # nothing loaded
+    a.load()
+    b.load()
+    digest = a.weights_sha256()
+    assert digest is not None
+    assert len(digest) == 64
+    assert digest == b.weights_sha256()  # seeded: the same model every time
+    assert a.info()["sha256"] is None  # servers read info(): no 30 ms hash at start-up
+    assert protocol.recorded_info(a)["sha256"] == digest
+    with torch.no_grad():
+        next(b._net.parameters()).view(-1)[0] += 1e-3  # one weight, slightly
+    assert b.weights_sha256() != digest
+
+
 def test_unknown_bundle_names_the_choices() -> None:
     with pytest.raises(BundleError, match="digits"):
         get_bundle("resnet9000")

@@ -338,3 +338,42 @@ def test_a_damaged_entry_is_named(base_run: RunDoc, tmp_path: Path,
     assert main(["history", str(hdir)]) == 1
     err = capsys.readouterr().err
     assert f"remove the entry {damaged.name}" in err
+
+
+def test_every_deployment_slower_at_once_names_the_machine_as_a_cause(
+        base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    both = slower(slower(base_run, "fast", 1.3), "slow", 1.1)
+    hdir = two_entries(base_run, tmp_path, both)
+    assert main(["history", str(hdir)]) == 0
+    out = capsys.readouterr().out
+    assert "every deployment in every cell is slower (median p50 change over its loads " \
+           "from +10.0%, slow in digits-smoke, to +30.0%, fast in digits-smoke)" in out
+    assert "as much as a change in code they all share" in out
+    assert "every deployment in every cell is slower" in (hdir / "history.md").read_text()
+
+
+@pytest.mark.parametrize("factor", [1.5, 1.01])
+def test_one_deployment_slower_is_no_common_shift(base_run: RunDoc, tmp_path: Path,
+                                                  factor: float) -> None:
+    # Only "fast" moved; or both, but one within the floor: nothing common to say.
+    second = slower(base_run, "fast", 1.5) if factor == 1.5 else slower(
+        slower(base_run, "fast", 1.5), "slow", factor)
+    latest = history.latest_changes(history.load_history(two_entries(base_run, tmp_path,
+                                                                     second)))
+    assert latest is not None
+    assert history.common_shift(latest.cells) is None
+
+
+def test_a_sha256_missing_in_one_entry_is_not_a_changed_model(
+        base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = copy.deepcopy(base_run)
+    before["bundle"]["sha256"] = None
+    hdir = tmp_path / "history"
+    for i, doc in enumerate((before, base_run)):
+        append_entry(suite(tmp_path / f"s{i}", {"digits-smoke": (COMPLETE, doc)},
+                           finished_at=f"2026-12-0{i + 1}T00:00:00Z"), hdir)
+    assert main(["history", str(hdir)]) == 0
+    out = capsys.readouterr().out
+    assert "the sha256 of the bundle digits is not recorded in the previous entry: " \
+           "whether the model changed is not known" in out
+    assert "the bundle digits changed" not in out
