@@ -248,7 +248,7 @@ def latest_changes(history: History) -> Latest | None:
     if (p["deploybench"], p["git_commit"]) != (q["deploybench"], q["git_commit"]):
         notes.append(f"deploybench {p['deploybench']} ({_short(p['git_commit'])}) -> "
                      f"{q['deploybench']} ({_short(q['git_commit'])})")
-    cells = []
+    cells, changed_models = [], []
     ids_prev = [c["id"] for c in p["cells"]]
     ids_last = [c["id"] for c in q["cells"]]
     for cell_id in ids_last:
@@ -271,8 +271,9 @@ def latest_changes(history: History) -> Latest | None:
                                  f"{_short(ca['bundle_sha256'])} -> "
                                  f"{_short(cb['bundle_sha256'])}): the model itself is not "
                                  "the same")
+            changed_models.append(cell_id)
         cells.append(CellChange(cell_id, comparison, cell_notes))
-    shift = common_shift(cells)
+    shift = common_shift(cells, changed_models)
     if shift:
         notes.append(shift)
     return Latest(prev, last, cells, [i for i in ids_prev if i not in ids_last],
@@ -283,13 +284,15 @@ def latest_changes(history: History) -> Latest | None:
 SHIFT_FLOOR = 0.02
 
 
-def common_shift(cells: Sequence[CellChange]) -> str | None:
+def common_shift(cells: Sequence[CellChange], changed_models: Sequence[str] = ()
+                 ) -> str | None:
     """A sentence when every deployment of every cell moved the same way: each one's
     median p50 change over its loads beyond ``SHIFT_FLOOR``, all of one sign. Every
     deployment at once, the in-process model among them, is what a slower or faster
     machine looks like (a busy neighbour, another clock), as much as a change in code they
     all share; one cell's own figures cannot tell the two apart, a rerun of the previous
-    commit can. None when fewer than two deployments were compared or any did not move."""
+    commit can; where the bundle changed (``changed_models``, cell ids), the sentence puts
+    that first. None when fewer than two deployments were compared or any did not move."""
     medians = []
     for cell in cells:
         by_target: dict[str, list[float]] = {}
@@ -304,13 +307,17 @@ def common_shift(cells: Sequence[CellChange]) -> str | None:
     low, high = min(medians), max(medians)
     model = (", the in-process model (no serving code) among them"
              if any(name.startswith("inprocess in ") for _, name in medians) else "")
-    return (f"every deployment in every cell is {'slower' if slower else 'faster'} "
-            f"(median p50 change over its loads from {low[0]:+.1%}, {low[1]}, to "
-            f"{high[0]:+.1%}, {high[1]}){model}: a shift "
-            f"this uniform is what a {'slower' if slower else 'faster'} machine looks like "
-            "(a busy neighbour, another clock) as much as a change in code they all share. "
-            "Run the previous commit again on this machine to tell them apart before "
-            "acting on it")
+    way, machine = ("slower", "a slower") if slower else ("faster", "a faster")
+    head = (f"every deployment in every cell is {way} (median p50 change over its loads "
+            f"from {low[0]:+.1%}, {low[1]}, to {high[0]:+.1%}, {high[1]}){model}")
+    if changed_models:
+        return (f"{head}: the model changed ({', '.join(changed_models)}) and every "
+                f"deployment serves it; {machine} machine (a busy neighbour, another "
+                "clock) would move them all as well")
+    return (f"{head}: a shift this uniform is what {machine} machine looks like (a busy "
+            "neighbour, another clock) as much as a change in code they all share. Run "
+            "the previous commit again on this machine to tell them apart before acting "
+            "on it")
 
 
 def gate(latest: Latest, checks: Sequence[compare.FailOn]) -> list[str]:

@@ -319,6 +319,17 @@ def test_a_changed_bundle_is_noted(base_run: RunDoc, tmp_path: Path,
     assert "ffffffffffff" in out
 
 
+def test_a_changed_bundle_comes_first_in_a_common_shift(
+        base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = slower(slower(base_run, "fast", 1.3), "slow", 1.3)
+    other["bundle"]["sha256"] = "f" * 64
+    assert main(["history", str(two_entries(base_run, tmp_path, other))]) == 0
+    out = capsys.readouterr().out
+    assert "every deployment in every cell is slower" in out
+    assert "the model changed (digits-smoke) and every deployment serves it" in out
+    assert "Run the previous commit again" not in out
+
+
 def test_one_entry_compares_nothing(base_run: RunDoc, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
     hdir = tmp_path / "history"
