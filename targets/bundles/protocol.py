@@ -8,6 +8,7 @@ model code's.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -179,12 +180,16 @@ class TorchClassifier:
         Not part of ``info()``: a server reads ``info()`` at start-up (the prediction
         log's model version), and hashing ``vision``'s 45 MB (~30 ms) there would add to
         the cold start it measures. The harness asks for it once per run."""
+        import torch
+
         if self._net is None:
             return None
         digest = hashlib.sha256()
         for key, value in self._net.state_dict().items():
             digest.update(f"{key}:{value.dtype}:{tuple(value.shape)}".encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+            # As bytes whatever the dtype (numpy has no bfloat16): flat, then uint8.
+            raw = value.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(raw.numpy().tobytes())
         return digest.hexdigest()
 
     def info(self) -> dict[str, Any]:
@@ -209,5 +214,8 @@ def recorded_info(bundle: Any) -> dict[str, Any]:
     info = dict(bundle.info())
     digest = getattr(bundle, "weights_sha256", None)
     if info.get("sha256") is None and callable(digest):
-        info["sha256"] = digest()
+        # A state it cannot read as bytes (quantized, sparse) stays unhashed, as before:
+        # a checksum is worth no lost run.
+        with contextlib.suppress(Exception):
+            info["sha256"] = digest()
     return info

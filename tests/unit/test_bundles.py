@@ -95,6 +95,32 @@ def test_vision_weights_have_a_checksum_the_runner_records() -> None:
     assert b.weights_sha256() != digest
 
 
+class _Half(protocol.TorchClassifier):
+    """A bundle in bfloat16 (numpy has no such dtype), with a 0-d buffer."""
+
+    name, description, input_shape, classes, preprocessing = "half", "", (4,), 2, ""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self._net = torch.nn.Sequential(torch.nn.Linear(4, 2), torch.nn.BatchNorm1d(2))
+        self._net.to(dtype)
+
+
+def test_any_dtype_is_hashed_and_a_failure_loses_no_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    half = _Half(torch.bfloat16)
+    digest = half.weights_sha256()
+    assert digest is not None
+    assert digest != _Half(torch.float32).weights_sha256()
+    assert protocol.recorded_info(half)["sha256"] == digest
+
+    def broken() -> str:
+        raise RuntimeError("a quantized state")
+
+    monkeypatch.setattr(half, "weights_sha256", broken)
+    assert protocol.recorded_info(half)["sha256"] is None
+
+
 def test_unknown_bundle_names_the_choices() -> None:
     with pytest.raises(BundleError, match="digits"):
         get_bundle("resnet9000")
