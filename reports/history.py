@@ -14,14 +14,13 @@ the previous entry's run as A and the latest's as B.
 from __future__ import annotations
 
 import gzip
-import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from reports import compare, decision
-from reports.schema import RUN_FILE, ResultFileError, RunDoc, upgrade
+from reports.schema import RUN_FILE, ResultFileError, RunDoc, parse_run
 from reports.suiteschema import (
     ENTRY_FILE,
     MANIFEST_FILE,
@@ -94,19 +93,15 @@ class History:
 def read_run_copy(path: Path) -> RunDoc:
     """A gzip'd copy of a run.json (HDIR/ENTRY/runs/CELL.json.gz), upgraded."""
     try:
-        doc = json.loads(gzip.decompress(path.read_bytes()))
+        return parse_run(gzip.decompress(path.read_bytes()), str(path))
     except FileNotFoundError:
         raise SuiteError(f"{path} is missing: the history entry {path.parent.parent.name} "
                          "is damaged; remove that folder") from None
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError) as exc:
         raise SuiteError(f"{path} cannot be read ({exc}): remove the entry "
                          f"{path.parent.parent.name}") from None
-    if not isinstance(doc, dict):
-        raise SuiteError(f"{path} is not a run.json copy (not a JSON object)")
-    try:
-        return upgrade(doc)
     except ResultFileError as exc:
-        raise SuiteError(f"{path}: {exc}") from None
+        raise SuiteError(f"{exc}: remove the entry {path.parent.parent.name}") from None
 
 
 def _entry_dirs(folder: Path) -> list[Path]:

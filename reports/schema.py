@@ -277,16 +277,21 @@ def load_run(path: Path) -> RunDoc:
         raise ResultFileError(
             f"no {RUN_FILE} in {path}. Point at a folder written by `deploybench run`"
         )
+    return parse_run(file.read_bytes(), str(file))
+
+
+def parse_run(text: str | bytes, where: str) -> RunDoc:
+    """A run document from its JSON text, upgraded; ResultFileError naming ``where``."""
     try:
-        doc = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ResultFileError(f"{file} is not valid JSON ({exc})") from exc
+        doc = json.loads(text)
+    except ValueError as exc:  # invalid JSON, or bytes that are not UTF-8
+        raise ResultFileError(f"{where} is not valid JSON ({exc})") from exc
     if not isinstance(doc, dict):
-        raise ResultFileError(f"{file} is not a deploybench result (not a JSON object)")
+        raise ResultFileError(f"{where} is not a deploybench result (not a JSON object)")
     try:
         return upgrade(doc)
     except ResultFileError as exc:
-        raise ResultFileError(f"{file}: {exc}") from None
+        raise ResultFileError(f"{where}: {exc}") from None
 
 
 def upgrade(doc: dict[str, Any]) -> RunDoc:

@@ -351,6 +351,20 @@ def test_a_damaged_entry_is_named(base_run: RunDoc, tmp_path: Path,
     assert f"remove the entry {damaged.name}" in err
 
 
+@pytest.mark.parametrize(("content", "says"), [(b"[1]", "not a JSON object"),
+                                               (b"{", "is not valid JSON")])
+def test_a_copy_that_is_no_run_is_named(base_run: RunDoc, tmp_path: Path, content: bytes,
+                                        says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    hdir = two_entries(base_run, tmp_path, base_run)
+    damaged = entries(hdir)[0]
+    (damaged / "runs" / "digits-smoke.json.gz").write_bytes(gzip.compress(content))
+    assert main(["history", str(hdir)]) == 1
+    err = capsys.readouterr().err
+    assert says in err
+    assert "digits-smoke.json.gz" in err
+    assert f"remove the entry {damaged.name}" in err
+
+
 def test_every_deployment_slower_at_once_names_the_machine_as_a_cause(
         base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     both = slower(slower(base_run, "fast", 1.3), "slow", 1.1)
