@@ -284,12 +284,11 @@ def preflight(args: argparse.Namespace) -> Preflight:
 def cmd_run(args: argparse.Namespace) -> int:
     die_with_parent()  # a cell of a suite: SIGTERM (a partial run.json) if the suite dies
     checks = preflight(args)
-    scenario, cpus, notes = checks.scenario, checks.cpus, checks.notes
     # The orchestrator stays off the target's CPUs, from here (torch's threads, started
     # by the bundle check, inherit the set), restored after so main() can be called
     # again in one process, as tests do.
     allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus.loadgen)
+    os.sched_setaffinity(0, checks.cpus.loadgen)
     try:
         # Before any folder is made or server started: a broken bundle costs nothing.
         checked = check_bundle(args.bundle, lambda text: print(text, file=sys.stderr),
@@ -300,13 +299,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         out_dir = out_dir.resolve()
         if moved:
             print(f"note: {moved}", file=sys.stderr)
-        return _run(args, scenario, cpus, out_dir, notes, checked)
+        return _run(args, checks, out_dir, checked)
     finally:
         os.sched_setaffinity(0, allowed)
 
 
-def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: Path,
-         notes: list[str], checked: CheckedBundle) -> int:
+def _run(args: argparse.Namespace, checks: Preflight, out_dir: Path,
+         checked: CheckedBundle) -> int:
+    scenario, cpus, notes = checks.scenario, checks.cpus, checks.notes
     simulated = registry.simulated(args.targets)
     if simulated:
         print("note: --targets fake is deploybench's test target: a fixed service time under "
@@ -356,8 +356,8 @@ def _run(args: argparse.Namespace, scenario: Scenario, cpus: CpuPlan, out_dir: P
                                        max_batch=args.max_batch),
                    loadgen_master=args.loadgen_master)
     loadgen = SimulatedLoadGenerator() if simulated else LocustLoadGenerator()
-    names = _result_names(args)
-    load_s = scenario.estimated_s * len(names) * args.trials
+    names = checks.result_names
+    load_s = checks.load_s * args.trials
     print(f"deploybench: {', '.join(names)} serving {label(args.bundle)}, scenario "
           f"{scenario.name} (at least ~{load_s:.0f} s of load), "
           f"{cpus.describe()}; results in {out_dir}", file=sys.stderr)

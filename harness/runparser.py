@@ -1,6 +1,6 @@
 """``deploybench run``'s options: the ``run`` subparser, in a module of its own so that
 ``deploybench suite`` parses each cell's arguments with run's own parser
-(:func:`run_parser`) without importing :mod:`harness.cli`."""
+(:func:`add_run_parser`) without importing :mod:`harness.cli`."""
 
 from __future__ import annotations
 
@@ -26,13 +26,6 @@ from targets.fastapi.server import POOLS as FASTAPI_POOLS
 from targets.runtimes.cpuset import parse_cpus
 from targets.wire import codec
 from targets.wire.codec import ENCODINGS
-
-
-def run_parser() -> argparse.ArgumentParser:
-    """A parser of ``deploybench run``'s arguments alone (what follows ``run``)."""
-    holder = argparse.ArgumentParser(prog="deploybench")
-    sub = holder.add_subparsers(dest="command", required=True)
-    return add_run_parser(sub)
 
 
 def add_run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from reports import compare, decision
+from reports.loads import at_load, common_load, spread
 from reports.schema import RUN_FILE, ResultFileError, RunDoc, parse_run
 from reports.suiteschema import (
     ENTRY_FILE,
@@ -161,14 +162,28 @@ def load_history(hdir: Path) -> History:
 Trend = dict[str, dict[str, dict[str, list[float | None]]]]
 
 
-def _values(run: RunDoc) -> dict[str, dict[str, float | None]]:
-    """metric -> deployment -> the run's figure."""
+def _values(run: RunDoc, load: tuple[str, float] | None
+            ) -> dict[str, dict[str, float | None]]:
+    """metric -> deployment -> the run's figure; p99 at ``load``, one for every entry."""
     out: dict[str, dict[str, float | None]] = {m: {} for m, _, _ in TREND_METRICS}
     for f in decision.figures(run):
         out["capacity"][f.name] = f.capacity.median if f.capacity else None
-        out["p99"][f.name] = f.common_p99.median if f.common_p99 else None
         out["peak_rps"][f.name] = f.peak_rps
+    for t in run["targets"]:
+        p99 = spread(at_load(t, load), "p99")
+        out["p99"][t["name"]] = p99.median if p99 else None
     return out
+
+
+def trend_load(history: History, cell_id: str) -> tuple[str, float] | None:
+    """The load a cell's p99 trend is read at in every entry: the common load of the
+    latest entry that has the cell. Each entry's own common load would move with a failed
+    deployment or a shorter sweep, and the line would join p99s at different loads."""
+    for entry in reversed(history.entries):
+        run = history.run(entry, cell_id)
+        if run is not None:
+            return common_load(run)
+    return None
 
 
 def trend(history: History) -> Trend:
@@ -176,11 +191,12 @@ def trend(history: History) -> Trend:
     n = len(history.entries)
     for cell_id in history.cell_ids():
         series: dict[str, dict[str, list[float | None]]] = {m: {} for m, _, _ in TREND_METRICS}
+        load = trend_load(history, cell_id)
         for i, entry in enumerate(history.entries):
             run = history.run(entry, cell_id)
             if run is None:
                 continue
-            for metric, by_target in _values(run).items():
+            for metric, by_target in _values(run, load).items():
                 for name, value in by_target.items():
                     series[metric].setdefault(name, [None] * n)[i] = value
         out[cell_id] = series
@@ -220,6 +236,17 @@ class Latest:
     only_in_previous: list[str]
     only_in_latest: list[str]
     notes: list[str]
+
+    @property
+    def broken(self) -> list[str]:
+        """Cells complete in the previous entry that the latest ran but did not complete
+        (they fail ``--fail-on``)."""
+        return [i for i in self.only_in_previous if i in self.latest.record["left_out"]]
+
+    @property
+    def gone(self) -> list[str]:
+        """Cells of the previous entry that the latest suite no longer has."""
+        return [i for i in self.only_in_previous if i not in self.broken]
 
 
 #: compare's warnings a history says in its own words (a new version is what it tracks).
@@ -322,11 +349,10 @@ def gate(latest: Latest, checks: Sequence[compare.FailOn]) -> list[str]:
     fail)."""
     if not checks:
         return []
-    broken = [i for i in latest.only_in_previous if i in latest.latest.record["left_out"]]
     return [f"{cell.cell}: {line}" for cell in latest.cells
             for line in compare.gate(cell.comparison, checks)] + [
         f"{i}: complete in {latest.previous.id}, not complete in {latest.latest.id} "
-        "(failed or partial: see that suite's index)" for i in broken]
+        "(failed or partial: see that suite's index)" for i in latest.broken]
 
 
 def _short(sha: str | None) -> str:

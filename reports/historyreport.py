@@ -11,7 +11,8 @@ from reports import historychart, html, markdown
 from reports.blocks import Block, Bullets, Chart, Heading, Paragraph, Table
 from reports.compare import change_text, metric_value
 from reports.format import fmt_ms, fmt_rps
-from reports.history import TREND_METRICS, Entry, History, Latest, Trend
+from reports.history import TREND_METRICS, Entry, History, Latest, Trend, trend_load
+from reports.loads import describe_common
 from reports.schema import simulated_targets
 from targets.files import atomic_write_bytes
 
@@ -65,8 +66,7 @@ def latest_blocks(latest: Latest | None, history: History) -> list[Block]:
         "compare`'s statistics (the previous entry's run as A, the latest's as B). Listed: "
         "every change in the worse direction not within noise."))
     notes = list(latest.notes)
-    broken = [i for i in latest.only_in_previous if i in latest.latest.record["left_out"]]
-    gone = [i for i in latest.only_in_previous if i not in broken]
+    broken, gone = latest.broken, latest.gone
     if broken:
         notes.append(f"complete in the previous entry, NOT complete in the latest (failed or "
                      f"partial; `--fail-on` fails on it): {', '.join(broken)}")
@@ -128,6 +128,9 @@ def trend_blocks(history: History, trend: Trend, charts: dict[str, bytes]) -> li
         "decision's figures), and the peak throughput.")]
     for cell_id, by_metric in trend.items():
         blocks.append(Heading(f"`{cell_id}`", 3))
+        load = describe_common(trend_load(history, cell_id))
+        blocks.append(Paragraph(f"p99 at {load} in every entry (the latest entry's common "
+                                "load)."))
         blocks.append(figures_table(by_metric))
         for metric, what, _ in TREND_METRICS:
             name = historychart.chart_name(cell_id, metric)

@@ -115,7 +115,7 @@ def _finish(run: SuiteRun, args: argparse.Namespace, started: float) -> int:
               f"{run.resume_command}", file=sys.stderr)
         return 1
     strict = [c["id"] for c in cells if c["exit_code"] == EXIT_INVALID]
-    if strict:  # this invocation's cells: a skipped one keeps its earlier code
+    if strict:  # every cell's last run: a skipped cell keeps its earlier run's code
         print(f"{len(strict)} cell(s) with INVALID stages (--strict): {', '.join(strict)}",
               file=sys.stderr)
         return EXIT_INVALID
@@ -148,9 +148,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = (args.out or Path("results/suites") / f"{suite.name}-{stamp}").resolve()
 
+    machine, commit = machine_class(dict(collect_cpu())), collect_git().get("git_commit")
+
     def fresh() -> SuiteManifest:
-        return new_manifest(suite, machine_class(dict(collect_cpu())), harness.__version__,
-                            collect_git().get("git_commit"))
+        return new_manifest(suite, machine, harness.__version__, commit)
 
     open_suite_dir(out, suite, fresh)  # its refusals, before the folder is touched
     with locked(out):  # then again under the lock: what another suite left is read whole

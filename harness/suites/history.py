@@ -8,12 +8,13 @@ import datetime as dt
 import gzip
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from harness.commands import EXIT_REGRESSION
 from reports import history, historyreport
 from reports.compare import change_text, metric_value, parse_fail_on
-from reports.schema import RUN_FILE, ResultFileError, RunDoc, load_run
+from reports.schema import RUN_FILE, ResultFileError, RunDoc, parse_run
 from reports.suiteschema import (
     COMPLETE,
     ENTRY_FILE,
@@ -97,8 +98,8 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
         if cell["status"] != COMPLETE:
             continue
         try:
-            run = load_run(file)
             raw = file.read_bytes()
+            run = parse_run(raw, str(file))
         except (ResultFileError, OSError) as exc:
             raise SuiteError(f"the complete cell {cell['id']} has no readable run.json "
                              f"({exc}); re-run the suite with --out {suite_dir} to "
@@ -108,6 +109,16 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
         return None
     when = _entry_time(manifest, [_cell_end(c, r, f) for c, r, _, f in runs])
     dirty = [r["metadata"].get("git_dirty") for _, r, _, _ in runs]
+    # The code that measured the cells, from the runs (a suite resumed after a pull ran
+    # its cells on two commits; the manifest holds only the last invocation's).
+    made_by = {(r["metadata"].get("deploybench"), r["metadata"].get("git_commit"))
+               for _, r, _, _ in runs}
+    version, commit = next(iter(made_by)) if len(made_by) == 1 else (None, None)
+    if len(made_by) > 1:
+        print(f"note: {suite_dir}'s cells ran on {len(made_by)} versions or commits "
+              f"({', '.join(sorted(str(c)[:12] for _, c in made_by))}): its history entry "
+              "records none, and `history` compares it as of an unknown commit",
+              file=sys.stderr)
     cells: list[HistoryCell] = [{
         "id": c["id"], "bundle": c["bundle"], "bundle_sha256": r["bundle"].get("sha256"),
         "scenario": c["scenario"], "matrix": c["matrix"], "targets": c["targets"],
@@ -116,7 +127,7 @@ def append_entry(suite_dir: Path, history_dir: Path) -> Path | None:
     entry: HistoryEntry = {
         "history_schema": HISTORY_SCHEMA, "suite": manifest["name"],
         "suite_hash": manifest["suite_hash"], "machine": manifest["machine"],
-        "deploybench": manifest["deploybench"], "git_commit": manifest["git_commit"],
+        "deploybench": version or manifest["deploybench"], "git_commit": commit,
         "git_dirty": True if any(dirty) else (False if all(d is False for d in dirty)
                                               else None),
         "time": when.isoformat(timespec="seconds"), "source": str(suite_dir),

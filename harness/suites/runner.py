@@ -263,7 +263,10 @@ class SuiteRun:
             # INVALID stages is said, and makes the suite's exit code (command._finish).
             why = f"exit code {code}: INVALID stages (--strict)"
         elif status == COMPLETE and code != 0:
-            status, why = FAILED, f"exit code {code} (run.json complete)"
+            # The files decide, as on a resume (is_complete): every figure is in run.json;
+            # what failed after it (its report) is said, not counted as a failed cell.
+            why = (f"exit code {code} after its run.json was complete (see the output "
+                   f"above; `deploybench report {cell_dir}` redraws the report)")
         cell["status"], cell["exit_code"], cell["wall_s"] = status, code, round(wall, 1)
         if why:
             cell["error"] = why

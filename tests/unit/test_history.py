@@ -19,6 +19,7 @@ from harness.commands import EXIT_REGRESSION
 from harness.results import write_run
 from harness.suites.history import append_entry
 from reports import decision, history
+from reports.loads import common_load
 from reports.schema import RunDoc
 from reports.suiteschema import COMPLETE, FAILED, SuiteError, load_entry
 from tests.suitefolders import write_manifest
@@ -244,7 +245,9 @@ def test_the_trend_is_each_runs_figures(base_run: RunDoc, tmp_path: Path) -> Non
 
 def two_entries(base_run: RunDoc, tmp_path: Path, second: RunDoc) -> Path:
     hdir = tmp_path / "history"
-    for i, doc in enumerate((base_run, second)):
+    for i, given in enumerate((base_run, second)):
+        doc = copy.deepcopy(given)
+        doc["metadata"]["git_commit"] = str(i) * 40  # the code that measured it
         append_entry(suite(tmp_path / f"s{i}", {"digits-smoke": (COMPLETE, doc)},
                            finished_at=f"2026-12-0{i + 1}T00:00:00Z",
                            commit=str(i) * 40), hdir)
@@ -402,3 +405,45 @@ def test_a_sha256_missing_in_one_entry_is_not_a_changed_model(
     assert "the sha256 of the bundle digits is not recorded in the previous entry: " \
            "whether the model changed is not known" in out
     assert "the bundle digits changed" not in out
+
+
+def test_an_entry_records_the_commit_its_cells_ran_on(
+        base_run: RunDoc, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A suite resumed after a pull: the manifest has the last invocation's commit.
+    a, b = copy.deepcopy(base_run), copy.deepcopy(base_run)
+    a["metadata"]["git_commit"], b["metadata"]["git_commit"] = "a" * 40, "b" * 40
+    one = append_entry(suite(tmp_path / "s1", {"x": (COMPLETE, a)}, commit="c" * 40),
+                       tmp_path / "h1")
+    assert one is not None
+    assert load_entry(one)["git_commit"] == "a" * 40
+    two = append_entry(suite(tmp_path / "s2", {"x": (COMPLETE, a), "y": (COMPLETE, b)},
+                             commit="c" * 40), tmp_path / "h2")
+    assert two is not None
+    assert load_entry(two)["git_commit"] is None
+    assert "ran on 2 versions or commits (aaaaaaaaaaaa, bbbbbbbbbbbb)" in \
+        capsys.readouterr().err
+
+
+def test_the_p99_trend_is_read_at_one_load_in_every_entry(base_run: RunDoc,
+                                                          tmp_path: Path) -> None:
+    # The previous entry's "slow" ran 4 users only: that entry's own common load is 4
+    # users, the latest's 1 user. Every entry's p99 is read at the latest's.
+    previous = copy.deepcopy(base_run)
+    slow = next(t for t in previous["targets"] if t["name"] == "slow")
+    slow["stages"] = [s for s in slow["stages"] if s["concurrency"] == 4]
+    assert common_load(previous) == ("closed", 4.0)
+    assert common_load(base_run) == ("closed", 1.0)
+    hdir = tmp_path / "h"
+    for i, doc in enumerate((previous, base_run)):
+        append_entry(suite(tmp_path / f"t{i}", {"digits-smoke": (COMPLETE, doc)},
+                           finished_at=f"2026-12-0{i + 1}T00:00:00Z"), hdir)
+    hist = history.load_history(hdir)
+    assert history.trend_load(hist, "digits-smoke") == ("closed", 1.0)
+    p99 = history.trend(hist)["digits-smoke"]["p99"]
+    fast = next(t for t in base_run["targets"] if t["name"] == "fast")
+    at_one = next(s for s in fast["stages"] if s["concurrency"] == 1)["latency_ms"]
+    assert at_one is not None
+    assert p99["fast"] == [at_one["p99"], at_one["p99"]]
+    assert p99["slow"][0] is None  # it ran no 1-user stage in the previous entry
+    assert main(["history", str(hdir)]) == 0
+    assert "p99 at 1 concurrent user in every entry" in (hdir / "history.md").read_text()

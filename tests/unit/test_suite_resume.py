@@ -242,10 +242,12 @@ def test_a_second_suite_in_a_running_suites_folder_is_refused(tmp_path: Path,
         pass
 
 
+@pytest.mark.parametrize("code", [4, 1])
 def test_a_strict_run_with_invalid_stages_is_complete_as_a_resume_finds_it(
-        tmp_path: Path, suite: Suite) -> None:
+        tmp_path: Path, suite: Suite, code: int) -> None:
     # `run --strict` writes a complete run.json and exits 4 for INVALID stages: the cell is
-    # complete (a resume reads the same from disk and skips it), its code said.
+    # complete (a resume reads the same from disk and skips it), its code said. So is a
+    # run that failed after its run.json (its report): the files decide, as on a resume.
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     (runs_dir / "done.json").write_text(json.dumps(a_run()))
@@ -254,7 +256,7 @@ def test_a_strict_run_with_invalid_stages_is_complete_as_a_resume_finds_it(
                       "out = Path(sys.argv[sys.argv.index('--out') + 1])\n"
                       "out.mkdir(parents=True)\n"
                       "shutil.copy(Path(sys.argv[1]) / 'done.json', out / 'run.json')\n"
-                      "sys.exit(4)\n")
+                      f"sys.exit({code})\n")
     out = tmp_path / "out"
     out.mkdir()
     run = SuiteRun(suite=suite, out=out, manifest=manifest(suite), resume_command="again",
@@ -262,5 +264,8 @@ def test_a_strict_run_with_invalid_stages_is_complete_as_a_resume_finds_it(
     run.run_cells()
     cells = load_manifest(out)["cells"]
     assert {c["status"] for c in cells} == {COMPLETE}
-    assert cells[0]["exit_code"] == 4
-    assert cells[0]["error"] == "exit code 4: INVALID stages (--strict)"
+    assert cells[0]["exit_code"] == code
+    assert cells[0]["error"] == ("exit code 4: INVALID stages (--strict)" if code == 4 else
+                                 "exit code 1 after its run.json was complete (see the output "
+                                 f"above; `deploybench report {out / cells[0]['dir']}` redraws "
+                                 "the report)")
